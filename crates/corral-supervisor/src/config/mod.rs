@@ -1,0 +1,135 @@
+//! `corral.toml`: what the daemon runs, read and checked whole before
+//! anything starts. Reading a config has no effect on the system.
+
+mod diagnostic;
+mod paths;
+mod raw;
+mod validate;
+
+pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
+pub use paths::default_config_path;
+
+use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A checked config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Where the daemon keeps its socket, state and logs.
+    pub daemon: DaemonConfig,
+    /// Services by name.
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+/// `[daemon]`. Relative paths are relative to the config file's folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// The control socket (default `<state_dir>/corral.sock`).
+    pub socket: PathBuf,
+    /// Events, persisted state (default `<config folder>/.corral`).
+    pub state_dir: PathBuf,
+    /// Service logs (default `<state_dir>/logs`).
+    pub log_dir: PathBuf,
+    /// The optional TCP listener, which needs TLS and a bearer token.
+    pub tcp: Option<TcpConfig>,
+}
+
+/// `[daemon.tcp]`: refused at start unless every field is there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// A file whose first line is the bearer token.
+    pub token_file: Option<PathBuf>,
+}
+
+/// One service, as declared. Two specs that compare equal run the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// The service's name (a file name: letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// The program and its arguments; with `shell = true`, `sh -c LINE`.
+    pub command: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// How many copies run, each its own group.
+    pub instances: u32,
+    /// When an instance that ended by itself is started again.
+    pub restart: RestartPolicy,
+    /// Exit codes that count as success.
+    pub success_exit_codes: Vec<i32>,
+    /// Delay between restarts.
+    pub backoff: Backoff,
+    /// Past this many starts the instance is `failed`.
+    pub start_limit: StartLimit,
+    /// How an instance is stopped.
+    pub stop: corral::StopPolicy,
+    /// Limits of each instance's group.
+    pub limits: corral::Limits,
+    /// Wall-clock limit of each run.
+    pub timeout: Option<Duration>,
+    /// Services that must meet a condition before this one starts.
+    pub depends_on: BTreeMap<String, Condition>,
+    /// Log rotation.
+    pub logs: LogPolicy,
+    /// The user it runs as (Unix).
+    pub user: Option<String>,
+}
+
+impl ServiceSpec {
+    /// True when only the instance count differs, so a reload can scale
+    /// without touching running instances.
+    pub fn same_but_instances(&self, other: &ServiceSpec) -> bool {
+        let mut o = other.clone();
+        o.instances = self.instances;
+        *self == o
+    }
+}
+
+/// `logs = { max_size, keep }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPolicy {
+    /// A file is rotated once it would grow past this.
+    pub max_size: u64,
+    /// Rotated files kept besides the current one.
+    pub keep: u32,
+}
+
+impl Default for LogPolicy {
+    fn default() -> Self {
+        LogPolicy { max_size: 10 << 20, keep: 5 }
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let shown = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![Diagnostic {
+            file: shown.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the config: {e}"),
+            expected: None,
+            did_you_mean: None,
+        }])
+    })?;
+    parse(&src, path)
+}
+
+/// Checks config text as if it were read from `path` (which names it in
+/// errors and anchors relative paths).
+pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    validate::parse(src, path)
+}

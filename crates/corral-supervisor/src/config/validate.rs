@@ -1,0 +1,378 @@
+//! From text to a checked [`Config`], collecting every error on the way.
+//!
+//! serde stops at the first error, so each key is deserialized on its own
+//! first: one bad key never hides another. Checks that span several values
+//! (a dependency on an unknown service, a cycle) come after.
+
+use super::diagnostic::{did_you_mean, split_unknown, ConfigErrors, Sink};
+use super::paths::{anchor, base_dir};
+use super::raw::*;
+use super::{Config, DaemonConfig, LogPolicy, ServiceSpec, TcpConfig};
+use crate::policy::{find_cycle, Backoff, Condition, RestartPolicy, StartLimit};
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
+
+type Span = Option<Range<usize>>;
+
+pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let mut sink = Sink::new(&file, src);
+    let doc = match ImDocument::parse(src.to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            sink.push(e.span(), format!("invalid TOML: {msg}"), None, None);
+            return Err(ConfigErrors(sink.finish()));
+        }
+    };
+    let root = doc.as_table();
+    let mut daemon = RawDaemon::default();
+    let mut services: Vec<(String, Span, RawService, &dyn TableLike)> = Vec::new();
+    for (key, item) in root.iter() {
+        let key_span = root.key(key).and_then(|k| k.span());
+        match key {
+            "daemon" => {
+                if let Some(d) = read_table::<RawDaemon>(&mut sink, item, key_span, "[daemon]") {
+                    daemon = d;
+                }
+            }
+            "services" => {
+                let Some(table) = item.as_table_like() else {
+                    sink.push(key_span, "`services` must be a table", Some("[services.NAME] sections".into()), None);
+                    continue;
+                };
+                for (name, sitem) in table.iter() {
+                    let span = table.get_key_value(name).and_then(|(k, _)| k.span());
+                    let what = format!("service `{name}`");
+                    if let Some(raw) = read_table::<RawService>(&mut sink, sitem, span.clone(), &what) {
+                        if let Some(t) = sitem.as_table_like() {
+                            services.push((name.to_string(), span, raw, t));
+                        }
+                    }
+                }
+            }
+            other => sink.push(
+                key_span,
+                format!("unknown top-level key `{other}`"),
+                Some("`daemon` or `services`".into()),
+                did_you_mean(other, ["daemon", "services"]),
+            ),
+        }
+    }
+
+    let base = base_dir(path);
+    let daemon = daemon_config(&mut sink, daemon, &base, root);
+    let names: Vec<String> = services.iter().map(|s| s.0.clone()).collect();
+    let mut specs = BTreeMap::new();
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut dep_spans: BTreeMap<String, Span> = BTreeMap::new();
+    for (name, span, raw, table) in services {
+        deps.insert(name.clone(), raw.depends_on.iter().flatten().map(|(d, _)| d.clone()).collect());
+        dep_spans.insert(name.clone(), key_span(table, "depends_on").or(span.clone()));
+        if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, &base) {
+            specs.insert(name, spec);
+        }
+    }
+    if let Some(cycle) = find_cycle(&deps) {
+        sink.push(
+            dep_spans.get(&cycle[0]).cloned().flatten(),
+            format!("dependency cycle: {}", cycle.join(" -> ")),
+            Some("services that depend on each other in one direction only".into()),
+            None,
+        );
+    }
+    let errors = sink.finish();
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config { path: path.to_path_buf(), daemon, services: specs })
+}
+
+/// Deserializes a table key by key so that every bad key is reported, then
+/// as a whole.
+fn read_table<T: DeserializeOwned>(sink: &mut Sink<'_>, item: &Item, span: Span, what: &str) -> Option<T> {
+    let Some(table) = item.as_table_like() else {
+        sink.push(span, format!("{what} must be a table"), Some(format!("a [section] or {{ key = value }} for {what}")), None);
+        return None;
+    };
+    let mut ok = true;
+    for (key, value) in table.iter() {
+        let kspan = table.get_key_value(key).and_then(|(k, _)| k.span());
+        let Ok(value) = value.clone().into_value() else { continue };
+        let mut one = InlineTable::new();
+        one.insert(key, value);
+        if let Err(e) = T::deserialize(Value::InlineTable(one).into_deserializer()) {
+            ok = false;
+            report(sink, &e, kspan, what);
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let whole = item.clone().into_value().ok()?;
+    match T::deserialize(whole.into_deserializer()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            report(sink, &e, span, what);
+            None
+        }
+    }
+}
+
+fn report(sink: &mut Sink<'_>, e: &toml_edit::de::Error, fallback: Span, what: &str) {
+    let span = e.span().or(fallback);
+    let msg = e.message().trim();
+    match split_unknown(msg) {
+        Some((kind, word, known)) => {
+            let hint = did_you_mean(&word, known.iter().map(String::as_str));
+            let expected = match known.len() {
+                0 => None,
+                1 => Some(format!("`{}`", known[0])),
+                _ => Some(format!("one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))),
+            };
+            sink.push(span, format!("{what}: unknown {kind} `{word}`"), expected, hint);
+        }
+        None => {
+            // serde says "invalid type: string \"x\", expected u32"; keep
+            // the expected part on its own line.
+            let (m, exp) = match msg.split_once(", expected ") {
+                Some((m, exp)) => (m.to_string(), Some(exp.to_string())),
+                None => match msg.split_once(": expected ") {
+                    Some((m, exp)) => (m.to_string(), Some(exp.to_string())),
+                    None => (msg.to_string(), None),
+                },
+            };
+            sink.push(span, format!("{what}: {m}"), exp, None);
+        }
+    }
+}
+
+fn key_span(table: &dyn TableLike, key: &str) -> Span {
+    table.get_key_value(key).and_then(|(k, v)| v.span().or_else(|| k.span()))
+}
+
+fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_edit::Table) -> DaemonConfig {
+    let state_dir = raw.state_dir.map(|p| anchor(base, &p)).unwrap_or_else(|| base.join(".corral"));
+    let log_dir = raw.log_dir.map(|p| anchor(base, &p)).unwrap_or_else(|| state_dir.join("logs"));
+    let socket = raw.socket.map(|p| anchor(base, &p)).unwrap_or_else(|| state_dir.join("corral.sock"));
+    let dspan = root.get("daemon").and_then(|d| d.as_table_like()).and_then(|t| key_span(t, "socket"));
+    // sun_path holds 108 bytes with the terminating NUL.
+    if cfg!(unix) && socket.as_os_str().len() > 107 {
+        sink.push(
+            dspan,
+            format!("the socket path is {} bytes, longer than a Unix socket allows (107)", socket.as_os_str().len()),
+            Some("a shorter path: set [daemon] socket, e.g. \"/tmp/myproject.sock\"".into()),
+            None,
+        );
+    }
+    let tcp = raw.tcp.map(|t| TcpConfig { listen: t.listen.0, cert: t.cert, key: t.key, token_file: t.token_file });
+    if let Some(t) = &tcp {
+        if t.cert.is_none() || t.key.is_none() || t.token_file.is_none() {
+            let tspan = root
+                .get("daemon")
+                .and_then(|d| d.as_table_like())
+                .and_then(|d| d.get_key_value("tcp"))
+                .and_then(|(k, _)| k.span());
+            sink.push(
+                tspan,
+                "[daemon.tcp] needs TLS and a bearer token; a plain TCP control port is refused",
+                Some("cert = \"cert.pem\", key = \"key.pem\" and token_file = \"token\" in [daemon.tcp]".into()),
+                None,
+            );
+        }
+    }
+    let tcp = tcp.map(|t| TcpConfig {
+        cert: t.cert.map(|p| anchor(base, &p)),
+        key: t.key.map(|p| anchor(base, &p)),
+        token_file: t.token_file.map(|p| anchor(base, &p)),
+        ..t
+    });
+    DaemonConfig { socket, state_dir, log_dir, tcp }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn service_spec(
+    sink: &mut Sink<'_>,
+    name: &str,
+    span: Span,
+    raw: RawService,
+    table: &dyn TableLike,
+    names: &[String],
+    base: &Path,
+) -> Option<ServiceSpec> {
+    let errors_before = sink.out.len();
+    let what = format!("service `{name}`");
+    if !valid_name(name) {
+        sink.push(span.clone(), format!("invalid service name `{name}`"), Some("letters, digits, `-`, `_` and `.`".into()), None);
+    }
+    let shell = raw.shell.unwrap_or(false);
+    let cspan = key_span(table, "command");
+    let command = match raw.command {
+        None => {
+            sink.push(span.clone(), format!("{what} has no `command`"), Some("command = [\"program\", \"arg\", ...]".into()), None);
+            Vec::new()
+        }
+        Some(RawCommand::Line(line)) if shell => shell_argv(&line),
+        Some(RawCommand::Line(_)) => {
+            sink.push(
+                cspan.clone(),
+                format!("{what}: `command` is a string, and it is never run through a shell unless `shell = true`"),
+                Some("an array like [\"python3\", \"-m\", \"http.server\"], or `shell = true`".into()),
+                None,
+            );
+            Vec::new()
+        }
+        Some(RawCommand::Argv(argv)) if shell => shell_argv(&argv.join(" ")),
+        Some(RawCommand::Argv(argv)) => argv,
+    };
+    if raw.command.is_some() && command.first().map_or(true, |p| p.trim().is_empty()) && sink.out.len() == errors_before {
+        sink.push(cspan, format!("{what}: `command` is empty"), Some("at least the program: [\"program\", ...]".into()), None);
+    }
+    let instances = raw.instances.unwrap_or(1);
+    if instances == 0 {
+        sink.push(key_span(table, "instances"), format!("{what}: `instances` is 0"), Some("1 or more".into()), None);
+    }
+    let restart = match raw.restart.unwrap_or(RawRestart::OnFailure) {
+        RawRestart::No => RestartPolicy::No,
+        RawRestart::OnFailure => RestartPolicy::OnFailure,
+        RawRestart::Always => RestartPolicy::Always,
+    };
+    let mut backoff = Backoff::default();
+    if let Some(b) = raw.backoff {
+        let bspan = key_span(table, "backoff");
+        backoff.initial = b.initial.map_or(backoff.initial, |d| d.0);
+        backoff.max = b.max.map_or(backoff.max, |d| d.0);
+        backoff.factor = b.factor.unwrap_or(backoff.factor);
+        backoff.reset_after = b.reset_after.map_or(backoff.reset_after, |d| d.0);
+        backoff.jitter = b.jitter.unwrap_or(backoff.jitter);
+        if !(backoff.factor.is_finite() && backoff.factor >= 1.0) {
+            sink.push(bspan.clone(), format!("{what}: backoff factor {} is below 1", backoff.factor), Some("a number >= 1.0, like 2.0".into()), None);
+        }
+        if backoff.initial > backoff.max {
+            sink.push(bspan.clone(), format!("{what}: backoff initial is longer than max"), Some("initial <= max".into()), None);
+        }
+        if !(0.0..=1.0).contains(&backoff.jitter) {
+            sink.push(bspan, format!("{what}: backoff jitter {} is out of range", backoff.jitter), Some("a fraction from 0.0 to 1.0".into()), None);
+        }
+    }
+    let mut start_limit = StartLimit::default();
+    if let Some(s) = raw.start_limit {
+        start_limit.burst = s.burst.unwrap_or(start_limit.burst);
+        start_limit.interval = s.interval.map_or(start_limit.interval, |d| d.0);
+        if start_limit.burst == 0 {
+            sink.push(key_span(table, "start_limit"), format!("{what}: start_limit burst is 0"), Some("1 or more".into()), None);
+        }
+    }
+    let mut stop = corral::StopPolicy::default();
+    if let Some(s) = raw.stop {
+        stop.signal = s.signal.map_or(stop.signal, |s| s.0);
+        stop.grace = s.grace.map_or(stop.grace, |d| d.0);
+    }
+    let mut limits = corral::Limits::new();
+    let mut timeout = None;
+    if let Some(l) = raw.limits {
+        let lspan = key_span(table, "limits");
+        let mut bad = |m: &str, e: &str| sink.push(lspan.clone(), format!("{what}: {m}"), Some(e.into()), None);
+        if let Some(m) = l.memory {
+            if m.0 == 0 {
+                bad("limits.memory is 0", "a size like \"512MiB\"");
+            }
+            limits = limits.memory(m.0);
+        }
+        if let Some(m) = l.memory_per_process {
+            if m.0 == 0 {
+                bad("limits.memory_per_process is 0", "a size like \"512MiB\"");
+            }
+            limits = limits.memory_per_process(m.0);
+        }
+        if let Some(n) = l.max_procs {
+            if n == 0 {
+                bad("limits.max_procs is 0", "1 or more");
+            }
+            limits = limits.max_procs(n);
+        }
+        if let Some(c) = l.cpus {
+            if !(c.is_finite() && c > 0.0) {
+                bad("limits.cpus must be positive", "cores like 0.5 or 2");
+            }
+            limits = limits.cpus(c);
+        }
+        if let Some(d) = l.cpu_time {
+            if d.0.is_zero() {
+                bad("limits.cpu_time is 0", "a duration like \"1m\"");
+            }
+            limits = limits.cpu_time(d.0);
+        }
+        timeout = l.timeout.map(|d| d.0);
+    }
+    let mut depends_on = BTreeMap::new();
+    let dtable = table.get("depends_on").and_then(|i| i.as_table_like());
+    for (dep, cond) in raw.depends_on.into_iter().flatten() {
+        let dspan = dtable.and_then(|t| t.get_key_value(&dep)).and_then(|(k, _)| k.span());
+        if !names.contains(&dep) {
+            sink.push(
+                dspan,
+                format!("{what} depends on `{dep}`, which is not a service"),
+                Some(format!("one of {}", names.iter().filter(|n| *n != name).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))),
+                did_you_mean(&dep, names.iter().map(String::as_str).filter(|n| *n != name)),
+            );
+        }
+        let cond = match cond {
+            RawCondition::Started => Condition::Started,
+            RawCondition::Healthy => Condition::Healthy,
+            RawCondition::Completed => Condition::Completed,
+        };
+        depends_on.insert(dep, cond);
+    }
+    let mut logs = LogPolicy::default();
+    if let Some(l) = raw.logs {
+        logs.max_size = l.max_size.map_or(logs.max_size, |s| s.0);
+        logs.keep = l.keep.unwrap_or(logs.keep);
+        if logs.max_size < 1024 {
+            sink.push(key_span(table, "logs"), format!("{what}: logs.max_size is below 1KiB"), Some("a size like \"10MiB\"".into()), None);
+        }
+    }
+    if let Some(u) = &raw.user {
+        if let Err(e) = crate::user::check(u) {
+            sink.push(key_span(table, "user"), format!("{what}: {e}"), Some("an existing user name or numeric uid".into()), None);
+        }
+    }
+    if sink.out.len() > errors_before {
+        return None;
+    }
+    Some(ServiceSpec {
+        name: name.to_string(),
+        command,
+        env: raw.env.unwrap_or_default(),
+        cwd: raw.cwd.map(|p| anchor(base, &p)),
+        instances,
+        restart,
+        success_exit_codes: raw.success_exit_codes.unwrap_or_else(|| vec![0]),
+        backoff,
+        start_limit,
+        stop,
+        limits,
+        timeout,
+        depends_on,
+        logs,
+        user: raw.user,
+    })
+}
+
+fn shell_argv(line: &str) -> Vec<String> {
+    if cfg!(windows) {
+        vec!["cmd".into(), "/C".into(), line.into()]
+    } else {
+        vec!["sh".into(), "-c".into(), line.into()]
+    }
+}

@@ -1,0 +1,80 @@
+//! What a reload changes: a pure comparison of two sets of services.
+
+use crate::config::ServiceSpec;
+use std::collections::BTreeMap;
+
+/// Services by what a reload does to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Diff {
+    /// New: created and started.
+    pub added: Vec<String>,
+    /// Gone: stopped and forgotten.
+    pub removed: Vec<String>,
+    /// Different: stopped and started again with the new spec.
+    pub changed: Vec<String>,
+    /// Only `instances` differs: instances are added or removed, the
+    /// others keep running.
+    pub scaled: Vec<String>,
+    /// Identical: not touched, same pids.
+    pub unchanged: Vec<String>,
+}
+
+/// Compares the running services with a new config's.
+pub fn diff(old: &BTreeMap<String, ServiceSpec>, new: &BTreeMap<String, ServiceSpec>) -> Diff {
+    let mut d = Diff::default();
+    for (name, spec) in new {
+        match old.get(name) {
+            None => d.added.push(name.clone()),
+            Some(o) if o == spec => d.unchanged.push(name.clone()),
+            Some(o) if o.same_but_instances(spec) => d.scaled.push(name.clone()),
+            Some(_) => d.changed.push(name.clone()),
+        }
+    }
+    d.removed = old.keys().filter(|n| !new.contains_key(*n)).cloned().collect();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn services(toml: &str) -> BTreeMap<String, ServiceSpec> {
+        crate::config::parse(toml, Path::new("/tmp/corral.toml")).unwrap().services
+    }
+
+    #[test]
+    fn sorts_services_by_what_changes() {
+        let old = services(
+            r#"
+            [services.a]
+            command = ["a"]
+            [services.b]
+            command = ["b"]
+            [services.c]
+            command = ["c"]
+            [services.d]
+            command = ["d"]
+            "#,
+        );
+        let new = services(
+            r#"
+            [services.a]
+            command = ["a"]
+            [services.b]
+            command = ["b", "--new"]
+            [services.d]
+            command = ["d"]
+            instances = 3
+            [services.e]
+            command = ["e"]
+            "#,
+        );
+        let d = diff(&old, &new);
+        assert_eq!(d.added, ["e"]);
+        assert_eq!(d.removed, ["c"]);
+        assert_eq!(d.changed, ["b"]);
+        assert_eq!(d.scaled, ["d"]);
+        assert_eq!(d.unchanged, ["a"]);
+    }
+}

@@ -1,0 +1,462 @@
+//! One service instance: a task that owns at most one corral group at a
+//! time and walks the state machine. Decisions come from `policy`; this
+//! file only waits, spawns, stops, and reports.
+//!
+//! Probes (a later issue) plug in through `Control::Ready` and
+//! `Control::Unhealthy` (see `Supervisor::report_health`): readiness only flips `ready`, and an unhealthy
+//! verdict ends the run like a crash, so restart policy, backoff and the
+//! start limit apply to it unchanged.
+
+use crate::config::ServiceSpec;
+use crate::event::{Event, EventLog};
+use crate::logs::{self, LogHub};
+use crate::persist::{GroupRecord, Persist};
+use crate::policy::{after_exit, AfterExit, Condition};
+use crate::state::{InstanceStatus, LastExit, State};
+use corral::{ExitStatus, Group, Outcome};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// What the daemon shares with every instance task.
+pub(crate) struct Ctx {
+    pub events: EventLog,
+    pub logs: Arc<LogHub>,
+    pub persist: Persist,
+    /// The monotonic origin of start-limit arithmetic.
+    pub origin: Instant,
+}
+
+/// A dependency to wait for before the first start.
+pub(crate) struct Dep {
+    pub service: String,
+    pub condition: Condition,
+    pub instances: Vec<watch::Receiver<Snapshot>>,
+}
+
+/// Requests to an instance task.
+pub(crate) enum Control {
+    /// Start, after the dependencies are met. Resets the restart budget.
+    Start(Vec<Dep>),
+    /// Stop gracefully and stay down.
+    Stop,
+    /// Stop if running, then start again at once.
+    Restart,
+    /// Set readiness (a readiness probe's verdict).
+    Ready(bool),
+    /// End the current run like a crash, with this reason (a liveness or
+    /// startup probe's verdict).
+    Unhealthy(String),
+    /// Stop and end the task (daemon shutdown, service removed).
+    Shutdown,
+}
+
+/// The instance as its task last published it.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub state: State,
+    pub ready: bool,
+    pub pid: Option<u32>,
+    pub since: Option<Instant>,
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    pub reason: String,
+}
+
+/// The daemon's handle on one instance task.
+pub(crate) struct Instance {
+    pub index: u32,
+    pub tx: mpsc::UnboundedSender<Control>,
+    pub status: watch::Receiver<Snapshot>,
+    group: Arc<Mutex<Option<Arc<Group>>>>,
+    pub task: JoinHandle<()>,
+}
+
+impl Instance {
+    /// Starts the task; the instance is `stopped` until told to start.
+    pub fn spawn(ctx: Arc<Ctx>, spec: Arc<ServiceSpec>, index: u32) -> Instance {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(Snapshot {
+            state: State::Stopped,
+            ready: false,
+            pid: None,
+            since: None,
+            restarts: 0,
+            last_exit: None,
+            reason: "created".into(),
+        });
+        let group = Arc::new(Mutex::new(None));
+        let seed = (std::process::id() as u64) << 32 ^ u64::from(index) ^ ctx.origin.elapsed().as_nanos() as u64;
+        let task = Task {
+            ctx,
+            spec,
+            index,
+            rx,
+            status: status_tx,
+            group: group.clone(),
+            attempt: 0,
+            starts: VecDeque::new(),
+            rng: seed | 1,
+        };
+        let task = tokio::spawn(task.run());
+        Instance { index, tx, status, group, task }
+    }
+
+    pub fn send(&self, c: Control) {
+        let _ = self.tx.send(c);
+    }
+
+    /// Waits until the instance is down (stopped, exited or failed).
+    pub async fn wait_down(&self) {
+        let mut rx = self.status.clone();
+        let _ = rx.wait_for(|s| s.state.is_down()).await;
+    }
+
+    /// The status with the group's usage now.
+    pub fn status(&self, service: &str) -> InstanceStatus {
+        let s = self.status.borrow().clone();
+        let group = self.group.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let usage = group.map(|g| g.usage());
+        InstanceStatus {
+            service: service.to_string(),
+            instance: self.index,
+            state: s.state,
+            ready: s.ready,
+            pid: s.pid,
+            uptime_ms: s.since.filter(|_| s.state == State::Running).map(|t| t.elapsed().as_millis() as u64),
+            restarts: s.restarts,
+            last_exit: s.last_exit,
+            reason: s.reason,
+            cpu_ms: usage.as_ref().map(|u| u.cpu_total().as_millis() as u64),
+            memory_bytes: usage.as_ref().and_then(|u| u.memory_now),
+            processes: usage.as_ref().map(|u| u.processes_active),
+        }
+    }
+}
+
+/// Whether the task goes on after a run of `up`.
+#[derive(PartialEq)]
+enum Flow {
+    Down,
+    Shutdown,
+}
+
+/// How a run ended, as the loop sees it.
+enum RunEnd {
+    /// By itself (or a probe): apply the restart policy.
+    Exited(LastExit, ExitStatus, Duration),
+    Stopped,
+    Restart,
+    Shutdown,
+}
+
+struct Task {
+    ctx: Arc<Ctx>,
+    spec: Arc<ServiceSpec>,
+    index: u32,
+    rx: mpsc::UnboundedReceiver<Control>,
+    status: watch::Sender<Snapshot>,
+    group: Arc<Mutex<Option<Arc<Group>>>>,
+    /// Consecutive quick failures: the backoff exponent.
+    attempt: u32,
+    /// Start times (since `ctx.origin`) inside the start-limit window.
+    starts: VecDeque<Duration>,
+    rng: u64,
+}
+
+impl Task {
+    async fn run(mut self) {
+        while let Some(c) = self.rx.recv().await {
+            let flow = match c {
+                Control::Start(deps) => {
+                    self.reset_budget();
+                    self.up(deps).await
+                }
+                Control::Restart => {
+                    self.reset_budget();
+                    self.up(Vec::new()).await
+                }
+                Control::Stop => {
+                    if self.state() != State::Stopped {
+                        self.transition(State::Stopped, "stop requested", None, None);
+                    }
+                    Flow::Down
+                }
+                Control::Ready(_) | Control::Unhealthy(_) => Flow::Down,
+                Control::Shutdown => Flow::Shutdown,
+            };
+            if flow == Flow::Shutdown {
+                break;
+            }
+        }
+        if !self.state().is_down() {
+            self.transition(State::Stopped, "daemon stopping", None, None);
+        }
+    }
+
+    fn reset_budget(&mut self) {
+        self.attempt = 0;
+        self.starts.clear();
+        self.status.send_modify(|s| s.restarts = 0);
+    }
+
+    fn state(&self) -> State {
+        self.status.borrow().state
+    }
+
+    /// Runs until the instance is down again.
+    async fn up(&mut self, deps: Vec<Dep>) -> Flow {
+        if !deps.is_empty() {
+            let names: Vec<String> = deps.iter().map(|d| format!("{} ({:?})", d.service, d.condition).to_lowercase()).collect();
+            self.transition(State::Starting, format!("waiting for {}", names.join(", ")), None, None);
+            let wait = wait_deps(deps);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    r = &mut wait => match r {
+                        Ok(()) => break,
+                        Err(why) => {
+                            self.transition(State::Failed, why, None, None);
+                            return Flow::Down;
+                        }
+                    },
+                    c = self.rx.recv() => match c {
+                        Some(Control::Stop) => {
+                            self.transition(State::Stopped, "stop requested", None, None);
+                            return Flow::Down;
+                        }
+                        Some(Control::Shutdown) | None => return Flow::Shutdown,
+                        Some(_) => {}
+                    },
+                }
+            }
+        }
+        let mut why_start = "start requested".to_string();
+        loop {
+            let now = self.ctx.origin.elapsed();
+            if !self.spec.start_limit.allows(&mut self.starts, now) {
+                let l = self.spec.start_limit;
+                let why = format!("start limit hit: {} starts within {}", l.burst, corral::units::format_duration(l.interval));
+                self.transition(State::Failed, why, None, None);
+                return Flow::Down;
+            }
+            self.starts.push_back(now);
+            if self.state() != State::Starting {
+                self.transition(State::Starting, why_start.clone(), None, None);
+            }
+            let end = match self.spawn().await {
+                Ok((group, capture)) => self.watch_run(group, capture).await,
+                Err(e) => {
+                    let exit = LastExit { code: None, signal: None, reason: format!("spawn failed: {e}") };
+                    RunEnd::Exited(exit, ExitStatus { code: Some(127), signal: None }, Duration::ZERO)
+                }
+            };
+            match end {
+                RunEnd::Stopped => return Flow::Down,
+                RunEnd::Shutdown => return Flow::Shutdown,
+                RunEnd::Restart => {
+                    self.reset_budget();
+                    why_start = "restart requested".into();
+                    continue;
+                }
+                RunEnd::Exited(exit, status, ran_for) => {
+                    let what = exit.reason.clone();
+                    match after_exit(self.spec.restart, &self.spec.success_exit_codes, status) {
+                        AfterExit::Exited => {
+                            self.transition(State::Exited, what, None, Some(exit));
+                            return Flow::Down;
+                        }
+                        AfterExit::Failed => {
+                            self.transition(State::Failed, what, None, Some(exit));
+                            return Flow::Down;
+                        }
+                        AfterExit::Restart => {
+                            if ran_for >= self.spec.backoff.reset_after {
+                                self.attempt = 0;
+                            }
+                            let delay = self.spec.backoff.delay(self.attempt, self.random());
+                            self.attempt = self.attempt.saturating_add(1);
+                            let why = format!("{what}; restarting in {}", corral::units::format_duration(delay));
+                            self.transition(State::Backoff, why, None, Some(exit));
+                            match self.backoff(delay).await {
+                                Some(flow) => return flow,
+                                None => {
+                                    self.status.send_modify(|s| s.restarts += 1);
+                                    why_start = "restart after backoff".into();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps out the backoff; `Some` when a request ended it otherwise.
+    async fn backoff(&mut self, delay: Duration) -> Option<Flow> {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return None,
+                c = self.rx.recv() => match c {
+                    Some(Control::Stop) => {
+                        self.transition(State::Stopped, "stop requested", None, None);
+                        return Some(Flow::Down);
+                    }
+                    Some(Control::Restart) | Some(Control::Start(_)) => {
+                        self.reset_budget();
+                        return None;
+                    }
+                    Some(Control::Shutdown) | None => return Some(Flow::Shutdown),
+                    Some(_) => {}
+                },
+            }
+        }
+    }
+
+    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>), String> {
+        let cmd = crate::spawn::command(&self.spec, self.index)?;
+        let builder = crate::spawn::builder(&self.spec);
+        // Spawning waits for the library's monitor thread: keep it off the runtime.
+        let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
+        let label = if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
+        let capture = tokio::spawn(logs::capture(src, self.ctx.logs.clone(), self.spec.name.clone(), self.index, label, self.spec.logs));
+        let group = Arc::new(group);
+        self.ctx.persist.set(GroupRecord {
+            service: self.spec.name.clone(),
+            instance: self.index,
+            group_id: group.id().to_string(),
+            pid: group.pid(),
+            backend: group.backend().as_str().to_string(),
+            location: group.location(),
+        });
+        *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
+        Ok((group, capture))
+    }
+
+    /// Watches one run until it ends, for whatever reason.
+    async fn watch_run(&mut self, group: Arc<Group>, capture: JoinHandle<()>) -> RunEnd {
+        let started = Instant::now();
+        self.status.send_modify(|s| s.since = Some(started));
+        self.transition(State::Running, "spawned", Some(group.pid()), None);
+        let mut unhealthy: Option<String> = None;
+        let request = loop {
+            tokio::select! {
+                _ = group.wait_async() => break None,
+                c = self.rx.recv() => match c {
+                    Some(Control::Stop) => break Some((State::Stopped, "stop requested", RunEnd::Stopped)),
+                    Some(Control::Restart) => break Some((State::Starting, "restart requested", RunEnd::Restart)),
+                    Some(Control::Shutdown) | None => break Some((State::Stopped, "daemon stopping", RunEnd::Shutdown)),
+                    Some(Control::Ready(r)) => self.status.send_modify(|s| s.ready = r),
+                    Some(Control::Unhealthy(why)) => {
+                        unhealthy = Some(why);
+                        break None;
+                    }
+                    Some(Control::Start(_)) => {}
+                },
+            }
+        };
+        let pid = Some(group.pid());
+        if let Some(why) = &unhealthy {
+            self.transition(State::Stopping, why.clone(), pid, None);
+            group.stop();
+        }
+        if let Some((_, why, _)) = &request {
+            self.transition(State::Stopping, *why, pid, None);
+            group.stop();
+        }
+        let outcome = group.wait_async().await;
+        // Every writer of the pipes is gone once the group is torn down, so
+        // the capture ends by itself; the bound only guards against a bug.
+        let _ = tokio::time::timeout(Duration::from_secs(5), capture).await;
+        *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.ctx.persist.remove(&self.spec.name, self.index);
+        let exit = last_exit(&outcome, unhealthy.as_deref());
+        if outcome.leftover > 0 {
+            eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);
+        }
+        match request {
+            Some((to, why, end)) => {
+                let why = if to == State::Starting { why.to_string() } else { format!("{why}; {}", exit.reason) };
+                self.transition(to, why, None, Some(exit));
+                end
+            }
+            None => RunEnd::Exited(exit, outcome.status, started.elapsed()),
+        }
+    }
+
+    fn transition(&mut self, to: State, reason: impl Into<String>, pid: Option<u32>, exit: Option<LastExit>) {
+        let reason = reason.into();
+        let from = self.state();
+        self.status.send_modify(|s| {
+            s.state = to;
+            s.reason = reason.clone();
+            s.ready = to == State::Running;
+            s.pid = if to == State::Running || to == State::Stopping { pid.or(s.pid) } else { None };
+            if exit.is_some() {
+                s.last_exit = exit.clone();
+            }
+        });
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        self.ctx.events.emit(Event {
+            ts: crate::time::format_millis(ms as i64),
+            unix_ms: ms as u64,
+            service: self.spec.name.clone(),
+            instance: self.index,
+            from,
+            to,
+            reason,
+            pid,
+            exit,
+        });
+    }
+
+    /// xorshift64*: jitter needs spread, not quality.
+    fn random(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn last_exit(o: &Outcome, unhealthy: Option<&str>) -> LastExit {
+    let mut reason = match (o.status.code, o.status.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by {}", corral::Signal::from_raw(s)),
+        _ => "ended".to_string(),
+    };
+    if o.reason != corral::Reason::Exited && o.reason != corral::Reason::Signal {
+        reason = format!("{reason} ({})", o.reason);
+    }
+    if let Some(why) = unhealthy {
+        reason = format!("{why}; {reason}");
+    }
+    LastExit { code: o.status.code, signal: o.status.signal, reason }
+}
+
+/// Waits until every dependency meets its condition, or one never can.
+async fn wait_deps(deps: Vec<Dep>) -> Result<(), String> {
+    for dep in deps {
+        for mut rx in dep.instances {
+            let cond = dep.condition;
+            let got = rx
+                .wait_for(|s| cond.met_by(s.state, s.ready) || cond.hopeless(s.state))
+                .await
+                .map(|s| s.state)
+                .map_err(|_| format!("dependency `{}` went away", dep.service))?;
+            if cond.hopeless(got) {
+                return Err(format!("dependency `{}` is {got}", dep.service));
+            }
+        }
+    }
+    Ok(())
+}

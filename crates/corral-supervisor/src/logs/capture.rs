@@ -1,0 +1,121 @@
+//! Reads an instance's stdout and stderr until both close, and writes each
+//! line with a timestamp and its stream: `<ts> out <text>`.
+
+use super::{LineSplitter, LogHub, RotatingFile, Stream, MAX_LINE};
+use crate::config::LogPolicy;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// One instance's output, as the capture task sees it.
+pub struct Source {
+    /// The leader's stdout.
+    pub stdout: Option<std::process::ChildStdout>,
+    /// The leader's stderr.
+    pub stderr: Option<std::process::ChildStderr>,
+}
+
+/// Captures until both pipes reach end of file, which happens once every
+/// process that held them is gone.
+pub async fn capture(src: Source, hub: Arc<LogHub>, service: String, instance: u32, label: String, policy: LogPolicy) {
+    let path = hub.path(&service, instance);
+    let mut file = match RotatingFile::open(&path, policy.max_size, policy.keep) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("corral: cannot write {}: {e}; the output of {label} is discarded", path.display());
+            None
+        }
+    };
+    let mut out = src.stdout.and_then(|o| tokio::process::ChildStdout::from_std(o).ok());
+    let mut err = src.stderr.and_then(|e| tokio::process::ChildStderr::from_std(e).ok());
+    let mut obuf = vec![0u8; 64 * 1024];
+    let mut ebuf = vec![0u8; 64 * 1024];
+    let mut osplit = LineSplitter::new(MAX_LINE);
+    let mut esplit = LineSplitter::new(MAX_LINE);
+    let mut w = Writer { file: file.as_mut(), hub: &hub, service: &service, instance, label: &label, line: Vec::new() };
+    while out.is_some() || err.is_some() {
+        tokio::select! {
+            r = read_some(&mut out, &mut obuf) => match r {
+                Some(n) => w.chunk(Stream::Out, &mut osplit, &obuf[..n]),
+                None => { w.end(Stream::Out, &mut osplit); out = None; }
+            },
+            r = read_some(&mut err, &mut ebuf) => match r {
+                Some(n) => w.chunk(Stream::Err, &mut esplit, &ebuf[..n]),
+                None => { w.end(Stream::Err, &mut esplit); err = None; }
+            },
+        }
+    }
+}
+
+/// `Some(n)` for data, `None` at end of file (or on error); pending forever
+/// when the pipe is already closed, so `select!` ignores it.
+async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
+    match r {
+        Some(r) => match r.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+struct Writer<'a> {
+    file: Option<&'a mut RotatingFile>,
+    hub: &'a LogHub,
+    service: &'a str,
+    instance: u32,
+    label: &'a str,
+    line: Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn chunk(&mut self, stream: Stream, split: &mut LineSplitter, data: &[u8]) {
+        // One timestamp per read: the lines of one chunk arrived together.
+        let ts = crate::time::now_rfc3339();
+        let (before_size, before_rot) = self.position();
+        split.push(data, &mut |piece, continued| self.line(&ts, stream, piece, continued));
+        self.publish(before_size, before_rot);
+    }
+
+    fn end(&mut self, stream: Stream, split: &mut LineSplitter) {
+        let ts = crate::time::now_rfc3339();
+        let (before_size, before_rot) = self.position();
+        split.finish(&mut |piece, continued| self.line(&ts, stream, piece, continued));
+        self.publish(before_size, before_rot);
+    }
+
+    fn position(&self) -> (u64, u64) {
+        self.file.as_ref().map(|f| (f.size(), f.rotations())).unwrap_or((0, 0))
+    }
+
+    fn line(&mut self, ts: &str, stream: Stream, piece: &[u8], continued: bool) {
+        let tag = match (stream, continued) {
+            (Stream::Out, false) => "out",
+            (Stream::Out, true) => "out+",
+            (Stream::Err, false) => "err",
+            (Stream::Err, true) => "err+",
+        };
+        self.line.clear();
+        self.line.extend_from_slice(ts.as_bytes());
+        self.line.push(b' ');
+        self.line.extend_from_slice(tag.as_bytes());
+        self.line.push(b' ');
+        self.line.extend_from_slice(piece);
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.write_line(&self.line) {
+                eprintln!("corral: writing the log of {}: {e}", self.label);
+            }
+        }
+        if let Some(echo) = self.hub.echo() {
+            echo.print(self.label, piece);
+        }
+    }
+
+    fn publish(&mut self, before_size: u64, before_rot: u64) {
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+            let rotated = f.rotations() - before_rot;
+            let bytes = if rotated > 0 { f.size() } else { f.size() - before_size };
+            self.hub.grew(self.service, self.instance, bytes, rotated);
+        }
+    }
+}

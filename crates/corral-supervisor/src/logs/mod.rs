@@ -1,0 +1,31 @@
+//! Service output: captured line by line with timestamps, written to
+//! `log_dir/<service>/<instance>.log`, rotated by size, readable live.
+//!
+//! Capture applies backpressure instead of dropping: when the disk is slow
+//! the reader stops reading, the pipe fills, and the child blocks in
+//! `write`. Nothing is buffered without bound and nothing is lost.
+
+mod capture;
+mod follow;
+mod hub;
+mod line;
+mod rotate;
+
+pub use capture::capture;
+pub use follow::{tail, Follower};
+pub use hub::{Echo, LogHub};
+pub use line::LineSplitter;
+pub use rotate::RotatingFile;
+
+/// Lines longer than this are split into pieces; the pieces after the
+/// first are tagged `out+` / `err+` so they can be joined again.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Which pipe a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}

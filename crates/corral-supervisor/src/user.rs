@@ -1,0 +1,59 @@
+//! `user = "name"`: the service runs with that user's uid and primary gid.
+//! Supplementary groups are dropped (std sets the ids before any pre-exec
+//! hook could call `setgroups`).
+
+/// A resolved account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Login name.
+    pub name: String,
+    /// Home directory.
+    pub home: String,
+}
+
+/// Checks that `user` exists, without changing anything.
+pub fn check(user: &str) -> Result<(), String> {
+    lookup(user).map(|_| ())
+}
+
+/// Resolves a user name or a numeric uid.
+#[cfg(unix)]
+pub fn lookup(user: &str) -> Result<Account, String> {
+    use std::ffi::{CStr, CString};
+    let mut pwd: libc::passwd = unsafe {
+        // SAFETY: passwd is plain old data; all-zero is a valid value that
+        // getpwnam_r overwrites.
+        std::mem::zeroed()
+    };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = if let Ok(uid) = user.parse::<u32>() {
+        // SAFETY: every pointer is valid for the call and buf's length is passed.
+        unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) }
+    } else {
+        let c = CString::new(user).map_err(|_| format!("invalid user name {user:?}"))?;
+        // SAFETY: as above; `c` is NUL-terminated.
+        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) }
+    };
+    if rc != 0 || result.is_null() {
+        return Err(format!("no such user `{user}`"));
+    }
+    // SAFETY: on success pw_name and pw_dir point into buf, NUL-terminated.
+    let (name, home) = unsafe {
+        (
+            CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned(),
+            CStr::from_ptr(pwd.pw_dir).to_string_lossy().into_owned(),
+        )
+    };
+    Ok(Account { uid: pwd.pw_uid, gid: pwd.pw_gid, name, home })
+}
+
+/// Windows services run as the daemon's account for now.
+#[cfg(not(unix))]
+pub fn lookup(_user: &str) -> Result<Account, String> {
+    Err("`user` is supported on Unix only".to_string())
+}

@@ -1,0 +1,34 @@
+//! What happens inside a group, as a stream.
+
+use crate::ExitStatus;
+use crate::LimitKind;
+use std::path::PathBuf;
+
+/// One thing that happened inside a group.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A process joined the group.
+    Started {
+        /// Its pid.
+        pid: u32,
+        /// Its parent's pid, when known.
+        ppid: Option<u32>,
+        /// Its executable, when it could be read.
+        exe: Option<PathBuf>,
+    },
+    /// A process of the group ended.
+    Exited {
+        /// Its pid.
+        pid: u32,
+        /// Its status, when corral reaped it itself.
+        status: Option<ExitStatus>,
+    },
+    /// A limit was reached.
+    LimitHit {
+        /// Which one.
+        kind: LimitKind,
+    },
+    /// The group holds no process any more.
+    Empty,
+}

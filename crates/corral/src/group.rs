@@ -1,0 +1,276 @@
+//! The public handle: build a group, spawn its leader, watch it, stop it.
+
+use crate::monitor::{self, Request, Shared};
+use crate::sys::{self, SysGroup};
+use crate::{
+    BackendKind, Enforcement, Error, ErrorKind, Event, Limits, Outcome, ProcessTree, Result, StopPolicy, Usage,
+};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Configures a group before its leader starts. See [`Group::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct GroupBuilder {
+    limits: Limits,
+    timeout: Option<Duration>,
+    stop: StopPolicy,
+    kill_on_drop: Option<bool>,
+    backend: Option<BackendKind>,
+}
+
+impl GroupBuilder {
+    /// Resource limits for the whole group.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Wall-clock timeout: when it runs out the group is stopped with the
+    /// stop policy and the reason is [`crate::Reason::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// How the group is stopped: signal, then kill after the grace period.
+    pub fn stop(mut self, stop: StopPolicy) -> Self {
+        self.stop = stop;
+        self
+    }
+    /// Kill the whole group when the [`Group`] is dropped (default: true).
+    pub fn kill_on_drop(mut self, yes: bool) -> Self {
+        self.kill_on_drop = Some(yes);
+        self
+    }
+    /// Forces a backend instead of the best one available. Without this,
+    /// the environment variable `CORRAL_BACKEND` may force one.
+    pub fn backend(mut self, kind: BackendKind) -> Self {
+        self.backend = Some(kind);
+        self
+    }
+
+    /// Starts `cmd` as the leader of a new group. The leader is a member
+    /// before it runs a single instruction of the program, so nothing it
+    /// starts can be outside the group.
+    pub fn spawn(self, cmd: Command) -> Result<Group> {
+        self.limits.validate()?;
+        let backend = match self.backend {
+            Some(b) => Some(b),
+            None => backend_from_env()?,
+        };
+        let spec = sys::Spec {
+            id: format!("{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            limits: self.limits,
+            backend,
+        };
+        let cfg = monitor::Config { timeout: self.timeout, stop: self.stop, cpu_time: spec.limits.cpu_time };
+        let started = monitor::start::<sys::Imp>(spec.clone(), cmd, cfg)?;
+        Ok(Group {
+            id: spec.id,
+            pid: started.pid,
+            sys: started.sys,
+            shared: started.shared,
+            kill_on_drop: self.kill_on_drop.unwrap_or(true),
+            stdin: started.child.stdin,
+            stdout: started.child.stdout,
+            stderr: started.child.stderr,
+        })
+    }
+}
+
+fn backend_from_env() -> Result<Option<BackendKind>> {
+    match std::env::var("CORRAL_BACKEND") {
+        Ok(v) if !v.trim().is_empty() => BackendKind::parse(&v).map(Some).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, format!("CORRAL_BACKEND='{v}' is not a backend"))
+                .hint("use one of cgroup2, hybrid, cgroup1, pgid, job, or unset it to pick the best")
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// A running group: a leader and every process it ever starts.
+///
+/// Dropping a `Group` kills the whole group unless
+/// [`GroupBuilder::kill_on_drop`] was set to false.
+pub struct Group {
+    id: String,
+    pid: u32,
+    sys: Arc<sys::Imp>,
+    shared: Arc<Shared>,
+    kill_on_drop: bool,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.id)
+            .field("pid", &self.pid)
+            .field("backend", &self.sys.kind())
+            .finish()
+    }
+}
+
+impl Group {
+    /// A builder with no limits, no timeout and the default stop policy.
+    pub fn builder() -> GroupBuilder {
+        GroupBuilder::default()
+    }
+
+    /// Starts `cmd` in a new group with default settings.
+    pub fn spawn(cmd: Command) -> Result<Group> {
+        Group::builder().spawn(cmd)
+    }
+
+    /// This group's id, unique on this host while it lives.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The leader's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The backend that holds this group.
+    pub fn backend(&self) -> BackendKind {
+        self.sys.kind()
+    }
+
+    /// Where the group lives: its cgroup path, job name or process group.
+    pub fn location(&self) -> String {
+        self.sys.location()
+    }
+
+    /// How each requested limit is enforced here. A limit the backend
+    /// cannot enforce is listed as [`crate::Support::No`], never dropped.
+    pub fn enforcement(&self) -> Vec<Enforcement> {
+        self.sys.enforcement()
+    }
+
+    /// The pids alive in the group now.
+    pub fn members(&self) -> Result<Vec<u32>> {
+        self.sys.members().map_err(|e| Error::os("listing group members", e))
+    }
+
+    /// The members as a parent/child tree.
+    pub fn tree(&self) -> Result<ProcessTree> {
+        let members = self.members()?;
+        let list = sys::tree_of(&members).map_err(|e| Error::os("reading the process table", e))?;
+        Ok(ProcessTree::from_processes(list))
+    }
+
+    /// What the group has used so far.
+    pub fn usage(&self) -> Usage {
+        self.sys.usage()
+    }
+
+    /// A stream of what happens in the group from now on. The members alive
+    /// now arrive first, as `Started`. The stream ends after `Empty`.
+    pub fn events(&self) -> Events {
+        let (tx, rx) = mpsc::channel();
+        self.shared.subscribe(Box::new(move |e| tx.send(e).is_ok()), &*self.sys);
+        Events { rx }
+    }
+
+    /// Starts a graceful stop: the stop signal to every member, then a kill
+    /// after the grace period. Returns at once; [`Group::wait`] tells when
+    /// it is over. The reason becomes `killed` unless the group already
+    /// ended for another one.
+    pub fn stop(&self) {
+        self.shared.request(Request::Stop);
+    }
+
+    /// Sends `signal` to every member now, without starting a stop (for
+    /// forwarding a signal the controller received). On Windows this is the
+    /// first phase of a stop: the stop event, CTRL_BREAK and WM_CLOSE.
+    pub fn signal(&self, signal: crate::Signal) -> Result<()> {
+        self.sys.graceful_stop(signal).map_err(|e| Error::os(format!("sending {signal} to the group"), e))
+    }
+
+    /// Kills every member now, inescapably. Returns once the kill has been
+    /// delivered; [`Group::wait`] tells when everything is reaped.
+    pub fn kill(&self) -> Result<()> {
+        self.shared.request(Request::Kill);
+        if self.shared.outcome().is_some() {
+            return Ok(());
+        }
+        self.sys.kill().map_err(|e| Error::os("killing the group", e))
+    }
+
+    /// Waits until the group has ended and been torn down.
+    pub fn wait(&self) -> Outcome {
+        self.shared.wait()
+    }
+
+    /// Waits at most `timeout`; `None` if the group has not ended by then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
+        self.shared.wait_timeout(timeout)
+    }
+
+    /// The outcome, if the group has ended.
+    pub fn try_wait(&self) -> Option<Outcome> {
+        self.shared.outcome()
+    }
+
+    /// Waits until the group has ended, without blocking the runtime.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_async(&self) -> Outcome {
+        self.shared.wait_async().await
+    }
+
+    /// A stream of events for async code; see [`Group::events`].
+    #[cfg(feature = "tokio")]
+    pub fn events_async(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.shared.subscribe(Box::new(move |e| tx.send(e).is_ok()), &*self.sys);
+        rx
+    }
+
+    /// The leader's stdin, if it was piped.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+    /// The leader's stdout, if it was piped.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
+    }
+    /// The leader's stderr, if it was piped.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stderr.take()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.kill_on_drop && self.shared.outcome().is_none() {
+            // The monitor thread finishes the teardown and reaps.
+            let _ = self.kill();
+        }
+    }
+}
+
+/// Blocking iterator over a group's [`Event`]s.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event, waiting at most `timeout`.
+    pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+}
+
+impl Iterator for Events {
+    type Item = Event;
+    fn next(&mut self) -> Option<Event> {
+        self.rx.recv().ok()
+    }
+}

@@ -1,0 +1,68 @@
+//! # corral
+//!
+//! Hold a program and **every process it ever starts** as one group: start
+//! it race-free inside the group, limit what the group may use, watch what
+//! happens in it, stop all of it gracefully or at once, and prove
+//! afterwards that nothing is left.
+//!
+//! ```no_run
+//! use corral::{Group, Limits, Reason};
+//! use std::process::Command;
+//! use std::time::Duration;
+//!
+//! let mut cmd = Command::new("sh");
+//! cmd.args(["-c", "sleep 30 & setsid sleep 30 & wait"]);
+//! let group = Group::builder()
+//!     .limits(Limits::new().memory(256 << 20).max_procs(64))
+//!     .timeout(Duration::from_secs(1))
+//!     .spawn(cmd)?;
+//! let outcome = group.wait();
+//! assert_eq!(outcome.reason, Reason::Timeout);
+//! assert_eq!(outcome.leftover, 0); // counted after teardown, not assumed
+//! # Ok::<(), corral::Error>(())
+//! ```
+//!
+//! Each OS holds the group with its own mechanism ([`BackendKind`]): cgroups
+//! (v2, v1 or hybrid) or a process group with a subreaper sweep on Linux, a
+//! process group on macOS, a Job Object on Windows. [`host_report`] tells
+//! what each one can enforce here; [`Group::enforcement`] tells how each
+//! limit of a live group is enforced. A weaker guarantee is never silently
+//! taken for a stronger one.
+//!
+//! With the `tokio` feature, [`Group::wait_async`] and
+//! [`Group::events_async`] serve async code.
+
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod event;
+mod group;
+mod limits;
+mod monitor;
+mod outcome;
+mod stop;
+mod sys;
+mod tree;
+pub mod units;
+mod usage;
+
+pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforcement, HostReport, Support};
+pub use error::{Error, ErrorKind, Result};
+pub use event::Event;
+pub use group::{Events, Group, GroupBuilder};
+pub use limits::{LimitKind, Limits};
+pub use outcome::{ExitStatus, Outcome, Reason};
+pub use stop::{Signal, StopPolicy};
+pub use tree::{process_table, ProcessInfo, ProcessTree};
+pub use usage::Usage;
+
+/// Adopts and reaps orphaned processes of this whole process, not only
+/// those corral can attribute to one of its groups.
+///
+/// Call this from a program that owns its process (a CLI, a daemon) and
+/// starts every child through corral. A library must not call it, since it
+/// would steal the exit statuses of children spawned elsewhere.
+pub fn reap_all_orphans(yes: bool) {
+    sys::reap_all_orphans(yes);
+}

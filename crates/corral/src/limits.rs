@@ -1,0 +1,143 @@
+//! What a group may use. Every limit applies to the whole group unless its
+//! name says "per process".
+
+use std::time::Duration;
+
+/// Resource limits for a whole group. `None` means unlimited.
+///
+/// The wall-clock timeout is not here: it lives on the builder
+/// ([`crate::GroupBuilder::timeout`]) because it is a policy of the
+/// controller, not a property of the OS container.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Memory for the whole group, in bytes.
+    pub memory: Option<u64>,
+    /// Memory (address space) for each process, in bytes.
+    pub memory_per_process: Option<u64>,
+    /// How many processes the group may hold at once.
+    pub max_procs: Option<u32>,
+    /// CPU time (user + system) the whole group may consume.
+    pub cpu_time: Option<Duration>,
+    /// CPU rate in cores, like `docker --cpus`: `0.5` is half of one core.
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// No limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the memory limit for the whole group, in bytes.
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.memory = Some(bytes);
+        self
+    }
+    /// Sets the per-process memory limit, in bytes.
+    pub fn memory_per_process(mut self, bytes: u64) -> Self {
+        self.memory_per_process = Some(bytes);
+        self
+    }
+    /// Sets how many processes the group may hold at once.
+    pub fn max_procs(mut self, n: u32) -> Self {
+        self.max_procs = Some(n);
+        self
+    }
+    /// Sets the CPU time the whole group may consume.
+    pub fn cpu_time(mut self, d: Duration) -> Self {
+        self.cpu_time = Some(d);
+        self
+    }
+    /// Sets the CPU rate, in cores.
+    pub fn cpus(mut self, cores: f64) -> Self {
+        self.cpus = Some(cores);
+        self
+    }
+
+    /// Checks the values themselves, before anything is created.
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        use crate::{Error, ErrorKind};
+        let bad = |what: &str| Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: {what}")));
+        if self.memory == Some(0) || self.memory_per_process == Some(0) {
+            return bad("memory must be greater than 0");
+        }
+        if self.max_procs == Some(0) {
+            return bad("max_procs must be at least 1");
+        }
+        if self.cpu_time == Some(Duration::ZERO) {
+            return bad("cpu_time must be greater than 0");
+        }
+        if let Some(c) = self.cpus {
+            if !(c.is_finite() && c > 0.0) {
+                return bad("cpus must be a positive number of cores, like 0.5 or 2");
+            }
+        }
+        Ok(())
+    }
+
+    /// The limit kinds that are set, in a fixed order.
+    pub fn kinds(&self) -> Vec<LimitKind> {
+        let mut out = Vec::new();
+        if self.memory.is_some() {
+            out.push(LimitKind::Memory);
+        }
+        if self.memory_per_process.is_some() {
+            out.push(LimitKind::MemoryPerProcess);
+        }
+        if self.max_procs.is_some() {
+            out.push(LimitKind::Processes);
+        }
+        if self.cpu_time.is_some() {
+            out.push(LimitKind::CpuTime);
+        }
+        if self.cpus.is_some() {
+            out.push(LimitKind::CpuRate);
+        }
+        out
+    }
+}
+
+/// One kind of limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// Memory of the whole group.
+    Memory,
+    /// Memory of one process.
+    MemoryPerProcess,
+    /// Number of processes at once.
+    Processes,
+    /// CPU time of the whole group.
+    CpuTime,
+    /// CPU rate (throttling; never a reason to kill).
+    CpuRate,
+    /// The wall-clock timeout.
+    WallClock,
+}
+
+impl LimitKind {
+    /// A stable lower-case name, used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Memory => "memory",
+            LimitKind::MemoryPerProcess => "memory_per_process",
+            LimitKind::Processes => "max_procs",
+            LimitKind::CpuTime => "cpu_time",
+            LimitKind::CpuRate => "cpus",
+            LimitKind::WallClock => "timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitKind::Memory => "memory limit",
+            LimitKind::MemoryPerProcess => "per-process memory limit",
+            LimitKind::Processes => "process limit",
+            LimitKind::CpuTime => "CPU time limit",
+            LimitKind::CpuRate => "CPU rate limit",
+            LimitKind::WallClock => "timeout",
+        })
+    }
+}

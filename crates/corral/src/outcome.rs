@@ -1,0 +1,104 @@
+//! How a group ended.
+
+use crate::{BackendKind, Usage};
+use std::time::Duration;
+
+/// The leader's exit status, in a form that is the same on every OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExitStatus {
+    /// The exit code, if it exited (on Windows, always).
+    pub code: Option<i32>,
+    /// The signal that ended it (Unix).
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// True when it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The status as a shell reports it: the code, or 128 + the signal.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 255,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "signal {}", crate::Signal::from_raw(s)),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Why a group ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The leader exited by itself (with any code).
+    Exited,
+    /// The wall-clock timeout ran out.
+    Timeout,
+    /// The group was killed for its memory limit.
+    MemoryLimit,
+    /// The group was killed for its CPU-time limit.
+    CpuTimeLimit,
+    /// The group was killed for its process-count limit.
+    ProcessLimit,
+    /// The controller stopped or killed the group on request.
+    Killed,
+    /// The leader was ended by a signal that corral did not send.
+    Signal,
+}
+
+impl Reason {
+    /// The stable name used in JSON reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Exited => "exited",
+            Reason::Timeout => "timeout",
+            Reason::MemoryLimit => "memory_limit",
+            Reason::CpuTimeLimit => "cpu_time_limit",
+            Reason::ProcessLimit => "process_limit",
+            Reason::Killed => "killed",
+            Reason::Signal => "signal",
+        }
+    }
+
+    /// True for the reasons where corral killed the group for a limit.
+    pub fn is_limit(self) -> bool {
+        matches!(self, Reason::MemoryLimit | Reason::CpuTimeLimit | Reason::ProcessLimit)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The end of a group, with the proof that it is over.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// The leader's status.
+    pub status: ExitStatus,
+    /// Why the group ended.
+    pub reason: Reason,
+    /// What the group used.
+    pub usage: Usage,
+    /// Members still alive (or unreaped) after teardown, counted, not
+    /// assumed. Anything but 0 is a containment failure.
+    pub leftover: usize,
+    /// The backend that held the group.
+    pub backend: BackendKind,
+    /// From spawn to the end of teardown.
+    pub duration: Duration,
+}

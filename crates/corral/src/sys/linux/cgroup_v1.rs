@@ -1,0 +1,189 @@
+//! One group as a set of cgroup v1 directories, one per controller.
+//!
+//! v1 has no `cgroup.kill` and no "empty" notification. The atomic kill is
+//! the freezer: freeze (no member can fork any more), SIGKILL every member,
+//! thaw so the kills land. Limits: `memory.limit_in_bytes`, `pids.max`,
+//! `cpu.cfs_quota_us`; OOM kills arrive on an eventfd registered through
+//! `cgroup.event_control` on `memory.oom_control`.
+
+use super::cgroup_v2::{read_keyed, read_pids, read_u64, remove_dir_retry, remove_root_if_empty};
+use super::fds::EventFd;
+use super::hierarchy::Layout;
+use std::fs;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub(crate) struct CgroupV1 {
+    /// (controller, directory); co-mounted controllers share a directory.
+    dirs: Vec<(String, PathBuf)>,
+    /// Signalled by the kernel on each OOM in the memory cgroup.
+    pub oom_event: Option<EventFd>,
+}
+
+impl CgroupV1 {
+    /// Creates `<root>/<name>` for each of `controllers` that the host has.
+    pub(crate) fn create(layout: &Layout, name: &str, controllers: &[&str]) -> io::Result<CgroupV1> {
+        let mut me = CgroupV1 { dirs: Vec::new(), oom_event: None };
+        for c in controllers {
+            let Some(root) = layout.v1_root(c) else { continue };
+            fs::create_dir_all(root)?;
+            let dir = root.join(name);
+            let made = fs::create_dir(&dir).or_else(|e| {
+                // A concurrent corral may have removed the empty root.
+                if e.kind() == io::ErrorKind::NotFound {
+                    fs::create_dir_all(root)?;
+                    fs::create_dir(&dir)
+                } else {
+                    Err(e)
+                }
+            });
+            match made {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && me.dirs.iter().any(|(_, d)| *d == dir) => {}
+                Err(e) => {
+                    let _ = me.remove_all();
+                    return Err(e);
+                }
+            }
+            me.dirs.push((c.to_string(), dir));
+        }
+        Ok(me)
+    }
+
+    /// Wraps existing directories (of a stale group).
+    pub(crate) fn adopt(dirs: Vec<(String, PathBuf)>) -> CgroupV1 {
+        CgroupV1 { dirs, oom_event: None }
+    }
+
+    pub(crate) fn dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs.iter().find(|(c, _)| c == controller).map(|(_, d)| d.as_path())
+    }
+
+    pub(crate) fn has(&self, controller: &str) -> bool {
+        self.dir(controller).is_some()
+    }
+
+    /// `cgroup.procs` files, one per distinct directory, for joining.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect();
+        out.dedup();
+        out
+    }
+
+    /// Members, from the controller that tracks every process.
+    pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
+        for c in ["pids", "freezer", "memory", "cpuacct", "cpu"] {
+            if let Some(d) = self.dir(c) {
+                return read_pids(&d.join("cgroup.procs"));
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    pub(crate) fn set_memory(&mut self, bytes: u64) -> io::Result<()> {
+        let d = self.dir("memory").ok_or(io::ErrorKind::Unsupported)?.to_path_buf();
+        fs::write(d.join("memory.limit_in_bytes"), bytes.to_string())?;
+        // memsw (memory+swap) must be >= the memory limit; set it after.
+        let _ = fs::write(d.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+        // Register an eventfd for OOM notifications.
+        let efd = EventFd::new()?;
+        let ctl = fs::File::open(d.join("memory.oom_control"))?;
+        fs::write(d.join("cgroup.event_control"), format!("{} {}", efd.raw(), ctl.as_raw_fd()))?;
+        // The kernel holds its own reference to the control file now.
+        drop(ctl);
+        self.oom_event = Some(efd);
+        Ok(())
+    }
+
+    pub(crate) fn set_pids_max(&self, n: u32) -> io::Result<()> {
+        let d = self.dir("pids").ok_or(io::ErrorKind::Unsupported)?;
+        fs::write(d.join("pids.max"), n.to_string())
+    }
+
+    pub(crate) fn set_cpus(&self, cores: f64) -> io::Result<()> {
+        let d = self.dir("cpu").ok_or(io::ErrorKind::Unsupported)?;
+        let period: u64 = 100_000;
+        let quota = ((cores * period as f64).round() as u64).max(1000);
+        fs::write(d.join("cpu.cfs_period_us"), period.to_string())?;
+        fs::write(d.join("cpu.cfs_quota_us"), quota.to_string())
+    }
+
+    pub(crate) fn oom_kills(&self) -> u64 {
+        self.dir("memory").and_then(|d| read_keyed(&d.join("memory.oom_control"), "oom_kill")).unwrap_or(0)
+    }
+
+    pub(crate) fn pids_max_hits(&self) -> u64 {
+        self.dir("pids").and_then(|d| read_keyed(&d.join("pids.events"), "max")).unwrap_or(0)
+    }
+
+    /// (user, system) from cpuacct, in nanoseconds on disk.
+    pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
+        let d = self.dir("cpuacct")?;
+        let u = read_u64(&d.join("cpuacct.usage_user"))?;
+        let s = read_u64(&d.join("cpuacct.usage_sys"))?;
+        Some((Duration::from_nanos(u), Duration::from_nanos(s)))
+    }
+
+    pub(crate) fn memory_peak(&self) -> Option<u64> {
+        read_u64(&self.dir("memory")?.join("memory.max_usage_in_bytes"))
+    }
+
+    pub(crate) fn memory_current(&self) -> Option<u64> {
+        read_u64(&self.dir("memory")?.join("memory.usage_in_bytes"))
+    }
+
+    /// Freeze, SIGKILL every member, thaw. Without a freezer this is a
+    /// best-effort loop of SIGKILL over `cgroup.procs`. Returns the pids it
+    /// killed: v1 shows a zombie in the root cgroup, so the caller must
+    /// remember them to find and reap their zombies.
+    pub(crate) fn kill(&self) -> io::Result<Vec<u32>> {
+        let mut killed = Vec::new();
+        let Some(fz) = self.dir("freezer") else {
+            for _ in 0..100 {
+                let m = self.members()?;
+                if m.is_empty() {
+                    break;
+                }
+                for p in m {
+                    let _ = crate::sys::unix::kill(p, libc::SIGKILL);
+                    killed.push(p);
+                }
+            }
+            return Ok(killed);
+        };
+        let state = fz.join("freezer.state");
+        fs::write(&state, "FROZEN")?;
+        // Freezing is asynchronous: wait until no member can run (bounded).
+        let end = Instant::now() + Duration::from_secs(2);
+        while fs::read_to_string(&state).map(|s| s.trim() != "FROZEN").unwrap_or(false) && Instant::now() < end {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        for p in self.members()? {
+            let _ = crate::sys::unix::kill(p, libc::SIGKILL);
+            killed.push(p);
+        }
+        fs::write(&state, "THAWED")?;
+        Ok(killed)
+    }
+
+    pub(crate) fn remove_all(&self) -> io::Result<()> {
+        let mut first_err = None;
+        let mut seen: Vec<&PathBuf> = Vec::new();
+        for (_, d) in &self.dirs {
+            if seen.contains(&d) {
+                continue;
+            }
+            seen.push(d);
+            match remove_dir_retry(d) {
+                Ok(()) => remove_root_if_empty(d),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,179 @@
+//! One group as a cgroup v2 leaf.
+//!
+//! Membership is `cgroup.procs`; the kill is `cgroup.kill` (Linux 5.14+),
+//! which the kernel makes atomic against forks; "empty" is `populated 0` in
+//! `cgroup.events`, signalled through inotify. Limits and accounting use the
+//! controllers where they are enabled: `memory.max`, `pids.max`, `cpu.max`,
+//! `memory.peak`, `memory.events`, `pids.events`, `cpu.stat`. On a hybrid
+//! host the v2 tree has no controllers, and only membership, kill, events
+//! and `cpu.stat` come from here.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub(crate) struct CgroupV2 {
+    pub dir: PathBuf,
+}
+
+pub(crate) fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Reads `key value` lines (`memory.events`, `cpu.stat`, …).
+pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
+    let s = fs::read_to_string(path).ok()?;
+    s.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+pub(crate) fn read_pids(path: &Path) -> io::Result<Vec<u32>> {
+    Ok(fs::read_to_string(path)?.split_whitespace().filter_map(|s| s.parse().ok()).collect())
+}
+
+impl CgroupV2 {
+    /// Creates `root/name`, enabling in `root` the controllers the limits need.
+    pub(crate) fn create(root: &Path, name: &str, controllers: &[&str]) -> io::Result<CgroupV2> {
+        let dir = root.join(name);
+        // Another corral process may remove an empty root between our
+        // create_dir_all and mkdir; one retry settles it.
+        for attempt in 0..2 {
+            fs::create_dir_all(root)?;
+            if !controllers.is_empty() {
+                enable_controllers(root, controllers)?;
+            }
+            match fs::create_dir(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => continue,
+                r => r?,
+            }
+            break;
+        }
+        Ok(CgroupV2 { dir })
+    }
+
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub(crate) fn members(&self) -> io::Result<Vec<u32>> {
+        read_pids(&self.file("cgroup.procs"))
+    }
+
+    pub(crate) fn populated(&self) -> io::Result<bool> {
+        Ok(read_keyed(&self.file("cgroup.events"), "populated").unwrap_or(0) != 0)
+    }
+
+    /// Atomic kill of every member (and of every fork racing with it).
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        fs::write(self.file("cgroup.kill"), "1")
+    }
+
+    pub(crate) fn has_kill(&self) -> bool {
+        self.file("cgroup.kill").exists()
+    }
+
+    pub(crate) fn set_memory_max(&self, bytes: u64) -> io::Result<()> {
+        fs::write(self.file("memory.max"), bytes.to_string())?;
+        // Swap would let the group hold more than its limit; ignore hosts without it.
+        let _ = fs::write(self.file("memory.swap.max"), "0");
+        // One OOM kill takes the whole group, so a tree never half-survives.
+        let _ = fs::write(self.file("memory.oom.group"), "1");
+        Ok(())
+    }
+
+    pub(crate) fn set_pids_max(&self, n: u32) -> io::Result<()> {
+        fs::write(self.file("pids.max"), n.to_string())
+    }
+
+    pub(crate) fn set_cpu_max(&self, cores: f64) -> io::Result<()> {
+        let period: u64 = 100_000;
+        let quota = ((cores * period as f64).round() as u64).max(1000);
+        fs::write(self.file("cpu.max"), format!("{quota} {period}"))
+    }
+
+    /// (user, system) CPU time from `cpu.stat`, which every v2 cgroup has.
+    pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
+        let p = self.file("cpu.stat");
+        let s = fs::read_to_string(p).ok()?;
+        let get = |k: &str| {
+            s.lines().find_map(|l| {
+                let (a, b) = l.split_once(' ')?;
+                (a == k).then(|| b.trim().parse::<u64>().ok()).flatten()
+            })
+        };
+        Some((Duration::from_micros(get("user_usec")?), Duration::from_micros(get("system_usec")?)))
+    }
+
+    pub(crate) fn memory_peak(&self) -> Option<u64> {
+        read_u64(&self.file("memory.peak"))
+    }
+
+    pub(crate) fn memory_current(&self) -> Option<u64> {
+        read_u64(&self.file("memory.current"))
+    }
+
+    pub(crate) fn oom_kills(&self) -> u64 {
+        read_keyed(&self.file("memory.events"), "oom_kill").unwrap_or(0)
+    }
+
+    pub(crate) fn pids_max_hits(&self) -> u64 {
+        read_keyed(&self.file("pids.events"), "max").unwrap_or(0)
+    }
+
+    /// Removes the (empty) directory; a few retries because the kernel may
+    /// still be finishing the last exit.
+    pub(crate) fn remove(&self) -> io::Result<()> {
+        remove_dir_retry(&self.dir)?;
+        remove_root_if_empty(&self.dir);
+        Ok(())
+    }
+}
+
+/// `rmdir` with a short bounded retry on EBUSY.
+pub(crate) fn remove_dir_retry(dir: &Path) -> io::Result<()> {
+    let mut last = None;
+    for i in 0..50 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(1 + i / 5));
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("rmdir failed")))
+}
+
+/// Removes corral's root when its last group is gone, so an idle host
+/// keeps no corral directories. Fails harmlessly (EBUSY) while another
+/// group lives.
+pub(crate) fn remove_root_if_empty(group_dir: &Path) {
+    if let Some(root) = group_dir.parent() {
+        let _ = fs::remove_dir(root);
+    }
+}
+
+/// Enables controllers for the children of `root` (and of its ancestors up
+/// to the mount, as the kernel requires). Needs `root` to hold no process.
+pub(crate) fn enable_controllers(root: &Path, controllers: &[&str]) -> io::Result<()> {
+    let enabled = fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+    let missing: Vec<&str> =
+        controllers.iter().copied().filter(|c| !enabled.split_whitespace().any(|e| e == *c)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // The parent must offer them to root first.
+    if let Some(parent) = root.parent() {
+        let offered = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if missing.iter().any(|c| !offered.split_whitespace().any(|o| o == *c))
+            && parent.join("cgroup.subtree_control").exists()
+        {
+            enable_controllers(parent, &missing)?;
+        }
+    }
+    let line: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
+    fs::write(root.join("cgroup.subtree_control"), line.join(" "))
+}

@@ -1,0 +1,733 @@
+//! Linux: a group is a cgroup (v2, v1, or both on a hybrid host) or, without
+//! cgroup permission, a process group swept by a subreaper.
+//!
+//! Traps this module exists to avoid:
+//! - A process must join its cgroup before it runs user code, or a fast
+//!   fork escapes. The leader writes `0` into each `cgroup.procs` in the
+//!   child between fork and exec (fds opened by the parent, so the child
+//!   only calls `write`).
+//! - `PR_SET_PDEATHSIG` fires when the parent *thread* exits; the monitor
+//!   thread that forks the leader lives as long as the group.
+//! - Zombies are not members of a cgroup, yet they hold pids: "gone" is
+//!   "reaped", and this process reaps them as a child subreaper.
+//! - A cgroup cannot be removed while it holds a task; teardown kills,
+//!   waits for `populated 0`, reaps, then removes.
+
+mod cgroup_v1;
+mod cgroup_v2;
+mod fds;
+mod hierarchy;
+mod pgid;
+mod procfs;
+mod reaper;
+mod select;
+mod stale;
+
+use self::cgroup_v1::CgroupV1;
+use self::cgroup_v2::CgroupV2;
+use self::fds::{EventFd, Inotify};
+use self::hierarchy::Layout;
+use self::reaper::Owner;
+use super::{unix, Change, Spec, SysGroup, Wake};
+use crate::{
+    BackendKind, Enforcement, Error, ErrorKind, ExitStatus, HostReport, LimitKind, ProcessInfo, Signal, Support, Usage,
+};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Sampling period for what the kernel cannot notify: emptiness without
+/// `cgroup.events`, and the pgid backend's memory and process counts.
+const SAMPLE: Duration = Duration::from_millis(20);
+
+static LAYOUT: OnceLock<Layout> = OnceLock::new();
+static STALE_SWEPT: OnceLock<()> = OnceLock::new();
+
+fn layout() -> &'static Layout {
+    LAYOUT.get_or_init(hierarchy::discover)
+}
+
+struct WakeFd(EventFd);
+
+impl Wake for WakeFd {
+    fn wake(&self) {
+        self.0.signal();
+    }
+}
+
+#[derive(Default)]
+struct Leader {
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    status: Option<ExitStatus>,
+}
+
+/// One Linux group.
+pub(crate) struct Group {
+    kind: BackendKind,
+    spec: Spec,
+    v2: Option<CgroupV2>,
+    v1: Option<CgroupV1>,
+    owner: OnceLock<Arc<Owner>>,
+    leader: Mutex<Leader>,
+    wake: Arc<WakeFd>,
+    inotify: Option<Inotify>,
+    seen_oom: AtomicU64,
+    seen_pids_max: AtomicU64,
+    enforcement: Vec<Enforcement>,
+    final_usage: Mutex<Option<Usage>>,
+    tag: Vec<u8>,
+}
+
+impl Group {
+    fn pgid(&self) -> u32 {
+        self.leader.lock().map(|l| l.pid).unwrap_or(0)
+    }
+
+    fn owner(&self) -> Option<&Arc<Owner>> {
+        self.owner.get()
+    }
+
+    fn pgid_members(&self) -> io::Result<Vec<u32>> {
+        let found = pgid::members(self.pgid(), &self.tag)?;
+        if let Some(o) = self.owner() {
+            let mut k = o.known.lock().unwrap_or_else(|p| p.into_inner());
+            for (pid, st) in &found {
+                k.insert(*pid, st.starttime);
+            }
+        }
+        Ok(found.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Remembers members by pid and start time, so that their zombies can
+    /// be found and reaped where `/proc/<pid>/cgroup` no longer tells
+    /// (cgroup v1 shows a zombie in the root cgroup; escapees leave the
+    /// process group).
+    fn note_members(&self, pids: &[u32]) {
+        let Some(o) = self.owner() else { return };
+        let mut k = o.known.lock().unwrap_or_else(|p| p.into_inner());
+        for &pid in pids {
+            if let Some(st) = procfs::stat(pid) {
+                k.entry(pid).or_insert(st.starttime);
+            }
+        }
+    }
+
+    fn limit_changes(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        let ooms = match (&self.v2, &self.v1) {
+            (_, Some(v1)) if v1.has("memory") => v1.oom_kills(),
+            (Some(v2), _) if self.kind == BackendKind::CgroupV2 => v2.oom_kills(),
+            _ => 0,
+        };
+        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && self.spec.limits.memory.is_some() {
+            out.push(Change::Limit(LimitKind::Memory));
+        }
+        let hits = match (&self.v2, &self.v1) {
+            (_, Some(v1)) if v1.has("pids") => v1.pids_max_hits(),
+            (Some(v2), _) if self.kind == BackendKind::CgroupV2 => v2.pids_max_hits(),
+            _ => 0,
+        };
+        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && self.spec.limits.max_procs.is_some() {
+            out.push(Change::Limit(LimitKind::Processes));
+        }
+        out
+    }
+
+    /// The pgid backend's sampled limits.
+    fn sampled_limits(&self) -> Vec<Change> {
+        let l = &self.spec.limits;
+        if self.kind != BackendKind::Pgid || (l.memory.is_none() && l.max_procs.is_none()) {
+            return vec![];
+        }
+        let Ok(m) = self.pgid_members() else { return vec![] };
+        let mut out = Vec::new();
+        if let Some(max) = l.max_procs {
+            if m.len() > max as usize {
+                out.push(Change::Limit(LimitKind::Processes));
+            }
+        }
+        if let Some(mem) = l.memory {
+            let rss: u64 = m.iter().filter_map(|p| procfs::rss_bytes(*p)).sum();
+            if rss > mem {
+                out.push(Change::Limit(LimitKind::Memory));
+            }
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) => !v2.populated().unwrap_or(true) || v2.members().map(|m| m.is_empty()).unwrap_or(false),
+            (None, Some(v1)) => v1.members().map(|m| m.is_empty()).unwrap_or(false),
+            (None, None) => self.pgid_members().map(|m| m.is_empty()).unwrap_or(false),
+        }
+    }
+
+    fn has_empty_notification(&self) -> bool {
+        self.v2.is_some() && self.inotify.is_some()
+    }
+
+    fn live_usage(&self) -> Usage {
+        let mut u = Usage::default();
+        let members = self.members_inner().unwrap_or_default();
+        u.processes_active = members.len() as u64;
+        let cpu = match (&self.v2, &self.v1) {
+            (Some(v2), _) => v2.cpu(),
+            (None, Some(v1)) => v1.cpu(),
+            _ => None,
+        };
+        match cpu {
+            Some((user, sys)) => {
+                u.cpu_user = user;
+                u.cpu_system = sys;
+            }
+            None => {
+                // pgid: what reaped members used, plus the live ones now.
+                let ticks = unix::clock_ticks();
+                if let Some(o) = self.owner() {
+                    let r = *o.reaped.lock().unwrap_or_else(|p| p.into_inner());
+                    u.cpu_user = r.user;
+                    u.cpu_system = r.system;
+                    u.peak_memory = Some(r.maxrss);
+                }
+                for p in &members {
+                    if let Some(st) = procfs::stat(*p) {
+                        u.cpu_user += Duration::from_secs_f64(st.utime as f64 / ticks as f64);
+                        u.cpu_system += Duration::from_secs_f64(st.stime as f64 / ticks as f64);
+                    }
+                }
+                let now: u64 = members.iter().filter_map(|p| procfs::rss_bytes(*p)).sum();
+                u.memory_now = Some(now);
+                let biggest = members.iter().filter_map(|p| procfs::rss_bytes(*p)).max().unwrap_or(0);
+                u.peak_memory = Some(u.peak_memory.unwrap_or(0).max(biggest));
+            }
+        }
+        match (&self.v2, &self.v1) {
+            (_, Some(v1)) if v1.has("memory") => {
+                u.peak_memory = v1.memory_peak();
+                u.memory_now = v1.memory_current();
+            }
+            (Some(v2), _) if self.kind == BackendKind::CgroupV2 => {
+                u.peak_memory = v2.memory_peak();
+                u.memory_now = v2.memory_current();
+            }
+            _ => {}
+        }
+        u
+    }
+
+    fn members_inner(&self) -> io::Result<Vec<u32>> {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) => v2.members(),
+            (None, Some(v1)) => v1.members(),
+            (None, None) => self.pgid_members(),
+        }
+    }
+
+    fn reap_leader(&self) -> Option<ExitStatus> {
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if l.status.is_some() || l.pid == 0 {
+            return None;
+        }
+        match unix::try_reap(l.pid) {
+            Ok(Some((st, ru))) => {
+                l.status = Some(st);
+                l.pidfd = None;
+                if let Some(o) = self.owner() {
+                    o.reaped.lock().unwrap_or_else(|p| p.into_inner()).add(&ru);
+                }
+                Some(st)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn needed_v1(kind: BackendKind, spec: &Spec) -> Vec<&'static str> {
+    let l = &spec.limits;
+    let mut c = Vec::new();
+    match kind {
+        BackendKind::Hybrid => {
+            c.push("memory");
+            if l.max_procs.is_some() {
+                c.push("pids");
+            }
+            if l.cpus.is_some() {
+                c.push("cpu");
+            }
+        }
+        BackendKind::CgroupV1 => {
+            c.extend(["freezer", "pids", "memory", "cpuacct"]);
+            if l.cpus.is_some() {
+                c.push("cpu");
+            }
+        }
+        _ => {}
+    }
+    c
+}
+
+impl SysGroup for Group {
+    fn create(spec: &Spec) -> crate::Result<Self> {
+        reaper::ensure();
+        let l = layout();
+        let kind = select::choose(spec.backend, l)?;
+        if kind != BackendKind::Pgid {
+            STALE_SWEPT.get_or_init(|| {
+                stale::sweep(l);
+            });
+        }
+        let enforcement: Vec<Enforcement> = spec
+            .limits
+            .kinds()
+            .into_iter()
+            .map(|k| Enforcement { limit: k, support: select::limit_support(kind, k, l, true) })
+            .collect();
+        if let Some(e) = enforcement.iter().find(|e| matches!(e.support, Support::No(_))) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the {} cannot be enforced by the {kind} backend: {}", e.limit, e.support.detail()),
+            )
+            .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
+        }
+        let cg_err = |what: &str, e: io::Error| {
+            Error::os(format!("{what} for the {kind} backend"), e)
+                .hint("run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup")
+        };
+        let mut v2 = None;
+        if matches!(kind, BackendKind::CgroupV2 | BackendKind::Hybrid) {
+            let root = l.v2_root.as_ref().expect("checked by select::available");
+            let mut ctl: Vec<&str> = Vec::new();
+            if kind == BackendKind::CgroupV2 {
+                let lim = &spec.limits;
+                for (want, c) in [(true, "memory"), (lim.max_procs.is_some(), "pids"), (lim.cpus.is_some(), "cpu")] {
+                    if want && l.v2_controllers.iter().any(|x| x == c) {
+                        ctl.push(c);
+                    }
+                }
+            }
+            v2 = Some(CgroupV2::create(root, &spec.id, &ctl).map_err(|e| cg_err("creating the cgroup", e))?);
+        }
+        let mut v1 = None;
+        let wanted = needed_v1(kind, spec);
+        if !wanted.is_empty() {
+            match CgroupV1::create(l, &spec.id, &wanted) {
+                Ok(c) => v1 = Some(c),
+                Err(e) => {
+                    if let Some(v) = &v2 {
+                        let _ = v.remove();
+                    }
+                    return Err(cg_err("creating the v1 cgroups", e));
+                }
+            }
+        }
+        let mut me = Group {
+            kind,
+            spec: spec.clone(),
+            v2,
+            v1,
+            owner: OnceLock::new(),
+            leader: Mutex::new(Leader::default()),
+            wake: Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
+            inotify: None,
+            seen_oom: AtomicU64::new(0),
+            seen_pids_max: AtomicU64::new(0),
+            enforcement,
+            final_usage: Mutex::new(None),
+            tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
+        };
+        // On failure, Drop removes the directories: no leader ever ran.
+        me.configure().map_err(|e| cg_err("setting the limits", e))?;
+        Ok(me)
+    }
+
+    fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+        let id = self.spec.id.clone();
+        cmd.env("CORRAL_GROUP", &id);
+        cmd.process_group(0);
+        let mut files: Vec<PathBuf> = Vec::new();
+        if let Some(v2) = &self.v2 {
+            files.push(v2.file("cgroup.procs"));
+        }
+        if let Some(v1) = &self.v1 {
+            files.extend(v1.procs_files());
+        }
+        let mut fds: Vec<std::fs::File> = Vec::new();
+        for f in &files {
+            let file = std::fs::OpenOptions::new().write(true).open(f).map_err(|e| {
+                Error::os(format!("opening {}", f.display()), e).hint("the cgroup is not writable by this user")
+            })?;
+            fds.push(file);
+        }
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let rlimits = unix::process_rlimits(&self.spec.limits);
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe syscalls on fds and values captured by copy.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &raw {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The parent may have died before pdeathsig was armed.
+                if libc::getppid() != parent {
+                    libc::_exit(137);
+                }
+                unix::apply_rlimits(&rlimits)
+            });
+        }
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let guard = reaper::spawning();
+        let child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
+        let pid = child.id();
+        let owner = Arc::new(Owner {
+            cgroup_leaf: Some(id).filter(|_| self.kind != BackendKind::Pgid),
+            pgid: pid,
+            ..Owner::default()
+        });
+        reaper::register(pid, owner.clone());
+        let _ = self.owner.set(owner);
+        drop(guard);
+        drop(fds);
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        l.pid = pid;
+        l.pidfd = fds::pidfd_open(pid).ok();
+        Ok(child)
+    }
+
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    fn enforcement(&self) -> Vec<Enforcement> {
+        self.enforcement.clone()
+    }
+
+    fn enforces_cpu_time(&self) -> bool {
+        false
+    }
+
+    fn members(&self) -> io::Result<Vec<u32>> {
+        self.members_inner()
+    }
+
+    fn graceful_stop(&self, signal: Signal) -> io::Result<()> {
+        let members = self.members_inner()?;
+        self.note_members(&members);
+        if self.kind == BackendKind::Pgid {
+            let _ = unix::killpg(self.pgid(), signal.as_raw());
+            let _ = unix::killpg(self.pgid(), libc::SIGCONT);
+        }
+        unix::signal_then_cont(&members, signal);
+        Ok(())
+    }
+
+    fn kill(&self) -> io::Result<()> {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) if v2.has_kill() => v2.kill(),
+            (_, Some(v1)) if v1.has("freezer") => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (Some(v2), _) => {
+                for p in v2.members()? {
+                    let _ = unix::kill(p, libc::SIGKILL);
+                }
+                Ok(())
+            }
+            (None, Some(v1)) => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (None, None) => {
+                let _ = self.pgid_members();
+                pgid::kill(self.pgid(), &self.tag)
+            }
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        if let Some(u) = self.final_usage.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return u;
+        }
+        self.live_usage()
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
+        let (pidfd, leader_done) = {
+            let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+            (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
+        };
+        let mut fds = vec![self.wake.0.raw()];
+        if let Some(p) = pidfd {
+            fds.push(p);
+        }
+        if let Some(i) = &self.inotify {
+            fds.push(i.raw());
+        }
+        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
+            fds.push(e.raw());
+        }
+        // Sample what the kernel cannot notify.
+        let lim = &self.spec.limits;
+        let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
+            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
+        let must_sample =
+            sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
+        let timeout = match (timeout, must_sample) {
+            (Some(t), true) => Some(t.min(SAMPLE)),
+            (None, true) => Some(SAMPLE),
+            (t, false) => t,
+        };
+        let ready = fds::poll_readable(&fds, timeout)?;
+        self.wake.0.drain();
+        if let Some(i) = &self.inotify {
+            if ready.get(fds.iter().position(|f| *f == i.raw()).unwrap_or(usize::MAX)).copied().unwrap_or(false) {
+                i.drain();
+            }
+        }
+        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
+            e.drain();
+        }
+        let mut out = Vec::new();
+        if let Some(st) = self.reap_leader() {
+            out.push(Change::LeaderExited(st));
+        }
+        out.extend(self.limit_changes());
+        out.extend(self.sampled_limits());
+        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        if leader_gone && self.is_empty() {
+            out.push(Change::Empty);
+        }
+        Ok(out)
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.wake.clone()
+    }
+
+    fn teardown(&self, deadline: Instant) -> usize {
+        let owner = self.owner().cloned();
+        let mut remaining: Vec<u32>;
+        loop {
+            if let Some(o) = &owner {
+                reaper::sweep(Some(o));
+            }
+            reaper::sweep_unattributed_if_reaping_all();
+            self.reap_leader();
+            let live = self.members_inner().unwrap_or_default();
+            if !live.is_empty() {
+                let _ = self.kill();
+                remaining = live;
+            } else {
+                // Empty is not gone: a member leaves its cgroup before its
+                // orphans are re-parented to us, and zombies hold pids
+                // until reaped. Look for anything of ours still in /proc.
+                remaining = self.remaining(&owner);
+                if remaining.is_empty() {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let usage = self.live_usage();
+        *self.final_usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(usage);
+        let leftover = remaining.len();
+        if leftover == 0 {
+            self.remove_dirs();
+        }
+        if let Some(o) = &owner {
+            let pid = self.leader.lock().map(|l| l.pid).unwrap_or(0);
+            reaper::unregister(pid, o);
+        }
+        leftover
+    }
+
+    fn location(&self) -> String {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) => v2.dir.display().to_string(),
+            (None, Some(v1)) => {
+                v1.dir("pids").or_else(|| v1.dir("freezer")).map(|d| d.display().to_string()).unwrap_or_default()
+            }
+            (None, None) => format!("process group {}", self.pgid()),
+        }
+    }
+}
+
+impl Group {
+    /// Applies the limits and arms the notifications.
+    fn configure(&mut self) -> io::Result<()> {
+        let lim = self.spec.limits.clone();
+        let ino = Inotify::new()?;
+        let mut watched = false;
+        if let Some(v2) = &self.v2 {
+            ino.watch(&v2.file("cgroup.events"))?;
+            watched = true;
+            if self.kind == BackendKind::CgroupV2 {
+                if let Some(m) = lim.memory {
+                    v2.set_memory_max(m)?;
+                    ino.watch(&v2.file("memory.events"))?;
+                }
+                if let Some(n) = lim.max_procs {
+                    v2.set_pids_max(n)?;
+                    ino.watch(&v2.file("pids.events"))?;
+                }
+                if let Some(c) = lim.cpus {
+                    v2.set_cpu_max(c)?;
+                }
+            }
+        }
+        if let Some(v1) = &mut self.v1 {
+            if let Some(m) = lim.memory {
+                v1.set_memory(m)?;
+            }
+            if let Some(n) = lim.max_procs {
+                // v1 `pids.events` is not signalled through inotify: it is
+                // sampled instead (see `wait`).
+                v1.set_pids_max(n)?;
+            }
+            if let Some(c) = lim.cpus {
+                v1.set_cpus(c)?;
+            }
+        }
+        if watched {
+            self.inotify = Some(ino);
+        }
+        Ok(())
+    }
+
+    fn remove_dirs(&self) {
+        if let Some(v2) = &self.v2 {
+            let _ = v2.remove();
+        }
+        if let Some(v1) = &self.v1 {
+            let _ = v1.remove_all();
+        }
+    }
+
+    /// Every process of the group still in `/proc`, zombies included: by
+    /// cgroup, by process group, or as a member seen earlier (same pid and
+    /// start time). Counted, not assumed.
+    fn remaining(&self, owner: &Option<Arc<Owner>>) -> Vec<u32> {
+        let me = std::process::id();
+        let pgid = self.pgid();
+        let leader = self.leader.lock().map(|l| (l.pid, l.status.is_some())).unwrap_or((0, true));
+        let known =
+            owner.as_ref().map(|o| o.known.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
+        let leaf = (self.kind != BackendKind::Pgid).then_some(self.spec.id.as_str());
+        let mut out = Vec::new();
+        for pid in procfs::all_pids().unwrap_or_default() {
+            if pid == me || (pid == leader.0 && leader.1) {
+                continue;
+            }
+            let Some(st) = procfs::stat(pid) else { continue };
+            let ours = st.pgid == pgid
+                || known.get(&pid).is_some_and(|start| *start == st.starttime)
+                || leaf
+                    .is_some_and(|leaf| procfs::cgroup_paths(pid).iter().any(|c| c.rsplit('/').next() == Some(leaf)));
+            if ours {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // A group whose teardown never ran (spawn failed) leaves no directory.
+        if self.leader.lock().map(|l| l.pid == 0).unwrap_or(false) {
+            self.remove_dirs();
+        }
+    }
+}
+
+fn spawn_error(program: &str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::os(format!("command not found: {program}"), e)
+            .with_kind(ErrorKind::NotFound)
+            .hint("check the spelling and PATH"),
+        Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) => {
+            Error::os(format!("cannot execute {program}"), e)
+                .with_kind(ErrorKind::NotExecutable)
+                .hint("check that it is a program and has the execute bit (chmod +x)")
+        }
+        _ => Error::os(format!("starting {program}"), e),
+    }
+}
+
+/// `(ppid, exe)` for events.
+pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
+    (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
+}
+
+pub(crate) fn reap_all_orphans(yes: bool) {
+    reaper::set_reap_all(yes);
+    reaper::ensure();
+}
+
+pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
+    let mut out = Vec::new();
+    for pid in procfs::all_pids()? {
+        let Some(st) = procfs::stat(pid) else { continue };
+        let group = procfs::cgroup_v2_path(pid)
+            .filter(|p| p != "/")
+            .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "pids").filter(|p| p != "/"))
+            .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "memory"));
+        out.push(ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid)));
+    }
+    Ok(out)
+}
+
+pub(crate) fn host_report() -> HostReport {
+    let l = layout();
+    let forced = std::env::var("CORRAL_BACKEND").ok().and_then(|v| BackendKind::parse(&v));
+    let chosen = select::choose(forced, l).ok();
+    let mut notes = Vec::new();
+    if let Some(m) = &l.v2_mount {
+        notes.push(format!(
+            "cgroup2 mounted at {} with controllers: {}",
+            m.display(),
+            if l.v2_controllers.is_empty() { "none".to_string() } else { l.v2_controllers.join(" ") }
+        ));
+    }
+    if !l.v1_roots.is_empty() {
+        let names: Vec<&str> = l.v1_roots.iter().map(|(c, _)| c.as_str()).collect();
+        notes.push(format!("cgroup v1 controllers mounted: {}", names.join(" ")));
+    }
+    if let Some(r) = &l.v2_root {
+        notes.push(format!("corral's cgroup subtree: {}", r.display()));
+    }
+    if let Some(p) = &l.override_problem {
+        notes.push(p.clone());
+    }
+    // SAFETY: geteuid has no preconditions.
+    notes.push(format!("running as uid {}", unsafe { libc::geteuid() }));
+    notes.push(format!(
+        "child subreaper: {} (corral sets it when it creates a group)",
+        if reaper::is_subreaper() { "on" } else { "available" }
+    ));
+    HostReport {
+        os: std::env::consts::OS,
+        chosen,
+        backends: select::ORDER.iter().map(|k| select::report(*k, l)).collect(),
+        notes,
+    }
+}

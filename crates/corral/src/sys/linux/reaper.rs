@@ -1,0 +1,165 @@
+//! corral as a child subreaper: orphans of a group are re-parented to this
+//! process instead of to PID 1, so corral can find them and reap them.
+//!
+//! PID 1 on many hosts (containers, CI VMs) reaps orphans late or never;
+//! left alone, the zombies of killed trees pile up against `pid_max`. So
+//! "gone" means "reaped", and corral does the reaping.
+//!
+//! Only zombies that can be attributed to one of this process's groups are
+//! reaped (by cgroup path, process group, or a pid seen as a member), so a
+//! library user's own children keep their exit statuses. A program that owns
+//! its process can widen this with `reap_all_orphans(true)`.
+//!
+//! Leaders are reaped by their own group's monitor. The spawn lock keeps the
+//! sweep from reaping a leader that has exited before it was registered
+//! (and std's own `waitpid` after a failed `exec`).
+
+use super::procfs;
+use crate::sys::unix::{try_reap, Rusage};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+/// How often the background sweep looks for zombies. Teardown does not wait
+/// for it: it sweeps its own group directly.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// What a group registers so that its orphans can be told apart.
+#[derive(Debug, Default)]
+pub(crate) struct Owner {
+    /// The cgroup leaf name (the group id), if the group is in a cgroup.
+    pub cgroup_leaf: Option<String>,
+    /// The process group of the leader.
+    pub pgid: u32,
+    /// pid -> start time, of processes seen as members.
+    pub known: Mutex<HashMap<u32, u64>>,
+    /// What reaped members used (for backends without group accounting).
+    pub reaped: Mutex<Rusage>,
+}
+
+impl Owner {
+    fn claims(&self, pid: u32, stat: &procfs::Stat, cgroups: &[String]) -> bool {
+        if self.pgid != 0 && stat.pgid == self.pgid {
+            return true;
+        }
+        if let Some(leaf) = &self.cgroup_leaf {
+            if cgroups.iter().any(|cg| cg.rsplit('/').next() == Some(leaf.as_str())) {
+                return true;
+            }
+        }
+        self.known.lock().map(|k| k.contains_key(&pid)).unwrap_or(false)
+    }
+}
+
+struct Reaper {
+    spawn_lock: RwLock<()>,
+    leaders: Mutex<HashSet<u32>>,
+    owners: Mutex<Vec<Arc<Owner>>>,
+}
+
+static REAPER: OnceLock<Reaper> = OnceLock::new();
+static REAP_ALL: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_reap_all(yes: bool) {
+    REAP_ALL.store(yes, Ordering::Relaxed);
+}
+
+/// Makes this process a child subreaper and starts the sweep, once.
+fn reaper() -> &'static Reaper {
+    REAPER.get_or_init(|| {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let _ = std::thread::Builder::new().name("corral-reaper".into()).spawn(|| loop {
+            std::thread::sleep(SWEEP_EVERY);
+            if has_zombie_child() {
+                sweep(None);
+            }
+        });
+        Reaper { spawn_lock: RwLock::new(()), leaders: Mutex::new(HashSet::new()), owners: Mutex::new(Vec::new()) }
+    })
+}
+
+/// Whether this process is a subreaper (for `doctor`).
+pub(crate) fn is_subreaper() -> bool {
+    let mut v: libc::c_int = 0;
+    // SAFETY: v is valid for writes.
+    unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut v as *mut libc::c_int, 0, 0, 0) };
+    v != 0
+}
+
+/// Held while a leader is spawned and registered.
+pub(crate) fn spawning() -> RwLockReadGuard<'static, ()> {
+    reaper().spawn_lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn register(leader: u32, owner: Arc<Owner>) {
+    let r = reaper();
+    r.leaders.lock().unwrap_or_else(|p| p.into_inner()).insert(leader);
+    r.owners.lock().unwrap_or_else(|p| p.into_inner()).push(owner);
+}
+
+pub(crate) fn unregister(leader: u32, owner: &Arc<Owner>) {
+    let r = reaper();
+    r.leaders.lock().unwrap_or_else(|p| p.into_inner()).remove(&leader);
+    r.owners.lock().unwrap_or_else(|p| p.into_inner()).retain(|o| !Arc::ptr_eq(o, owner));
+}
+
+pub(crate) fn ensure() {
+    reaper();
+}
+
+/// True if some child of ours is a zombie, without reaping it.
+fn has_zombie_child() -> bool {
+    // SAFETY: zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: info is valid for writes.
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: si_pid is valid to read after waitid filled the struct.
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// Reaps the zombie children that can be attributed: to `only` if given,
+/// else to any group (or to none, in reap-all mode). Returns how many.
+pub(crate) fn sweep(only: Option<&Arc<Owner>>) -> usize {
+    let r = reaper();
+    let _no_spawns = r.spawn_lock.write().unwrap_or_else(|p| p.into_inner());
+    let leaders = r.leaders.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let owners = r.owners.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut n = 0;
+    for pid in procfs::own_children() {
+        if leaders.contains(&pid) {
+            continue;
+        }
+        let Some(stat) = procfs::stat(pid) else { continue };
+        if !stat.is_zombie() {
+            continue;
+        }
+        let cgroups = procfs::cgroup_paths(pid);
+        let owner = owners.iter().find(|o| o.claims(pid, &stat, &cgroups));
+        let take = match (only, owner) {
+            (Some(want), Some(o)) => Arc::ptr_eq(want, o),
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (None, None) => REAP_ALL.load(Ordering::Relaxed),
+        };
+        if !take {
+            continue;
+        }
+        if let Ok(Some((_, ru))) = try_reap(pid) {
+            n += 1;
+            if let Some(o) = owner {
+                o.reaped.lock().unwrap_or_else(|p| p.into_inner()).add(&ru);
+            }
+        }
+    }
+    n
+}
+
+/// In reap-all mode, also reaps zombies no group claims (teardown calls
+/// this so the process can exit without leaving them to PID 1).
+pub(crate) fn sweep_unattributed_if_reaping_all() {
+    if REAP_ALL.load(Ordering::Relaxed) && has_zombie_child() {
+        sweep(None);
+    }
+}

@@ -1,0 +1,315 @@
+//! macOS: a group is a process group plus per-process rlimits.
+//!
+//! macOS has no cgroups and no subreaper, so this is the weakest backend,
+//! and it says so: a `setsid` or double-fork escapee leaves the group and
+//! is not found again; the kill is `killpg` in stop-then-kill rounds, best
+//! effort against fork races; memory and CPU time are per-process rlimits;
+//! there is no process-count limit (RLIMIT_NPROC counts every process of
+//! the user) and no CPU throttling.
+
+use super::{unix, Change, Spec, SysGroup, Wake};
+use crate::{
+    BackendKind, BackendReport, Capability, Enforcement, Error, ErrorKind, ExitStatus, HostReport, LimitKind,
+    ProcessInfo, Signal, Support, Usage,
+};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Without a process-exit notification for a group, the leader and the
+/// group's emptiness are sampled at this period.
+const SAMPLE: Duration = Duration::from_millis(20);
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Wake for Pipe {
+    fn wake(&self) {
+        let b = 1u8;
+        // SAFETY: writes one byte from a valid location.
+        unsafe { libc::write(self.write.as_raw_fd(), (&b as *const u8).cast(), 1) };
+    }
+}
+
+fn pipe() -> io::Result<Pipe> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is valid for two ints.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for fd in fds {
+        // SAFETY: fd is a fresh pipe end.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+        }
+    }
+    // SAFETY: the fds are fresh and owned by nobody else.
+    Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(fds[0]), write: OwnedFd::from_raw_fd(fds[1]) } })
+}
+
+#[derive(Default)]
+struct Leader {
+    pid: u32,
+    status: Option<ExitStatus>,
+    usage: unix::Rusage,
+}
+
+pub(crate) struct Group {
+    spec: Spec,
+    leader: Mutex<Leader>,
+    wake: Arc<Pipe>,
+}
+
+fn support(limit: LimitKind) -> Support {
+    match limit {
+        LimitKind::Memory | LimitKind::MemoryPerProcess => Support::Weaker("RLIMIT_AS on each process".into()),
+        LimitKind::CpuTime => Support::Weaker("RLIMIT_CPU on each process".into()),
+        LimitKind::WallClock => Support::Yes("timer in the controller".into()),
+        LimitKind::Processes => {
+            Support::No("macOS has only RLIMIT_NPROC, which counts every process of the user".into())
+        }
+        _ => Support::No("macOS has no CPU throttling for a process group".into()),
+    }
+}
+
+impl Group {
+    fn pgid(&self) -> u32 {
+        self.leader.lock().map(|l| l.pid).unwrap_or(0)
+    }
+
+    fn reap_leader(&self) -> Option<ExitStatus> {
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if l.status.is_some() || l.pid == 0 {
+            return None;
+        }
+        match unix::try_reap(l.pid) {
+            Ok(Some((st, ru))) => {
+                l.status = Some(st);
+                l.usage.add(&ru);
+                Some(st)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl SysGroup for Group {
+    fn create(spec: &Spec) -> crate::Result<Self> {
+        if let Some(k) = spec.backend.filter(|k| *k != BackendKind::Pgid) {
+            return Err(Error::new(ErrorKind::Unsupported, format!("backend {k} does not exist on macOS"))
+                .hint("macOS offers only the pgid backend; unset CORRAL_BACKEND"));
+        }
+        for k in spec.limits.kinds() {
+            if let Support::No(why) = support(k) {
+                return Err(Error::new(ErrorKind::Unsupported, format!("the {k} cannot be enforced on macOS: {why}"))
+                    .hint("drop that limit, or run on Linux or Windows"));
+            }
+        }
+        let wake = Arc::new(pipe().map_err(|e| Error::os("creating a pipe", e))?);
+        Ok(Group { spec: spec.clone(), leader: Mutex::new(Leader::default()), wake })
+    }
+
+    fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+        cmd.env("CORRAL_GROUP", &self.spec.id);
+        cmd.process_group(0);
+        let l = &self.spec.limits;
+        let mut rl = Vec::new();
+        if let Some(m) = l.memory_per_process.or(l.memory) {
+            rl.push(unix::Rlimit { resource: libc::RLIMIT_AS, value: m });
+        }
+        if let Some(t) = l.cpu_time {
+            rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
+        }
+        // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || unix::apply_rlimits(&rl));
+        }
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd.spawn().map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => Error::os(format!("command not found: {program}"), e).with_kind(ErrorKind::NotFound),
+            Some(libc::EACCES) | Some(libc::ENOEXEC) => {
+                Error::os(format!("cannot execute {program}"), e).with_kind(ErrorKind::NotExecutable)
+            }
+            _ => Error::os(format!("starting {program}"), e),
+        })?;
+        self.leader.lock().unwrap_or_else(|p| p.into_inner()).pid = child.id();
+        Ok(child)
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Pgid
+    }
+
+    fn enforcement(&self) -> Vec<Enforcement> {
+        self.spec.limits.kinds().into_iter().map(|k| Enforcement { limit: k, support: support(k) }).collect()
+    }
+
+    fn enforces_cpu_time(&self) -> bool {
+        true
+    }
+
+    fn members(&self) -> io::Result<Vec<u32>> {
+        let pgid = self.pgid();
+        let mut buf = vec![0 as libc::pid_t; 4096];
+        // SAFETY: buf is valid for its byte length.
+        let n = unsafe {
+            libc::proc_listpgrppids(pgid as libc::pid_t, buf.as_mut_ptr().cast(), (buf.len() * 4) as libc::c_int)
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let count = (n as usize / 4).min(buf.len());
+        Ok(buf[..count].iter().filter(|p| **p > 0).map(|p| *p as u32).collect())
+    }
+
+    fn graceful_stop(&self, signal: Signal) -> io::Result<()> {
+        unix::killpg(self.pgid(), signal.as_raw())?;
+        unix::killpg(self.pgid(), libc::SIGCONT)
+    }
+
+    fn kill(&self) -> io::Result<()> {
+        let pgid = self.pgid();
+        for _ in 0..100 {
+            unix::killpg(pgid, libc::SIGSTOP)?;
+            unix::killpg(pgid, libc::SIGKILL)?;
+            if self.members()?.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn usage(&self) -> Usage {
+        let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        let (user, system, peak) = (l.usage.user, l.usage.system, l.usage.maxrss);
+        drop(l);
+        Usage {
+            cpu_user: user,
+            cpu_system: system,
+            peak_memory: Some(peak),
+            processes_active: self.members().map(|m| m.len() as u64).unwrap_or(0),
+            ..Usage::default()
+        }
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
+        let t = timeout.map_or(SAMPLE, |t| t.min(SAMPLE));
+        let mut p = libc::pollfd { fd: self.wake.read.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: p is one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, t.as_millis().max(1) as libc::c_int) };
+        let mut buf = [0u8; 64];
+        // SAFETY: buf is valid for writes of its length.
+        while unsafe { libc::read(self.wake.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        let mut out = Vec::new();
+        if let Some(st) = self.reap_leader() {
+            out.push(Change::LeaderExited(st));
+        }
+        let done = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        if done && self.members()?.is_empty() {
+            out.push(Change::Empty);
+        }
+        Ok(out)
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.wake.clone()
+    }
+
+    fn teardown(&self, deadline: Instant) -> usize {
+        loop {
+            self.reap_leader();
+            let left = self.members().map(|m| m.len()).unwrap_or(0);
+            let leader_left = self.leader.lock().map(|l| l.pid != 0 && l.status.is_none()).unwrap_or(false);
+            let n = left + leader_left as usize;
+            if n == 0 || Instant::now() >= deadline {
+                return n;
+            }
+            let _ = self.kill();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn location(&self) -> String {
+        format!("process group {}", self.pgid())
+    }
+}
+
+pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
+    (bsdinfo(pid).map(|i| i.pbi_ppid), None)
+}
+
+pub(crate) fn reap_all_orphans(_yes: bool) {
+    // macOS has no subreaper: orphans go to launchd, which reaps them.
+}
+
+fn bsdinfo(pid: u32) -> Option<libc::proc_bsdinfo> {
+    // SAFETY: zeroed is a valid proc_bsdinfo out-parameter.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: info is valid for `size` bytes.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    (n == size).then_some(info)
+}
+
+pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
+    let mut buf = vec![0 as libc::pid_t; 16384];
+    // SAFETY: buf is valid for its byte length.
+    let n = unsafe { libc::proc_listallpids(buf.as_mut_ptr().cast(), (buf.len() * 4) as libc::c_int) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    for &pid in buf.iter().take(n as usize) {
+        let Some(i) = bsdinfo(pid as u32) else { continue };
+        // SAFETY: getsid has no memory-safety preconditions.
+        let sid = unsafe { libc::getsid(pid) }.max(0) as u32;
+        let name: String = i.pbi_comm.iter().take_while(|c| **c != 0).map(|c| *c as u8 as char).collect();
+        out.push(ProcessInfo::new(pid as u32, i.pbi_ppid, i.pbi_pgid, sid, None, name));
+    }
+    Ok(out)
+}
+
+pub(crate) fn host_report() -> HostReport {
+    let weak = |s: &str| Support::Weaker(s.to_string());
+    let mut caps = vec![
+        (
+            Capability::HoldsEscapees,
+            Support::No("macOS has no subreaper or cgroup; setsid escapees leave the process group".into()),
+        ),
+        (Capability::AtomicKill, weak("killpg in stop-then-kill rounds")),
+        (Capability::KillOnControllerDeath, Support::No("no PR_SET_PDEATHSIG on macOS".into())),
+        (Capability::EmptyNotification, weak("polled")),
+        (Capability::PeakMemory, weak("largest single process (rusage maxrss)")),
+    ];
+    for k in [
+        LimitKind::Memory,
+        LimitKind::MemoryPerProcess,
+        LimitKind::Processes,
+        LimitKind::CpuTime,
+        LimitKind::CpuRate,
+        LimitKind::WallClock,
+    ] {
+        caps.push((Capability::Limit(k), support(k)));
+    }
+    HostReport {
+        os: std::env::consts::OS,
+        chosen: Some(BackendKind::Pgid),
+        backends: vec![BackendReport { kind: BackendKind::Pgid, available: Ok(()), capabilities: caps }],
+        notes: vec!["macOS: process groups only (see the guarantees table in README)".into()],
+    }
+}

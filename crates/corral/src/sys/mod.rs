@@ -1,0 +1,89 @@
+//! The one seam between corral and the OS.
+//!
+//! Each OS provides a type implementing [`SysGroup`] and the free functions
+//! below. The compiler checks that every OS offers the same surface; the
+//! platform-neutral monitor (`crate::monitor`) drives it.
+
+use crate::{BackendKind, Enforcement, ExitStatus, LimitKind, Limits, ProcessInfo, Signal, Usage};
+use std::io;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+#[cfg(unix)]
+pub(crate) mod unix;
+
+#[cfg(target_os = "linux")]
+#[path = "linux/mod.rs"]
+mod imp;
+
+#[cfg(target_os = "macos")]
+#[path = "macos.rs"]
+mod imp;
+
+#[cfg(windows)]
+#[path = "windows/mod.rs"]
+mod imp;
+
+pub(crate) use imp::{describe, host_report, process_table, reap_all_orphans, Group as Imp};
+
+/// What the OS layer needs to create a group.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    /// Unique among live groups of this host: `<controller pid>-<seq>`.
+    pub id: String,
+    pub limits: Limits,
+    /// A forced backend, from the builder or `CORRAL_BACKEND`.
+    pub backend: Option<BackendKind>,
+}
+
+/// Something the monitor learns from [`SysGroup::wait`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    /// The leader ended and was reaped.
+    LeaderExited(ExitStatus),
+    /// No process is left in the group.
+    Empty,
+    /// The OS reports a limit hit (the OS may already have killed a member).
+    #[cfg_attr(target_os = "macos", allow(dead_code))]
+    Limit(LimitKind),
+}
+
+/// Interrupts a [`SysGroup::wait`] from another thread.
+pub(crate) trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+/// One group, held by one OS mechanism. Every method takes `&self`: the
+/// monitor thread waits while callers list members or kill.
+pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
+    /// Creates the container (cgroup, job, …) before anything runs in it.
+    fn create(spec: &Spec) -> crate::Result<Self>;
+    /// Starts the leader inside the container before it runs user code.
+    fn spawn_leader(&self, cmd: Command) -> crate::Result<Child>;
+    fn kind(&self) -> BackendKind;
+    /// How each requested limit is enforced.
+    fn enforcement(&self) -> Vec<Enforcement>;
+    /// True when the OS itself enforces the group CPU-time limit; otherwise
+    /// the monitor watches `usage()` (never with a busy poll).
+    fn enforces_cpu_time(&self) -> bool;
+    fn members(&self) -> io::Result<Vec<u32>>;
+    /// The first, polite phase of a stop, sent to every member.
+    fn graceful_stop(&self, signal: Signal) -> io::Result<()>;
+    /// The inescapable phase: every member, atomically where the OS can.
+    fn kill(&self) -> io::Result<()>;
+    fn usage(&self) -> Usage;
+    /// Blocks until something changes, `wake()` is called, or `timeout`.
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>>;
+    fn waker(&self) -> std::sync::Arc<dyn Wake>;
+    /// After the kill: reaps everything, removes the container, and counts
+    /// what is still alive (or unreaped) by `deadline`.
+    fn teardown(&self, deadline: Instant) -> usize;
+    /// Where the group lives, for people (a cgroup path, a job name).
+    fn location(&self) -> String;
+}
+
+/// A process table entry filter used by `members()`-based trees.
+pub(crate) fn tree_of(members: &[u32]) -> io::Result<Vec<ProcessInfo>> {
+    let all = process_table()?;
+    Ok(all.into_iter().filter(|p| members.contains(&p.pid)).collect())
+}

@@ -1,0 +1,395 @@
+//! Windows: a group is a Job Object.
+//!
+//! The leader is created suspended, assigned to the group's job, then
+//! resumed (`spawn.rs`), so it and everything it ever starts is a member
+//! before running user code; membership is inherited and cannot be left.
+//! The job is created with `KILL_ON_JOB_CLOSE`, so a controller that dies
+//! takes its groups with it. Its messages arrive on an I/O completion port
+//! (`port.rs`) that also carries corral's wake-ups, so the monitor sleeps
+//! in one kernel call. A stop sets the group's named event, sends
+//! CTRL_BREAK and WM_CLOSE where they can arrive (`console.rs`), and the
+//! kill is `TerminateJobObject`.
+//!
+//! Traps this module exists to avoid:
+//! - Completion messages can be lost. The group is empty only when the
+//!   job's `ActiveProcesses` is 0, whether or not `ACTIVE_PROCESS_ZERO`
+//!   came, and the port wait never sleeps longer than [`BACKUP_POLL`].
+//! - A pid is reused once the last handle to the dead process closes.
+//!   corral holds a handle to every member it hears of (checked to be in
+//!   the job), so the pids it later checks are the ones it meant.
+//! - Windows has no signals and no exit-by-signal: members that corral
+//!   kills exit with code [`KILLED`] (137, what a shell shows on Unix for
+//!   SIGKILL); the [`crate::Reason`] says why.
+//! - Wine runs jobs, the port, accounting and `TerminateJobObject`, but
+//!   accepts limits without enforcing them; there the controller watches
+//!   the CPU-time limit itself and reports the others as not enforced.
+
+mod console;
+mod error;
+mod handle;
+mod host;
+mod job;
+mod ntdll;
+mod port;
+mod process;
+mod spawn;
+
+use self::console::StopEvent;
+use self::job::Job;
+use self::port::{Msg, Port, KEY_JOB};
+use super::{Change, Spec, SysGroup, Wake};
+use crate::{
+    BackendKind, Enforcement, Error, ErrorKind, ExitStatus, HostReport, LimitKind, ProcessInfo, Signal, Support, Usage,
+};
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::windows::io::OwnedHandle;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The longest the monitor sleeps on the port without looking at the
+/// job's counts and the leader's handle, in case a message was lost.
+const BACKUP_POLL: Duration = Duration::from_millis(200);
+
+/// The exit code of members that corral kills (`TerminateJobObject`).
+pub(crate) const KILLED: u32 = 137;
+
+/// How long to wait for the leader's handle to be signalled once the job
+/// says it is empty (the two are set by the same exit, not atomically).
+const LEADER_SETTLE: Duration = Duration::from_secs(1);
+
+/// Live groups of this process, so `process_table` can name a member's
+/// job. Holds raw job handles: each entry is removed (under this lock)
+/// before its job handle closes.
+static LIVE_JOBS: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct State {
+    leader_reported: bool,
+    /// A handle to every member heard of and not yet seen to exit.
+    members: HashMap<u32, OwnedHandle>,
+    cpu_limit_reported: bool,
+    final_usage: Option<Usage>,
+}
+
+/// One Windows group: a job, its completion port and its stop event.
+pub(crate) struct Group {
+    spec: Spec,
+    job: Job,
+    port: Arc<Port>,
+    stop: StopEvent,
+    enforcement: Vec<Enforcement>,
+    wine: bool,
+    /// The leader's pid and a handle of corral's own to it, set once.
+    leader: OnceLock<(u32, OwnedHandle)>,
+    st: Mutex<State>,
+}
+
+impl SysGroup for Group {
+    fn create(spec: &Spec) -> crate::Result<Self> {
+        if let Some(k) = spec.backend.filter(|k| *k != BackendKind::Job) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("backend {k} cannot run here: Windows has only the job backend"),
+            )
+            .hint("use CORRAL_BACKEND=job, or unset it"));
+        }
+        let report = host::report();
+        if let Some(Err(why)) = report.backends.first().map(|b| &b.available) {
+            return Err(Error::new(ErrorKind::Unsupported, format!("the job backend cannot run here: {why}"))
+                .hint("run `corral doctor` for details"));
+        }
+        let enforcement: Vec<Enforcement> = spec
+            .limits
+            .kinds()
+            .into_iter()
+            .map(|k| Enforcement { limit: k, support: host::limit_support(k) })
+            .collect();
+        if let Some(e) = enforcement.iter().find(|e| matches!(e.support, Support::No(_))) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the {} cannot be enforced by the job backend: {}", e.limit, e.support.detail()),
+            )
+            .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
+        }
+        let job =
+            Job::create(&format!(r"Local\corral-job-{}", spec.id)).map_err(|e| error::os("CreateJobObjectW", e))?;
+        let port = Port::new().map_err(|e| error::os("CreateIoCompletionPort", e))?;
+        job.associate(port.raw(), KEY_JOB).map_err(|e| error::os("associating the job with its completion port", e))?;
+        job.set_extended(&spec.limits).map_err(|e| error::limits("limits", e))?;
+        if let Some(c) = spec.limits.cpus {
+            job.set_cpu_rate(c).map_err(|e| error::limits("CPU rate", e))?;
+        }
+        let stop = StopEvent::create(&spec.id).map_err(|e| error::os("creating the stop event", e))?;
+        lock(&LIVE_JOBS).push((job.raw() as usize, job.name().to_string()));
+        Ok(Group {
+            spec: spec.clone(),
+            job,
+            port: Arc::new(port),
+            stop,
+            enforcement,
+            wine: ntdll::wine_version().is_some(),
+            leader: OnceLock::new(),
+            st: Mutex::new(State::default()),
+        })
+    }
+
+    fn spawn_leader(&self, cmd: Command) -> crate::Result<Child> {
+        let env = [("CORRAL_GROUP", self.spec.id.as_str()), ("CORRAL_STOP_EVENT", self.stop.name())];
+        let leader = spawn::spawn_in_job(&self.job, cmd, &env)?;
+        let pid = leader.child.id();
+        if let Ok(h) = leader.handle.try_clone() {
+            lock(&self.st).members.insert(pid, h);
+        }
+        let _ = self.leader.set((pid, leader.handle));
+        Ok(leader.child)
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Job
+    }
+
+    fn enforcement(&self) -> Vec<Enforcement> {
+        self.enforcement.clone()
+    }
+
+    fn enforces_cpu_time(&self) -> bool {
+        // Real Windows ends the job itself; under Wine the monitor must.
+        !self.wine
+    }
+
+    fn members(&self) -> io::Result<Vec<u32>> {
+        self.job.pids()
+    }
+
+    fn graceful_stop(&self, _signal: Signal) -> io::Result<()> {
+        self.stop.set()?;
+        // Only while the leader lives is its pid surely a process group of
+        // ours; the handle held in `self.leader` keeps the pid from reuse.
+        if let Some((pid, h)) = self.leader.get() {
+            if process::running(h) && console::has_console() {
+                let _ = console::ctrl_break(*pid);
+            }
+        }
+        let pids: HashSet<u32> = self.job.pids().unwrap_or_default().into_iter().collect();
+        console::close_windows(&pids);
+        Ok(())
+    }
+
+    fn kill(&self) -> io::Result<()> {
+        self.job.terminate(KILLED)
+    }
+
+    fn usage(&self) -> Usage {
+        if let Some(u) = lock(&self.st).final_usage.clone() {
+            return u;
+        }
+        self.live_usage()
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
+        let timeout = timeout.map_or(BACKUP_POLL, |t| t.min(BACKUP_POLL));
+        let msgs = self.port.wait(Some(timeout))?;
+        let mut out = Vec::new();
+        let mut zero = false;
+        {
+            let mut st = lock(&self.st);
+            for m in msgs {
+                match m {
+                    Msg::NewProcess(pid) => self.track(&mut st, pid),
+                    Msg::ExitProcess(pid) | Msg::AbnormalExit(pid) => {
+                        if st.members.get(&pid).is_some_and(|h| !process::running(h)) {
+                            st.members.remove(&pid);
+                        }
+                    }
+                    Msg::ActiveZero => zero = true,
+                    Msg::Limit(kind) => {
+                        if self.spec.limits.kinds().contains(&kind) {
+                            out.push(Change::Limit(kind));
+                        }
+                    }
+                    Msg::Wake | Msg::Other(_) => {}
+                }
+            }
+            if self.spec.limits.cpu_time.is_some()
+                && !self.wine
+                && !st.cpu_limit_reported
+                && self.job.time_limit_reached()
+            {
+                st.cpu_limit_reported = true;
+                out.push(Change::Limit(LimitKind::CpuTime));
+            }
+        }
+        // The job's count is the truth; the message only says when to look.
+        let leader_done = lock(&self.st).leader_reported;
+        let empty = (zero || leader_done || self.leader_exit(Duration::ZERO).is_some())
+            && self.job.accounting().map(|a| a.active_processes == 0).unwrap_or(false);
+        let settle = if empty { LEADER_SETTLE } else { Duration::ZERO };
+        if let Some(status) = self.leader_exit(settle) {
+            let mut st = lock(&self.st);
+            if !st.leader_reported {
+                st.leader_reported = true;
+                out.push(Change::LeaderExited(status));
+            }
+        }
+        if empty && lock(&self.st).leader_reported {
+            out.push(Change::Empty);
+        }
+        Ok(out)
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.port.clone()
+    }
+
+    fn teardown(&self, deadline: Instant) -> usize {
+        let leftover = loop {
+            let active = self.job.accounting().map(|a| a.active_processes as usize).unwrap_or(usize::MAX);
+            let live = self.live_pids();
+            if active == 0 && live.is_empty() {
+                break 0;
+            }
+            if Instant::now() >= deadline {
+                break active.max(live.len());
+            }
+            let _ = self.job.terminate(KILLED);
+            // Exits arrive on the port; this only paces the re-check.
+            let _ = self.port.wait(Some(Duration::from_millis(5)));
+        };
+        let usage = self.live_usage();
+        let mut st = lock(&self.st);
+        st.final_usage = Some(usage);
+        // The pids are no longer needed, and holding dead processes costs
+        // kernel memory.
+        st.members.clear();
+        leftover
+    }
+
+    fn location(&self) -> String {
+        self.job.name().to_string()
+    }
+}
+
+impl Group {
+    /// Remembers a new member by handle, if it really is in this job (the
+    /// pid may already belong to another process by the time we look).
+    fn track(&self, st: &mut State, pid: u32) {
+        if st.members.contains_key(&pid) {
+            return;
+        }
+        if let Ok(h) = process::open(pid) {
+            if self.job.contains(handle::raw(&h)).unwrap_or(false) {
+                st.members.insert(pid, h);
+            }
+        }
+    }
+
+    /// The leader's status once it has ended, waiting up to `settle`.
+    fn leader_exit(&self, settle: Duration) -> Option<ExitStatus> {
+        let h = handle::raw(&self.leader.get()?.1);
+        let deadline = Instant::now() + settle;
+        loop {
+            if let Some(code) = process::exit_code(h) {
+                return Some(ExitStatus { code: Some(code as i32), signal: None });
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Every process corral can see alive in the group: the job's list and
+    /// the members it holds handles to.
+    fn live_pids(&self) -> HashSet<u32> {
+        let mut live: HashSet<u32> = self.job.pids().unwrap_or_default().into_iter().collect();
+        live.extend(lock(&self.st).members.iter().filter(|(_, h)| process::running(h)).map(|(p, _)| *p));
+        if let Some((pid, h)) = self.leader.get() {
+            if process::running(h) {
+                live.insert(*pid);
+            }
+        }
+        live
+    }
+
+    fn live_usage(&self) -> Usage {
+        let mut u = Usage::default();
+        if let Ok(a) = self.job.accounting() {
+            u.cpu_user = a.user;
+            u.cpu_system = a.kernel;
+            u.processes_total = Some(u64::from(a.total_processes));
+            u.processes_active = u64::from(a.active_processes);
+            u.io_read_bytes = Some(a.read_bytes);
+            u.io_write_bytes = Some(a.write_bytes);
+        }
+        u.peak_memory = self.job.peak_memory().ok().filter(|p| *p > 0 || !self.wine);
+        let st = lock(&self.st);
+        let now: u64 = st
+            .members
+            .values()
+            .filter(|h| process::running(h))
+            .filter_map(|h| process::private_bytes(handle::raw(h)))
+            .sum();
+        u.memory_now = Some(now);
+        u
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Unregister before the job handle closes (KILL_ON_JOB_CLOSE then
+        // ends anything a failed teardown left).
+        let raw = self.job.raw() as usize;
+        lock(&LIVE_JOBS).retain(|(h, _)| *h != raw);
+    }
+}
+
+/// `(ppid, exe)` for events.
+pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
+    match process::open(pid) {
+        Ok(h) => (process::parent(handle::raw(&h)), process::image(handle::raw(&h))),
+        Err(_) => (None, None),
+    }
+}
+
+/// Windows has no zombies to reap: a process is gone when it exits and
+/// the last handle to it closes, and corral closes its own.
+pub(crate) fn reap_all_orphans(_yes: bool) {}
+
+pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
+    let jobs = lock(&LIVE_JOBS);
+    let mut out = Vec::new();
+    for e in process::snapshot()? {
+        let h = process::open(e.pid).ok();
+        let group = h.as_ref().and_then(|h| {
+            jobs.iter().find_map(|(job, name)| {
+                let mut yes = 0;
+                // SAFETY: `job` is a live job handle: entries leave
+                // LIVE_JOBS (under the lock held here) before they close.
+                let ok = unsafe {
+                    windows_sys::Win32::System::JobObjects::IsProcessInJob(handle::raw(h), *job as _, &mut yes)
+                };
+                (ok != 0 && yes != 0).then(|| name.clone())
+            })
+        });
+        let cmdline = h
+            .as_ref()
+            .and_then(|h| process::command_line(handle::raw(h)))
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| format!("[{}]", e.name));
+        let sid = process::session(e.pid).unwrap_or(0);
+        // Windows has no process groups in the Unix sense; pgid is 0.
+        out.push(ProcessInfo::new(e.pid, e.ppid, 0, sid, group, cmdline));
+    }
+    Ok(out)
+}
+
+pub(crate) fn host_report() -> HostReport {
+    host::report()
+}

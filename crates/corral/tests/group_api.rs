@@ -1,0 +1,219 @@
+//! The library API on real processes: members, tree, events, usage, stop,
+//! kill, kill-on-drop, typed errors, and the tokio front. Each test proves
+//! that the pids the testkit printed are gone afterwards.
+
+use corral::{BackendKind, ErrorKind, Event, Group, Limits, Reason, StopPolicy};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn testkit() -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/corral-testkit
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("corral-testkit");
+    if !p.exists() {
+        let st = Command::new(env!("CARGO")).args(["build", "-q", "-p", "corral-testkit"]).status().unwrap();
+        assert!(st.success());
+    }
+    p
+}
+
+fn tk(args: &[&str]) -> Command {
+    let mut c = Command::new(testkit());
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null());
+    c
+}
+
+/// Reads the ready line; returns every pid it names, with start times.
+fn ready(g: &mut Group) -> (serde_like::Ready, Vec<(u32, u64)>) {
+    let out = g.take_stdout().unwrap();
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    let r = serde_like::parse(&line);
+    let pids: Vec<(u32, u64)> =
+        std::iter::once(r.pid).chain(r.all.iter().copied()).filter_map(|p| starttime(p).map(|s| (p, s))).collect();
+    (r, pids)
+}
+
+fn starttime(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+fn assert_gone(pids: &[(u32, u64)]) {
+    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
+    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
+}
+
+/// The backends to run against: every one this host can hold a group with.
+fn backends() -> Vec<BackendKind> {
+    corral::host_report().backends.into_iter().filter(|b| b.available.is_ok()).map(|b| b.kind).collect()
+}
+
+/// A tiny reader for the testkit's ready line (keeps serde out of the library).
+mod serde_like {
+    pub struct Ready {
+        pub pid: u32,
+        pub all: Vec<u32>,
+        pub children: Vec<u32>,
+    }
+    fn list(line: &str, key: &str) -> Vec<u32> {
+        let Some(i) = line.find(&format!("\"{key}\":[")) else { return vec![] };
+        let rest = &line[i + key.len() + 4..];
+        let end = rest.find(']').unwrap();
+        rest[..end].split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    }
+    pub fn parse(line: &str) -> Ready {
+        assert!(line.contains("\"ready\":true"), "{line}");
+        let i = line.find("\"pid\":").unwrap() + 6;
+        let pid = line[i..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+        Ready { pid, all: list(line, "all"), children: list(line, "children") }
+    }
+}
+
+#[test]
+fn members_and_tree_show_the_whole_group() {
+    for b in backends() {
+        let mut g = Group::builder()
+            .backend(b)
+            .spawn(tk(&["--children", "2", "--grandchildren", "2", "--setsid", "1", "--sleep", "30.5"]))
+            .unwrap();
+        let (r, pids) = ready(&mut g);
+        let members = g.members().unwrap();
+        for (p, _) in &pids {
+            assert!(members.contains(p), "[{b}] {p} in {members:?}");
+        }
+        let tree = g.tree().unwrap();
+        assert_eq!(tree.children(r.pid).len(), 3, "[{b}] leader has 2 children + 1 setsid child:\n{tree}");
+        assert!(tree.to_string().contains("corral-testkit"), "[{b}]");
+        g.kill().unwrap();
+        let o = g.wait();
+        assert_eq!(o.reason, Reason::Killed, "[{b}]");
+        assert_eq!(o.leftover, 0);
+        assert_eq!(o.backend, b);
+        assert_gone(&pids);
+    }
+}
+
+#[test]
+fn events_report_started_exited_and_empty() {
+    for b in backends() {
+        let mut g = Group::builder().backend(b).spawn(tk(&["--children", "2", "--sleep", "1"])).unwrap();
+        let events = g.events();
+        let (r, pids) = ready(&mut g);
+        let mut started = Vec::new();
+        let mut exited = Vec::new();
+        let mut empty = false;
+        while let Some(e) = events.next_timeout(Duration::from_secs(10)) {
+            match e {
+                Event::Started { pid, .. } => started.push(pid),
+                Event::Exited { pid, .. } => exited.push(pid),
+                Event::Empty => {
+                    empty = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(empty, "[{b}] Empty arrives");
+        assert!(started.contains(&r.pid), "[{b}] leader started: {started:?}");
+        for c in &r.children {
+            assert!(started.contains(c), "[{b}] child {c} started: {started:?}");
+        }
+        assert!(exited.contains(&r.pid), "[{b}] leader exited: {exited:?}");
+        let o = g.wait();
+        assert_eq!(o.reason, Reason::Exited);
+        assert_eq!(o.status.code, Some(0));
+        assert_gone(&pids);
+    }
+}
+
+#[test]
+fn usage_accounts_for_the_whole_group() {
+    for b in backends() {
+        // Two spinners of 0.3 s each: the group used about 0.6 s.
+        let mut g =
+            Group::builder().backend(b).spawn(tk(&["--children", "1", "--spin", "0.3", "--sleep", "0.3"])).unwrap();
+        let (_r, pids) = ready(&mut g);
+        let o = g.wait();
+        let cpu = o.usage.cpu_total();
+        assert!(cpu >= Duration::from_millis(250), "[{b}] cpu {cpu:?}");
+        assert!(o.usage.peak_memory.unwrap_or(0) > 0, "[{b}]");
+        assert_gone(&pids);
+    }
+}
+
+#[test]
+fn stop_is_graceful_then_kills_after_the_grace() {
+    for b in backends() {
+        let stop = StopPolicy::new(corral::Signal::TERM, Duration::from_millis(300));
+        let mut g = Group::builder()
+            .backend(b)
+            .stop(stop)
+            .spawn(tk(&["--ignore-term", "--children", "2", "--sleep", "30.5"]))
+            .unwrap();
+        let (_r, pids) = ready(&mut g);
+        g.stop();
+        let o = g.wait();
+        assert_eq!(o.reason, Reason::Killed);
+        assert_eq!(o.status.signal, Some(9), "[{b}] ignored TERM, so it was killed");
+        assert!(o.duration >= Duration::from_millis(300));
+        assert_gone(&pids);
+    }
+}
+
+#[test]
+fn dropping_a_group_kills_it() {
+    for b in backends() {
+        let mut g = Group::builder()
+            .backend(b)
+            .spawn(tk(&["--children", "3", "--double-fork", "1", "--sleep", "30.5"]))
+            .unwrap();
+        let (_r, pids) = ready(&mut g);
+        drop(g);
+        // The monitor thread finishes the teardown in the background.
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|(p, s)| starttime(*p) == Some(*s)) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_gone(&pids);
+    }
+}
+
+#[test]
+fn errors_are_typed_with_a_hint() {
+    let e = Group::spawn(Command::new("/definitely/not/here")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.os_code(), Some(2));
+    assert!(e.hint_text().is_some());
+    let e = Group::builder().limits(Limits::new().max_procs(0)).spawn(Command::new("true")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("max_procs"), "{e}");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_wait_does_not_block_the_runtime() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        let mut g = Group::builder()
+            .timeout(Duration::from_millis(200))
+            .spawn(tk(&["--children", "2", "--sleep", "30.5"]))
+            .unwrap();
+        let (_r, pids) = ready(&mut g);
+        let mut events = g.events_async();
+        // A timer on the same single-threaded runtime still fires while we wait.
+        let (o, _) = tokio::join!(g.wait_async(), tokio::time::sleep(Duration::from_millis(10)));
+        assert_eq!(o.reason, Reason::Timeout);
+        let mut saw_empty = false;
+        while let Some(e) = events.recv().await {
+            if e == Event::Empty {
+                saw_empty = true;
+            }
+        }
+        assert!(saw_empty);
+        assert_gone(&pids);
+    });
+}
