@@ -37,6 +37,10 @@ fn timeout_kills_a_leader_with_50_descendants() {
         assert_eq!(r["reason"], "timeout");
         assert_eq!(r["leftover"], 0);
         assert_eq!(r["backend"], b);
+        // Counted by the kernel's process-event connector where permitted.
+        if !r["processes_total"].is_null() {
+            assert_eq!(r["processes_total"], 50, "[{b}] {r}");
+        }
         w.assert_nothing_left();
     });
 }

@@ -120,6 +120,7 @@ impl Shared {
             sub(Event::Empty);
             return;
         }
+        sys.listen();
         if st.subscribers.is_empty() {
             st.known = sys.members().unwrap_or_default().into_iter().collect();
         }
@@ -296,12 +297,16 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
         }
 
         let listening = !shared.lock().subscribers.is_empty();
+        // With an OS event source, events wake the loop; otherwise poll.
+        let pushed = if listening { sys.take_events() } else { None };
+        let pushes = pushed.is_some();
+        emit_pushed(shared, pushed.unwrap_or_default());
         let mut wake_at: Option<Instant> = None;
         for t in [
             deadline.filter(|_| td.reason.is_none() && leader.is_none()),
             next_cpu_check,
             td.kill_at.filter(|_| !td.killed),
-            listening.then(|| now + EVENT_POLL),
+            (listening && !pushes).then(|| now + EVENT_POLL),
         ]
         .into_iter()
         .flatten()
@@ -322,7 +327,7 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
             match c {
                 Change::LeaderExited(st) => {
                     leader = Some(st);
-                    if listening {
+                    if listening && !pushes {
                         shared.lock().known.remove(&leader_pid);
                         shared.emit(Event::Exited { pid: leader_pid, status: Some(st) });
                     }
@@ -338,7 +343,10 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
             }
         }
         if listening {
-            diff_members(sys, shared);
+            match sys.take_events() {
+                Some(events) => emit_pushed(shared, events),
+                None => diff_members(sys, shared),
+            }
         }
     }
 
@@ -347,6 +355,27 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
     let status = leader.unwrap_or(ExitStatus { code: None, signal: None });
     let reason = td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });
     Outcome { status, reason, usage, leftover, backend: sys.kind(), duration: started.elapsed() }
+}
+
+/// Emits OS-pushed events, dropping a `Started` already announced by the
+/// snapshot a new subscriber got.
+fn emit_pushed(shared: &Shared, events: Vec<Event>) {
+    for e in events {
+        let fresh = {
+            let mut st = shared.lock();
+            match &e {
+                Event::Started { pid, .. } => st.known.insert(*pid),
+                Event::Exited { pid, .. } => {
+                    st.known.remove(pid);
+                    true
+                }
+                _ => true,
+            }
+        };
+        if fresh {
+            shared.emit(e);
+        }
+    }
 }
 
 /// Turns a change in membership into Started/Exited events.

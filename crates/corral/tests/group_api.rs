@@ -132,15 +132,21 @@ fn events_report_started_exited_and_empty() {
 
 #[test]
 fn usage_accounts_for_the_whole_group() {
+    let tkp = testkit();
     for b in backends() {
-        // Two spinners of 0.3 s each: the group used about 0.6 s.
-        let mut g =
-            Group::builder().backend(b).spawn(tk(&["--children", "1", "--spin", "0.3", "--sleep", "0.3"])).unwrap();
+        // The leader only sleeps; all the CPU time is burnt by a child.
+        let mut g = Group::builder()
+            .backend(b)
+            .spawn(tk(&["--sleep", "0.6", "--exec-child", tkp.to_str().unwrap(), "--spin", "0.4", "--sleep", "0.4"]))
+            .unwrap();
         let (_r, pids) = ready(&mut g);
         let o = g.wait();
         let cpu = o.usage.cpu_total();
-        assert!(cpu >= Duration::from_millis(250), "[{b}] cpu {cpu:?}");
+        assert!(cpu >= Duration::from_millis(100), "[{b}] the child's CPU is counted: {cpu:?}");
         assert!(o.usage.peak_memory.unwrap_or(0) > 0, "[{b}]");
+        if let Some(total) = o.usage.processes_total {
+            assert_eq!(total, 2, "[{b}] leader and child");
+        }
         assert_gone(&pids);
     }
 }

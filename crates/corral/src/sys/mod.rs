@@ -80,6 +80,15 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn teardown(&self, deadline: Instant) -> usize;
     /// Where the group lives, for people (a cgroup path, a job name).
     fn location(&self) -> String;
+    /// Started/Exited events the OS pushed since the last call, or `None`
+    /// when this backend has no such source (the monitor then diffs
+    /// `members()` while someone listens). The first call turns collection on.
+    fn take_events(&self) -> Option<Vec<crate::Event>> {
+        None
+    }
+    /// Someone subscribed: start collecting pushed events now, before the
+    /// snapshot of current members is taken, so nothing falls in between.
+    fn listen(&self) {}
 }
 
 /// A process table entry filter used by `members()`-based trees.

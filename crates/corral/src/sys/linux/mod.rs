@@ -18,6 +18,7 @@ mod cgroup_v2;
 mod fds;
 mod hierarchy;
 mod pgid;
+mod proc_events;
 mod procfs;
 mod reaper;
 mod select;
@@ -82,6 +83,8 @@ pub(crate) struct Group {
     enforcement: Vec<Enforcement>,
     final_usage: Mutex<Option<Usage>>,
     tag: Vec<u8>,
+    /// Followed by the process-event connector, where it is permitted.
+    tracked: OnceLock<Arc<proc_events::Tracked>>,
 }
 
 impl Group {
@@ -177,6 +180,7 @@ impl Group {
         let mut u = Usage::default();
         let members = self.members_inner().unwrap_or_default();
         u.processes_active = members.len() as u64;
+        u.processes_total = self.tracked.get().and_then(|t| t.total());
         let cpu = match (&self.v2, &self.v1) {
             (Some(v2), _) => v2.cpu(),
             (None, Some(v1)) => v1.cpu(),
@@ -341,7 +345,10 @@ impl SysGroup for Group {
             enforcement,
             final_usage: Mutex::new(None),
             tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
+            tracked: OnceLock::new(),
         };
+        // Started before the spawn, so that it sees the leader's first forks.
+        proc_events::watcher();
         // On failure, Drop removes the directories: no leader ever ran.
         me.configure().map_err(|e| cg_err("setting the limits", e))?;
         Ok(me)
@@ -399,6 +406,11 @@ impl SysGroup for Group {
         });
         reaper::register(pid, owner.clone());
         let _ = self.owner.set(owner);
+        if let Some(w) = proc_events::watcher() {
+            let t = proc_events::Tracked::new(self.wake.clone());
+            w.track(pid, &t);
+            let _ = self.tracked.set(t);
+        }
         drop(guard);
         drop(fds);
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
@@ -557,7 +569,20 @@ impl SysGroup for Group {
             let pid = self.leader.lock().map(|l| l.pid).unwrap_or(0);
             reaper::unregister(pid, o);
         }
+        if let (Some(w), Some(t)) = (proc_events::watcher(), self.tracked.get()) {
+            w.untrack(t);
+        }
         leftover
+    }
+
+    fn take_events(&self) -> Option<Vec<crate::Event>> {
+        self.tracked.get().map(|t| t.take_events())
+    }
+
+    fn listen(&self) {
+        if let Some(t) = self.tracked.get() {
+            t.listen();
+        }
     }
 
     fn location(&self) -> String {

@@ -1,0 +1,280 @@
+//! The verbs that talk to a running daemon.
+
+use super::{runtime, Common, BAD_CONFIG, FAILED};
+use clap::Args;
+use corral::units::{format_duration, format_size};
+use corral_supervisor::client::{Client, Reply};
+use corral_supervisor::config;
+use corral_supervisor::{Event, InstanceStatus};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Print the instances as JSON (the API's `/v1/services` answer).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Which {
+    #[command(flatten)]
+    common: Common,
+    /// Every service.
+    #[arg(long, conflicts_with = "services")]
+    all: bool,
+    /// Services by name.
+    services: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Keep printing new lines.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// How many past lines to print first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    lines: usize,
+    /// One service (default: all).
+    service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Keep printing new events.
+    #[arg(short = 'f', long)]
+    follow: bool,
+    /// One JSON object per line, as in events.jsonl.
+    #[arg(long)]
+    json: bool,
+    /// How many past events to print (without -f).
+    #[arg(short = 'n', long, default_value_t = 50)]
+    lines: usize,
+}
+
+/// The socket: `--socket`, `$CORRAL_SOCKET`, the config's, or the default
+/// next to the config when the config does not load.
+fn socket(c: &Common) -> PathBuf {
+    if let Some(s) = &c.socket {
+        return s.clone();
+    }
+    if let Some(s) = std::env::var_os("CORRAL_SOCKET") {
+        return s.into();
+    }
+    let path = c.config.config.clone().unwrap_or_else(config::default_config_path);
+    match config::load(&path) {
+        Ok(cfg) => cfg.daemon.socket,
+        Err(_) => {
+            let dir =
+                path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
+            dir.join(".corral").join("corral.sock")
+        }
+    }
+}
+
+fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
+    let client = Client::new(&socket(c));
+    match runtime().block_on(client.request(method, path)) {
+        Ok(r) if r.status < 400 => Ok(r),
+        Ok(r) => {
+            let j = r.json();
+            let msg = j["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned());
+            crate::exit::error(msg);
+            if let Some(errs) = j["errors"].as_array() {
+                for e in errs {
+                    eprintln!("error: {}", e.as_str().unwrap_or_default());
+                }
+                return Err(BAD_CONFIG);
+            }
+            Err(FAILED)
+        }
+        Err(e) => {
+            crate::exit::error(e);
+            Err(FAILED)
+        }
+    }
+}
+
+pub fn status(a: StatusArgs) -> u8 {
+    let r = match call(&a.common, "GET", "/v1/services") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if a.json {
+        println!("{}", String::from_utf8_lossy(&r.body));
+        return 0;
+    }
+    let list: Vec<InstanceStatus> = serde_json::from_value(r.json()["instances"].clone()).unwrap_or_default();
+    print_table(&list);
+    0
+}
+
+fn print_table(list: &[InstanceStatus]) {
+    let mut rows = vec![["SERVICE", "INST", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "CPU", "MEM"]
+        .map(String::from)
+        .to_vec()];
+    for i in list {
+        let state = if i.state == corral_supervisor::State::Running && !i.ready {
+            "running (not ready)".to_string()
+        } else {
+            i.state.to_string()
+        };
+        rows.push(vec![
+            i.service.clone(),
+            i.instance.to_string(),
+            state,
+            i.pid.map_or("-".into(), |p| p.to_string()),
+            i.uptime_ms.map_or("-".into(), |m| format_duration(Duration::from_secs(m / 1000))),
+            i.restarts.to_string(),
+            i.last_exit.as_ref().map_or("-".into(), |e| e.reason.clone()),
+            i.cpu_ms.map_or("-".into(), |m| format_duration(Duration::from_millis(m))),
+            i.memory_bytes.map_or("-".into(), format_size),
+        ]);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+pub fn act(action: &str, a: Which) -> u8 {
+    if !a.all && a.services.is_empty() {
+        crate::exit::error(format!("name the services to {action}, or give --all"));
+        return FAILED;
+    }
+    let paths: Vec<String> = if a.all {
+        vec![format!("/v1/{action}")]
+    } else {
+        a.services.iter().map(|s| format!("/v1/services/{s}/{action}")).collect()
+    };
+    for p in paths {
+        match call(&a.common, "POST", &p) {
+            Ok(r) => {
+                let list: Vec<InstanceStatus> =
+                    serde_json::from_value(r.json()["instances"].clone()).unwrap_or_default();
+                for i in list {
+                    println!("{}.{}: {}", i.service, i.instance, i.state);
+                }
+            }
+            Err(code) => return code,
+        }
+    }
+    0
+}
+
+pub fn reload(a: Common) -> u8 {
+    match call(&a, "POST", "/v1/reload") {
+        Ok(r) => {
+            let d = &r.json()["diff"];
+            for key in ["added", "removed", "changed", "scaled", "unchanged"] {
+                let names: Vec<&str> = d[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+                if !names.is_empty() {
+                    println!("{key}: {}", names.join(", "));
+                }
+            }
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn down(a: Common) -> u8 {
+    if let Err(code) = call(&a, "POST", "/v1/shutdown") {
+        return code;
+    }
+    // The daemon stops every service, then its socket; wait for that.
+    let client = Client::new(&socket(&a));
+    let rt = runtime();
+    loop {
+        if rt.block_on(client.request("GET", "/v1/daemon")).is_err() {
+            println!("corral: the daemon has stopped");
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn logs(a: LogsArgs) -> u8 {
+    let mut path = format!("/v1/logs?n={}&follow={}", a.lines, a.follow);
+    if let Some(s) = &a.service {
+        path.push_str(&format!("&service={s}"));
+    }
+    let client = Client::new(&socket(&a.common));
+    let mut out = std::io::stdout().lock();
+    let mut status = 0;
+    let r = runtime().block_on(client.stream("GET", &path, |chunk| {
+        if status == 0 {
+            status = 1;
+        }
+        out.write_all(chunk).is_ok() && out.flush().is_ok()
+    }));
+    match r {
+        Ok(s) if s < 400 => 0,
+        Ok(_) => {
+            crate::exit::error("the daemon refused the request (unknown service?)");
+            FAILED
+        }
+        Err(e) => {
+            crate::exit::error(e);
+            FAILED
+        }
+    }
+}
+
+fn print_event(e: &serde_json::Value, json: bool) {
+    if json {
+        println!("{e}");
+        return;
+    }
+    match serde_json::from_value::<Event>(e.clone()) {
+        Ok(ev) => println!("{} {}.{} {} -> {} ({})", ev.ts, ev.service, ev.instance, ev.from, ev.to, ev.reason),
+        Err(_) => println!("{e}"),
+    }
+}
+
+pub fn events(a: EventsArgs) -> u8 {
+    if !a.follow {
+        return match call(&a.common, "GET", &format!("/v1/events?n={}", a.lines)) {
+            Ok(r) => {
+                for e in r.json()["events"].as_array().into_iter().flatten() {
+                    print_event(e, a.json);
+                }
+                0
+            }
+            Err(code) => code,
+        };
+    }
+    let client = Client::new(&socket(&a.common));
+    let mut buf = String::new();
+    let r = runtime().block_on(client.stream("GET", "/v1/events/stream", |chunk| {
+        buf.push_str(&String::from_utf8_lossy(chunk));
+        while let Some(nl) = buf.find('\n') {
+            let line: String = buf.drain(..=nl).collect();
+            if let Some(data) = line.trim_end().strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) {
+                    print_event(&v, a.json);
+                }
+            }
+        }
+        std::io::stdout().flush().is_ok()
+    }));
+    match r {
+        Ok(_) => 0,
+        Err(e) => {
+            crate::exit::error(e);
+            FAILED
+        }
+    }
+}
