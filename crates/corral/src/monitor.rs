@@ -197,6 +197,12 @@ pub(crate) fn start<S: SysGroup>(spec: sys::Spec, cmd: Command, cfg: Config) -> 
     rx.recv().unwrap_or_else(|_| Err(crate::Error::new(crate::ErrorKind::Os, "the group's monitor thread died")))
 }
 
+/// CPUs this process may use; read once (it costs a few file reads).
+fn cores() -> u32 {
+    static CORES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32)
+}
+
 /// The stop sequence in progress.
 struct Teardown {
     reason: Option<Reason>,
@@ -240,7 +246,7 @@ fn limit_reason(kind: LimitKind) -> Option<Reason> {
 fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, leader_pid: u32) -> Outcome {
     let deadline = cfg.timeout.map(|t| started + t);
     let cpu_limit = cfg.cpu_time.filter(|_| !sys.enforces_cpu_time());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32;
+    let cores = cores();
     let mut next_cpu_check = cpu_limit.map(|_| started);
     let mut td = Teardown { reason: None, kill_at: None, killed: false };
     let mut leader: Option<ExitStatus> = None;

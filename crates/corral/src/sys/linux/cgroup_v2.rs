@@ -2,7 +2,7 @@
 //!
 //! Membership is `cgroup.procs`; the kill is `cgroup.kill` (Linux 5.14+),
 //! which the kernel makes atomic against forks; "empty" is `populated 0` in
-//! `cgroup.events`, signalled through inotify. Limits and accounting use the
+//! `cgroup.events`, signalled through poll(2) (POLLPRI). Limits and accounting use the
 //! controllers where they are enabled: `memory.max`, `pids.max`, `cpu.max`,
 //! `memory.peak`, `memory.events`, `pids.events`, `cpu.stat`. On a hybrid
 //! host the v2 tree has no controllers, and only membership, kill, events

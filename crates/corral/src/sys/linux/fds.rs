@@ -1,8 +1,7 @@
-//! Owned kernel notification handles: pidfd, eventfd, inotify, and `poll`.
+//! Owned kernel notification handles: pidfd, eventfd, signalled cgroup files, and `poll`.
 //!
 //! Each handle is an `OwnedFd`, so it is closed on drop.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -59,36 +58,29 @@ impl EventFd {
     }
 }
 
-/// An inotify instance watching cgroup files for `IN_MODIFY`: the kernel
-/// signals `cgroup.events`, `memory.events` and `pids.events` this way.
+/// A cgroup file the kernel signals on change (`cgroup.events`,
+/// `memory.events`, `pids.events`): `poll` reports POLLPRI after each
+/// modification, and a read re-arms it.
+///
+/// This replaces inotify on purpose: closing an inotify instance that
+/// watched a file waits for an SRCU grace period, several milliseconds per
+/// group on a busy host.
 #[derive(Debug)]
-pub(crate) struct Inotify(OwnedFd);
+pub(crate) struct Watched(std::fs::File);
 
-impl Inotify {
-    pub(crate) fn new() -> io::Result<Inotify> {
-        // SAFETY: plain flags.
-        let fd = cvt(unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) })?;
-        // SAFETY: fresh fd owned by nobody else.
-        Ok(Inotify(unsafe { OwnedFd::from_raw_fd(fd) }))
+impl Watched {
+    pub(crate) fn open(path: &Path) -> io::Result<Watched> {
+        let f = std::fs::File::open(path)?;
+        let w = Watched(f);
+        w.rearm();
+        Ok(w)
     }
 
-    pub(crate) fn watch(&self, path: &Path) -> io::Result<()> {
-        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: c is a valid NUL-terminated path for the call.
-        cvt(unsafe { libc::inotify_add_watch(self.0.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) })?;
-        Ok(())
-    }
-
-    /// Discards pending events; the caller re-reads the files it watches.
-    pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 1024];
-        loop {
-            // SAFETY: buf is valid for writes of its length.
-            let r = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if r <= 0 {
-                break;
-            }
-        }
+    /// Reads the file from the start, which clears the pending change.
+    pub(crate) fn rearm(&self) {
+        let mut buf = [0u8; 512];
+        // SAFETY: buf is valid for writes of its length.
+        unsafe { libc::pread(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     }
 
     pub(crate) fn raw(&self) -> RawFd {
@@ -96,11 +88,18 @@ impl Inotify {
     }
 }
 
-/// Waits until one of `fds` is readable or `timeout` passes. Returns which
-/// are readable, in the same order.
-pub(crate) fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> =
-        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+/// Waits until one of `fds` is ready or `timeout` passes: readable for
+/// eventfds and pidfds, changed (POLLPRI) for [`Watched`] files. Returns
+/// which are ready, in the same order.
+pub(crate) fn poll_ready(fds: &[(RawFd, bool)], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, watched)| libc::pollfd {
+            fd,
+            events: if watched { libc::POLLPRI } else { libc::POLLIN },
+            revents: 0,
+        })
+        .collect();
     let ms = match timeout {
         None => -1,
         // Round up so a deadline is never missed by a millisecond and spun on.

@@ -26,7 +26,7 @@ mod stale;
 
 use self::cgroup_v1::CgroupV1;
 use self::cgroup_v2::CgroupV2;
-use self::fds::{EventFd, Inotify};
+use self::fds::{EventFd, Watched};
 use self::hierarchy::Layout;
 use self::reaper::Owner;
 use super::{unix, Change, Spec, SysGroup, Wake};
@@ -77,7 +77,8 @@ pub(crate) struct Group {
     owner: OnceLock<Arc<Owner>>,
     leader: Mutex<Leader>,
     wake: Arc<WakeFd>,
-    inotify: Option<Inotify>,
+    /// Kernel-signalled cgroup files: `cgroup.events`, `memory.events`, `pids.events`.
+    watched: Vec<Watched>,
     seen_oom: AtomicU64,
     seen_pids_max: AtomicU64,
     enforcement: Vec<Enforcement>,
@@ -168,17 +169,22 @@ impl Group {
         match (&self.v2, &self.v1) {
             (Some(v2), _) => !v2.populated().unwrap_or(true) || v2.members().map(|m| m.is_empty()).unwrap_or(false),
             (None, Some(v1)) => v1.members().map(|m| m.is_empty()).unwrap_or(false),
-            (None, None) => self.pgid_members().map(|m| m.is_empty()).unwrap_or(false),
+            // The event connector knows when every descendant has exited,
+            // which spares a scan of all of /proc.
+            (None, None) => match self.tracked.get() {
+                Some(t) if !t.lost() => t.settled() && self.leader.lock().map(|l| l.status.is_some()).unwrap_or(false),
+                _ => self.pgid_members().map(|m| m.is_empty()).unwrap_or(false),
+            },
         }
     }
 
     fn has_empty_notification(&self) -> bool {
-        self.v2.is_some() && self.inotify.is_some()
+        self.v2.is_some() && !self.watched.is_empty()
     }
 
     fn live_usage(&self) -> Usage {
         let mut u = Usage::default();
-        let members = self.members_inner().unwrap_or_default();
+        let members = self.members_cheap().unwrap_or_default();
         u.processes_active = members.len() as u64;
         u.processes_total = self.tracked.get().and_then(|t| t.total());
         let cpu = match (&self.v2, &self.v1) {
@@ -224,6 +230,18 @@ impl Group {
             _ => {}
         }
         u
+    }
+
+    /// Like `members_inner`, but trusts the event connector's "all
+    /// exited" on the pgid backend instead of scanning all of /proc.
+    fn members_cheap(&self) -> io::Result<Vec<u32>> {
+        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(false);
+        if self.v2.is_none() && self.v1.is_none() && leader_gone {
+            if self.tracked.get().is_some_and(|t| !t.lost() && t.settled()) {
+                return Ok(Vec::new());
+            }
+        }
+        self.members_inner()
     }
 
     fn members_inner(&self) -> io::Result<Vec<u32>> {
@@ -339,7 +357,7 @@ impl SysGroup for Group {
             owner: OnceLock::new(),
             leader: Mutex::new(Leader::default()),
             wake: Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
-            inotify: None,
+            watched: Vec::new(),
             seen_oom: AtomicU64::new(0),
             seen_pids_max: AtomicU64::new(0),
             enforcement,
@@ -484,15 +502,13 @@ impl SysGroup for Group {
             let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
             (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
         };
-        let mut fds = vec![self.wake.0.raw()];
+        let mut fds = vec![(self.wake.0.raw(), false)];
         if let Some(p) = pidfd {
-            fds.push(p);
+            fds.push((p, false));
         }
-        if let Some(i) = &self.inotify {
-            fds.push(i.raw());
-        }
+        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
         if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
-            fds.push(e.raw());
+            fds.push((e.raw(), false));
         }
         // Sample what the kernel cannot notify.
         let lim = &self.spec.limits;
@@ -505,11 +521,11 @@ impl SysGroup for Group {
             (None, true) => Some(SAMPLE),
             (t, false) => t,
         };
-        let ready = fds::poll_readable(&fds, timeout)?;
+        let ready = fds::poll_ready(&fds, timeout)?;
         self.wake.0.drain();
-        if let Some(i) = &self.inotify {
-            if ready.get(fds.iter().position(|f| *f == i.raw()).unwrap_or(usize::MAX)).copied().unwrap_or(false) {
-                i.drain();
+        for w in &self.watched {
+            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
+                w.rearm();
             }
         }
         if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
@@ -535,21 +551,33 @@ impl SysGroup for Group {
     fn teardown(&self, deadline: Instant) -> usize {
         let owner = self.owner().cloned();
         let mut remaining: Vec<u32>;
+        let settle_by = Instant::now() + Duration::from_millis(500);
         loop {
             if let Some(o) = &owner {
                 reaper::sweep(Some(o));
             }
             reaper::sweep_unattributed_if_reaping_all();
             self.reap_leader();
-            let live = self.members_inner().unwrap_or_default();
+            let live = self.members_cheap().unwrap_or_default();
             if !live.is_empty() {
                 let _ = self.kill();
                 remaining = live;
             } else {
                 // Empty is not gone: a member leaves its cgroup before its
                 // orphans are re-parented to us, and zombies hold pids
-                // until reaped. Look for anything of ours still in /proc.
-                remaining = self.remaining(&owner);
+                // until reaped. Look for anything of ours still in /proc:
+                // the members the event connector saw exit, once it has
+                // seen every member exit; else a scan of all of /proc.
+                let tracked = self.tracked.get();
+                if tracked.is_some_and(|t| !t.settled() && !t.lost()) && Instant::now() < settle_by {
+                    // The event reader has not read every exit yet.
+                    std::thread::sleep(Duration::from_micros(100));
+                    continue;
+                }
+                remaining = match tracked {
+                    Some(t) if t.settled() => t.unreaped(),
+                    _ => self.remaining(&owner),
+                };
                 if remaining.is_empty() {
                     break;
                 }
@@ -600,19 +628,17 @@ impl Group {
     /// Applies the limits and arms the notifications.
     fn configure(&mut self) -> io::Result<()> {
         let lim = self.spec.limits.clone();
-        let ino = Inotify::new()?;
-        let mut watched = false;
+        let mut watched = Vec::new();
         if let Some(v2) = &self.v2 {
-            ino.watch(&v2.file("cgroup.events"))?;
-            watched = true;
+            watched.push(Watched::open(&v2.file("cgroup.events"))?);
             if self.kind == BackendKind::CgroupV2 {
                 if let Some(m) = lim.memory {
                     v2.set_memory_max(m)?;
-                    ino.watch(&v2.file("memory.events"))?;
+                    watched.push(Watched::open(&v2.file("memory.events"))?);
                 }
                 if let Some(n) = lim.max_procs {
                     v2.set_pids_max(n)?;
-                    ino.watch(&v2.file("pids.events"))?;
+                    watched.push(Watched::open(&v2.file("pids.events"))?);
                 }
                 if let Some(c) = lim.cpus {
                     v2.set_cpu_max(c)?;
@@ -624,17 +650,15 @@ impl Group {
                 v1.set_memory(m)?;
             }
             if let Some(n) = lim.max_procs {
-                // v1 `pids.events` is not signalled through inotify: it is
-                // sampled instead (see `wait`).
+                // v1 `pids.events` is not signalled: it is sampled instead
+                // (see `wait`).
                 v1.set_pids_max(n)?;
             }
             if let Some(c) = lim.cpus {
                 v1.set_cpus(c)?;
             }
         }
-        if watched {
-            self.inotify = Some(ino);
-        }
+        self.watched = watched;
         Ok(())
     }
 

@@ -35,6 +35,11 @@ const EVENT_AT: usize = 36;
 /// One group as the connector follows it.
 pub(crate) struct Tracked {
     total: AtomicU64,
+    /// Members that have not exited yet, as far as the events tell.
+    alive: AtomicU64,
+    /// Members that exited (pid, fork time in ns since boot), not yet
+    /// confirmed reaped; teardown checks them.
+    exited: Mutex<Vec<(u32, u64)>>,
     lost: AtomicBool,
     listening: AtomicBool,
     events: Mutex<Vec<Event>>,
@@ -45,6 +50,8 @@ impl Tracked {
     pub(crate) fn new(waker: Arc<dyn Wake>) -> Arc<Tracked> {
         Arc::new(Tracked {
             total: AtomicU64::new(1),
+            alive: AtomicU64::new(1),
+            exited: Mutex::new(Vec::new()),
             lost: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             events: Mutex::new(Vec::new()),
@@ -55,6 +62,30 @@ impl Tracked {
     /// Processes started over the group's life, unless events were lost.
     pub(crate) fn total(&self) -> Option<u64> {
         (!self.lost.load(Ordering::Relaxed)).then(|| self.total.load(Ordering::Relaxed))
+    }
+
+    /// True when every member the events announced has exited, and no event
+    /// was lost: the list of exited members is then complete.
+    pub(crate) fn settled(&self) -> bool {
+        !self.lost.load(Ordering::Relaxed) && self.alive.load(Ordering::Relaxed) == 0
+    }
+
+    /// True when events were lost, so the event view is incomplete.
+    pub(crate) fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Members that exited and may still be unreaped (zombies): those whose
+    /// pid still names a process started when the member was forked.
+    pub(crate) fn unreaped(&self) -> Vec<u32> {
+        let mut ex = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        let tick_ns = 1_000_000_000 / unix::clock_ticks();
+        ex.retain(|(pid, forked_ns)| match super::procfs::stat(*pid) {
+            // The same process if it started within two ticks of the fork.
+            Some(st) => st.starttime.saturating_mul(tick_ns).abs_diff(*forked_ns) <= 2 * tick_ns,
+            None => false,
+        });
+        ex.iter().map(|(p, _)| *p).collect()
     }
 
     /// Turns on event collection.
@@ -75,14 +106,26 @@ impl Tracked {
     }
 }
 
+/// A child of this process seen forking before any group claimed it.
+struct Provisional {
+    count: u64,
+    alive: u64,
+    exited: Vec<(u32, u64)>,
+    seen: std::time::Instant,
+}
+
 #[derive(Default)]
 struct State {
-    by_pid: HashMap<u32, Arc<Tracked>>,
-    /// pid -> provisional root (a direct child of this process).
-    provisional: HashMap<u32, u32>,
-    /// provisional root -> processes seen in its subtree so far.
-    prov_count: HashMap<u32, u64>,
+    /// pid -> (its group, its fork time in ns since boot; 0 for a leader).
+    by_pid: HashMap<u32, (Arc<Tracked>, u64)>,
+    /// pid -> (provisional root (a direct child of this process), fork time).
+    provisional: HashMap<u32, (u32, u64)>,
+    roots: HashMap<u32, Provisional>,
 }
+
+/// Unclaimed provisional roots are forgotten after this long: they were
+/// children of this process that corral did not spawn.
+const PROVISIONAL_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) struct Watcher {
     state: Mutex<State>,
@@ -108,60 +151,86 @@ impl Watcher {
     }
 
     /// The group learns its leader's pid: it takes over whatever of the
-    /// leader's subtree was followed provisionally.
+    /// leader's subtree was followed provisionally. The leader itself is
+    /// not counted as alive: its own monitor reaps it.
     pub(crate) fn track(&self, leader: u32, t: &Arc<Tracked>) {
         let mut st = self.lock();
-        if let Some(n) = st.prov_count.remove(&leader) {
-            t.total.store(n, Ordering::Relaxed);
-            let pids: Vec<u32> = st.provisional.iter().filter(|(_, r)| **r == leader).map(|(p, _)| *p).collect();
-            for p in pids {
+        t.alive.store(0, Ordering::Relaxed);
+        if let Some(p) = st.roots.remove(&leader) {
+            t.total.store(p.count, Ordering::Relaxed);
+            t.alive.store(p.alive, Ordering::Relaxed);
+            t.exited.lock().unwrap_or_else(|e| e.into_inner()).extend(p.exited);
+            let pids: Vec<(u32, u64)> =
+                st.provisional.iter().filter(|(_, (r, _))| *r == leader).map(|(p, (_, ts))| (*p, *ts)).collect();
+            for (p, ts) in pids {
                 st.provisional.remove(&p);
-                st.by_pid.insert(p, t.clone());
+                if p != leader {
+                    st.by_pid.insert(p, (t.clone(), ts));
+                }
             }
         }
-        st.by_pid.insert(leader, t.clone());
+        st.by_pid.insert(leader, (t.clone(), 0));
     }
 
     pub(crate) fn untrack(&self, t: &Arc<Tracked>) {
-        self.lock().by_pid.retain(|_, v| !Arc::ptr_eq(v, t));
+        self.lock().by_pid.retain(|_, (v, _)| !Arc::ptr_eq(v, t));
     }
 
-    fn fork(&self, parent: u32, child: u32) {
+    fn fork(&self, parent: u32, child: u32, ts: u64) {
         let me = std::process::id();
         let mut st = self.lock();
-        if let Some(t) = st.by_pid.get(&parent).cloned() {
-            st.by_pid.insert(child, t.clone());
+        if st.by_pid.contains_key(&child) {
+            // A leader claimed before its own fork event was read.
+            return;
+        }
+        if let Some((t, _)) = st.by_pid.get(&parent).cloned() {
+            st.by_pid.insert(child, (t.clone(), ts));
             t.total.fetch_add(1, Ordering::Relaxed);
+            t.alive.fetch_add(1, Ordering::Relaxed);
             drop(st);
             t.push(Event::Started { pid: child, ppid: Some(parent), exe: None });
         } else if parent == me {
-            st.provisional.insert(child, child);
-            st.prov_count.insert(child, 1);
-        } else if let Some(root) = st.provisional.get(&parent).copied() {
-            st.provisional.insert(child, root);
-            *st.prov_count.entry(root).or_insert(0) += 1;
+            let now = std::time::Instant::now();
+            st.roots.retain(|_, p| now.duration_since(p.seen) < PROVISIONAL_TTL);
+            let live: std::collections::HashSet<u32> = st.roots.keys().copied().collect();
+            st.provisional.retain(|_, (r, _)| live.contains(r));
+            st.provisional.insert(child, (child, ts));
+            st.roots.insert(child, Provisional { count: 1, alive: 0, exited: Vec::new(), seen: now });
+        } else if let Some((root, _)) = st.provisional.get(&parent).copied() {
+            st.provisional.insert(child, (root, ts));
+            if let Some(p) = st.roots.get_mut(&root) {
+                p.count += 1;
+                p.alive += 1;
+            }
         }
     }
 
     fn exit(&self, pid: u32, raw_status: u32) {
         let mut st = self.lock();
-        if let Some(t) = st.by_pid.remove(&pid) {
+        if let Some((t, forked)) = st.by_pid.remove(&pid) {
             drop(st);
+            if forked != 0 {
+                t.exited.lock().unwrap_or_else(|p| p.into_inner()).push((pid, forked));
+                t.alive.fetch_sub(1, Ordering::Relaxed);
+            }
             t.push(Event::Exited { pid, status: Some(unix::exit_status(raw_status as i32)) });
             return;
         }
-        if let Some(root) = st.provisional.remove(&pid) {
-            if root == pid {
-                // An unclaimed child of ours ended: forget its subtree.
-                st.prov_count.remove(&root);
-                st.provisional.retain(|_, r| *r != root);
+        if let Some((root, ts)) = st.provisional.remove(&pid) {
+            if root != pid {
+                if let Some(p) = st.roots.get_mut(&root) {
+                    p.alive = p.alive.saturating_sub(1);
+                    p.exited.push((pid, ts));
+                }
             }
+            // A root's own exit needs nothing: its descendants still point
+            // at it, and its record waits for the claim (or the TTL).
         }
     }
 
     fn overflowed(&self) {
         let st = self.lock();
-        for t in st.by_pid.values() {
+        for (t, _) in st.by_pid.values() {
             t.lost.store(true, Ordering::Relaxed);
         }
     }
@@ -249,9 +318,10 @@ fn read_loop(fd: OwnedFd) {
             match u32_at(b, EVENT_AT) {
                 Some(PROC_EVENT_FORK) => {
                     let (ptgid, cpid, ctgid) = (u32_at(b, 56), u32_at(b, 60), u32_at(b, 64));
-                    if let (Some(p), Some(c), Some(ct)) = (ptgid, cpid, ctgid) {
+                    let ts = b.get(EVENT_AT + 8..EVENT_AT + 16).and_then(|x| x.try_into().ok()).map(u64::from_ne_bytes);
+                    if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, ts) {
                         if c == ct {
-                            w.fork(p, c);
+                            w.fork(p, c, ts);
                         }
                     }
                 }

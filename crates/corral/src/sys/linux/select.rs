@@ -153,7 +153,7 @@ pub(crate) fn report(kind: BackendKind, l: &Layout) -> BackendReport {
         (
             Capability::EmptyNotification,
             match kind {
-                CgroupV2 | Hybrid => yes("cgroup.events via inotify"),
+                CgroupV2 | Hybrid => yes("cgroup.events, signalled through poll"),
                 _ => weak("polled after the leader exits"),
             },
         ),

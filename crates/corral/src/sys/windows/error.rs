@@ -23,7 +23,12 @@ pub(super) fn is_access_denied(e: &io::Error) -> bool {
 
 /// `CreateProcessW` failed for `program`.
 pub(super) fn spawn(program: &str, e: io::Error) -> Error {
+    // std searches PATH itself and reports a miss as a bare NotFound.
+    let missing = e.kind() == io::ErrorKind::NotFound && e.raw_os_error().is_none();
     match code(&e) {
+        _ if missing => Error::os(format!("command not found: {program}"), e)
+            .with_kind(ErrorKind::NotFound)
+            .hint("check the spelling and PATH (a script needs its interpreter, e.g. `cmd /c x.bat`)"),
         Some(ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND) => Error::os(format!("command not found: {program}"), e)
             .with_kind(ErrorKind::NotFound)
             .hint("check the spelling and PATH (a script needs its interpreter, e.g. `cmd /c x.bat`)"),

@@ -29,9 +29,10 @@ use std::time::Duration;
 use windows_sys::Win32::Foundation::{GetLastError, ERROR_ALREADY_EXISTS, ERROR_MORE_DATA, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectAssociateCompletionPortInformation,
-    JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList, JobObjectCpuRateControlInformation,
-    JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject, TerminateJobObject,
-    JOBOBJECTINFOCLASS, JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
+    JobObjectBasicAccountingInformation, JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList,
+    JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation, QueryInformationJobObject,
+    SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
     JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
     JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_JOB_TIME, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
@@ -61,8 +62,8 @@ pub(super) struct Accounting {
     pub kernel: Duration,
     pub total_processes: u32,
     pub active_processes: u32,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
+    pub read_bytes: Option<u64>,
+    pub write_bytes: Option<u64>,
 }
 
 /// One job, owned: closing it kills whatever is left in it.
@@ -96,7 +97,7 @@ impl Job {
         raw(&self.handle)
     }
 
-    fn query<T>(&self, class: JOBOBJECTINFOCLASS) -> io::Result<T> {
+    pub(super) fn query<T>(&self, class: JOBOBJECTINFOCLASS) -> io::Result<T> {
         // SAFETY: every T used here is a plain C struct; zeroes are valid.
         let mut v: T = unsafe { zeroed() };
         // SAFETY: `v` is writable and exactly `size_of::<T>()` bytes.
@@ -161,15 +162,24 @@ impl Job {
         self.query(JobObjectExtendedLimitInformation)
     }
 
+    /// The job's counters. Wine 8 answers only the basic class, so the I/O
+    /// counts are `None` there.
     pub(super) fn accounting(&self) -> io::Result<Accounting> {
-        let a: JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION = self.query(JobObjectBasicAndIoAccountingInformation)?;
+        let (b, io) = match self
+            .query::<JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION>(JobObjectBasicAndIoAccountingInformation)
+        {
+            Ok(a) => (a.BasicInfo, Some((a.IoInfo.ReadTransferCount, a.IoInfo.WriteTransferCount))),
+            Err(_) => {
+                (self.query::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>(JobObjectBasicAccountingInformation)?, None)
+            }
+        };
         Ok(Accounting {
-            user: ticks_to_duration(a.BasicInfo.TotalUserTime),
-            kernel: ticks_to_duration(a.BasicInfo.TotalKernelTime),
-            total_processes: a.BasicInfo.TotalProcesses,
-            active_processes: a.BasicInfo.ActiveProcesses,
-            read_bytes: a.IoInfo.ReadTransferCount,
-            write_bytes: a.IoInfo.WriteTransferCount,
+            user: ticks_to_duration(b.TotalUserTime),
+            kernel: ticks_to_duration(b.TotalKernelTime),
+            total_processes: b.TotalProcesses,
+            active_processes: b.ActiveProcesses,
+            read_bytes: io.map(|i| i.0),
+            write_bytes: io.map(|i| i.1),
         })
     }
 

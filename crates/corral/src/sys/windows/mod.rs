@@ -228,8 +228,7 @@ impl SysGroup for Group {
         }
         // The job's count is the truth; the message only says when to look.
         let leader_done = lock(&self.st).leader_reported;
-        let empty = (zero || leader_done || self.leader_exit(Duration::ZERO).is_some())
-            && self.job.accounting().map(|a| a.active_processes == 0).unwrap_or(false);
+        let empty = (zero || leader_done || self.leader_exit(Duration::ZERO).is_some()) && self.is_empty();
         let settle = if empty { LEADER_SETTLE } else { Duration::ZERO };
         if let Some(status) = self.leader_exit(settle) {
             let mut st = lock(&self.st);
@@ -290,6 +289,15 @@ impl Group {
         }
     }
 
+    /// The job's count says no process is left (its process list, should
+    /// the count be unreadable).
+    fn is_empty(&self) -> bool {
+        match self.job.accounting() {
+            Ok(a) => a.active_processes == 0,
+            Err(_) => self.job.pids().is_ok_and(|p| p.is_empty()),
+        }
+    }
+
     /// The leader's status once it has ended, waiting up to `settle`.
     fn leader_exit(&self, settle: Duration) -> Option<ExitStatus> {
         let h = handle::raw(&self.leader.get()?.1);
@@ -325,8 +333,8 @@ impl Group {
             u.cpu_system = a.kernel;
             u.processes_total = Some(u64::from(a.total_processes));
             u.processes_active = u64::from(a.active_processes);
-            u.io_read_bytes = Some(a.read_bytes);
-            u.io_write_bytes = Some(a.write_bytes);
+            u.io_read_bytes = a.read_bytes;
+            u.io_write_bytes = a.write_bytes;
         }
         u.peak_memory = self.job.peak_memory().ok().filter(|p| *p > 0 || !self.wine);
         let st = lock(&self.st);
@@ -393,3 +401,4 @@ pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
 pub(crate) fn host_report() -> HostReport {
     host::report()
 }
+#[cfg(test)] mod scratch;
