@@ -42,8 +42,6 @@ pub(crate) enum Control {
     Start(Vec<Dep>),
     /// Stop gracefully and stay down.
     Stop,
-    /// Stop if running, then start again at once.
-    Restart,
     /// Set readiness (a readiness probe's verdict).
     Ready(bool),
     /// End the current run like a crash, with this reason (a liveness or
@@ -148,7 +146,6 @@ enum RunEnd {
     /// By itself (or a probe): apply the restart policy.
     Exited(LastExit, ExitStatus, Duration),
     Stopped,
-    Restart,
     Shutdown,
 }
 
@@ -173,10 +170,6 @@ impl Task {
                 Control::Start(deps) => {
                     self.reset_budget();
                     self.up(deps).await
-                }
-                Control::Restart => {
-                    self.reset_budget();
-                    self.up(Vec::new()).await
                 }
                 Control::Stop => {
                     if self.state() != State::Stopped {
@@ -209,7 +202,8 @@ impl Task {
     /// Runs until the instance is down again.
     async fn up(&mut self, deps: Vec<Dep>) -> Flow {
         if !deps.is_empty() {
-            let names: Vec<String> = deps.iter().map(|d| format!("{} ({:?})", d.service, d.condition).to_lowercase()).collect();
+            let names: Vec<String> =
+                deps.iter().map(|d| format!("{} ({:?})", d.service, d.condition).to_lowercase()).collect();
             self.transition(State::Starting, format!("waiting for {}", names.join(", ")), None, None);
             let wait = wait_deps(deps);
             tokio::pin!(wait);
@@ -238,7 +232,11 @@ impl Task {
             let now = self.ctx.origin.elapsed();
             if !self.spec.start_limit.allows(&mut self.starts, now) {
                 let l = self.spec.start_limit;
-                let why = format!("start limit hit: {} starts within {}", l.burst, corral::units::format_duration(l.interval));
+                let why = format!(
+                    "start limit hit: {} starts within {}",
+                    l.burst,
+                    corral::units::format_duration(l.interval)
+                );
                 self.transition(State::Failed, why, None, None);
                 return Flow::Down;
             }
@@ -256,11 +254,6 @@ impl Task {
             match end {
                 RunEnd::Stopped => return Flow::Down,
                 RunEnd::Shutdown => return Flow::Shutdown,
-                RunEnd::Restart => {
-                    self.reset_budget();
-                    why_start = "restart requested".into();
-                    continue;
-                }
                 RunEnd::Exited(exit, status, ran_for) => {
                     let what = exit.reason.clone();
                     match after_exit(self.spec.restart, &self.spec.success_exit_codes, status) {
@@ -276,7 +269,8 @@ impl Task {
                             if ran_for >= self.spec.backoff.reset_after {
                                 self.attempt = 0;
                             }
-                            let delay = self.spec.backoff.delay(self.attempt, self.random());
+                            let r = self.random();
+                            let delay = self.spec.backoff.delay(self.attempt, r);
                             self.attempt = self.attempt.saturating_add(1);
                             let why = format!("{what}; restarting in {}", corral::units::format_duration(delay));
                             self.transition(State::Backoff, why, None, Some(exit));
@@ -306,7 +300,7 @@ impl Task {
                         self.transition(State::Stopped, "stop requested", None, None);
                         return Some(Flow::Down);
                     }
-                    Some(Control::Restart) | Some(Control::Start(_)) => {
+                    Some(Control::Start(_)) => {
                         self.reset_budget();
                         return None;
                     }
@@ -326,8 +320,16 @@ impl Task {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
-        let label = if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
-        let capture = tokio::spawn(logs::capture(src, self.ctx.logs.clone(), self.spec.name.clone(), self.index, label, self.spec.logs));
+        let label =
+            if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
+        let capture = tokio::spawn(logs::capture(
+            src,
+            self.ctx.logs.clone(),
+            self.spec.name.clone(),
+            self.index,
+            label,
+            self.spec.logs,
+        ));
         let group = Arc::new(group);
         self.ctx.persist.set(GroupRecord {
             service: self.spec.name.clone(),
@@ -352,7 +354,6 @@ impl Task {
                 _ = group.wait_async() => break None,
                 c = self.rx.recv() => match c {
                     Some(Control::Stop) => break Some((State::Stopped, "stop requested", RunEnd::Stopped)),
-                    Some(Control::Restart) => break Some((State::Starting, "restart requested", RunEnd::Restart)),
                     Some(Control::Shutdown) | None => break Some((State::Stopped, "daemon stopping", RunEnd::Shutdown)),
                     Some(Control::Ready(r)) => self.status.send_modify(|s| s.ready = r),
                     Some(Control::Unhealthy(why)) => {

@@ -1,1 +1,38 @@
-//! placeholder
+//! # corral-supervisor
+//!
+//! Keeps declared services alive, each instance as one corral
+//! [`Group`](corral::Group), so stopping or restarting a service never
+//! leaves a grandchild behind.
+//!
+//! - [`config`]: `corral.toml`, checked whole (every error with
+//!   file:line:column) before anything starts.
+//! - [`policy`]: the decisions (restart, backoff, start limit, order) as
+//!   pure functions.
+//! - [`Supervisor`]: instance tasks walking the state machine
+//!   ([`State`]), with events in `state_dir/events.jsonl`.
+//! - [`logs`]: capture, rotation, tail and follow.
+//! - [`api`] and [`client`]: HTTP/1.1 + JSON on a local socket.
+//! - [`daemon`]: `corral up`.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod diff;
+mod event;
+mod instance;
+pub mod logs;
+mod persist;
+pub mod policy;
+mod spawn;
+mod state;
+mod supervisor;
+pub mod time;
+mod user;
+
+pub use event::{Event, EventLog};
+pub use persist::{GroupRecord, Leftovers};
+pub use state::{InstanceStatus, LastExit, State};
+pub use supervisor::{Health, Supervisor, Target, UnknownService};

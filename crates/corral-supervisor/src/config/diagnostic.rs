@@ -91,10 +91,6 @@ impl<'a> Sink<'a> {
         });
     }
 
-    pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        self.push(span, message, None, None);
-    }
-
     /// Sorted by place so the output reads top to bottom.
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
         self.out.sort_by_key(|d| (d.line == 0, d.line, d.column));
@@ -127,12 +123,18 @@ impl FloorCharBoundary for str {
 
 /// The known name closest to `word`, if it is close enough to be a typo.
 pub fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    // Edit distance catches swapped letters in short words ("wbe"), and
+    // Jaro-Winkler catches longer words with a shared beginning.
+    let limit = (word.chars().count() / 3).max(1);
     known
         .into_iter()
-        .map(|k| (strsim::jaro_winkler(word, k), k))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.to_string())
+        .filter_map(|k| {
+            let d = strsim::osa_distance(word, k);
+            let jw = strsim::jaro_winkler(word, k);
+            (d <= limit || jw >= 0.85).then_some((d, -jw, k))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, _, k)| k.to_string())
 }
 
 /// Serde's own messages for unknown names name the accepted ones:
@@ -147,12 +149,7 @@ pub(crate) fn split_unknown(message: &str) -> Option<(&'static str, String, Vec<
         return None;
     };
     let (word, tail) = rest.split_once('`')?;
-    let known: Vec<String> = tail
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
+    let known: Vec<String> = tail.split('`').skip(1).step_by(2).map(str::to_string).collect();
     Some((what, word.to_string(), known))
 }
 
@@ -177,8 +174,7 @@ mod tests {
 
     #[test]
     fn serde_unknown_messages_split() {
-        let (what, word, known) =
-            split_unknown("unknown field `comand`, expected one of `command`, `shell`").unwrap();
+        let (what, word, known) = split_unknown("unknown field `comand`, expected one of `command`, `shell`").unwrap();
         assert_eq!((what, word.as_str()), ("key", "comand"));
         assert_eq!(known, ["command", "shell"]);
         let (_, _, known) = split_unknown("unknown variant `x`, expected `a` or `b`").unwrap();

@@ -23,7 +23,7 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let doc = match ImDocument::parse(src.to_string()) {
         Ok(d) => d,
         Err(e) => {
-            let msg = e.message().trim().to_string();
+            let msg = e.message().trim().replace('\n', ", ");
             sink.push(e.span(), format!("invalid TOML: {msg}"), None, None);
             return Err(ConfigErrors(sink.finish()));
         }
@@ -91,34 +91,51 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     Ok(Config { path: path.to_path_buf(), daemon, services: specs })
 }
 
-/// Deserializes a table key by key so that every bad key is reported, then
-/// as a whole.
+/// Deserializes a table key by key so that every bad key is reported,
+/// then the good keys as a whole, so that checks across keys still run on
+/// what could be read (and report their own errors too).
 fn read_table<T: DeserializeOwned>(sink: &mut Sink<'_>, item: &Item, span: Span, what: &str) -> Option<T> {
     let Some(table) = item.as_table_like() else {
-        sink.push(span, format!("{what} must be a table"), Some(format!("a [section] or {{ key = value }} for {what}")), None);
+        sink.push(
+            span,
+            format!("{what} must be a table"),
+            Some(format!("a [section] or {{ key = value }} for {what}")),
+            None,
+        );
         return None;
     };
-    let mut ok = true;
+    let mut good = InlineTable::new();
     for (key, value) in table.iter() {
         let kspan = table.get_key_value(key).and_then(|(k, _)| k.span());
         let Ok(value) = value.clone().into_value() else { continue };
         let mut one = InlineTable::new();
-        one.insert(key, value);
-        if let Err(e) = T::deserialize(Value::InlineTable(one).into_deserializer()) {
-            ok = false;
-            report(sink, &e, kspan, what);
+        one.insert(key, value.clone());
+        match T::deserialize(Value::InlineTable(one).into_deserializer()) {
+            Ok(_) => {
+                good.insert(key, value);
+            }
+            Err(e) => report(sink, &e, kspan, what),
         }
     }
-    if !ok {
-        return None;
-    }
-    let whole = item.clone().into_value().ok()?;
-    match T::deserialize(whole.into_deserializer()) {
+    match T::deserialize(Value::InlineTable(good).into_deserializer()) {
         Ok(t) => Some(t),
         Err(e) => {
             report(sink, &e, span, what);
             None
         }
+    }
+}
+
+/// serde names Rust types; people read TOML.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "u32" | "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i32" | "i64" => "a whole number".into(),
+        "f64" | "f32" => "a number, like 2.0".into(),
+        "a boolean" => "true or false".into(),
+        "a sequence" => "an array, like [\"a\", \"b\"]".into(),
+        "a map" => "a table, like { key = \"value\" }".into(),
+        other => other.to_string(),
     }
 }
 
@@ -139,7 +156,7 @@ fn report(sink: &mut Sink<'_>, e: &toml_edit::de::Error, fallback: Span, what: &
             // serde says "invalid type: string \"x\", expected u32"; keep
             // the expected part on its own line.
             let (m, exp) = match msg.split_once(", expected ") {
-                Some((m, exp)) => (m.to_string(), Some(exp.to_string())),
+                Some((m, exp)) => (m.to_string(), Some(plain_type(exp))),
                 None => match msg.split_once(": expected ") {
                     Some((m, exp)) => (m.to_string(), Some(exp.to_string())),
                     None => (msg.to_string(), None),
@@ -213,13 +230,24 @@ fn service_spec(
     let errors_before = sink.out.len();
     let what = format!("service `{name}`");
     if !valid_name(name) {
-        sink.push(span.clone(), format!("invalid service name `{name}`"), Some("letters, digits, `-`, `_` and `.`".into()), None);
+        sink.push(
+            span.clone(),
+            format!("invalid service name `{name}`"),
+            Some("letters, digits, `-`, `_` and `.`".into()),
+            None,
+        );
     }
     let shell = raw.shell.unwrap_or(false);
     let cspan = key_span(table, "command");
+    let has_command = raw.command.is_some();
     let command = match raw.command {
         None => {
-            sink.push(span.clone(), format!("{what} has no `command`"), Some("command = [\"program\", \"arg\", ...]".into()), None);
+            sink.push(
+                span.clone(),
+                format!("{what} has no `command`"),
+                Some("command = [\"program\", \"arg\", ...]".into()),
+                None,
+            );
             Vec::new()
         }
         Some(RawCommand::Line(line)) if shell => shell_argv(&line),
@@ -235,8 +263,13 @@ fn service_spec(
         Some(RawCommand::Argv(argv)) if shell => shell_argv(&argv.join(" ")),
         Some(RawCommand::Argv(argv)) => argv,
     };
-    if raw.command.is_some() && command.first().map_or(true, |p| p.trim().is_empty()) && sink.out.len() == errors_before {
-        sink.push(cspan, format!("{what}: `command` is empty"), Some("at least the program: [\"program\", ...]".into()), None);
+    if has_command && command.first().map_or(true, |p| p.trim().is_empty()) && sink.out.len() == errors_before {
+        sink.push(
+            cspan,
+            format!("{what}: `command` is empty"),
+            Some("at least the program: [\"program\", ...]".into()),
+            None,
+        );
     }
     let instances = raw.instances.unwrap_or(1);
     if instances == 0 {
@@ -256,13 +289,28 @@ fn service_spec(
         backoff.reset_after = b.reset_after.map_or(backoff.reset_after, |d| d.0);
         backoff.jitter = b.jitter.unwrap_or(backoff.jitter);
         if !(backoff.factor.is_finite() && backoff.factor >= 1.0) {
-            sink.push(bspan.clone(), format!("{what}: backoff factor {} is below 1", backoff.factor), Some("a number >= 1.0, like 2.0".into()), None);
+            sink.push(
+                bspan.clone(),
+                format!("{what}: backoff factor {} is below 1", backoff.factor),
+                Some("a number >= 1.0, like 2.0".into()),
+                None,
+            );
         }
         if backoff.initial > backoff.max {
-            sink.push(bspan.clone(), format!("{what}: backoff initial is longer than max"), Some("initial <= max".into()), None);
+            sink.push(
+                bspan.clone(),
+                format!("{what}: backoff initial is longer than max"),
+                Some("initial <= max".into()),
+                None,
+            );
         }
         if !(0.0..=1.0).contains(&backoff.jitter) {
-            sink.push(bspan, format!("{what}: backoff jitter {} is out of range", backoff.jitter), Some("a fraction from 0.0 to 1.0".into()), None);
+            sink.push(
+                bspan,
+                format!("{what}: backoff jitter {} is out of range", backoff.jitter),
+                Some("a fraction from 0.0 to 1.0".into()),
+                None,
+            );
         }
     }
     let mut start_limit = StartLimit::default();
@@ -270,7 +318,12 @@ fn service_spec(
         start_limit.burst = s.burst.unwrap_or(start_limit.burst);
         start_limit.interval = s.interval.map_or(start_limit.interval, |d| d.0);
         if start_limit.burst == 0 {
-            sink.push(key_span(table, "start_limit"), format!("{what}: start_limit burst is 0"), Some("1 or more".into()), None);
+            sink.push(
+                key_span(table, "start_limit"),
+                format!("{what}: start_limit burst is 0"),
+                Some("1 or more".into()),
+                None,
+            );
         }
     }
     let mut stop = corral::StopPolicy::default();
@@ -323,7 +376,10 @@ fn service_spec(
             sink.push(
                 dspan,
                 format!("{what} depends on `{dep}`, which is not a service"),
-                Some(format!("one of {}", names.iter().filter(|n| *n != name).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))),
+                Some(format!(
+                    "one of {}",
+                    names.iter().filter(|n| *n != name).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )),
                 did_you_mean(&dep, names.iter().map(String::as_str).filter(|n| *n != name)),
             );
         }
@@ -339,12 +395,22 @@ fn service_spec(
         logs.max_size = l.max_size.map_or(logs.max_size, |s| s.0);
         logs.keep = l.keep.unwrap_or(logs.keep);
         if logs.max_size < 1024 {
-            sink.push(key_span(table, "logs"), format!("{what}: logs.max_size is below 1KiB"), Some("a size like \"10MiB\"".into()), None);
+            sink.push(
+                key_span(table, "logs"),
+                format!("{what}: logs.max_size is below 1KiB"),
+                Some("a size like \"10MiB\"".into()),
+                None,
+            );
         }
     }
     if let Some(u) = &raw.user {
         if let Err(e) = crate::user::check(u) {
-            sink.push(key_span(table, "user"), format!("{what}: {e}"), Some("an existing user name or numeric uid".into()), None);
+            sink.push(
+                key_span(table, "user"),
+                format!("{what}: {e}"),
+                Some("an existing user name or numeric uid".into()),
+                None,
+            );
         }
     }
     if sink.out.len() > errors_before {

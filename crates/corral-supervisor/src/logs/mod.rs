@@ -5,7 +5,7 @@
 //! the reader stops reading, the pipe fills, and the child blocks in
 //! `write`. Nothing is buffered without bound and nothing is lost.
 
-mod capture;
+pub mod capture;
 mod follow;
 mod hub;
 mod line;

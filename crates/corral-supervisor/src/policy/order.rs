@@ -54,10 +54,7 @@ pub fn find_cycle(deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
 /// The services that must be stopped before `name` is: those that depend
 /// on it.
 pub fn stop_waits_for(name: &str, deps: &BTreeMap<String, Vec<String>>) -> Vec<String> {
-    deps.iter()
-        .filter(|(_, ds)| ds.iter().any(|d| d == name))
-        .map(|(n, _)| n.clone())
-        .collect()
+    deps.iter().filter(|(_, ds)| ds.iter().any(|d| d == name)).map(|(n, _)| n.clone()).collect()
 }
 
 #[cfg(test)]
@@ -65,10 +62,7 @@ mod tests {
     use super::*;
 
     fn graph(edges: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        edges
-            .iter()
-            .map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect()))
-            .collect()
+        edges.iter().map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect())).collect()
     }
 
     #[test]

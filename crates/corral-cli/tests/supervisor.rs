@@ -1,0 +1,538 @@
+//! The supervisor end to end: a real `corral up` daemon per test, driven
+//! by the real `corral` verbs over its socket, running the testkit child.
+//!
+//! Every test owns a temp dir (config, state, socket, logs), waits on the
+//! daemon's lines and on events in `events.jsonl`, never on a fixed sleep,
+//! and proves at the end that every pid it saw is gone.
+//!
+//! The testkit binary is found next to the test executable
+//! (`target/<profile>/corral-testkit`) and built with cargo once if it is
+//! missing.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
+const LONG: Duration = Duration::from_secs(30);
+
+fn testkit() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    static BUILD: Mutex<()> = Mutex::new(());
+    PATH.get_or_init(|| {
+        let _g = BUILD.lock().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let path = profile_dir.join(format!("corral-testkit{}", std::env::consts::EXE_SUFFIX));
+        if !path.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "corral-testkit", "--target-dir"]).arg(profile_dir.parent().unwrap());
+            if profile_dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            assert!(cmd.status().unwrap().success(), "building corral-testkit failed");
+        }
+        path
+    })
+    .clone()
+}
+
+/// A TOML string with the testkit's path.
+fn tk() -> String {
+    format!("{:?}", testkit().display().to_string())
+}
+
+struct Daemon {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    stderr: Receiver<String>,
+    seen: Vec<u32>,
+}
+
+impl Daemon {
+    fn start(toml: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("corral.toml"), toml).unwrap();
+        Daemon::start_in(dir)
+    }
+
+    fn start_in(dir: tempfile::TempDir) -> Daemon {
+        let mut child = Command::new(CORRAL)
+            .args(["up", "--no-color", "-c"])
+            .arg(dir.path().join("corral.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let d = Daemon { dir, child: Some(child), stderr: rx, seen: Vec::new() };
+        d.wait_stderr("corral: listening on");
+        d
+    }
+
+    /// Waits for a daemon stderr line containing `needle`; returns the lines up to it.
+    fn wait_stderr(&self, needle: &str) -> Vec<String> {
+        let end = Instant::now() + LONG;
+        let mut lines = Vec::new();
+        while Instant::now() < end {
+            match self.stderr.recv_timeout(end - Instant::now()) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    lines.push(l);
+                    if hit {
+                        return lines;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("the daemon never printed {needle:?}; it printed {lines:?}");
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn corral(&self, args: &[&str]) -> Output {
+        Command::new(CORRAL).args(args).arg("-c").arg(self.path("corral.toml")).output().unwrap()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.path(".corral/events.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Polls the event log until `pred` holds for some event.
+    fn wait_event(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + LONG;
+        loop {
+            let evs = self.events();
+            self.note_pids(&evs);
+            if let Some(e) = evs.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            assert!(Instant::now() < end, "no event {what} in {:#?}", evs);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_transition(&mut self, service: &str, to: &str) -> Value {
+        self.wait_event(&format!("{service} -> {to}"), |e| e["service"] == service && e["to"] == to)
+    }
+
+    fn note_pids(&mut self, evs: &[Value]) {
+        for e in evs {
+            if let Some(p) = e["pid"].as_u64() {
+                if !self.seen.contains(&(p as u32)) {
+                    self.seen.push(p as u32);
+                }
+            }
+        }
+    }
+
+    /// Waits until the instance's log holds the testkit's ready line and
+    /// returns every pid in it.
+    fn ready_pids(&mut self, service: &str, instance: u32) -> Vec<u32> {
+        let log = self.path(&format!(".corral/logs/{service}/{instance}.log"));
+        let end = Instant::now() + LONG;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(json) =
+                text.lines().rev().find_map(|l| l.split_once(" out {\"ready\"").map(|(_, j)| format!("{{\"ready\"{j}")))
+            {
+                let v: Value = serde_json::from_str(&json).unwrap();
+                let mut pids = vec![v["pid"].as_u64().unwrap() as u32];
+                pids.extend(v["all"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32));
+                self.seen.extend(&pids);
+                return pids;
+            }
+            assert!(Instant::now() < end, "no ready line in {}", log.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let out = self.corral(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["instances"].as_array().unwrap().clone()
+    }
+
+    fn pid_of(&self, service: &str) -> Option<u32> {
+        self.status().iter().find(|i| i["service"] == service).and_then(|i| i["pid"].as_u64()).map(|p| p as u32)
+    }
+
+    /// `corral down`, then the daemon must exit 0 and every pid seen be gone.
+    fn down(mut self) {
+        let out = self.corral(&["down"]);
+        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(status.success(), "daemon exit: {status}");
+        assert_gone(&self.seen);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A pid is gone when it has no /proc entry or is a zombie waiting for a
+/// slow init to reap it.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z') || r.starts_with('X')),
+    }
+}
+
+fn assert_gone(pids: &[u32]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if pids.iter().all(|&p| gone(p)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let alive: Vec<_> = pids.iter().filter(|&&p| !gone(p)).collect();
+    panic!("processes left behind: {alive:?}");
+}
+
+fn transitions<'a>(evs: &'a [Value], service: &str) -> Vec<&'a Value> {
+    evs.iter().filter(|e| e["service"] == service).collect()
+}
+
+fn ms(e: &Value) -> i64 {
+    e["unix_ms"].as_i64().unwrap()
+}
+
+#[test]
+fn a_crash_loop_backs_off_exponentially_then_fails_at_the_start_limit() {
+    let mut d = Daemon::start(
+        r#"
+        [services.crash]
+        command = ["sh", "-c", "exit 3"]
+        backoff = { initial = "100ms", factor = 2.0, max = "10s", jitter = 0.0 }
+        start_limit = { burst = 5, interval = "1m" }
+        "#,
+    );
+    let failed = d.wait_transition("crash", "failed");
+    assert!(failed["reason"].as_str().unwrap().contains("start limit"), "{failed}");
+    let evs = d.events();
+    let t = transitions(&evs, "crash");
+    let into_backoff: Vec<i64> = t.iter().filter(|e| e["to"] == "backoff").map(|e| ms(e)).collect();
+    let out_of_backoff: Vec<i64> = t.iter().filter(|e| e["from"] == "backoff").map(|e| ms(e)).collect();
+    assert_eq!(into_backoff.len(), 5, "five runs, each ending in backoff");
+    let waits: Vec<i64> = into_backoff.iter().zip(&out_of_backoff).map(|(a, b)| b - a).collect();
+    // Each wait is the configured delay (no jitter), so each doubles; the
+    // slack only absorbs a loaded machine's timer lateness.
+    for (i, w) in waits.iter().enumerate() {
+        let want = 100 << i;
+        assert!(*w >= want - 5 && *w < want + 400, "wait {i} was {w} ms, want about {want} ms: {waits:?}");
+    }
+    assert!(waits.windows(2).all(|p| p[1] > p[0]), "waits grow: {waits:?}");
+    assert_eq!(t.iter().filter(|e| e["to"] == "running").count(), 5);
+    let s = d.status();
+    assert_eq!(s[0]["state"], "failed");
+    assert_eq!(s[0]["last_exit"]["code"], 3);
+    d.down();
+}
+
+#[test]
+fn always_restarts_a_clean_exit_and_on_failure_does_not() {
+    let mut d = Daemon::start(
+        r#"
+        [services.always]
+        command = ["sh", "-c", "exit 0"]
+        restart = "always"
+        backoff = { initial = "10ms" }
+        start_limit = { burst = 3, interval = "1m" }
+
+        [services.onfail]
+        command = ["sh", "-c", "exit 0"]
+        restart = "on-failure"
+        "#,
+    );
+    d.wait_transition("always", "failed");
+    d.wait_transition("onfail", "exited");
+    let evs = d.events();
+    assert_eq!(transitions(&evs, "always").iter().filter(|e| e["to"] == "running").count(), 3);
+    assert_eq!(transitions(&evs, "onfail").iter().filter(|e| e["to"] == "running").count(), 1);
+    assert!(transitions(&evs, "onfail").iter().all(|e| e["to"] != "backoff"));
+    d.down();
+}
+
+#[test]
+fn stopping_a_service_leaves_no_escapee_or_term_ignorer() {
+    let mut d = Daemon::start(&format!(
+        r#"
+        [services.tree]
+        command = [{tk}, "--children", "2", "--grandchildren", "2", "--setsid", "2", "--double-fork", "1", "--ignore-term", "--sleep", "120"]
+        stop = {{ grace = "300ms" }}
+        "#,
+        tk = tk()
+    ));
+    let pids = d.ready_pids("tree", 0);
+    assert!(pids.len() >= 9, "the tree is {pids:?}");
+    assert!(pids.iter().all(|&p| !gone(p)));
+    let out = d.corral(&["stop", "tree"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `stop` returns once the instance is stopped, so everything is gone now.
+    assert!(pids.iter().all(|&p| gone(p)), "left: {:?}", pids.iter().filter(|&&p| !gone(p)).collect::<Vec<_>>());
+    let stopped = d.wait_transition("tree", "stopped");
+    assert_eq!(stopped["from"], "stopping");
+    d.down();
+}
+
+#[test]
+fn dependency_order_holds_on_start_and_on_stop() {
+    let svc = |name: &str, dep: Option<&str>| {
+        let dep = dep.map(|d| format!("depends_on = {{ {d} = \"started\" }}")).unwrap_or_default();
+        format!(
+            "[services.{name}]\ncommand = [{tk}, \"--sleep\", \"120\"]\nstop = {{ grace = \"5s\" }}\n{dep}\n",
+            tk = tk()
+        )
+    };
+    let toml = [svc("c", Some("b")), svc("b", Some("a")), svc("a", None), svc("solo", None)].concat();
+    let mut d = Daemon::start(&toml);
+    for s in ["a", "b", "c", "solo"] {
+        d.wait_transition(s, "running");
+    }
+    let evs = d.events();
+    let at = |s: &str, to: &str| evs.iter().position(|e| e["service"] == s && e["to"] == to).unwrap();
+    assert!(at("a", "running") < at("b", "running") && at("b", "running") < at("c", "running"));
+    // b was waiting for a before a ran.
+    let b_wait = evs
+        .iter()
+        .position(|e| e["service"] == "b" && e["reason"].as_str().unwrap().starts_with("waiting for a"))
+        .unwrap();
+    assert!(b_wait < at("a", "running") || b_wait < at("b", "running"));
+    let out = d.corral(&["stop", "--all"]);
+    assert!(out.status.success());
+    let evs = d.events();
+    let at = |s: &str, to: &str| evs.iter().position(|e| e["service"] == s && e["to"] == to).unwrap();
+    assert!(at("c", "stopped") < at("b", "stopping"), "c is down before b stops");
+    assert!(at("b", "stopped") < at("a", "stopping"), "b is down before a stops");
+    d.down();
+}
+
+#[test]
+fn a_hundred_thousand_lines_are_captured_without_loss_and_rotation_keeps_n_files() {
+    let mut d = Daemon::start(&format!(
+        r#"
+        [services.burst]
+        command = [{tk}, "--lines", "100000", "--exit", "0"]
+        logs = {{ max_size = "64MiB" }}
+
+        [services.rotate]
+        command = [{tk}, "--lines", "20000", "--exit", "0"]
+        logs = {{ max_size = "64KiB", keep = 2 }}
+
+        [services.long]
+        command = ["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo; echo after"]
+        "#,
+        tk = tk()
+    ));
+    let started = d.wait_transition("burst", "running");
+    let done = d.wait_transition("burst", "exited");
+    eprintln!("100k lines captured in {} ms (spawn to exit)", ms(&done) - ms(&started));
+    let text = std::fs::read_to_string(d.path(".corral/logs/burst/0.log")).unwrap();
+    let nums: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_once(" out line ").map(|(_, r)| r.split(' ').next().unwrap().parse().unwrap()))
+        .collect();
+    assert_eq!(nums.len(), 100_000, "every line is there");
+    assert!(nums.iter().enumerate().all(|(i, &n)| n == i as u32 + 1), "in order");
+
+    d.wait_transition("rotate", "exited");
+    let dir = d.path(".corral/logs/rotate");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["0.log", "0.log.1", "0.log.2"]);
+    let mut kept = Vec::new();
+    for f in ["0.log.2", "0.log.1", "0.log"] {
+        let t = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(t.len() <= 64 * 1024);
+        kept.extend(t.lines().filter_map(|l| {
+            l.split_once(" out line ").map(|(_, r)| r.split(' ').next().unwrap().parse::<u32>().unwrap())
+        }));
+    }
+    assert_eq!(*kept.last().unwrap(), 20_000);
+    assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "no gap across rotations");
+
+    d.wait_transition("long", "exited");
+    let t = std::fs::read_to_string(d.path(".corral/logs/long/0.log")).unwrap();
+    let tags: Vec<(&str, usize)> = t
+        .lines()
+        .map(|l| {
+            let mut p = l.splitn(3, ' ');
+            let _ts = p.next();
+            (p.next().unwrap(), p.next().unwrap_or("").len())
+        })
+        .collect();
+    assert_eq!(tags, [("out", 16384), ("out+", 16384), ("out+", 40000 - 2 * 16384), ("out", 5)]);
+    d.down();
+}
+
+#[test]
+fn reload_touches_only_what_changed_and_refuses_a_broken_config() {
+    let svc = |name: &str, extra: &str| {
+        format!(
+            "[services.{name}]\ncommand = [{tk}, \"--sleep\", \"120\"{extra}]\nstop = {{ grace = \"5s\" }}\n",
+            tk = tk()
+        )
+    };
+    let mut d = Daemon::start(&[svc("keep", ""), svc("change", ""), svc("remove", "")].concat());
+    for s in ["keep", "change", "remove"] {
+        d.wait_transition(s, "running");
+    }
+    let keep = d.pid_of("keep").unwrap();
+    let change = d.pid_of("change").unwrap();
+    let remove = d.pid_of("remove").unwrap();
+
+    std::fs::write(
+        d.path("corral.toml"),
+        [svc("keep", ""), svc("change", ", \"--children\", \"1\""), svc("add", "")].concat(),
+    )
+    .unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("added: add")
+            && said.contains("removed: remove")
+            && said.contains("changed: change")
+            && said.contains("unchanged: keep"),
+        "{said}"
+    );
+    d.wait_event("add running", |e| e["service"] == "add" && e["to"] == "running");
+    d.wait_event("change running again", |e| e["service"] == "change" && e["to"] == "running" && e["pid"] != change);
+    assert_eq!(d.pid_of("keep"), Some(keep), "unchanged services keep their pid");
+    assert_ne!(d.pid_of("change"), Some(change));
+    assert!(gone(change) && gone(remove));
+    assert!(d.status().iter().all(|i| i["service"] != "remove"));
+    assert!(transitions(&d.events(), "keep").iter().all(|e| e["to"] != "stopping"));
+
+    // A broken config changes nothing and says where it is broken.
+    let before = d.status();
+    std::fs::write(d.path("corral.toml"), format!("{}[services.bad]\ncomand = [\"x\"]\n", svc("keep", ""))).unwrap();
+    let out = d.corral(&["reload"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corral.toml:5:1: service `bad`: unknown key `comand`"), "{err}");
+    assert!(err.contains("did you mean `command`"), "{err}");
+    let after = d.status();
+    let pids = |s: &[Value]| s.iter().map(|i| (i["service"].clone(), i["pid"].clone())).collect::<Vec<_>>();
+    assert_eq!(pids(&before), pids(&after));
+    d.down();
+}
+
+#[test]
+fn the_api_serves_its_owner_and_refuses_other_uids() {
+    let mut d = Daemon::start(&format!("[services.s]\ncommand = [{tk}, \"--sleep\", \"120\"]\n", tk = tk()));
+    d.wait_transition("s", "running");
+    let sock = d.path(".corral/corral.sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    // Bad requests are 4xx with a JSON error and change nothing.
+    let out = d.corral(&["start", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service `nope`"));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping the other-uid half: needs root to act as another user");
+        return d.down();
+    }
+    // Loosen the file modes so that only the peer-credential check stands.
+    std::fs::set_permissions(d.path(".corral"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(CORRAL).args(["status", "--socket"]).arg(&sock).uid(65534).gid(65534).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only the daemon's owner"), "{err}");
+    assert_eq!(d.status().len(), 1);
+    d.down();
+}
+
+#[test]
+fn a_sigkilled_daemon_once_restarted_reaps_what_its_previous_run_left() {
+    let toml = format!(
+        "[services.tree]\ncommand = [{tk}, \"--children\", \"2\", \"--setsid\", \"2\", \"--double-fork\", \"1\", \"--sleep\", \"120\"]\n",
+        tk = tk()
+    );
+    let mut d = Daemon::start(&toml);
+    let pids = d.ready_pids("tree", 0);
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    assert!(!survivors.is_empty(), "escapees outlive a SIGKILLed daemon until someone reaps them");
+    // Same folder, same config: a new daemon.
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    drop(d);
+    let mut d = Daemon::start_in(dir);
+    assert_gone(&pids);
+    d.seen.extend(&pids);
+    d.ready_pids("tree", 0);
+    d.down();
+}
+
+#[test]
+fn verbs_without_a_daemon_say_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("corral.toml"), "[services.a]\ncommand = [\"true\"]\n").unwrap();
+    let out = Command::new(CORRAL).args(["status", "-c"]).arg(dir.path().join("corral.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no daemon is running"), "{err}");
+}
+
+#[test]
+fn up_with_a_bad_config_exits_2_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("corral.toml");
+    std::fs::write(&cfg, "[services.a]\ncommand = [\"true\"]\nrestart = \"sometimes\"\n").unwrap();
+    let out = Command::new(CORRAL).args(["up", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corral.toml:3:11: service `a`: unknown value `sometimes`"));
+    assert!(!dir.path().join(".corral").exists(), "nothing was created");
+    let out = Command::new(CORRAL).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn user_runs_a_service_unprivileged() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root to switch users");
+        return;
+    }
+    let mut d = Daemon::start("[services.who]\ncommand = [\"id\", \"-u\"]\nuser = \"nobody\"\nrestart = \"no\"\n");
+    let e = d.wait_event("who ends", |e| e["service"] == "who" && (e["to"] == "exited" || e["to"] == "failed"));
+    assert_eq!(e["to"], "exited", "{e}");
+    let log = std::fs::read_to_string(d.path(".corral/logs/who/0.log")).unwrap();
+    assert!(log.lines().any(|l| l.ends_with(" out 65534")), "{log}");
+    d.down();
+}

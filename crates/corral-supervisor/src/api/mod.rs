@@ -1,0 +1,244 @@
+//! The control API: HTTP/1.1 and JSON under `/v1`. See `docs/supervisor.md`
+//! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
+//! changes nothing.
+
+mod listen;
+
+pub use listen::serve_local;
+
+use crate::logs::{tail, Follower};
+use crate::supervisor::{Supervisor, Target, UnknownService};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
+use tokio_stream::StreamExt;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    /// The supervisor.
+    pub sup: Supervisor,
+    /// Notified when a client asks the daemon to stop (`corral down`).
+    pub shutdown: Arc<Notify>,
+}
+
+/// The router of every endpoint.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/v1/daemon", get(daemon))
+        .route("/v1/services", get(list))
+        .route("/v1/services/{name}", get(one))
+        .route("/v1/services/{name}/{action}", post(act_one))
+        .route("/v1/{action}", post(act_all))
+        .route("/v1/events", get(events))
+        .route("/v1/events/stream", get(event_stream))
+        .route("/v1/logs", get(logs))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/services") })
+        .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .with_state(api)
+}
+
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (code, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn unknown(e: UnknownService) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({ "error": e.to_string(), "did_you_mean": e.did_you_mean }))).into_response()
+}
+
+async fn daemon(State(api): State<Api>) -> Response {
+    let c = api.sup.config();
+    Json(json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "config": c.path,
+        "socket": c.daemon.socket,
+        "state_dir": c.daemon.state_dir,
+        "log_dir": c.daemon.log_dir,
+    }))
+    .into_response()
+}
+
+async fn list(State(api): State<Api>) -> Response {
+    Json(json!({ "instances": api.sup.status() })).into_response()
+}
+
+async fn one(State(api): State<Api>, Path(name): Path<String>) -> Response {
+    if let Err(e) = api.sup.resolve(&Target::Some(vec![name.clone()])) {
+        return unknown(e);
+    }
+    let instances: Vec<_> = api.sup.status().into_iter().filter(|i| i.service == name).collect();
+    Json(json!({ "service": name, "instances": instances })).into_response()
+}
+
+async fn act_one(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
+    act(api, Target::Some(vec![name]), &action).await
+}
+
+async fn act_all(State(api): State<Api>, Path(action): Path<String>) -> Response {
+    match action.as_str() {
+        "reload" => reload(api).await,
+        "shutdown" => {
+            api.shutdown.notify_one();
+            Json(json!({ "ok": true })).into_response()
+        }
+        _ => act(api, Target::All, &action).await,
+    }
+}
+
+async fn act(api: Api, target: Target, action: &str) -> Response {
+    let r = match action {
+        "start" => api.sup.start(&target).await,
+        "stop" => api.sup.stop(&target).await,
+        "restart" => api.sup.restart(&target).await,
+        other => {
+            return error(StatusCode::NOT_FOUND, format!("unknown action `{other}`: expected start, stop or restart"));
+        }
+    };
+    match r {
+        Ok(()) => {
+            let names = api.sup.resolve(&target).unwrap_or_default();
+            let instances: Vec<_> = api.sup.status().into_iter().filter(|i| names.contains(&i.service)).collect();
+            Json(json!({ "ok": true, "instances": instances })).into_response()
+        }
+        Err(e) => unknown(e),
+    }
+}
+
+async fn reload(api: Api) -> Response {
+    let path = api.sup.config().path;
+    let new = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
+    let Ok(new) = new else { return error(StatusCode::INTERNAL_SERVER_ERROR, "reading the config failed") };
+    match api.sup.reload(new).await {
+        Ok(diff) => Json(json!({ "ok": true, "diff": diff })).into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "the new config is rejected; nothing was changed",
+                "errors": errors.0.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    n: Option<usize>,
+}
+
+async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Response {
+    let path = api.sup.config().daemon.state_dir.join("events.jsonl");
+    let n = q.n.unwrap_or(100);
+    let lines = tokio::task::spawn_blocking(move || tail(&path, n)).await.unwrap_or_default();
+    let events: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    Json(json!({ "events": events })).into_response()
+}
+
+async fn event_stream(State(api): State<Api>) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
+    let stream = BroadcastStream::new(api.sup.subscribe()).filter_map(|e| {
+        let e = e.ok()?;
+        Some(Ok(SseEvent::default().event("transition").json_data(e).unwrap_or_default()))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    service: Option<String>,
+    n: Option<usize>,
+    follow: Option<bool>,
+}
+
+/// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
+async fn logs(State(api): State<Api>, Query(q): Query<LogsQuery>) -> Response {
+    let target = match &q.service {
+        Some(s) => Target::Some(vec![s.clone()]),
+        None => Target::All,
+    };
+    let names = match api.sup.resolve(&target) {
+        Ok(n) => n,
+        Err(e) => return unknown(e),
+    };
+    let counts = api.sup.instance_counts();
+    let hub = api.sup.logs();
+    let mut sources = Vec::new();
+    for name in &names {
+        let n = counts.get(name).copied().unwrap_or(1);
+        for i in 0..n {
+            let label = if n > 1 { format!("{name}.{i}") } else { name.clone() };
+            sources.push((label, hub.path(name, i), hub.watch(name, i)));
+        }
+    }
+    let n = q.n.unwrap_or(20);
+    let follow = q.follow.unwrap_or(false);
+    // Followers start before the tail is read, so no line falls between.
+    let followers: Vec<_> = if follow {
+        sources.iter().map(|(l, p, w)| (l.clone(), Follower::new(p.clone(), w.clone()))).collect()
+    } else {
+        Vec::new()
+    };
+    let paths: Vec<_> = sources.iter().map(|(l, p, _)| (l.clone(), p.clone())).collect();
+    let mut history: Vec<String> = tokio::task::spawn_blocking(move || {
+        let mut all: Vec<(String, String)> = Vec::new();
+        for (label, path) in paths {
+            all.extend(tail(&path, n).into_iter().map(|l| (l, label.clone())));
+        }
+        // Lines start with their timestamp: a sort merges the instances.
+        all.sort();
+        let skip = all.len().saturating_sub(n);
+        all.into_iter().skip(skip).map(|(l, label)| format!("{label} | {l}\n")).collect()
+    })
+    .await
+    .unwrap_or_default();
+    if !follow {
+        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], history.concat()).into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    tokio::spawn(async move {
+        if tx.send(Ok(Bytes::from(history.drain(..).collect::<String>()))).await.is_err() {
+            return;
+        }
+        let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(256);
+        for (label, mut f) in followers {
+            let ltx = ltx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = ltx.closed() => return,
+                        lines = f.next() => {
+                            let Some(lines) = lines else { return };
+                            let text: String = lines.iter().map(|l| format!("{label} | {l}\n")).collect();
+                            if ltx.send(text).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(ltx);
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                text = lrx.recv() => {
+                    let Some(text) = text else { return };
+                    if tx.send(Ok(Bytes::from(text))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(ReceiverStream::new(rx))).into_response()
+}

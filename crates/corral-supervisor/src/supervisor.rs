@@ -1,0 +1,364 @@
+//! The daemon's core: the services, their instance tasks, and the
+//! operations on them (start, stop, restart, reload) in dependency order.
+
+use crate::config::{Config, ConfigErrors, ServiceSpec};
+use crate::diff::{diff, Diff};
+use crate::event::{Event, EventLog};
+use crate::instance::{Control, Ctx, Dep, Instance};
+use crate::logs::LogHub;
+use crate::persist::Persist;
+use crate::policy::stop_waits_for;
+use crate::state::InstanceStatus;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::broadcast;
+
+/// A verdict from a health probe (the probe runner arrives with its own
+/// issue; the state machine already acts on these).
+#[derive(Debug, Clone)]
+pub enum Health {
+    /// Readiness changed.
+    Ready(bool),
+    /// Liveness or startup failed: the run ends and the restart policy applies.
+    Unhealthy(String),
+}
+
+/// Which services an operation applies to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Every service.
+    All,
+    /// These services.
+    Some(Vec<String>),
+}
+
+/// An operation named a service that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownService {
+    /// The name given.
+    pub name: String,
+    /// A close existing name.
+    pub did_you_mean: Option<String>,
+}
+
+impl std::fmt::Display for UnknownService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no service `{}`", self.name)?;
+        if let Some(d) = &self.did_you_mean {
+            write!(f, " (did you mean `{d}`?)")?;
+        }
+        Ok(())
+    }
+}
+
+struct Service {
+    spec: Arc<ServiceSpec>,
+    instances: Vec<Instance>,
+}
+
+/// The supervisor of one config. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Ctx>,
+    config: Mutex<Config>,
+    services: Mutex<BTreeMap<String, Service>>,
+    /// One operation at a time, so a reload never races a stop.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Supervisor {
+    /// Creates the instance tasks (all `stopped`). Must run inside a tokio
+    /// runtime. Creates the state and log folders.
+    pub fn new(config: Config, logs: LogHub) -> std::io::Result<Supervisor> {
+        std::fs::create_dir_all(&config.daemon.state_dir)?;
+        std::fs::create_dir_all(&config.daemon.log_dir)?;
+        let events = EventLog::open(&config.daemon.state_dir.join("events.jsonl"))?;
+        let ctx = Arc::new(Ctx {
+            events,
+            logs: Arc::new(logs),
+            persist: Persist::new(&config.daemon.state_dir),
+            origin: Instant::now(),
+        });
+        let mut services = BTreeMap::new();
+        for spec in config.services.values() {
+            services.insert(spec.name.clone(), new_service(&ctx, spec));
+        }
+        Ok(Supervisor {
+            inner: Arc::new(Inner {
+                ctx,
+                config: Mutex::new(config),
+                services: Mutex::new(services),
+                op: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Config {
+        self.inner.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.ctx.events.subscribe()
+    }
+
+    /// The log folder and followers.
+    pub fn logs(&self) -> Arc<LogHub> {
+        self.inner.ctx.logs.clone()
+    }
+
+    /// Every instance, by service then index.
+    pub fn status(&self) -> Vec<InstanceStatus> {
+        let services = self.services();
+        services.values().flat_map(|s| s.instances.iter().map(|i| i.status(&s.spec.name))).collect()
+    }
+
+    /// Instance counts by service.
+    pub fn instance_counts(&self) -> BTreeMap<String, u32> {
+        self.services().iter().map(|(n, s)| (n.clone(), s.instances.len() as u32)).collect()
+    }
+
+    /// Checks names against the services.
+    pub fn resolve(&self, target: &Target) -> Result<Vec<String>, UnknownService> {
+        let services = self.services();
+        match target {
+            Target::All => Ok(services.keys().cloned().collect()),
+            Target::Some(names) => names
+                .iter()
+                .map(|n| {
+                    if services.contains_key(n) {
+                        Ok(n.clone())
+                    } else {
+                        Err(UnknownService {
+                            name: n.clone(),
+                            did_you_mean: crate::config::did_you_mean(n, services.keys().map(String::as_str)),
+                        })
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Starts the services and what they depend on. Each instance waits
+    /// for its dependencies itself, so independent services start in
+    /// parallel. Returns once every instance has been told.
+    pub async fn start(&self, target: &Target) -> Result<(), UnknownService> {
+        let names = self.resolve(target)?;
+        let _op = self.inner.op.lock().await;
+        self.start_locked(&names);
+        Ok(())
+    }
+
+    fn start_locked(&self, names: &[String]) {
+        let services = self.services();
+        let mut todo: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<String> = names.to_vec();
+        while let Some(n) = stack.pop() {
+            if let Some(s) = services.get(&n) {
+                if todo.insert(n.clone()) {
+                    stack.extend(s.spec.depends_on.keys().cloned());
+                }
+            }
+        }
+        for name in &todo {
+            let s = &services[name];
+            let explicitly = names.contains(name);
+            for inst in &s.instances {
+                let state = inst.status.borrow().state;
+                // A dependency that is already up (or done) is left alone.
+                if !explicitly && !state.is_down() {
+                    continue;
+                }
+                if !explicitly && state == crate::State::Exited {
+                    continue;
+                }
+                inst.send(Control::Start(deps_of(&services, &s.spec)));
+            }
+        }
+    }
+
+    /// Stops the services, each after the services among them that depend
+    /// on it. Returns when they are all down.
+    pub async fn stop(&self, target: &Target) -> Result<(), UnknownService> {
+        let names = self.resolve(target)?;
+        let _op = self.inner.op.lock().await;
+        self.stop_locked(&names).await;
+        Ok(())
+    }
+
+    async fn stop_locked(&self, names: &[String]) {
+        let graph = {
+            let services = self.services();
+            services
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(n, s)| (n.clone(), s.spec.depends_on.keys().cloned().collect::<Vec<_>>()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let mut tasks = BTreeMap::new();
+        let (done_tx, _) = tokio::sync::watch::channel(BTreeSet::<String>::new());
+        for name in names {
+            let waits_for = stop_waits_for(name, &graph);
+            let mut done_rx = done_tx.subscribe();
+            let done_tx = done_tx.clone();
+            let me = self.clone();
+            let name = name.clone();
+            tasks.insert(
+                name.clone(),
+                tokio::spawn(async move {
+                    let _ = done_rx.wait_for(|d| waits_for.iter().all(|w| d.contains(w))).await;
+                    me.stop_one(&name).await;
+                    done_tx.send_modify(|d| {
+                        d.insert(name.clone());
+                    });
+                }),
+            );
+        }
+        for (_, t) in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn stop_one(&self, name: &str) {
+        let waits: Vec<_> = {
+            let services = self.services();
+            let Some(s) = services.get(name) else { return };
+            for i in &s.instances {
+                i.send(Control::Stop);
+            }
+            s.instances.iter().map(|i| i.status.clone()).collect()
+        };
+        for mut rx in waits {
+            let _ = rx.wait_for(|s| s.state == crate::State::Stopped).await;
+        }
+    }
+
+    /// Stops, then starts, in dependency order.
+    pub async fn restart(&self, target: &Target) -> Result<(), UnknownService> {
+        let names = self.resolve(target)?;
+        let _op = self.inner.op.lock().await;
+        self.stop_locked(&names).await;
+        self.start_locked(&names);
+        Ok(())
+    }
+
+    /// Passes a probe's verdict to an instance.
+    pub fn report_health(&self, service: &str, instance: u32, health: Health) {
+        let services = self.services();
+        if let Some(i) = services.get(service).and_then(|s| s.instances.get(instance as usize)) {
+            i.send(match health {
+                Health::Ready(r) => Control::Ready(r),
+                Health::Unhealthy(why) => Control::Unhealthy(why),
+            });
+        }
+    }
+
+    /// Applies a new config: only the services that differ are touched.
+    /// A config that does not load changes nothing.
+    pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ConfigErrors> {
+        let new = new?;
+        let _op = self.inner.op.lock().await;
+        let old = self.config();
+        let d = diff(&old.services, &new.services);
+        // Removed and changed services stop first, dependants before dependencies.
+        let mut going: Vec<String> = d.removed.clone();
+        going.extend(d.changed.iter().cloned());
+        let was_up: BTreeSet<String> = {
+            let services = self.services();
+            going
+                .iter()
+                .filter(|n| {
+                    services.get(*n).is_some_and(|s| s.instances.iter().any(|i| !i.status.borrow().state.is_down()))
+                })
+                .cloned()
+                .collect()
+        };
+        self.stop_locked(&going).await;
+        let mut to_start: Vec<String> = Vec::new();
+        let mut retired: Vec<Instance> = Vec::new();
+        {
+            let mut services = self.services();
+            for n in &going {
+                if let Some(s) = services.remove(n) {
+                    retired.extend(s.instances);
+                }
+            }
+            for n in d.changed.iter().chain(&d.added) {
+                services.insert(n.clone(), new_service(&self.inner.ctx, &new.services[n]));
+                if d.added.contains(n) || was_up.contains(n) {
+                    to_start.push(n.clone());
+                }
+            }
+            for n in &d.scaled {
+                let spec = Arc::new(new.services[n].clone());
+                let s = services.get_mut(n).expect("scaled services exist");
+                let want = spec.instances as usize;
+                while s.instances.len() > want {
+                    retired.push(s.instances.pop().expect("len > want"));
+                }
+                let up = s.instances.iter().any(|i| !i.status.borrow().state.is_down());
+                while s.instances.len() < want {
+                    let idx = s.instances.len() as u32;
+                    s.instances.push(Instance::spawn(self.inner.ctx.clone(), spec.clone(), idx));
+                }
+                s.spec = spec;
+                if up {
+                    to_start.push(n.clone());
+                }
+            }
+        }
+        for i in retired {
+            i.send(Control::Shutdown);
+            i.wait_down().await;
+            let _ = i.task.await;
+        }
+        *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
+        self.start_locked(&to_start);
+        Ok(d)
+    }
+
+    /// Stops everything in reverse dependency order and ends the tasks.
+    pub async fn shutdown(&self) {
+        let names = self.resolve(&Target::All).unwrap_or_default();
+        let _op = self.inner.op.lock().await;
+        self.stop_locked(&names).await;
+        let all: Vec<Instance> = {
+            let mut services = self.services();
+            std::mem::take(&mut *services).into_values().flat_map(|s| s.instances).collect()
+        };
+        for i in all {
+            i.send(Control::Shutdown);
+            let _ = i.task.await;
+        }
+    }
+
+    fn services(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Service>> {
+        self.inner.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
+    let spec = Arc::new(spec.clone());
+    let instances = (0..spec.instances).map(|i| Instance::spawn(ctx.clone(), spec.clone(), i)).collect();
+    Service { spec, instances }
+}
+
+fn deps_of(services: &BTreeMap<String, Service>, spec: &ServiceSpec) -> Vec<Dep> {
+    spec.depends_on
+        .iter()
+        .filter_map(|(name, cond)| {
+            let s = services.get(name)?;
+            Some(Dep {
+                service: name.clone(),
+                condition: *cond,
+                instances: s.instances.iter().map(|i| i.status.clone()).collect(),
+            })
+        })
+        .collect()
+}
