@@ -291,7 +291,8 @@ fn walk(dir: &std::path::Path, depth: usize, out: &mut Vec<PathBuf>) {
 }
 
 /// Runs `corral` with args and no testkit.
-pub fn output(mut c: Command) -> Output {
+pub fn output(mut c: impl std::borrow::BorrowMut<Command>) -> Output {
+    let c = c.borrow_mut();
     c.stdin(Stdio::null());
     c.output().unwrap()
 }
