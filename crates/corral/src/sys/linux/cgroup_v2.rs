@@ -157,7 +157,12 @@ pub(crate) fn remove_root_if_empty(group_dir: &Path) {
 }
 
 /// Enables controllers for the children of `root` (and of its ancestors up
-/// to the mount, as the kernel requires). Needs `root` to hold no process.
+/// to the mount, as the kernel requires).
+///
+/// The "no internal processes" rule forbids enabling controllers for the
+/// children of a cgroup that holds processes. When that cgroup holds only
+/// this process (a delegated subtree, `systemd-run -p Delegate=yes`), corral
+/// moves itself into a leaf, `corral-ctl`, and tries again.
 pub(crate) fn enable_controllers(root: &Path, controllers: &[&str]) -> io::Result<()> {
     let enabled = fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
     let missing: Vec<&str> =
@@ -175,5 +180,31 @@ pub(crate) fn enable_controllers(root: &Path, controllers: &[&str]) -> io::Resul
         }
     }
     let line: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
-    fs::write(root.join("cgroup.subtree_control"), line.join(" "))
+    let line = line.join(" ");
+    match fs::write(root.join("cgroup.subtree_control"), &line) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) && holds_only_me(root) => {
+            let leaf = root.join("corral-ctl");
+            match fs::create_dir(&leaf) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+            fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())?;
+            fs::write(root.join("cgroup.subtree_control"), &line)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "{} holds other processes, so its controllers cannot be delegated (cgroup v2's no-internal-processes rule): \
+                 point CORRAL_CGROUP_ROOT at an empty cgroup",
+                root.display()
+            ),
+        )),
+        r => r,
+    }
+}
+
+/// True when every process in `dir` is this one.
+fn holds_only_me(dir: &Path) -> bool {
+    let me = std::process::id();
+    read_pids(&dir.join("cgroup.procs")).is_ok_and(|p| p.iter().all(|x| *x == me))
 }
