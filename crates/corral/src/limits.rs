@@ -116,6 +116,16 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [LimitKind; 6] = [
+        LimitKind::Memory,
+        LimitKind::MemoryPerProcess,
+        LimitKind::Processes,
+        LimitKind::CpuTime,
+        LimitKind::CpuRate,
+        LimitKind::WallClock,
+    ];
+
     /// A stable lower-case name, used in JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -86,17 +86,10 @@ impl Group {
 
     fn reap_leader(&self) -> Option<ExitStatus> {
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-        if l.status.is_some() || l.pid == 0 {
-            return None;
-        }
-        match unix::try_reap(l.pid) {
-            Ok(Some((st, ru))) => {
-                l.status = Some(st);
-                l.usage.add(&ru);
-                Some(st)
-            }
-            _ => None,
-        }
+        let pid = l.pid;
+        let (st, ru) = unix::reap_once(pid, &mut l.status)?;
+        l.usage.add(&ru);
+        Some(st)
     }
 }
 
@@ -296,14 +289,7 @@ pub(crate) fn host_report() -> HostReport {
         (Capability::EmptyNotification, weak("polled")),
         (Capability::PeakMemory, weak("largest single process (rusage maxrss)")),
     ];
-    for k in [
-        LimitKind::Memory,
-        LimitKind::MemoryPerProcess,
-        LimitKind::Processes,
-        LimitKind::CpuTime,
-        LimitKind::CpuRate,
-        LimitKind::WallClock,
-    ] {
+    for k in LimitKind::ALL {
         caps.push((Capability::Limit(k), support(k)));
     }
     HostReport {

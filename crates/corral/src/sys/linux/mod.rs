@@ -236,10 +236,12 @@ impl Group {
     /// exited" on the pgid backend instead of scanning all of /proc.
     fn members_cheap(&self) -> io::Result<Vec<u32>> {
         let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(false);
-        if self.v2.is_none() && self.v1.is_none() && leader_gone {
-            if self.tracked.get().is_some_and(|t| !t.lost() && t.settled()) {
-                return Ok(Vec::new());
-            }
+        if self.v2.is_none()
+            && self.v1.is_none()
+            && leader_gone
+            && self.tracked.get().is_some_and(|t| !t.lost() && t.settled())
+        {
+            return Ok(Vec::new());
         }
         self.members_inner()
     }
@@ -254,20 +256,13 @@ impl Group {
 
     fn reap_leader(&self) -> Option<ExitStatus> {
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-        if l.status.is_some() || l.pid == 0 {
-            return None;
+        let pid = l.pid;
+        let (st, ru) = unix::reap_once(pid, &mut l.status)?;
+        l.pidfd = None;
+        if let Some(o) = self.owner() {
+            o.reaped.lock().unwrap_or_else(|p| p.into_inner()).add(&ru);
         }
-        match unix::try_reap(l.pid) {
-            Ok(Some((st, ru))) => {
-                l.status = Some(st);
-                l.pidfd = None;
-                if let Some(o) = self.owner() {
-                    o.reaped.lock().unwrap_or_else(|p| p.into_inner()).add(&ru);
-                }
-                Some(st)
-            }
-            _ => None,
-        }
+        Some(st)
     }
 }
 

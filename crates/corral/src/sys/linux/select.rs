@@ -166,14 +166,7 @@ pub(crate) fn report(kind: BackendKind, l: &Layout) -> BackendReport {
             },
         ),
     ];
-    for lk in [
-        LimitKind::Memory,
-        LimitKind::MemoryPerProcess,
-        LimitKind::Processes,
-        LimitKind::CpuTime,
-        LimitKind::CpuRate,
-        LimitKind::WallClock,
-    ] {
+    for lk in LimitKind::ALL {
         caps.push((Capability::Limit(lk), limit_support(kind, lk, l, root)));
     }
     BackendReport { kind, available: available(kind, l, kind == CgroupV2), capabilities: caps }

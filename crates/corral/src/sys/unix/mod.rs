@@ -11,22 +11,17 @@ use std::time::Duration;
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.
-    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(e)
-    }
+    gone_is_ok(unsafe { libc::kill(pid as libc::pid_t, sig) })
 }
 
 /// Sends `sig` to a whole process group. An empty group is not an error.
 pub(crate) fn killpg(pgid: u32, sig: i32) -> io::Result<()> {
     // SAFETY: killpg(2) has no memory-safety preconditions.
-    let r = unsafe { libc::killpg(pgid as libc::pid_t, sig) };
+    gone_is_ok(unsafe { libc::killpg(pgid as libc::pid_t, sig) })
+}
+
+/// ESRCH means the target is gone already, which is what a kill wants.
+fn gone_is_ok(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         return Ok(());
     }
@@ -100,6 +95,17 @@ pub(crate) fn try_reap(pid: u32) -> io::Result<Option<(ExitStatus, Rusage)>> {
         }
         _ => Err(io::Error::last_os_error()),
     }
+}
+
+/// Reaps a leader once: `None` if it is not started, already reaped, or
+/// still running; else its status, recorded in `status`.
+pub(crate) fn reap_once(pid: u32, status: &mut Option<ExitStatus>) -> Option<(ExitStatus, Rusage)> {
+    if status.is_some() || pid == 0 {
+        return None;
+    }
+    let (st, ru) = try_reap(pid).ok().flatten()?;
+    *status = Some(st);
+    Some((st, ru))
 }
 
 /// An rlimit to set in the child before `exec`.
