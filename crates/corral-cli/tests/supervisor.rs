@@ -14,32 +14,13 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 const LONG: Duration = Duration::from_secs(30);
 
 fn testkit() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    static BUILD: Mutex<()> = Mutex::new(());
-    PATH.get_or_init(|| {
-        let _g = BUILD.lock().unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-        let path = profile_dir.join(format!("corral-testkit{}", std::env::consts::EXE_SUFFIX));
-        if !path.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "corral-testkit", "--target-dir"]).arg(profile_dir.parent().unwrap());
-            if profile_dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            assert!(cmd.status().unwrap().success(), "building corral-testkit failed");
-        }
-        path
-    })
-    .clone()
+    corral_testkit::binary()
 }
 
 /// A TOML string with the testkit's path.

@@ -21,15 +21,19 @@ pub struct Options {
 pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     // The daemon owns its process: orphans of its services are its to reap.
     corral::reap_all_orphans(true);
+    // The TCP listener's certificate, key and token are read before
+    // anything is touched: a bad one stops the daemon here.
+    let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
     let state_dir = config.daemon.state_dir.clone();
     create_private_dir(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     let left = crate::persist::reap_previous(&state_dir)?;
     if left.killed > 0 {
         eprintln!("corral: killed {} process(es) left by a previous daemon in {} group(s)", left.killed, left.groups);
     }
-    if config.daemon.tcp.is_some() {
-        return Err("[daemon.tcp] is not implemented yet; remove it to use the local socket".into());
-    }
+    let tcp = match tcp {
+        Some(t) => Some(t.bind().await?),
+        None => None,
+    };
     let socket = config.daemon.socket.clone();
     let logs = LogHub::new(&config.daemon.log_dir, opts.echo.clone());
     let sup = Supervisor::new(config, logs).map_err(|e| format!("cannot set up {}: {e}", state_dir.display()))?;
@@ -37,17 +41,52 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let app = api::router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
     let api_stop = Arc::new(Notify::new());
     let stop_wait = api_stop.clone();
+    let metrics_stop = Arc::new(Notify::new());
+    let metrics_server = match sup.config().daemon.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+            let app = api::metrics_router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
+            let stop = metrics_stop.clone();
+            eprintln!("corral: metrics on http://{}/metrics", listener.local_addr().unwrap_or(addr));
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await
+            }))
+        }
+        None => None,
+    };
+    let tcp_app = app.clone();
     let server = api::serve_local(&socket, app, async move { stop_wait.notified().await })
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     // Tests and scripts wait for this line.
     eprintln!("corral: listening on {}", socket.display());
+    let tcp_stop = Arc::new(Notify::new());
+    let tcp_server = tcp.map(|t| {
+        eprintln!("corral: listening on https://{} (TLS, bearer token)", t.local_addr());
+        let stop = tcp_stop.clone();
+        t.serve(tcp_app, async move { stop.notified().await })
+    });
     let _ = sup.start(&Target::All).await;
     wait_for_stop(&sup, &shutdown).await;
     eprintln!("corral: stopping every service");
     sup.shutdown().await;
     api_stop.notify_one();
+    tcp_stop.notify_one();
+    if let Some(t) = tcp_server {
+        // Open requests get a moment to end; a remote client's open stream
+        // must not hold the daemon up.
+        let abort = t.abort_handle();
+        if tokio::time::timeout(std::time::Duration::from_secs(2), t).await.is_err() {
+            abort.abort();
+        }
+    }
+    metrics_stop.notify_one();
     let _ = server.await;
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

@@ -9,7 +9,38 @@ use std::path::Path;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
 
-/// One transition of one instance.
+/// What an event records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A state transition (the field is left out of the JSON).
+    #[default]
+    Transition,
+    /// A probe result worth telling: the first failure of a streak, a
+    /// recovery, or a threshold crossed. `from` and `to` are the state it
+    /// happened in.
+    Probe,
+    /// A resource alert fired or cleared. `from` and `to` are the state it
+    /// happened in.
+    Alert,
+}
+
+impl EventKind {
+    /// The lower-case name, also the SSE event name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Transition => "transition",
+            EventKind::Probe => "probe",
+            EventKind::Alert => "alert",
+        }
+    }
+
+    fn is_transition(&self) -> bool {
+        *self == EventKind::Transition
+    }
+}
+
+/// One transition, probe result or alert of one instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// When, in RFC 3339 UTC.
@@ -32,6 +63,18 @@ pub struct Event {
     /// How the run ended, on transitions out of `running` or `stopping`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<LastExit>,
+    /// `probe` or `alert`; absent for transitions.
+    #[serde(default, skip_serializing_if = "EventKind::is_transition")]
+    pub kind: EventKind,
+    /// Readiness after this event, when it changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    /// The probe result, on `probe` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::health::ProbeResult>,
+    /// The alert, on `alert` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<crate::alerts::AlertReport>,
 }
 
 /// The event log and its live subscribers.

@@ -2,19 +2,28 @@
 //! time and walks the state machine. Decisions come from `policy`; this
 //! file only waits, spawns, stops, and reports.
 //!
-//! Probes (a later issue) plug in through `Control::Ready` and
-//! `Control::Unhealthy` (see `Supervisor::report_health`): readiness only flips `ready`, and an unhealthy
-//! verdict ends the run like a crash, so restart policy, backoff and the
-//! start limit apply to it unchanged.
+//! Each run gets its own probe runner and alert watch, which report
+//! [`Verdict`]s on a channel of that run only, so a verdict about one run
+//! can never end the next. Readiness only flips `ready`; a failed liveness
+//! or startup probe, or an alert with `action = "restart"`, ends the run
+//! like a crash, so the restart policy, backoff and the start limit apply
+//! to it unchanged (a run ended so never counts as a success). Verdicts
+//! from outside come through `Control::Ready` and `Control::Unhealthy`
+//! (see `Supervisor::report_health`).
 
+use crate::alerts::sampler::Sampler;
+use crate::alerts::{AlertAction, AlertReport, Firing};
 use crate::config::ServiceSpec;
-use crate::event::{Event, EventLog};
-use crate::logs::{self, LogHub};
+use crate::event::{Event, EventKind, EventLog};
+use crate::health::{runner, Cause, ExecEnv, ProbeResult, Verdict};
+use crate::logs::{self, Follower, LogHub};
+use crate::metrics::Metrics;
 use crate::persist::{GroupRecord, Persist};
 use crate::policy::{after_exit, AfterExit, Condition};
 use crate::state::{InstanceStatus, LastExit, State};
 use corral::{ExitStatus, Group, Outcome};
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -27,6 +36,12 @@ pub(crate) struct Ctx {
     pub persist: Persist,
     /// The monotonic origin of start-limit arithmetic.
     pub origin: Instant,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The shared timer of every alert.
+    pub sampler: Arc<Sampler>,
+    /// `state_dir/dumps`.
+    pub dumps: PathBuf,
 }
 
 /// A dependency to wait for before the first start.
@@ -61,6 +76,8 @@ pub(crate) struct Snapshot {
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
     pub reason: String,
+    /// The last result of each probe in this run.
+    pub probes: Vec<ProbeResult>,
 }
 
 /// The daemon's handle on one instance task.
@@ -84,6 +101,7 @@ impl Instance {
             restarts: 0,
             last_exit: None,
             reason: "created".into(),
+            probes: Vec::new(),
         });
         let group = Arc::new(Mutex::new(None));
         let seed = (std::process::id() as u64) << 32 ^ u64::from(index) ^ ctx.origin.elapsed().as_nanos() as u64;
@@ -130,6 +148,7 @@ impl Instance {
             cpu_ms: usage.as_ref().map(|u| u.cpu_total().as_millis() as u64),
             memory_bytes: usage.as_ref().and_then(|u| u.memory_now),
             processes: usage.as_ref().map(|u| u.processes_active),
+            probes: s.probes,
         }
     }
 }
@@ -143,8 +162,9 @@ enum Flow {
 
 /// How a run ended, as the loop sees it.
 enum RunEnd {
-    /// By itself (or a probe): apply the restart policy.
-    Exited(LastExit, ExitStatus, Duration),
+    /// By itself, or ended by a probe or alert (the cause): apply the
+    /// restart policy.
+    Exited(LastExit, ExitStatus, Duration, Option<Cause>),
     Stopped,
     Shutdown,
 }
@@ -228,6 +248,8 @@ impl Task {
             }
         }
         let mut why_start = "start requested".to_string();
+        // What ended the previous run, once the backoff before this start is over.
+        let mut restarting: Option<&'static str> = None;
         loop {
             let now = self.ctx.origin.elapsed();
             if !self.spec.start_limit.allows(&mut self.starts, now) {
@@ -241,21 +263,30 @@ impl Task {
                 return Flow::Down;
             }
             self.starts.push_back(now);
+            // Counted only once the start limit allows it: a restart that
+            // ends in `failed` did not happen.
+            if let Some(why) = restarting.take() {
+                self.status.send_modify(|s| s.restarts += 1);
+                self.ctx.metrics.restart(&self.spec.name, self.index, why);
+            }
             if self.state() != State::Starting {
                 self.transition(State::Starting, why_start.clone(), None, None);
             }
             let end = match self.spawn().await {
-                Ok((group, capture)) => self.watch_run(group, capture).await,
+                Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
                 Err(e) => {
                     let exit = LastExit { code: None, signal: None, reason: format!("spawn failed: {e}") };
-                    RunEnd::Exited(exit, ExitStatus { code: Some(127), signal: None }, Duration::ZERO)
+                    RunEnd::Exited(exit, ExitStatus { code: Some(127), signal: None }, Duration::ZERO, None)
                 }
             };
             match end {
                 RunEnd::Stopped => return Flow::Down,
                 RunEnd::Shutdown => return Flow::Shutdown,
-                RunEnd::Exited(exit, status, ran_for) => {
+                RunEnd::Exited(exit, status, ran_for, cause) => {
                     let what = exit.reason.clone();
+                    // A run the supervisor ended for its health failed,
+                    // whatever its exit code: the policy sees no success.
+                    let status = if cause.is_some() { ExitStatus { code: None, signal: None } } else { status };
                     match after_exit(self.spec.restart, &self.spec.success_exit_codes, status) {
                         AfterExit::Exited => {
                             self.transition(State::Exited, what, None, Some(exit));
@@ -277,7 +308,7 @@ impl Task {
                             match self.backoff(delay).await {
                                 Some(flow) => return flow,
                                 None => {
-                                    self.status.send_modify(|s| s.restarts += 1);
+                                    restarting = Some(cause.map_or("exit", Cause::as_str));
                                     why_start = "restart after backoff".into();
                                 }
                             }
@@ -311,9 +342,14 @@ impl Task {
         }
     }
 
-    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>), String> {
+    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>, Option<Follower>), String> {
         let cmd = crate::spawn::command(&self.spec, self.index)?;
         let builder = crate::spawn::builder(&self.spec);
+        // Log probes follow the log from before the spawn: no line slips past.
+        let follower = (!runner::log_patterns(&self.spec.health).is_empty()).then(|| {
+            let (name, i) = (&self.spec.name, self.index);
+            Follower::new(self.ctx.logs.path(name, i), self.ctx.logs.watch(name, i))
+        });
         // Spawning waits for the library's monitor thread: keep it off the runtime.
         let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
             .await
@@ -340,32 +376,60 @@ impl Task {
             location: group.location(),
         });
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
-        Ok((group, capture))
+        Ok((group, capture, follower))
     }
 
     /// Watches one run until it ends, for whatever reason.
-    async fn watch_run(&mut self, group: Arc<Group>, capture: JoinHandle<()>) -> RunEnd {
+    async fn watch_run(&mut self, group: Arc<Group>, capture: JoinHandle<()>, follower: Option<Follower>) -> RunEnd {
         let started = Instant::now();
-        self.status.send_modify(|s| s.since = Some(started));
+        self.status.send_modify(|s| {
+            s.since = Some(started);
+            s.probes.clear();
+        });
         self.transition(State::Running, "spawned", Some(group.pid()), None);
-        let mut unhealthy: Option<String> = None;
+        // Verdicts about this run only; `_keep` holds the channel open when
+        // there is neither a probe nor an alert.
+        let (vtx, mut vrx) = mpsc::unbounded_channel();
+        let exec = ExecEnv { spec: self.spec.clone(), index: self.index };
+        let probes = runner::start(&self.spec.health, exec, follower, vtx.clone());
+        let label = format!("{}.{}", self.spec.name, self.index);
+        let alerts = self.ctx.sampler.watch(label, &self.spec.alerts, group.clone(), vtx.clone());
+        let _keep = vtx;
+        let mut unhealthy: Option<(Cause, String)> = None;
         let request = loop {
             tokio::select! {
                 _ = group.wait_async() => break None,
+                v = vrx.recv() => match v {
+                    Some(Verdict::Probe { result, took, note, ready }) => self.on_probe(result, took, note, ready),
+                    Some(Verdict::Restart { cause, reason }) => {
+                        unhealthy = Some((cause, reason));
+                        break None;
+                    }
+                    Some(Verdict::Alert(f)) => {
+                        if let Some(why) = self.on_alert(&group, f) {
+                            unhealthy = Some((Cause::Alert, why));
+                            break None;
+                        }
+                    }
+                    None => {}
+                },
                 c = self.rx.recv() => match c {
                     Some(Control::Stop) => break Some((State::Stopped, "stop requested", RunEnd::Stopped)),
                     Some(Control::Shutdown) | None => break Some((State::Stopped, "daemon stopping", RunEnd::Shutdown)),
                     Some(Control::Ready(r)) => self.status.send_modify(|s| s.ready = r),
                     Some(Control::Unhealthy(why)) => {
-                        unhealthy = Some(why);
+                        unhealthy = Some((Cause::Reported, why));
                         break None;
                     }
                     Some(Control::Start(_)) => {}
                 },
             }
         };
+        // No probe may judge a group that is being stopped.
+        drop(probes);
+        drop(alerts);
         let pid = Some(group.pid());
-        if let Some(why) = &unhealthy {
+        if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
             group.stop();
         }
@@ -379,7 +443,7 @@ impl Task {
         let _ = tokio::time::timeout(Duration::from_secs(5), capture).await;
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
-        let exit = last_exit(&outcome, unhealthy.as_deref());
+        let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
         if outcome.leftover > 0 {
             eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);
         }
@@ -389,8 +453,66 @@ impl Task {
                 self.transition(to, why, None, Some(exit));
                 end
             }
-            None => RunEnd::Exited(exit, outcome.status, started.elapsed()),
+            None => RunEnd::Exited(exit, outcome.status, started.elapsed(), unhealthy.map(|u| u.0)),
         }
+    }
+
+    /// Keeps the probe's last result for `status`, counts it, flips
+    /// readiness, and tells the notable ones.
+    fn on_probe(&mut self, result: ProbeResult, took: Duration, note: Option<String>, ready: Option<bool>) {
+        self.ctx.metrics.probe(&self.spec.name, self.index, result.probe, took, result.ok);
+        self.status.send_modify(|s| {
+            match s.probes.iter_mut().find(|p| p.probe == result.probe) {
+                Some(p) => *p = result.clone(),
+                None => {
+                    s.probes.push(result.clone());
+                    s.probes.sort_by_key(|p| p.probe);
+                }
+            }
+            if let Some(r) = ready {
+                s.ready = r;
+            }
+        });
+        if let Some(reason) = note {
+            self.note(Note { kind: EventKind::Probe, reason, ready, probe: Some(result), alert: None });
+        }
+    }
+
+    /// Tells an alert; returns the reason to end the run for `restart`.
+    fn on_alert(&mut self, group: &Arc<Group>, f: Firing) -> Option<String> {
+        let why = f.describe();
+        if f.firing {
+            let metric = f.alert.threshold.metric();
+            self.ctx.metrics.alert(&self.spec.name, self.index, metric, f.alert.action.as_str());
+            eprintln!("corral: {}.{}: {why} (action {})", self.spec.name, self.index, f.alert.action.as_str());
+        }
+        if !(f.firing && f.alert.action == AlertAction::Dump) {
+            let alert = Some(f.report(None));
+            self.note(Note { kind: EventKind::Alert, reason: why.clone(), ready: None, probe: None, alert });
+            return (f.firing && f.alert.action == AlertAction::Restart).then_some(why);
+        }
+        // The snapshot reads /proc for every member: off the runtime. Its
+        // event follows once it is written, with its folder.
+        let (ctx, group, service, index, state) =
+            (self.ctx.clone(), group.clone(), self.spec.name.clone(), self.index, self.state());
+        tokio::task::spawn_blocking(move || {
+            let (reason, dump) = match crate::alerts::dump::write(&ctx.dumps, &service, index, &group, &why) {
+                Ok(dir) => (format!("{why}; snapshot in {}", dir.display()), Some(dir.display().to_string())),
+                Err(e) => (format!("{why}; the snapshot failed: {e}"), None),
+            };
+            let note = Note { kind: EventKind::Alert, reason, ready: None, probe: None, alert: Some(f.report(dump)) };
+            ctx.events.emit(note.into_event(&service, index, state, Some(group.pid())));
+        });
+        None
+    }
+
+    /// An event that is not a transition, in the state the instance is in.
+    fn note(&self, note: Note) {
+        let (state, pid) = {
+            let s = self.status.borrow();
+            (s.state, s.pid)
+        };
+        self.ctx.events.emit(note.into_event(&self.spec.name, self.index, state, pid));
     }
 
     fn transition(&mut self, to: State, reason: impl Into<String>, pid: Option<u32>, exit: Option<LastExit>) {
@@ -399,7 +521,8 @@ impl Task {
         self.status.send_modify(|s| {
             s.state = to;
             s.reason = reason.clone();
-            s.ready = to == State::Running;
+            // With a startup or readiness probe, a probe says when.
+            s.ready = to == State::Running && !self.spec.health.gates_ready();
             s.pid = if to == State::Running || to == State::Stopping { pid.or(s.pid) } else { None };
             if exit.is_some() {
                 s.last_exit = exit.clone();
@@ -416,6 +539,10 @@ impl Task {
             reason,
             pid,
             exit,
+            kind: EventKind::Transition,
+            ready: None,
+            probe: None,
+            alert: None,
         });
     }
 
@@ -426,6 +553,37 @@ impl Task {
         self.rng ^= self.rng >> 27;
         let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
         (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A probe result or an alert worth an event.
+struct Note {
+    kind: EventKind,
+    reason: String,
+    ready: Option<bool>,
+    probe: Option<ProbeResult>,
+    alert: Option<AlertReport>,
+}
+
+impl Note {
+    /// The event, with `from` and `to` both the state it happened in.
+    fn into_event(self, service: &str, instance: u32, state: State, pid: Option<u32>) -> Event {
+        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+        Event {
+            ts: crate::time::format_millis(ms as i64),
+            unix_ms: ms as u64,
+            service: service.to_string(),
+            instance,
+            from: state,
+            to: state,
+            reason: self.reason,
+            pid,
+            exit: None,
+            kind: self.kind,
+            ready: self.ready,
+            probe: self.probe,
+            alert: self.alert,
+        }
     }
 }
 

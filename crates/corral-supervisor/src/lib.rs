@@ -10,20 +10,27 @@
 //!   pure functions.
 //! - [`Supervisor`]: instance tasks walking the state machine
 //!   ([`State`]), with events in `state_dir/events.jsonl`.
+//! - [`health`]: startup, readiness and liveness probes.
+//! - [`alerts`]: memory and CPU thresholds on the whole group, sampled on
+//!   one shared timer.
+//! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`logs`]: capture, rotation, tail and follow.
 //! - [`api`] and [`client`]: HTTP/1.1 + JSON on a local socket.
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod diff;
 mod event;
+pub mod health;
 mod instance;
 pub mod logs;
+pub mod metrics;
 mod persist;
 pub mod policy;
 mod spawn;
@@ -32,7 +39,7 @@ mod supervisor;
 pub mod time;
 mod user;
 
-pub use event::{Event, EventLog};
+pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
 pub use supervisor::{Health, Supervisor, Target, UnknownService};

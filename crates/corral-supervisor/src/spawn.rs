@@ -6,7 +6,13 @@ use std::process::{Command, Stdio};
 
 /// The command of one instance, with its pipes set up for capture.
 pub(crate) fn command(spec: &ServiceSpec, instance: u32) -> Result<Command, String> {
-    let (program, args) = spec.command.split_first().ok_or("empty command")?;
+    with_argv(spec, instance, &spec.command)
+}
+
+/// Another program (an exec probe) run like an instance of the service:
+/// same environment, folder and user, its pipes set up for capture.
+pub(crate) fn with_argv(spec: &ServiceSpec, instance: u32, argv: &[String]) -> Result<Command, String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .envs(&spec.env)

@@ -88,4 +88,8 @@ pub struct InstanceStatus {
     pub memory_bytes: Option<u64>,
     /// Processes alive in the group.
     pub processes: Option<u64>,
+    /// The last result of each probe in the current run (startup,
+    /// readiness, liveness order); empty without probes.
+    #[serde(default)]
+    pub probes: Vec<crate::health::ProbeResult>,
 }

@@ -1,11 +1,13 @@
 //! The daemon's core: the services, their instance tasks, and the
 //! operations on them (start, stop, restart, reload) in dependency order.
 
+use crate::alerts::sampler::Sampler;
 use crate::config::{Config, ConfigErrors, ServiceSpec};
 use crate::diff::{diff, Diff};
 use crate::event::{Event, EventLog};
 use crate::instance::{Control, Ctx, Dep, Instance};
 use crate::logs::LogHub;
+use crate::metrics::{Format, Metrics};
 use crate::persist::Persist;
 use crate::policy::stop_waits_for;
 use crate::state::InstanceStatus;
@@ -14,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
-/// A verdict from a health probe (the probe runner arrives with its own
-/// issue; the state machine already acts on these).
+/// A verdict from a health check outside the daemon (the daemon's own
+/// probes report on a channel of each run instead).
 #[derive(Debug, Clone)]
 pub enum Health {
     /// Readiness changed.
@@ -83,6 +85,9 @@ impl Supervisor {
             logs: Arc::new(logs),
             persist: Persist::new(&config.daemon.state_dir),
             origin: Instant::now(),
+            metrics: Arc::new(Metrics::default()),
+            sampler: Sampler::new(crate::alerts::sampler::PERIOD),
+            dumps: config.daemon.state_dir.join("dumps"),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -117,6 +122,12 @@ impl Supervisor {
     pub fn status(&self) -> Vec<InstanceStatus> {
         let services = self.services();
         services.values().flat_map(|s| s.instances.iter().map(|i| i.status(&s.spec.name))).collect()
+    }
+
+    /// `GET /metrics`: every instance and the daemon, in `format`. Reads
+    /// each group's usage: call it off the runtime.
+    pub fn metrics(&self, format: Format) -> String {
+        self.inner.ctx.metrics.render(self.status(), format)
     }
 
     /// Instance counts by service.

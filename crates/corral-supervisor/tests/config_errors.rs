@@ -23,7 +23,7 @@ limits = { memory = "lots" }
     corral.toml:2:11: service `web` has no `command`
         expected: command = ["program", "arg", ...]
     corral.toml:3:1: service `web`: unknown key `comand`
-        expected: one of `command`, `shell`, `env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `health`
+        expected: one of `command`, `shell`, `env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `health`, `alerts`
         help: did you mean `command`?
     corral.toml:4:13: service `web`: invalid type: string "two"
         expected: a whole number, 0 or more
@@ -77,9 +77,40 @@ fn syntax_errors_point_at_the_place() {
 #[test]
 fn tcp_without_tls_and_token_is_refused() {
     insta::assert_snapshot!(errors("[daemon.tcp]\nlisten = \"127.0.0.1:7070\"\n"), @r#"
-    corral.toml:1:9: [daemon.tcp] needs TLS and a bearer token; a plain TCP control port is refused
+    corral.toml:1:9: [daemon.tcp] needs TLS and a bearer token; a plain TCP control port is refused (missing: `cert`, `key`, `token_file`)
         expected: cert = "cert.pem", key = "key.pem" and token_file = "token" in [daemon.tcp]
     "#);
+    // `token` (a secret in the config) is not a key: the token lives in a
+    // file. TLS without a token is refused too.
+    insta::assert_snapshot!(errors(r#"
+[services.a]
+command = ["a"]
+
+[daemon.tcp]
+listen = "127.0.0.1:7070"
+cert = "cert.pem"
+key = "key.pem"
+token = "s3cret"
+"#), @r#"
+    corral.toml:9:1: [daemon]: unknown key `token`
+        expected: one of `listen`, `cert`, `key`, `token_file`
+        help: did you mean `token_file`?
+    "#);
+    insta::assert_snapshot!(errors("[daemon.tcp]\nlisten = \"127.0.0.1:7070\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n"), @r#"
+    corral.toml:1:9: [daemon.tcp] needs TLS and a bearer token; a plain TCP control port is refused (missing: `token_file`)
+        expected: cert = "cert.pem", key = "key.pem" and token_file = "token" in [daemon.tcp]
+    "#);
+}
+
+#[test]
+fn tcp_paths_are_relative_to_the_config() {
+    let src = "[daemon.tcp]\nlisten = \"127.0.0.1:0\"\ncert = \"tls/cert.pem\"\nkey = \"/etc/k.pem\"\ntoken_file = \"token\"\n";
+    let c = parse(src, Path::new("/srv/app/corral.toml")).unwrap();
+    let t = c.daemon.tcp.unwrap();
+    assert_eq!(t.listen, "127.0.0.1:0".parse().unwrap());
+    assert_eq!(t.cert.as_deref(), Some(Path::new("/srv/app/tls/cert.pem")));
+    assert_eq!(t.key.as_deref(), Some(Path::new("/etc/k.pem")));
+    assert_eq!(t.token_file.as_deref(), Some(Path::new("/srv/app/token")));
 }
 
 #[test]

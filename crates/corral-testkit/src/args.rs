@@ -2,6 +2,7 @@
 //! free of dependencies so that it builds fast for every target.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The most processes one invocation may plan to create. pid_max on the test
@@ -38,6 +39,11 @@ usage: corral-testkit [OPTIONS]
   --exit CODE           exit code of the top process (default 0)
   --lines N             after ready: print N lines `line <i> <pid>` to stdout
   --stderr-lines N      same to stderr
+  --http-port N         serve HTTP on 127.0.0.1:N (0: any free port) before
+                        ready: GET /health is 200, or 503 while the
+                        --http-fail-file exists
+  --http-port-file PATH write the port to PATH (implies --http-port 0)
+  --http-fail-file PATH /health fails while PATH exists
   --exec-child PROG ARGS...  spawn PROG with ARGS (must be last)
 ";
 
@@ -106,6 +112,10 @@ pub struct Opts {
     pub exit: Option<i32>,
     pub lines: u32,
     pub stderr_lines: u32,
+    /// `--http-port`, or 0 with `--http-port-file` alone.
+    pub http_port: Option<u16>,
+    pub http_port_file: Option<PathBuf>,
+    pub http_fail_file: Option<PathBuf>,
     /// `--exec-child PROG ARGS...`; empty when absent.
     pub exec: Vec<OsString>,
     pub help: bool,
@@ -123,6 +133,7 @@ impl Opts {
             || self.fork_loop > 0
             || self.alloc_mib > 0
             || self.spin.is_some()
+            || self.http_port.is_some()
             || !self.exec.is_empty()
     }
 
@@ -156,6 +167,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
         exit: None,
         lines: 0,
         stderr_lines: 0,
+        http_port: None,
+        http_port_file: None,
+        http_fail_file: None,
         exec: Vec::new(),
         help: false,
     };
@@ -183,6 +197,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
             "--exit" => o.exit = Some(exit_code(&value()?)?),
             "--lines" => o.lines = count(&arg, &value()?)?,
             "--stderr-lines" => o.stderr_lines = count(&arg, &value()?)?,
+            "--http-port" => {
+                let v = value()?;
+                o.http_port = Some(v.parse().map_err(|_| format!("--http-port: expected a port 0-65535, got {v:?}"))?);
+            }
+            "--http-port-file" => {
+                o.http_port_file = Some(value()?.into());
+                o.http_port.get_or_insert(0);
+            }
+            "--http-fail-file" => o.http_fail_file = Some(value()?.into()),
             "--role" => {
                 let v = value()?;
                 o.role = Role::parse(&v).ok_or_else(|| format!("unknown role {v:?}"))?;

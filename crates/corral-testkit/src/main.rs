@@ -7,6 +7,7 @@
 //! synchronise. Every process exits by itself when `--sleep` expires.
 
 mod args;
+mod http;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -104,6 +105,9 @@ fn run_top(opts: &Opts, deadline: Instant) -> Result<i32, String> {
     })?;
     // Dropping a std Child neither kills nor waits; reaping is left to linger.
     drop(spawned);
+    if let Some(port) = opts.http_port {
+        http::serve(port, opts.http_port_file.as_deref(), opts.http_fail_file.clone())?;
+    }
     {
         let mut out = io::stdout().lock();
         writeln!(out, "{}", tree.ready_line()).map_err(|e| format!("stdout: {e}"))?;

@@ -9,14 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn testkit() -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/corral-testkit
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("corral-testkit");
-    if !p.exists() {
-        let st = Command::new(env!("CARGO")).args(["build", "-q", "-p", "corral-testkit"]).status().unwrap();
-        assert!(st.success());
-    }
-    p
+    corral_testkit::binary()
 }
 
 fn tk(args: &[&str]) -> Command {

@@ -5,7 +5,7 @@ use clap::Args;
 use corral::units::{format_duration, format_size};
 use corral_supervisor::client::{Client, Reply};
 use corral_supervisor::config;
-use corral_supervisor::{Event, InstanceStatus};
+use corral_supervisor::{Event, EventKind, InstanceStatus};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,7 +120,7 @@ pub fn status(a: StatusArgs) -> u8 {
 }
 
 fn print_table(list: &[InstanceStatus]) {
-    let mut rows = vec![["SERVICE", "INST", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "CPU", "MEM"]
+    let mut rows = vec![["SERVICE", "INST", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "CPU", "MEM", "HEALTH"]
         .map(String::from)
         .to_vec()];
     for i in list {
@@ -139,6 +139,7 @@ fn print_table(list: &[InstanceStatus]) {
             i.last_exit.as_ref().map_or("-".into(), |e| e.reason.clone()),
             i.cpu_ms.map_or("-".into(), |m| format_duration(Duration::from_millis(m))),
             i.memory_bytes.map_or("-".into(), format_size),
+            health(i),
         ]);
     }
     let widths: Vec<usize> =
@@ -147,6 +148,25 @@ fn print_table(list: &[InstanceStatus]) {
         let line: Vec<String> = r.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
         println!("{}", line.join("  ").trim_end());
     }
+}
+
+/// The last probe results in a few words: the failing probes with their
+/// count and reason, else `ok` with the probes that passed.
+fn health(i: &InstanceStatus) -> String {
+    if i.probes.is_empty() {
+        return "-".into();
+    }
+    let failing: Vec<String> = i
+        .probes
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| format!("{} failing {}/{}: {}", p.probe, p.failures, p.failure_threshold, p.message))
+        .collect();
+    if !failing.is_empty() {
+        return failing.join("; ");
+    }
+    let passed: Vec<&str> = i.probes.iter().map(|p| p.probe.as_str()).collect();
+    format!("ok ({})", passed.join(", "))
 }
 
 pub fn act(action: &str, a: Which) -> u8 {
@@ -239,6 +259,10 @@ fn print_event(e: &serde_json::Value, json: bool) {
         return;
     }
     match serde_json::from_value::<Event>(e.clone()) {
+        // Their reasons start with the probe (`liveness: ...`) or `alert`.
+        Ok(ev) if ev.kind != EventKind::Transition => {
+            println!("{} {}.{} {}", ev.ts, ev.service, ev.instance, ev.reason)
+        }
         Ok(ev) => println!("{} {}.{} {} -> {} ({})", ev.ts, ev.service, ev.instance, ev.from, ev.to, ev.reason),
         Err(_) => println!("{e}"),
     }

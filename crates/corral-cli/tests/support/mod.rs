@@ -19,17 +19,9 @@ pub fn corral() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_corral"))
 }
 
-/// The testkit binary sits next to `corral` in the target directory.
+/// A fresh testkit binary (see `corral_testkit::binary`).
 pub fn testkit() -> PathBuf {
-    let p = corral().with_file_name("corral-testkit");
-    if !p.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "corral-testkit"])
-            .status()
-            .expect("cargo build -p corral-testkit");
-        assert!(st.success());
-    }
-    p
+    corral_testkit::binary()
 }
 
 /// Backends that can run on this host, from `corral doctor --json`.

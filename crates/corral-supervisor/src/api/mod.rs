@@ -2,9 +2,13 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod auth;
 mod listen;
+mod tcp;
 
+pub use auth::Token;
 pub use listen::serve_local;
+pub use tcp::{BoundTcp, TcpTls};
 
 use crate::logs::{tail, Follower};
 use crate::supervisor::{Supervisor, Target, UnknownService};
@@ -43,9 +47,30 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/logs", get(logs))
+        .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/services") })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .with_state(api)
+}
+
+/// The router of the plain TCP `metrics_listen`: `/metrics` and nothing
+/// else, so it carries no control.
+pub fn metrics_router(api: Api) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "only /metrics is served here") })
+        .with_state(api)
+}
+
+/// Prometheus text by default, OpenMetrics when the scraper asks for it.
+async fn metrics(State(api): State<Api>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::from_accept(accept);
+    let sup = api.sup.clone();
+    match tokio::task::spawn_blocking(move || sup.metrics(format)).await {
+        Ok(text) => ([(header::CONTENT_TYPE, format.content_type())], text).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "collecting the metrics failed"),
+    }
 }
 
 fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
@@ -148,7 +173,7 @@ async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Respons
 async fn event_stream(State(api): State<Api>) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
     let stream = BroadcastStream::new(api.sup.subscribe()).filter_map(|e| {
         let e = e.ok()?;
-        Some(Ok(SseEvent::default().event("transition").json_data(e).unwrap_or_default()))
+        Some(Ok(SseEvent::default().event(e.kind.as_str()).json_data(e).unwrap_or_default()))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

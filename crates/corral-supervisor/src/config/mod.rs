@@ -3,6 +3,7 @@
 
 mod diagnostic;
 mod paths;
+mod probes;
 mod raw;
 mod validate;
 
@@ -37,6 +38,8 @@ pub struct DaemonConfig {
     pub log_dir: PathBuf,
     /// The optional TCP listener, which needs TLS and a bearer token.
     pub tcp: Option<TcpConfig>,
+    /// A plain TCP address that serves `GET /metrics` only (no control).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[daemon.tcp]`: refused at start unless every field is there.
@@ -85,6 +88,10 @@ pub struct ServiceSpec {
     pub logs: LogPolicy,
     /// The user it runs as (Unix).
     pub user: Option<String>,
+    /// Startup, readiness and liveness probes.
+    pub health: crate::health::HealthSpec,
+    /// Memory and CPU alerts on the whole group.
+    pub alerts: Vec<crate::alerts::AlertSpec>,
 }
 
 impl ServiceSpec {

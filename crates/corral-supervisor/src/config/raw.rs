@@ -14,6 +14,7 @@ pub(crate) struct RawDaemon {
     pub state_dir: Option<PathBuf>,
     pub log_dir: Option<PathBuf>,
     pub tcp: Option<RawTcp>,
+    pub metrics_listen: Option<Addr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,11 +45,12 @@ pub(crate) struct RawService {
     pub depends_on: Option<BTreeMap<String, RawCondition>>,
     pub logs: Option<RawLogs>,
     pub user: Option<String>,
-    /// Health probes arrive with their own issue; the key is known so that
-    /// the error says so instead of "unknown key". Never read: it never
-    /// deserializes.
+    /// Read on their own from the document (`probes.rs`), so that their
+    /// errors carry their own place; here the keys are only known.
     #[allow(dead_code)]
-    pub health: Option<NotYet>,
+    pub health: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub alerts: Option<de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone)]
@@ -228,15 +230,5 @@ impl NumOrStr {
             }
         }
         d.deserialize_any(V(expecting))
-    }
-}
-
-/// A key that is reserved for a later feature.
-#[derive(Debug)]
-pub(crate) struct NotYet;
-
-impl<'de> Deserialize<'de> for NotYet {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(de::Error::custom("health probes are not supported yet"))
     }
 }

@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::path::Path;
 use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
 
-type Span = Option<Range<usize>>;
+pub(super) type Span = Option<Range<usize>>;
 
 pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
@@ -94,7 +94,7 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
 /// Deserializes a table key by key so that every bad key is reported,
 /// then the good keys as a whole, so that checks across keys still run on
 /// what could be read (and report their own errors too).
-fn read_table<T: DeserializeOwned>(sink: &mut Sink<'_>, item: &Item, span: Span, what: &str) -> Option<T> {
+pub(super) fn read_table<T: DeserializeOwned>(sink: &mut Sink<'_>, item: &Item, span: Span, what: &str) -> Option<T> {
     let Some(table) = item.as_table_like() else {
         sink.push(
             span,
@@ -167,7 +167,7 @@ fn report(sink: &mut Sink<'_>, e: &toml_edit::de::Error, fallback: Span, what: &
     }
 }
 
-fn key_span(table: &dyn TableLike, key: &str) -> Span {
+pub(super) fn key_span(table: &dyn TableLike, key: &str) -> Span {
     table.get_key_value(key).and_then(|(k, v)| v.span().or_else(|| k.span()))
 }
 
@@ -187,7 +187,13 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
     }
     let tcp = raw.tcp.map(|t| TcpConfig { listen: t.listen.0, cert: t.cert, key: t.key, token_file: t.token_file });
     if let Some(t) = &tcp {
-        if t.cert.is_none() || t.key.is_none() || t.token_file.is_none() {
+        let missing: Vec<String> =
+            [("cert", t.cert.is_none()), ("key", t.key.is_none()), ("token_file", t.token_file.is_none())]
+                .into_iter()
+                .filter(|&(_, gone)| gone)
+                .map(|(k, _)| format!("`{k}`"))
+                .collect();
+        if !missing.is_empty() {
             let tspan = root
                 .get("daemon")
                 .and_then(|d| d.as_table_like())
@@ -195,7 +201,10 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
                 .and_then(|(k, _)| k.span());
             sink.push(
                 tspan,
-                "[daemon.tcp] needs TLS and a bearer token; a plain TCP control port is refused",
+                format!(
+                    "[daemon.tcp] needs TLS and a bearer token; a plain TCP control port is refused (missing: {})",
+                    missing.join(", ")
+                ),
                 Some("cert = \"cert.pem\", key = \"key.pem\" and token_file = \"token\" in [daemon.tcp]".into()),
                 None,
             );
@@ -207,7 +216,7 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         token_file: t.token_file.map(|p| anchor(base, &p)),
         ..t
     });
-    DaemonConfig { socket, state_dir, log_dir, tcp }
+    DaemonConfig { socket, state_dir, log_dir, tcp, metrics_listen: raw.metrics_listen.map(|a| a.0) }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -263,7 +272,7 @@ fn service_spec(
         Some(RawCommand::Argv(argv)) if shell => shell_argv(&argv.join(" ")),
         Some(RawCommand::Argv(argv)) => argv,
     };
-    if has_command && command.first().map_or(true, |p| p.trim().is_empty()) && sink.out.len() == errors_before {
+    if has_command && command.first().is_none_or(|p| p.trim().is_empty()) && sink.out.len() == errors_before {
         sink.push(
             cspan,
             format!("{what}: `command` is empty"),
@@ -413,6 +422,8 @@ fn service_spec(
             );
         }
     }
+    let health = super::probes::health(sink, &what, table);
+    let alerts = super::probes::alerts(sink, &what, table);
     if sink.out.len() > errors_before {
         return None;
     }
@@ -432,6 +443,8 @@ fn service_spec(
         depends_on,
         logs,
         user: raw.user,
+        health,
+        alerts,
     })
 }
 

@@ -1,0 +1,2 @@
+/* Stand-in for the macOS SDK header (see TargetConditionals.h). */
+#define assert(x) ((void)0)

@@ -1,0 +1,821 @@
+//! Health probes, resource alerts and `/metrics`, end to end: a real
+//! `corral up` daemon per test, the testkit as the service (its small HTTP
+//! server answers `/health`, and fails it while a file exists), real
+//! sockets on 127.0.0.1.
+//!
+//! Every test owns a temp dir (config, state, socket, logs, flag files),
+//! waits on events in `events.jsonl` or on the daemon's status, never on a
+//! fixed sleep, and proves at the end that every pid it saw is gone.
+
+#![cfg(target_os = "linux")]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
+const LONG: Duration = Duration::from_secs(30);
+
+fn testkit() -> PathBuf {
+    corral_testkit::binary()
+}
+
+/// A TOML string.
+fn q(s: impl AsRef<str>) -> String {
+    format!("{:?}", s.as_ref())
+}
+
+fn tk() -> String {
+    q(testkit().display().to_string())
+}
+
+/// A port nothing listens on right now. The kernel hands out ephemeral
+/// ports at random, so another test taking it before the service binds it
+/// is very unlikely; the testkit binds with SO_REUSEADDR.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Daemon {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    stderr: Receiver<String>,
+    started: Vec<String>,
+    seen: Vec<u32>,
+}
+
+impl Daemon {
+    /// A temp dir for the test to put files in before it writes the config.
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn start_in(dir: tempfile::TempDir, toml: &str) -> Daemon {
+        std::fs::write(dir.path().join("corral.toml"), toml).unwrap();
+        let mut child = Command::new(CORRAL)
+            .args(["up", "--no-color", "-c"])
+            .arg(dir.path().join("corral.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Daemon { dir, child: Some(child), stderr: rx, started: Vec::new(), seen: Vec::new() };
+        d.started = d.wait_stderr("corral: listening on");
+        d
+    }
+
+    /// Waits for a daemon stderr line containing `needle`; returns the lines up to it.
+    fn wait_stderr(&self, needle: &str) -> Vec<String> {
+        let end = Instant::now() + LONG;
+        let mut lines = Vec::new();
+        while Instant::now() < end {
+            match self.stderr.recv_timeout(end - Instant::now()) {
+                Ok(l) => {
+                    let hit = l.contains(needle);
+                    lines.push(l);
+                    if hit {
+                        return lines;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("the daemon never printed {needle:?}; it printed {lines:?}");
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn corral(&self, args: &[&str]) -> Output {
+        Command::new(CORRAL).args(args).arg("-c").arg(self.path("corral.toml")).output().unwrap()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.path(".corral/events.jsonl")).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Polls the event log until `pred` holds for some event.
+    fn wait_event(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + LONG;
+        loop {
+            let evs = self.events();
+            self.note_pids(&evs);
+            if let Some(e) = evs.iter().find(|e| pred(e)) {
+                return e.clone();
+            }
+            assert!(Instant::now() < end, "no event {what} in {:#?}", evs);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_transition(&mut self, service: &str, to: &str) -> Value {
+        self.wait_event(&format!("{service} -> {to}"), |e| is_transition(e) && e["service"] == service && e["to"] == to)
+    }
+
+    fn note_pids(&mut self, evs: &[Value]) {
+        for e in evs {
+            if let Some(p) = e["pid"].as_u64() {
+                if !self.seen.contains(&(p as u32)) {
+                    self.seen.push(p as u32);
+                }
+            }
+        }
+    }
+
+    /// Waits until the instance's log holds a testkit ready line after
+    /// `skip` earlier ones, and returns every pid in it.
+    fn ready_pids(&mut self, service: &str, skip: usize) -> Vec<u32> {
+        let log = self.path(&format!(".corral/logs/{service}/0.log"));
+        let end = Instant::now() + LONG;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let ready: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.split_once(" out {\"ready\"").map(|(_, j)| format!("{{\"ready\"{j}")))
+                .collect();
+            if let Some(json) = ready.get(skip) {
+                let pids = pids_of_ready_line(json);
+                self.seen.extend(&pids);
+                return pids;
+            }
+            assert!(Instant::now() < end, "no ready line #{skip} in {}", log.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn status(&self) -> Vec<Value> {
+        let out = self.corral(&["status", "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["instances"].as_array().unwrap().clone()
+    }
+
+    fn instance(&self, service: &str) -> Value {
+        self.status().into_iter().find(|i| i["service"] == service).unwrap()
+    }
+
+    /// Polls `corral status` until `pred` holds for the service's instance 0.
+    fn wait_status(&self, what: &str, service: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + LONG;
+        loop {
+            let i = self.instance(service);
+            if pred(&i) {
+                return i;
+            }
+            assert!(Instant::now() < end, "{service} never got to {what}: {i:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `corral down`, then the daemon must exit 0 and every pid seen be gone.
+    fn down(mut self) {
+        let out = self.corral(&["down"]);
+        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
+        let status = self.child.take().unwrap().wait().unwrap();
+        assert!(status.success(), "daemon exit: {status}");
+        let evs = self.events();
+        self.note_pids(&evs);
+        assert_gone(&self.seen);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+fn is_transition(e: &Value) -> bool {
+    e.get("kind").is_none()
+}
+
+fn reason(e: &Value) -> &str {
+    e["reason"].as_str().unwrap_or_default()
+}
+
+fn pids_of_ready_line(json: &str) -> Vec<u32> {
+    let v: Value = serde_json::from_str(json).unwrap();
+    let mut pids = vec![v["pid"].as_u64().unwrap() as u32];
+    pids.extend(v["all"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32));
+    pids
+}
+
+/// Every pid in a file of bare pids and testkit ready lines.
+fn pids_in(file: &Path) -> Vec<u32> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut pids = Vec::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if l.starts_with('{') {
+            if l.contains("\"ready\"") {
+                pids.extend(pids_of_ready_line(l));
+            }
+        } else {
+            pids.push(l.parse().unwrap());
+        }
+    }
+    pids
+}
+
+/// A pid is gone when it has no /proc entry or is a zombie waiting for a
+/// slow init to reap it.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z') || r.starts_with('X')),
+    }
+}
+
+fn assert_gone(pids: &[u32]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if pids.iter().all(|&p| gone(p)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let alive: Vec<_> = pids.iter().filter(|&&p| !gone(p)).collect();
+    panic!("processes left behind: {alive:?}");
+}
+
+/// A probe event of `probe` for which `pred` holds.
+fn probe_event(e: &Value, service: &str, probe: &str) -> bool {
+    e["kind"] == "probe" && e["service"] == service && e["probe"]["probe"] == probe
+}
+
+#[test]
+fn failing_liveness_stops_the_whole_group_and_restarts_it_with_reason_liveness() {
+    let dir = Daemon::dir();
+    let fail = dir.path().join("fail");
+    let port = free_port();
+    let toml = format!(
+        r#"
+        [services.web]
+        command = [{tk}, "--http-port", "{port}", "--http-fail-file", {fail}, "--children", "2", "--grandchildren", "1", "--sleep", "120"]
+        backoff = {{ initial = "1s" }}
+        stop = {{ grace = "2s" }}
+        health.liveness = {{ http = "http://127.0.0.1:{port}/health", period = "100ms", failure_threshold = 3 }}
+        "#,
+        tk = tk(),
+        fail = q(fail.display().to_string()),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    let first = d.ready_pids("web", 0);
+    assert!(first.len() >= 5, "leader, 2 children, 2 grandchildren: {first:?}");
+    d.wait_status("a passing liveness check", "web", |i| i["probes"][0]["ok"] == true);
+    std::fs::write(&fail, "").unwrap();
+    let stopping = d.wait_event("web stopping for liveness", |e| {
+        is_transition(e) && e["service"] == "web" && e["to"] == "stopping"
+    });
+    // Remove the flag before the next run (1 s of backoff away) probes.
+    std::fs::remove_file(&fail).unwrap();
+    assert!(reason(&stopping).starts_with("liveness: failed 3 times in a row: status 503"), "{stopping}");
+    let backoff = d.wait_transition("web", "backoff");
+    assert!(reason(&backoff).starts_with("liveness:"), "{backoff}");
+    assert!(reason(&backoff).contains("restarting in"), "{backoff}");
+    // The whole group went, grandchildren included, before the restart.
+    assert_gone(&first);
+    // Three 503s in a row: the first (a new streak) and the third (the
+    // crossing) are events. (A check before the server listened may have
+    // failed too, with "connection refused".)
+    let evs = d.events();
+    let fails: Vec<u64> = evs
+        .iter()
+        .filter(|e| probe_event(e, "web", "liveness") && e["probe"]["message"].as_str().unwrap().contains("503"))
+        .map(|e| e["probe"]["failures"].as_u64().unwrap())
+        .collect();
+    assert_eq!(fails, [1, 3], "{evs:#?}");
+    let second = d.ready_pids("web", 1);
+    assert_ne!(first[0], second[0]);
+    let i = d.wait_status("running again", "web", |i| i["state"] == "running" && i["probes"][0]["ok"] == true);
+    assert_eq!(i["restarts"], 1);
+    assert!(i["last_exit"]["reason"].as_str().unwrap().starts_with("liveness:"), "{i}");
+    d.down();
+}
+
+#[test]
+fn readiness_gates_a_dependant_until_the_service_is_ready() {
+    let dir = Daemon::dir();
+    let fail = dir.path().join("fail");
+    std::fs::write(&fail, "").unwrap();
+    let port = free_port();
+    let toml = format!(
+        r#"
+        [services.db]
+        command = [{tk}, "--http-port", "{port}", "--http-fail-file", {fail}, "--sleep", "120"]
+        health.readiness = {{ http = "http://127.0.0.1:{port}/health", period = "100ms", failure_threshold = 1 }}
+
+        [services.app]
+        command = [{tk}, "--sleep", "120"]
+        depends_on = {{ db = "healthy" }}
+        "#,
+        tk = tk(),
+        fail = q(fail.display().to_string()),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    d.wait_transition("db", "running");
+    // Five failed readiness checks in a row: db runs, is not ready, and app
+    // still waits for it.
+    let db = d.wait_status("five failed readiness checks", "db", |i| i["probes"][0]["failures"].as_u64() >= Some(5));
+    assert_eq!(db["state"], "running");
+    assert_eq!(db["ready"], false);
+    let app = d.instance("app");
+    assert_eq!(app["state"], "starting", "{app}");
+    assert!(app["reason"].as_str().unwrap().contains("waiting for db (healthy)"), "{app}");
+    let out = d.corral(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("running (not ready)") && table.contains("readiness failing"), "{table}");
+    std::fs::remove_file(&fail).unwrap();
+    let ready = d.wait_event("db ready", |e| probe_event(e, "db", "readiness") && e["ready"] == true);
+    assert!(reason(&ready).starts_with("readiness: ready (status 200"), "{ready}");
+    d.wait_transition("app", "running");
+    let evs = d.events();
+    let at = |pred: &dyn Fn(&Value) -> bool| evs.iter().position(pred).unwrap();
+    let ready_at = at(&|e| probe_event(e, "db", "readiness") && e["ready"] == true);
+    let app_at = at(&|e| is_transition(e) && e["service"] == "app" && e["to"] == "running");
+    assert!(ready_at < app_at, "app started only once db was ready");
+    assert!(evs.iter().all(|e| !(e["service"] == "db" && e["to"] == "stopping")), "readiness never restarts");
+    assert_eq!(d.instance("db")["ready"], true);
+    d.down();
+}
+
+#[test]
+fn a_startup_probe_holds_liveness_off_until_it_passes() {
+    let dir = Daemon::dir();
+    let fail = dir.path().join("fail");
+    let started = dir.path().join("started");
+    // /health fails from the first moment: a liveness check would restart
+    // the service at once if it ran.
+    std::fs::write(&fail, "").unwrap();
+    let port = free_port();
+    let toml = format!(
+        r#"
+        [services.slow]
+        command = [{tk}, "--http-port", "{port}", "--http-fail-file", {fail}, "--sleep", "120"]
+        backoff = {{ initial = "5s" }}
+        health.startup = {{ exec = ["test", "-e", {started}], period = "100ms", failure_threshold = 1000 }}
+        health.liveness = {{ http = "http://127.0.0.1:{port}/health", period = "100ms", failure_threshold = 1 }}
+
+        [services.logged]
+        command = [{tk}, "--sleep", "120"]
+        health.startup = {{ log = '"ready":true', period = "100ms" }}
+        "#,
+        tk = tk(),
+        fail = q(fail.display().to_string()),
+        started = q(started.display().to_string()),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    let running = d.wait_transition("slow", "running");
+    let slow = d.wait_status("ten failed startup checks", "slow", |i| {
+        i["probes"][0]["probe"] == "startup" && i["probes"][0]["failures"].as_u64() >= Some(10)
+    });
+    assert_eq!(slow["probes"].as_array().unwrap().len(), 1, "liveness has not run: {slow:#}");
+    assert_eq!(slow["ready"], false);
+    assert_eq!(slow["pid"], running["pid"]);
+    assert!(d.events().iter().all(|e| !(e["service"] == "slow" && e["to"] == "stopping")));
+    std::fs::write(&started, "").unwrap();
+    let passed = d.wait_event("startup passed", |e| probe_event(e, "slow", "startup") && e["probe"]["ok"] == true);
+    let stopping =
+        d.wait_event("slow stopping", |e| is_transition(e) && e["service"] == "slow" && e["to"] == "stopping");
+    assert!(reason(&stopping).starts_with("liveness: failed once: status 503"), "{stopping}");
+    assert!(passed["unix_ms"].as_u64() <= stopping["unix_ms"].as_u64());
+    // A startup `log` probe: ready once the line is printed.
+    let ready = d.wait_event("logged ready", |e| probe_event(e, "logged", "startup") && e["ready"] == true);
+    assert_eq!(ready["probe"]["check"], "log");
+    assert_eq!(d.instance("logged")["ready"], true);
+    d.down();
+}
+
+#[test]
+fn a_hanging_exec_probe_is_timed_out_and_leaves_no_process() {
+    let dir = Daemon::dir();
+    let record = dir.path().join("probe-pids");
+    // Each check records its shell and then the testkit tree that replaces
+    // it, which would sleep for two minutes.
+    let script = format!(
+        "echo $$ >> {rec}; exec {tk} --children 2 --grandchildren 1 --sleep 120 >> {rec}",
+        rec = record.display(),
+        tk = testkit().display()
+    );
+    let toml = format!(
+        r#"
+        [services.svc]
+        command = [{tk}, "--sleep", "120"]
+        backoff = {{ initial = "5s" }}
+        health.liveness = {{ exec = ["sh", "-c", {script}], timeout = "1s", period = "500ms", failure_threshold = 2 }}
+        "#,
+        tk = tk(),
+        script = q(script),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    let first = d.wait_event("first failed check", |e| probe_event(e, "svc", "liveness") && e["probe"]["ok"] == false);
+    assert_eq!(first["probe"]["message"], "timed out after 1s", "{first}");
+    assert!(first["probe"]["duration_ms"].as_u64().unwrap() >= 1000, "{first}");
+    // The check returns once the probe's group is torn down: the first
+    // tree is gone while the service itself still runs.
+    let probe_pids = pids_in(&record);
+    assert!(probe_pids.len() >= 6, "the shell and the tree were recorded: {probe_pids:?}");
+    assert!(
+        probe_pids.iter().all(|&p| gone(p)),
+        "left: {:?}",
+        probe_pids.iter().filter(|&&p| !gone(p)).collect::<Vec<_>>()
+    );
+    assert_eq!(d.instance("svc")["state"], "running");
+    let stopping = d.wait_event("svc stopping", |e| is_transition(e) && e["service"] == "svc" && e["to"] == "stopping");
+    assert!(reason(&stopping).starts_with("liveness: failed 2 times in a row: timed out after 1s"), "{stopping}");
+    let all = pids_in(&record);
+    d.seen.extend(&all);
+    assert_gone(&all);
+    d.down();
+}
+
+/// A leader whose child's child allocates 64 MiB: the leader itself stays
+/// small, so only the group's memory crosses 32 MiB. The grandchild
+/// records its pid.
+fn growing_grandchild(record: &Path) -> String {
+    let script = format!("echo $$ >> {}; exec {} --alloc 64 --sleep 120", record.display(), testkit().display());
+    format!(
+        r#"[{tk}, "--sleep", "120", "--exec-child", {tk}, "--sleep", "120", "--exec-child", "sh", "-c", {script}]"#,
+        tk = tk(),
+        script = q(script)
+    )
+}
+
+#[test]
+fn a_memory_alert_restarts_a_group_whose_grandchild_grows() {
+    let dir = Daemon::dir();
+    let record = dir.path().join("grandchildren");
+    let toml = format!(
+        r#"
+        [services.grow]
+        command = {cmd}
+        backoff = {{ initial = "2s" }}
+        stop = {{ grace = "2s" }}
+        alerts = [{{ memory = "32MiB", for = "1s", action = "restart" }}]
+        "#,
+        cmd = growing_grandchild(&record),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    let leader = d.ready_pids("grow", 0);
+    let fired = d
+        .wait_event("memory alert", |e| e["kind"] == "alert" && e["service"] == "grow" && e["alert"]["firing"] == true);
+    assert_eq!(fired["alert"]["metric"], "memory");
+    assert_eq!(fired["alert"]["action"], "restart");
+    assert!(fired["alert"]["value"].as_f64().unwrap() > 32.0 * 1024.0 * 1024.0, "{fired}");
+    let grandchild = pids_in(&record)[0];
+    assert!(!leader.contains(&grandchild), "the grower is not the leader nor its child");
+    let stopping = d.wait_transition("grow", "stopping");
+    assert!(reason(&stopping).starts_with("alert: memory"), "{stopping}");
+    assert!(reason(&stopping).contains("above 32.0 MiB for 1s"), "{stopping}");
+    let backoff = d.wait_transition("grow", "backoff");
+    assert!(reason(&backoff).starts_with("alert: memory"), "{backoff}");
+    assert_gone(&leader);
+    assert_gone(&[grandchild]);
+    d.ready_pids("grow", 1);
+    d.seen.extend(pids_in(&record));
+    d.down();
+}
+
+#[test]
+fn a_dump_alert_writes_a_snapshot_and_keeps_the_service_running() {
+    let dir = Daemon::dir();
+    let record = dir.path().join("grandchildren");
+    let toml = format!(
+        r#"
+        [services.grow]
+        command = {cmd}
+        alerts = [{{ memory = "32MiB", action = "dump" }}]
+        "#,
+        cmd = growing_grandchild(&record),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    let leader = d.ready_pids("grow", 0);
+    let ev = d.wait_event("dump written", |e| e["kind"] == "alert" && e["alert"]["dump"].is_string());
+    let snap = PathBuf::from(ev["alert"]["dump"].as_str().unwrap());
+    assert!(snap.starts_with(d.path(".corral/dumps")), "{}", snap.display());
+    assert!(snap.file_name().unwrap().to_str().unwrap().starts_with("grow-0-"));
+    let grandchild = pids_in(&record)[0];
+    let summary: Value = serde_json::from_slice(&std::fs::read(snap.join("summary.json")).unwrap()).unwrap();
+    let members: Vec<u64> = summary["members"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    assert!(members.contains(&u64::from(leader[0])) && members.contains(&u64::from(grandchild)), "{summary:#}");
+    assert!(summary["usage"]["memory_bytes"].as_u64().unwrap() > 32 << 20);
+    let tree = std::fs::read_to_string(snap.join("tree.txt")).unwrap();
+    assert!(tree.contains(&grandchild.to_string()) && tree.contains("--alloc 64"), "{tree}");
+    let gdir = snap.join(grandchild.to_string());
+    let status = std::fs::read_to_string(gdir.join("status")).unwrap();
+    assert!(status.contains("VmRSS:"), "{status}");
+    assert!(std::fs::read_to_string(gdir.join("smaps_rollup")).unwrap().contains("Rss:"));
+    // The kernel stack needs CAP_SYS_ADMIN: either it is there or the
+    // summary says why not.
+    let noted = summary["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["pid"] == u64::from(grandchild) && u["what"] == "stack");
+    assert!(gdir.join("stack").exists() || noted, "{summary:#}");
+    // Still the same run.
+    let i = d.instance("grow");
+    assert_eq!(i["state"], "running");
+    assert_eq!(i["pid"], u64::from(leader[0]));
+    assert!(d.events().iter().all(|e| e["to"] != "stopping"));
+    d.seen.push(grandchild);
+    d.down();
+}
+
+#[test]
+fn flapping_on_health_ends_in_failed_at_the_start_limit() {
+    let closed = free_port();
+    let toml = format!(
+        r#"
+        [services.flap]
+        command = [{tk}, "--sleep", "120"]
+        backoff = {{ initial = "10ms", max = "10ms" }}
+        start_limit = {{ burst = 3, interval = "1m" }}
+        health.liveness = {{ tcp = "127.0.0.1:{closed}", period = "100ms", failure_threshold = 1 }}
+        "#,
+        tk = tk(),
+    );
+    let mut d = Daemon::start_in(Daemon::dir(), &toml);
+    let failed = d.wait_transition("flap", "failed");
+    assert!(reason(&failed).contains("start limit hit: 3 starts within 1m"), "{failed}");
+    let evs = d.events();
+    let stops: Vec<&Value> =
+        evs.iter().filter(|e| is_transition(e) && e["service"] == "flap" && e["to"] == "stopping").collect();
+    assert_eq!(stops.len(), 3, "{evs:#?}");
+    assert!(stops.iter().all(|e| reason(e).starts_with("liveness: failed once: connect 127.0.0.1:")), "{stops:#?}");
+    let i = d.instance("flap");
+    assert_eq!(i["state"], "failed");
+    assert_eq!(i["restarts"], 2);
+    d.down();
+}
+
+/// One request over a socket; returns the status line's code, the
+/// headers (lower-case names) and the body.
+fn http_get(mut s: impl Read + Write, path: &str, accept: Option<&str>) -> (u16, BTreeMap<String, String>, String) {
+    let accept = accept.map(|a| format!("accept: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: corral\r\n{accept}connection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let code = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<BTreeMap<_, _>>();
+    assert!(!headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")), "a whole body is expected");
+    (code, headers, body.to_string())
+}
+
+/// Parses Prometheus text exposition (0.0.4) strictly: HELP and TYPE at
+/// most once per family and before its samples, known types, well-formed
+/// names, labels and values, no series twice, histogram buckets that never
+/// decrease and end in `+Inf` equal to `_count`. Returns every series (name
+/// and sorted labels) with its value.
+fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    fn name_ok(n: &str) -> bool {
+        let mut c = n.chars();
+        c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    }
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut helps: BTreeMap<String, String> = BTreeMap::new();
+    let mut sampled: BTreeMap<String, bool> = BTreeMap::new();
+    let mut series: BTreeMap<String, f64> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = format!("line {}: {line:?}", n + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut p = rest.splitn(3, ' ');
+            match (p.next(), p.next(), p.next()) {
+                (Some("HELP"), Some(name), Some(help)) => {
+                    assert!(name_ok(name), "{at}");
+                    assert!(helps.insert(name.into(), help.into()).is_none(), "HELP twice: {at}");
+                }
+                (Some("TYPE"), Some(name), Some(ty)) => {
+                    assert!(name_ok(name), "{at}");
+                    assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&ty), "{at}");
+                    assert!(!sampled.contains_key(name), "TYPE after samples: {at}");
+                    assert!(types.insert(name.into(), ty.into()).is_none(), "TYPE twice: {at}");
+                }
+                _ => {} // a comment
+            }
+            continue;
+        }
+        let (name_labels, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {at}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {at}")),
+        };
+        let (name, labels) = match name_labels.split_once('{') {
+            Some((n, l)) => (n, l.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {at}"))),
+            None => (name_labels, ""),
+        };
+        assert!(name_ok(name), "{at}");
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (k, r) = rest.split_once("=\"").unwrap_or_else(|| panic!("bad label: {at}"));
+            assert!(name_ok(k), "{at}");
+            let mut v = String::new();
+            let mut chars = r.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\\')) => v.push(chars.next().unwrap_or_else(|| panic!("{at}")).1),
+                    Some((i, '"')) => break i,
+                    Some((_, c)) => v.push(c),
+                    None => panic!("unterminated label value: {at}"),
+                }
+            };
+            pairs.push((k.into(), v));
+            rest = r[end + 1..].strip_prefix(',').unwrap_or(&r[end + 1..]);
+        }
+        let family = [name.to_string()]
+            .into_iter()
+            .chain(["_bucket", "_sum", "_count"].iter().filter_map(|s| name.strip_suffix(s).map(str::to_string)))
+            .find(|f| types.contains_key(f))
+            .unwrap_or_else(|| panic!("a sample without TYPE: {at}"));
+        sampled.insert(family, true);
+        pairs.sort();
+        let key =
+            format!("{name}{{{}}}", pairs.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(","));
+        assert!(series.insert(key, value).is_none(), "a series twice: {at}");
+    }
+    for (family, ty) in &types {
+        if ty != "histogram" {
+            continue;
+        }
+        let buckets: Vec<(&String, &f64)> =
+            series.iter().filter(|(k, _)| k.starts_with(&format!("{family}_bucket{{"))).collect();
+        assert!(!buckets.is_empty(), "{family} has no buckets");
+        let mut by_series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        for (k, v) in buckets {
+            let le = k.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            let le: f64 = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+            let other =
+                k.replace(&format!(",le=\"{}\"", k.split("le=\"").nth(1).unwrap().split('"').next().unwrap()), "");
+            by_series.entry(other).or_default().push((le, *v));
+        }
+        for (s, mut b) in by_series {
+            b.sort_by(|x, y| x.0.total_cmp(&y.0));
+            assert!(b.windows(2).all(|w| w[0].1 <= w[1].1), "buckets decrease in {s}");
+            assert_eq!(b.last().unwrap().0, f64::INFINITY, "no +Inf bucket in {s}");
+            let count = s.replacen("_bucket{", "_count{", 1).replace("{,", "{").replace(",}", "}");
+            assert_eq!(series.get(&count), Some(&b.last().unwrap().1), "+Inf bucket is not _count: {s}");
+        }
+    }
+    series
+}
+
+fn metric(m: &BTreeMap<String, f64>, key: &str) -> Option<f64> {
+    m.get(key).copied()
+}
+
+/// A series key as `parse_prometheus` writes it: labels sorted by name.
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut l = labels.to_vec();
+    l.sort();
+    format!("{name}{{{}}}", l.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(","))
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_the_counters_move() {
+    let dir = Daemon::dir();
+    let fail = dir.path().join("fail");
+    let port = free_port();
+    let toml = format!(
+        r#"
+        [daemon]
+        metrics_listen = "127.0.0.1:0"
+
+        [services.web]
+        command = [{tk}, "--http-port", "{port}", "--http-fail-file", {fail}, "--children", "1", "--sleep", "120"]
+        backoff = {{ initial = "1s" }}
+        stop = {{ grace = "2s" }}
+        health.liveness = {{ http = "http://127.0.0.1:{port}/health", period = "100ms", failure_threshold = 2 }}
+        health.readiness = {{ tcp = "127.0.0.1:{port}", period = "100ms" }}
+        "#,
+        tk = tk(),
+        fail = q(fail.display().to_string()),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    let addr: String = d
+        .started
+        .iter()
+        .find_map(|l| l.strip_prefix("corral: metrics on http://").and_then(|r| r.strip_suffix("/metrics")))
+        .expect("the daemon says where metrics are")
+        .to_string();
+    let scrape_tcp =
+        |path: &str, accept: Option<&str>| http_get(std::net::TcpStream::connect(&addr).unwrap(), path, accept);
+    let sock = d.path(".corral/corral.sock");
+    let scrape_unix = || http_get(std::os::unix::net::UnixStream::connect(&sock).unwrap(), "/metrics", None);
+
+    d.wait_status("ready", "web", |i| i["ready"] == true && i["probes"].as_array().unwrap().len() == 2);
+    let (code, headers, body) = scrape_tcp("/metrics", None);
+    assert_eq!(code, 200);
+    assert_eq!(headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let before = parse_prometheus(&body);
+    let web = [("service", "web"), ("instance", "0")];
+    let live = [("service", "web"), ("instance", "0"), ("probe", "liveness")];
+    assert_eq!(metric(&before, &series("corral_instance_up", &web)), Some(1.0), "{body}");
+    assert_eq!(metric(&before, &series("corral_instance_ready", &web)), Some(1.0));
+    assert_eq!(metric(&before, &series("corral_instance_processes", &web)), Some(2.0));
+    assert!(metric(&before, &series("corral_instance_memory_bytes", &web)).unwrap() > 0.0);
+    assert!(metric(&before, &series("corral_instance_cpu_seconds_total", &web)).is_some());
+    let live_failures = series("corral_probe_failures_total", &live);
+    // It exists from the first check on (which may have failed before the
+    // server listened).
+    let failed_before = metric(&before, &live_failures).unwrap_or_else(|| panic!("no {live_failures} in {body}"));
+    let live_count = series("corral_probe_duration_seconds_count", &live);
+    assert!(metric(&before, &live_count).unwrap() >= 1.0);
+    assert!(metric(&before, "process_resident_memory_bytes{}").unwrap() > 1e6);
+    assert!(metric(&before, "process_cpu_seconds_total{}").unwrap() >= 0.0, "in clock ticks: may still be 0");
+
+    // The socket serves the same; the plain TCP listener serves nothing else.
+    let (code, _, body) = scrape_unix();
+    assert_eq!(code, 200);
+    assert!(parse_prometheus(&body).contains_key(&live_count));
+    let (code, _, _) = scrape_tcp("/v1/services", None);
+    assert_eq!(code, 404, "metrics_listen carries no control");
+    let (code, headers, body) = scrape_tcp("/metrics", Some("application/openmetrics-text; version=1.0.0"));
+    assert_eq!(code, 200);
+    assert!(headers["content-type"].starts_with("application/openmetrics-text"));
+    assert!(body.ends_with("# EOF\n"), "{body}");
+
+    std::fs::write(&fail, "").unwrap();
+    d.wait_event("web stopping", |e| is_transition(e) && e["service"] == "web" && e["to"] == "stopping");
+    std::fs::remove_file(&fail).unwrap();
+    d.ready_pids("web", 1);
+    d.wait_status("ready again", "web", |i| i["state"] == "running" && i["ready"] == true);
+    let (_, _, body) = scrape_tcp("/metrics", None);
+    let after = parse_prometheus(&body);
+    assert!(metric(&after, &live_failures).unwrap() >= failed_before + 2.0, "{body}");
+    let restarts =
+        series("corral_instance_restarts_total", &[("service", "web"), ("instance", "0"), ("reason", "liveness")]);
+    assert_eq!(metric(&after, &restarts), Some(1.0), "{body}");
+    assert!(metric(&after, &live_count).unwrap() > metric(&before, &live_count).unwrap());
+    assert!(
+        metric(&after, "process_cpu_seconds_total{}").unwrap()
+            >= metric(&before, "process_cpu_seconds_total{}").unwrap()
+    );
+    d.ready_pids("web", 0);
+    d.down();
+}
+
+#[test]
+fn bad_probe_config_is_rejected_at_load_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("corral.toml");
+    std::fs::write(
+        &cfg,
+        r#"[services.web]
+command = ["true"]
+health.liveness = { http = "http//127.0.0.1:8080/health" }
+health.readiness = { tcp = "127.0.0.1:80", failure_threshold = -1 }
+health.startup = { grpc = "127.0.0.1:9000" }
+
+[services.db.health.liveness]
+log = "ready"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(CORRAL).args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "corral.toml:3:28: service `web`: health.liveness: invalid URL `http//127.0.0.1:8080/health`",
+        "corral.toml:4:64: service `web`: health.readiness: invalid threshold -1",
+        "expected: a whole number, 1 or more",
+        "corral.toml:5:20: service `web`: health.startup: unknown key `grpc`",
+        "expected: one of `http`, `headers`, `status`, `tcp`, `exec`, `log`,",
+        "corral.toml:8:7: service `db`: health.liveness: a `log` probe cannot decide liveness",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let out = Command::new(CORRAL).args(["up", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join(".corral").exists(), "nothing was started");
+}
