@@ -1,4 +1,4 @@
-//! The control API: HTTP/1.1 and JSON under `/v1`. See `docs/supervisor.md`
+//! The control API: HTTP/1.1 and JSON under `/v1`. See README.md, "Control API"
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
