@@ -14,11 +14,10 @@ pub struct Args {
 pub fn main(a: Args) -> u8 {
     let r = corral::host_report();
     if a.json {
-        println!("{}", to_json(&r));
+        crate::exit::print(&format!("{}\n", to_json(&r)))
     } else {
-        print!("{}", to_text(&r));
+        crate::exit::print(&to_text(&r))
     }
-    0
 }
 
 pub fn to_json(r: &HostReport) -> Value {

@@ -40,3 +40,18 @@ pub fn usage_error(e: clap::Error) -> ExitCode {
         }
     }
 }
+
+/// Writes `text` to stdout. A closed pipe (`corral tree | head`) is a normal
+/// end, not an error; any other write failure is corral's failure.
+pub fn print(text: &str) -> u8 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            error(format!("cannot write to stdout: {e}"));
+            FAILURE
+        }
+    }
+}

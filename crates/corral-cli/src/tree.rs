@@ -29,6 +29,5 @@ pub fn main(a: Args) -> u8 {
             t
         }
     };
-    print!("{tree}");
-    0
+    exit::print(&tree.to_string())
 }

@@ -1,5 +1,7 @@
 //! `corral doctor` and `corral tree` on a real host and a real group.
 
+#![cfg(unix)]
+
 mod support;
 
 use serde_json::Value;

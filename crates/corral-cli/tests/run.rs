@@ -4,6 +4,8 @@
 //! process expires by itself (`--sleep`), so no test depends on the code
 //! under test to end it.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::process::Stdio;

@@ -9,6 +9,8 @@
 //! (`target/<profile>/corral-testkit`) and built with cargo once if it is
 //! missing.
 
+#![cfg(unix)]
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

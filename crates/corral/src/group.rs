@@ -55,6 +55,12 @@ impl GroupBuilder {
     /// Starts `cmd` as the leader of a new group. The leader is a member
     /// before it runs a single instruction of the program, so nothing it
     /// starts can be outside the group.
+    ///
+    /// Platform notes: on Unix the leader gets its own process group (and
+    /// on Linux `PR_SET_PDEATHSIG`); on Windows `spawn` sets the command's
+    /// creation flags itself (suspended, new process group), replacing any
+    /// the caller set. Members corral kills exit with signal 9 on Unix and
+    /// with code 137 on Windows.
     pub fn spawn(self, cmd: Command) -> Result<Group> {
         self.limits.validate()?;
         let backend = match self.backend {
@@ -188,7 +194,8 @@ impl Group {
 
     /// Sends `signal` to every member now, without starting a stop (for
     /// forwarding a signal the controller received). On Windows this is the
-    /// first phase of a stop: the stop event, CTRL_BREAK and WM_CLOSE.
+    /// first phase of a stop: the stop event (which stays set), CTRL_BREAK
+    /// and WM_CLOSE.
     pub fn signal(&self, signal: crate::Signal) -> Result<()> {
         self.sys.graceful_stop(signal).map_err(|e| Error::os(format!("sending {signal} to the group"), e))
     }

@@ -2,6 +2,8 @@
 //! kill, kill-on-drop, typed errors, and the tokio front. Each test proves
 //! that the pids the testkit printed are gone afterwards.
 
+#![cfg(target_os = "linux")]
+
 use corral::{BackendKind, ErrorKind, Event, Group, Limits, Reason, StopPolicy};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
