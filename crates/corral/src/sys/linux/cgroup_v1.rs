@@ -6,7 +6,7 @@
 //! `cpu.cfs_quota_us`; OOM kills arrive on an eventfd registered through
 //! `cgroup.event_control` on `memory.oom_control`.
 
-use super::cgroup_v2::{read_keyed, read_pids, read_u64, remove_dir_retry, remove_root_if_empty};
+use super::cgroup_v2::{read_keyed, read_pids, read_u64, remove_dir_retry};
 use super::fds::EventFd;
 use super::hierarchy::Layout;
 use std::fs;
@@ -177,11 +177,8 @@ impl CgroupV1 {
                 continue;
             }
             seen.push(d);
-            match remove_dir_retry(d) {
-                Ok(()) => remove_root_if_empty(d),
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
+            if let Err(e) = remove_dir_retry(d) {
+                first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)

@@ -127,9 +127,7 @@ impl CgroupV2 {
     /// Removes the (empty) directory; a few retries because the kernel may
     /// still be finishing the last exit.
     pub(crate) fn remove(&self) -> io::Result<()> {
-        remove_dir_retry(&self.dir)?;
-        remove_root_if_empty(&self.dir);
-        Ok(())
+        remove_dir_retry(&self.dir)
     }
 }
 
@@ -145,15 +143,6 @@ pub(crate) fn remove_dir_retry(dir: &Path) -> io::Result<()> {
         std::thread::sleep(Duration::from_millis(1 + i / 5));
     }
     Err(last.unwrap_or_else(|| io::Error::other("rmdir failed")))
-}
-
-/// Removes corral's root when its last group is gone, so an idle host
-/// keeps no corral directories. Fails harmlessly (EBUSY) while another
-/// group lives.
-pub(crate) fn remove_root_if_empty(group_dir: &Path) {
-    if let Some(root) = group_dir.parent() {
-        let _ = fs::remove_dir(root);
-    }
 }
 
 /// Enables controllers for the children of `root` (and of its ancestors up

@@ -50,7 +50,23 @@ static LAYOUT: OnceLock<Layout> = OnceLock::new();
 static STALE_SWEPT: OnceLock<()> = OnceLock::new();
 
 fn layout() -> &'static Layout {
-    LAYOUT.get_or_init(hierarchy::discover)
+    LAYOUT.get_or_init(|| {
+        // SAFETY: registers a plain extern "C" function, once.
+        unsafe { libc::atexit(remove_empty_roots) };
+        hierarchy::discover()
+    })
+}
+
+/// At exit, removes corral's cgroup roots if no group is left in them, so
+/// an idle host keeps no corral directories. Keeping them for the life of
+/// the process spares a mkdir and an rmdir per hierarchy on every spawn.
+/// An rmdir fails harmlessly while another process's group lives there.
+extern "C" fn remove_empty_roots() {
+    if let Some(l) = LAYOUT.get() {
+        for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
 }
 
 struct WakeFd(EventFd);

@@ -254,6 +254,7 @@ fn open() -> io::Result<OwnedFd> {
     if unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    drop_other_events(&fd);
     // A bigger receive buffer makes overflow under fork storms rarer.
     let size: libc::c_int = 4 << 20;
     // SAFETY: size is a valid c_int for the call.
@@ -284,6 +285,34 @@ fn open() -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+/// Lets only fork and exit events through, in the kernel: exec, uid, sid,
+/// comm and the other kinds would wake this process for nothing on a busy
+/// host. Classic BPF loads words in network byte order, so the native
+/// little-endian `what` values appear byte-swapped here.
+fn drop_other_events(fd: &OwnedFd) {
+    let what = |v: u32| if cfg!(target_endian = "little") { v.swap_bytes() } else { v };
+    let ins = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+    let prog = [
+        ins(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, EVENT_AT as u32),
+        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, what(PROC_EVENT_FORK)),
+        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 1, 0, what(PROC_EVENT_EXIT)),
+        ins(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        ins(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+    ];
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: fprog points at `prog`, which outlives the call; the kernel copies it.
+    // A failure only costs wakeups, so it is ignored.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as u32,
+        )
+    };
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
