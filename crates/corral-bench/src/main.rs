@@ -7,13 +7,15 @@
 //! ```
 //!
 //! Parts: `spawn` (1), `kill` (2), `footprint` (3, 4, 5), `restart` (6),
-//! `stop` (7), `crashloop` (7b). The benchmarks are Linux-only: the peers
+//! `stop` (7), `crashloop` (7b), `logs` (8). The benchmarks are Linux-only: the peers
 //! and the measuring tools (pidfds, smaps_rollup, cgroups) are.
 
 #[cfg(target_os = "linux")]
 mod daemons;
 #[cfg(target_os = "linux")]
 mod kill;
+#[cfg(target_os = "linux")]
+mod logs;
 #[cfg(target_os = "linux")]
 mod report;
 #[cfg(target_os = "linux")]
@@ -50,7 +52,7 @@ pub struct Opts {
 #[cfg(target_os = "linux")]
 mod linux {
     use crate::report::{self, Section};
-    use crate::{kill, spawn, supervise, sys, tools, Opts};
+    use crate::{kill, logs, spawn, supervise, sys, tools, Opts};
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -64,13 +66,14 @@ usage: corral-bench PART [--quick] [--out FILE]
     restart     6   restart latency after an external SIGKILL
     stop        7   tree cleanup when a service is stopped
     crashloop   7b  crash loop: daemon CPU and number of starts
+    logs        8   log capture throughput and lines lost
   --quick       fewer rounds and shorter windows: each part within a minute
   --out FILE    also write the report (of any part) to FILE
 Peers (supervisord, PM2) are installed when missing by scripts/install-peers.sh
 into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
 ";
 
-    const PARTS: [&str; 6] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop"];
+    const PARTS: [&str; 7] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs"];
 
     pub fn main() -> i32 {
         let mut part = None;
@@ -105,7 +108,8 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
                 return 1;
             }
         };
-        let needs_peers = part == "all" || ["footprint", "restart", "stop", "crashloop"].contains(&part.as_str());
+        let needs_peers =
+            part == "all" || ["footprint", "restart", "stop", "crashloop", "logs"].contains(&part.as_str());
         let peers = if needs_peers { tools::peers() } else { tools::Peers::default() };
         let opts = Opts { quick, bins, peers };
 
@@ -121,6 +125,7 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
                 "footprint" => supervise::footprint(&opts),
                 "restart" => supervise::restart(&opts),
                 "stop" => supervise::stop(&opts),
+                "logs" => logs::run(&opts),
                 _ => supervise::crashloop(&opts),
             };
             match r {

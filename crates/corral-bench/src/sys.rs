@@ -47,6 +47,25 @@ impl Pidfd {
         n > 0
     }
 
+    /// Waits (in `poll`, no spinning) at most `timeout` for the process to
+    /// exit; true once it has.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().clamp(0, i32::MAX as u128) as i32;
+            let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut p, 1, ms) };
+            if n > 0 {
+                return true;
+            }
+            if n == 0 || left.is_zero() {
+                return false;
+            }
+        }
+    }
+
     /// Reaps the process if it is our zombie child; anything else is a no-op.
     pub fn reap(&self) {
         // SAFETY: waitid on our own pidfd with a zeroed siginfo to fill.

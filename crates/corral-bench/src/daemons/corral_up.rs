@@ -1,7 +1,7 @@
 //! corral's supervisor: `corral up -c corral.toml` in the foreground, with
 //! its state dir, socket and logs in a temp dir; the CLI for the rest.
 
-use super::{run_cli, spawn_logged, wait_child, Policy, Service, Supervisor};
+use super::{files_with_prefix, run_cli, spawn_logged, wait_child, Policy, Service, Supervisor};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -38,10 +38,15 @@ pub fn config_text(services: &[Service]) -> String {
         let argv: Vec<String> = svc.argv.iter().map(|a| toml_str(a)).collect();
         let _ = write!(
             s,
-            "\n[services.{}]\ncommand = [{}]\nrestart = \"always\"\nstop = {{ signal = \"TERM\", grace = \"5s\" }}\n",
+            "\n[services.{}]\ncommand = [{}]\nrestart = \"{}\"\nstop = {{ signal = \"TERM\", grace = \"5s\" }}\n",
             svc.name,
-            argv.join(", ")
+            argv.join(", "),
+            if svc.policy == Policy::Once { "no" } else { "always" }
         );
+        if let Some(max) = svc.log_max {
+            // One file that never reaches its rotation size in the run.
+            let _ = writeln!(s, "logs = {{ max_size = {max}, keep = 1 }}");
+        }
         // "Never give up": a start limit no run reaches, so that only the
         // backoff (or its absence) paces the restarts.
         s.push_str("start_limit = { burst = 1000000, interval = \"1s\" }\n");
@@ -85,6 +90,12 @@ impl Supervisor for CorralUp {
         let mut c = self.cli("stop");
         c.arg(name);
         c
+    }
+
+    fn log_files(&self, name: &str) -> Vec<PathBuf> {
+        // `log_dir` defaults to `<state_dir>/logs`: `<service>/<instance>.log`
+        // and its rotations `<instance>.log.N`.
+        files_with_prefix(&self.dir.join("state").join("logs").join(name), "")
     }
 
     fn shutdown(&mut self) {

@@ -32,6 +32,8 @@ pub enum Policy {
     Immediate,
     /// With the tool's default delay or backoff, never giving up.
     Defaults,
+    /// Never restarted: the service runs once (measure 8).
+    Once,
 }
 
 /// One service: a name and its argv.
@@ -42,13 +44,22 @@ pub struct Service {
     pub policy: Policy,
     /// A liveness probe command (corral only: the peers have no probes).
     pub liveness_exec: Option<Vec<String>>,
+    /// Capture stdout to a log file that does not rotate below this many
+    /// bytes (measure 8); `None`: each tool's default logging.
+    pub log_max: Option<u64>,
 }
 
 impl Service {
     /// `sh -c 'announce; exec <program>'` (or `exit`), for the FIFO.
     pub fn shell(name: &str, shell: &str, fifo: &Path, rest: &str, policy: Policy) -> Service {
         let script = format!("echo \"{name} $$\" >> {}; {rest}", fifo.display());
-        Service { name: name.into(), argv: vec![shell.into(), "-c".into(), script], policy, liveness_exec: None }
+        Service {
+            name: name.into(),
+            argv: vec![shell.into(), "-c".into(), script],
+            policy,
+            liveness_exec: None,
+            log_max: None,
+        }
     }
 }
 
@@ -63,8 +74,25 @@ pub trait Supervisor {
     fn daemon_pid(&self) -> Option<u32>;
     /// Asks the daemon, through its own CLI, to stop one service.
     fn stop_cli(&self, name: &str) -> Command;
+    /// The files that hold the captured stdout of service `name`: the
+    /// current one and any rotated ones, those that exist.
+    fn log_files(&self, name: &str) -> Vec<PathBuf>;
     /// Stops every service and the daemon, and removes the temp dir.
     fn shutdown(&mut self);
+}
+
+/// The files in `dir` whose names start with `prefix`, sorted.
+pub fn files_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// A fresh private directory under the system temp dir.

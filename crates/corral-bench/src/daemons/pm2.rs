@@ -57,7 +57,7 @@ impl Supervisor for Pm2 {
                         "script": s.argv[0],
                         "args": s.argv[1..],
                         "interpreter": "none",
-                        "autorestart": true,
+                        "autorestart": s.policy != Policy::Once,
                         // PM2's default delay is none; only its restart
                         // budget is raised, so that it never gives up.
                         "restart_delay": 0,
@@ -100,6 +100,10 @@ impl Supervisor for Pm2 {
         let mut c = self.cli();
         c.arg("stop").arg(name);
         c
+    }
+
+    fn log_files(&self, name: &str) -> Vec<PathBuf> {
+        super::files_with_prefix(&self.home().join("logs"), &format!("{name}-out"))
     }
 
     fn shutdown(&mut self) {

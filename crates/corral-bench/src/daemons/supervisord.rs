@@ -1,7 +1,7 @@
 //! supervisord in the foreground (`-n`) with a private config, socket, pid
 //! file and logs in a temp dir; `supervisorctl` for the rest.
 
-use super::{run_cli, spawn_logged, wait_child, Policy, Service, Supervisor};
+use super::{files_with_prefix, run_cli, spawn_logged, wait_child, Policy, Service, Supervisor};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -48,11 +48,22 @@ impl Supervisor for Supervisord {
             let cmd: Vec<String> = svc.argv.iter().map(|a| quote(a)).collect();
             let _ = write!(
                 s,
-                "\n[program:{}]\ncommand={}\nautostart=true\nautorestart=true\nstartretries=1000000\n\
+                "\n[program:{}]\ncommand={}\nautostart=true\n\
                  stopsignal=TERM\nstopwaitsecs=5\nstopasgroup=true\nkillasgroup=true\n",
                 svc.name,
                 cmd.join(" ")
             );
+            if svc.policy == Policy::Once {
+                // Run once; a run shorter than startsecs would count as a
+                // failed start and be retried.
+                s.push_str("autorestart=false\nstartsecs=0\nstartretries=0\n");
+            } else {
+                s.push_str("autorestart=true\nstartretries=1000000\n");
+            }
+            if svc.log_max.is_some() {
+                // One file, never rotated (maxbytes=0 turns rotation off).
+                let _ = write!(s, "stdout_logfile={d}/logs/{}.out\nstdout_logfile_maxbytes=0\n", svc.name);
+            }
             if svc.policy == Policy::Immediate {
                 // Otherwise a run shorter than 1 s counts as a failed start
                 // and is retried after a backoff.
@@ -87,6 +98,10 @@ impl Supervisor for Supervisord {
         let mut c = self.ctl();
         c.arg("stop").arg(name);
         c
+    }
+
+    fn log_files(&self, name: &str) -> Vec<PathBuf> {
+        files_with_prefix(&self.dir.join("logs"), &format!("{name}.out"))
     }
 
     fn shutdown(&mut self) {

@@ -31,7 +31,15 @@ pub async fn capture(src: Source, hub: Arc<LogHub>, service: String, instance: u
     let mut ebuf = vec![0u8; 64 * 1024];
     let mut osplit = LineSplitter::new(MAX_LINE);
     let mut esplit = LineSplitter::new(MAX_LINE);
-    let mut w = Writer { file: file.as_mut(), hub: &hub, service: &service, instance, label: &label, line: Vec::new() };
+    let mut w = Writer {
+        file: file.as_mut(),
+        hub: &hub,
+        service: &service,
+        instance,
+        label: &label,
+        line: Vec::new(),
+        echo: Vec::new(),
+    };
     while out.is_some() || err.is_some() {
         tokio::select! {
             r = read_some(&mut out, &mut obuf) => match r {
@@ -65,6 +73,8 @@ struct Writer<'a> {
     instance: u32,
     label: &'a str,
     line: Vec<u8>,
+    /// Echoed lines of the current read, printed together in `publish`.
+    echo: Vec<u8>,
 }
 
 impl Writer<'_> {
@@ -106,11 +116,14 @@ impl Writer<'_> {
             }
         }
         if let Some(echo) = self.hub.echo() {
-            echo.print(self.label, piece);
+            echo.format(&mut self.echo, self.label, piece);
         }
     }
 
     fn publish(&mut self, before_size: u64, before_rot: u64) {
+        if let Some(echo) = self.hub.echo() {
+            echo.flush(&mut self.echo);
+        }
         if let Some(f) = self.file.as_mut() {
             let _ = f.flush();
             let rotated = f.rotations() - before_rot;

@@ -67,15 +67,26 @@ pub struct Echo {
 const COLORS: [u8; 6] = [36, 33, 32, 35, 34, 31];
 
 impl Echo {
-    pub(crate) fn print(&self, label: &str, line: &[u8]) {
-        let mut out = std::io::stdout().lock();
+    /// Appends one prefixed line to `buf`; [`Echo::flush`] prints a whole
+    /// read's worth at once, so a burst costs one `write`, not one per line.
+    pub(crate) fn format(&self, buf: &mut Vec<u8>, label: &str, line: &[u8]) {
         if self.color {
             let c = COLORS[label.bytes().map(usize::from).sum::<usize>() % COLORS.len()];
-            let _ = write!(out, "\x1b[{c}m{label} |\x1b[0m ");
+            let _ = write!(buf, "\x1b[{c}m{label} |\x1b[0m ");
         } else {
-            let _ = write!(out, "{label} | ");
+            let _ = write!(buf, "{label} | ");
         }
-        let _ = out.write_all(line);
-        let _ = out.write_all(b"\n");
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+    }
+
+    /// Prints and clears what [`Echo::format`] gathered.
+    pub(crate) fn flush(&self, buf: &mut Vec<u8>) {
+        if !buf.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(buf);
+            let _ = out.flush();
+            buf.clear();
+        }
     }
 }
