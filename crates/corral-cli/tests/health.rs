@@ -9,215 +9,18 @@
 
 #![cfg(target_os = "linux")]
 
+mod daemon;
+
+use daemon::*;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
-
-const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
-const LONG: Duration = Duration::from_secs(30);
-
-fn testkit() -> PathBuf {
-    corral_testkit::binary()
-}
-
-/// A TOML string.
-fn q(s: impl AsRef<str>) -> String {
-    format!("{:?}", s.as_ref())
-}
-
-fn tk() -> String {
-    q(testkit().display().to_string())
-}
-
-/// A port nothing listens on right now. The kernel hands out ephemeral
-/// ports at random, so another test taking it before the service binds it
-/// is very unlikely; the testkit binds with SO_REUSEADDR.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Daemon {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    stderr: Receiver<String>,
-    started: Vec<String>,
-    seen: Vec<u32>,
-}
-
-impl Daemon {
-    /// A temp dir for the test to put files in before it writes the config.
-    fn dir() -> tempfile::TempDir {
-        tempfile::tempdir().unwrap()
-    }
-
-    fn start_in(dir: tempfile::TempDir, toml: &str) -> Daemon {
-        std::fs::write(dir.path().join("corral.toml"), toml).unwrap();
-        let mut child = Command::new(CORRAL)
-            .args(["up", "--no-color", "-c"])
-            .arg(dir.path().join("corral.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut d = Daemon { dir, child: Some(child), stderr: rx, started: Vec::new(), seen: Vec::new() };
-        d.started = d.wait_stderr("corral: listening on");
-        d
-    }
-
-    /// Waits for a daemon stderr line containing `needle`; returns the lines up to it.
-    fn wait_stderr(&self, needle: &str) -> Vec<String> {
-        let end = Instant::now() + LONG;
-        let mut lines = Vec::new();
-        while Instant::now() < end {
-            match self.stderr.recv_timeout(end - Instant::now()) {
-                Ok(l) => {
-                    let hit = l.contains(needle);
-                    lines.push(l);
-                    if hit {
-                        return lines;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("the daemon never printed {needle:?}; it printed {lines:?}");
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn corral(&self, args: &[&str]) -> Output {
-        Command::new(CORRAL).args(args).arg("-c").arg(self.path("corral.toml")).output().unwrap()
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.path(".corral/events.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    /// Polls the event log until `pred` holds for some event.
-    fn wait_event(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + LONG;
-        loop {
-            let evs = self.events();
-            self.note_pids(&evs);
-            if let Some(e) = evs.iter().find(|e| pred(e)) {
-                return e.clone();
-            }
-            assert!(Instant::now() < end, "no event {what} in {:#?}", evs);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait_transition(&mut self, service: &str, to: &str) -> Value {
-        self.wait_event(&format!("{service} -> {to}"), |e| is_transition(e) && e["service"] == service && e["to"] == to)
-    }
-
-    fn note_pids(&mut self, evs: &[Value]) {
-        for e in evs {
-            if let Some(p) = e["pid"].as_u64() {
-                if !self.seen.contains(&(p as u32)) {
-                    self.seen.push(p as u32);
-                }
-            }
-        }
-    }
-
-    /// Waits until the instance's log holds a testkit ready line after
-    /// `skip` earlier ones, and returns every pid in it.
-    fn ready_pids(&mut self, service: &str, skip: usize) -> Vec<u32> {
-        let log = self.path(&format!(".corral/logs/{service}/0.log"));
-        let end = Instant::now() + LONG;
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let ready: Vec<String> = text
-                .lines()
-                .filter_map(|l| l.split_once(" out {\"ready\"").map(|(_, j)| format!("{{\"ready\"{j}")))
-                .collect();
-            if let Some(json) = ready.get(skip) {
-                let pids = pids_of_ready_line(json);
-                self.seen.extend(&pids);
-                return pids;
-            }
-            assert!(Instant::now() < end, "no ready line #{skip} in {}", log.display());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn status(&self) -> Vec<Value> {
-        let out = self.corral(&["status", "--json"]);
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["instances"].as_array().unwrap().clone()
-    }
-
-    fn instance(&self, service: &str) -> Value {
-        self.status().into_iter().find(|i| i["service"] == service).unwrap()
-    }
-
-    /// Polls `corral status` until `pred` holds for the service's instance 0.
-    fn wait_status(&self, what: &str, service: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + LONG;
-        loop {
-            let i = self.instance(service);
-            if pred(&i) {
-                return i;
-            }
-            assert!(Instant::now() < end, "{service} never got to {what}: {i:#}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// `corral down`, then the daemon must exit 0 and every pid seen be gone.
-    fn down(mut self) {
-        let out = self.corral(&["down"]);
-        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
-        let status = self.child.take().unwrap().wait().unwrap();
-        assert!(status.success(), "daemon exit: {status}");
-        let evs = self.events();
-        self.note_pids(&evs);
-        assert_gone(&self.seen);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-}
-
-fn is_transition(e: &Value) -> bool {
-    e.get("kind").is_none()
-}
+use std::process::Command;
 
 fn reason(e: &Value) -> &str {
     e["reason"].as_str().unwrap_or_default()
-}
-
-fn pids_of_ready_line(json: &str) -> Vec<u32> {
-    let v: Value = serde_json::from_str(json).unwrap();
-    let mut pids = vec![v["pid"].as_u64().unwrap() as u32];
-    pids.extend(v["all"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32));
-    pids
 }
 
 /// Every pid in a file of bare pids and testkit ready lines.
@@ -246,27 +49,6 @@ fn first_check_pids(file: &Path) -> Vec<u32> {
     let tmp = file.with_extension("first");
     std::fs::write(&tmp, first).unwrap();
     pids_in(&tmp)
-}
-
-/// A pid is gone when it has no /proc entry or is a zombie waiting for a
-/// slow init to reap it.
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z') || r.starts_with('X')),
-    }
-}
-
-fn assert_gone(pids: &[u32]) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if pids.iter().all(|&p| gone(p)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let alive: Vec<_> = pids.iter().filter(|&&p| !gone(p)).collect();
-    panic!("processes left behind: {alive:?}");
 }
 
 /// A probe event of `probe` for which `pred` holds.

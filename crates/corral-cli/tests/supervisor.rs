@@ -11,194 +11,12 @@
 
 #![cfg(unix)]
 
+mod daemon;
+
+use daemon::*;
+
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
-
-const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
-const LONG: Duration = Duration::from_secs(30);
-
-fn testkit() -> PathBuf {
-    corral_testkit::binary()
-}
-
-/// A TOML string with the testkit's path.
-fn tk() -> String {
-    format!("{:?}", testkit().display().to_string())
-}
-
-struct Daemon {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    stderr: Receiver<String>,
-    seen: Vec<u32>,
-}
-
-impl Daemon {
-    fn start(toml: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("corral.toml"), toml).unwrap();
-        Daemon::start_in(dir)
-    }
-
-    fn start_in(dir: tempfile::TempDir) -> Daemon {
-        let mut child = Command::new(CORRAL)
-            .args(["up", "--no-color", "-c"])
-            .arg(dir.path().join("corral.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let d = Daemon { dir, child: Some(child), stderr: rx, seen: Vec::new() };
-        d.wait_stderr("corral: listening on");
-        d
-    }
-
-    /// Waits for a daemon stderr line containing `needle`; returns the lines up to it.
-    fn wait_stderr(&self, needle: &str) -> Vec<String> {
-        let end = Instant::now() + LONG;
-        let mut lines = Vec::new();
-        while Instant::now() < end {
-            match self.stderr.recv_timeout(end - Instant::now()) {
-                Ok(l) => {
-                    let hit = l.contains(needle);
-                    lines.push(l);
-                    if hit {
-                        return lines;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("the daemon never printed {needle:?}; it printed {lines:?}");
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn corral(&self, args: &[&str]) -> Output {
-        Command::new(CORRAL).args(args).arg("-c").arg(self.path("corral.toml")).output().unwrap()
-    }
-
-    fn events(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.path(".corral/events.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    /// Polls the event log until `pred` holds for some event.
-    fn wait_event(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + LONG;
-        loop {
-            let evs = self.events();
-            self.note_pids(&evs);
-            if let Some(e) = evs.iter().find(|e| pred(e)) {
-                return e.clone();
-            }
-            assert!(Instant::now() < end, "no event {what} in {:#?}", evs);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait_transition(&mut self, service: &str, to: &str) -> Value {
-        self.wait_event(&format!("{service} -> {to}"), |e| e["service"] == service && e["to"] == to)
-    }
-
-    fn note_pids(&mut self, evs: &[Value]) {
-        for e in evs {
-            if let Some(p) = e["pid"].as_u64() {
-                if !self.seen.contains(&(p as u32)) {
-                    self.seen.push(p as u32);
-                }
-            }
-        }
-    }
-
-    /// Waits until the instance's log holds the testkit's ready line and
-    /// returns every pid in it.
-    fn ready_pids(&mut self, service: &str, instance: u32) -> Vec<u32> {
-        let log = self.path(&format!(".corral/logs/{service}/{instance}.log"));
-        let end = Instant::now() + LONG;
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(json) =
-                text.lines().rev().find_map(|l| l.split_once(" out {\"ready\"").map(|(_, j)| format!("{{\"ready\"{j}")))
-            {
-                let v: Value = serde_json::from_str(&json).unwrap();
-                let mut pids = vec![v["pid"].as_u64().unwrap() as u32];
-                pids.extend(v["all"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32));
-                self.seen.extend(&pids);
-                return pids;
-            }
-            assert!(Instant::now() < end, "no ready line in {}", log.display());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn status(&self) -> Vec<Value> {
-        let out = self.corral(&["status", "--json"]);
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["instances"].as_array().unwrap().clone()
-    }
-
-    fn pid_of(&self, service: &str) -> Option<u32> {
-        self.status().iter().find(|i| i["service"] == service).and_then(|i| i["pid"].as_u64()).map(|p| p as u32)
-    }
-
-    /// `corral down`, then the daemon must exit 0 and every pid seen be gone.
-    fn down(mut self) {
-        let out = self.corral(&["down"]);
-        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
-        let status = self.child.take().unwrap().wait().unwrap();
-        assert!(status.success(), "daemon exit: {status}");
-        assert_gone(&self.seen);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A pid is gone when it has no /proc entry or is a zombie waiting for a
-/// slow init to reap it.
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z') || r.starts_with('X')),
-    }
-}
-
-fn assert_gone(pids: &[u32]) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if pids.iter().all(|&p| gone(p)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let alive: Vec<_> = pids.iter().filter(|&&p| !gone(p)).collect();
-    panic!("processes left behind: {alive:?}");
-}
+use std::process::Command;
 
 fn transitions<'a>(evs: &'a [Value], service: &str) -> Vec<&'a Value> {
     evs.iter().filter(|e| e["service"] == service).collect()
@@ -274,7 +92,7 @@ fn stopping_a_service_leaves_no_escapee_or_term_ignorer() {
         "#,
         tk = tk()
     ));
-    let pids = d.ready_pids("tree", 0);
+    let pids = d.latest_ready_pids("tree", 0);
     assert!(pids.len() >= 9, "the tree is {pids:?}");
     assert!(pids.iter().all(|&p| !gone(p)));
     let out = d.corral(&["stop", "tree"]);
@@ -465,7 +283,7 @@ fn a_sigkilled_daemon_once_restarted_reaps_what_its_previous_run_left() {
         tk = tk()
     );
     let mut d = Daemon::start(&toml);
-    let pids = d.ready_pids("tree", 0);
+    let pids = d.latest_ready_pids("tree", 0);
     let mut child = d.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -474,10 +292,10 @@ fn a_sigkilled_daemon_once_restarted_reaps_what_its_previous_run_left() {
     // Same folder, same config: a new daemon.
     let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
     drop(d);
-    let mut d = Daemon::start_in(dir);
+    let mut d = Daemon::restart_in(dir);
     assert_gone(&pids);
     d.seen.extend(&pids);
-    d.ready_pids("tree", 0);
+    d.latest_ready_pids("tree", 0);
     d.down();
 }
 

@@ -80,14 +80,7 @@ fn report_job() -> BackendReport {
             },
         ),
     ];
-    for lk in [
-        LimitKind::Memory,
-        LimitKind::MemoryPerProcess,
-        LimitKind::Processes,
-        LimitKind::CpuTime,
-        LimitKind::CpuRate,
-        LimitKind::WallClock,
-    ] {
+    for lk in LimitKind::ALL {
         caps.push((Capability::Limit(lk), limit_support(lk)));
     }
     BackendReport { kind: BackendKind::Job, available: available(), capabilities: caps }
