@@ -9,15 +9,17 @@
 
 #![cfg(unix)]
 
+mod daemon;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,23 +90,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(setup: Setup) -> Daemon {
-        let mut child = Command::new(CORRAL)
-            .args(["up", "--no-color", "-c"])
-            .arg(setup.path("corral.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, rx) = daemon::spawn_up(&setup.path("corral.toml"));
         let mut d = Daemon { setup, child: Some(child), addr: "0.0.0.0:0".parse().unwrap(), seen: Vec::new() };
         let line = wait_line(&rx, "corral: listening on https://");
         let rest = line.split_once("https://").unwrap().1;

@@ -62,23 +62,7 @@ impl Daemon {
 
     /// A daemon on the `corral.toml` already in `dir`.
     pub fn restart_in(dir: tempfile::TempDir) -> Daemon {
-        let mut child = Command::new(CORRAL)
-            .args(["up", "--no-color", "-c"])
-            .arg(dir.path().join("corral.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, rx) = spawn_up(&dir.path().join("corral.toml"));
         let mut d = Daemon { dir, child: Some(child), stderr: rx, started: Vec::new(), seen: Vec::new() };
         d.started = d.wait_stderr("corral: listening on");
         d
@@ -266,4 +250,27 @@ pub fn pids_of_ready_line(json: &str) -> Vec<u32> {
     let mut pids = vec![v["pid"].as_u64().unwrap() as u32];
     pids.extend(v["all"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32));
     pids
+}
+
+/// Starts `corral up -c config` with its stderr read line by line on a
+/// thread, so a test can wait on lines without blocking the daemon.
+pub fn spawn_up(config: &std::path::Path) -> (Child, Receiver<String>) {
+    let mut child = Command::new(CORRAL)
+        .args(["up", "--no-color", "-c"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
 }
