@@ -299,7 +299,14 @@ fn an_unprivileged_user_falls_back_to_pgid() {
         return;
     }
     let w = World::new("");
-    let out = std::process::Command::new(corral())
+    // The checkout may sit where nobody cannot reach it (a 0700 temp dir):
+    // run a copy from the test's own world-readable directory.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&w.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = w.dir.join("corral");
+    std::fs::copy(corral(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
         .args(["run", "--report", "-", "--", "true"])
         .env_remove("CORRAL_BACKEND")
         .current_dir("/")
