@@ -268,7 +268,12 @@ fn the_api_serves_its_owner_and_refuses_other_uids() {
     std::fs::set_permissions(d.path(".corral"), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     use std::os::unix::process::CommandExt;
-    let out = Command::new(CORRAL).args(["status", "--socket"]).arg(&sock).uid(65534).gid(65534).output().unwrap();
+    // A copy of corral that nobody can run: the checkout may sit in a 0700 dir.
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = d.path("corral-for-nobody");
+    std::fs::copy(CORRAL, &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&exe).args(["status", "--socket"]).arg(&sock).uid(65534).gid(65534).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("only the daemon's owner"), "{err}");
