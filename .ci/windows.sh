@@ -116,6 +116,14 @@ status=0
 # A Wine bug must not hang CI: the run is bounded (about 15 s normally).
 # --nocapture shows why the tests that need real Windows skip.
 timeout -k 10 600 cargo test --target "$target" -p corral --lib --test 'windows_*' -- --nocapture || status=$?
+# The supervisor on Windows: its unit tests (the named pipe's owner-only
+# DACL among them) and `corral up` end to end over the pipe.
+if [ $status -eq 0 ]; then
+    timeout -k 10 600 cargo test --target "$target" -p corral-supervisor --lib || status=$?
+fi
+if [ $status -eq 0 ]; then
+    timeout -k 10 600 cargo test --target "$target" -p corral-cli --test 'windows_*' -- --nocapture || status=$?
+fi
 if [ "${CORRAL_WINDOWS_CLI:-0}" = 1 ] && [ $status -eq 0 ]; then
     timeout -k 10 900 cargo test --target "$target" -p corral-cli || status=$?
 fi

@@ -337,6 +337,50 @@ fn a_dump_alert_writes_a_snapshot_and_keeps_the_service_running() {
 }
 
 #[test]
+fn corral_dump_snapshots_running_instances_on_request_and_refuses_bad_names() {
+    let toml = format!(
+        r#"
+        [services.app]
+        command = [{tk}, "--children", "2", "--sleep", "60"]
+        [services.idle]
+        command = [{tk}, "--exit", "0"]
+        restart = "no"
+        "#,
+        tk = tk(),
+    );
+    let mut d = Daemon::start(&toml);
+    let pids = d.ready_pids("app", 0);
+    d.wait_transition("idle", "exited");
+    let out = d.corral(&["dump", "app"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let snap = PathBuf::from(stdout.trim().strip_prefix("app.0: ").unwrap_or_else(|| panic!("{stdout}")));
+    assert!(snap.starts_with(d.path(".corral/dumps")), "{}", snap.display());
+    let summary: Value = serde_json::from_slice(&std::fs::read(snap.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["reason"], "requested by a client");
+    let members: Vec<u64> = summary["members"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    for p in &pids {
+        assert!(members.contains(&u64::from(*p)), "{p} missing from {summary:#}");
+        assert!(snap.join(p.to_string()).join("status").exists(), "per-process status of {p}");
+    }
+    let ev = d.wait_event("dump event", |e| e["kind"] == "dump" && e["service"] == "app");
+    assert!(reason(&ev).contains(snap.to_str().unwrap()), "{ev}");
+    // Not running: no snapshot, exit 1 with the state; unknown: did you mean.
+    let out = d.corral(&["dump", "idle"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("idle.0: no snapshot: not running (exited)"), "{err}");
+    let out = d.corral(&["dump", "ap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no service `ap`") && err.contains("did you mean `app`"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let i = d.instance("app");
+    assert_eq!((i["state"].as_str(), i["pid"].as_u64()), (Some("running"), Some(u64::from(pids[0]))));
+    d.down();
+}
+
+#[test]
 fn flapping_on_health_ends_in_failed_at_the_start_limit() {
     let closed = free_port();
     let toml = format!(

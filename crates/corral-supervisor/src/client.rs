@@ -112,11 +112,12 @@ impl Client {
         Ok(hyper_util::rt::TokioIo::new(s))
     }
 
-    #[cfg(not(unix))]
-    async fn connect(&self) -> Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>, ClientError> {
-        Err(ClientError::Io(format!(
-            "cannot reach {}: the local control API is not available on Windows yet",
-            self.socket.display()
-        )))
+    #[cfg(windows)]
+    async fn connect(
+        &self,
+    ) -> Result<hyper_util::rt::TokioIo<tokio::net::windows::named_pipe::NamedPipeClient>, ClientError> {
+        let name = crate::api::local_address(&self.socket);
+        let p = crate::api::pipe::connect(&name).await.map_err(|e| ClientError::NoDaemon(name.into(), e))?;
+        Ok(hyper_util::rt::TokioIo::new(p))
     }
 }

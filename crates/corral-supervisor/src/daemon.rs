@@ -61,7 +61,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     // Tests and scripts wait for this line.
-    eprintln!("corral: listening on {}", socket.display());
+    eprintln!("corral: listening on {}", api::local_address(&socket));
     let tcp_stop = Arc::new(Notify::new());
     let tcp_server = tcp.map(|t| {
         eprintln!("corral: listening on https://{} (TLS, bearer token)", t.local_addr());
@@ -117,10 +117,23 @@ async fn wait_for_stop(sup: &Supervisor, shutdown: &Notify) {
             }
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
+        use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+        // Ctrl-C, Ctrl-Break, the console closing and the machine shutting
+        // down all stop every service gracefully. Windows has no SIGHUP:
+        // reload is `corral reload`.
+        let (Ok(mut c), Ok(mut b), Ok(mut close), Ok(mut down)) =
+            (ctrl_c(), ctrl_break(), ctrl_close(), ctrl_shutdown())
+        else {
+            shutdown.notified().await;
+            return;
+        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = c.recv() => {}
+            _ = b.recv() => {}
+            _ = close.recv() => {}
+            _ = down.recv() => {}
             _ = shutdown.notified() => {}
         }
         let _ = sup;

@@ -23,6 +23,9 @@ pub enum EventKind {
     /// A resource alert fired or cleared. `from` and `to` are the state it
     /// happened in.
     Alert,
+    /// A diagnostic snapshot asked for by a client (`corral dump`); an
+    /// alert's snapshot is told by its `alert` event.
+    Dump,
 }
 
 impl EventKind {
@@ -32,6 +35,7 @@ impl EventKind {
             EventKind::Transition => "transition",
             EventKind::Probe => "probe",
             EventKind::Alert => "alert",
+            EventKind::Dump => "dump",
         }
     }
 

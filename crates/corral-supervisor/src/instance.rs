@@ -120,6 +120,35 @@ impl Instance {
         Instance { index, tx, status, group, task }
     }
 
+    /// The cell holding the running group, for work that must not hold
+    /// the supervisor's lock (a snapshot).
+    pub fn group_handle(&self) -> Arc<Mutex<Option<Arc<Group>>>> {
+        self.group.clone()
+    }
+
+    /// A diagnostic snapshot of the group in `cell`, asked for by a client;
+    /// the folder, or why there is none. Tells a `dump` event when written.
+    pub async fn dump_group(
+        ctx: Arc<Ctx>,
+        cell: Arc<Mutex<Option<Arc<Group>>>>,
+        status: watch::Receiver<Snapshot>,
+        service: &str,
+        index: u32,
+    ) -> Result<String, String> {
+        let group = cell.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let state = status.borrow().state;
+        let Some(group) = group else { return Err(format!("not running ({state})")) };
+        let service = service.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (reason, dir) = snapshot(&ctx, &service, index, &group, "requested by a client");
+            let note = Note { kind: EventKind::Dump, reason: reason.clone(), ready: None, probe: None, alert: None };
+            ctx.events.emit(note.into_event(&service, index, state, Some(group.pid())));
+            dir.ok_or(reason)
+        })
+        .await
+        .unwrap_or_else(|_| Err("the snapshot task failed".into()))
+    }
+
     pub fn send(&self, c: Control) {
         let _ = self.tx.send(c);
     }
@@ -496,10 +525,7 @@ impl Task {
         let (ctx, group, service, index, state) =
             (self.ctx.clone(), group.clone(), self.spec.name.clone(), self.index, self.state());
         tokio::task::spawn_blocking(move || {
-            let (reason, dump) = match crate::alerts::dump::write(&ctx.dumps, &service, index, &group, &why) {
-                Ok(dir) => (format!("{why}; snapshot in {}", dir.display()), Some(dir.display().to_string())),
-                Err(e) => (format!("{why}; the snapshot failed: {e}"), None),
-            };
+            let (reason, dump) = snapshot(&ctx, &service, index, &group, &why);
             let note = Note { kind: EventKind::Alert, reason, ready: None, probe: None, alert: Some(f.report(dump)) };
             ctx.events.emit(note.into_event(&service, index, state, Some(group.pid())));
         });
@@ -584,6 +610,14 @@ impl Note {
             probe: self.probe,
             alert: self.alert,
         }
+    }
+}
+
+/// Writes a snapshot; returns the event's reason and the folder written.
+fn snapshot(ctx: &Ctx, service: &str, index: u32, group: &Group, why: &str) -> (String, Option<String>) {
+    match crate::alerts::dump::write(&ctx.dumps, service, index, group, why) {
+        Ok(dir) => (format!("{why}; snapshot in {}", dir.display()), Some(dir.display().to_string())),
+        Err(e) => (format!("{why}; the snapshot failed: {e}"), None),
     }
 }
 

@@ -42,4 +42,4 @@ mod user;
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{Health, Supervisor, Target, UnknownService};
+pub use supervisor::{DumpResult, Health, Supervisor, Target, UnknownService};

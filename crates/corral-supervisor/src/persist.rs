@@ -177,8 +177,10 @@ mod sys {
 mod sys {
     use super::GroupRecord;
 
-    pub fn alive_as_corral(_pid: u32) -> bool {
-        false
+    /// The pid runs and its command line names corral (a pid alone may
+    /// have been reused by anything).
+    pub fn alive_as_corral(pid: u32) -> bool {
+        corral::process_table().is_ok_and(|t| t.get(pid).is_some_and(|p| p.cmdline.to_lowercase().contains("corral")))
     }
 
     /// Job Objects are closed with their last handle, and the daemon's

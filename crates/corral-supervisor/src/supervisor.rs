@@ -35,6 +35,19 @@ pub enum Target {
     Some(Vec<String>),
 }
 
+/// One instance's snapshot from [`Supervisor::dump`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DumpResult {
+    /// Service name.
+    pub service: String,
+    /// Instance index.
+    pub instance: u32,
+    /// The snapshot's folder.
+    pub dir: Option<String>,
+    /// Why there is no snapshot (not running, or the write failed).
+    pub error: Option<String>,
+}
+
 /// An operation named a service that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownService {
@@ -257,6 +270,39 @@ impl Supervisor {
         self.stop_locked(&names).await;
         self.start_locked(&names);
         Ok(())
+    }
+
+    /// Writes a diagnostic snapshot of every running instance of the
+    /// services (`corral dump`), as an alert with `action = "dump"` does,
+    /// without stopping anything. One result per instance: the folder, or
+    /// why there is none.
+    pub async fn dump(&self, target: &Target) -> Result<Vec<DumpResult>, UnknownService> {
+        let names = self.resolve(target)?;
+        let mut out = Vec::new();
+        for name in names {
+            let count = self.services().get(&name).map_or(0, |s| s.instances.len());
+            for index in 0..count {
+                // The lock is not held across the write: look the instance up each time.
+                let job = {
+                    let services = self.services();
+                    services.get(&name).and_then(|s| s.instances.get(index)).map(|i| {
+                        let ctx = self.inner.ctx.clone();
+                        let status = i.status.clone();
+                        let group = i.group_handle();
+                        (ctx, status, group)
+                    })
+                };
+                let Some((ctx, status, group)) = job else { continue };
+                let r = Instance::dump_group(ctx, group, status, &name, index as u32).await;
+                out.push(DumpResult {
+                    service: name.clone(),
+                    instance: index as u32,
+                    dir: r.as_ref().ok().cloned(),
+                    error: r.err(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Passes a probe's verdict to an instance.

@@ -57,6 +57,25 @@ pub use stop::{Signal, StopPolicy};
 pub use tree::{process_table, ProcessInfo, ProcessTree};
 pub use usage::Usage;
 
+/// Writes a minidump of the live process `pid` to `path`: its threads and
+/// their stacks, the memory those point to, its handles and its memory
+/// map (not its whole memory). Windows only; elsewhere the error is of
+/// kind [`ErrorKind::Unsupported`].
+///
+/// A pid names a process only while someone holds it: pass the leader of a
+/// live [`Group`] (which holds its handle), not a pid read long ago.
+pub fn write_minidump(pid: u32, path: &std::path::Path) -> Result<()> {
+    sys::minidump(pid, path).map_err(|e| {
+        let err = Error::os(format!("cannot write a minidump of process {pid} to {}", path.display()), e);
+        match err.kind() {
+            ErrorKind::PermissionDenied => {
+                err.hint("the process belongs to another user or is protected; run corral as that user")
+            }
+            _ => err,
+        }
+    })
+}
+
 /// Adopts and reaps orphaned processes of this whole process, not only
 /// those corral can attribute to one of its groups.
 ///

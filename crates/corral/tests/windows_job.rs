@@ -334,3 +334,29 @@ fn storm(depth: u32, kill_at: u32) {
     assert_eq!(out.usage.processes_total, Some(u64::from(total)));
     assert_all_gone(&kit.procs);
 }
+
+#[test]
+fn minidump_of_a_live_leader_is_a_valid_dump_and_leaves_it_running() {
+    let kit = start(Group::builder(), &["--children", "1", "--sleep", "60"]);
+    let dir = std::env::temp_dir().join(format!("corral-minidump-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("leader.dmp");
+    let t = Instant::now();
+    corral::write_minidump(kit.group.pid(), &path).expect("minidump of the leader");
+    eprintln!("minidump of the leader: {:?}, {} bytes", t.elapsed(), std::fs::metadata(&path).unwrap().len());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[..4], b"MDMP", "a minidump starts with its signature");
+    // MINIDUMP_HEADER: signature, version, NumberOfStreams, ...
+    let streams = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    assert!(streams >= 3, "threads, modules and memory at least; got {streams} streams");
+    assert!(kit.group.try_wait().is_none(), "a dump must not stop the group");
+    // A pid that names no process is a clear error, and leaves no file.
+    let missing = dir.join("missing.dmp");
+    let err = corral::write_minidump(u32::MAX - 3, &missing).unwrap_err();
+    assert!(err.to_string().contains("cannot write a minidump of process"), "{err}");
+    assert!(!missing.exists());
+    kit.group.kill().unwrap();
+    assert_eq!(kit.group.wait().leftover, 0);
+    assert_all_gone(&kit.procs);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -5,7 +5,7 @@ use clap::Args;
 use corral::units::{format_duration, format_size};
 use corral_supervisor::client::{Client, Reply};
 use corral_supervisor::config;
-use corral_supervisor::{Event, EventKind, InstanceStatus};
+use corral_supervisor::{DumpResult, Event, EventKind, InstanceStatus};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -169,15 +169,23 @@ fn health(i: &InstanceStatus) -> String {
     format!("ok ({})", passed.join(", "))
 }
 
-pub fn act(action: &str, a: Which) -> u8 {
+/// The API paths of `action` on the named services, or on all.
+fn targets(action: &str, a: &Which) -> Result<Vec<String>, u8> {
     if !a.all && a.services.is_empty() {
         crate::exit::error(format!("name the services to {action}, or give --all"));
-        return FAILED;
+        return Err(FAILED);
     }
-    let paths: Vec<String> = if a.all {
+    Ok(if a.all {
         vec![format!("/v1/{action}")]
     } else {
         a.services.iter().map(|s| format!("/v1/services/{s}/{action}")).collect()
+    })
+}
+
+pub fn act(action: &str, a: Which) -> u8 {
+    let paths = match targets(action, &a) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     for p in paths {
         match call(&a.common, "POST", &p) {
@@ -192,6 +200,33 @@ pub fn act(action: &str, a: Which) -> u8 {
         }
     }
     0
+}
+
+/// Prints each instance's snapshot folder; fails when any instance got
+/// none (it was not running, or the write failed).
+pub fn dump(a: Which) -> u8 {
+    let paths = match targets("dump", &a) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut code = 0;
+    for p in paths {
+        let r = match call(&a.common, "POST", &p) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        let list: Vec<DumpResult> = serde_json::from_value(r.json()["dumps"].clone()).unwrap_or_default();
+        for d in list {
+            match (d.dir, d.error) {
+                (Some(dir), _) => println!("{}.{}: {dir}", d.service, d.instance),
+                (None, why) => {
+                    eprintln!("corral: {}.{}: no snapshot: {}", d.service, d.instance, why.unwrap_or_default());
+                    code = FAILED;
+                }
+            }
+        }
+    }
+    code
 }
 
 pub fn reload(a: Common) -> u8 {

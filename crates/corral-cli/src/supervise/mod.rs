@@ -31,6 +31,8 @@ pub enum Cmd {
     Restart(client_verbs::Which),
     /// Show service logs, each line prefixed with its service.
     Logs(client_verbs::LogsArgs),
+    /// Write a diagnostic snapshot of running services to state_dir/dumps, without stopping them.
+    Dump(client_verbs::Which),
     /// Re-read the config and apply only what changed.
     Reload(Common),
     /// Show state transitions.
@@ -67,6 +69,7 @@ pub fn main(cmd: Cmd) -> u8 {
         Cmd::Stop(a) => client_verbs::act("stop", a),
         Cmd::Restart(a) => client_verbs::act("restart", a),
         Cmd::Logs(a) => client_verbs::logs(a),
+        Cmd::Dump(a) => client_verbs::dump(a),
         Cmd::Reload(a) => client_verbs::reload(a),
         Cmd::Events(a) => client_verbs::events(a),
         Cmd::Down(a) => client_verbs::down(a),

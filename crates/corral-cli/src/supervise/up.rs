@@ -67,6 +67,14 @@ fn detach(config: &corral_supervisor::config::Config) -> u8 {
         // Out of the terminal's process group: Ctrl-C in this shell must not reach it.
         cmd.process_group(0);
     }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        // No console of its own and out of this console's Ctrl-C group.
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -84,7 +92,8 @@ fn detach(config: &corral_supervisor::config::Config) -> u8 {
             return FAILED;
         }
         if rt.block_on(client.request("GET", "/v1/daemon")).is_ok_and(|r| r.status == 200) {
-            println!("corral: daemon started (pid {}), socket {}", child.id(), config.daemon.socket.display());
+            let at = corral_supervisor::api::local_address(&config.daemon.socket);
+            println!("corral: daemon started (pid {}), listening on {at}", child.id());
             return 0;
         }
         std::thread::sleep(Duration::from_millis(20));

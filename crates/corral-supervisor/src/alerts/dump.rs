@@ -9,8 +9,10 @@
 //!   `<pid>/cmdline` of each member, copied from /proc. `stack` needs
 //!   CAP_SYS_ADMIN and a kernel that exposes it; when it cannot be read the
 //!   summary says so instead.
-//! - Elsewhere only the summary and the tree. A minidump of the leader on
-//!   Windows (`MiniDumpWriteDump`) is not written yet.
+//! - Windows: `leader.dmp`, a minidump of the leader (`MiniDumpWriteDump`:
+//!   threads, stacks and the memory they point to, handles, the memory
+//!   map; not the whole memory), for WinDbg or Visual Studio.
+//! - macOS: only the summary and the tree.
 //!
 //! Only the newest [`KEEP`] snapshots of each instance are kept.
 
@@ -46,7 +48,7 @@ pub fn write(dumps: &Path, service: &str, instance: u32, group: &Group, why: &st
         Ok(t) => std::fs::write(dir.join("tree.txt"), t.to_string())?,
         Err(e) => unreadable.push(json!({ "what": "tree", "error": e.to_string() })),
     }
-    let notes = per_process(&dir, &members, &mut unreadable)?;
+    let notes = per_process(&dir, group.pid(), &members, &mut unreadable)?;
     let u = group.usage();
     let summary = json!({
         "service": service,
@@ -73,7 +75,12 @@ pub fn write(dumps: &Path, service: &str, instance: u32, group: &Group, why: &st
 }
 
 #[cfg(target_os = "linux")]
-fn per_process(dir: &Path, members: &[u32], unreadable: &mut Vec<serde_json::Value>) -> io::Result<Vec<String>> {
+fn per_process(
+    dir: &Path,
+    _leader: u32,
+    members: &[u32],
+    unreadable: &mut Vec<serde_json::Value>,
+) -> io::Result<Vec<String>> {
     for pid in members {
         let pdir = dir.join(pid.to_string());
         std::fs::create_dir_all(&pdir)?;
@@ -103,13 +110,27 @@ fn per_process(dir: &Path, members: &[u32], unreadable: &mut Vec<serde_json::Val
     Ok(Vec::new())
 }
 
-#[cfg(not(target_os = "linux"))]
-fn per_process(_dir: &Path, _members: &[u32], _unreadable: &mut Vec<serde_json::Value>) -> io::Result<Vec<String>> {
-    Ok(vec![if cfg!(windows) {
-        "no minidump: MiniDumpWriteDump of the leader is not implemented yet".into()
-    } else {
-        "per-process memory maps and stacks are collected on Linux only".into()
-    }])
+#[cfg(windows)]
+fn per_process(
+    dir: &Path,
+    leader: u32,
+    _members: &[u32],
+    unreadable: &mut Vec<serde_json::Value>,
+) -> io::Result<Vec<String>> {
+    if let Err(e) = corral::write_minidump(leader, &dir.join("leader.dmp")) {
+        unreadable.push(json!({ "pid": leader, "what": "leader.dmp", "error": e.to_string() }));
+    }
+    Ok(Vec::new())
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+fn per_process(
+    _dir: &Path,
+    _leader: u32,
+    _members: &[u32],
+    _unreadable: &mut Vec<serde_json::Value>,
+) -> io::Result<Vec<String>> {
+    Ok(vec!["per-process memory maps and stacks are collected on Linux, a minidump on Windows".into()])
 }
 
 /// Removes all but the newest `keep` snapshots of one instance (names

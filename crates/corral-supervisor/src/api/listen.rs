@@ -1,10 +1,48 @@
 //! The local listener. On Unix: a socket with mode 0600 in a folder with
 //! mode 0700, and every connection's peer uid checked (SO_PEERCRED /
 //! getpeereid) against the daemon's, so a socket whose mode was loosened
-//! still serves only its owner. Windows has no local listener yet (a named
-//! pipe with an owner-only ACL is planned); the daemon says so and stops.
+//! still serves only its owner. On Windows: a named pipe with an
+//! owner-only DACL and the same per-connection check (see `pipe`).
 
 use std::path::Path;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Where clients reach the daemon of a config whose `socket` is `socket`:
+/// the path itself on Unix; on Windows a pipe name. `\\.\pipe\…` is used
+/// as given; any other path names the pipe `corral-<hash of the path>`, so
+/// one config always finds its daemon and two configs never share one.
+pub fn local_address(socket: &Path) -> String {
+    let s = socket.display().to_string();
+    if cfg!(unix) || s.starts_with(r"\\.\pipe\") {
+        return s;
+    }
+    // FNV-1a of the lower-cased path: Windows paths ignore case.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.to_lowercase().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    format!(r"\\.\pipe\corral-{h:016x}")
+}
+
+/// Answers a connection from another user with 403 and closes it.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+    const REFUSED: &[u8] = b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: 52\r\nconnection: close\r\n\r\n{\"error\":\"only the daemon's owner may use this API\"}";
+    // Read the request head first: a client whose request is cut off sees
+    // a reset, not the reason.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
+    let _ = s.write_all(REFUSED).await;
+    let _ = s.shutdown().await;
+}
 
 #[cfg(unix)]
 pub use unix::serve_local;
@@ -15,7 +53,6 @@ mod unix {
     use axum::serve::Listener;
     use std::future::Future;
     use std::os::unix::fs::PermissionsExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{UnixListener, UnixStream};
 
     /// Accepts only connections from the daemon's own uid.
@@ -23,8 +60,6 @@ mod unix {
         inner: UnixListener,
         uid: u32,
     }
-
-    const REFUSED: &[u8] = b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: 52\r\nconnection: close\r\n\r\n{\"error\":\"only the daemon's owner may use this API\"}";
 
     impl Listener for OwnerOnly {
         type Io = UnixStream;
@@ -36,24 +71,7 @@ mod unix {
                     Ok((s, a)) => match s.peer_cred() {
                         Ok(c) if c.uid() == self.uid => return (s, a),
                         _ => {
-                            tokio::spawn(async move {
-                                let mut s = s;
-                                // Read the request head first: a client whose request is
-                                // cut off sees a reset, not the reason.
-                                let mut head = Vec::new();
-                                let mut buf = [0u8; 1024];
-                                let read = async {
-                                    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                                        match s.read(&mut buf).await {
-                                            Ok(0) | Err(_) => break,
-                                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                                        }
-                                    }
-                                };
-                                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
-                                let _ = s.write_all(REFUSED).await;
-                                let _ = s.shutdown().await;
-                            });
+                            tokio::spawn(super::refuse(s));
                         }
                     },
                     // Out of fds and the like: wait a little instead of spinning.
@@ -95,15 +113,73 @@ mod unix {
     }
 }
 
-/// Windows: not yet.
-#[cfg(not(unix))]
-pub async fn serve_local(
-    _path: &Path,
-    _app: axum::Router,
-    _stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "the local control API is not available on Windows yet (a named pipe with an owner-only ACL is planned)",
-    ))
+#[cfg(windows)]
+pub use windows::serve_local;
+
+#[cfg(windows)]
+mod windows {
+    use super::super::pipe::OwnerOnly;
+    use super::Path;
+    use axum::serve::Listener;
+    use std::future::Future;
+    use tokio::net::windows::named_pipe::NamedPipeServer;
+
+    /// Hands out connected pipe instances of the daemon's own user.
+    struct PipeListener {
+        name: String,
+        acl: OwnerOnly,
+        next: NamedPipeServer,
+    }
+
+    impl PipeListener {
+        /// The next instance; an error (out of handles) is retried.
+        async fn fresh(&self) -> NamedPipeServer {
+            loop {
+                match self.acl.create(&self.name, false) {
+                    Ok(p) => return p,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+        }
+    }
+
+    impl Listener for PipeListener {
+        type Io = NamedPipeServer;
+        type Addr = String;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let connected = self.next.connect().await;
+                // A client always finds an instance waiting.
+                let fresh = self.fresh().await;
+                let conn = std::mem::replace(&mut self.next, fresh);
+                match connected {
+                    Ok(()) if self.acl.is_owner(&conn) => return (conn, self.name.clone()),
+                    Ok(()) => {
+                        tokio::spawn(super::refuse(conn));
+                    }
+                    // The client left before it was served.
+                    Err(_) => {}
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            Ok(self.name.clone())
+        }
+    }
+
+    /// Creates the first pipe instance (refused when the name exists) and
+    /// serves until `stop` completes.
+    pub async fn serve_local(
+        path: &Path,
+        app: axum::Router,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+        let name = super::local_address(path);
+        let acl = OwnerOnly::new()?;
+        let next = acl.create_first(&name)?;
+        let listener = PipeListener { name, acl, next };
+        Ok(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }))
+    }
 }

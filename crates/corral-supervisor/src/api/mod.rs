@@ -4,10 +4,12 @@
 
 mod auth;
 mod listen;
+#[cfg(windows)]
+pub(crate) mod pipe;
 mod tcp;
 
 pub use auth::Token;
-pub use listen::serve_local;
+pub use listen::{local_address, serve_local};
 pub use tcp::{BoundTcp, TcpTls};
 
 use crate::logs::{tail, Follower};
@@ -122,12 +124,21 @@ async fn act_all(State(api): State<Api>, Path(action): Path<String>) -> Response
 }
 
 async fn act(api: Api, target: Target, action: &str) -> Response {
+    if action == "dump" {
+        return match api.sup.dump(&target).await {
+            Ok(list) => Json(json!({ "ok": list.iter().all(|d| d.dir.is_some()), "dumps": list })).into_response(),
+            Err(e) => unknown(e),
+        };
+    }
     let r = match action {
         "start" => api.sup.start(&target).await,
         "stop" => api.sup.stop(&target).await,
         "restart" => api.sup.restart(&target).await,
         other => {
-            return error(StatusCode::NOT_FOUND, format!("unknown action `{other}`: expected start, stop or restart"));
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{other}`: expected start, stop, restart or dump"),
+            );
         }
     };
     match r {

@@ -259,6 +259,8 @@ fn bsdinfo(pid: u32) -> Option<libc::proc_bsdinfo> {
     (n == size).then_some(info)
 }
 
+pub(crate) use super::unix::minidump;
+
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
     let mut buf = vec![0 as libc::pid_t; 16384];
     // SAFETY: buf is valid for its byte length.

@@ -743,6 +743,8 @@ pub(crate) fn reap_all_orphans(yes: bool) {
     reaper::ensure();
 }
 
+pub(crate) use super::unix::minidump;
+
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
     let mut out = Vec::new();
     for pid in procfs::all_pids()? {

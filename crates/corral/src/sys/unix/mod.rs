@@ -152,3 +152,8 @@ pub(crate) fn clock_ticks() -> u64 {
         100
     }
 }
+
+/// Minidumps are a Windows format; a snapshot on Unix reads /proc instead.
+pub(crate) fn minidump(_pid: u32, _path: &std::path::Path) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "minidumps are written on Windows only"))
+}

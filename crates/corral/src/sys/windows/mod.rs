@@ -33,6 +33,7 @@ mod error;
 mod handle;
 mod host;
 mod job;
+mod minidump;
 mod ntdll;
 mod port;
 mod process;
@@ -481,6 +482,12 @@ pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
         Ok(h) => (process::parent(handle::raw(&h)), process::image(handle::raw(&h))),
         Err(_) => (None, None),
     }
+}
+
+/// A minidump of a live process: its threads, stacks, handles and memory
+/// map.
+pub(crate) fn minidump(pid: u32, path: &std::path::Path) -> io::Result<()> {
+    minidump::write(pid, path)
 }
 
 /// Windows has no zombies to reap: a process is gone when it exits and
