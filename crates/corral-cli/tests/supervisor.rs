@@ -203,7 +203,10 @@ fn reload_touches_only_what_changed_and_refuses_a_broken_config() {
             tk = tk()
         )
     };
-    let mut d = Daemon::start(&[svc("keep", ""), svc("change", ""), svc("remove", "")].concat());
+    // Reload by command only: the file watcher must not race it (it has a
+    // test of its own below).
+    let manual = "[daemon]\nwatch_config = false\n".to_string();
+    let mut d = Daemon::start(&[manual.clone(), svc("keep", ""), svc("change", ""), svc("remove", "")].concat());
     for s in ["keep", "change", "remove"] {
         d.wait_transition(s, "running");
     }
@@ -213,7 +216,7 @@ fn reload_touches_only_what_changed_and_refuses_a_broken_config() {
 
     std::fs::write(
         d.path("corral.toml"),
-        [svc("keep", ""), svc("change", ", \"--children\", \"1\""), svc("add", "")].concat(),
+        [manual.clone(), svc("keep", ""), svc("change", ", \"--children\", \"1\""), svc("add", "")].concat(),
     )
     .unwrap();
     let out = d.corral(&["reload"]);
@@ -236,15 +239,46 @@ fn reload_touches_only_what_changed_and_refuses_a_broken_config() {
 
     // A broken config changes nothing and says where it is broken.
     let before = d.status();
-    std::fs::write(d.path("corral.toml"), format!("{}[services.bad]\ncomand = [\"x\"]\n", svc("keep", ""))).unwrap();
+    std::fs::write(d.path("corral.toml"), format!("{manual}{}[services.bad]\ncomand = [\"x\"]\n", svc("keep", "")))
+        .unwrap();
     let out = d.corral(&["reload"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("corral.toml:5:1: service `bad`: unknown key `comand`"), "{err}");
+    assert!(err.contains("corral.toml:7:1: service `bad`: unknown key `comand`"), "{err}");
     assert!(err.contains("did you mean `command`"), "{err}");
     let after = d.status();
     let pids = |s: &[Value]| s.iter().map(|i| (i["service"].clone(), i["pid"].clone())).collect::<Vec<_>>();
     assert_eq!(pids(&before), pids(&after));
+    d.down();
+}
+
+#[test]
+fn a_change_to_the_config_file_is_applied_and_a_broken_one_refused() {
+    let svc = |name: &str| format!("[services.{name}]\ncommand = [{tk}, \"--sleep\", \"120\"]\n", tk = tk());
+    let mut d = Daemon::start(&svc("keep"));
+    d.wait_transition("keep", "running");
+    let keep = d.pid_of("keep").unwrap();
+    // Saved the way editors do: a new file renamed over the old one.
+    let (tmp, cfg) = (d.path("corral.toml.tmp"), d.path("corral.toml"));
+    let save = |text: String| {
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
+    };
+    save([svc("keep"), svc("add")].concat());
+    d.wait_event("add running", |e| e["service"] == "add" && e["to"] == "running");
+    d.wait_stderr("corral: reloaded (the config file changed)");
+    assert_eq!(d.pid_of("keep"), Some(keep), "unchanged services keep their pid");
+    // A broken file is refused once, with the place, and changes nothing.
+    let before = d.status();
+    save(format!("{}[services.add]\ncomand = [\"x\"]\n", svc("keep")));
+    let said = d.wait_stderr("unknown key `comand`").join("\n");
+    assert!(said.contains("corral: reload (the config file changed) refused, nothing changed"), "{said}");
+    let pids = |s: &[Value]| s.iter().map(|i| (i["service"].clone(), i["pid"].clone())).collect::<Vec<_>>();
+    assert_eq!(pids(&before), pids(&d.status()));
+    // Fixing it applies the fix: `add` is removed.
+    save(svc("keep"));
+    d.wait_event("add stopped", |e| e["service"] == "add" && e["to"] == "stopped");
+    assert_eq!(d.pid_of("keep"), Some(keep));
     d.down();
 }
 

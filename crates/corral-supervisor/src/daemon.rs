@@ -69,7 +69,11 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         t.serve(tcp_app, async move { stop.notified().await })
     });
     let _ = sup.start(&Target::All).await;
+    let watcher = sup.config().daemon.watch_config.then(|| tokio::spawn(crate::watch::config_file(sup.clone())));
     wait_for_stop(&sup, &shutdown).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     eprintln!("corral: stopping every service");
     sup.shutdown().await;
     api_stop.notify_one();
@@ -106,14 +110,8 @@ async fn wait_for_stop(sup: &Supervisor, shutdown: &Notify) {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = shutdown.notified() => return,
-                _ = hup.recv() => {
-                    // SIGHUP reloads, as daemons do.
-                    let path = sup.config().path;
-                    match sup.reload(crate::config::load(&path)).await {
-                        Ok(d) => eprintln!("corral: reloaded: {}", serde_json::to_string(&d).unwrap_or_default()),
-                        Err(e) => eprintln!("corral: reload refused, nothing changed:\n{e}"),
-                    }
-                }
+                // SIGHUP reloads, as daemons do.
+                _ = hup.recv() => reload(sup, "SIGHUP").await,
             }
         }
     }
@@ -137,6 +135,16 @@ async fn wait_for_stop(sup: &Supervisor, shutdown: &Notify) {
             _ = shutdown.notified() => {}
         }
         let _ = sup;
+    }
+}
+
+/// Re-reads the config and applies it, saying what happened on stderr;
+/// a config that does not load changes nothing.
+pub(crate) async fn reload(sup: &Supervisor, why: &str) {
+    let path = sup.config().path;
+    match sup.reload(crate::config::load(&path)).await {
+        Ok(d) => eprintln!("corral: reloaded ({why}): {}", serde_json::to_string(&d).unwrap_or_default()),
+        Err(e) => eprintln!("corral: reload ({why}) refused, nothing changed:\n{e}"),
     }
 }
 

@@ -38,6 +38,7 @@ mod state;
 mod supervisor;
 pub mod time;
 mod user;
+mod watch;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};

@@ -40,6 +40,8 @@ pub struct DaemonConfig {
     pub tcp: Option<TcpConfig>,
     /// A plain TCP address that serves `GET /metrics` only (no control).
     pub metrics_listen: Option<SocketAddr>,
+    /// Reload when the config file changes (default true).
+    pub watch_config: bool,
 }
 
 /// `[daemon.tcp]`: refused at start unless every field is there.

@@ -15,6 +15,7 @@ pub(crate) struct RawDaemon {
     pub log_dir: Option<PathBuf>,
     pub tcp: Option<RawTcp>,
     pub metrics_listen: Option<Addr>,
+    pub watch_config: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

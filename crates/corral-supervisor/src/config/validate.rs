@@ -216,7 +216,14 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         token_file: t.token_file.map(|p| anchor(base, &p)),
         ..t
     });
-    DaemonConfig { socket, state_dir, log_dir, tcp, metrics_listen: raw.metrics_listen.map(|a| a.0) }
+    DaemonConfig {
+        socket,
+        state_dir,
+        log_dir,
+        tcp,
+        metrics_listen: raw.metrics_listen.map(|a| a.0),
+        watch_config: raw.watch_config.unwrap_or(true),
+    }
 }
 
 fn valid_name(name: &str) -> bool {

@@ -1,0 +1,37 @@
+//! Reload when the config file changes (`[daemon] watch_config`, on by
+//! default).
+//!
+//! The file is read every [`PERIOD`] and compared with what was last seen,
+//! instead of watching for filesystem events: a config is a few KiB, the
+//! read costs microseconds, and it behaves the same on every OS and
+//! filesystem (network mounts, editors that save by rename, mtimes with
+//! one-second granularity). A change is applied once two reads in a row
+//! agree, so a save in progress is never read half-written. Content equal
+//! to what was last seen is no change, so `touch` does nothing; a config
+//! that does not load is refused (and said so) once, not every period.
+
+use crate::supervisor::Supervisor;
+use std::time::Duration;
+
+/// How often the file is read.
+pub(crate) const PERIOD: Duration = Duration::from_millis(500);
+
+/// Runs until aborted.
+pub(crate) async fn config_file(sup: Supervisor) {
+    let path = sup.config().path;
+    let mut applied = std::fs::read(&path).ok();
+    let mut last = applied.clone();
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // A missing file (mid-rename, or deleted) is no new config.
+        let Ok(now) = std::fs::read(&path) else { continue };
+        let settled = last.as_ref() == Some(&now);
+        last = Some(now);
+        if settled && last != applied {
+            applied = last.clone();
+            crate::daemon::reload(&sup, "the config file changed").await;
+        }
+    }
+}
