@@ -283,6 +283,68 @@ fn a_change_to_the_config_file_is_applied_and_a_broken_one_refused() {
 }
 
 #[test]
+fn a_changed_service_with_instances_rolls_one_at_a_time_gated_on_readiness() {
+    let svc = |args: &str| {
+        format!(
+            "[daemon]\nwatch_config = false\n[services.web]\ncommand = [{tk}, {args}]\ninstances = 3\n\
+             health.readiness = {{ log = '\"ready\":true', period = \"100ms\" }}\n",
+            tk = tk()
+        )
+    };
+    let ready =
+        |e: &Value, i: u32| e["kind"] == "probe" && e["service"] == "web" && e["instance"] == i && e["ready"] == true;
+    let pids = |d: &Daemon| -> Vec<u64> {
+        d.status().iter().filter(|i| i["service"] == "web").map(|i| i["pid"].as_u64().unwrap_or(0)).collect()
+    };
+    let mut d = Daemon::start(&svc("\"--sleep\", \"120\""));
+    for i in 0..3 {
+        d.wait_event("web ready", |e| ready(e, i));
+    }
+    let old = pids(&d);
+    for i in 0..3 {
+        d.latest_ready_pids("web", i);
+    }
+    let mark = d.events().len();
+    std::fs::write(d.path("corral.toml"), svc("\"--sleep\", \"120\", \"--children\", \"1\"")).unwrap();
+    let out = d.corral(&["reload"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("changed: web") && said.contains("rolled: web"), "{said}");
+    // The reload answers once the rollout is done: every step is in the log.
+    let evs: Vec<Value> = d.events().split_off(mark);
+    let pos = |f: &dyn Fn(&Value) -> bool| evs.iter().position(f);
+    for i in 0..3u32 {
+        let stopping = pos(&|e| e["instance"] == i && e["to"] == "stopping").expect("old instance stopped");
+        let up = pos(&|e| ready(e, i)).unwrap_or_else(|| panic!("new instance {i} ready: {evs:#?}"));
+        assert!(stopping < up, "instance {i}: the old one stops before the new one is ready");
+        if i > 0 {
+            let prev_up = pos(&|e| ready(e, i - 1)).unwrap();
+            assert!(prev_up < stopping, "instance {i} stops only once instance {} is ready: {evs:#?}", i - 1);
+        }
+    }
+    let new = pids(&d);
+    assert!(new.iter().all(|p| *p != 0 && !old.contains(p)), "{old:?} -> {new:?}");
+    for i in 0..3 {
+        d.latest_ready_pids("web", i);
+    }
+
+    // A new spec that never gets ready halts the rollout at its first
+    // instance; the others keep running the old spec.
+    std::fs::write(
+        d.path("corral.toml"),
+        svc("\"--exit\", \"3\"").replace("instances = 3", "instances = 3\nrestart = \"no\""),
+    )
+    .unwrap();
+    let out = d.corral(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("web: the rollout halted: new instance 0 is failed"), "{err}");
+    let after = pids(&d);
+    assert_eq!(after[1..], new[1..], "instances 1 and 2 were not touched");
+    d.down();
+}
+
+#[test]
 fn the_api_serves_its_owner_and_refuses_other_uids() {
     let mut d = Daemon::start(&format!("[services.s]\ncommand = [{tk}, \"--sleep\", \"120\"]\n", tk = tk()));
     d.wait_transition("s", "running");

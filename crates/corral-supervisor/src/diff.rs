@@ -17,6 +17,15 @@ pub struct Diff {
     pub scaled: Vec<String>,
     /// Identical: not touched, same pids.
     pub unchanged: Vec<String>,
+    /// Changed services with several instances that were up: replaced one
+    /// instance at a time, each new one ready before the next old one
+    /// stops. Also listed in `changed`. Filled in by the reload.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolled: Vec<String>,
+    /// Rollouts that stopped, with why: the instances not replaced yet keep
+    /// the old spec until the next reload.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub halted: BTreeMap<String, String>,
 }
 
 /// Compares the running services with a new config's.

@@ -490,6 +490,11 @@ impl Task {
     /// readiness, and tells the notable ones.
     fn on_probe(&mut self, result: ProbeResult, took: Duration, note: Option<String>, ready: Option<bool>) {
         self.ctx.metrics.probe(&self.spec.name, self.index, result.probe, took, result.ok);
+        // The event first: whoever acts on the new readiness (a dependant,
+        // a rollout) acts after it in the event log.
+        if let Some(reason) = note {
+            self.note(Note { kind: EventKind::Probe, reason, ready, probe: Some(result.clone()), alert: None });
+        }
         self.status.send_modify(|s| {
             match s.probes.iter_mut().find(|p| p.probe == result.probe) {
                 Some(p) => *p = result.clone(),
@@ -502,9 +507,6 @@ impl Task {
                 s.ready = r;
             }
         });
-        if let Some(reason) = note {
-            self.note(Note { kind: EventKind::Probe, reason, ready, probe: Some(result), alert: None });
-        }
     }
 
     /// Tells an alert; returns the reason to end the run for `restart`.

@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
+/// How long a rollout waits for each new instance to become ready.
+pub const ROLL_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// A verdict from a health check outside the daemon (the daemon's own
 /// probes report on a channel of each run instead).
 #[derive(Debug, Clone)]
@@ -322,20 +325,32 @@ impl Supervisor {
         let new = new?;
         let _op = self.inner.op.lock().await;
         let old = self.config();
-        let d = diff(&old.services, &new.services);
-        // Removed and changed services stop first, dependants before dependencies.
-        let mut going: Vec<String> = d.removed.clone();
-        going.extend(d.changed.iter().cloned());
+        let mut d = diff(&old.services, &new.services);
         let was_up: BTreeSet<String> = {
             let services = self.services();
-            going
+            d.removed
                 .iter()
+                .chain(&d.changed)
                 .filter(|n| {
                     services.get(*n).is_some_and(|s| s.instances.iter().any(|i| !i.status.borrow().state.is_down()))
                 })
                 .cloned()
                 .collect()
         };
+        // A changed service with several instances that is up rolls: it
+        // keeps serving while its instances are replaced one at a time.
+        d.rolled = {
+            let services = self.services();
+            d.changed
+                .iter()
+                .filter(|n| was_up.contains(*n) && new.services[*n].instances > 1)
+                .filter(|n| services.get(*n).is_some_and(|s| s.instances.len() > 1))
+                .cloned()
+                .collect()
+        };
+        // Removed and changed services stop first, dependants before dependencies.
+        let mut going: Vec<String> = d.removed.clone();
+        going.extend(d.changed.iter().filter(|n| !d.rolled.contains(n)).cloned());
         self.stop_locked(&going).await;
         let mut to_start: Vec<String> = Vec::new();
         let mut retired: Vec<Instance> = Vec::new();
@@ -346,7 +361,7 @@ impl Supervisor {
                     retired.extend(s.instances);
                 }
             }
-            for n in d.changed.iter().chain(&d.added) {
+            for n in d.changed.iter().filter(|n| !d.rolled.contains(n)).chain(&d.added) {
                 services.insert(n.clone(), new_service(&self.inner.ctx, &new.services[n]));
                 if d.added.contains(n) || was_up.contains(n) {
                     to_start.push(n.clone());
@@ -375,9 +390,92 @@ impl Supervisor {
             i.wait_down().await;
             let _ = i.task.await;
         }
+        let rolling: Vec<(String, Arc<ServiceSpec>)> =
+            d.rolled.iter().map(|n| (n.clone(), Arc::new(new.services[n].clone()))).collect();
         *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
         self.start_locked(&to_start);
+        for (name, spec) in rolling {
+            if let Err(why) = self.roll(&name, spec).await {
+                eprintln!("corral: the rollout of {name} halted: {why}");
+                d.halted.insert(name, why);
+            }
+        }
         Ok(d)
+    }
+
+    /// Replaces a service's instances one at a time: old instance `i`
+    /// stops, new instance `i` starts, and the next step waits until it is
+    /// ready (running, and passing its readiness or startup probe if it
+    /// has one). A new instance that fails, exits or is not ready within
+    /// [`ROLL_WAIT`] halts the rollout; the instances not replaced yet keep
+    /// running with the old spec.
+    async fn roll(&self, name: &str, spec: Arc<ServiceSpec>) -> Result<(), String> {
+        let want = spec.instances as usize;
+        let gone = || format!("service `{name}` went away");
+        if let Some(s) = self.services().get_mut(name) {
+            s.spec = spec.clone();
+        }
+        for i in 0..want {
+            let old = {
+                let services = self.services();
+                let s = services.get(name).ok_or_else(gone)?;
+                s.instances.get(i).map(|o| {
+                    o.send(Control::Stop);
+                    o.status.clone()
+                })
+            };
+            if let Some(mut st) = old {
+                let _ = st.wait_for(|s| s.state == crate::State::Stopped).await;
+            }
+            let fresh = Instance::spawn(self.inner.ctx.clone(), spec.clone(), i as u32);
+            let mut st = fresh.status.clone();
+            let replaced = {
+                let mut services = self.services();
+                fresh.send(Control::Start(deps_of(&services, &spec)));
+                let s = services.get_mut(name).ok_or_else(gone)?;
+                if i < s.instances.len() {
+                    Some(std::mem::replace(&mut s.instances[i], fresh))
+                } else {
+                    s.instances.push(fresh);
+                    None
+                }
+            };
+            if let Some(o) = replaced {
+                o.send(Control::Shutdown);
+                let _ = o.task.await;
+            }
+            use crate::State::{Backoff, Exited, Failed, Running, Stopped};
+            let settled = async {
+                st.wait_for(|s| {
+                    (s.state == Running && s.ready) || matches!(s.state, Backoff | Exited | Failed | Stopped)
+                })
+                .await
+                .map(|s| (s.state, s.reason.clone()))
+            };
+            match tokio::time::timeout(ROLL_WAIT, settled).await {
+                Ok(Ok((Running, _))) => {}
+                Ok(Ok((state, why))) => return Err(format!("new instance {i} is {state}: {why}")),
+                Ok(Err(_)) => return Err(gone()),
+                Err(_) => {
+                    return Err(format!(
+                        "new instance {i} was not ready within {}",
+                        corral::units::format_duration(ROLL_WAIT)
+                    ))
+                }
+            }
+        }
+        // Fewer instances now: the extra old ones stop last.
+        let extra: Vec<Instance> = {
+            let mut services = self.services();
+            let s = services.get_mut(name).ok_or_else(gone)?;
+            s.instances.drain(want.min(s.instances.len())..).collect()
+        };
+        for o in extra {
+            o.send(Control::Shutdown);
+            o.wait_down().await;
+            let _ = o.task.await;
+        }
+        Ok(())
     }
 
     /// Stops everything in reverse dependency order and ends the tasks.

@@ -233,13 +233,22 @@ pub fn reload(a: Common) -> u8 {
     match call(&a, "POST", "/v1/reload") {
         Ok(r) => {
             let d = &r.json()["diff"];
-            for key in ["added", "removed", "changed", "scaled", "unchanged"] {
+            for key in ["added", "removed", "changed", "rolled", "scaled", "unchanged"] {
                 let names: Vec<&str> = d[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
                 if !names.is_empty() {
                     println!("{key}: {}", names.join(", "));
                 }
             }
-            0
+            // A halted rollout is a reload that did not finish.
+            let halted = d["halted"].as_object().cloned().unwrap_or_default();
+            for (name, why) in &halted {
+                eprintln!("corral: {name}: the rollout halted: {}", why.as_str().unwrap_or_default());
+            }
+            if halted.is_empty() {
+                0
+            } else {
+                FAILED
+            }
         }
         Err(code) => code,
     }
