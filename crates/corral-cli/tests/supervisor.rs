@@ -332,13 +332,16 @@ fn a_changed_service_with_instances_rolls_one_at_a_time_gated_on_readiness() {
     // instance; the others keep running the old spec.
     std::fs::write(
         d.path("corral.toml"),
-        svc("\"--exit\", \"3\"").replace("instances = 3", "instances = 3\nrestart = \"no\""),
+        // A program that is not there can never print a ready line.
+        svc("")
+            .replace(&format!("[{}, ]", tk()), "[\"/nonexistent/corral-rollout-test\"]")
+            .replace("instances = 3", "instances = 3\nrestart = \"no\""),
     )
     .unwrap();
     let out = d.corral(&["reload"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("web: the rollout halted: new instance 0 is failed"), "{err}");
+    assert!(err.contains("web: the rollout halted: new instance 0 is failed: spawn failed"), "{err}");
     let after = pids(&d);
     assert_eq!(after[1..], new[1..], "instances 1 and 2 were not touched");
     d.down();

@@ -446,6 +446,8 @@ impl Supervisor {
             }
             use crate::State::{Backoff, Exited, Failed, Running, Stopped};
             let settled = async {
+                // It starts out `stopped` until its task takes the start.
+                st.wait_for(|s| s.state != Stopped).await?;
                 st.wait_for(|s| {
                     (s.state == Running && s.ready) || matches!(s.state, Backoff | Exited | Failed | Stopped)
                 })
