@@ -211,8 +211,8 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
          `line <i> <pid>` ({mib} MiB) to stdout as fast as it can (8 KiB writes) and exits; run once, never \
          restarted (corral: `restart = \"no\"`, `logs = {{ max_size = {}, keep = 1 }}`; supervisord: \
          `autorestart=false`, `startsecs=0`, `stdout_logfile` with `stdout_logfile_maxbytes=0`, no rotation). Both \
-         daemons run in the foreground with their own stdout in a file, which for `corral up` also receives its \
-         `name | line` echo of every captured line (as `corral up -d` does into `daemon.log`). Timed \
+         daemons run in the foreground with their own stdout in a file (corral as `corral up -d` runs it, `--quiet`: \
+         no `name | line` echo, the lines go to the service's log only). Timed \
          from the service's announcement on the FIFO until it has exited (pidfd) and its log file has not grown for \
          500 ms (the time of the last growth, sampled every 1 ms). **MB/s** is the writer's payload (10⁶ bytes) \
          over that time. Then every log file is read back: **lost** = numbers in 1..=N never seen, **duplicated** = \

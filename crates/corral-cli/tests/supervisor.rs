@@ -441,3 +441,42 @@ fn user_runs_a_service_unprivileged() {
     assert!(log.lines().any(|l| l.ends_with(" out 65534")), "{log}");
     d.down();
 }
+
+#[test]
+fn up_detached_answers_keeps_service_output_out_of_daemon_log_and_goes_down() {
+    let dir = Daemon::dir();
+    let cfg = dir.path().join("corral.toml");
+    let toml = format!("[services.talk]\ncommand = [{tk}, \"--lines\", \"3\", \"--sleep\", \"60\"]\n", tk = tk());
+    std::fs::write(&cfg, toml).unwrap();
+    let run = |args: &[&str]| Command::new(CORRAL).args(args).arg("-c").arg(&cfg).output().unwrap();
+    let out = run(&["up", "-d"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let daemon: u32 = said
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no daemon pid in {said:?}"));
+    let log = dir.path().join(".corral/logs/talk/0.log");
+    let end = std::time::Instant::now() + LONG;
+    let (pids, text) = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(json) = text.lines().find_map(|l| l.split_once(" out {\"ready\"").map(|(_, j)| j.to_string())) {
+            if text.contains("line 3 ") {
+                break (pids_of_ready_line(&format!("{{\"ready\"{json}")), text);
+            }
+        }
+        assert!(std::time::Instant::now() < end, "no output in {}: {text}", log.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(text.contains(" out line 1 "), "{text}");
+    // The service's lines are in its log, not again in the daemon's.
+    let dlog = std::fs::read_to_string(dir.path().join(".corral/daemon.log")).unwrap();
+    assert!(dlog.contains("corral: listening on") && !dlog.contains("line 1 "), "{dlog}");
+    let out = run(&["down"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut all = pids;
+    all.push(daemon);
+    assert_gone(&all);
+}

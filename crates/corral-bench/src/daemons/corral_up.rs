@@ -1,5 +1,6 @@
-//! corral's supervisor: `corral up -c corral.toml` in the foreground, with
-//! its state dir, socket and logs in a temp dir; the CLI for the rest.
+//! corral's supervisor: `corral up -q -c corral.toml` in the foreground (as
+//! `corral up -d` runs it: no echo of the services' output), with its state
+//! dir, socket and logs in a temp dir; the CLI for the rest.
 
 use super::{files_with_prefix, run_cli, spawn_logged, wait_child, Policy, Service, Supervisor};
 use std::fmt::Write as _;
@@ -65,6 +66,8 @@ impl Supervisor for CorralUp {
     fn launch(&mut self, services: &[Service]) -> Result<(), String> {
         std::fs::write(self.config(), config_text(services)).map_err(|e| e.to_string())?;
         let mut cmd = self.cli("up");
+        // As `corral up -d` runs: the services' output goes to log_dir only.
+        cmd.arg("--quiet");
         self.daemon = Some(spawn_logged(&mut cmd, &self.dir.join("up.log"))?);
         Ok(())
     }

@@ -17,6 +17,10 @@ pub struct UpArgs {
     /// Never colour the name prefixes.
     #[arg(long)]
     no_color: bool,
+    /// Do not echo the services' output (it is in log_dir either way; a
+    /// detached daemon runs so).
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
 
 pub fn main(a: UpArgs) -> u8 {
@@ -27,8 +31,8 @@ pub fn main(a: UpArgs) -> u8 {
     if a.detach {
         return detach(&config);
     }
-    let echo =
-        Some(Echo { color: !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() });
+    let color = !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let echo = (!a.quiet).then_some(Echo { color });
     match runtime().block_on(daemon::run(config, Options { echo })) {
         Ok(()) => 0,
         Err(e) => {
@@ -56,7 +60,7 @@ fn detach(config: &corral_supervisor::config::Config) -> u8 {
     };
     let exe = std::env::current_exe().unwrap_or_else(|_| "corral".into());
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("up").arg("-c").arg(&config.path).arg("--no-color").stdin(std::process::Stdio::null());
+    cmd.arg("up").arg("-c").arg(&config.path).arg("--quiet").stdin(std::process::Stdio::null());
     match log.try_clone() {
         Ok(l) => cmd.stdout(l).stderr(log),
         Err(_) => cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()),
