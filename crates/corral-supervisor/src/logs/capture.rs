@@ -31,15 +31,7 @@ pub async fn capture(src: Source, hub: Arc<LogHub>, service: String, instance: u
     let mut ebuf = ReadBuf::new();
     let mut osplit = LineSplitter::new(MAX_LINE);
     let mut esplit = LineSplitter::new(MAX_LINE);
-    let mut w = Writer {
-        file: file.as_mut(),
-        hub: &hub,
-        service: &service,
-        instance,
-        label: &label,
-        line: Vec::new(),
-        echo: Vec::new(),
-    };
+    let mut w = Writer { file: file.as_mut(), hub: &hub, service: &service, instance, label: &label, echo: Vec::new() };
     while out.is_some() || err.is_some() {
         tokio::select! {
             r = read_some(&mut out, obuf.space()) => match r {
@@ -102,7 +94,6 @@ struct Writer<'a> {
     service: &'a str,
     instance: u32,
     label: &'a str,
-    line: Vec<u8>,
     /// Echoed lines of the current read, printed together in `publish`.
     echo: Vec<u8>,
 }
@@ -134,14 +125,8 @@ impl Writer<'_> {
             (Stream::Err, false) => "err",
             (Stream::Err, true) => "err+",
         };
-        self.line.clear();
-        self.line.extend_from_slice(ts.as_bytes());
-        self.line.push(b' ');
-        self.line.extend_from_slice(tag.as_bytes());
-        self.line.push(b' ');
-        self.line.extend_from_slice(piece);
         if let Some(f) = self.file.as_mut() {
-            if let Err(e) = f.write_line(&self.line) {
+            if let Err(e) = f.write_parts(&[ts.as_bytes(), b" ", tag.as_bytes(), b" ", piece]) {
                 eprintln!("corral: writing the log of {}: {e}", self.label);
             }
         }

@@ -18,12 +18,20 @@ impl LineSplitter {
     /// or full piece. `continued` is true for the pieces after the first of
     /// one long line.
     pub fn push(&mut self, mut chunk: &[u8], emit: &mut impl FnMut(&[u8], bool)) {
-        while let Some(nl) = memchr(chunk) {
-            self.buf.extend_from_slice(&chunk[..nl]);
+        while let Some(nl) = memchr::memchr(b'\n', chunk) {
+            let line = &chunk[..nl];
             chunk = &chunk[nl + 1..];
-            self.drain_full(emit);
-            let line = std::mem::take(&mut self.buf);
-            emit(strip_cr(&line), self.continued);
+            if self.buf.is_empty() && line.len() <= self.max {
+                // The common case: a whole line inside the chunk goes out
+                // without a copy.
+                emit(strip_cr(line), false);
+            } else {
+                self.buf.extend_from_slice(line);
+                self.drain_full(emit);
+                emit(strip_cr(&self.buf), self.continued);
+                // Cleared, not taken: the capacity serves the next line.
+                self.buf.clear();
+            }
             self.continued = false;
         }
         self.buf.extend_from_slice(chunk);
@@ -55,10 +63,6 @@ impl LineSplitter {
             self.continued = true;
         }
     }
-}
-
-fn memchr(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {

@@ -37,11 +37,19 @@ impl RotatingFile {
 
     /// Writes one line (the `\n` is added).
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let len = line.len() as u64 + 1;
+        self.write_parts(&[line])
+    }
+
+    /// Writes one line made of `parts` (the `\n` is added), without
+    /// joining them first.
+    pub fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let len = parts.iter().map(|p| p.len() as u64).sum::<u64>() + 1;
         if self.size > 0 && self.size + len > self.max_size {
             self.rotate()?;
         }
-        self.out.write_all(line)?;
+        for p in parts {
+            self.out.write_all(p)?;
+        }
         self.out.write_all(b"\n")?;
         self.size += len;
         Ok(())
