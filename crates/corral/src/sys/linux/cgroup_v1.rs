@@ -66,9 +66,14 @@ impl CgroupV1 {
         self.dir(controller).is_some()
     }
 
-    /// `cgroup.procs` files, one per distinct directory, for joining.
-    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect();
+    /// The files a new leader joins through, one per distinct directory:
+    /// `tasks`, not `cgroup.procs`. Between fork and exec the child has one
+    /// thread, so moving that thread moves the process; and the kernel
+    /// moves the writer's own single thread without taking the global
+    /// threadgroup lock for writing, whose RCU grace period made every
+    /// `cgroup.procs` join cost 5–20 ms on an idle host.
+    pub(crate) fn join_files(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = self.dirs.iter().map(|(_, d)| d.join("tasks")).collect();
         out.dedup();
         out
     }

@@ -3,9 +3,9 @@
 //!
 //! Traps this module exists to avoid:
 //! - A process must join its cgroup before it runs user code, or a fast
-//!   fork escapes. The leader writes `0` into each `cgroup.procs` in the
-//!   child between fork and exec (fds opened by the parent, so the child
-//!   only calls `write`).
+//!   fork escapes. The leader writes `0` into each v1 `tasks` and the v2
+//!   `cgroup.procs` in the child between fork and exec (fds opened by the
+//!   parent, so the child only calls `write`).
 //! - `PR_SET_PDEATHSIG` fires when the parent *thread* exits; the monitor
 //!   thread that forks the leader lives as long as the group.
 //! - Zombies are not members of a cgroup, yet they hold pids: "gone" is
@@ -388,11 +388,13 @@ impl SysGroup for Group {
         cmd.env("CORRAL_GROUP", &id);
         cmd.process_group(0);
         let mut files: Vec<PathBuf> = Vec::new();
+        if let Some(v1) = &self.v1 {
+            files.extend(v1.join_files());
+        }
+        // v2 has no single-thread shortcut between domains (`cgroup.threads`
+        // is for threaded subtrees): this write waits for the lock.
         if let Some(v2) = &self.v2 {
             files.push(v2.file("cgroup.procs"));
-        }
-        if let Some(v1) = &self.v1 {
-            files.extend(v1.procs_files());
         }
         let mut fds: Vec<std::fs::File> = Vec::new();
         for f in &files {
