@@ -107,6 +107,62 @@ fn failing_liveness_stops_the_whole_group_and_restarts_it_with_reason_liveness()
 }
 
 #[test]
+fn https_probes_verify_the_server_against_their_ca() {
+    let pki = pki::Pki::new();
+    let server = pki::HttpsServer::start(&pki);
+    let dir = Daemon::dir();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), pki::Pki::new().ca_pem).unwrap();
+    let url = |host: &str| q(format!("https://{host}:{}/health", server.port));
+    let toml = format!(
+        r#"
+        [services.trusted]
+        command = [{tk}, "--sleep", "120"]
+        health.readiness = {{ http = {local}, ca = "ca.pem", period = "100ms" }}
+        health.liveness = {{ http = {ip}, ca = "ca.pem", period = "100ms", failure_threshold = 1 }}
+
+        [services.untrusted]
+        command = [{tk}, "--sleep", "120"]
+        health.readiness = {{ http = {ip}, ca = "other-ca.pem", period = "100ms" }}
+
+        [services.dev]
+        command = [{tk}, "--sleep", "120"]
+        health.liveness = {{ http = {ip}, insecure = true, period = "100ms", failure_threshold = 1 }}
+        "#,
+        tk = tk(),
+        local = url("localhost"),
+        ip = url("127.0.0.1"),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    // Verified by name (SNI) and by IP address.
+    let ready = d.wait_event("trusted ready", |e| probe_event(e, "trusted", "readiness") && e["ready"] == true);
+    assert_eq!(reason(&ready), "readiness: ready (status 200 OK)", "{ready}");
+    d.wait_status("both probes passing", "trusted", |i| {
+        i["probes"].as_array().unwrap().len() == 2 && i["probes"].as_array().unwrap().iter().all(|p| p["ok"] == true)
+    });
+    // Another CA: the handshake fails, and the probe says why.
+    let refused =
+        d.wait_event("untrusted fails", |e| probe_event(e, "untrusted", "readiness") && e["probe"]["ok"] == false);
+    let why = refused["probe"]["message"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("127.0.0.1:{}: certificate verification failed: unknown issuer", server.port)),
+        "{refused}"
+    );
+    let untrusted = d.wait_status("several refusals", "untrusted", |i| i["probes"][0]["failures"].as_u64() >= Some(3));
+    assert_eq!((untrusted["state"].as_str(), untrusted["ready"].as_bool()), (Some("running"), Some(false)));
+    // `insecure = true` checks nothing, and says so once.
+    d.wait_stderr("service `dev`: health.liveness has `insecure = true`: it checks no certificate");
+    d.wait_status("dev passing", "dev", |i| i["probes"][0]["ok"] == true);
+    d.ready_pids("trusted", 0);
+    d.ready_pids("untrusted", 0);
+    d.ready_pids("dev", 0);
+    let evs = d.events();
+    assert!(evs.iter().all(|e| e["to"] != "stopping"), "no probe restarted anything: {evs:#?}");
+    d.down();
+    drop(server);
+}
+
+#[test]
 fn readiness_gates_a_dependant_until_the_service_is_ready() {
     let dir = Daemon::dir();
     let fail = dir.path().join("fail");
@@ -649,7 +705,7 @@ log = "ready"
         "corral.toml:4:64: service `web`: health.readiness: invalid threshold -1",
         "expected: a whole number, 1 or more",
         "corral.toml:5:20: service `web`: health.startup: unknown key `grpc`",
-        "expected: one of `http`, `headers`, `status`, `tcp`, `exec`, `log`,",
+        "expected: one of `http`, `headers`, `status`, `ca`, `insecure`, `tcp`, `exec`, `log`,",
         "corral.toml:8:7: service `db`: health.liveness: a `log` probe cannot decide liveness",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");

@@ -49,6 +49,11 @@ pub(crate) fn start(
     if health.is_empty() {
         return None;
     }
+    for (kind, p) in health.probes() {
+        if matches!(&p.check, Check::Http { trust: crate::tls::Trust::Insecure, .. }) {
+            crate::tls::warn_insecure_once(&format!("service `{}`: health.{kind}", exec.spec.name));
+        }
+    }
     let patterns = log_patterns(health);
     let log = follower.filter(|_| !patterns.is_empty()).map(|f| Arc::new(LogMatch::start(f, patterns)));
     let health = health.clone();
