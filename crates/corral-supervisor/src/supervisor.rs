@@ -444,13 +444,14 @@ impl Supervisor {
                 o.send(Control::Shutdown);
                 let _ = o.task.await;
             }
-            use crate::State::{Backoff, Exited, Failed, Running, Stopped};
+            use crate::State::{Backoff, Exited, Failed, Running};
+            // `stopped` is not an outcome: it is the fresh instance's state
+            // until its task takes the Start, and nothing else can stop it
+            // while the reload holds the operation lock.
             let settled = async {
-                st.wait_for(|s| {
-                    (s.state == Running && s.ready) || matches!(s.state, Backoff | Exited | Failed | Stopped)
-                })
-                .await
-                .map(|s| (s.state, s.reason.clone()))
+                st.wait_for(|s| (s.state == Running && s.ready) || matches!(s.state, Backoff | Exited | Failed))
+                    .await
+                    .map(|s| (s.state, s.reason.clone()))
             };
             match tokio::time::timeout(ROLL_WAIT, settled).await {
                 Ok(Ok((Running, _))) => {}
