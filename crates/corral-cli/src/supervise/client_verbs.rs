@@ -213,7 +213,7 @@ pub fn reload(a: Common) -> u8 {
     match call(&a, "POST", "/v1/reload") {
         Ok(r) => {
             let d = &r.json()["diff"];
-            for key in ["added", "removed", "changed", "rolled", "scaled", "unchanged"] {
+            for key in ["added", "removed", "changed", "rolled", "scaled", "retuned", "unchanged"] {
                 let names: Vec<&str> = d[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
                 if !names.is_empty() {
                     println!("{key}: {}", names.join(", "));
