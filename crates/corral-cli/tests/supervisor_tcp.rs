@@ -420,6 +420,15 @@ fn the_verbs_work_over_tcp_with_the_token_and_refuse_anything_less() {
     };
     d.seen.push(fresh);
     assert_gone(&[pid]);
+    // The other verbs ride the same connection code: logs and events too.
+    let (code, _, err) = run(&["logs", "-n", "5", "web"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["events", "-n", "100"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("web.0 running -> stopping (stop requested)"), "{out}");
+    let (code, _, err) = run(&["logs", "nope"], &env);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("corral: no service `nope`"), "{err}");
 
     // A wrong token: exit 1 and one line that says so; nothing changed.
     let wrong = d.setup.path("wrong-token");
