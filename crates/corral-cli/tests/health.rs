@@ -107,6 +107,202 @@ fn failing_liveness_stops_the_whole_group_and_restarts_it_with_reason_liveness()
 }
 
 #[test]
+fn https_probes_verify_the_server_against_their_ca() {
+    let pki = pki::Pki::new();
+    let server = pki::HttpsServer::start(&pki);
+    let dir = Daemon::dir();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), pki::Pki::new().ca_pem).unwrap();
+    let url = |host: &str| q(format!("https://{host}:{}/health", server.port));
+    let toml = format!(
+        r#"
+        [services.trusted]
+        command = [{tk}, "--sleep", "120"]
+        health.readiness = {{ http = {local}, ca = "ca.pem", period = "100ms" }}
+        health.liveness = {{ http = {ip}, ca = "ca.pem", period = "100ms", failure_threshold = 1 }}
+
+        [services.untrusted]
+        command = [{tk}, "--sleep", "120"]
+        health.readiness = {{ http = {ip}, ca = "other-ca.pem", period = "100ms" }}
+
+        [services.dev]
+        command = [{tk}, "--sleep", "120"]
+        health.liveness = {{ http = {ip}, insecure = true, period = "100ms", failure_threshold = 1 }}
+        "#,
+        tk = tk(),
+        local = url("localhost"),
+        ip = url("127.0.0.1"),
+    );
+    let mut d = Daemon::start_in(dir, &toml);
+    // Verified by name (SNI) and by IP address.
+    let ready = d.wait_event("trusted ready", |e| probe_event(e, "trusted", "readiness") && e["ready"] == true);
+    assert_eq!(reason(&ready), "readiness: ready (status 200 OK)", "{ready}");
+    d.wait_status("both probes passing", "trusted", |i| {
+        i["probes"].as_array().unwrap().len() == 2 && i["probes"].as_array().unwrap().iter().all(|p| p["ok"] == true)
+    });
+    // Another CA: the handshake fails, and the probe says why.
+    let refused =
+        d.wait_event("untrusted fails", |e| probe_event(e, "untrusted", "readiness") && e["probe"]["ok"] == false);
+    let why = refused["probe"]["message"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("127.0.0.1:{}: certificate verification failed: unknown issuer", server.port)),
+        "{refused}"
+    );
+    let untrusted = d.wait_status("several refusals", "untrusted", |i| i["probes"][0]["failures"].as_u64() >= Some(3));
+    assert_eq!((untrusted["state"].as_str(), untrusted["ready"].as_bool()), (Some("running"), Some(false)));
+    // `insecure = true` checks nothing, and says so once.
+    d.wait_stderr("service `dev`: health.liveness has `insecure = true`: it checks no certificate");
+    d.wait_status("dev passing", "dev", |i| i["probes"][0]["ok"] == true);
+    d.ready_pids("trusted", 0);
+    d.ready_pids("untrusted", 0);
+    d.ready_pids("dev", 0);
+    let evs = d.events();
+    assert!(evs.iter().all(|e| e["to"] != "stopping"), "no probe restarted anything: {evs:#?}");
+    d.down();
+    drop(server);
+}
+
+#[test]
+fn a_reload_that_changes_only_probes_or_alerts_keeps_the_run_and_the_new_ones_act() {
+    let port = free_port();
+    let closed = free_port();
+    let config = |liveness: &str, calm: &str| {
+        format!(
+            r#"
+            [daemon]
+            watch_config = false
+
+            [services.web]
+            command = [{tk}, "--http-port", "{port}", "--sleep", "120"]
+            backoff = {{ initial = "10s" }}
+            health.readiness = {{ tcp = "127.0.0.1:{port}", period = "100ms" }}
+            health.liveness = {liveness}
+
+            [services.calm]
+            command = [{tk}, "--sleep", "120"]
+            {calm}
+            "#,
+            tk = tk(),
+        )
+    };
+    let passing = format!(r#"{{ tcp = "127.0.0.1:{port}", period = "100ms" }}"#);
+    let failing = format!(r#"{{ tcp = "127.0.0.1:{closed}", period = "500ms", failure_threshold = 3 }}"#);
+    // calm: a readiness `log` probe whose line was printed long before the
+    // reload, and an alert that never fires, then one that fires at once.
+    let quiet = "health.readiness = { log = '\"ready\":true', period = \"100ms\" }\n\
+                 alerts = [{ cpu = 64, action = \"log\" }]";
+    let loud = "health.readiness = { log = '\"all\":\\[', period = \"200ms\" }\n\
+                alerts = [{ memory = \"1KiB\", action = \"log\" }]";
+    let mut d = Daemon::start(&config(&passing, quiet));
+    for s in ["web", "calm"] {
+        d.wait_event("ready", |e| probe_event(e, s, "readiness") && e["ready"] == true);
+    }
+    d.wait_status("liveness passing", "web", |i| {
+        i["probes"].as_array().unwrap().iter().any(|p| p["probe"] == "liveness")
+    });
+    let web = d.latest_ready_pids("web", 0)[0];
+    let calm = d.latest_ready_pids("calm", 0)[0];
+    let mark = d.events().len();
+
+    std::fs::write(d.path("corral.toml"), config(&failing, loud)).unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("retuned: calm, web"), "{said}");
+    assert!(!said.contains("changed:"), "{said}");
+    // The reload answers once both instances have their new probes: the
+    // events say so, on the same runs.
+    let evs: Vec<Value> = d.events().split_off(mark);
+    for (s, pid) in [("web", web), ("calm", calm)] {
+        let e = evs.iter().find(|e| e["kind"] == "retuned" && e["service"] == s).unwrap_or_else(|| panic!("{evs:#?}"));
+        assert_eq!((e["pid"].as_u64(), e["to"].as_str()), (Some(u64::from(pid)), Some("running")), "{e}");
+        assert!(reason(e).ends_with("same run (ready: true)"), "{e}");
+    }
+    let last = evs.iter().rposition(|e| e["kind"] == "retuned").unwrap();
+    assert!(evs[..last].iter().all(|e| !is_transition(e)), "no instance was stopped or started: {evs:#?}");
+    assert_eq!(d.pid_of("calm"), Some(calm));
+
+    // The new liveness probe acts on the same run: it fails, and liveness
+    // stops it.
+    let stopping = d.wait_event("web stopping", |e| is_transition(e) && e["service"] == "web" && e["to"] == "stopping");
+    assert!(
+        reason(&stopping).starts_with(&format!("liveness: failed 3 times in a row: connect 127.0.0.1:{closed}")),
+        "{stopping}"
+    );
+    assert_eq!(stopping["pid"].as_u64(), Some(u64::from(web)), "the run the reload found: {stopping}");
+    d.wait_transition("web", "backoff");
+    assert_gone(&[web]);
+    // Readiness went on from `ready`, and the new readiness probe of calm
+    // read the line its run printed before the reload.
+    let calm_now = d.wait_status("calm's new readiness probe passing", "calm", |i| {
+        i["probes"][0]["ok"] == true && i["probes"][0]["message"].as_str().unwrap_or("").contains("\"all\"")
+    });
+    assert_eq!((calm_now["ready"].as_bool(), calm_now["pid"].as_u64()), (Some(true), Some(u64::from(calm))));
+    // The new alert acts, and leaves the pid alone.
+    let fired = d.wait_event("calm's new alert", |e| {
+        e["kind"] == "alert" && e["service"] == "calm" && e["alert"]["firing"] == true
+    });
+    assert_eq!((fired["alert"]["metric"].as_str(), fired["pid"].as_u64()), (Some("memory"), Some(u64::from(calm))));
+    assert_eq!(d.pid_of("calm"), Some(calm));
+    let evs = d.events();
+    assert!(evs.iter().all(|e| !(is_transition(e) && e["service"] == "calm" && e["to"] == "stopping")), "{evs:#?}");
+    d.down();
+}
+
+#[test]
+fn a_retune_stops_the_old_probes_even_mid_check() {
+    let dir = Daemon::dir();
+    let record = dir.path().join("probe-pids");
+    let port = free_port();
+    // The old liveness check hangs for a minute and would fail the run
+    // (failure_threshold 1) if it were ever allowed to report.
+    let hang = format!("echo $$ >> {}; exec sleep 60", record.display());
+    let config = |liveness: &str| {
+        format!(
+            r#"
+            [daemon]
+            watch_config = false
+
+            [services.web]
+            command = [{tk}, "--http-port", "{port}", "--sleep", "120"]
+            health.liveness = {liveness}
+            "#,
+            tk = tk(),
+        )
+    };
+    let old = format!(r#"{{ exec = ["sh", "-c", {}], timeout = "2m", failure_threshold = 1 }}"#, q(&hang));
+    let new = format!(r#"{{ tcp = "127.0.0.1:{port}", period = "100ms" }}"#);
+    let mut d = Daemon::start_in(dir, &config(&old));
+    let web = d.latest_ready_pids("web", 0)[0];
+    let end = std::time::Instant::now() + LONG;
+    let in_flight = loop {
+        if let Some(p) = pids_in(&record).first() {
+            break *p;
+        }
+        assert!(std::time::Instant::now() < end, "the old check never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    d.seen.push(in_flight);
+    std::fs::write(d.path("corral.toml"), config(&new)).unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retuned: web"), "{out:?}");
+    // The check in flight went with its group, and its failure never
+    // reached the run: the new probe passes on the same pid.
+    assert_gone(&[in_flight]);
+    let first = d.wait_status("the new probe passing", "web", |i| i["probes"][0]["check"] == "tcp");
+    // Two checks later, a verdict of the killed check would have come long ago.
+    let ts = |i: &Value| i["probes"][0]["ts"].as_str().unwrap_or_default().to_string();
+    let second = d.wait_status("a second check", "web", |i| ts(i) != ts(&first));
+    d.wait_status("a third check", "web", |i| ts(i) != ts(&first) && ts(i) != ts(&second));
+    let i = d.instance("web");
+    assert_eq!((i["state"].as_str(), i["pid"].as_u64()), (Some("running"), Some(u64::from(web))), "{i}");
+    assert_eq!(i["probes"][0]["ok"], true, "{i}");
+    let evs = d.events();
+    assert!(evs.iter().all(|e| !(is_transition(e) && e["to"] == "stopping")), "{evs:#?}");
+    d.down();
+}
+
+#[test]
 fn readiness_gates_a_dependant_until_the_service_is_ready() {
     let dir = Daemon::dir();
     let fail = dir.path().join("fail");
@@ -649,7 +845,7 @@ log = "ready"
         "corral.toml:4:64: service `web`: health.readiness: invalid threshold -1",
         "expected: a whole number, 1 or more",
         "corral.toml:5:20: service `web`: health.startup: unknown key `grpc`",
-        "expected: one of `http`, `headers`, `status`, `tcp`, `exec`, `log`,",
+        "expected: one of `http`, `headers`, `status`, `ca`, `insecure`, `tcp`, `exec`, `log`,",
         "corral.toml:8:7: service `db`: health.liveness: a `log` probe cannot decide liveness",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");

@@ -366,6 +366,107 @@ fn plain_http_and_untrusting_clients_get_nothing() {
     d.wait_exit();
 }
 
+/// `corral <args>` pointed at nothing but what `args` and `env` say: no
+/// config, and none of the variables that pick a daemon from outside.
+fn verb(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (Option<i32>, String, String) {
+    let mut c = Command::new(CORRAL);
+    c.args(args).current_dir(dir).stdin(Stdio::null());
+    for v in ["CORRAL_URL", "CORRAL_SOCKET", "CORRAL_TOKEN_FILE", "CORRAL_CA", "CORRAL_CONFIG"] {
+        c.env_remove(v);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_verbs_work_over_tcp_with_the_token_and_refuse_anything_less() {
+    let mut d = Daemon::start(Setup::full(SLEEPER));
+    let pid = d.wait_pid("web");
+    let url = format!("https://localhost:{}", d.addr.port());
+    let token = d.setup.path("token").display().to_string();
+    let cert = d.setup.path("cert.pem").display().to_string();
+    // Run from elsewhere: nothing may come from the config's folder.
+    let away = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, String)]| verb(away.path(), args, env);
+
+    // status with the token and the daemon's certificate as the CA.
+    let (code, out, err) = run(&["status", "--json", "--url", &url, "--token-file", &token, "--ca", &cert], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["instances"][0]["pid"], pid, "{v}");
+    let (code, out, err) = run(&["status", "--url", &url, "--token-file", &token, "--ca", &cert], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("web") && out.contains(&pid.to_string()) && out.contains("running"), "{out}");
+
+    // restart, with everything from the environment this time.
+    let env = [("CORRAL_URL", url.clone()), ("CORRAL_TOKEN_FILE", token.clone()), ("CORRAL_CA", cert.clone())];
+    let (code, out, err) = run(&["restart", "web"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("web.0: "), "{out}");
+    d.seen.push(pid);
+    let end = Instant::now() + LONG;
+    let fresh = loop {
+        let (_, out, _) = run(&["status", "--json"], &env);
+        let now = serde_json::from_str::<Value>(&out).ok().and_then(|v| v["instances"][0]["pid"].as_u64());
+        if let Some(p) = now.filter(|&p| p != u64::from(pid)) {
+            break p as u32;
+        }
+        assert!(Instant::now() < end, "no new pid after restart: {out}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    d.seen.push(fresh);
+    assert_gone(&[pid]);
+    // The other verbs ride the same connection code: logs and events too.
+    let (code, _, err) = run(&["logs", "-n", "5", "web"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["events", "-n", "100"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("web.0 running -> stopping (stop requested)"), "{out}");
+    let (code, _, err) = run(&["logs", "nope"], &env);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("corral: no service `nope`"), "{err}");
+
+    // A wrong token: exit 1 and one line that says so; nothing changed.
+    let wrong = d.setup.path("wrong-token");
+    std::fs::write(&wrong, "not-the-token-0123456789abcdef\n").unwrap();
+    let wrong = wrong.display().to_string();
+    for args in [&["status"][..], &["restart", "web"], &["logs", "web"], &["events", "-f"]] {
+        let mut all = args.to_vec();
+        all.extend(["--url", &url, "--token-file", &wrong, "--ca", &cert]);
+        let (code, out, err) = run(&all, &[]);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.starts_with("corral: the daemon refused the token (wrong bearer token)"), "{args:?}: {err}");
+        assert!(!err.contains(TOKEN) && !err.contains("not-the-token"), "never prints a token: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+    // No token at all, plain http://, and a CA that does not vouch for the daemon.
+    let (code, _, err) = run(&["status", "--url", &url, "--ca", &cert], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.starts_with("corral: ") && err.contains("needs the daemon's bearer token"), "{err}");
+    let plain = format!("http://localhost:{}", d.addr.port());
+    let (code, _, err) = run(&["status", "--url", &plain, "--token-file", &token], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("`{plain}` is plain HTTP, and the daemon's TCP listener speaks TLS only")), "{err}");
+    assert!(err.contains(&format!("hint: use {url}")), "{err}");
+    let (code, _, err) = run(&["status", "--url", &url, "--token-file", &token], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("certificate verification failed") && err.contains("--ca FILE"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(d.authed("GET", "/v1/services/web").json()["instances"][0]["pid"], fresh, "nothing changed");
+
+    // down over TCP: every service stops and the daemon exits 0.
+    let (code, out, err) = run(&["down"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("the daemon has stopped"), "{out}");
+    d.wait_exit();
+}
+
 /// A service that would leave a mark if it ever ran.
 const MARKER: &str = "[services.mark]\ncommand = [\"sh\", \"-c\", \"touch '{dir}/started'; sleep 600\"]\n";
 

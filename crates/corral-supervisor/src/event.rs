@@ -26,6 +26,9 @@ pub enum EventKind {
     /// A diagnostic snapshot asked for by a client (`corral dump`); an
     /// alert's snapshot is told by its `alert` event.
     Dump,
+    /// A reload gave the running instance new probes or alerts; its run
+    /// (group, pid) goes on. `from` and `to` are the state it happened in.
+    Retuned,
 }
 
 impl EventKind {
@@ -36,6 +39,7 @@ impl EventKind {
             EventKind::Probe => "probe",
             EventKind::Alert => "alert",
             EventKind::Dump => "dump",
+            EventKind::Retuned => "retuned",
         }
     }
 

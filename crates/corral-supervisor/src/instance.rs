@@ -10,13 +10,19 @@
 //! to it unchanged (a run ended so never counts as a success). Verdicts
 //! from outside come through `Control::Ready` and `Control::Unhealthy`
 //! (see `Supervisor::report_health`).
+//!
+//! A reload that changes only probes or alerts sends `Control::Retune`:
+//! the run goes on, and its probe runner and alert watch are replaced,
+//! together with their channel, so nothing the old ones saw or still had
+//! queued can reach the run after the swap.
 
 use crate::alerts::sampler::Sampler;
 use crate::alerts::{AlertAction, AlertReport, Firing};
 use crate::config::ServiceSpec;
 use crate::event::{Event, EventKind, EventLog};
-use crate::health::{runner, Cause, ExecEnv, ProbeResult, Verdict};
-use crate::logs::{self, Follower, LogHub};
+use crate::health::runner::{self, Resume};
+use crate::health::{Cause, ExecEnv, ProbeKind, ProbeResult, Verdict};
+use crate::logs::{self, Follower, LogHub, Mark};
 use crate::metrics::Metrics;
 use crate::persist::{GroupRecord, Persist};
 use crate::policy::{after_exit, AfterExit, Condition};
@@ -26,7 +32,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// What the daemon shares with every instance task.
@@ -62,6 +68,10 @@ pub(crate) enum Control {
     /// End the current run like a crash, with this reason (a liveness or
     /// startup probe's verdict).
     Unhealthy(String),
+    /// Take these probes and alerts (a reload changed nothing else): for
+    /// the current run at once, without stopping it, and for the runs to
+    /// come. `done` is told once they are in place.
+    Retune { spec: Arc<ServiceSpec>, done: oneshot::Sender<()> },
     /// Stop and end the task (daemon shutdown, service removed).
     Shutdown,
 }
@@ -227,6 +237,10 @@ impl Task {
                     Flow::Down
                 }
                 Control::Ready(_) | Control::Unhealthy(_) => Flow::Down,
+                Control::Retune { spec, done } => {
+                    self.retune_later(spec, done);
+                    Flow::Down
+                }
                 Control::Shutdown => Flow::Shutdown,
             };
             if flow == Flow::Shutdown {
@@ -236,6 +250,12 @@ impl Task {
         if !self.state().is_down() {
             self.transition(State::Stopped, "daemon stopping", None, None);
         }
+    }
+
+    /// New probes and alerts while no run is going: the next run has them.
+    fn retune_later(&mut self, spec: Arc<ServiceSpec>, done: oneshot::Sender<()>) {
+        self.spec = spec;
+        let _ = done.send(());
     }
 
     fn reset_budget(&mut self) {
@@ -271,6 +291,7 @@ impl Task {
                             return Flow::Down;
                         }
                         Some(Control::Shutdown) | None => return Flow::Shutdown,
+                        Some(Control::Retune { spec, done }) => self.retune_later(spec, done),
                         Some(_) => {}
                     },
                 }
@@ -365,20 +386,20 @@ impl Task {
                         return None;
                     }
                     Some(Control::Shutdown) | None => return Some(Flow::Shutdown),
+                    Some(Control::Retune { spec, done }) => self.retune_later(spec, done),
                     Some(_) => {}
                 },
             }
         }
     }
 
-    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>, Option<Follower>), String> {
+    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>, Follower), String> {
         let cmd = crate::spawn::command(&self.spec, self.index)?;
         let builder = crate::spawn::builder(&self.spec);
-        // Log probes follow the log from before the spawn: no line slips past.
-        let follower = (!runner::log_patterns(&self.spec.health).is_empty()).then(|| {
-            let (name, i) = (&self.spec.name, self.index);
-            Follower::new(self.ctx.logs.path(name, i), self.ctx.logs.watch(name, i))
-        });
+        // Log probes follow the log from before the spawn: no line slips
+        // past. The follower also marks where this run's lines begin, for a
+        // log probe that a reload brings in later.
+        let follower = self.follower(None);
         // Spawning waits for the library's monitor thread: keep it off the runtime.
         let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
             .await
@@ -408,28 +429,76 @@ impl Task {
         Ok((group, capture, follower))
     }
 
+    /// A follower of this instance's log: from its end, or from `mark`.
+    fn follower(&self, mark: Option<Mark>) -> Follower {
+        let (path, growth) =
+            (self.ctx.logs.path(&self.spec.name, self.index), self.ctx.logs.watch(&self.spec.name, self.index));
+        match mark {
+            Some(m) => Follower::from_mark(path, growth, m),
+            None => Follower::new(path, growth),
+        }
+    }
+
+    /// Starts the probes and the alert watch of the current run, on a new
+    /// channel of their own. The caller keeps the sender: it holds the
+    /// channel open when there is neither a probe nor an alert.
+    fn watch_health(&self, group: &Arc<Group>, follower: Follower, from: Resume) -> Watchers {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let exec = ExecEnv { spec: self.spec.clone(), index: self.index };
+        let probes = runner::start(&self.spec.health, exec, Some(follower), tx.clone(), from);
+        let label = format!("{}.{}", self.spec.name, self.index);
+        let alerts = self.ctx.sampler.watch(label, &self.spec.alerts, group.clone(), tx.clone());
+        Watchers { _probes: probes, _alerts: alerts, _tx: tx, rx }
+    }
+
+    /// A reload's new probes and alerts for the running run: the old runner
+    /// and watch stop, with their channel, before the new ones start.
+    fn retune_run(&mut self, spec: Arc<ServiceSpec>, w: &mut Watchers, group: &Arc<Group>, run: &RunHealth) {
+        self.spec = spec;
+        *w = Watchers::none();
+        let was = self.status.borrow().ready;
+        // Without a startup or readiness probe a running instance is ready;
+        // with one, readiness stays as it is until the new probe crosses a
+        // threshold. The old probes' results no longer apply.
+        let ready = was || !self.spec.health.gates_ready();
+        self.status.send_modify(|s| {
+            s.ready = ready;
+            s.probes.clear();
+        });
+        *w = self.watch_health(
+            group,
+            self.follower(Some(run.log)),
+            Resume { startup_passed: run.startup_passed, ready },
+        );
+        let (probes, alerts) = (self.spec.health.probes().count(), self.spec.alerts.len());
+        let reason = format!("reload: {probes} probe(s) and {alerts} alert(s) now, same run (ready: {ready})");
+        let flipped = (ready != was).then_some(ready);
+        self.note(Note { kind: EventKind::Retuned, reason, ready: flipped, probe: None, alert: None });
+    }
+
     /// Watches one run until it ends, for whatever reason.
-    async fn watch_run(&mut self, group: Arc<Group>, capture: JoinHandle<()>, follower: Option<Follower>) -> RunEnd {
+    async fn watch_run(&mut self, group: Arc<Group>, capture: JoinHandle<()>, follower: Follower) -> RunEnd {
         let started = Instant::now();
         self.status.send_modify(|s| {
             s.since = Some(started);
             s.probes.clear();
         });
         self.transition(State::Running, "spawned", Some(group.pid()), None);
-        // Verdicts about this run only; `_keep` holds the channel open when
-        // there is neither a probe nor an alert.
-        let (vtx, mut vrx) = mpsc::unbounded_channel();
-        let exec = ExecEnv { spec: self.spec.clone(), index: self.index };
-        let probes = runner::start(&self.spec.health, exec, follower, vtx.clone());
-        let label = format!("{}.{}", self.spec.name, self.index);
-        let alerts = self.ctx.sampler.watch(label, &self.spec.alerts, group.clone(), vtx.clone());
-        let _keep = vtx;
+        let mut run = RunHealth { log: follower.mark(), startup_passed: self.spec.health.startup.is_none() };
+        // Verdicts about this run only, from the watchers in force.
+        let mut w = self.watch_health(&group, follower, Resume::FRESH);
         let mut unhealthy: Option<(Cause, String)> = None;
         let request = loop {
             tokio::select! {
                 _ = group.wait_async() => break None,
-                v = vrx.recv() => match v {
-                    Some(Verdict::Probe { result, took, note, ready }) => self.on_probe(result, took, note, ready),
+                v = w.rx.recv() => match v {
+                    Some(Verdict::Probe { result, took, note, ready }) => {
+                        // Startup passes once: a pass ends its probe.
+                        if result.probe == ProbeKind::Startup && result.ok {
+                            run.startup_passed = true;
+                        }
+                        self.on_probe(result, took, note, ready)
+                    }
                     Some(Verdict::Restart { cause, reason }) => {
                         unhealthy = Some((cause, reason));
                         break None;
@@ -450,13 +519,16 @@ impl Task {
                         unhealthy = Some((Cause::Reported, why));
                         break None;
                     }
+                    Some(Control::Retune { spec, done }) => {
+                        self.retune_run(spec, &mut w, &group, &run);
+                        let _ = done.send(());
+                    }
                     Some(Control::Start(_)) => {}
                 },
             }
         };
         // No probe may judge a group that is being stopped.
-        drop(probes);
-        drop(alerts);
+        drop(w);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
@@ -582,6 +654,33 @@ impl Task {
         let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The probe runner and alert watch of a run, and the channel they report
+/// on. Dropping it stops both and forgets whatever they still had queued.
+struct Watchers {
+    _probes: Option<runner::Runner>,
+    _alerts: Option<crate::alerts::sampler::Watch>,
+    /// Holds the channel open when there is neither a probe nor an alert.
+    _tx: mpsc::UnboundedSender<Verdict>,
+    rx: mpsc::UnboundedReceiver<Verdict>,
+}
+
+impl Watchers {
+    /// Nothing watching, nothing to receive.
+    fn none() -> Watchers {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Watchers { _probes: None, _alerts: None, _tx: tx, rx }
+    }
+}
+
+/// What the probes of a run have established, for probes a reload puts in
+/// place during it.
+struct RunHealth {
+    /// Where the run's log lines begin.
+    log: Mark,
+    /// The startup probe passed (or there was none when the run started).
+    startup_passed: bool,
 }
 
 /// A probe result or an alert worth an event.

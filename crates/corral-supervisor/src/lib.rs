@@ -15,7 +15,9 @@
 //!   one shared timer.
 //! - [`metrics`]: `GET /metrics` for Prometheus.
 //! - [`logs`]: capture, rotation, tail and follow.
-//! - [`api`] and [`client`]: HTTP/1.1 + JSON on a local socket.
+//! - [`api`] and [`client`]: HTTP/1.1 + JSON on a local socket, or over
+//!   TLS with a bearer token.
+//! - [`tls`]: whom a TLS client trusts (https probes, the verbs over TCP).
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
@@ -37,6 +39,7 @@ mod spawn;
 mod state;
 mod supervisor;
 pub mod time;
+pub mod tls;
 mod user;
 mod watch;
 

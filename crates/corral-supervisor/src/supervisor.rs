@@ -354,6 +354,7 @@ impl Supervisor {
         self.stop_locked(&going).await;
         let mut to_start: Vec<String> = Vec::new();
         let mut retired: Vec<Instance> = Vec::new();
+        let mut retuning = Vec::new();
         {
             let mut services = self.services();
             for n in &going {
@@ -384,6 +385,23 @@ impl Supervisor {
                     to_start.push(n.clone());
                 }
             }
+            // Only probes or alerts differ: every instance keeps its run
+            // and takes the new ones in place.
+            for n in &d.retuned {
+                let spec = Arc::new(new.services[n].clone());
+                let s = services.get_mut(n).expect("retuned services exist");
+                for i in &s.instances {
+                    let (done, taken) = tokio::sync::oneshot::channel();
+                    i.send(Control::Retune { spec: spec.clone(), done });
+                    retuning.push(taken);
+                }
+                s.spec = spec;
+            }
+        }
+        // The reload answers once every instance has its new probes (an
+        // instance task that is gone answers by dropping its end).
+        for taken in retuning {
+            let _ = taken.await;
         }
         for i in retired {
             i.send(Control::Shutdown);
@@ -444,15 +462,14 @@ impl Supervisor {
                 o.send(Control::Shutdown);
                 let _ = o.task.await;
             }
-            use crate::State::{Backoff, Exited, Failed, Running, Stopped};
+            use crate::State::{Backoff, Exited, Failed, Running};
+            // `stopped` is not an outcome: it is the fresh instance's state
+            // until its task takes the Start, and nothing else can stop it
+            // while the reload holds the operation lock.
             let settled = async {
-                // It starts out `stopped` until its task takes the start.
-                st.wait_for(|s| s.state != Stopped).await?;
-                st.wait_for(|s| {
-                    (s.state == Running && s.ready) || matches!(s.state, Backoff | Exited | Failed | Stopped)
-                })
-                .await
-                .map(|s| (s.state, s.reason.clone()))
+                st.wait_for(|s| (s.state == Running && s.ready) || matches!(s.state, Backoff | Exited | Failed))
+                    .await
+                    .map(|s| (s.state, s.reason.clone()))
             };
             match tokio::time::timeout(ROLL_WAIT, settled).await {
                 Ok(Ok((Running, _))) => {}

@@ -1,13 +1,12 @@
 //! The verbs that talk to a running daemon.
 
+use super::endpoint::client;
 use super::{runtime, Common, BAD_CONFIG, FAILED};
 use clap::Args;
 use corral::units::{format_duration, format_size};
-use corral_supervisor::client::{Client, Reply};
-use corral_supervisor::config;
+use corral_supervisor::client::Reply;
 use corral_supervisor::{DumpResult, Event, EventKind, InstanceStatus};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -59,50 +58,31 @@ pub struct EventsArgs {
     lines: usize,
 }
 
-/// The socket: `--socket`, `$CORRAL_SOCKET`, the config's, or the default
-/// next to the config when the config does not load.
-fn socket(c: &Common) -> PathBuf {
-    if let Some(s) = &c.socket {
-        return s.clone();
-    }
-    if let Some(s) = std::env::var_os("CORRAL_SOCKET") {
-        return s.into();
-    }
-    let path = c.config.config.clone().unwrap_or_else(config::default_config_path);
-    match config::load(&path) {
-        Ok(cfg) => cfg.daemon.socket,
-        Err(_) => {
-            let dir =
-                path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| ".".into());
-            dir.join(".corral").join("corral.sock")
-        }
-    }
-}
-
 fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
-    let client = Client::new(&socket(c));
+    let client = client(c)?;
     match runtime().block_on(client.request(method, path)) {
         Ok(r) if r.status < 400 => Ok(r),
-        Ok(r) => {
-            let j = r.json();
-            let msg = j["error"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned());
-            crate::exit::error(msg);
-            if let Some(errs) = j["errors"].as_array() {
-                for e in errs {
-                    eprintln!("error: {}", e.as_str().unwrap_or_default());
-                }
-                return Err(BAD_CONFIG);
-            }
-            Err(FAILED)
-        }
+        Ok(r) => Err(refused(&r)),
         Err(e) => {
             crate::exit::error(e);
             Err(FAILED)
         }
     }
+}
+
+/// Says why the daemon refused a request; every error of a config that
+/// does not load comes on a line of its own (exit 2).
+fn refused(r: &Reply) -> u8 {
+    let j = r.json();
+    let msg = j["error"].as_str().map(str::to_string).unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned());
+    crate::exit::error(msg);
+    if let Some(errs) = j["errors"].as_array() {
+        for e in errs {
+            eprintln!("error: {}", e.as_str().unwrap_or_default());
+        }
+        return BAD_CONFIG;
+    }
+    FAILED
 }
 
 pub fn status(a: StatusArgs) -> u8 {
@@ -233,7 +213,7 @@ pub fn reload(a: Common) -> u8 {
     match call(&a, "POST", "/v1/reload") {
         Ok(r) => {
             let d = &r.json()["diff"];
-            for key in ["added", "removed", "changed", "rolled", "scaled", "unchanged"] {
+            for key in ["added", "removed", "changed", "rolled", "scaled", "retuned", "unchanged"] {
                 let names: Vec<&str> = d[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
                 if !names.is_empty() {
                     println!("{key}: {}", names.join(", "));
@@ -258,8 +238,8 @@ pub fn down(a: Common) -> u8 {
     if let Err(code) = call(&a, "POST", "/v1/shutdown") {
         return code;
     }
-    // The daemon stops every service, then its socket; wait for that.
-    let client = Client::new(&socket(&a));
+    // The daemon stops every service, then its listeners; wait for that.
+    let Ok(client) = client(&a) else { return FAILED };
     let rt = runtime();
     loop {
         if rt.block_on(client.request("GET", "/v1/daemon")).is_err() {
@@ -275,21 +255,16 @@ pub fn logs(a: LogsArgs) -> u8 {
     if let Some(s) = &a.service {
         path.push_str(&format!("&service={s}"));
     }
-    let client = Client::new(&socket(&a.common));
+    let client = match client(&a.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let mut out = std::io::stdout().lock();
-    let mut status = 0;
-    let r = runtime().block_on(client.stream("GET", &path, |chunk| {
-        if status == 0 {
-            status = 1;
-        }
-        out.write_all(chunk).is_ok() && out.flush().is_ok()
-    }));
+    let r =
+        runtime().block_on(client.stream("GET", &path, |chunk| out.write_all(chunk).is_ok() && out.flush().is_ok()));
     match r {
-        Ok(s) if s < 400 => 0,
-        Ok(_) => {
-            crate::exit::error("the daemon refused the request (unknown service?)");
-            FAILED
-        }
+        Ok(r) if r.status < 400 => 0,
+        Ok(r) => refused(&r),
         Err(e) => {
             crate::exit::error(e);
             FAILED
@@ -324,7 +299,10 @@ pub fn events(a: EventsArgs) -> u8 {
             Err(code) => code,
         };
     }
-    let client = Client::new(&socket(&a.common));
+    let client = match client(&a.common) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     let mut buf = String::new();
     let r = runtime().block_on(client.stream("GET", "/v1/events/stream", |chunk| {
         buf.push_str(&String::from_utf8_lossy(chunk));
@@ -339,7 +317,8 @@ pub fn events(a: EventsArgs) -> u8 {
         std::io::stdout().flush().is_ok()
     }));
     match r {
-        Ok(_) => 0,
+        Ok(r) if r.status < 400 => 0,
+        Ok(r) => refused(&r),
         Err(e) => {
             crate::exit::error(e);
             FAILED

@@ -1,8 +1,10 @@
 //! The supervisor's verbs. `up` runs the daemon; the others talk to it
-//! over its local socket. Exit codes: 0 done, 1 failed (no daemon, the
-//! daemon refused), 2 bad config (nothing was started or changed).
+//! over its local socket, or over its `[daemon.tcp]` listener with `--url`
+//! (`endpoint.rs`). Exit codes: 0 done, 1 failed (no daemon, the daemon
+//! refused), 2 bad config (nothing was started or changed).
 
 mod client_verbs;
+mod endpoint;
 mod up;
 
 use clap::{Args, Subcommand};
@@ -49,14 +51,24 @@ pub struct ConfigArg {
     pub config: Option<PathBuf>,
 }
 
-/// How a client finds the daemon.
+/// How a client finds the daemon: its local socket, or its
+/// `[daemon.tcp]` listener with `--url`.
 #[derive(Debug, Args)]
 pub struct Common {
     #[command(flatten)]
     pub config: ConfigArg,
     /// The daemon's socket [default: $CORRAL_SOCKET, or the config's].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
     pub socket: Option<PathBuf>,
+    /// Talk to the daemon's [daemon.tcp] listener at https://HOST:PORT instead of its socket [default: $CORRAL_URL].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// With --url: the file whose first line is the bearer token [default: $CORRAL_TOKEN_FILE].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// With --url: trust this CA (or the daemon's self-signed certificate) [default: $CORRAL_CA, else Mozilla's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Runs one verb and returns the exit code.

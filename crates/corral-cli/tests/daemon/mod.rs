@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod pki;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

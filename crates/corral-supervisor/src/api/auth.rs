@@ -62,6 +62,21 @@ impl Token {
         })
     }
 
+    /// Reads the token a client presents from the first line of `path`,
+    /// as the daemon reads its own. One line for a person on error.
+    pub fn from_client_file(path: &Path) -> Result<Token, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+        Token::new(text.lines().next().unwrap_or("").trim())
+            .map_err(|why| format!("the token file {} is unusable: {why}", path.display()))
+    }
+
+    /// `Bearer <token>`: the `Authorization` header a client sends.
+    pub fn bearer(&self) -> String {
+        // Checked to be visible ASCII when made.
+        format!("Bearer {}", String::from_utf8_lossy(&self.0))
+    }
+
     /// True when `given` is the token. The time taken does not depend on
     /// where the two first differ.
     pub fn matches(&self, given: &[u8]) -> bool {
@@ -146,6 +161,7 @@ mod tests {
     fn the_header_needs_the_bearer_scheme() {
         let t = Token::new(GOOD).unwrap();
         assert!(t.authorizes(&headers(Some(&format!("Bearer {GOOD}")))).is_ok());
+        assert!(t.authorizes(&headers(Some(&t.bearer()))).is_ok());
         assert!(t.authorizes(&headers(Some(&format!("bearer  {GOOD} ")))).is_ok());
         assert!(t.authorizes(&headers(None)).is_err());
         assert!(t.authorizes(&headers(Some(GOOD))).is_err());

@@ -104,6 +104,15 @@ impl ServiceSpec {
         o.instances = self.instances;
         *self == o
     }
+
+    /// True when only the probes (`health`) and the `alerts` differ, so a
+    /// reload can give the running instances new ones without a restart.
+    pub fn same_but_health(&self, other: &ServiceSpec) -> bool {
+        let mut o = other.clone();
+        o.health = self.health.clone();
+        o.alerts = self.alerts.clone();
+        *self == o
+    }
 }
 
 /// `logs = { max_size, keep }`.

@@ -4,12 +4,15 @@
 //! of 1 or more, `log` only where it means something).
 
 use super::diagnostic::{did_you_mean, Sink};
+use super::paths::anchor;
 use super::raw::{Dur, Size};
 use super::validate::{key_span, read_table, Span};
 use crate::alerts::{AlertAction, AlertSpec, Threshold};
 use crate::health::{validate as check, Check, HealthSpec, Probe, ProbeKind};
+use crate::tls::Trust;
 use serde::{de, Deserialize, Deserializer};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use toml_edit::{Item, TableLike};
 
 /// `health = { startup, readiness, liveness }`. The probes are read on
@@ -31,6 +34,8 @@ struct RawProbe {
     http: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     status: Option<Status>,
+    ca: Option<PathBuf>,
+    insecure: Option<bool>,
     tcp: Option<String>,
     exec: Option<Vec<String>>,
     log: Option<String>,
@@ -54,8 +59,8 @@ struct RawAlert {
 const KINDS: [&str; 4] = ["http", "tcp", "exec", "log"];
 
 /// The health probes of service `what`; empty when there are errors (which
-/// are in the sink).
-pub(super) fn health(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike) -> HealthSpec {
+/// are in the sink). `base` anchors relative paths (an https probe's `ca`).
+pub(super) fn health(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, base: &Path) -> HealthSpec {
     let mut spec = HealthSpec::default();
     let Some((key, item)) = table.get_key_value("health") else { return spec };
     let hwhat = format!("{what}: health");
@@ -65,7 +70,7 @@ pub(super) fn health(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike) -> 
     let Some(ht) = item.as_table_like() else { return spec };
     for kind in [ProbeKind::Startup, ProbeKind::Readiness, ProbeKind::Liveness] {
         let Some((k, pitem)) = ht.get_key_value(kind.as_str()) else { continue };
-        let p = probe(sink, &format!("{what}: health.{kind}"), kind, pitem, k.span());
+        let p = probe(sink, &format!("{what}: health.{kind}"), kind, pitem, k.span(), base);
         match kind {
             ProbeKind::Startup => spec.startup = p,
             ProbeKind::Readiness => spec.readiness = p,
@@ -75,7 +80,7 @@ pub(super) fn health(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike) -> 
     spec
 }
 
-fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Span) -> Option<Probe> {
+fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Span, base: &Path) -> Option<Probe> {
     let before = sink.out.len();
     let raw: RawProbe = read_table(sink, item, span.clone(), what)?;
     let pt = item.as_table_like()?;
@@ -118,10 +123,12 @@ fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Sp
                 None,
             );
         }
+        let trust = trust(sink, what, &url, raw.ca, raw.insecure, &at, base);
         Check::Http {
             url,
             headers: raw.headers.unwrap_or_default(),
             status: raw.status.map_or_else(|| vec![(200, 299)], |s| s.0),
+            trust,
         }
     } else if let Some(addr) = raw.tcp {
         if let Err(e) = check::tcp_addr(&addr) {
@@ -160,6 +167,11 @@ fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Sp
                 sink.push(at(key), format!("{what}: `{key}` applies to http probes only"), None, None);
             }
         }
+        for key in ["ca", "insecure"] {
+            if pt.contains_key(key) {
+                sink.push(at(key), format!("{what}: `{key}` applies to https probes only"), None, None);
+            }
+        }
     }
     let mut p = Probe::new(check);
     p.initial_delay = raw.initial_delay.map_or(p.initial_delay, |d| d.0);
@@ -186,6 +198,60 @@ fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Sp
         );
     }
     (sink.out.len() == before).then_some(p)
+}
+
+/// Whom an http probe trusts. `ca` and `insecure` only mean something
+/// for https; the CA file is read now, so a bad one stops the load with
+/// its place, and a renewed one is seen by the next reload.
+fn trust(
+    sink: &mut Sink<'_>,
+    what: &str,
+    url: &str,
+    ca: Option<PathBuf>,
+    insecure: Option<bool>,
+    at: &dyn Fn(&str) -> Span,
+    base: &Path,
+) -> Trust {
+    if !check::is_https(url) {
+        for (key, given) in [("ca", ca.is_some()), ("insecure", insecure.is_some())] {
+            if given {
+                sink.push(
+                    at(key),
+                    format!("{what}: `{key}` applies to https probes only"),
+                    Some("an https URL like \"https://127.0.0.1:8443/health\"".into()),
+                    None,
+                );
+            }
+        }
+        return Trust::Roots;
+    }
+    match (ca, insecure.unwrap_or(false)) {
+        (Some(_), true) => {
+            sink.push(
+                at("insecure"),
+                format!("{what}: `ca` and `insecure = true` contradict each other"),
+                Some(
+                    "`ca` to trust a private CA, or `insecure = true` to check nothing (dev certificates only)".into(),
+                ),
+                None,
+            );
+            Trust::Insecure
+        }
+        (Some(ca), false) => match Trust::ca_file(&anchor(base, &ca)) {
+            Ok(t) => t,
+            Err(e) => {
+                sink.push(
+                    at("ca"),
+                    format!("{what}: {e}"),
+                    Some("a PEM file of CA certificates (-----BEGIN CERTIFICATE-----)".into()),
+                    None,
+                );
+                Trust::Roots
+            }
+        },
+        (None, true) => Trust::Insecure,
+        (None, false) => Trust::Roots,
+    }
 }
 
 /// The alerts of service `what`; empty when there are errors.
@@ -356,6 +422,7 @@ mod tests {
     use crate::alerts::{AlertAction, Threshold};
     use crate::config::parse;
     use crate::health::{Check, ProbeKind};
+    use crate::tls::Trust;
     use std::path::Path;
     use std::time::Duration;
 
@@ -399,7 +466,7 @@ health.readiness = { http = "http://[::1]/", status = "200-204" }
         assert_eq!((s.success_threshold, s.failure_threshold), (1, 3));
         let r = web.health.readiness.as_ref().unwrap();
         match &r.check {
-            Check::Http { url, headers, status } => {
+            Check::Http { url, headers, status, .. } => {
                 assert_eq!(url, "http://127.0.0.1:8080/ready");
                 assert_eq!(headers["X-Probe"], "1");
                 assert_eq!(status, &[(200, 200), (300, 399)]);
@@ -456,7 +523,6 @@ alerts = [{ memory = "1GiB", cpu = 1.0 }, { action = "log" }, { memory = 0 }]
             "corral.toml:6:53: service `a`: health.startup: success_threshold must be 1 for startup probes",
             "corral.toml:6:79: service `a`: health.startup: `headers` applies to http probes only",
             "corral.toml:10:52: service `b`: health.readiness: invalid status 99",
-            "https probes are not supported yet",
             "corral.toml:11:28: service `b`: health.liveness: `exec` is empty",
             "corral.toml:11:52: service `b`: health.liveness: invalid threshold 0",
             "corral.toml:12:36: service `b`: alerts[0] has both `memory` and `cpu`",
@@ -465,6 +531,70 @@ alerts = [{ memory = "1GiB", cpu = 1.0 }, { action = "log" }, { memory = 0 }]
         ] {
             assert!(e.contains(want), "missing {want:?} in\n{e}");
         }
+    }
+
+    #[test]
+    fn https_probes_take_a_ca_file_or_insecure_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = test_ca_pem();
+        std::fs::write(dir.path().join("ca.pem"), ck).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").unwrap();
+        let path = dir.path().join("corral.toml");
+        let c = parse(
+            r#"
+[services.a]
+command = ["a"]
+health.readiness = { http = "https://localhost:8443/ready", ca = "ca.pem" }
+health.liveness = { http = "https://127.0.0.1:8443/health", insecure = true }
+health.startup = { http = "https://127.0.0.1:8443/health", insecure = false }
+"#,
+            &path,
+        )
+        .unwrap();
+        let trust = |p: &Option<crate::health::Probe>| match &p.as_ref().unwrap().check {
+            Check::Http { trust, .. } => trust.clone(),
+            other => panic!("{other:?}"),
+        };
+        let a = &c.services["a"].health;
+        match trust(&a.readiness) {
+            Trust::Ca { path, certs } => assert_eq!((path, certs.len()), (dir.path().join("ca.pem"), 1)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(trust(&a.liveness), Trust::Insecure);
+        assert_eq!(trust(&a.startup), Trust::Roots);
+
+        let e = parse(
+            r#"
+[services.b]
+command = ["b"]
+health.readiness = { http = "http://localhost/", ca = "ca.pem" }
+health.liveness = { tcp = "localhost:1", insecure = true }
+health.startup = { http = "https://localhost/", ca = "missing.pem" }
+[services.c]
+command = ["c"]
+health.readiness = { http = "https://localhost/", ca = "junk.pem" }
+health.liveness = { http = "https://localhost/", ca = "ca.pem", insecure = true }
+"#,
+            &path,
+        )
+        .unwrap_err()
+        .to_string();
+        let shown = path.display().to_string();
+        for want in [
+            format!("{shown}:4:55: service `b`: health.readiness: `ca` applies to https probes only"),
+            format!("{shown}:5:53: service `b`: health.liveness: `insecure` applies to https probes only"),
+            format!("{shown}:6:54: service `b`: health.startup: cannot read the CA file {}", dir.path().join("missing.pem").display()),
+            format!("{shown}:9:56: service `c`: health.readiness: no certificate (-----BEGIN CERTIFICATE-----) in the CA file"),
+            format!("{shown}:10:76: service `c`: health.liveness: `ca` and `insecure = true` contradict each other"),
+        ] {
+            assert!(e.contains(&want), "missing {want:?} in\n{e}");
+        }
+    }
+
+    /// A real self-signed CA certificate (P-256, valid for a century),
+    /// made once with openssl: this crate has no certificate generator.
+    fn test_ca_pem() -> &'static str {
+        include_str!("../../tests/data/ca.pem")
     }
 
     #[test]

@@ -429,7 +429,7 @@ fn service_spec(
             );
         }
     }
-    let health = super::probes::health(sink, &what, table);
+    let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
     if sink.out.len() > errors_before {
         return None;

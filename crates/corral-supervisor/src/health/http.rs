@@ -1,22 +1,23 @@
-//! `http = "http://host:port/path"`: one GET on a fresh connection, passed
-//! when the status is one of the expected ones (2xx by default). The body
-//! is not read past what the status line needs.
+//! `http = "http://host:port/path"` (or `https://`): one GET on a fresh
+//! connection, passed when the status is one of the expected ones (2xx by
+//! default). The body is not read past what the status line needs. An
+//! https probe verifies the server as its [`Trust`] says, against the
+//! URL's host.
 
+use crate::tls::Trust;
 use http_body_util::Empty;
 use hyper::body::Bytes;
+use hyper::rt::{Read, Write};
 use hyper::Uri;
 use std::collections::BTreeMap;
 
-/// Checks `url` at load time: `http://`, a host, an optional port and path.
-/// Returns the reason it is refused.
+/// Checks `url` at load time: `http://` or `https://`, a host, an optional
+/// port and path. Returns the reason it is refused.
 pub fn validate(url: &str) -> Result<(), String> {
     let uri: Uri = url.parse().map_err(|e| format!("invalid URL `{url}`: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!("`{url}`: https probes are not supported yet; use http, or a tcp probe on the port"))
-        }
-        Some(other) => return Err(format!("`{url}`: scheme `{other}` is not http")),
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+        Some(other) => return Err(format!("`{url}`: scheme `{other}` is not http or https")),
         None => return Err(format!("invalid URL `{url}`: no scheme")),
     }
     if uri.host().is_none_or(str::is_empty) {
@@ -25,29 +26,53 @@ pub fn validate(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// True for an `https://` URL.
+pub fn is_https(url: &str) -> bool {
+    url.parse::<Uri>().is_ok_and(|u| u.scheme() == Some(&hyper::http::uri::Scheme::HTTPS))
+}
+
 /// Whether `code` is in one of the inclusive ranges.
 pub fn accepted(code: u16, ranges: &[(u16, u16)]) -> bool {
     ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
 }
 
 /// One GET. `Ok` carries a short note (`status 200`), `Err` the reason.
-pub async fn check(url: &str, headers: &BTreeMap<String, String>, status: &[(u16, u16)]) -> Result<String, String> {
+pub async fn check(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    status: &[(u16, u16)],
+    trust: &Trust,
+) -> Result<String, String> {
     let uri: Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    let https = is_https(url);
     let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("http: {e}"))?;
+    if !https {
+        return get(hyper_util::rt::TokioIo::new(stream), &uri, &host, headers, status).await;
+    }
+    let tls = crate::tls::connect(stream, &host, trust).await.map_err(|e| format!("{host}:{port}: {e}"))?;
+    get(hyper_util::rt::TokioIo::new(tls), &uri, &host, headers, status).await
+}
+
+/// The request itself, over plain TCP or TLS.
+async fn get<IO: Read + Write + Unpin + Send + 'static>(
+    io: IO,
+    uri: &Uri,
+    host: &str,
+    headers: &BTreeMap<String, String>,
+    status: &[(u16, u16)],
+) -> Result<String, String> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("http: {e}"))?;
     // The connection is driven beside the request and dropped with it.
     let conn = tokio::spawn(conn);
     let _guard = AbortOnDrop(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = hyper::Request::get(path)
-        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
+        .header(hyper::header::HOST, uri.authority().map_or(host, |a| a.as_str()))
         .header(hyper::header::USER_AGENT, concat!("corral-probe/", env!("CARGO_PKG_VERSION")))
         .header(hyper::header::CONNECTION, "close");
     for (k, v) in headers {
@@ -84,7 +109,9 @@ mod tests {
         assert!(validate("http://127.0.0.1:8080/health").is_ok());
         assert!(validate("http://localhost/").is_ok());
         assert!(validate("http://[::1]:80/x?y=1").is_ok());
-        assert!(validate("https://127.0.0.1/").unwrap_err().contains("https"));
+        assert!(validate("https://127.0.0.1:8443/health").is_ok());
+        assert!(validate("HTTPS://localhost/").is_ok());
+        assert!(is_https("HTTPS://localhost/") && is_https("https://[::1]/") && !is_https("http://x/"));
         assert!(validate("ftp://x/").is_err());
         assert!(validate("127.0.0.1:8080/health").is_err());
         assert!(validate("http://").is_err());

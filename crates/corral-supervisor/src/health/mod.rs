@@ -33,6 +33,7 @@ pub(crate) use verdict::{Cause, Verdict};
 
 /// Load-time checks of probe settings, for the config.
 pub(crate) mod validate {
+    pub(crate) use super::http::is_https;
     pub(crate) use super::http::validate as http_url;
     pub(crate) use super::tcp::validate as tcp_addr;
 }

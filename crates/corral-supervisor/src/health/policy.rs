@@ -59,6 +59,15 @@ impl Tracker {
         }
     }
 
+    /// The same tracker, counting as passing (or not) from the start. A
+    /// readiness probe that a reload put in place goes on from the
+    /// instance's readiness, as if it had always been its probe: it flips
+    /// only by crossing a threshold, never merely by being new.
+    pub fn starting_from(mut self, passing: bool) -> Tracker {
+        self.passing = Some(passing);
+        self
+    }
+
     /// Records one result.
     pub fn record(&mut self, ok: bool) -> Step {
         let was = self.last_ok;
@@ -129,6 +138,20 @@ mod tests {
         let notable: Vec<bool> =
             [true, true, false, false, false, false, true, true].iter().map(|&ok| t.record(ok).notable).collect();
         assert_eq!(notable, [false, false, true, false, true, false, true, false]);
+    }
+
+    #[test]
+    fn a_replaced_readiness_probe_goes_on_from_the_readiness_it_found() {
+        use Crossed::*;
+        // Ready: passes change nothing, a failure streak unreadies it.
+        let mut t = Tracker::new(ProbeKind::Readiness, 1, 2).starting_from(true);
+        assert_eq!(
+            run(&mut t, &[true, false, true, false, false, true]),
+            [None, None, None, None, Some(Failed), Some(Passed)]
+        );
+        // Not ready: failures change nothing, passes make it ready.
+        let mut t = Tracker::new(ProbeKind::Readiness, 2, 1).starting_from(false);
+        assert_eq!(run(&mut t, &[false, true, true]), [None, None, Some(Passed)]);
     }
 
     #[test]

@@ -23,8 +23,10 @@ const EXEC_SLACK: Duration = Duration::from_secs(10);
 pub(crate) async fn check(check: &Check, ctx: &CheckCtx, timeout: Duration) -> Result<String, String> {
     let timed_out = || format!("timed out after {}", corral::units::format_duration(timeout));
     match check {
-        Check::Http { url, headers, status } => {
-            tokio::time::timeout(timeout, http::check(url, headers, status)).await.unwrap_or_else(|_| Err(timed_out()))
+        Check::Http { url, headers, status, trust } => {
+            tokio::time::timeout(timeout, http::check(url, headers, status, trust))
+                .await
+                .unwrap_or_else(|_| Err(timed_out()))
         }
         Check::Tcp { addr } => {
             tokio::time::timeout(timeout, tcp::check(addr)).await.unwrap_or_else(|_| Err(timed_out()))

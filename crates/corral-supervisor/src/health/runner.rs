@@ -39,40 +39,63 @@ pub(crate) fn log_patterns(health: &HealthSpec) -> Vec<String> {
         .collect()
 }
 
-/// Starts the probes of a run that has just started; `None` without probes.
+/// Where a run's probes begin: at the start of the run, or where a run
+/// whose probes a reload replaced stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume {
+    /// The startup probe has passed in this run (or the run had none): a
+    /// new startup probe does not run, readiness and liveness start at once
+    /// (after their `initial_delay`).
+    pub startup_passed: bool,
+    /// The instance's readiness now; the readiness probe goes on from it.
+    pub ready: bool,
+}
+
+impl Resume {
+    /// A run that has just started: startup first, not ready.
+    pub(crate) const FRESH: Resume = Resume { startup_passed: false, ready: false };
+}
+
+/// Starts the probes of a run; `None` without probes.
 pub(crate) fn start(
     health: &HealthSpec,
     exec: ExecEnv,
     follower: Option<Follower>,
     tx: UnboundedSender<Verdict>,
+    from: Resume,
 ) -> Option<Runner> {
     if health.is_empty() {
         return None;
     }
+    for (kind, p) in health.probes() {
+        if matches!(&p.check, Check::Http { trust: crate::tls::Trust::Insecure, .. }) {
+            crate::tls::warn_insecure_once(&format!("service `{}`: health.{kind}", exec.spec.name));
+        }
+    }
     let patterns = log_patterns(health);
     let log = follower.filter(|_| !patterns.is_empty()).map(|f| Arc::new(LogMatch::start(f, patterns)));
     let health = health.clone();
-    let task = tokio::spawn(async move { run(health, CheckCtx { exec, log }, tx).await });
+    let task = tokio::spawn(async move { run(health, CheckCtx { exec, log }, tx, from).await });
     Some(Runner { task })
 }
 
-async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Verdict>) {
-    if let Some(p) = &h.startup {
+async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Verdict>, from: Resume) {
+    if let Some(p) = h.startup.as_ref().filter(|_| !from.startup_passed) {
         // Without a readiness probe, passing startup makes the instance ready.
         let ready_after = h.readiness.is_none();
-        if let Some(why) = probe_loop(ProbeKind::Startup, p, &ctx, &tx, ready_after).await {
+        if let Some(why) = probe_loop(ProbeKind::Startup, p, &ctx, &tx, ready_after, false).await {
             let _ = tx.send(Verdict::Restart { cause: Cause::Startup, reason: format!("startup: {why}") });
             return;
         }
     }
     let readiness = async {
         if let Some(p) = &h.readiness {
-            probe_loop(ProbeKind::Readiness, p, &ctx, &tx, false).await;
+            probe_loop(ProbeKind::Readiness, p, &ctx, &tx, false, from.ready).await;
         }
     };
     let liveness = async {
         if let Some(p) = &h.liveness {
-            if let Some(why) = probe_loop(ProbeKind::Liveness, p, &ctx, &tx, false).await {
+            if let Some(why) = probe_loop(ProbeKind::Liveness, p, &ctx, &tx, false, false).await {
                 let _ = tx.send(Verdict::Restart { cause: Cause::Liveness, reason: format!("liveness: {why}") });
             }
         }
@@ -82,16 +105,20 @@ async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Verdict>) {
 
 /// Runs one probe until it decides the run's fate: `None` when a startup
 /// probe passed, `Some(why)` when a startup or liveness probe failed.
-/// Readiness never returns; it reports each flip.
+/// Readiness never returns; it reports each flip, starting from `ready`.
 async fn probe_loop(
     kind: ProbeKind,
     p: &Probe,
     ctx: &CheckCtx,
     tx: &UnboundedSender<Verdict>,
     ready_after_startup: bool,
+    ready: bool,
 ) -> Option<String> {
     tokio::time::sleep(p.initial_delay).await;
     let mut tracker = Tracker::new(kind, p.success_threshold, p.failure_threshold);
+    if kind == ProbeKind::Readiness {
+        tracker = tracker.starting_from(ready);
+    }
     loop {
         let begun = Instant::now();
         let r = check(&p.check, ctx, p.timeout).await;

@@ -104,14 +104,18 @@ impl Probe {
 /// What a probe checks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
-    /// `http = "http://host:port/path"`: a GET whose status is expected.
+    /// `http = "http://host:port/path"` or `https://…`: a GET whose
+    /// status is expected.
     Http {
-        /// The URL (checked at load: `http://`, a host).
+        /// The URL (checked at load: `http://` or `https://`, a host).
         url: String,
         /// Extra request headers.
         headers: BTreeMap<String, String>,
         /// Accepted status codes as inclusive ranges (default 200-299).
         status: Vec<(u16, u16)>,
+        /// Whom an https probe trusts: Mozilla's roots, `ca = "ca.pem"`,
+        /// or nobody checked (`insecure = true`). `Roots` for http.
+        trust: crate::tls::Trust,
     },
     /// `tcp = "host:port"`: the port accepts a connection.
     Tcp {

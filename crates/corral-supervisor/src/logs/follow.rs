@@ -47,6 +47,14 @@ fn last_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
     Ok(lines.split_off(skip))
 }
 
+/// A place in one instance's log: an offset in the file after so many
+/// rotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pos: u64,
+    rotations: u64,
+}
+
 /// Follows one instance's log from its current end.
 pub struct Follower {
     path: PathBuf,
@@ -64,6 +72,20 @@ impl Follower {
         let file = File::open(&path).ok();
         let pos = file.as_ref().and_then(|f| f.metadata().ok()).map_or(0, |m| m.len());
         Follower { path, file, pos, rotations, growth, partial: Vec::new() }
+    }
+
+    /// Where this follower stands, for a later one to start there.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark { pos: self.pos, rotations: self.rotations }
+    }
+
+    /// Starts at `mark`, so lines written since are read too. When the log
+    /// has rotated since, it starts at the beginning of the current file:
+    /// the lines rotated away are not read again.
+    pub(crate) fn from_mark(path: PathBuf, growth: watch::Receiver<Growth>, mark: Mark) -> Self {
+        let mut f = Follower::new(path, growth);
+        f.pos = if f.rotations == mark.rotations { mark.pos.min(f.pos) } else { 0 };
+        f
     }
 
     /// The next lines written, waiting until there are some. `None` when
