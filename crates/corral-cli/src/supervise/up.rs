@@ -29,7 +29,7 @@ pub fn main(a: UpArgs) -> u8 {
     }
     let echo =
         Some(Echo { color: !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() });
-    match runtime().block_on(daemon::run(config, Options { echo })) {
+    match runtime().block_on(daemon::run(config, Options { echo, ..Options::default() })) {
         Ok(()) => 0,
         Err(e) => {
             crate::exit::error(e);
