@@ -116,8 +116,11 @@ status=0
 # A Wine bug must not hang CI: the run is bounded (about 15 s normally).
 # --nocapture shows why the tests that need real Windows skip.
 timeout -k 10 600 cargo test --target "$target" -p corral --lib --test 'windows_*' -- --nocapture || status=$?
-# The supervisor on Windows: its unit tests (the named pipe's owner-only
-# DACL among them) and `corral up` end to end over the pipe.
+# The supervisor on Windows: its unit tests (the named pipe's DACLs among
+# them), `corral up` end to end over the pipe (windows_up.rs), and the
+# daemon as a service under Wine's Service Control Manager
+# (windows_service.rs: it installs uniquely named services in this prefix
+# and uninstalls them, also when a test fails).
 if [ $status -eq 0 ]; then
     timeout -k 10 600 cargo test --target "$target" -p corral-supervisor --lib || status=$?
 fi

@@ -5,6 +5,7 @@ mod doctor;
 mod exit;
 mod report;
 mod run;
+mod service;
 mod signals;
 mod supervise;
 mod tree;
@@ -29,6 +30,11 @@ enum Cmd {
     Tree(tree::Args),
     #[command(flatten)]
     Supervisor(supervise::Cmd),
+    /// Run the supervisor as a Windows service: install, uninstall, start, stop.
+    Service {
+        #[command(subcommand)]
+        cmd: service::Cmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,7 @@ fn main() -> ExitCode {
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
         Cmd::Supervisor(c) => supervise::main(c),
+        Cmd::Service { cmd } => service::main(cmd),
     };
     ExitCode::from(code)
 }

@@ -83,3 +83,14 @@ fn tree_shows_a_live_group_with_pgid_sid_and_cgroup() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no process with pid 999999999"));
 }
+
+#[test]
+fn service_is_windows_only_and_says_what_to_use_instead() {
+    for verb in [&["install", "-c", "corral.toml"][..], &["start"], &["stop", "--name", "x"], &["uninstall"]] {
+        let out = output(std::process::Command::new(corral()).arg("service").args(verb));
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Windows only") && err.contains("systemd"), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+}

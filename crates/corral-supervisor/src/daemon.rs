@@ -1,6 +1,6 @@
 //! `corral up`: reap what a crashed predecessor left, start the services,
-//! serve the API, and on Ctrl-C, SIGTERM or `corral down` stop everything
-//! in reverse dependency order.
+//! serve the API, and on Ctrl-C, SIGTERM, `corral down` or a service
+//! manager's stop request stop everything in reverse dependency order.
 
 use crate::api::{self, Api};
 use crate::config::Config;
@@ -14,6 +14,13 @@ use tokio::sync::Notify;
 pub struct Options {
     /// Print every service's output with a name prefix (foreground).
     pub echo: Option<Echo>,
+    /// Who may use the local API (a Windows service lets administrators in).
+    pub access: api::Access,
+    /// Notified by whoever runs the daemon (the Windows service control
+    /// handler) to stop it like `corral down` does.
+    pub stop: Option<Arc<Notify>>,
+    /// Notified once the local API listens: the daemon is up.
+    pub listening: Option<Arc<Notify>>,
 }
 
 /// Runs the daemon until it is told to stop. Errors are one line for a
@@ -57,11 +64,14 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         None => None,
     };
     let tcp_app = app.clone();
-    let server = api::serve_local(&socket, app, async move { stop_wait.notified().await })
+    let server = api::serve_local(&socket, app, opts.access, async move { stop_wait.notified().await })
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     // Tests and scripts wait for this line.
     eprintln!("corral: listening on {}", api::local_address(&socket));
+    if let Some(l) = &opts.listening {
+        l.notify_one();
+    }
     let tcp_stop = Arc::new(Notify::new());
     let tcp_server = tcp.map(|t| {
         eprintln!("corral: listening on https://{} (TLS, bearer token)", t.local_addr());
@@ -70,7 +80,10 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     });
     let _ = sup.start(&Target::All).await;
     let watcher = sup.config().daemon.watch_config.then(|| tokio::spawn(crate::watch::config_file(sup.clone())));
-    wait_for_stop(&sup, &shutdown).await;
+    tokio::select! {
+        _ = wait_for_stop(&sup, &shutdown) => {}
+        _ = stopped_from_outside(opts.stop.as_deref()) => {}
+    }
     if let Some(w) = watcher {
         w.abort();
     }
@@ -135,6 +148,14 @@ async fn wait_for_stop(sup: &Supervisor, shutdown: &Notify) {
             _ = shutdown.notified() => {}
         }
         let _ = sup;
+    }
+}
+
+/// Completes when `stop` is notified; never without one.
+async fn stopped_from_outside(stop: Option<&Notify>) {
+    match stop {
+        Some(s) => s.notified().await,
+        None => std::future::pending().await,
     }
 }
 

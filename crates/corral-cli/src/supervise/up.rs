@@ -33,7 +33,7 @@ pub fn main(a: UpArgs) -> u8 {
     }
     let color = !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let echo = (!a.quiet).then_some(Echo { color });
-    match runtime().block_on(daemon::run(config, Options { echo })) {
+    match runtime().block_on(daemon::run(config, Options { echo, ..Options::default() })) {
         Ok(()) => 0,
         Err(e) => {
             crate::exit::error(e);

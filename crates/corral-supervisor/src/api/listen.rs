@@ -2,8 +2,10 @@
 //! mode 0700, and every connection's peer uid checked (SO_PEERCRED /
 //! getpeereid) against the daemon's, so a socket whose mode was loosened
 //! still serves only its owner. On Windows: a named pipe with an
-//! owner-only DACL and the same per-connection check (see `pipe`).
+//! owner-only DACL and the same per-connection check, or in service mode
+//! the owner, SYSTEM and Administrators (see `pipe`).
 
+use super::Access;
 use std::path::Path;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -86,10 +88,12 @@ mod unix {
     }
 
     /// Binds the socket (replacing a stale one) and serves until `stop`
-    /// completes.
+    /// completes. On Unix every `access` serves the owner alone: there is
+    /// no service mode here (systemd runs `corral up`).
     pub async fn serve_local(
         path: &Path,
         app: axum::Router,
+        _access: super::Access,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
         if let Some(dir) = path.parent() {
@@ -118,16 +122,16 @@ pub use windows::serve_local;
 
 #[cfg(windows)]
 mod windows {
-    use super::super::pipe::OwnerOnly;
-    use super::Path;
+    use super::super::pipe::PipeAcl;
+    use super::{Access, Path};
     use axum::serve::Listener;
     use std::future::Future;
     use tokio::net::windows::named_pipe::NamedPipeServer;
 
-    /// Hands out connected pipe instances of the daemon's own user.
+    /// Hands out connected pipe instances of the clients `acl` allows.
     struct PipeListener {
         name: String,
-        acl: OwnerOnly,
+        acl: PipeAcl,
         next: NamedPipeServer,
     }
 
@@ -154,7 +158,7 @@ mod windows {
                 let fresh = self.fresh().await;
                 let conn = std::mem::replace(&mut self.next, fresh);
                 match connected {
-                    Ok(()) if self.acl.is_owner(&conn) => return (conn, self.name.clone()),
+                    Ok(()) if self.acl.is_allowed(&conn) => return (conn, self.name.clone()),
                     Ok(()) => {
                         tokio::spawn(super::refuse(conn));
                     }
@@ -170,14 +174,15 @@ mod windows {
     }
 
     /// Creates the first pipe instance (refused when the name exists) and
-    /// serves until `stop` completes.
+    /// serves the clients `access` allows until `stop` completes.
     pub async fn serve_local(
         path: &Path,
         app: axum::Router,
+        access: Access,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
         let name = super::local_address(path);
-        let acl = OwnerOnly::new()?;
+        let acl = PipeAcl::new(access)?;
         let next = acl.create_first(&name)?;
         let listener = PipeListener { name, acl, next };
         Ok(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }))

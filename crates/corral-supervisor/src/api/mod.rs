@@ -29,6 +29,19 @@ use tokio::sync::Notify;
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 use tokio_stream::StreamExt;
 
+/// Who may use the local API besides the daemon's own user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Access {
+    /// The daemon's own user only (`corral up`).
+    #[default]
+    Owner,
+    /// Also SYSTEM and elevated members of BUILTIN\Administrators: the
+    /// people who administer a Windows service (`corral service`), whose
+    /// daemon runs as a service account nobody logs on as. Windows only;
+    /// on Unix the socket serves its owner alone.
+    OwnerAndAdministrators,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct Api {

@@ -1,20 +1,27 @@
 //! Windows: the local listener is a named pipe that only the daemon's own
-//! user can open.
+//! user can open, and in service mode also the people who administer the
+//! service.
 //!
 //! - The pipe is created with a protected DACL that grants access to the
 //!   daemon's user SID and to nobody else (`D:P(A;;GA;;;<sid>)`), so other
 //!   users, services and remote machines are refused by the OS before a
 //!   byte is read. Remote clients are also refused by flag.
+//! - As a Windows service ([`Access::OwnerAndAdministrators`]) the daemon
+//!   runs as a service account nobody logs on as, so the DACL also grants
+//!   SYSTEM and BUILTIN\Administrators
+//!   (`D:P(A;;GA;;;<sid>)(A;;GA;;;SY)(A;;GA;;;BA)`). Administrators means an
+//!   elevated token: under UAC a filtered token holds the group deny-only,
+//!   and neither the DACL nor the check below lets it in.
 //! - The first instance is created with `FILE_FLAG_FIRST_PIPE_INSTANCE`:
 //!   if the name exists (another daemon, or a squatter waiting to read
 //!   commands), the daemon refuses to start instead of joining it.
-//! - Every connection's client process is checked against the daemon's
-//!   SID as well, like SO_PEERCRED on Unix, so a loosened ACL still serves
-//!   only the owner.
+//! - Every connection's client is checked against the same identities,
+//!   like SO_PEERCRED on Unix, so a loosened ACL still serves only them.
 //! - A pipe instance serves one client: the listener creates the next
 //!   instance before handing out a connected one, so a client always finds
 //!   one waiting.
 
+use super::Access;
 use std::ffi::c_void;
 use std::io;
 use std::os::windows::io::AsRawHandle;
@@ -25,29 +32,34 @@ use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
 use windows_sys::Win32::Security::{
-    EqualSid, GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY, TOKEN_USER,
+    CheckTokenMembership, CreateWellKnownSid, DuplicateToken, EqualSid, GetTokenInformation, IsWellKnownSid,
+    RevertToSelf, SecurityIdentification, TokenUser, WinBuiltinAdministratorsSid, WinLocalSystemSid,
+    PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, SECURITY_MAX_SID_SIZE, TOKEN_DUPLICATE, TOKEN_QUERY, TOKEN_USER,
 };
-use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
+use windows_sys::Win32::System::Pipes::{GetNamedPipeClientProcessId, ImpersonateNamedPipeClient};
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    GetCurrentProcess, GetCurrentThread, OpenProcess, OpenProcessToken, OpenThreadToken,
+    PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-/// The user a process runs as: its token's user SID, as bytes.
-fn user_sid(process: HANDLE) -> io::Result<Vec<u8>> {
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: `process` is a process handle; `token` is writable.
-    if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) } == 0 {
-        return Err(io::Error::last_os_error());
+/// An access token, closed on drop.
+struct Token(HANDLE);
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        // SAFETY: opened by this module, closed once.
+        unsafe { CloseHandle(self.0) };
     }
+}
+
+/// The user a token stands for: its user SID, as bytes.
+fn token_user(token: &Token) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     let mut len = 0u32;
     // SAFETY: the buffer is writable for its length; the token is open.
-    let ok = unsafe { GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), buf.len() as u32, &mut len) };
-    let err = io::Error::last_os_error();
-    // SAFETY: we opened `token` and close it once.
-    unsafe { CloseHandle(token) };
+    let ok = unsafe { GetTokenInformation(token.0, TokenUser, buf.as_mut_ptr().cast(), buf.len() as u32, &mut len) };
     if ok == 0 {
-        return Err(err);
+        return Err(io::Error::last_os_error());
     }
     // TOKEN_USER holds a pointer into the same buffer; copy the SID out.
     // SAFETY: on success the buffer starts with a TOKEN_USER.
@@ -57,6 +69,21 @@ fn user_sid(process: HANDLE) -> io::Result<Vec<u8>> {
     let n = 8 + 4 * usize::from(unsafe { *sid.cast::<u8>().add(1) });
     // SAFETY: as above, `n` bytes long.
     Ok(unsafe { std::slice::from_raw_parts(sid.cast::<u8>(), n) }.to_vec())
+}
+
+/// The token of a process, opened with `access`.
+fn process_token(process: HANDLE, access: u32) -> io::Result<Token> {
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: `process` is a process handle; `token` is writable.
+    if unsafe { OpenProcessToken(process, access, &mut token) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Token(token))
+}
+
+/// The user a process runs as.
+fn user_sid(process: HANDLE) -> io::Result<Vec<u8>> {
+    token_user(&process_token(process, TOKEN_QUERY)?)
 }
 
 fn sid_string(sid: &[u8]) -> io::Result<String> {
@@ -74,24 +101,104 @@ fn sid_string(sid: &[u8]) -> io::Result<String> {
     Ok(out)
 }
 
-/// The owner-only security descriptor, and the daemon's SID to check
-/// clients against.
-pub(super) struct OwnerOnly {
+/// The process at the other end of a connected pipe, opened for queries.
+fn client_process(pipe: &NamedPipeServer) -> io::Result<HANDLE> {
+    let mut pid = 0u32;
+    // SAFETY: a connected server handle; `pid` is writable.
+    if unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle(), &mut pid) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: no pointers; the result is checked.
+    let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if h.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(h)
+}
+
+/// The client's token as seen through the pipe: the daemon impersonates
+/// the client for a moment and takes its thread token. This works whatever
+/// the client process's own ACL says (a service account may not open an
+/// administrator's process), and identification level, which clients grant
+/// by default, is enough to read it.
+fn impersonated_token(pipe: &NamedPipeServer) -> io::Result<Token> {
+    // SAFETY: a connected server handle.
+    if unsafe { ImpersonateNamedPipeClient(pipe.as_raw_handle()) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: this thread impersonates now; `token` is writable. OpenAsSelf
+    // (1): the daemon's own rights open it, the client's identification-
+    // level token could not.
+    let ok = unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut token) };
+    let err = io::Error::last_os_error();
+    // SAFETY: ends the impersonation begun above, on the same thread, with
+    // no await in between (this function is synchronous).
+    if unsafe { RevertToSelf() } == 0 {
+        // A worker thread left running as the client must not serve anyone.
+        eprintln!("corral: RevertToSelf failed: {}; aborting", io::Error::last_os_error());
+        std::process::abort();
+    }
+    if ok == 0 {
+        return Err(err);
+    }
+    Ok(Token(token))
+}
+
+/// The client process's token as an identification token (what
+/// CheckTokenMembership needs). The fallback when impersonation fails.
+fn client_process_token(pipe: &NamedPipeServer) -> io::Result<Token> {
+    let h = client_process(pipe)?;
+    let primary = process_token(h, TOKEN_QUERY | TOKEN_DUPLICATE);
+    // SAFETY: opened by client_process, closed once.
+    unsafe { CloseHandle(h) };
+    let primary = primary?;
+    let mut dup: HANDLE = std::ptr::null_mut();
+    // SAFETY: an open token with TOKEN_DUPLICATE; `dup` is writable.
+    if unsafe { DuplicateToken(primary.0, SecurityIdentification, &mut dup) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Token(dup))
+}
+
+/// Whether `token` holds BUILTIN\Administrators enabled (an elevated
+/// token; a UAC-filtered one holds it deny-only and is refused).
+fn is_administrator(token: &Token) -> bool {
+    let mut sid = [0u8; SECURITY_MAX_SID_SIZE as usize];
+    let mut len = SECURITY_MAX_SID_SIZE;
+    // SAFETY: `sid` is writable for `len` bytes.
+    let ok = unsafe {
+        CreateWellKnownSid(WinBuiltinAdministratorsSid, std::ptr::null_mut(), sid.as_mut_ptr().cast(), &mut len)
+    };
+    let mut member = 0;
+    // SAFETY: an impersonation-type token and a valid SID; `member` is writable.
+    ok != 0 && unsafe { CheckTokenMembership(token.0, sid.as_mut_ptr().cast(), &mut member) } != 0 && member != 0
+}
+
+fn same_sid(a: &[u8], b: &[u8]) -> bool {
+    // SAFETY: both are valid SIDs.
+    unsafe { EqualSid(a.as_ptr() as *mut c_void, b.as_ptr() as *mut c_void) != 0 }
+}
+
+/// The pipe's security descriptor, and the identities a client is checked
+/// against.
+pub(super) struct PipeAcl {
     sd: PSECURITY_DESCRIPTOR,
     sid: Vec<u8>,
+    access: Access,
 }
 
 // SAFETY: the descriptor is built once and only read afterwards (the OS
 // copies it into each pipe instance); freeing it happens once, in Drop.
-unsafe impl Send for OwnerOnly {}
+unsafe impl Send for PipeAcl {}
 // SAFETY: as above.
-unsafe impl Sync for OwnerOnly {}
+unsafe impl Sync for PipeAcl {}
 
-impl OwnerOnly {
-    pub(super) fn new() -> io::Result<OwnerOnly> {
+impl PipeAcl {
+    pub(super) fn new(access: Access) -> io::Result<PipeAcl> {
         // SAFETY: the pseudo handle needs no closing.
         let sid = user_sid(unsafe { GetCurrentProcess() })?;
-        let sddl = owner_only_sddl(&sid_string(&sid)?);
+        let sddl = pipe_sddl(&sid_string(&sid)?, access);
         let wide: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: NUL-terminated SDDL; `sd` receives a LocalAlloc'ed descriptor.
@@ -106,10 +213,10 @@ impl OwnerOnly {
         if ok == 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(OwnerOnly { sd, sid })
+        Ok(PipeAcl { sd, sid, access })
     }
 
-    /// Creates one pipe instance with the owner-only DACL.
+    /// Creates one pipe instance with the DACL.
     pub(super) fn create(&self, name: &str, first: bool) -> io::Result<NamedPipeServer> {
         let mut sa = SECURITY_ATTRIBUTES {
             nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
@@ -141,37 +248,49 @@ impl OwnerOnly {
         self.create(name, true).map_err(|e| if e.kind() == io::ErrorKind::PermissionDenied { in_use() } else { e })
     }
 
+    /// Whether the client at the other end of `pipe` may use the API. Any
+    /// failure to tell is a no.
+    pub(super) fn is_allowed(&self, pipe: &NamedPipeServer) -> bool {
+        match self.access {
+            Access::Owner => self.is_owner(pipe),
+            Access::OwnerAndAdministrators => {
+                let Ok(token) = impersonated_token(pipe).or_else(|_| client_process_token(pipe)) else {
+                    return false;
+                };
+                let Ok(user) = token_user(&token) else { return false };
+                // SAFETY: `user` is a valid SID.
+                let system = unsafe { IsWellKnownSid(user.as_ptr() as *mut c_void, WinLocalSystemSid) } != 0;
+                same_sid(&user, &self.sid) || system || is_administrator(&token)
+            }
+        }
+    }
+
     /// Whether the process at the other end of `pipe` runs as the daemon's
-    /// user. Any failure to tell is a no.
-    pub(super) fn is_owner(&self, pipe: &NamedPipeServer) -> bool {
-        let mut pid = 0u32;
-        // SAFETY: a connected server handle; `pid` is writable.
-        if unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle(), &mut pid) } == 0 {
-            return false;
-        }
-        // SAFETY: no pointers; the result is checked.
-        let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        if h.is_null() {
-            return false;
-        }
+    /// user (`corral up`: the client is the same user, so its process can
+    /// always be opened).
+    fn is_owner(&self, pipe: &NamedPipeServer) -> bool {
+        let Ok(h) = client_process(pipe) else { return false };
         let sid = user_sid(h);
-        // SAFETY: opened above, closed once.
+        // SAFETY: opened by client_process, closed once.
         unsafe { CloseHandle(h) };
-        // SAFETY: both are valid SIDs.
-        sid.is_ok_and(|s| unsafe { EqualSid(s.as_ptr() as *mut c_void, self.sid.as_ptr() as *mut c_void) } != 0)
+        sid.is_ok_and(|s| same_sid(&s, &self.sid))
     }
 }
 
-impl Drop for OwnerOnly {
+impl Drop for PipeAcl {
     fn drop(&mut self) {
         // SAFETY: allocated by ConvertStringSecurityDescriptor…W, freed once.
         unsafe { LocalFree(self.sd) };
     }
 }
 
-/// Protected (no inherited entries), one entry: full access for `sid`.
-pub(super) fn owner_only_sddl(sid: &str) -> String {
-    format!("D:P(A;;GA;;;{sid})")
+/// Protected (no inherited entries): full access for `sid`, and in
+/// service mode for SYSTEM and BUILTIN\Administrators too.
+pub(super) fn pipe_sddl(sid: &str, access: Access) -> String {
+    match access {
+        Access::Owner => format!("D:P(A;;GA;;;{sid})"),
+        Access::OwnerAndAdministrators => format!("D:P(A;;GA;;;{sid})(A;;GA;;;SY)(A;;GA;;;BA)"),
+    }
 }
 
 /// Opens the daemon's pipe. A busy pipe (every instance taken for a
@@ -243,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pipe_grants_access_to_its_owner_only() {
-        let acl = OwnerOnly::new().unwrap();
+        let acl = PipeAcl::new(Access::Owner).unwrap();
         let me = sid_string(&acl.sid).unwrap();
         assert!(me.starts_with("S-1-"), "{me}");
         let pipe = acl.create_first(&unique("dacl")).unwrap();
@@ -257,7 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_daemon_on_the_same_pipe_is_refused() {
-        let acl = OwnerOnly::new().unwrap();
+        let acl = PipeAcl::new(Access::Owner).unwrap();
         let name = unique("twice");
         let _first = acl.create_first(&name).unwrap();
         let e = acl.create_first(&name).unwrap_err();
@@ -267,16 +386,55 @@ mod tests {
 
     #[tokio::test]
     async fn the_owner_connects_and_is_recognised() {
-        let acl = OwnerOnly::new().unwrap();
+        let acl = PipeAcl::new(Access::Owner).unwrap();
         let name = unique("owner");
         let server = acl.create_first(&name).unwrap();
         let client = connect(&name).await.unwrap();
         server.connect().await.unwrap();
-        assert!(acl.is_owner(&server), "this process is the daemon's user");
+        assert!(acl.is_allowed(&server), "this process is the daemon's user");
         drop(client);
         // Nothing listens any more: the error says so.
         drop(server);
         let e = connect(&name).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_service_pipe_also_grants_system_and_administrators() {
+        let acl = PipeAcl::new(Access::OwnerAndAdministrators).unwrap();
+        let me = sid_string(&acl.sid).unwrap();
+        let pipe = acl.create_first(&unique("svc-dacl")).unwrap();
+        let dacl = dacl_of(&pipe);
+        assert!(dacl.starts_with("D:P"), "a protected DACL: {dacl}");
+        assert_eq!(dacl.matches("(A;").count(), 3, "three allow entries: {dacl}");
+        for who in [me.as_str(), "SY", "BA"] {
+            assert!(dacl.contains(&format!(";;;{who})")), "an entry for {who}: {dacl}");
+        }
+        assert!(!dacl.contains("(D;"), "no deny entries: {dacl}");
+    }
+
+    #[tokio::test]
+    async fn in_service_mode_the_owner_is_still_recognised() {
+        let acl = PipeAcl::new(Access::OwnerAndAdministrators).unwrap();
+        let name = unique("svc-owner");
+        let server = acl.create_first(&name).unwrap();
+        let client = connect(&name).await.unwrap();
+        server.connect().await.unwrap();
+        assert!(acl.is_allowed(&server), "this process is the daemon's user");
+        // Through the pipe, the client is this user too.
+        match impersonated_token(&server) {
+            Ok(t) => assert!(same_sid(&token_user(&t).unwrap(), &acl.sid)),
+            Err(e) => eprintln!("ImpersonateNamedPipeClient failed ({e}): the process token is used"),
+        }
+        // The impersonation was undone: this thread is the daemon again.
+        let mut t: HANDLE = std::ptr::null_mut();
+        // SAFETY: `t` is writable; a thread that does not impersonate has no token.
+        let has_thread_token = unsafe { OpenThreadToken(GetCurrentThread(), TOKEN_QUERY, 1, &mut t) } != 0;
+        if has_thread_token {
+            // SAFETY: opened just above.
+            unsafe { CloseHandle(t) };
+        }
+        assert!(!has_thread_token, "the thread still impersonates the client");
+        drop(client);
     }
 }
