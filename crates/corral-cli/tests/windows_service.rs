@@ -12,39 +12,26 @@
 #![cfg(windows)]
 
 use std::ffi::c_void;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, LocalFree, ERROR_INSUFFICIENT_BUFFER, ERROR_SERVICE_DOES_NOT_EXIST, HANDLE, NO_ERROR, STILL_ACTIVE,
-    WAIT_OBJECT_0,
+    CloseHandle, LocalFree, ERROR_INSUFFICIENT_BUFFER, ERROR_SERVICE_DOES_NOT_EXIST, NO_ERROR,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1, SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
 use windows_sys::Win32::Storage::FileSystem::{CreateFileW, OPEN_EXISTING, READ_CONTROL};
-use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Services::{
     CloseServiceHandle, OpenSCManagerW, OpenServiceW, QueryServiceConfigW, QueryServiceObjectSecurity,
     QueryServiceStatusEx, QUERY_SERVICE_CONFIGW, SC_HANDLE, SC_MANAGER_CONNECT, SC_STATUS_PROCESS_INFO,
     SERVICE_AUTO_START, SERVICE_QUERY_CONFIG, SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_STATUS_PROCESS,
     SERVICE_STOPPED, SERVICE_WIN32_OWN_PROCESS,
 };
-use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
-};
 
-const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
+mod windows_support;
 
-/// Whether this runs under Wine (ntdll exports `wine_get_version` there).
-fn wine() -> bool {
-    let name: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
-    // SAFETY: NUL-terminated name; ntdll is always loaded.
-    let m = unsafe { GetModuleHandleW(name.as_ptr()) };
-    // SAFETY: `m` is ntdll's handle (or null, which fails cleanly).
-    !m.is_null() && unsafe { GetProcAddress(m, c"wine_get_version".as_ptr().cast()) }.is_some()
-}
+use windows_support::*;
 
 fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
@@ -60,36 +47,6 @@ unsafe fn from_wide(p: *const u16) -> String {
     let len = (0..).take_while(|i| unsafe { *p.add(*i) } != 0).count();
     // SAFETY: `len` units are readable.
     String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(p, len) })
-}
-
-/// The test's own handle on a process.
-struct Proc {
-    pid: u32,
-    h: HANDLE,
-}
-
-impl Proc {
-    fn open(pid: u32) -> Proc {
-        // SAFETY: no pointers; the result is checked.
-        let h = unsafe { OpenProcess(PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        assert!(!h.is_null(), "process {pid} should be alive: {}", std::io::Error::last_os_error());
-        Proc { pid, h }
-    }
-
-    fn running(&self) -> bool {
-        let mut code = 0u32;
-        // SAFETY: our live handle; `code` is writable.
-        assert!(unsafe { GetExitCodeProcess(self.h, &mut code) } != 0);
-        // SAFETY: as above; 259 is also a legal exit code, the handle decides.
-        code == STILL_ACTIVE as u32 && unsafe { WaitForSingleObject(self.h, 0) } != WAIT_OBJECT_0
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: opened by us, closed once.
-        unsafe { CloseHandle(self.h) };
-    }
 }
 
 /// An SCM or service handle, closed on drop.
@@ -246,22 +203,6 @@ fn corral(args: &[&str]) -> Output {
     Command::new(CORRAL).args(args).stdin(Stdio::null()).output().expect("run corral")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Polls `f` every 50 ms until it gives a value or `secs` pass.
-fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out after {secs}s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A temp folder with a config, and the service installed for it (if
 /// any), uninstalled and removed on drop, also when the test fails.
 struct Fixture {
@@ -303,16 +244,6 @@ impl Drop for Fixture {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The pids of the testkit's `nth` ready line (from 0) in a service log.
-fn ready_pids(log: &Path, nth: usize) -> Option<Vec<u32>> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().filter(|l| l.contains("\"ready\":true")).nth(nth)?;
-    let json: serde_json::Value = serde_json::from_str(&line[line.find('{')?..]).ok()?;
-    let mut pids = vec![json["pid"].as_u64()? as u32];
-    pids.extend(json["all"].as_array()?.iter().filter_map(|v| v.as_u64()).map(|p| p as u32));
-    Some(pids)
 }
 
 fn sleeper_toml() -> String {

@@ -11,62 +11,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, STILL_ACTIVE, WAIT_OBJECT_0};
-use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, OpenProcess, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
-};
 
-const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
+mod windows_support;
 
-/// The test's own handle on a process.
-struct Proc {
-    pid: u32,
-    h: HANDLE,
-}
-
-impl Proc {
-    fn open(pid: u32) -> Proc {
-        // SAFETY: no pointers; the result is checked.
-        let h = unsafe { OpenProcess(PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
-        assert!(!h.is_null(), "process {pid} should be alive: {}", std::io::Error::last_os_error());
-        Proc { pid, h }
-    }
-
-    fn running(&self) -> bool {
-        let mut code = 0u32;
-        // SAFETY: our live handle; `code` is writable.
-        assert!(unsafe { GetExitCodeProcess(self.h, &mut code) } != 0);
-        // SAFETY: as above; 259 is also a legal exit code, the handle decides.
-        code == STILL_ACTIVE as u32 && unsafe { WaitForSingleObject(self.h, 0) } != WAIT_OBJECT_0
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: opened by us, closed once.
-        unsafe { CloseHandle(self.h) };
-    }
-}
+use windows_support::*;
 
 fn corral(cfg: &Path, args: &[&str]) -> Output {
     Command::new(CORRAL).args(args).arg("-c").arg(cfg).stdin(Stdio::null()).output().expect("run corral")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Polls `f` every 50 ms until it gives a value or `secs` pass.
-fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out after {secs}s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A daemon with a temp folder, killed and cleaned up if the test fails.
@@ -129,16 +80,6 @@ impl Drop for Daemon {
     }
 }
 
-/// The pids of the testkit's ready line in a service log.
-fn ready_pids(log: &Path) -> Option<Vec<u32>> {
-    let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("\"ready\":true"))?;
-    let json: serde_json::Value = serde_json::from_str(&line[line.find('{')?..]).ok()?;
-    let mut pids = vec![json["pid"].as_u64()? as u32];
-    pids.extend(json["all"].as_array()?.iter().filter_map(|v| v.as_u64()).map(|p| p as u32));
-    Some(pids)
-}
-
 #[test]
 fn up_on_a_named_pipe_dumps_the_leader_and_stops_leaving_nothing() {
     let kit = corral_testkit::binary();
@@ -159,7 +100,7 @@ fn up_on_a_named_pipe_dumps_the_leader_and_stops_leaving_nothing() {
     });
     let leader = status["pid"].as_u64().expect("a running instance has a pid") as u32;
     let log = d.dir.join(".corral").join("logs").join("app").join("0.log");
-    let pids = until(30, "the testkit's ready line", || ready_pids(&log));
+    let pids = until(30, "the testkit's ready line", || ready_pids(&log, 0));
     assert_eq!(pids[0], leader);
     assert_eq!(pids.len(), 3, "the leader and two children: {pids:?}");
     let procs: Vec<Proc> = pids.iter().map(|p| Proc::open(*p)).collect();
