@@ -11,6 +11,8 @@
 
 mod daemon;
 
+use daemon::assert_gone;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -169,31 +171,6 @@ fn wait_line(rx: &Receiver<String>, needle: &str) -> String {
         }
     }
     panic!("the daemon never printed {needle:?}; it printed {lines:?}");
-}
-
-/// A pid is gone when it has no entry or is a zombie waiting for a slow
-/// init to reap it.
-fn gone(pid: u32) -> bool {
-    if Path::new("/proc/self/stat").exists() {
-        return match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(s) => s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z') || r.starts_with('X')),
-        };
-    }
-    // SAFETY: kill with signal 0 only checks that the pid exists.
-    unsafe { libc::kill(pid as i32, 0) != 0 }
-}
-
-fn assert_gone(pids: &[u32]) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if pids.iter().all(|&p| gone(p)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let alive: Vec<_> = pids.iter().filter(|&&p| !gone(p)).collect();
-    panic!("processes left behind: {alive:?}");
 }
 
 #[derive(Debug)]

@@ -262,14 +262,7 @@ pub fn logs(a: LogsArgs) -> u8 {
     let mut out = std::io::stdout().lock();
     let r =
         runtime().block_on(client.stream("GET", &path, |chunk| out.write_all(chunk).is_ok() && out.flush().is_ok()));
-    match r {
-        Ok(r) if r.status < 400 => 0,
-        Ok(r) => refused(&r),
-        Err(e) => {
-            crate::exit::error(e);
-            FAILED
-        }
-    }
+    streamed(r)
 }
 
 fn print_event(e: &serde_json::Value, json: bool) {
@@ -316,6 +309,11 @@ pub fn events(a: EventsArgs) -> u8 {
         }
         std::io::stdout().flush().is_ok()
     }));
+    streamed(r)
+}
+
+/// The exit code of a streamed request (`logs`, `events -f`).
+fn streamed<E: std::fmt::Display>(r: Result<Reply, E>) -> u8 {
     match r {
         Ok(r) if r.status < 400 => 0,
         Ok(r) => refused(&r),
