@@ -12,6 +12,10 @@
 //!   it needs Windows 10.
 //!
 //! Traps: `creation_flags` replaces, not adds to, any flags the caller set.
+//! A console program started by a process that has no console (a service,
+//! `corral up -d`) gets a console of its own, a visible window per service
+//! on a desktop: without a console corral adds `CREATE_NO_WINDOW`, so the
+//! leader's console exists but is never shown.
 //! If the assignment fails, the suspended child is terminated before it
 //! ever ran, so nothing escapes.
 
@@ -22,7 +26,9 @@ use crate::Result;
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::os::windows::process::CommandExt;
 use std::process::{Child, Command};
-use windows_sys::Win32::System::Threading::{TerminateProcess, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED};
+use windows_sys::Win32::System::Threading::{
+    TerminateProcess, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, CREATE_SUSPENDED,
+};
 
 /// Exit code of a leader that corral terminated before it ran.
 const NEVER_RAN: u32 = 1;
@@ -37,7 +43,8 @@ pub(super) fn spawn_in_job(job: &Job, mut cmd: Command, env: &[(&str, &str)]) ->
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.creation_flags(CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP);
+    let no_window = if super::console::has_console() { 0 } else { CREATE_NO_WINDOW };
+    cmd.creation_flags(CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | no_window);
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().map_err(|e| error::spawn(&program, e))?;
     let abort = |child: &mut Child| {
