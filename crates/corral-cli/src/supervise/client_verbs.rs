@@ -242,7 +242,11 @@ pub fn down(a: Common) -> u8 {
     let Ok(client) = client(&a) else { return FAILED };
     let rt = runtime();
     loop {
-        if rt.block_on(client.request("GET", "/v1/daemon")).is_err() {
+        // Each probe is bounded: a connection caught in the daemon's exit
+        // must not hold `down` forever. A probe that times out is retried;
+        // only a refused connection means the daemon is gone.
+        let probe = async { tokio::time::timeout(Duration::from_secs(2), client.request("GET", "/v1/daemon")).await };
+        if let Ok(Err(_)) = rt.block_on(probe) {
             println!("corral: the daemon has stopped");
             return 0;
         }
