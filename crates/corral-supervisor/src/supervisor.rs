@@ -51,6 +51,28 @@ pub struct DumpResult {
     pub error: Option<String>,
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug, Clone)]
+pub enum ReloadError {
+    /// The new config does not load: every error, nothing changed.
+    Config(ConfigErrors),
+    /// The daemon is stopping: a reload now would start what the
+    /// shutdown has just stopped.
+    Stopping,
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Config(e) => write!(f, "{e}"),
+            ReloadError::Stopping => f.write_str(STOPPING),
+        }
+    }
+}
+
+/// Why a reload or a rollout gave up.
+const STOPPING: &str = "the daemon is stopping";
+
 /// An operation named a service that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownService {
@@ -87,6 +109,10 @@ struct Inner {
     services: Mutex<BTreeMap<String, Service>>,
     /// One operation at a time, so a reload never races a stop.
     op: tokio::sync::Mutex<()>,
+    /// True once [`Supervisor::shutdown`] is called: a rollout in progress
+    /// gives up (shutdown must not wait minutes for the operation lock),
+    /// and nothing is started any more.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Supervisor {
@@ -115,6 +141,7 @@ impl Supervisor {
                 config: Mutex::new(config),
                 services: Mutex::new(services),
                 op: tokio::sync::Mutex::new(()),
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -183,6 +210,9 @@ impl Supervisor {
     }
 
     fn start_locked(&self, names: &[String]) {
+        if self.is_stopping() {
+            return;
+        }
         let services = self.services();
         let mut todo: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = names.to_vec();
@@ -320,10 +350,14 @@ impl Supervisor {
     }
 
     /// Applies a new config: only the services that differ are touched.
-    /// A config that does not load changes nothing.
-    pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ConfigErrors> {
-        let new = new?;
+    /// A config that does not load changes nothing, nor does a reload once
+    /// the daemon is stopping.
+    pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ReloadError> {
+        let new = new.map_err(ReloadError::Config)?;
         let _op = self.inner.op.lock().await;
+        if self.is_stopping() {
+            return Err(ReloadError::Stopping);
+        }
         let old = self.config();
         let mut d = diff(&old.services, &new.services);
         let was_up: BTreeSet<String> = {
@@ -434,6 +468,9 @@ impl Supervisor {
             s.spec = spec.clone();
         }
         for i in 0..want {
+            if self.is_stopping() {
+                return Err(STOPPING.into());
+            }
             let old = {
                 let services = self.services();
                 let s = services.get(name).ok_or_else(gone)?;
@@ -443,7 +480,10 @@ impl Supervisor {
                 })
             };
             if let Some(mut st) = old {
-                let _ = st.wait_for(|s| s.state == crate::State::Stopped).await;
+                let stopped = st.wait_for(|s| s.state == crate::State::Stopped);
+                if self.unless_stopping(stopped).await.is_none() {
+                    return Err(STOPPING.into());
+                }
             }
             let fresh = Instance::spawn(self.inner.ctx.clone(), spec.clone(), i as u32);
             let mut st = fresh.status.clone();
@@ -471,7 +511,8 @@ impl Supervisor {
                     .await
                     .map(|s| (s.state, s.reason.clone()))
             };
-            match tokio::time::timeout(ROLL_WAIT, settled).await {
+            let settled = self.unless_stopping(tokio::time::timeout(ROLL_WAIT, settled)).await.ok_or(STOPPING)?;
+            match settled {
                 Ok(Ok((Running, _))) => {}
                 Ok(Ok((state, why))) => return Err(format!("new instance {i} is {state}: {why}")),
                 Ok(Err(_)) => return Err(gone()),
@@ -497,10 +538,29 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Whether [`Supervisor::shutdown`] has begun.
+    fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// `f`, unless the daemon begins to stop first (`None` then).
+    async fn unless_stopping<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => None,
+            v = f => Some(v),
+        }
+    }
+
     /// Stops everything in reverse dependency order and ends the tasks.
+    /// A rollout in progress halts at once (its reload answers), and no
+    /// operation after this one starts anything.
     pub async fn shutdown(&self) {
-        let names = self.resolve(&Target::All).unwrap_or_default();
+        self.inner.stopping.send_replace(true);
         let _op = self.inner.op.lock().await;
+        // After the lock: a reload that held it may have added services.
+        let names = self.resolve(&Target::All).unwrap_or_default();
         self.stop_locked(&names).await;
         let all: Vec<Instance> = {
             let mut services = self.services();
