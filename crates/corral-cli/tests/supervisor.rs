@@ -627,3 +627,35 @@ fn a_reload_that_comes_after_down_starts_nothing() {
     assert!(evs.iter().all(|e| e["service"] != "late"), "a service started after shutdown: {evs:#?}");
     assert_gone(&d.seen);
 }
+
+#[test]
+fn after_a_halted_rollout_the_next_reload_of_the_same_file_finishes_it() {
+    let (mut d, old) = two_ready_webs();
+    // The new spec runs in a folder that is not there yet: new instance 0
+    // cannot start, and the rollout halts with instance 1 on the old spec.
+    let web = format!(
+        "command = [{tk}, \"--sleep\", \"120\", \"--children\", \"1\"]\ncwd = \"later\"\nrestart = \"no\"\n\
+         health.readiness = {{ log = '\"ready\":true', period = \"100ms\" }}\n",
+        tk = tk()
+    );
+    std::fs::write(d.path("corral.toml"), two_webs(&web)).unwrap();
+    let out = d.corral(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("web: the rollout halted: new instance 0 is failed"), "{err}");
+    let pid1 = d.status()[1]["pid"].as_u64();
+    assert_eq!(pid1, Some(old[1]), "instance 1 keeps running the old spec");
+    // Once the folder exists, reloading the same file replaces the rest.
+    std::fs::create_dir(d.path("later")).unwrap();
+    let out = d.corral(&["reload"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("rolled: web"), "the halted rollout is taken up again: {said}");
+    for (i, inst) in d.status().iter().enumerate() {
+        assert_eq!(inst["state"], "running", "{inst}");
+        assert!(!old.contains(&inst["pid"].as_u64().unwrap()), "instance {i} still runs the old spec: {inst}");
+        let pids = d.latest_ready_pids("web", i as u32);
+        assert_eq!(pids.len(), 2, "the new spec has a child: {pids:?}");
+    }
+    d.down();
+}

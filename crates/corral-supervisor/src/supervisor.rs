@@ -113,6 +113,10 @@ struct Inner {
     /// gives up (shutdown must not wait minutes for the operation lock),
     /// and nothing is started any more.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Services whose last rollout halted: some instances run the new
+    /// spec, the rest the old one. The next reload replaces them whole,
+    /// even when the file has not changed since.
+    mixed: Mutex<BTreeSet<String>>,
 }
 
 impl Supervisor {
@@ -142,6 +146,7 @@ impl Supervisor {
                 services: Mutex::new(services),
                 op: tokio::sync::Mutex::new(()),
                 stopping: tokio::sync::watch::Sender::new(false),
+                mixed: Mutex::new(BTreeSet::new()),
             }),
         })
     }
@@ -360,6 +365,20 @@ impl Supervisor {
         }
         let old = self.config();
         let mut d = diff(&old.services, &new.services);
+        // A halted rollout left two specs running: whatever the file says
+        // now, the service changes (the config in force names the new
+        // spec, so a plain diff would call it unchanged).
+        let mixed = std::mem::take(&mut *self.inner.mixed.lock().unwrap_or_else(|p| p.into_inner()));
+        for n in mixed {
+            if !new.services.contains_key(&n) || d.changed.contains(&n) {
+                continue;
+            }
+            d.unchanged.retain(|x| *x != n);
+            d.scaled.retain(|x| *x != n);
+            d.retuned.retain(|x| *x != n);
+            d.changed.push(n);
+        }
+        d.changed.sort();
         let was_up: BTreeSet<String> = {
             let services = self.services();
             d.removed
@@ -452,6 +471,7 @@ impl Supervisor {
                 d.halted.insert(name, why);
             }
         }
+        *self.inner.mixed.lock().unwrap_or_else(|p| p.into_inner()) = d.halted.keys().cloned().collect();
         Ok(d)
     }
 
