@@ -659,3 +659,26 @@ fn after_a_halted_rollout_the_next_reload_of_the_same_file_finishes_it() {
     }
     d.down();
 }
+
+#[test]
+fn the_watcher_does_not_apply_again_what_corral_reload_applied() {
+    let svc = |name: &str| format!("[services.{name}]\ncommand = [{tk}, \"--sleep\", \"120\"]\n", tk = tk());
+    let mut d = Daemon::start(&svc("keep"));
+    d.wait_transition("keep", "running");
+    // Saved and reloaded at once by hand: the API applies it first.
+    std::fs::write(d.path("corral.toml"), [svc("keep"), svc("a")].concat()).unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    d.wait_transition("a", "running");
+    // Long enough for the watcher to see the file settle (it reads it
+    // every 500 ms); without the bug it has nothing to do, so this wait
+    // only decides whether the bug would show, never whether the test
+    // passes.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::write(d.path("corral.toml"), [svc("keep"), svc("a"), svc("b")].concat()).unwrap();
+    let said = d.wait_stderr("corral: reloaded (the config file changed)");
+    let last = said.last().unwrap();
+    assert!(last.contains("\"added\":[\"b\"]"), "the watcher's first reload is the one that adds b: {said:#?}");
+    d.wait_transition("b", "running");
+    d.down();
+}

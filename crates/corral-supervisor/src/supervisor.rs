@@ -358,12 +358,31 @@ impl Supervisor {
     /// A config that does not load changes nothing, nor does a reload once
     /// the daemon is stopping.
     pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ReloadError> {
+        self.apply(new, true).await.map(Option::unwrap_or_default)
+    }
+
+    /// A reload by the config file watcher: `None`, and nothing done, when
+    /// the new config's services are the ones in force (a `corral reload`
+    /// applied the file first, or the daemon started with it), so content
+    /// that was applied once is not applied again: that would take up a
+    /// halted rollout that nobody asked to retry.
+    pub(crate) async fn reload_if_changed(
+        &self,
+        new: Result<Config, ConfigErrors>,
+    ) -> Result<Option<Diff>, ReloadError> {
+        self.apply(new, false).await
+    }
+
+    async fn apply(&self, new: Result<Config, ConfigErrors>, always: bool) -> Result<Option<Diff>, ReloadError> {
         let new = new.map_err(ReloadError::Config)?;
         let _op = self.inner.op.lock().await;
         if self.is_stopping() {
             return Err(ReloadError::Stopping);
         }
         let old = self.config();
+        if !always && old.services == new.services {
+            return Ok(None);
+        }
         let mut d = diff(&old.services, &new.services);
         // A halted rollout left two specs running: whatever the file says
         // now, the service changes (the config in force names the new
@@ -472,7 +491,7 @@ impl Supervisor {
             }
         }
         *self.inner.mixed.lock().unwrap_or_else(|p| p.into_inner()) = d.halted.keys().cloned().collect();
-        Ok(d)
+        Ok(Some(d))
     }
 
     /// Replaces a service's instances one at a time: old instance `i`
