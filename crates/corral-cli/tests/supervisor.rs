@@ -682,3 +682,29 @@ fn the_watcher_does_not_apply_again_what_corral_reload_applied() {
     d.wait_transition("b", "running");
     d.down();
 }
+
+#[test]
+fn a_dependant_changed_with_a_rolling_dependency_waits_for_the_new_instances() {
+    let toml = |extra: &str| {
+        format!(
+            "[daemon]\nwatch_config = false\n\
+             [services.web]\ncommand = [{tk}, \"--sleep\", \"120\"{extra}]\ninstances = 2\n\
+             health.readiness = {{ log = '\"ready\":true', period = \"100ms\" }}\n\
+             [services.api]\ncommand = [{tk}, \"--sleep\", \"120\"{extra}]\ndepends_on = {{ web = \"healthy\" }}\n",
+            tk = tk()
+        )
+    };
+    let mut d = Daemon::start(&toml(""));
+    d.wait_transition("api", "running");
+    let api = d.pid_of("api").unwrap();
+    // Both change, as in a deploy of a new version: api restarts while web
+    // rolls, and waits for web's new instances.
+    std::fs::write(d.path("corral.toml"), toml(", \"--children\", \"1\"")).unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = d.wait_event("api up again or failed", |e| {
+        e["service"] == "api" && (e["to"] == "failed" || (e["to"] == "running" && e["pid"] != api))
+    });
+    assert_eq!(e["to"], "running", "{e}");
+    d.down();
+}

@@ -240,7 +240,7 @@ impl Supervisor {
                 if !explicitly && state == crate::State::Exited {
                     continue;
                 }
-                inst.send(Control::Start(deps_of(&services, &s.spec)));
+                inst.send(Control::Start(self.deps_of(&services, &s.spec)));
             }
         }
     }
@@ -528,7 +528,7 @@ impl Supervisor {
             let mut st = fresh.status.clone();
             let replaced = {
                 let mut services = self.services();
-                fresh.send(Control::Start(deps_of(&services, &spec)));
+                fresh.send(Control::Start(self.deps_of(&services, &spec)));
                 let s = services.get_mut(name).ok_or_else(gone)?;
                 if i < s.instances.len() {
                     Some(std::mem::replace(&mut s.instances[i], fresh))
@@ -622,16 +622,27 @@ fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
     Service { spec, instances }
 }
 
-fn deps_of(services: &BTreeMap<String, Service>, spec: &ServiceSpec) -> Vec<Dep> {
-    spec.depends_on
-        .iter()
-        .filter_map(|(name, cond)| {
-            let s = services.get(name)?;
-            Some(Dep {
-                service: name.clone(),
-                condition: *cond,
-                instances: s.instances.iter().map(|i| i.status.clone()).collect(),
+impl Supervisor {
+    /// What an instance of `spec` waits for: each dependency's instances
+    /// now, and how to find the ones a reload puts in their place.
+    fn deps_of(&self, services: &BTreeMap<String, Service>, spec: &ServiceSpec) -> Vec<Dep> {
+        spec.depends_on
+            .iter()
+            .filter_map(|(name, cond)| {
+                let s = services.get(name)?;
+                // Weak: a waiting instance task must not keep the supervisor alive.
+                let (inner, service) = (Arc::downgrade(&self.inner), name.clone());
+                Some(Dep {
+                    service: name.clone(),
+                    condition: *cond,
+                    instances: s.instances.iter().map(|i| i.status.clone()).collect(),
+                    now: Arc::new(move || {
+                        let inner = inner.upgrade()?;
+                        let services = inner.services.lock().unwrap_or_else(|p| p.into_inner());
+                        services.get(&service).map(|s| s.instances.iter().map(|i| i.status.clone()).collect())
+                    }),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
