@@ -84,11 +84,14 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         _ = wait_for_stop(&sup, &shutdown) => {}
         _ = stopped_from_outside(opts.stop.as_deref()) => {}
     }
+    eprintln!("corral: stopping every service");
+    // A reload in progress (from the watcher, SIGHUP or the API) gives up
+    // its rollout as the shutdown begins; the watcher is stopped only
+    // after, so a reload is never cut off halfway through.
+    sup.shutdown().await;
     if let Some(w) = watcher {
         w.abort();
     }
-    eprintln!("corral: stopping every service");
-    sup.shutdown().await;
     api_stop.notify_one();
     tcp_stop.notify_one();
     if let Some(t) = tcp_server {
@@ -123,8 +126,13 @@ async fn wait_for_stop(sup: &Supervisor, shutdown: &Notify) {
                 _ = term.recv() => return,
                 _ = int.recv() => return,
                 _ = shutdown.notified() => return,
-                // SIGHUP reloads, as daemons do.
-                _ = hup.recv() => reload(sup, "SIGHUP").await,
+                // SIGHUP reloads, as daemons do; on a task of its own, so a
+                // rollout that takes minutes does not keep SIGTERM and
+                // `corral down` waiting.
+                _ = hup.recv() => {
+                    let sup = sup.clone();
+                    tokio::spawn(async move { reload(&sup, "SIGHUP", false).await });
+                }
             }
         }
     }
@@ -160,11 +168,17 @@ async fn stopped_from_outside(stop: Option<&Notify>) {
 }
 
 /// Re-reads the config and applies it, saying what happened on stderr;
-/// a config that does not load changes nothing.
-pub(crate) async fn reload(sup: &Supervisor, why: &str) {
+/// a config that does not load changes nothing. With `only_if_changed`
+/// (the file watcher), services equal to the ones in force are left be,
+/// silently.
+pub(crate) async fn reload(sup: &Supervisor, why: &str, only_if_changed: bool) {
     let path = sup.config().path;
-    match sup.reload(crate::config::load(&path)).await {
-        Ok(d) => eprintln!("corral: reloaded ({why}): {}", serde_json::to_string(&d).unwrap_or_default()),
+    let new = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
+    let Ok(new) = new else { return eprintln!("corral: reload ({why}) failed: reading the config failed") };
+    let r = if only_if_changed { sup.reload_if_changed(new).await } else { sup.reload(new).await.map(Some) };
+    match r {
+        Ok(Some(d)) => eprintln!("corral: reloaded ({why}): {}", serde_json::to_string(&d).unwrap_or_default()),
+        Ok(None) => {}
         Err(e) => eprintln!("corral: reload ({why}) refused, nothing changed:\n{e}"),
     }
 }

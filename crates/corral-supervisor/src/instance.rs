@@ -55,6 +55,10 @@ pub(crate) struct Dep {
     pub service: String,
     pub condition: Condition,
     pub instances: Vec<watch::Receiver<Snapshot>>,
+    /// The service's instances as they are now (`None`: it is gone). An
+    /// instance that a reload replaces (a rollout, a changed service)
+    /// closes its channel; the wait goes on with the one in its place.
+    pub now: Arc<dyn Fn() -> Option<Vec<watch::Receiver<Snapshot>>> + Send + Sync>,
 }
 
 /// Requests to an instance task.
@@ -740,14 +744,24 @@ fn last_exit(o: &Outcome, unhealthy: Option<&str>) -> LastExit {
 /// Waits until every dependency meets its condition, or one never can.
 async fn wait_deps(deps: Vec<Dep>) -> Result<(), String> {
     for dep in deps {
-        for mut rx in dep.instances {
-            let cond = dep.condition;
-            let got = rx
-                .wait_for(|s| cond.met_by(s.state, s.ready) || cond.hopeless(s.state))
-                .await
-                .map(|s| s.state)
-                .map_err(|_| format!("dependency `{}` went away", dep.service))?;
-            if cond.hopeless(got) {
+        let cond = dep.condition;
+        let went_away = || format!("dependency `{}` went away", dep.service);
+        for (i, mut rx) in dep.instances.iter().cloned().enumerate() {
+            let got = loop {
+                let seen =
+                    rx.wait_for(|s| cond.met_by(s.state, s.ready) || cond.hopeless(s.state)).await.map(|s| s.state);
+                match seen {
+                    Ok(state) => break Some(state),
+                    // Replaced by a reload: wait for its successor; an
+                    // index a scale-down removed is no longer waited for.
+                    Err(_) => match (dep.now)().ok_or_else(went_away)?.into_iter().nth(i) {
+                        Some(next) if !next.same_channel(&rx) => rx = next,
+                        Some(_) => return Err(went_away()),
+                        None => break None,
+                    },
+                }
+            };
+            if let Some(got) = got.filter(|s| cond.hopeless(*s)) {
                 return Err(format!("dependency `{}` is {got}", dep.service));
             }
         }

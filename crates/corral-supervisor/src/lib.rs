@@ -46,4 +46,4 @@ mod watch;
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{DumpResult, Health, Supervisor, Target, UnknownService};
+pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};

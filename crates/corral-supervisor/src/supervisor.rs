@@ -51,6 +51,28 @@ pub struct DumpResult {
     pub error: Option<String>,
 }
 
+/// Why a reload changed nothing.
+#[derive(Debug, Clone)]
+pub enum ReloadError {
+    /// The new config does not load: every error, nothing changed.
+    Config(ConfigErrors),
+    /// The daemon is stopping: a reload now would start what the
+    /// shutdown has just stopped.
+    Stopping,
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Config(e) => write!(f, "{e}"),
+            ReloadError::Stopping => f.write_str(STOPPING),
+        }
+    }
+}
+
+/// Why a reload or a rollout gave up.
+const STOPPING: &str = "the daemon is stopping";
+
 /// An operation named a service that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownService {
@@ -87,6 +109,14 @@ struct Inner {
     services: Mutex<BTreeMap<String, Service>>,
     /// One operation at a time, so a reload never races a stop.
     op: tokio::sync::Mutex<()>,
+    /// True once [`Supervisor::shutdown`] is called: a rollout in progress
+    /// gives up (shutdown must not wait minutes for the operation lock),
+    /// and nothing is started any more.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Services whose last rollout halted: some instances run the new
+    /// spec, the rest the old one. The next reload replaces them whole,
+    /// even when the file has not changed since.
+    mixed: Mutex<BTreeSet<String>>,
 }
 
 impl Supervisor {
@@ -115,6 +145,8 @@ impl Supervisor {
                 config: Mutex::new(config),
                 services: Mutex::new(services),
                 op: tokio::sync::Mutex::new(()),
+                stopping: tokio::sync::watch::Sender::new(false),
+                mixed: Mutex::new(BTreeSet::new()),
             }),
         })
     }
@@ -183,6 +215,9 @@ impl Supervisor {
     }
 
     fn start_locked(&self, names: &[String]) {
+        if self.is_stopping() {
+            return;
+        }
         let services = self.services();
         let mut todo: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = names.to_vec();
@@ -205,7 +240,7 @@ impl Supervisor {
                 if !explicitly && state == crate::State::Exited {
                     continue;
                 }
-                inst.send(Control::Start(deps_of(&services, &s.spec)));
+                inst.send(Control::Start(self.deps_of(&services, &s.spec)));
             }
         }
     }
@@ -320,12 +355,49 @@ impl Supervisor {
     }
 
     /// Applies a new config: only the services that differ are touched.
-    /// A config that does not load changes nothing.
-    pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ConfigErrors> {
-        let new = new?;
+    /// A config that does not load changes nothing, nor does a reload once
+    /// the daemon is stopping.
+    pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ReloadError> {
+        self.apply(new, true).await.map(Option::unwrap_or_default)
+    }
+
+    /// A reload by the config file watcher: `None`, and nothing done, when
+    /// the new config's services are the ones in force (a `corral reload`
+    /// applied the file first, or the daemon started with it), so content
+    /// that was applied once is not applied again: that would take up a
+    /// halted rollout that nobody asked to retry.
+    pub(crate) async fn reload_if_changed(
+        &self,
+        new: Result<Config, ConfigErrors>,
+    ) -> Result<Option<Diff>, ReloadError> {
+        self.apply(new, false).await
+    }
+
+    async fn apply(&self, new: Result<Config, ConfigErrors>, always: bool) -> Result<Option<Diff>, ReloadError> {
+        let new = new.map_err(ReloadError::Config)?;
         let _op = self.inner.op.lock().await;
+        if self.is_stopping() {
+            return Err(ReloadError::Stopping);
+        }
         let old = self.config();
+        if !always && old.services == new.services {
+            return Ok(None);
+        }
         let mut d = diff(&old.services, &new.services);
+        // A halted rollout left two specs running: whatever the file says
+        // now, the service changes (the config in force names the new
+        // spec, so a plain diff would call it unchanged).
+        let mixed = std::mem::take(&mut *self.inner.mixed.lock().unwrap_or_else(|p| p.into_inner()));
+        for n in mixed {
+            if !new.services.contains_key(&n) || d.changed.contains(&n) {
+                continue;
+            }
+            d.unchanged.retain(|x| *x != n);
+            d.scaled.retain(|x| *x != n);
+            d.retuned.retain(|x| *x != n);
+            d.changed.push(n);
+        }
+        d.changed.sort();
         let was_up: BTreeSet<String> = {
             let services = self.services();
             d.removed
@@ -418,7 +490,8 @@ impl Supervisor {
                 d.halted.insert(name, why);
             }
         }
-        Ok(d)
+        *self.inner.mixed.lock().unwrap_or_else(|p| p.into_inner()) = d.halted.keys().cloned().collect();
+        Ok(Some(d))
     }
 
     /// Replaces a service's instances one at a time: old instance `i`
@@ -434,6 +507,9 @@ impl Supervisor {
             s.spec = spec.clone();
         }
         for i in 0..want {
+            if self.is_stopping() {
+                return Err(STOPPING.into());
+            }
             let old = {
                 let services = self.services();
                 let s = services.get(name).ok_or_else(gone)?;
@@ -443,13 +519,16 @@ impl Supervisor {
                 })
             };
             if let Some(mut st) = old {
-                let _ = st.wait_for(|s| s.state == crate::State::Stopped).await;
+                let stopped = st.wait_for(|s| s.state == crate::State::Stopped);
+                if self.unless_stopping(stopped).await.is_none() {
+                    return Err(STOPPING.into());
+                }
             }
             let fresh = Instance::spawn(self.inner.ctx.clone(), spec.clone(), i as u32);
             let mut st = fresh.status.clone();
             let replaced = {
                 let mut services = self.services();
-                fresh.send(Control::Start(deps_of(&services, &spec)));
+                fresh.send(Control::Start(self.deps_of(&services, &spec)));
                 let s = services.get_mut(name).ok_or_else(gone)?;
                 if i < s.instances.len() {
                     Some(std::mem::replace(&mut s.instances[i], fresh))
@@ -471,7 +550,8 @@ impl Supervisor {
                     .await
                     .map(|s| (s.state, s.reason.clone()))
             };
-            match tokio::time::timeout(ROLL_WAIT, settled).await {
+            let settled = self.unless_stopping(tokio::time::timeout(ROLL_WAIT, settled)).await.ok_or(STOPPING)?;
+            match settled {
                 Ok(Ok((Running, _))) => {}
                 Ok(Ok((state, why))) => return Err(format!("new instance {i} is {state}: {why}")),
                 Ok(Err(_)) => return Err(gone()),
@@ -497,10 +577,29 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Whether [`Supervisor::shutdown`] has begun.
+    fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// `f`, unless the daemon begins to stop first (`None` then).
+    async fn unless_stopping<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut stopping = self.inner.stopping.subscribe();
+        tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => None,
+            v = f => Some(v),
+        }
+    }
+
     /// Stops everything in reverse dependency order and ends the tasks.
+    /// A rollout in progress halts at once (its reload answers), and no
+    /// operation after this one starts anything.
     pub async fn shutdown(&self) {
-        let names = self.resolve(&Target::All).unwrap_or_default();
+        self.inner.stopping.send_replace(true);
         let _op = self.inner.op.lock().await;
+        // After the lock: a reload that held it may have added services.
+        let names = self.resolve(&Target::All).unwrap_or_default();
         self.stop_locked(&names).await;
         let all: Vec<Instance> = {
             let mut services = self.services();
@@ -523,16 +622,27 @@ fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
     Service { spec, instances }
 }
 
-fn deps_of(services: &BTreeMap<String, Service>, spec: &ServiceSpec) -> Vec<Dep> {
-    spec.depends_on
-        .iter()
-        .filter_map(|(name, cond)| {
-            let s = services.get(name)?;
-            Some(Dep {
-                service: name.clone(),
-                condition: *cond,
-                instances: s.instances.iter().map(|i| i.status.clone()).collect(),
+impl Supervisor {
+    /// What an instance of `spec` waits for: each dependency's instances
+    /// now, and how to find the ones a reload puts in their place.
+    fn deps_of(&self, services: &BTreeMap<String, Service>, spec: &ServiceSpec) -> Vec<Dep> {
+        spec.depends_on
+            .iter()
+            .filter_map(|(name, cond)| {
+                let s = services.get(name)?;
+                // Weak: a waiting instance task must not keep the supervisor alive.
+                let (inner, service) = (Arc::downgrade(&self.inner), name.clone());
+                Some(Dep {
+                    service: name.clone(),
+                    condition: *cond,
+                    instances: s.instances.iter().map(|i| i.status.clone()).collect(),
+                    now: Arc::new(move || {
+                        let inner = inner.upgrade()?;
+                        let services = inner.services.lock().unwrap_or_else(|p| p.into_inner());
+                        services.get(&service).map(|s| s.instances.iter().map(|i| i.status.clone()).collect())
+                    }),
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }

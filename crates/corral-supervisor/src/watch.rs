@@ -9,6 +9,8 @@
 //! agree, so a save in progress is never read half-written. Content equal
 //! to what was last seen is no change, so `touch` does nothing; a config
 //! that does not load is refused (and said so) once, not every period.
+//! Content that loads to the services in force is no change either: the
+//! daemon started with it, or `corral reload` applied it first.
 
 use crate::supervisor::Supervisor;
 use std::time::Duration;
@@ -19,19 +21,21 @@ pub(crate) const PERIOD: Duration = Duration::from_millis(500);
 /// Runs until aborted.
 pub(crate) async fn config_file(sup: Supervisor) {
     let path = sup.config().path;
-    let mut applied = std::fs::read(&path).ok();
-    let mut last = applied.clone();
+    // Nothing acted on yet: the first settled content is compared with the
+    // config in force, so a save made while the daemon started counts.
+    let mut applied: Option<Vec<u8>> = None;
+    let mut last: Option<Vec<u8>> = None;
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         // A missing file (mid-rename, or deleted) is no new config.
-        let Ok(now) = std::fs::read(&path) else { continue };
+        let Ok(now) = tokio::fs::read(&path).await else { continue };
         let settled = last.as_ref() == Some(&now);
         last = Some(now);
         if settled && last != applied {
             applied = last.clone();
-            crate::daemon::reload(&sup, "the config file changed").await;
+            crate::daemon::reload(&sup, "the config file changed", true).await;
         }
     }
 }

@@ -13,7 +13,7 @@ pub use listen::{local_address, serve_local};
 pub use tcp::{BoundTcp, TcpTls};
 
 use crate::logs::{tail, Follower};
-use crate::supervisor::{Supervisor, Target, UnknownService};
+use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -170,7 +170,10 @@ async fn reload(api: Api) -> Response {
     let Ok(new) = new else { return error(StatusCode::INTERNAL_SERVER_ERROR, "reading the config failed") };
     match api.sup.reload(new).await {
         Ok(diff) => Json(json!({ "ok": true, "diff": diff })).into_response(),
-        Err(errors) => (
+        Err(ReloadError::Stopping) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping; nothing was reloaded")
+        }
+        Err(ReloadError::Config(errors)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({
                 "error": "the new config is rejected; nothing was changed",

@@ -54,15 +54,19 @@ impl Drop for Token {
 
 /// The user a token stands for: its user SID, as bytes.
 fn token_user(token: &Token) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
+    // u64s keep the buffer aligned for TOKEN_USER, which starts with a
+    // pointer; 256 bytes hold it and the largest SID (68 bytes).
+    let mut buf = vec![0u64; 32];
     let mut len = 0u32;
-    // SAFETY: the buffer is writable for its length; the token is open.
-    let ok = unsafe { GetTokenInformation(token.0, TokenUser, buf.as_mut_ptr().cast(), buf.len() as u32, &mut len) };
+    // SAFETY: the buffer is writable for its length in bytes; the token is open.
+    let ok =
+        unsafe { GetTokenInformation(token.0, TokenUser, buf.as_mut_ptr().cast(), (buf.len() * 8) as u32, &mut len) };
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }
     // TOKEN_USER holds a pointer into the same buffer; copy the SID out.
-    // SAFETY: on success the buffer starts with a TOKEN_USER.
+    // SAFETY: on success the buffer starts with a TOKEN_USER, and it is
+    // aligned for one.
     let sid = unsafe { (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid };
     // A SID is 8 bytes plus 4 per sub-authority (byte 1 counts them).
     // SAFETY: `sid` points at a valid SID inside `buf`.

@@ -21,21 +21,26 @@ impl LineSplitter {
         while let Some(nl) = memchr::memchr(b'\n', chunk) {
             let line = &chunk[..nl];
             chunk = &chunk[nl + 1..];
-            if self.buf.is_empty() && line.len() <= self.max {
+            if self.buf.is_empty() && strip_cr(line).len() <= self.max {
                 // The common case: a whole line inside the chunk goes out
                 // without a copy.
                 emit(strip_cr(line), false);
             } else {
                 self.buf.extend_from_slice(line);
-                self.drain_full(emit);
-                emit(strip_cr(&self.buf), self.continued);
+                // The line is whole: its CR goes before it is cut in
+                // pieces, so a CRLF line of exactly `max` is one piece.
+                if self.buf.last() == Some(&b'\r') {
+                    self.buf.pop();
+                }
+                self.drain_full(emit, false);
+                emit(&self.buf, self.continued);
                 // Cleared, not taken: the capacity serves the next line.
                 self.buf.clear();
             }
             self.continued = false;
         }
         self.buf.extend_from_slice(chunk);
-        self.drain_full(emit);
+        self.drain_full(emit, true);
     }
 
     /// Emits what is left at end of stream.
@@ -47,8 +52,14 @@ impl LineSplitter {
         self.continued = false;
     }
 
-    fn drain_full(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
+    /// Emits full pieces while more than `max` bytes wait. In a line that
+    /// goes on (`partial`), a CR just past `max` may be the first half of
+    /// a CRLF: it waits for the next chunk instead of becoming a piece.
+    fn drain_full(&mut self, emit: &mut impl FnMut(&[u8], bool), partial: bool) {
         while self.buf.len() > self.max {
+            if partial && self.buf.len() == self.max + 1 && self.buf.last() == Some(&b'\r') {
+                break;
+            }
             // Never cut a UTF-8 character in two.
             let mut cut = self.max;
             while cut > 0 && (self.buf[cut] & 0xC0) == 0x80 {
@@ -96,6 +107,59 @@ mod tests {
         let got = run(4, &[b"abcdefghij\nxy\n"]);
         let want = [("abcd", false), ("efgh", true), ("ij", true), ("xy", false)];
         assert_eq!(got, want.map(|(s, c)| (s.to_string(), c)));
+    }
+
+    #[test]
+    fn a_crlf_line_of_exactly_max_bytes_is_one_piece() {
+        let want = [("abcd", false), ("xy", false)].map(|(s, c)| (s.to_string(), c));
+        // In one chunk, and with the CR and the LF in different chunks.
+        assert_eq!(run(4, &[b"abcd\r\nxy\r\n"]), want);
+        assert_eq!(run(4, &[b"abcd\r", b"\nxy\r\n"]), want);
+        assert_eq!(run(4, &[b"ab", b"cd\r", b"\nxy"]), want);
+        // A longer one: the last piece is full, no empty piece follows.
+        let want = [("abcd", false), ("efgh", true)].map(|(s, c)| (s.to_string(), c));
+        assert_eq!(run(4, &[b"abcdefgh\r\n"]), want);
+        assert_eq!(run(4, &[b"abcdefgh\r", b"\n"]), want);
+        // A CR that is not before the LF is content.
+        let got = run(4, &[b"ab\rcd\r\n"]);
+        assert_eq!(got, [("ab\rc", false), ("d", true)].map(|(s, c)| (s.to_string(), c)));
+    }
+
+    #[test]
+    fn chunk_boundaries_change_nothing() {
+        let inputs: [&[u8]; 5] = [
+            b"abcd\r\nefghi\r\n\r\nj",
+            b"abcdefgh\nij\r\r\nk\r\n",
+            "\u{e9}\u{e9}\u{e9}\r\n\u{20ac}x\n".as_bytes(),
+            b"\n\n\r\n",
+            b"abcd\r",
+        ];
+        for max in 4..9 {
+            for input in inputs {
+                let whole = run(max, &[input]);
+                // Every line comes back whole once its pieces are joined,
+                // without its CRLF, and no piece is longer than `max`.
+                let mut lines: Vec<String> = Vec::new();
+                for (piece, continued) in &whole {
+                    assert!(piece.len() <= max, "{piece:?} longer than {max}");
+                    match (continued, lines.last_mut()) {
+                        (true, Some(l)) => l.push_str(piece),
+                        _ => lines.push(piece.clone()),
+                    }
+                }
+                let text = String::from_utf8_lossy(input);
+                let want: Vec<&str> = text
+                    .split_inclusive('\n')
+                    .map(|l| l.trim_end_matches('\n'))
+                    .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                    .collect();
+                assert_eq!(lines, want, "max {max}, {text:?}");
+                for cut in 0..=input.len() {
+                    let (a, b) = input.split_at(cut);
+                    assert_eq!(run(max, &[a, b]), whole, "max {max}, {text:?} cut at {cut}");
+                }
+            }
+        }
     }
 
     #[test]
