@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+pub mod deadline;
 mod error;
 mod event;
 mod group;
@@ -51,7 +52,7 @@ pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforceme
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
-pub use limits::{LimitKind, Limits};
+pub use limits::{LimitKind, Limits, MAX_CPUS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
 pub use tree::{process_table, ProcessInfo, ProcessTree};

@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// The most cores `cpus` may ask for. A rate above the machine's cores is
+/// harmless (it only means "no throttling"), but a huge one overflows the
+/// kernel's quota arithmetic (cgroup `cpu.max` answers ERANGE).
+pub const MAX_CPUS: f64 = 1024.0;
+
 /// Resource limits for a whole group. `None` means unlimited.
 ///
 /// The wall-clock timeout is not here: it lives on the builder
@@ -68,9 +73,16 @@ impl Limits {
             return bad("cpu_time must be greater than 0");
         }
         if let Some(c) = self.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                return bad("cpus must be a positive number of cores, like 0.5 or 2");
+            if !(c.is_finite() && c > 0.0 && c <= MAX_CPUS) {
+                return bad("cpus must be a number of cores above 0 and at most 1024, like 0.5 or 2");
             }
+        }
+        let sizes = [self.memory, self.memory_per_process];
+        if sizes.iter().flatten().any(|&m| m > crate::units::MAX_SIZE) {
+            return bad("memory must be at most 1 PiB");
+        }
+        if self.cpu_time.is_some_and(|t| t > crate::units::MAX_DURATION) {
+            return bad("cpu_time must be at most 36525d (100 years)");
         }
         Ok(())
     }

@@ -330,8 +330,13 @@ impl SysGroup for Group {
             .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
         }
         let cg_err = |what: &str, e: io::Error| {
-            Error::os(format!("{what} for the {kind} backend"), e)
-                .hint("run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup")
+            // Only a refusal is about permissions; a value the kernel
+            // rejects (ERANGE, EINVAL) is about the limit itself.
+            let hint = match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => "run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup",
+                _ => "the kernel refused a limit's value: try a smaller one, and see `corral doctor`",
+            };
+            Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let mut v2 = None;
         if matches!(kind, BackendKind::CgroupV2 | BackendKind::Hybrid) {
