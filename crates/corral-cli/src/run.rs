@@ -58,7 +58,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn parse_cpus(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= corral::MAX_CPUS => Ok(v),
-        _ => Err(format!("invalid CPU count '{s}': expected a number of cores above 0 and at most 1024, like 0.5 or 2")),
+        _ => {
+            Err(format!("invalid CPU count '{s}': expected a number of cores above 0 and at most 1024, like 0.5 or 2"))
+        }
     }
 }
 fn parse_signal(s: &str) -> Result<Signal, String> {

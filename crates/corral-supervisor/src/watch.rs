@@ -29,8 +29,11 @@ pub(crate) async fn config_file(sup: Supervisor) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        // A missing file (mid-rename, or deleted) is no new config.
-        let Ok(now) = tokio::fs::read(&path).await else { continue };
+        // A missing file (mid-rename, or deleted) is no new config; nor is
+        // one that is not a bounded regular file (the reload would refuse
+        // it, and reading it could block or never end).
+        let p = path.clone();
+        let Ok(Ok(now)) = tokio::task::spawn_blocking(move || crate::config::read_file(&p)).await else { continue };
         let settled = last.as_ref() == Some(&now);
         last = Some(now);
         if settled && last != applied {

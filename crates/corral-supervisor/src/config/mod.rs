@@ -1,13 +1,18 @@
 //! `corral.toml`: what the daemon runs, read and checked whole before
 //! anything starts. Reading a config has no effect on the system.
 
+mod bounds;
 mod diagnostic;
+mod file;
 mod paths;
 mod probes;
 mod raw;
 mod validate;
 
+pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
+pub(crate) use file::read as read_file;
+pub use file::MAX_CONFIG_BYTES;
 pub use paths::default_config_path;
 
 use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
@@ -133,16 +138,18 @@ impl Default for LogPolicy {
 /// Reads and checks a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let shown = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    let fail = |message: String| {
         ConfigErrors(vec![Diagnostic {
             file: shown.clone(),
             line: 0,
             column: 0,
-            message: format!("cannot read the config: {e}"),
+            message,
             expected: None,
             did_you_mean: None,
         }])
-    })?;
+    };
+    let bytes = file::read(path).map_err(fail)?;
+    let src = String::from_utf8(bytes).map_err(|_| fail("the config is not UTF-8 text: TOML is UTF-8".into()))?;
     parse(&src, path)
 }
 
