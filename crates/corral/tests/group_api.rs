@@ -194,6 +194,36 @@ fn errors_are_typed_with_a_hint() {
     assert!(e.to_string().contains("max_procs"), "{e}");
 }
 
+/// Issue 10: a missing working directory was reported as "command not
+/// found … check PATH". Nothing is started when it is missing.
+#[test]
+fn a_missing_cwd_is_named_not_taken_for_a_missing_command() {
+    let mut cmd = Command::new("true");
+    cmd.current_dir("/definitely/not/here");
+    let e = Group::spawn(cmd).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("working directory /definitely/not/here"), "{text}");
+    assert!(!text.contains("command not found") && !text.contains("PATH"), "{text}");
+}
+
+/// Issue 10: `cpus = 1e300` reached the kernel, whose ERANGE came back
+/// with the hint "run as root", to root. It is refused as a value first.
+#[test]
+fn a_huge_limit_is_refused_as_a_value() {
+    for limits in [
+        Limits::new().cpus(1e300),
+        Limits::new().cpus(f64::NAN),
+        Limits::new().cpus(1025.0),
+        Limits::new().memory(u64::MAX),
+        Limits::new().cpu_time(Duration::MAX),
+    ] {
+        let e = Group::builder().limits(limits.clone()).spawn(Command::new("true")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{limits:?}: {e}");
+        assert!(!e.to_string().contains("root"), "{e}");
+    }
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn tokio_wait_does_not_block_the_runtime() {
