@@ -6,6 +6,7 @@ mod auth;
 mod listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
+mod query;
 mod tcp;
 
 pub use auth::Token;
@@ -15,12 +16,13 @@ pub use tcp::{BoundTcp, TcpTls};
 use crate::logs::{tail, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use query::JsonQuery;
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
@@ -189,7 +191,7 @@ struct EventsQuery {
     n: Option<usize>,
 }
 
-async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Response {
+async fn events(State(api): State<Api>, JsonQuery(q): JsonQuery<EventsQuery>) -> Response {
     let path = api.sup.config().daemon.state_dir.join("events.jsonl");
     let n = q.n.unwrap_or(100);
     let lines = tokio::task::spawn_blocking(move || tail(&path, n)).await.unwrap_or_default();
@@ -213,7 +215,7 @@ struct LogsQuery {
 }
 
 /// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
-async fn logs(State(api): State<Api>, Query(q): Query<LogsQuery>) -> Response {
+async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Response {
     let target = match &q.service {
         Some(s) => Target::Some(vec![s.clone()]),
         None => Target::All,
