@@ -35,6 +35,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+/// Groups created at once, daemon-wide. The kernel serializes cgroup
+/// creation and removal anyway; unbounded, a thousand instances that fail
+/// to spawn held a thousand blocking threads while they queued for it.
+const SPAWNS_AT_ONCE: usize = 16;
+static SPAWNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SPAWNS_AT_ONCE);
+
 /// What the daemon shares with every instance task.
 pub(crate) struct Ctx {
     pub events: EventLog,
@@ -423,7 +429,9 @@ impl Task {
         // past. The follower also marks where this run's lines begin, for a
         // log probe that a reload brings in later.
         let follower = self.follower(None);
-        // Spawning waits for the library's monitor thread: keep it off the runtime.
+        // Spawning waits for the library's monitor thread: keep it off the
+        // runtime, and a bounded number at a time.
+        let _permit = SPAWNS.acquire().await.map_err(|e| e.to_string())?;
         let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
             .await
             .map_err(|e| e.to_string())?
