@@ -194,6 +194,27 @@ fn errors_are_typed_with_a_hint() {
     assert!(e.to_string().contains("max_procs"), "{e}");
 }
 
+/// Issue 10: a timeout near i64::MAX seconds overflowed `started + t` and
+/// panicked the group's monitor (the leader was left a zombie shown as
+/// running), and so did `now + grace` in the teardown. Deadlines saturate:
+/// a huge one simply never comes.
+#[test]
+fn a_huge_timeout_and_grace_never_panic_the_monitor() {
+    let mut cmd = Command::new("sh");
+    // The leader leaves a member behind, so the teardown's graceful stop
+    // (and its `now + grace`) runs; the member ends on the stop signal.
+    cmd.args(["-c", "sleep 5 & exit 3"]);
+    let g = Group::builder()
+        .timeout(Duration::MAX)
+        .stop(StopPolicy::new(corral::Signal::TERM, Duration::MAX))
+        .spawn(cmd)
+        .unwrap();
+    let o = g.wait_timeout(Duration::from_secs(30)).expect("the group ended");
+    assert_eq!(o.status.code, Some(3), "{o:?}");
+    assert_eq!(o.reason, Reason::Exited);
+    assert_eq!(o.leftover, 0);
+}
+
 /// Issue 10: a missing working directory was reported as "command not
 /// found … check PATH". Nothing is started when it is missing.
 #[test]
