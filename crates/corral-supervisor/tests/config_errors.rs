@@ -223,3 +223,19 @@ cwd = "/definitely/not/here"
         expected: an existing directory (relative paths start at the config's folder)
     "#);
 }
+
+/// A 1 MiB config can declare forty thousand services: the bound on
+/// `instances` holds for all of them together too.
+#[test]
+fn the_instances_of_all_services_together_are_bounded() {
+    let service = |i: usize| format!("[services.s{i:02}]\ncommand = [\"x\"]\ninstances = 1000\n");
+    let ten: String = (0..10).map(service).collect();
+    assert!(parse(&ten, Path::new("corral.toml")).is_ok(), "10 × 1000 is the maximum");
+    let eleven: String = (0..11).map(service).collect();
+    let e = errors(&eleven);
+    assert_eq!(
+        e.lines().next().unwrap(),
+        "corral.toml:31:11: more than 10000 instances in all services together",
+        "{e}"
+    );
+}

@@ -9,6 +9,12 @@
 /// more is a fleet's job (several daemons), not one service's.
 pub const MAX_INSTANCES: u32 = 1000;
 
+/// Most instances of all services together. Each holds a few fds (its
+/// pipes, its log file, its group's handles) and a task: ten thousand stay
+/// well inside a raised RLIMIT_NOFILE, and a 1 MiB config could otherwise
+/// declare forty thousand one-instance services.
+pub const MAX_TOTAL_INSTANCES: u32 = 10_000;
+
 /// Longest service name, in characters of `[A-Za-z0-9_.-]`: it names log
 /// files (`<name>.<i>.log` and rotations within a file system's 255 bytes),
 /// metric labels and event fields.

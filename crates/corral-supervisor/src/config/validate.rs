@@ -8,7 +8,7 @@ use super::diagnostic::{did_you_mean, split_unknown, ConfigErrors, Sink};
 use super::paths::{anchor, base_dir};
 use super::raw::*;
 use super::{Config, DaemonConfig, LogPolicy, ServiceSpec, TcpConfig};
-use super::{MAX_BURST, MAX_FACTOR, MAX_INSTANCES, MAX_KEEP, MAX_NAME_LEN, MAX_PROCS};
+use super::{MAX_BURST, MAX_FACTOR, MAX_INSTANCES, MAX_KEEP, MAX_NAME_LEN, MAX_PROCS, MAX_TOTAL_INSTANCES};
 use crate::policy::{find_cycle, Backoff, Condition, RestartPolicy, StartLimit};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::collections::BTreeMap;
@@ -70,13 +70,16 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut specs = BTreeMap::new();
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut dep_spans: BTreeMap<String, Span> = BTreeMap::new();
+    let mut spans: BTreeMap<String, Span> = BTreeMap::new();
     for (name, span, raw, table) in services {
+        spans.insert(name.clone(), span.clone());
         deps.insert(name.clone(), raw.depends_on.iter().flatten().map(|(d, _)| d.clone()).collect());
         dep_spans.insert(name.clone(), key_span(table, "depends_on").or(span.clone()));
         if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, &base) {
             specs.insert(name, spec);
         }
     }
+    total_instances(&mut sink, &specs, &spans);
     if let Some(cycle) = find_cycle(&deps) {
         sink.push(
             dep_spans.get(&cycle[0]).cloned().flatten(),
@@ -90,6 +93,27 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(errors));
     }
     Ok(Config { path: path.to_path_buf(), daemon, services: specs })
+}
+
+/// The daemon-wide bound on instances, reported at the service that
+/// crosses it (in file order).
+fn total_instances(sink: &mut Sink<'_>, specs: &BTreeMap<String, ServiceSpec>, spans: &BTreeMap<String, Span>) {
+    let mut in_order: Vec<(&Span, u32)> =
+        specs.iter().map(|(name, s)| (spans.get(name).unwrap_or(&None), s.instances)).collect();
+    in_order.sort_by_key(|(span, _)| span.as_ref().map_or(usize::MAX, |r| r.start));
+    let mut total = 0u32;
+    for (span, n) in in_order {
+        total = total.saturating_add(n);
+        if total > MAX_TOTAL_INSTANCES {
+            sink.push(
+                span.clone(),
+                format!("more than {MAX_TOTAL_INSTANCES} instances in all services together"),
+                Some("fewer services or instances; spread them over several daemons".into()),
+                None,
+            );
+            return;
+        }
+    }
 }
 
 /// Deserializes a table key by key so that every bad key is reported,
