@@ -11,7 +11,6 @@ mod validate;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
-pub(crate) use file::read as read_file;
 pub use file::MAX_CONFIG_BYTES;
 pub use paths::default_config_path;
 
