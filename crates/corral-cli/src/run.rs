@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_negative_numbers = true)]
     cpus: Option<f64>,
     /// Most processes the group may hold at once.
-    #[arg(short = 'p', long = "max-procs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'p', long = "max-procs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=corral::MAX_PROCS as i64))]
     max_procs: Option<u32>,
     /// The stop signal sent to every member on timeout (TERM, INT, HUP, 15).
     #[arg(short = 's', long, value_name = "SIG", default_value = "TERM", value_parser = parse_signal)]

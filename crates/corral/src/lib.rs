@@ -52,7 +52,7 @@ pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforceme
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
-pub use limits::{LimitKind, Limits, MAX_CPUS};
+pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
 pub use tree::{process_table, ProcessInfo, ProcessTree};

@@ -8,6 +8,11 @@ use std::time::Duration;
 /// kernel's quota arithmetic (cgroup `cpu.max` answers ERANGE).
 pub const MAX_CPUS: f64 = 1024.0;
 
+/// The most processes `max_procs` may ask for: Linux's own ceiling on pids
+/// (PID_MAX_LIMIT, 2^22); more can never exist at once, and the kernel
+/// refuses a larger `pids.max`.
+pub const MAX_PROCS: u32 = 1 << 22;
+
 /// Resource limits for a whole group. `None` means unlimited.
 ///
 /// The wall-clock timeout is not here: it lives on the builder
@@ -66,8 +71,8 @@ impl Limits {
         if self.memory == Some(0) || self.memory_per_process == Some(0) {
             return bad("memory must be greater than 0");
         }
-        if self.max_procs == Some(0) {
-            return bad("max_procs must be at least 1");
+        if self.max_procs == Some(0) || self.max_procs > Some(MAX_PROCS) {
+            return bad("max_procs must be from 1 to 4194304");
         }
         if self.cpu_time == Some(Duration::ZERO) {
             return bad("cpu_time must be greater than 0");

@@ -238,6 +238,7 @@ fn a_huge_limit_is_refused_as_a_value() {
         Limits::new().cpus(1025.0),
         Limits::new().memory(u64::MAX),
         Limits::new().cpu_time(Duration::MAX),
+        Limits::new().max_procs(u32::MAX),
     ] {
         let e = Group::builder().limits(limits.clone()).spawn(Command::new("true")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{limits:?}: {e}");

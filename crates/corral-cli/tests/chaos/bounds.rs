@@ -103,6 +103,7 @@ fn huge_values_on_the_command_line_exit_125_in_one_line() {
         ("--cpus", "1e300", "at most 1024"),
         ("--cpus", "NaN", "at most 1024"),
         ("--cpus", "1025", "at most 1024"),
+        ("-p", "4294967295", "4294967295"),
     ] {
         let out = output(w.corral(&["run", flag, value, "--", tk, "--sleep", "5"]));
         let err = stderr(&out);

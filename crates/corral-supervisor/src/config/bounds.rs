@@ -20,9 +20,9 @@ pub const MAX_TOTAL_INSTANCES: u32 = 10_000;
 /// metric labels and event fields.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Most processes a `limits.max_procs` can ask for: Linux's own ceiling on
-/// pids (PID_MAX_LIMIT, 2^22); more can never exist at once.
-pub const MAX_PROCS: u32 = 1 << 22;
+/// Most processes a `limits.max_procs` can ask for (the library's bound:
+/// Linux's own ceiling on pids).
+pub const MAX_PROCS: u32 = corral::MAX_PROCS;
 
 /// Largest `start_limit.burst`: the start times inside the window are kept,
 /// so this bounds them.
