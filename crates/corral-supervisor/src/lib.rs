@@ -34,6 +34,7 @@ mod instance;
 pub mod logs;
 pub mod metrics;
 mod persist;
+mod sys;
 pub mod policy;
 mod spawn;
 mod state;
