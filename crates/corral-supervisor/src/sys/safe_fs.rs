@@ -125,11 +125,7 @@ impl PrivateDir {
     pub fn read(&self, name: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
         use std::io::Read;
         let path = self.child(name)?;
-        let f = match self.imp.open_file(name, &path, imp::How::Read) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        let Some(f) = self.open_read(name)? else { return Ok(None) };
         let mut bytes = Vec::new();
         f.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > limit {
@@ -139,6 +135,17 @@ impl PrivateDir {
             ));
         }
         Ok(Some(bytes))
+    }
+
+    /// The regular file `name` opened for reading; `None` when it does not
+    /// exist.
+    pub fn open_read(&self, name: &str) -> io::Result<Option<File>> {
+        let path = self.child(name)?;
+        match self.imp.open_file(name, &path, imp::How::Read) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Replaces `name` with `bytes` atomically: a reader (or a crash) sees
@@ -213,6 +220,7 @@ fn split(path: &Path) -> io::Result<(PrivateDir, String)> {
 }
 
 /// The [`Unsafe`] reason inside an error, if that is what it is.
+#[cfg(test)]
 pub fn unsafe_reason(e: &io::Error) -> Option<&Unsafe> {
     e.get_ref().and_then(|r| r.downcast_ref::<Unsafe>())
 }

@@ -24,8 +24,7 @@ pub(super) enum How {
 #[derive(Debug)]
 pub(super) struct Dir(OwnedFd);
 
-const DIR_FLAGS: OFlags =
-    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()

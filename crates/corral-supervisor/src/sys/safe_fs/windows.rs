@@ -4,9 +4,9 @@
 //! junction planted in place of a file is opened as itself and refused,
 //! never followed; new files are created with `CREATE_NEW`. A directory
 //! must not itself be a reparse point. Windows has no mode bits: new
-//! directories inherit the ACL of their parent (the state folder of a
-//! service install is created by the installer with an owner-only ACL),
-//! and corral checks no ACL of an existing one; nor can a directory be
+//! directories inherit the ACL of their parent, and corral does not yet
+//! check the owner or the DACL of an existing one (the gap to close is
+//! `GetSecurityInfo` against the daemon's SID); nor can a directory be
 //! flushed, so `replace` ends with the rename (`MoveFileEx` with
 //! `MOVEFILE_REPLACE_EXISTING`, atomic on NTFS).
 
