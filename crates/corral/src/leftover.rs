@@ -43,18 +43,3 @@ pub fn orphaned_groups() -> Result<Vec<OrphanedGroup>> {
 pub fn reap_group(id: &str, leader: u32) -> Result<usize> {
     crate::sys::reap_group(id, leader).map_err(|e| Error::os(format!("reaping the leftovers of group {id}"), e))
 }
-
-/// The controller's pid in a group id (`<controller pid>-<seq>`).
-pub(crate) fn controller_of(id: &str) -> Option<u32> {
-    id.split_once('-')?.0.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_controller_is_the_first_part_of_the_id() {
-        assert_eq!(super::controller_of("1234-7"), Some(1234));
-        assert_eq!(super::controller_of("junk"), None);
-        assert_eq!(super::controller_of("x-1"), None);
-    }
-}

@@ -24,11 +24,16 @@ fn tagged() -> io::Result<BTreeMap<String, Vec<procfs::Stat>>> {
     Ok(by_id)
 }
 
+/// The controller's pid in a group id (`<controller pid>-<seq>`).
+fn controller_of(id: &str) -> Option<u32> {
+    id.split_once('-')?.0.parse().ok()
+}
+
 /// A controller lives when its pid runs and started before every member
 /// (a member is its descendant); a younger process under that pid is a
 /// reuse.
 fn controller_alive(id: &str, members: &[procfs::Stat]) -> bool {
-    let Some(ctl) = crate::leftover::controller_of(id) else { return false };
+    let Some(ctl) = controller_of(id) else { return false };
     // This process too: a daemon restarted under the same pid (a pid
     // namespace) is younger than what its previous run left.
     let first = members.iter().map(|m| m.starttime).min().unwrap_or(u64::MAX);
@@ -72,5 +77,28 @@ pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
             }
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_is_the_first_part_of_the_id() {
+        assert_eq!(controller_of("1234-7"), Some(1234));
+        assert_eq!(controller_of("junk"), None);
+        assert_eq!(controller_of("x-1"), None);
+    }
+
+    #[test]
+    fn a_controller_younger_than_the_members_is_a_reused_pid() {
+        let me = procfs::stat(std::process::id()).unwrap();
+        let id = format!("{}-1", me.pid);
+        let started_after = procfs::Stat { starttime: me.starttime + 1, ..me };
+        let started_before = procfs::Stat { starttime: me.starttime.saturating_sub(1), ..me };
+        assert!(controller_alive(&id, &[started_after]));
+        assert!(!controller_alive(&id, &[started_before]), "a member that started before its controller");
+        assert!(!controller_alive("4194305-1", &[started_after]), "a pid above pid_max runs nothing");
     }
 }
