@@ -220,7 +220,7 @@ fn split(path: &Path) -> io::Result<(PrivateDir, String)> {
 }
 
 /// The [`Unsafe`] reason inside an error, if that is what it is.
-#[cfg(test)]
+#[cfg(all(test, unix))]
 pub fn unsafe_reason(e: &io::Error) -> Option<&Unsafe> {
     e.get_ref().and_then(|r| r.downcast_ref::<Unsafe>())
 }
