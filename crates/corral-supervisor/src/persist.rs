@@ -114,14 +114,34 @@ pub(crate) fn reap_previous(state_dir: &Path) -> Result<Leftovers, String> {
             state_dir.display()
         ));
     }
-    let mut out = Leftovers { groups: state.groups.len(), ..Leftovers::default() };
+    let mut out = Leftovers::default();
     for g in &state.groups {
-        match corral::reap_group(&g.group_id, g.pid) {
-            Ok(n) => out.killed += n,
-            Err(e) => eprintln!("corral: {e}"),
+        reap(&g.group_id, g.pid, &mut out);
+    }
+    // A group spawned in the instant before it was recorded: its id names
+    // the dead daemon as its controller.
+    let prefix = format!("{}-", state.daemon_pid);
+    for g in orphans() {
+        if g.id.starts_with(&prefix) && !state.groups.iter().any(|r| r.group_id == g.id) {
+            reap(&g.id, g.members.iter().copied().min().unwrap_or(0), &mut out);
         }
     }
     Ok(out)
+}
+
+fn reap(id: &str, leader: u32, out: &mut Leftovers) {
+    out.groups += 1;
+    match corral::reap_group(id, leader) {
+        Ok(n) => out.killed += n,
+        Err(e) => eprintln!("corral: {e}"),
+    }
+}
+
+fn orphans() -> Vec<corral::OrphanedGroup> {
+    corral::orphaned_groups().unwrap_or_else(|e| {
+        eprintln!("corral: {e}");
+        Vec::new()
+    })
 }
 
 fn parse(text: &[u8]) -> Result<StateFile, String> {
@@ -134,17 +154,8 @@ fn parse(text: &[u8]) -> Result<StateFile, String> {
 /// Without a record: every group whose controller is gone.
 fn reap_orphans(why: String) -> Leftovers {
     let mut out = Leftovers { unreadable: Some(why), ..Leftovers::default() };
-    let orphans = corral::orphaned_groups().unwrap_or_else(|e| {
-        eprintln!("corral: {e}");
-        Vec::new()
-    });
-    for g in orphans {
-        out.groups += 1;
-        let leader = g.members.iter().copied().min().unwrap_or(0);
-        match corral::reap_group(&g.id, leader) {
-            Ok(n) => out.killed += n,
-            Err(e) => eprintln!("corral: {e}"),
-        }
+    for g in orphans() {
+        reap(&g.id, g.members.iter().copied().min().unwrap_or(0), &mut out);
     }
     out
 }
