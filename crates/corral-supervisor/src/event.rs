@@ -124,8 +124,11 @@ pub struct EventLog {
 struct Appender {
     dir: PrivateDir,
     file: File,
+    /// Bytes of whole lines in the file.
     size: u64,
     policy: LogPolicy,
+    /// The last append failed (and was said).
+    failing: bool,
 }
 
 const NAME: &str = "events.jsonl";
@@ -139,7 +142,7 @@ impl EventLog {
         let file = dir.append(NAME)?;
         let size = cut_torn_tail(&dir, &file)?;
         let (tx, _) = broadcast::channel(4096);
-        Ok(EventLog { file: Mutex::new(Appender { dir, file, size, policy }), tx })
+        Ok(EventLog { file: Mutex::new(Appender { dir, file, size, policy, failing: false }), tx })
     }
 
     /// Writes the event (one `write` per line, so lines never interleave)
@@ -148,8 +151,17 @@ impl EventLog {
         if let Ok(mut line) = serde_json::to_vec(&event) {
             line.push(b'\n');
             let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = f.append(&line) {
-                eprintln!("corral: writing {}: {e}", f.dir.path().join(NAME).display());
+            match f.append(&line) {
+                Ok(()) => f.failing = false,
+                // Said once per streak (a full disk fails every line).
+                Err(e) if !f.failing => {
+                    f.failing = true;
+                    eprintln!(
+                        "corral: writing {}: {e}; events are lost until it works",
+                        f.dir.path().join(NAME).display()
+                    );
+                }
+                Err(_) => {}
             }
         }
         let _ = self.tx.send(event);
@@ -167,7 +179,12 @@ impl Appender {
         if self.size > 0 && self.size.saturating_add(len) > self.policy.max_size {
             self.rotate()?;
         }
-        self.file.write_all(line)?;
+        if let Err(e) = self.file.write_all(line) {
+            // Half a line written (a full disk) would swallow the next one:
+            // cut back to the last whole line.
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.size += len;
         Ok(())
     }
