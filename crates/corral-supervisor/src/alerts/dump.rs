@@ -28,7 +28,7 @@ pub const KEEP: usize = 10;
 /// Writes one snapshot of `group` under `dumps` and returns its folder.
 ///
 /// Every folder and file is new and private (0700/0600), created through
-/// [`PrivateDir`]: nothing planted in `dumps` is written through.
+/// `PrivateDir`: nothing planted in `dumps` is written through.
 pub fn write(dumps: &Path, service: &str, instance: u32, group: &Group, why: &str) -> io::Result<PathBuf> {
     let top = PrivateDir::create_or_check(dumps)?;
     let ts = crate::time::now_rfc3339();
