@@ -211,6 +211,28 @@ impl Appender {
     }
 }
 
+/// The last `n` events as JSON lines, oldest first, read across the
+/// current file and up to `keep` rotated ones.
+pub(crate) fn recent(state_dir: &Path, n: usize, keep: u32) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..=keep {
+        let want = n - lines.len();
+        if want == 0 {
+            break;
+        }
+        let name = if i == 0 { NAME.to_string() } else { format!("{NAME}.{i}") };
+        match crate::logs::last_lines(&state_dir.join(name), want) {
+            Ok(mut older) => {
+                older.append(&mut lines);
+                lines = older;
+            }
+            // No such file: none older either.
+            Err(_) => break,
+        }
+    }
+    lines
+}
+
 /// Cuts `file` back to its last newline and returns its size then.
 fn cut_torn_tail(dir: &PrivateDir, file: &File) -> std::io::Result<u64> {
     let len = file.metadata()?.len();
@@ -305,9 +327,12 @@ mod tests {
         assert_eq!(reasons(&d.path().join("events.jsonl.1")), ["r006", "r007", "r008"]);
         assert_eq!(reasons(&d.path().join("events.jsonl.2")), ["r003", "r004", "r005"]);
         assert!(!d.path().join("events.jsonl.3").exists());
-        // What `corral events` reads spans the rotation.
-        let tail = crate::logs::tail(&path, 3);
-        let got: Vec<String> = tail.iter().map(|l| serde_json::from_str::<Event>(l).unwrap().reason).collect();
-        assert_eq!(got, ["r007", "r008", "r009"]);
+        // What `corral events` reads spans every rotated file.
+        let got = |n| -> Vec<String> {
+            recent(d.path(), n, 2).iter().map(|l| serde_json::from_str::<Event>(l).unwrap().reason).collect()
+        };
+        assert_eq!(got(3), ["r007", "r008", "r009"]);
+        assert_eq!(got(6), ["r004", "r005", "r006", "r007", "r008", "r009"]);
+        assert_eq!(got(100).len(), 7, "all that is kept");
     }
 }

@@ -13,7 +13,7 @@ use crate::sys::safe_fs::PrivateDir;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 const NAME: &str = "state.json";
 
@@ -45,28 +45,92 @@ struct StateFile {
 }
 
 /// The state file of a running daemon.
+///
+/// Changes are written by a thread of its own, newest first: two fsyncs
+/// per write must not stall an instance task, and a burst of changes (100
+/// services starting) coalesces into a few writes. A group not yet written
+/// when the daemon dies is still found: its id names the dead daemon (see
+/// [`reap_previous`]).
 pub(crate) struct Persist {
+    shared: Arc<Shared>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
     dir: PrivateDir,
-    groups: Mutex<BTreeMap<(String, u32), GroupRecord>>,
+    state: Mutex<Pending>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    groups: BTreeMap<(String, u32), GroupRecord>,
+    /// Bumped by every change; the writer compares it with what it wrote.
+    version: u64,
+    closed: bool,
 }
 
 impl Persist {
     pub fn new(state_dir: &Path) -> std::io::Result<Persist> {
-        let p = Persist { dir: PrivateDir::create_or_check(state_dir)?, groups: Mutex::new(BTreeMap::new()) };
-        p.write(&BTreeMap::new());
-        Ok(p)
+        let shared = Arc::new(Shared {
+            dir: PrivateDir::create_or_check(state_dir)?,
+            state: Mutex::new(Pending::default()),
+            changed: Condvar::new(),
+        });
+        shared.write(&BTreeMap::new());
+        let s = shared.clone();
+        let writer = std::thread::Builder::new().name("corral-persist".into()).spawn(move || s.run())?;
+        Ok(Persist { shared, writer: Some(writer) })
     }
 
     pub fn set(&self, rec: GroupRecord) {
-        let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        g.insert((rec.service.clone(), rec.instance), rec);
-        self.write(&g);
+        self.change(|g| {
+            g.insert((rec.service.clone(), rec.instance), rec);
+        });
     }
 
     pub fn remove(&self, service: &str, instance: u32) {
-        let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        g.remove(&(service.to_string(), instance));
-        self.write(&g);
+        self.change(|g| {
+            g.remove(&(service.to_string(), instance));
+        });
+    }
+
+    fn change(&self, f: impl FnOnce(&mut BTreeMap<(String, u32), GroupRecord>)) {
+        let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut p.groups);
+        p.version += 1;
+        self.shared.changed.notify_one();
+    }
+}
+
+/// The last change is written before the daemon goes.
+impl Drop for Persist {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.shared.changed.notify_one();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self) {
+        let mut written = 0;
+        loop {
+            let (groups, version) = {
+                let mut p = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                while p.version == written && !p.closed {
+                    p = self.changed.wait(p).unwrap_or_else(|p| p.into_inner());
+                }
+                if p.version == written {
+                    return;
+                }
+                (p.groups.clone(), p.version)
+            };
+            self.write(&groups);
+            written = version;
+        }
     }
 
     /// Replaced atomically, so a crash mid-write leaves the previous
@@ -182,6 +246,30 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_changes_ends_in_the_last_state() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Persist::new(d.path()).unwrap();
+        let rec = |i: u32| GroupRecord {
+            service: "web".into(),
+            instance: i,
+            group_id: format!("1-{i}"),
+            pid: i + 100,
+            backend: "pgid".into(),
+            location: String::new(),
+        };
+        for i in 0..200 {
+            p.set(rec(i));
+        }
+        for i in 1..200 {
+            p.remove("web", i);
+        }
+        drop(p);
+        let s: StateFile = serde_json::from_slice(&std::fs::read(d.path().join(NAME)).unwrap()).unwrap();
+        assert_eq!(s.groups, [rec(0)]);
+        assert_eq!(s.daemon_pid, std::process::id());
+    }
+
+    #[test]
     fn the_state_file_is_replaced_whole_and_private() {
         let d = tempfile::tempdir().unwrap();
         let p = Persist::new(d.path()).unwrap();
@@ -194,6 +282,8 @@ mod tests {
             location: "process group 1".into(),
         };
         p.set(rec.clone());
+        // Dropping it writes the last change.
+        drop(p);
         let s: StateFile = serde_json::from_slice(&std::fs::read(d.path().join(NAME)).unwrap()).unwrap();
         assert_eq!(s.groups, [rec]);
         assert!(!d.path().join("state.json.tmp").exists());

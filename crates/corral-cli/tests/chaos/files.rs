@@ -186,8 +186,7 @@ fn symlinks_planted_where_the_daemon_writes_are_never_followed() {
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
     assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "nothing created through the folder link");
     // state.json was replaced whole, not written through its planted temporary.
-    let state: Value = serde_json::from_slice(&std::fs::read(d.path(".corral/state.json")).unwrap()).unwrap();
-    assert_eq!(state["groups"].as_array().unwrap().len(), 2);
+    wait_state(&d, "both groups recorded", |s| s["groups"].as_array().is_some_and(|g| g.len() == 2));
     assert!(!d.path(".corral/state.json.tmp").exists());
     d.down();
 }
@@ -201,7 +200,7 @@ fn leftovers_are_reaped_with_an_unreadable_state_file(contents: &str) {
     );
     let mut d = start_pgid(Daemon::dir(), Some(&toml));
     let pids = d.latest_ready_pids("tree", 0);
-    let state: Value = serde_json::from_slice(&std::fs::read(d.path(".corral/state.json")).unwrap()).unwrap();
+    let state = wait_state(&d, "the group recorded", |s| s["groups"].as_array().is_some_and(|g| g.len() == 1));
     assert_eq!(state["groups"][0]["backend"], "pgid", "{state}");
     let mut child = d.child.take().unwrap();
     child.kill().unwrap();
@@ -316,6 +315,20 @@ fn events_rotate_by_size_and_corral_events_reads_across_the_rotation() {
     assert!(current < 8, "the current file alone cannot hold 8 events of ~250 bytes");
     assert!(shown.windows(2).all(|w| w[0]["unix_ms"].as_u64() <= w[1]["unix_ms"].as_u64()), "{shown:#?}");
     d.down();
+}
+
+/// Polls state.json (written by a thread of its own) until `pred` holds.
+fn wait_state(d: &Daemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + LONG;
+    loop {
+        let text = std::fs::read(d.path(".corral/state.json")).unwrap_or_default();
+        let state: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        if pred(&state) {
+            return state;
+        }
+        assert!(Instant::now() < end, "state.json never had {what}: {state}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Lines the daemon prints until every needle was seen (bounded).
