@@ -165,20 +165,30 @@ fn symlinks_planted_where_the_daemon_writes_are_never_followed() {
     let mut d = Daemon::start_in(dir, &toml);
     d.ready_pids("file", 0);
     d.ready_pids("folder", 0);
+    // Once both runs are recorded the state writer is idle: nothing races the plant.
+    let first: Vec<Value> = ["file", "folder"].iter().map(|s| d.instance(s)["pid"].clone()).collect();
+    wait_state(&d, "the first runs recorded", |s| recorded(s, &first));
     // The attacker's moves, between two runs.
     std::fs::remove_file(d.path(".corral/logs/file/0.log")).unwrap();
     symlink(&secret, d.path(".corral/logs/file/0.log")).unwrap();
     std::fs::remove_dir_all(d.path(".corral/logs/folder")).unwrap();
     symlink(&elsewhere, d.path(".corral/logs/folder")).unwrap();
     symlink(&secret, d.path(".corral/state.json.tmp")).unwrap();
+    symlink(&elsewhere, d.path(".corral/dumps")).unwrap();
+    let out = d.corral(&["dump", "file"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no snapshot") && err.contains(".corral/dumps is a symlink"), "{err}");
     for svc in ["file", "folder"] {
         let out = d.corral(&["restart", svc]);
         assert!(out.status.success(), "restart {svc}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let said = stderr_until(&d, &["logs/file/0.log is a symlink", "logs/folder is a symlink"]);
     // Both run on, their output discarded rather than redirected.
+    let mut pids = Vec::new();
     for svc in ["file", "folder"] {
-        d.wait_status("running again", svc, |i| i["state"] == "running");
+        let i = d.wait_status("running again", svc, |i| i["state"] == "running");
+        pids.push(i["pid"].clone());
     }
     let all = said.into_iter().chain(d.stderr.try_iter()).collect::<Vec<_>>().join("\n");
     assert_eq!(all.matches("logs/file/0.log is a symlink").count(), 1, "{all}");
@@ -186,7 +196,7 @@ fn symlinks_planted_where_the_daemon_writes_are_never_followed() {
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
     assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none(), "nothing created through the folder link");
     // state.json was replaced whole, not written through its planted temporary.
-    wait_state(&d, "both groups recorded", |s| s["groups"].as_array().is_some_and(|g| g.len() == 2));
+    wait_state(&d, "the new runs recorded", |s| recorded(s, &pids));
     assert!(!d.path(".corral/state.json.tmp").exists());
     d.down();
 }
@@ -315,6 +325,12 @@ fn events_rotate_by_size_and_corral_events_reads_across_the_rotation() {
     assert!(current < 8, "the current file alone cannot hold 8 events of ~250 bytes");
     assert!(shown.windows(2).all(|w| w[0]["unix_ms"].as_u64() <= w[1]["unix_ms"].as_u64()), "{shown:#?}");
     d.down();
+}
+
+/// True when state.json records a group for each leader pid.
+fn recorded(state: &Value, pids: &[Value]) -> bool {
+    let have: Vec<&Value> = state["groups"].as_array().into_iter().flatten().map(|g| &g["pid"]).collect();
+    pids.iter().all(|p| have.contains(&p))
 }
 
 /// Polls state.json (written by a thread of its own) until `pred` holds.
