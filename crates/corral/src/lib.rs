@@ -39,6 +39,7 @@ pub mod deadline;
 mod error;
 mod event;
 mod group;
+mod leftover;
 mod limits;
 mod monitor;
 mod outcome;
@@ -52,6 +53,7 @@ pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforceme
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
+pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};

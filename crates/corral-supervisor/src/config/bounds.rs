@@ -31,8 +31,8 @@ pub const MAX_BURST: u32 = 10_000;
 /// Largest probe `success_threshold` / `failure_threshold`.
 pub const MAX_THRESHOLD: u32 = 1000;
 
-/// Most rotated log files kept (`logs.keep`).
-pub const MAX_KEEP: u32 = 1000;
+/// Most rotated log files kept (`logs.keep`, `[daemon] events.keep`).
+pub const MAX_KEEP: u32 = super::LogPolicy::MAX_KEEP;
 
 /// Largest `backoff.factor`; the delay is capped by `backoff.max` anyway.
 pub const MAX_FACTOR: f64 = 1000.0;
