@@ -301,10 +301,13 @@ fn service_spec(
     let what = format!("service `{name}`");
     if !valid_name(name) {
         let shown: String = name.chars().take(MAX_NAME_LEN).collect();
-        let cut = if shown.len() < name.len() { "…" } else { "" };
+        let why = match name.chars().count() {
+            n if n > MAX_NAME_LEN => format!("`{shown}…` ({n} characters)"),
+            _ => format!("`{name}`"),
+        };
         sink.push(
             span.clone(),
-            format!("invalid service name `{shown}{cut}` ({} characters)", name.chars().count()),
+            format!("invalid service name {why}"),
             Some(format!("at most {MAX_NAME_LEN} letters, digits, `-`, `_` and `.`")),
             None,
         );
