@@ -362,6 +362,10 @@ impl Task {
     /// Spawns the group and watches it (`running`, then `stopping` when it
     /// is ended) until the run is over; a spawn that fails is a run too.
     async fn enter_running(&mut self) -> RunEnd {
+        let _permit = match self.spawn_turn().await {
+            Ok(p) => p,
+            Err(end) => return end,
+        };
         match self.spawn().await {
             Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
             Err(e) => RunEnd::Ended {
@@ -369,6 +373,29 @@ impl Task {
                 exit: LastExit { code: None, signal: None, reason: format!("spawn failed: {e}") },
                 ran_for: Duration::ZERO,
             },
+        }
+    }
+
+    /// Waits for a turn to spawn (one of [`SPAWNS_AT_ONCE`]) while still
+    /// obeying a stop: with a thousand instances queued, `corral down` must
+    /// not wait for each one to be spawned first.
+    async fn spawn_turn(&mut self) -> Result<tokio::sync::SemaphorePermit<'static>, RunEnd> {
+        let turn = SPAWNS.acquire();
+        tokio::pin!(turn);
+        loop {
+            tokio::select! {
+                // The semaphore is never closed.
+                p = &mut turn => return p.map_err(|_| RunEnd::Shutdown),
+                c = self.rx.recv() => match c {
+                    Some(Control::Stop) => {
+                        self.transition(State::Stopped, "stop requested", None, None);
+                        return Err(RunEnd::Stopped);
+                    }
+                    Some(Control::Shutdown) | None => return Err(RunEnd::Shutdown),
+                    Some(Control::Retune { spec, done }) => self.retune_later(spec, done),
+                    Some(_) => {}
+                },
+            }
         }
     }
 
@@ -430,8 +457,7 @@ impl Task {
         // log probe that a reload brings in later.
         let follower = self.follower(None);
         // Spawning waits for the library's monitor thread: keep it off the
-        // runtime, and a bounded number at a time.
-        let _permit = SPAWNS.acquire().await.map_err(|e| e.to_string())?;
+        // runtime (and a bounded number at a time: see `spawn_turn`).
         let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
             .await
             .map_err(|e| e.to_string())?
