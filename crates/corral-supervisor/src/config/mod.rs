@@ -3,7 +3,7 @@
 
 mod bounds;
 mod diagnostic;
-mod file;
+pub(crate) mod file;
 mod paths;
 mod probes;
 mod raw;
