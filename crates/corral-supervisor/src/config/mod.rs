@@ -42,6 +42,18 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Reload when the config file changes (default true).
     pub watch_config: bool,
+    /// How long an API or metrics client may take to finish its TLS
+    /// handshake or send a request head, and may sit idle between requests
+    /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
+    pub client_timeout: Duration,
+}
+
+impl DaemonConfig {
+    /// `client_timeout` when the config does not say.
+    pub const CLIENT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+    /// The `client_timeout`s accepted: long enough for a slow link's
+    /// handshake, short enough that silent peers cannot pile up for long.
+    pub const CLIENT_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(300));
 }
 
 /// `[daemon.tcp]`: refused at start unless every field is there.

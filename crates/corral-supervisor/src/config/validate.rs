@@ -216,6 +216,17 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         token_file: t.token_file.map(|p| anchor(base, &p)),
         ..t
     });
+    let client_timeout = raw.client_timeout.map_or(DaemonConfig::CLIENT_TIMEOUT_DEFAULT, |d| d.0);
+    let (shortest, longest) = DaemonConfig::CLIENT_TIMEOUT_RANGE;
+    if !(shortest..=longest).contains(&client_timeout) {
+        let span = root.get("daemon").and_then(|d| d.as_table_like()).and_then(|t| key_span(t, "client_timeout"));
+        sink.push(
+            span,
+            format!("client_timeout = {client_timeout:?} is out of range"),
+            Some(format!("a duration from {shortest:?} to {longest:?}, like \"10s\"")),
+            None,
+        );
+    }
     DaemonConfig {
         socket,
         state_dir,
@@ -223,6 +234,7 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         tcp,
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
+        client_timeout: client_timeout.clamp(shortest, longest),
     }
 }
 
