@@ -38,6 +38,7 @@ pub mod policy;
 mod spawn;
 mod state;
 mod supervisor;
+mod sys;
 pub mod time;
 pub mod tls;
 mod user;

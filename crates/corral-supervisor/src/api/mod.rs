@@ -2,14 +2,20 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod admit;
 mod auth;
+pub mod budget;
 mod listen;
+mod metrics_listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
+mod serve;
 mod tcp;
 
+pub use admit::{Caps, Clients, Peer, Refused};
 pub use auth::Token;
 pub use listen::{local_address, serve_local};
+pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
 use crate::logs::{tail, Follower};
