@@ -235,11 +235,6 @@ impl<S> Admitted<S> {
     pub(crate) fn new(io: S, slot: Slot) -> Admitted<S> {
         Admitted { io, _slot: slot }
     }
-
-    /// The connection itself.
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.io
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {

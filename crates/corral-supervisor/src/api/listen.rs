@@ -76,13 +76,12 @@ mod unix {
                     Ok((s, a)) => {
                         // Over the caps: closed at once (dropped).
                         let Ok(slot) = self.gate.admit(Peer::Local) else { continue };
+                        let owner = s.peer_cred().is_ok_and(|c| c.uid() == self.uid);
                         let s = Admitted::new(s, slot);
-                        match s.get_ref().peer_cred() {
-                            Ok(c) if c.uid() == self.uid => return (s, a),
-                            _ => {
-                                tokio::spawn(super::refuse(s));
-                            }
+                        if owner {
+                            return (s, a);
                         }
+                        tokio::spawn(super::refuse(s));
                     }
                     // Out of fds and the like: wait a little instead of spinning.
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,

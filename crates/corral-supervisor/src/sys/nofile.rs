@@ -9,10 +9,12 @@
 //! Services get their own limits through the library, not this one.
 
 /// The soft limit is never raised past this.
+#[cfg(any(unix, test))]
 pub(crate) const CEILING: u64 = 1 << 20;
 
 /// The soft limit to ask for, given the current soft and hard limits:
 /// the hard one, bounded by [`CEILING`], and never lower than now.
+#[cfg(any(unix, test))]
 pub(crate) fn target(soft: u64, hard: u64) -> u64 {
     soft.max(hard.min(CEILING))
 }
