@@ -90,6 +90,9 @@ mod tests {
         assert_eq!((b.reserve, b.clients), (1664, 384));
         let b = FdBudget::plan(Some(160), 1);
         assert_eq!((b.reserve, b.clients), (80, 80));
+        // The README's example.
+        let b = FdBudget::plan(Some(256), 8);
+        assert_eq!((b.reserve, b.clients), (192, 64));
     }
 
     #[test]
