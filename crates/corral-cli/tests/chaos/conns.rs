@@ -219,6 +219,19 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Reads `s` until what came holds `needle`; the stream must not end first.
+fn read_until(s: &mut UnixStream, needle: &str) {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(LONG)).unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended before {needle:?}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
 /// Polls `f` until it gives a value, for at most `LONG`.
 fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + LONG;
@@ -400,9 +413,12 @@ fn silent_socket_clients_are_closed_and_do_not_block_status() {
     let out = up.d.corral(&["status", "--json"]);
     assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
 
-    // An event stream is quiet for longer than the timeout, and stays.
+    // An event stream and a followed log are quiet for longer than the
+    // timeout, and stay.
     let mut events = up.socket();
     events.write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: corral\r\n\r\n").unwrap();
+    let mut follow = up.socket();
+    follow.write_all(b"GET /v1/logs?service=web&n=0&follow=true HTTP/1.1\r\nHost: corral\r\n\r\n").unwrap();
     for s in &mut held {
         time_to_close(s);
     }
@@ -415,20 +431,16 @@ fn silent_socket_clients_are_closed_and_do_not_block_status() {
         "a silent client is cut after the timeout, not before ({took:?})"
     );
 
-    // The stream outlived three timeouts of quiet; an event still comes.
+    // The streams outlived the timeout in quiet; what happens next still
+    // comes through them.
     assert!(!closed(&mut events), "the event stream was cut by the client timeout");
+    assert!(!closed(&mut follow), "the followed log was cut by the client timeout");
     let out = up.d.corral(&["restart", "web"]);
     assert!(out.status.success(), "restart failed: {}", String::from_utf8_lossy(&out.stderr));
-    events.set_nonblocking(false).unwrap();
-    events.set_read_timeout(Some(LONG)).unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains("event: transition") {
-        let n = events.read(&mut buf).unwrap();
-        assert!(n > 0, "the event stream ended: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    drop(events);
+    read_until(&mut events, "event: transition");
+    // The new run's testkit prints its ready line.
+    read_until(&mut follow, "{\"ready\"");
+    drop((events, follow));
     stop(up);
 }
 
