@@ -453,6 +453,20 @@ fn metrics_listen_drops_a_half_sent_request() {
     let took = time_to_close(&mut half);
     assert!(took >= timeout - Duration::from_millis(50), "cut after the header timeout, not before ({took:?})");
 
+    // A head of 100 KiB is refused, not buffered.
+    let mut big = TcpStream::connect(up.metrics).unwrap();
+    big.set_read_timeout(Some(LONG)).unwrap();
+    let head = format!("GET /metrics HTTP/1.1\r\nHost: corral\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    // The daemon may close before it has read it all.
+    let _ = big.write_all(head.as_bytes());
+    // Closing on the unread rest may reset the connection before the
+    // answer is read: a reset is a refusal too; waiting is not.
+    let mut answer = String::new();
+    match big.read_to_string(&mut answer) {
+        Ok(_) => assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431 "), "{answer:?}"),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+    }
+
     // A whole request is answered, and the idle connection after it is
     // closed after the timeout too.
     let mut scraper = TcpStream::connect(up.metrics).unwrap();

@@ -19,6 +19,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+/// A request head here is a line, a few headers and a token; a longer
+/// one is refused (431) before more of it is read.
+const MAX_HEAD: usize = 16 * 1024;
+/// What hyper may buffer for one connection either way (its default is
+/// about 400 KiB); with the caps, this bounds what clients can make the
+/// daemon hold.
+const MAX_BUF: usize = 64 * 1024;
+
 /// Serves `app` on every connection `listener` accepts until `stop`
 /// completes; then stops accepting, lets each connection finish the
 /// request it is on, and returns when all are closed (as `axum::serve`'s
@@ -47,7 +55,12 @@ where
         let open = open.clone();
         tokio::spawn(async move {
             let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(timeout).keep_alive(true);
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .keep_alive(true)
+                .max_header_size(MAX_HEAD)
+                .max_buf_size(MAX_BUF);
             let conn = builder.serve_connection(TokioIo::new(io), service);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
