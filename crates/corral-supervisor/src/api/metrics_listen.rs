@@ -1,9 +1,11 @@
 //! `[daemon] metrics_listen`: plain TCP that serves `GET /metrics` only
 //! ([`super::metrics_router`]), within its caps ([`super::admit`]) and
-//! with the client timeout, so scrapers cannot be crowded out and a
-//! half-sent request is dropped.
+//! with the client timeout, both for sending the request and for taking
+//! the answer ([`super::stall`]), so scrapers cannot be crowded out and a
+//! peer that sends half a request, or reads nothing, is dropped.
 
 use super::admit::{Admitted, Caps, Clients, Gate, Peer};
+use super::stall::WriteDeadline;
 use axum::serve::Listener;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,7 +40,8 @@ impl BoundMetrics {
         clients: &Clients,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        let listener = Capped { inner: self.listener, gate: clients.gate("metrics_listen", Caps::METRICS) };
+        let gate = clients.gate("metrics_listen", Caps::METRICS);
+        let listener = Capped { inner: self.listener, gate, stall: clients.timeout() };
         tokio::spawn(super::serve::serve(listener, app, clients.timeout(), stop))
     }
 }
@@ -47,10 +50,12 @@ impl BoundMetrics {
 struct Capped {
     inner: TcpListener,
     gate: Gate,
+    /// How long a write may wait for the peer to take a byte.
+    stall: Duration,
 }
 
 impl Listener for Capped {
-    type Io = Admitted<TcpStream>;
+    type Io = Admitted<WriteDeadline<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -59,7 +64,7 @@ impl Listener for Capped {
                 Ok((s, peer)) => {
                     let Ok(slot) = self.gate.admit(Peer::of(peer.ip())) else { continue };
                     let _ = s.set_nodelay(true);
-                    return (Admitted::new(s, slot), peer);
+                    return (Admitted::new(WriteDeadline::new(s, self.stall), slot), peer);
                 }
                 // Out of fds and the like: wait a little instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

@@ -10,6 +10,7 @@ mod metrics_listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
 mod serve;
+mod stall;
 mod tcp;
 
 pub use admit::{Caps, Clients, Peer, Refused};
