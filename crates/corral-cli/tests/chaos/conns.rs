@@ -13,6 +13,11 @@
 //! count and time. Every "closed after the timeout" check has a lower
 //! bound (the daemon may not close an admitted client sooner) and a
 //! generous upper one, so contention cannot break it.
+//!
+//! Linux only: other systems route no loopback address but 127.0.0.1
+//! without setup, and the daemon's fds are counted in /proc.
+
+#![cfg(target_os = "linux")]
 
 use crate::daemon::pki::Pki;
 use crate::daemon::{self, q, Daemon, CORRAL, LONG};
