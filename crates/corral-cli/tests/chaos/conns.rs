@@ -273,6 +273,7 @@ fn a_flood_from_one_address_does_not_lock_out_the_others() {
     let done = wait_closed(&mut held, 200 - PER_ADDRESS);
     let open = done.iter().filter(|&&d| !d).count();
     assert_eq!(open, PER_ADDRESS, "one address keeps exactly its share of the TLS port");
+    up.d.wait_stderr("the TCP listener: one address has 16 connections open, its cap");
 
     // A real client from another address gets its answer at once.
     let out = up.status_over_tls();
@@ -351,6 +352,7 @@ fn silent_clients_cannot_starve_spawns_of_fds() {
     let peak = peak.load(Ordering::SeqCst);
     eprintln!("flood: {rounds} rounds; the daemon held {base} fds before, at most {peak} of 160 during");
     assert!(peak <= 150, "the daemon kept fds for spawning: {peak} of 160 used at the peak");
+    up.d.wait_stderr("clients hold 80 fds, all the open-file limit leaves them");
     let failed = up.d.events().iter().any(|e| daemon::is_transition(e) && e["to"] == "failed");
     assert!(!failed, "a spawn failed during the flood: {:#?}", up.d.events());
     assert!(back["pid"].as_u64().is_some());
