@@ -41,7 +41,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         Some(t) => Some(t.bind().await?),
         None => None,
     };
-    let clients = api::budget::clients_for(&config);
+    let clients = api::clients_for(&config);
     let socket = config.daemon.socket.clone();
     let logs = LogHub::new(&config.daemon.log_dir, opts.echo.clone());
     let sup = Supervisor::new(config, logs).map_err(|e| format!("cannot set up {}: {e}", state_dir.display()))?;

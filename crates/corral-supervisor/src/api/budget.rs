@@ -64,7 +64,7 @@ impl FdBudget {
 /// ([`crate::sys::nofile`]), splits it for `config`, says so on stderr
 /// when clients get less than the listeners in use could hold, and returns
 /// what the listeners share.
-pub fn clients_for(config: &Config) -> Clients {
+pub(crate) fn clients_for(config: &Config) -> Clients {
     let instances = config.services.values().map(|s| u64::from(s.instances)).sum();
     let budget = FdBudget::plan(crate::sys::nofile::raise(), instances);
     let d = &config.daemon;

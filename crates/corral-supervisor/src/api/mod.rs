@@ -4,7 +4,7 @@
 
 mod admit;
 mod auth;
-pub mod budget;
+mod budget;
 mod listen;
 mod metrics_listen;
 #[cfg(windows)]
@@ -15,6 +15,8 @@ mod tcp;
 
 pub use admit::{Caps, Clients, Peer, Refused};
 pub use auth::Token;
+pub(crate) use budget::clients_for;
+pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
