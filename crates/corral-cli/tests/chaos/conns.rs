@@ -293,7 +293,15 @@ fn a_flood_from_one_address_does_not_lock_out_the_others() {
     // The flooder itself gets nothing more while it holds its share.
     let mut extra: Box<dyn Held> = Box::new(connect_from(flooder, up.tls).unwrap());
     assert!(wait_closed(std::slice::from_mut(&mut extra), 1)[0], "over its share, a connection is closed at once");
-    drop((held, scrapes, scraper));
+    // Over the 64 of the socket, a local client is refused in one line
+    // that points at the cause.
+    let sockets: Vec<UnixStream> = (0..64).map(|_| up.socket()).collect();
+    let out = up.d.corral(&["status"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("connection cap") || err.contains("64 connections open"), "{err}");
+    up.d.wait_stderr("the local socket: 64 connections are open, its cap");
+    drop((held, scrapes, scraper, sockets));
     stop(up);
 }
 

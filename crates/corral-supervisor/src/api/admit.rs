@@ -27,8 +27,9 @@ pub struct Caps {
 }
 
 impl Caps {
-    /// The local socket or pipe: its peers are the daemon's own user.
-    pub const LOCAL: Caps = Caps { total: 64, per_peer: 64 };
+    /// The local socket or pipe: its peers are the daemon's own user, so
+    /// only the total counts.
+    pub const LOCAL: Caps = Caps { total: 64, per_peer: usize::MAX };
     /// `[daemon.tcp]`. A peer's share (16) is a quarter of the TLS
     /// handshakes that may run at once (64), so one address cannot take
     /// every handshake slot.
@@ -189,6 +190,32 @@ impl Gate {
         Ok(Slot { gate: self.inner.clone(), peer })
     }
 
+    /// What a refused plain-HTTP client is told, written at once (it
+    /// fits in any socket buffer) before the connection is dropped: a 503
+    /// with `{"error": …}` naming the cap.
+    pub(crate) fn refusal(&self, why: Refused) -> String {
+        let g = &self.inner;
+        let error = match why {
+            Refused::Total => format!(
+                "the daemon has {} connections open on {}, its cap; try again when one closes",
+                g.caps.total, g.listener
+            ),
+            Refused::PerPeer => format!(
+                "your address has {} connections open on {}, its cap; close one and try again",
+                g.caps.per_peer, g.listener
+            ),
+            Refused::Budget => format!(
+                "the daemon's clients hold all {} fds its open-file limit leaves them; try again when one closes",
+                g.budget.max
+            ),
+        };
+        let body = serde_json::json!({ "error": error }).to_string();
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
     fn warn_once(&self, why: Refused) {
         let g = &self.inner;
         if g.warned[why.index()].swap(true, Ordering::Relaxed) {
@@ -307,6 +334,22 @@ mod tests {
         assert!(local.admit(Peer::Local).is_ok());
         drop(held);
         assert_eq!(clients.budget.used.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_refused_client_is_told_which_cap_in_json() {
+        let clients = Clients::new(1, Duration::from_secs(1));
+        let gate = clients.gate("the TCP listener", CAPS);
+        let answer = gate.refusal(Refused::PerPeer);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 ") && head.contains(&format!("content-length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            v["error"],
+            "your address has 2 connections open on the TCP listener, its cap; close one and try again"
+        );
+        assert!(gate.refusal(Refused::Budget).contains("all 1 fds"));
+        assert!(gate.refusal(Refused::Total).contains("4 connections open on the TCP listener"));
     }
 
     #[test]

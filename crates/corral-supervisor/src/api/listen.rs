@@ -74,8 +74,18 @@ mod unix {
             loop {
                 match self.inner.accept().await {
                     Ok((s, a)) => {
-                        // Over the caps: closed at once (dropped).
-                        let Ok(slot) = self.gate.admit(Peer::Local) else { continue };
+                        let slot = match self.gate.admit(Peer::Local) {
+                            Ok(slot) => slot,
+                            // Over the caps: closed at once; told why when
+                            // its request has come (an answer before the
+                            // request would be taken for garbage).
+                            Err(why) => {
+                                if s.try_read(&mut [0u8; 4096]).is_ok_and(|n| n > 0) {
+                                    let _ = s.try_write(self.gate.refusal(why).as_bytes());
+                                }
+                                continue;
+                            }
+                        };
                         let owner = s.peer_cred().is_ok_and(|c| c.uid() == self.uid);
                         let s = Admitted::new(s, slot);
                         if owner {
@@ -173,8 +183,17 @@ mod windows {
                     // The client left before it was served.
                     continue;
                 }
-                // Over the caps: closed at once (dropped).
-                let Ok(slot) = self.gate.admit(Peer::Local) else { continue };
+                let slot = match self.gate.admit(Peer::Local) {
+                    Ok(slot) => slot,
+                    // Over the caps: closed at once; told why when its
+                    // request has come.
+                    Err(why) => {
+                        if conn.try_read(&mut [0u8; 4096]).is_ok_and(|n| n > 0) {
+                            let _ = conn.try_write(self.gate.refusal(why).as_bytes());
+                        }
+                        continue;
+                    }
+                };
                 let allowed = self.acl.is_allowed(&conn);
                 let conn = Admitted::new(conn, slot);
                 if allowed {

@@ -62,7 +62,18 @@ impl Listener for Capped {
         loop {
             match self.inner.accept().await {
                 Ok((s, peer)) => {
-                    let Ok(slot) = self.gate.admit(Peer::of(peer.ip())) else { continue };
+                    let slot = match self.gate.admit(Peer::of(peer.ip())) {
+                        Ok(slot) => slot,
+                        // Over the caps: closed at once; told why when its
+                        // request has come (read first, so that the close
+                        // does not reset the answer away).
+                        Err(why) => {
+                            if s.try_read(&mut [0u8; 4096]).is_ok_and(|n| n > 0) {
+                                let _ = s.try_write(self.gate.refusal(why).as_bytes());
+                            }
+                            continue;
+                        }
+                    };
                     let _ = s.set_nodelay(true);
                     return (Admitted::new(WriteDeadline::new(s, self.stall), slot), peer);
                 }
