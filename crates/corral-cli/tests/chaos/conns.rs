@@ -119,7 +119,7 @@ fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
     };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain socket calls on an fd we own, with structs we own;
-    // the fd goes into a TcpStream (which closes it) or is closed here.
+    // the fd goes into a TcpStream at once, which closes it on every path.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
