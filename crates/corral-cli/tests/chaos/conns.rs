@@ -460,6 +460,39 @@ fn silent_socket_clients_are_closed_and_do_not_block_status() {
 }
 
 #[test]
+fn a_tls_client_silent_after_its_handshake_is_cut() {
+    let up = Setup::new("2s").spawn(|_| {});
+    let timeout = Duration::from_secs(2);
+    let ca = std::fs::read_to_string(up.d.path("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(up.tls).unwrap();
+    tcp.set_read_timeout(Some(LONG)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    // Handshake done; not a byte of a request follows.
+    let start = Instant::now();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut buf = [0u8; 64];
+    let end = tls.read(&mut buf);
+    let took = start.elapsed();
+    assert!(matches!(end, Ok(0) | Err(_)), "the daemon sent something: {end:?}");
+    assert!(took >= timeout - Duration::from_millis(50), "cut after the timeout, not before ({took:?})");
+    assert!(took < LONG, "never cut");
+    stop(up);
+}
+
+#[test]
 fn metrics_listen_drops_a_half_sent_request() {
     let up = Setup::new("2s").spawn(|_| {});
     let timeout = Duration::from_secs(2);
