@@ -42,6 +42,9 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Reload when the config file changes (default true).
     pub watch_config: bool,
+    /// Rotation of `state_dir/events.jsonl` (`events = { max_size, keep }`,
+    /// default 10 MiB and 5 files, like the logs).
+    pub events: LogPolicy,
     /// How long an API or metrics client may take to finish its TLS
     /// handshake or send a request head, and may sit idle between requests
     /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
@@ -134,6 +137,12 @@ pub struct LogPolicy {
     pub max_size: u64,
     /// Rotated files kept besides the current one.
     pub keep: u32,
+}
+
+impl LogPolicy {
+    /// The most rotated files a policy may keep: each rotation renames
+    /// every one of them.
+    pub const MAX_KEEP: u32 = 1000;
 }
 
 impl Default for LogPolicy {

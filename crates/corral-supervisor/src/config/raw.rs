@@ -17,6 +17,7 @@ pub(crate) struct RawDaemon {
     pub metrics_listen: Option<Addr>,
     pub watch_config: Option<bool>,
     pub client_timeout: Option<Dur>,
+    pub events: Option<RawLogs>,
 }
 
 #[derive(Debug, Deserialize)]
