@@ -13,7 +13,7 @@ mod serve;
 mod stall;
 mod tcp;
 
-pub use admit::{Caps, Clients, Peer, Refused};
+pub use admit::{Caps, Clients};
 pub use auth::Token;
 pub(crate) use budget::clients_for;
 pub use budget::FdBudget;
