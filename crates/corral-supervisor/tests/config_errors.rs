@@ -239,3 +239,19 @@ fn the_instances_of_all_services_together_are_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn client_timeout_is_bounded() {
+    let c = parse("[daemon]\n", Path::new("corral.toml")).unwrap();
+    assert_eq!(c.daemon.client_timeout, std::time::Duration::from_secs(10));
+    let c = parse("[daemon]\nclient_timeout = \"2s\"\n", Path::new("corral.toml")).unwrap();
+    assert_eq!(c.daemon.client_timeout, std::time::Duration::from_secs(2));
+    insta::assert_snapshot!(errors("[daemon]\nclient_timeout = \"1h\"\n"), @r#"
+    corral.toml:2:18: [daemon] client_timeout is 1h, out of range
+        expected: a duration from 500ms to 5m, like "10s"
+    "#);
+    insta::assert_snapshot!(errors("[daemon]\nclient_timeout = 0\n"), @r#"
+    corral.toml:2:18: [daemon] client_timeout is 0ms, out of range
+        expected: a duration from 500ms to 5m, like "10s"
+    "#);
+}

@@ -2,15 +2,24 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod admit;
 mod auth;
+mod budget;
 mod listen;
+mod metrics_listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
 mod query;
+mod serve;
+mod stall;
 mod tcp;
 
+pub use admit::{Caps, Clients};
 pub use auth::Token;
+pub(crate) use budget::clients_for;
+pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
+pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
 use crate::logs::{tail, Follower};

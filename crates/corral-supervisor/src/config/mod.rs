@@ -49,6 +49,18 @@ pub struct DaemonConfig {
     /// Rotation of `state_dir/events.jsonl` (`events = { max_size, keep }`,
     /// default 10 MiB and 5 files, like the logs).
     pub events: LogPolicy,
+    /// How long an API or metrics client may take to finish its TLS
+    /// handshake or send a request head, and may sit idle between requests
+    /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
+    pub client_timeout: Duration,
+}
+
+impl DaemonConfig {
+    /// `client_timeout` when the config does not say.
+    pub const CLIENT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+    /// The `client_timeout`s accepted: long enough for a slow link's
+    /// handshake, short enough that silent peers cannot pile up for long.
+    pub const CLIENT_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(300));
 }
 
 /// `[daemon.tcp]`: refused at start unless every field is there.

@@ -242,6 +242,18 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         ..t
     });
     let events = events_policy(sink, raw.events, root);
+    let client_timeout = raw.client_timeout.map_or(DaemonConfig::CLIENT_TIMEOUT_DEFAULT, |d| d.0);
+    let (shortest, longest) = DaemonConfig::CLIENT_TIMEOUT_RANGE;
+    let fmt = corral::units::format_duration;
+    if !(shortest..=longest).contains(&client_timeout) {
+        let span = root.get("daemon").and_then(|d| d.as_table_like()).and_then(|t| key_span(t, "client_timeout"));
+        sink.push(
+            span,
+            format!("[daemon] client_timeout is {}, out of range", fmt(client_timeout)),
+            Some(format!("a duration from {} to {}, like \"10s\"", fmt(shortest), fmt(longest))),
+            None,
+        );
+    }
     DaemonConfig {
         events,
         socket,
@@ -250,6 +262,7 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         tcp,
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
+        client_timeout: client_timeout.clamp(shortest, longest),
     }
 }
 
