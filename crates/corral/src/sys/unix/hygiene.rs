@@ -137,14 +137,54 @@ pub(crate) fn reset_ignored_signals() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: zeroed sigaction is a valid out-parameter.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: old is valid for writes; a null new action only queries.
-        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } == 0 && old.sa_sigaction == libc::SIG_IGN {
-            // SAFETY: signal(2) with SIG_DFL has no memory-safety preconditions.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        if is_ignored(sig) {
+            set_default(sig);
         }
     }
+}
+
+/// The kernel's `struct sigaction` (x86_64 and aarch64 share it). glibc's
+/// wrapper refuses signals 32 and 33, which it reserves for its threads;
+/// but a parent may have left them ignored all the same, so the raw
+/// syscall asks and resets them too.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn is_ignored(sig: libc::c_int) -> bool {
+    let mut old = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: old is valid for writes and matches the kernel's layout; a
+    // null new action only queries; 8 is the kernel's sigset size.
+    let r =
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, std::ptr::null::<KernelSigaction>(), &mut old, 8usize) };
+    r == 0 && old.handler == libc::SIG_IGN
+}
+
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn set_default(sig: libc::c_int) {
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    // SAFETY: dfl matches the kernel's layout and lives for the call.
+    unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl, std::ptr::null_mut::<KernelSigaction>(), 8usize) };
+}
+
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+fn is_ignored(sig: libc::c_int) -> bool {
+    // SAFETY: zeroed sigaction is a valid out-parameter.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: old is valid for writes; a null new action only queries.
+    unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN }
+}
+
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+fn set_default(sig: libc::c_int) {
+    // SAFETY: signal(2) with SIG_DFL has no memory-safety preconditions.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
 }
 
 /// One past the highest signal number (real-time signals included).
