@@ -94,7 +94,7 @@ fn fd_ceiling() -> RawFd {
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: rl is valid for writes.
     let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 { rl.rlim_cur } else { 0 };
-    let mut upto = if soft == libc::RLIM_INFINITY || soft == 0 || soft > RawFd::MAX as libc::rlim_t {
+    let upto = if soft == libc::RLIM_INFINITY || soft == 0 || soft > RawFd::MAX as libc::rlim_t {
         // SAFETY: sysconf has no preconditions.
         let open_max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) };
         if open_max > 0 {
@@ -106,15 +106,20 @@ fn fd_ceiling() -> RawFd {
     } else {
         soft as RawFd
     };
-    #[cfg(target_os = "linux")]
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        for e in dir.flatten() {
-            if let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) {
-                upto = upto.max(fd.saturating_add(1));
-            }
-        }
-    }
-    upto
+    upto.max(highest_open_fd().saturating_add(1))
+}
+
+/// The highest fd open in this process, read in the parent.
+#[cfg(target_os = "linux")]
+fn highest_open_fd() -> RawFd {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    dir.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok())).max().unwrap_or(0)
+}
+
+/// macOS has no /proc; `getdtablesize()` is already the ceiling there.
+#[cfg(not(target_os = "linux"))]
+fn highest_open_fd() -> RawFd {
+    0
 }
 
 /// Whether `close_range` takes `CLOSE_RANGE_CLOEXEC` here (it needs Linux
