@@ -274,6 +274,68 @@ mod tests {
         assert_eq!(sigchld_fix(handler, libc::SA_NOCLDWAIT), SigchldFix::Refuse);
     }
 
+    const EMBEDDER: &str = "CORRAL_TEST_SIGCHLD_EMBEDDER";
+
+    /// Runs in a fresh copy of this test binary (SIGCHLD is process-wide):
+    /// sets SIGCHLD as the parent asked, runs a group, prints what it saw.
+    #[test]
+    #[ignore = "helper: started by an_embedder_that_ignores_sigchld_still_gets_exit_statuses"]
+    fn sigchld_embedder() {
+        let Ok(mode) = std::env::var(EMBEDDER) else { return };
+        // SAFETY: plain sigaction calls with valid, initialised values.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = if mode == "ignore" { libc::SIG_IGN } else { noop as *const () as usize };
+            sa.sa_flags = if mode == "ignore" { 0 } else { libc::SA_NOCLDWAIT };
+            libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut());
+        }
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "exit 7"]);
+        match crate::Group::builder().timeout(std::time::Duration::from_secs(20)).spawn(cmd) {
+            Ok(g) => {
+                let o = g.wait();
+                println!("OUTCOME code={:?} reason={} leftover={}", o.status.code, o.reason.as_str(), o.leftover);
+            }
+            Err(e) => println!("OUTCOME error={:?} {e}", e.kind()),
+        }
+    }
+
+    extern "C" fn noop(_: libc::c_int) {}
+
+    /// The helper's OUTCOME line; a helper still running after 60 s is
+    /// killed (by its pid) and fails the test.
+    fn embedder(mode: &str) -> String {
+        use std::io::Read;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "sys::unix::hygiene::tests::sigchld_embedder", "--ignored", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(EMBEDDER, mode)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the {mode} embedder hung");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut text = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+        text.lines().find_map(|l| l.split_once("OUTCOME ").map(|(_, o)| o.to_string())).unwrap_or(text)
+    }
+
+    /// Once: with SIGCHLD ignored the kernel reaped the leader itself and the
+    /// monitor spun on ECHILD, past its timeout (the 20 s of the helper).
+    #[test]
+    fn an_embedder_that_ignores_sigchld_still_gets_exit_statuses() {
+        assert_eq!(embedder("ignore"), "code=Some(7) reason=exited leftover=0");
+        assert!(embedder("nocldwait-handler").starts_with("error=Unsupported"));
+    }
+
     #[test]
     fn the_fd_ceiling_is_above_every_open_fd() {
         let f = std::fs::File::open("/dev/null").unwrap();
