@@ -191,6 +191,19 @@ fn up_with_sigchld_ignored_sees_a_oneshot_exit_and_goes_down() {
 }
 
 #[test]
+fn up_with_signals_blocked_still_stops_on_sigterm() {
+    let toml = format!("[services.long]\ncommand = [{tk}, \"--children\", \"1\", \"--sleep\", \"30\"]\n", tk = tk());
+    let mut d = hostile_up(Daemon::dir(), &toml, None, &[]);
+    let pids = d.ready_pids("long", 0);
+    let mut child = d.child.take().unwrap();
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = wait_bounded(&mut child, Duration::from_secs(30), "corral up after SIGTERM");
+    assert!(st.success(), "{st}");
+    daemon::assert_gone(&pids);
+}
+
+#[test]
 fn a_service_gets_a_clean_environment_and_only_what_it_asks_for() {
     let secret = ("CORRAL_CHAOS_SECRET", "hunter2");
     let dump = q("env; echo END");
