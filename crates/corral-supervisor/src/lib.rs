@@ -28,6 +28,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod diff;
+mod environment;
 mod event;
 pub mod health;
 mod instance;

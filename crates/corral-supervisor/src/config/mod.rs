@@ -4,6 +4,7 @@
 mod bounds;
 mod diagnostic;
 pub(crate) mod file;
+mod inherit_env;
 mod paths;
 mod probes;
 mod raw;
@@ -12,6 +13,7 @@ mod validate;
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
 pub use file::MAX_CONFIG_BYTES;
+pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
 
 use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
@@ -83,8 +85,10 @@ pub struct ServiceSpec {
     pub name: String,
     /// The program and its arguments; with `shell = true`, `sh -c LINE`.
     pub command: Vec<String>,
-    /// Extra environment.
+    /// Extra environment, on top of the base one.
     pub env: BTreeMap<String, String>,
+    /// Which of the daemon's own variables it receives (default: none).
+    pub inherit_env: InheritEnv,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// How many copies run, each its own group.

@@ -37,6 +37,7 @@ pub(crate) struct RawService {
     pub command: Option<RawCommand>,
     pub shell: Option<bool>,
     pub env: Option<BTreeMap<String, String>>,
+    pub inherit_env: Option<super::InheritEnv>,
     pub cwd: Option<PathBuf>,
     pub instances: Option<u32>,
     pub restart: Option<RawRestart>,

@@ -537,6 +537,7 @@ fn service_spec(
         name: name.to_string(),
         command,
         env: raw.env.unwrap_or_default(),
+        inherit_env: raw.inherit_env.unwrap_or_default(),
         cwd,
         instances,
         restart,

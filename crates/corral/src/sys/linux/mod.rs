@@ -390,6 +390,7 @@ impl SysGroup for Group {
     }
 
     fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+        unix::hygiene::restore_sigchld()?;
         let id = self.spec.id.clone();
         cmd.env("CORRAL_GROUP", &id);
         cmd.process_group(0);
@@ -411,6 +412,7 @@ impl SysGroup for Group {
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let rlimits = unix::process_rlimits(&self.spec.limits);
+        let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         // SAFETY: the closure runs between fork and exec and only makes
@@ -429,7 +431,9 @@ impl SysGroup for Group {
                 if libc::getppid() != parent {
                     libc::_exit(137);
                 }
-                unix::apply_rlimits(&rlimits)
+                unix::apply_rlimits(&rlimits)?;
+                unix::hygiene::reset_ignored_signals();
+                unix::hygiene::close_inherited_fds(sweep, 3)
             });
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
