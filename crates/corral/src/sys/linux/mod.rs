@@ -488,28 +488,12 @@ impl SysGroup for Group {
     }
 
     fn kill(&self) -> io::Result<()> {
-        match (&self.v2, &self.v1) {
-            (Some(v2), _) if v2.has_kill() => v2.kill(),
-            (_, Some(v1)) if v1.has("freezer") => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
-            (Some(v2), _) => {
-                for p in v2.members()? {
-                    let _ = unix::kill(p, libc::SIGKILL);
-                }
-                Ok(())
-            }
-            (None, Some(v1)) => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
-            (None, None) => {
-                let _ = self.pgid_members();
-                pgid::kill(self.pgid(), &self.tag)
-            }
+        match self.kill_members() {
+            // The monitor's teardown removes the cgroups once every member
+            // is reaped; a kill that races it finds them gone (ENOENT) or
+            // being removed (ENODEV), and there is nothing left to kill.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+            r => r,
         }
     }
 
@@ -648,6 +632,33 @@ impl SysGroup for Group {
 }
 
 impl Group {
+    /// The kill of [`SysGroup::kill`], best mechanism first.
+    fn kill_members(&self) -> io::Result<()> {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) if v2.has_kill() => v2.kill(),
+            (_, Some(v1)) if v1.has("freezer") => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (Some(v2), _) => {
+                for p in v2.members()? {
+                    let _ = unix::kill(p, libc::SIGKILL);
+                }
+                Ok(())
+            }
+            (None, Some(v1)) => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (None, None) => {
+                let _ = self.pgid_members();
+                pgid::kill(self.pgid(), &self.tag)
+            }
+        }
+    }
+
     /// Applies the limits and arms the notifications.
     fn configure(&mut self) -> io::Result<()> {
         let lim = self.spec.limits.clone();
