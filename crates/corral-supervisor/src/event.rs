@@ -29,6 +29,10 @@ pub enum EventKind {
     /// A reload gave the running instance new probes or alerts; its run
     /// (group, pid) goes on. `from` and `to` are the state it happened in.
     Retuned,
+    /// An instance's log could not be written and its output is held
+    /// (the service waits in `write`), or it is written again. `from` and
+    /// `to` are the state it happened in.
+    Log,
 }
 
 impl EventKind {
@@ -40,6 +44,7 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::Dump => "dump",
             EventKind::Retuned => "retuned",
+            EventKind::Log => "log",
         }
     }
 
