@@ -264,3 +264,38 @@ fn a_follower_that_does_not_read_costs_bounded_memory_and_is_told_what_it_skippe
     d.down();
     assert_gone(&[pid]);
 }
+
+#[test]
+fn a_daemon_stopping_while_the_disk_is_full_ends_and_says_what_it_never_wrote() {
+    let Some(disk) = Tmpfs::mount("1m") else { return };
+    fill(&disk.path().join("filler"), 64 * 1024);
+    let toml = format!(
+        r#"
+        [daemon]
+        log_dir = {logs}
+
+        [services.writer]
+        command = [{tk}, "--lines", "20000", "--sleep", "120"]
+        restart = "no"
+        "#,
+        logs = q(disk.path().display().to_string()),
+        tk = tk(),
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_event("log held", |e| e["kind"] == "log" && e["service"] == "writer");
+    d.seen.push(d.pid_of("writer").expect("the writer runs"));
+    let out = d.corral(&["down"]);
+    assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
+    let status = d.child.take().unwrap().wait().unwrap();
+    assert!(status.success(), "daemon exit: {status}");
+    let stderr: Vec<String> = d.stderr.try_iter().collect();
+    assert!(
+        stderr.iter().any(|l| l.contains("bytes of output of writer were never written")),
+        "the loss is told: {stderr:#?}"
+    );
+    let evs = d.events();
+    let told = log_events(&evs, "writer");
+    assert!(told.last().is_some_and(|r| r.starts_with("log lost ")), "{told:?}");
+    d.note_pids(&evs);
+    assert_gone(&d.seen);
+}
