@@ -225,6 +225,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 /// thread for the whole run.
 struct Follower {
     stop: Arc<AtomicBool>,
+    /// Lines read so far.
     read: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<u64>,
 }
@@ -246,7 +247,7 @@ impl Follower {
                 match s.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
-                        rd.fetch_add(n as u64, Ordering::Relaxed);
+                        rd.fetch_add(newlines(&buf[..n]), Ordering::Relaxed);
                         skipped += String::from_utf8_lossy(&buf[..n]).matches("-- skipped ").count() as u64;
                     }
                     Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
@@ -258,12 +259,16 @@ impl Follower {
         Ok(Follower { stop, read, thread })
     }
 
-    /// Bytes read, and the `skipped` markers seen.
+    /// Lines read, and the `skipped` markers seen.
     fn detach(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         let skipped = self.thread.join().unwrap_or(0);
         (self.read.load(Ordering::Relaxed), skipped)
     }
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 fn section(minutes: u64, samples: &[Sample], read: u64, skipped: u64, left: usize) -> Section {
@@ -273,13 +278,12 @@ fn section(minutes: u64, samples: &[Sample], read: u64, skipped: u64, left: usiz
         "`corral-bench soak --minutes {minutes}`: one `corral up` supervising {SERVICES} services for {minutes} min: \
          {} sleepers and one that prints two lines and exits 1, restarted after a fixed {CRASH_DELAY_MS} ms \
          ({} restarts in this run). A follower (`GET /v1/logs?follow=true`, every service) stays attached and \
-         reads all the time ({:.1} MiB read, {skipped} `skipped` marker(s)). The daemon's RSS (`smaps_rollup`), \
+         reads all the time ({read} lines read, {skipped} `skipped` marker(s)). The daemon's RSS (`smaps_rollup`), \
          open fds (`/proc/PID/fd`) and threads are sampled {} times. Flat means: the highest value of the last \
          third of the run is within 10 % (RSS; plus 1 MiB) or 2 (fds, threads) of the highest of the first \
          third. Not part of `all` (it takes minutes); the lead's reference run is 10 minutes.",
         SERVICES - 1,
         last.restarts,
-        read as f64 / 1048576.0,
         samples.len(),
     ));
     let mut t = Table::new(&["t", "RSS", "fds", "threads", "restarts"]);
@@ -325,6 +329,11 @@ fn section(minutes: u64, samples: &[Sample], read: u64, skipped: u64, left: usiz
     if left > 0 {
         said.push(format!("{left} process(es) left after `corral down`"));
     }
+    // Each crash prints two lines: a follower that kept up saw them.
+    let followed = read >= last.restarts;
+    if !followed {
+        said.push(format!("the follower read only {read} lines"));
+    }
     sec.para(&format!("First third's max → last third's max: {}.", said.join("; ")));
     let series = |label: &str, color: &str, f: fn(&Sample) -> f64| Series {
         label: label.into(),
@@ -350,7 +359,7 @@ fn section(minutes: u64, samples: &[Sample], read: u64, skipped: u64, left: usiz
         "9",
         "soak: flat RSS, fds and threads under a crash loop (~100 restarts/min) and a follower",
         format!("{}; {} restarts in {minutes} min", said.join("; "), last.restarts),
-        Some(all_flat && left == 0 && restarts_ok),
+        Some(all_flat && left == 0 && restarts_ok && followed),
     ));
     sec
 }
