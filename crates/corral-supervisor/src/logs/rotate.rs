@@ -12,6 +12,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// The queue's capacity kept between flushes; more is given back.
+const KEEP_QUEUE: usize = 64 * 1024;
+
 /// Appends lines to `path`, rotating before a line would take the file
 /// past `max_size`. A single line larger than `max_size` still goes in
 /// whole, into a fresh file.
@@ -102,6 +105,9 @@ impl RotatingFile {
                 *c -= n;
             }
         }
+        // A burst (a 64 KiB read of short lines, each with its timestamp)
+        // may have grown the queue to megabytes: give that back.
+        self.pending.shrink_to(KEEP_QUEUE);
         Ok(())
     }
 
