@@ -124,7 +124,10 @@ impl Follower {
         loop {
             let g = *self.growth.borrow_and_update();
             let mut batch = Batch::default();
-            if g.rotations > self.rotations + 1 {
+            // Without a file open, the one at `path` now is of the latest
+            // generation, whatever was rotated before it was opened.
+            let behind = if self.file.is_some() { self.rotations + 1 } else { self.rotations };
+            if g.rotations > behind {
                 // The files between were rotated away: go on from the start
                 // of the current one, and say how much was never read.
                 self.rotations = g.rotations;
@@ -255,6 +258,22 @@ mod tests {
         log.write(31..32);
         let b = f.next().await.unwrap();
         assert_eq!((b.skipped, numbers(&b)), (0, vec![31]));
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_began_before_the_file_reads_no_line_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::new(dir.path(), None);
+        // Followed before the file exists, as a run's log probe is.
+        let mut f = Follower::new(hub.path("s", 0), hub.watch("s", 0));
+        let mut file = RotatingFile::open(&hub.path("s", 0), 5 * 19, 0).unwrap();
+        for i in 0..7 {
+            file.write_line(format!("line {i:03} .........").as_bytes());
+        }
+        file.flush().unwrap();
+        hub.grew("s", 0, file.written(), file.rotations(), file.size());
+        let b = f.next().await.unwrap();
+        assert_eq!((b.skipped, numbers(&b)), (5 * 19, vec![5, 6]), "the rotated lines are told, the rest read once");
     }
 
     #[tokio::test]
