@@ -46,7 +46,7 @@ impl RotatingFile {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = append(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
             path: path.to_path_buf(),
@@ -95,7 +95,7 @@ impl RotatingFile {
                 continue;
             }
             if self.out.is_none() {
-                self.out = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+                self.out = Some(append(&self.path)?);
                 continue;
             }
             let upto = self.cuts.front().copied().unwrap_or(self.pending.len());
@@ -166,9 +166,16 @@ impl RotatingFile {
             self.size = 0;
             self.rotations += 1;
         }
-        self.out = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+        self.out = Some(append(&self.path)?);
         Ok(())
     }
+}
+
+/// Opens `path` for appending, creating it: the one place a log file is
+/// opened (at start, after a rotation, and when an open after a rotation
+/// is retried).
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// `x.log.N`.
