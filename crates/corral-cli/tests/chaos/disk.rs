@@ -1,6 +1,10 @@
 //! Chaos: disk. A full disk under a service's log loses nothing (issue 10,
 //! item 14), and a log follower that does not read costs the daemon a
 //! bounded number of bytes (item 12).
+//!
+//! Linux: the tests mount a tmpfs and read `/proc`.
+
+#![cfg(target_os = "linux")]
 
 use crate::daemon::{assert_gone, q, tk, Daemon, LONG};
 use std::io::{ErrorKind, Read, Write};
