@@ -465,6 +465,13 @@ impl Task {
         let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
         let label =
             if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
+        let stall = Arc::new(logs::StallReport {
+            ctx: self.ctx.clone(),
+            service: self.spec.name.clone(),
+            instance: self.index,
+            label: label.clone(),
+            status: self.status.subscribe(),
+        });
         let capture = tokio::spawn(logs::capture(
             src,
             self.ctx.logs.clone(),
@@ -472,6 +479,7 @@ impl Task {
             self.index,
             label,
             self.spec.logs,
+            stall,
         ));
         let group = Arc::new(group);
         self.ctx.persist.set(GroupRecord {
@@ -597,8 +605,14 @@ impl Task {
         }
         let outcome = group.wait_async().await;
         // Every writer of the pipes is gone once the group is torn down, so
-        // the capture ends by itself; the bound only guards against a bug.
-        let _ = tokio::time::timeout(Duration::from_secs(5), capture).await;
+        // the capture ends by itself, unless a full disk holds it: then it
+        // gets this long to write what it holds, and is ended (it reports
+        // what it never wrote), so that no two captures share the file.
+        let mut capture = capture;
+        if tokio::time::timeout(Duration::from_secs(5), &mut capture).await.is_err() {
+            capture.abort();
+            let _ = capture.await;
+        }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
         let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));

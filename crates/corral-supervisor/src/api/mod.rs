@@ -22,7 +22,7 @@ pub use listen::{local_address, serve_local};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
-use crate::logs::{tail, Follower};
+use crate::logs::{tail, Batch, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -225,6 +225,21 @@ struct LogsQuery {
     follow: Option<bool>,
 }
 
+/// The most lines `GET /v1/logs?n=` answers with.
+const MAX_TAIL: usize = 10_000;
+
+/// A followed batch as text: the marker of what was skipped, then the lines.
+fn follow_text(label: &str, batch: &Batch) -> String {
+    let mut text = String::new();
+    if batch.skipped > 0 {
+        text.push_str(&format!("{label} | -- skipped {} bytes: this reader fell behind --\n", batch.skipped));
+    }
+    for l in &batch.lines {
+        text.push_str(&format!("{label} | {l}\n"));
+    }
+    text
+}
+
 /// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
 async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Response {
     let target = match &q.service {
@@ -246,6 +261,9 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
         }
     }
     let n = q.n.unwrap_or(20);
+    if n > MAX_TAIL {
+        return error(StatusCode::BAD_REQUEST, format!("n = {n} is too many lines: ask for at most {MAX_TAIL}"));
+    }
     let follow = q.follow.unwrap_or(false);
     // Followers start before the tail is read, so no line falls between.
     let followers: Vec<_> = if follow {
@@ -269,22 +287,25 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
     if !follow {
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], history.concat()).into_response();
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    // A follower holds at most one batch (READ_MAX bytes of the file, with
+    // labels) and each channel a few: a reader that does not read costs a
+    // bounded number of bytes, the backlog stays on disk, and a follower
+    // that falls more than a rotation behind gets a `skipped` marker.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(2);
     tokio::spawn(async move {
         if tx.send(Ok(Bytes::from(history.drain(..).collect::<String>()))).await.is_err() {
             return;
         }
-        let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(256);
+        let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(1);
         for (label, mut f) in followers {
             let ltx = ltx.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = ltx.closed() => return,
-                        lines = f.next() => {
-                            let Some(lines) = lines else { return };
-                            let text: String = lines.iter().map(|l| format!("{label} | {l}\n")).collect();
-                            if ltx.send(text).await.is_err() {
+                        batch = f.next() => {
+                            let Some(batch) = batch else { return };
+                            if ltx.send(follow_text(&label, &batch)).await.is_err() {
                                 return;
                             }
                         }
