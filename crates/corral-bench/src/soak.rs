@@ -120,7 +120,7 @@ fn config_text(life: u64) -> String {
          command = [\"/bin/sh\", \"-c\", \"echo crash $$; echo crash $$ on stderr >&2; exit 1\"]\n\
          restart = \"always\"\n\
          backoff = {{ initial = \"{CRASH_DELAY_MS}ms\", max = \"{CRASH_DELAY_MS}ms\", factor = 1.0, jitter = 0.0 }}\n\
-         start_limit = {{ burst = 1000000, interval = \"1s\" }}\n"
+         start_limit = {{ burst = 100, interval = \"1s\" }}\n"
     ));
     s
 }

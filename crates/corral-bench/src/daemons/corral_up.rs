@@ -48,9 +48,10 @@ pub fn config_text(services: &[Service]) -> String {
             // One file that never reaches its rotation size in the run.
             let _ = writeln!(s, "logs = {{ max_size = {max}, keep = 1 }}");
         }
-        // "Never give up": a start limit no run reaches, so that only the
+        // "Never give up": a start limit no run reaches (10000 starts in a
+        // second; the most the config takes), so that only the
         // backoff (or its absence) paces the restarts.
-        s.push_str("start_limit = { burst = 1000000, interval = \"1s\" }\n");
+        s.push_str("start_limit = { burst = 10000, interval = \"1s\" }\n");
         if svc.policy == Policy::Immediate {
             s.push_str("backoff = { initial = \"0s\", max = \"0s\" }\n");
         }
