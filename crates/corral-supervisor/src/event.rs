@@ -29,6 +29,9 @@ pub enum EventKind {
     /// A reload gave the running instance new probes or alerts; its run
     /// (group, pid) goes on. `from` and `to` are the state it happened in.
     Retuned,
+    /// The fleet: desired state applied or refused, the link to etcd lost
+    /// or back (`reason` says which). `from` and `to` are `stopped`.
+    Fleet,
 }
 
 impl EventKind {
@@ -40,6 +43,7 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::Dump => "dump",
             EventKind::Retuned => "retuned",
+            EventKind::Fleet => "fleet",
         }
     }
 

@@ -2,12 +2,15 @@
 //! anything starts. Reading a config has no effect on the system.
 
 mod diagnostic;
+mod fleet;
 mod paths;
 mod probes;
 mod raw;
 mod validate;
 
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
+pub(crate) use fleet::valid_segment;
+pub use fleet::{check_endpoint, host_name, FleetAuth, FleetConfig, DEFAULT_TTL, TTL_RANGE};
 pub use paths::default_config_path;
 
 use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
@@ -23,6 +26,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Where the daemon keeps its socket, state and logs.
     pub daemon: DaemonConfig,
+    /// `[fleet]`: desired state in etcd, when the node joins a fleet.
+    pub fleet: Option<FleetConfig>,
     /// Services by name.
     pub services: BTreeMap<String, ServiceSpec>,
 }
@@ -150,4 +155,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// errors and anchors relative paths).
 pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     validate::parse(src, path)
+}
+
+/// Checks a fleet spec (`corral fleet apply -f`, or one service's value in
+/// etcd): only services, each with its placement.
+pub fn parse_fleet_spec(
+    src: &str,
+    path: &Path,
+) -> Result<(BTreeMap<String, ServiceSpec>, BTreeMap<String, crate::fleet::Placement>), ConfigErrors> {
+    validate::parse_as(src, path, true).map(|(c, p)| (c.services, p))
 }

@@ -1,0 +1,97 @@
+//! Reaching etcd: TLS and credentials from `[fleet]` (or the operator's
+//! flags), with every failure told in one line that names the cause.
+
+use crate::config::FleetAuth;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use std::time::Duration;
+
+/// Every request is bounded: a store that does not answer in this time is
+/// unreachable for now.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Files we read (CA, certificate, key, password) are small.
+const MAX_FILE: u64 = 64 << 10;
+
+/// Connects and proves the store answers (the client itself connects
+/// lazily, so an unreachable endpoint would otherwise pass unseen).
+pub async fn connect(endpoints: &[String], auth: &FleetAuth) -> Result<Client, String> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
+    if auth.ca.is_some() || auth.cert.is_some() {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &auth.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca, "ca")?));
+        }
+        if let (Some(c), Some(k)) = (&auth.cert, &auth.key) {
+            tls = tls.identity(Identity::from_pem(read(c, "cert")?, read(k, "key")?));
+        }
+        opts = opts.with_tls(tls);
+    }
+    if let (Some(user), Some(pf)) = (&auth.user, &auth.password_file) {
+        let text = String::from_utf8(read(pf, "password_file")?)
+            .map_err(|_| format!("{}: the password is not UTF-8", pf.display()))?;
+        opts = opts.with_user(user.clone(), text.lines().next().unwrap_or_default().to_string());
+    }
+    let shown = endpoints.join(",");
+    let attempt = async {
+        let mut c = Client::connect(endpoints, Some(opts)).await?;
+        c.status().await?;
+        Ok::<_, etcd_client::Error>(c)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT + REQUEST_TIMEOUT, attempt).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(explain(&shown, auth, &e)),
+        Err(_) => Err(format!(
+            "cannot reach etcd at {shown}: no answer within {}s",
+            (CONNECT_TIMEOUT + REQUEST_TIMEOUT).as_secs()
+        )),
+    }
+}
+
+/// One line for a person: which of the usual causes it is.
+pub fn explain(endpoints: &str, auth: &FleetAuth, e: &etcd_client::Error) -> String {
+    let text = format!("{e:?} {e}");
+    let low = text.to_lowercase();
+    if low.contains("invalid user id or password") || low.contains("authentication failed") {
+        let user = auth.user.as_deref().unwrap_or("?");
+        return format!("etcd at {endpoints} refused user `{user}`: wrong user or password (check password_file)");
+    }
+    if low.contains("unknownissuer") || low.contains("unknown issuer") || low.contains("invalid peer certificate") {
+        return format!("TLS to etcd at {endpoints} failed: its certificate is not signed by the `ca` given");
+    }
+    if low.contains("user name is empty") || low.contains("permission denied") || low.contains("user name not found") {
+        return format!("etcd at {endpoints} demands credentials: set `user` and `password_file` in [fleet]");
+    }
+    let first = e.to_string().lines().next().unwrap_or_default().to_string();
+    format!("cannot reach etcd at {endpoints}: {first}")
+}
+
+/// Who writes, for the audit trail: the etcd user, else the client
+/// certificate's file, else the OS user on this host (etcd without auth
+/// cannot tell).
+pub fn who(auth: &FleetAuth) -> String {
+    if let Some(u) = &auth.user {
+        return u.clone();
+    }
+    if let Some(c) = &auth.cert {
+        let name = c.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        return format!("cert:{name}");
+    }
+    let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", crate::config::host_name().unwrap_or_else(|| "unknown-host".into()))
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut out))
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    if out.len() as u64 > MAX_FILE {
+        return Err(format!("{what} {} is over {} KiB", path.display(), MAX_FILE >> 10));
+    }
+    Ok(out)
+}
