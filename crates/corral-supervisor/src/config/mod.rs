@@ -157,11 +157,11 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     validate::parse(src, path)
 }
 
+/// Placements of fleet services, by name.
+pub type Placements = BTreeMap<String, crate::fleet::Placement>;
+
 /// Checks a fleet spec (`corral fleet apply -f`, or one service's value in
 /// etcd): only services, each with its placement.
-pub fn parse_fleet_spec(
-    src: &str,
-    path: &Path,
-) -> Result<(BTreeMap<String, ServiceSpec>, BTreeMap<String, crate::fleet::Placement>), ConfigErrors> {
+pub fn parse_fleet_spec(src: &str, path: &Path) -> Result<(BTreeMap<String, ServiceSpec>, Placements), ConfigErrors> {
     validate::parse_as(src, path, true).map(|(c, p)| (c.services, p))
 }

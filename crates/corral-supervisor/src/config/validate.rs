@@ -16,7 +16,7 @@ use std::path::Path;
 use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
 
 pub(super) type Span = Option<Range<usize>>;
-type Placements = BTreeMap<String, crate::fleet::placement::Placement>;
+use super::Placements;
 
 pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     parse_as(src, path, false).map(|(c, _)| c)

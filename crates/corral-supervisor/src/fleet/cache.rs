@@ -51,8 +51,7 @@ mod tests {
     fn a_saved_state_loads_back_and_replaces_the_previous() {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).is_none());
-        let mut d = Desired::default();
-        d.revision = 7;
+        let mut d = Desired { revision: 7, ..Default::default() };
         d.values.insert("web".into(), b"{}".to_vec());
         save(dir.path(), &d).unwrap();
         d.revision = 8;

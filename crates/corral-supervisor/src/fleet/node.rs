@@ -135,7 +135,8 @@ impl Node {
                 u = watch::next(&mut stream, &self.keys, &mut self.desired) => match u {
                     Ok(Update::Changed) => self.apply().await,
                     Ok(Update::Compacted) => {
-                        self.desired = Desired::default();
+                        emit(self.sup.events(), "fleet", "fleet: the last revision seen was compacted: resync".into());
+                        self.desired.revision = 0;
                         stream = match self.follow(&mut client).await {
                             Ok(s) => s,
                             Err(e) => return e,
@@ -156,20 +157,11 @@ impl Node {
     }
 
     /// Opens the watch: from the revision after the last one seen, or
-    /// from a full read when there is none or it was compacted.
+    /// after a full read when there is none (first start, or compacted).
     async fn follow(&mut self, client: &mut Client) -> Result<etcd_client::WatchStream, String> {
         if self.desired.revision > 0 {
-            let mut s = watch::open(client, &self.keys, &self.desired).await.map_err(|e| e.to_string())?;
-            // The first answer says whether the revision is still there.
-            match watch::next(&mut s, &self.keys, &mut self.desired).await? {
-                Update::Changed => {
-                    self.apply().await;
-                    return Ok(s);
-                }
-                Update::Compacted => {
-                    emit(self.sup.events(), "fleet", "fleet: the last revision seen was compacted: resync".into())
-                }
-            }
+            // Resumed: a compacted revision is told by the stream.
+            return watch::open(client, &self.keys, &self.desired).await.map_err(|e| e.to_string());
         }
         self.desired = watch::resync(client, &self.keys).await.map_err(|e| format!("cannot read services: {e}"))?;
         self.apply().await;

@@ -1,0 +1,322 @@
+//! The fleet end to end: a real etcd (Debian's etcd-server) per test on
+//! loopback ports of its own, several real `corral up` daemons on this
+//! machine (each its own state dir, socket and node name), and the real
+//! `corral fleet` verbs. Tests wait on daemon lines, events and etcd keys,
+//! never on a fixed sleep; each proves at the end that every pid it saw is
+//! gone, and etcd is killed by pid and its data dir removed.
+
+#![cfg(target_os = "linux")]
+
+mod daemon;
+mod etcd;
+
+use daemon::*;
+use etcd::Etcd;
+use serde_json::Value;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const CLUSTER: &str = "test";
+
+/// A node's corral.toml: no local service, the fleet at `url`.
+fn node_toml(url: &str, node: &str, labels: &str, ttl: &str) -> String {
+    format!(
+        "[daemon]\nwatch_config = false\n\n[fleet]\nendpoints = [{}]\ncluster = {}\nnode = {}\nlabels = {{ {labels} }}\nttl = {}\n",
+        q(url),
+        q(CLUSTER),
+        q(node),
+        q(ttl)
+    )
+}
+
+/// `corral fleet VERB --endpoints URL --cluster test ARGS…`.
+fn fleet(url: &str, verb: &str, args: &[&str]) -> Output {
+    Command::new(CORRAL).args(["fleet", verb, "--endpoints", url, "--cluster", CLUSTER]).args(args).output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fleet_status(url: &str) -> Value {
+    serde_json::from_str(&ok(fleet(url, "status", &["--json"]))).unwrap()
+}
+
+/// Polls `corral fleet status --json` until `pred` holds.
+fn wait_fleet(url: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + LONG;
+    loop {
+        let s = fleet_status(url);
+        if pred(&s) {
+            return s;
+        }
+        assert!(Instant::now() < end, "the fleet never got to {what}: {s:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `(node, service)` pairs of running instances at `revision`.
+fn running(s: &Value, service: &str, revision: u64) -> Vec<String> {
+    let mut v: Vec<String> = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["service"] == service && i["state"] == "running" && i["revision"] == revision)
+        .map(|i| format!("{}/{}", i["node"].as_str().unwrap(), i["instance"]))
+        .collect();
+    v.sort();
+    v
+}
+
+fn spec_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn sleeper(name: &str, extra: &str) -> String {
+    format!("[services.{name}]\ncommand = [{}, \"--sleep\", \"120\"]\n{extra}\n", tk())
+}
+
+/// Polls `corral status` until the service (which the fleet may not have
+/// given the node yet) has instance 0 running.
+fn wait_running(d: &Daemon, service: &str) -> Value {
+    let end = Instant::now() + LONG;
+    loop {
+        if let Some(i) = d.status().into_iter().find(|i| i["service"] == service && i["state"] == "running") {
+            return i;
+        }
+        assert!(Instant::now() < end, "{service} never ran: {:#?}", d.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn apply_runs_each_service_on_every_node_it_places_and_scale_follows() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let nodes: Vec<Daemon> = [("n1", "zone = \"a\""), ("n2", "zone = \"a\""), ("n3", "zone = \"b\"")]
+        .iter()
+        .map(|(n, l)| Daemon::start(&node_toml(&url, n, l, "3s")))
+        .collect();
+    let dir = Daemon::dir();
+    let spec = [sleeper("web", ""), sleeper("zoned", "placement = { labels = { zone = \"a\" } }")].concat();
+    let file = spec_file(dir.path(), "services.toml", &spec);
+    let out = ok(fleet(&url, "apply", &["-f", &file]));
+    assert!(out.contains("web: revision 1") && out.contains("zoned: revision 1"), "{out}");
+    let s = wait_fleet(&url, "web on 3 nodes, zoned on zone a", |s| {
+        running(s, "web", 1).len() == 3 && running(s, "zoned", 1).len() == 2
+    });
+    assert_eq!(running(&s, "zoned", 1), ["n1/0", "n2/0"]);
+    assert_eq!(s["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(s["services"]["web"]["revision"], 1);
+    // Applying the same file again writes nothing.
+    let out = ok(fleet(&url, "apply", &["-f", &file]));
+    assert!(out.contains("web: unchanged"), "{out}");
+    // Each daemon runs it as one of its own services.
+    for d in &nodes {
+        wait_running(d, "web");
+    }
+    let out = ok(fleet(&url, "scale", &["web", "2"]));
+    assert!(out.contains("revision 2"), "{out}");
+    wait_fleet(&url, "2 web instances per node", |s| running(s, "web", 2).len() == 6);
+    let text = ok(fleet(&url, "status", &[]));
+    assert!(text.contains("n3") && text.contains("2 (desired 2)"), "{text}");
+    let nodes_text = ok(fleet(&url, "nodes", &[]));
+    assert!(nodes_text.contains("zone=b"), "{nodes_text}");
+    // The audit trail holds both changes, with who made them.
+    let rt = runtime();
+    let mut c = etcd.client(&rt, etcd.port);
+    let evs = rt
+        .block_on(c.get(format!("/corral/{CLUSTER}/events/"), Some(etcd_client::GetOptions::new().with_prefix())))
+        .unwrap();
+    let actions: Vec<Value> = evs.kvs().iter().map(|kv| serde_json::from_slice(kv.value()).unwrap()).collect();
+    assert_eq!(actions.iter().map(|a| a["action"].as_str().unwrap()).collect::<Vec<_>>(), ["apply", "scale"]);
+    assert!(actions.iter().all(|a| a["who"].as_str().is_some_and(|w| !w.is_empty())));
+    for mut d in nodes {
+        let ev = d.wait_event("fleet applied", |e| {
+            e["kind"] == "fleet" && e["reason"].as_str().is_some_and(|r| r.contains("applied revision"))
+        });
+        assert!(ev["reason"].as_str().unwrap().contains("(by "), "{ev}");
+        d.down();
+    }
+    // Each node left: its lease was revoked, its registration and status with it.
+    let s = fleet_status(&url);
+    assert_eq!(s["nodes"].as_array().unwrap().len(), 0, "{s:#}");
+    assert_eq!(s["instances"].as_array().unwrap().len(), 0, "{s:#}");
+}
+
+#[test]
+fn a_sigkilled_node_is_gone_from_the_fleet_within_its_ttl_plus_one_second() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let keep = Daemon::start(&node_toml(&url, "keep", "", "2s"));
+    let mut dead = Daemon::start(&node_toml(&url, "dead", "", "2s"));
+    let dir = Daemon::dir();
+    ok(fleet(&url, "apply", &["-f", &spec_file(dir.path(), "s.toml", &sleeper("web", ""))]));
+    wait_fleet(&url, "web on both", |s| running(s, "web", 1).len() == 2);
+    wait_running(&dead, "web");
+    let evs = dead.events();
+    dead.note_pids(&evs);
+    let mut child = dead.child.take().unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    child.wait().unwrap();
+    // Polled straight from etcd, so the check itself costs little time.
+    let rt = runtime();
+    let mut c = etcd.client(&rt, etcd.port);
+    let key = format!("/corral/{CLUSTER}/nodes/dead");
+    loop {
+        let r = rt.block_on(c.get(key.as_str(), None)).unwrap();
+        if r.kvs().is_empty() {
+            break;
+        }
+        assert!(killed.elapsed() < LONG, "the dead node is still registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone_after = killed.elapsed();
+    assert!(gone_after <= Duration::from_secs(3), "the node was listed {gone_after:?} after SIGKILL (ttl 2s)");
+    let s = fleet_status(&url);
+    let names: Vec<&str> = s["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(names, ["keep"]);
+    assert_eq!(running(&s, "web", 1), ["keep/0"], "the dead node's status went with its lease");
+    // A daemon started on the dead one's state reaps what it left.
+    let seen = dead.seen.clone();
+    let dir = std::mem::replace(&mut dead.dir, Daemon::dir());
+    let mut again = Daemon::restart_in(dir);
+    again.seen.extend(seen);
+    again.down();
+    keep.down();
+}
+
+#[test]
+fn while_etcd_is_away_services_keep_running_and_on_return_the_node_catches_up() {
+    let mut etcd = Etcd::start();
+    let url = etcd.url();
+    let mut d = Daemon::start(&node_toml(&url, "n1", "", "2s"));
+    d.wait_stderr("fleet: connected since");
+    let dir = Daemon::dir();
+    ok(fleet(&url, "apply", &["-f", &spec_file(dir.path(), "s.toml", &sleeper("web", ""))]));
+    let web = wait_running(&d, "web");
+    let pid = web["pid"].as_u64().unwrap();
+
+    etcd.stop();
+    d.wait_stderr("fleet: disconnected since");
+    let out = d.corral(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("fleet: disconnected since"), "{text}");
+    let metrics = String::from_utf8_lossy(&d.corral(&["status", "--json"]).stdout).into_owned();
+    assert!(metrics.contains("\"connected\":false"), "{metrics}");
+
+    // Meanwhile an operator changes the desired state (through another
+    // port: the node knows only the usual one).
+    let side = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    etcd.run_on(side);
+    let side_url = format!("http://127.0.0.1:{side}");
+    let both = [sleeper("web", ""), sleeper("extra", "")].concat();
+    ok(fleet(&side_url, "apply", &["-f", &spec_file(dir.path(), "s2.toml", &both)]));
+    etcd.stop();
+    etcd.run_on(etcd.port);
+    d.wait_stderr("fleet: connected since");
+    wait_running(&d, "extra");
+    // Nothing restarted because the store went away, nor on its return.
+    let web = d.instance("web");
+    assert_eq!((web["pid"].as_u64(), web["restarts"].as_u64()), (Some(pid), Some(0)), "{web}");
+
+    // Again, and this time the revision the node saw is compacted away:
+    // it reads everything again.
+    etcd.stop();
+    d.wait_stderr("fleet: disconnected since");
+    etcd.run_on(side);
+    let changed = [sleeper("web", ""), sleeper("extra", "env = { V = \"2\" }")].concat();
+    ok(fleet(&side_url, "apply", &["-f", &spec_file(dir.path(), "s3.toml", &changed)]));
+    let rt = runtime();
+    let mut c = etcd.client(&rt, side);
+    let rev = rt.block_on(c.status()).unwrap().header().unwrap().revision();
+    rt.block_on(c.compact(rev, None)).unwrap();
+    drop(c);
+    etcd.stop();
+    etcd.run_on(etcd.port);
+    d.wait_event("resync", |e| {
+        e["kind"] == "fleet" && e["reason"].as_str().is_some_and(|r| r.contains("compacted: resync"))
+    });
+    wait_fleet(&url, "extra at revision 2", |s| running(s, "extra", 2).len() == 1);
+    let web = d.instance("web");
+    assert_eq!(web["pid"].as_u64(), Some(pid), "{web}");
+    let transitions = d.events().into_iter().filter(|e| is_transition(e) && e["service"] == "web").count();
+    assert_eq!(transitions, 2, "web only started (stopped -> starting -> running)");
+    d.down();
+}
+
+#[test]
+fn a_bad_spec_is_refused_with_its_place_and_a_strangers_bad_value_is_ignored() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let dir = Daemon::dir();
+    let bad = format!("[services.web]\ncommand = [{}]\ninstances = \"two\"\n", tk());
+    let file = spec_file(dir.path(), "bad.toml", &bad);
+    let out = fleet(&url, "apply", &["-f", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{file}:3:13: service `web`: invalid type")), "{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    let rt = runtime();
+    let mut c = etcd.client(&rt, etcd.port);
+    let all = rt.block_on(c.get("/corral/", Some(etcd_client::GetOptions::new().with_prefix()))).unwrap();
+    assert!(all.kvs().is_empty(), "apply wrote despite errors");
+
+    let mut d = Daemon::start(&node_toml(&url, "n1", "", "3s"));
+    ok(fleet(&url, "apply", &["-f", &spec_file(dir.path(), "good.toml", &sleeper("web", ""))]));
+    let pid = wait_running(&d, "web")["pid"].as_u64();
+    rt.block_on(c.put(format!("/corral/{CLUSTER}/services/web"), "{not json", None)).unwrap();
+    let ev = d.wait_event("malformed value", |e| {
+        e["kind"] == "fleet" && e["reason"].as_str().is_some_and(|r| r.contains("ignored a malformed value for `web`"))
+    });
+    assert!(!ev["reason"].as_str().unwrap().contains('\n'));
+    // The last good state stays.
+    assert_eq!(d.instance("web")["pid"].as_u64(), pid);
+    d.down();
+}
+
+#[test]
+fn plain_http_to_a_remote_etcd_and_an_unreachable_one_are_one_line_each() {
+    let out = Command::new(CORRAL)
+        .args(["fleet", "nodes", "--endpoints", "http://10.1.2.3:2379", "--cluster", "c"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("plain http to a non-loopback host"), "{err}");
+
+    let dir = Daemon::dir();
+    let cfg = dir.path().join("corral.toml");
+    std::fs::write(&cfg, "[fleet]\nendpoints = [\"http://10.1.2.3:2379\"]\ncluster = \"c\"\nnode = \"n\"\n").unwrap();
+    let out = Command::new(CORRAL).arg("check").arg("-c").arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2:13: [fleet] endpoint `http://10.1.2.3:2379` is plain http", cfg.display())),
+        "{err}"
+    );
+
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let out =
+        Command::new(CORRAL).args(["fleet", "status", "--endpoints", &nobody, "--cluster", "c"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("cannot reach etcd at {nobody}")), "{err}");
+}
