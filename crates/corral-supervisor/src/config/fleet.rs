@@ -232,8 +232,10 @@ mod tests {
         )
         .unwrap();
         let f = c.fleet.unwrap();
-        assert_eq!(f.auth.ca.as_deref(), Some(Path::new("/tmp/ca.pem")));
-        assert_eq!(f.auth.password_file.as_deref(), Some(Path::new("/tmp/pw")));
+        // Anchored to the config's folder, like every other path.
+        let base = crate::config::paths::base_dir(Path::new("/tmp/c.toml"));
+        assert_eq!(f.auth.ca, Some(base.join("ca.pem")));
+        assert_eq!(f.auth.password_file, Some(base.join("pw")));
     }
 
     #[test]

@@ -132,3 +132,46 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_name_in_both_keeps_the_local_service_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = EventLog::open(&dir.path().join("events.jsonl")).unwrap();
+        let local = crate::config::parse("[services.web]\ncommand = [\"local\"]\n", Path::new("/tmp/c.toml")).unwrap();
+        let (fleet, _) = crate::config::parse_fleet_spec(
+            "[services.web]\ncommand = [\"fleet\"]\n[services.api]\ncommand = [\"api\"]\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let mut o = Overlay { services: fleet, ..Default::default() };
+        let merged = o.merge_into(local, &events);
+        assert_eq!(merged.services["web"].command, ["local"]);
+        assert_eq!(merged.services["api"].command, ["api"]);
+        assert_eq!(o.applied.iter().collect::<Vec<_>>(), ["api"]);
+        let log = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
+        assert!(log.contains("\"kind\":\"fleet\"") && log.contains("also a local service"), "{log}");
+    }
+
+    #[test]
+    fn the_link_reads_as_one_line() {
+        let mut l = Link {
+            cluster: "prod".into(),
+            node: "n1".into(),
+            connected: false,
+            since: "2026-01-01T00:00:00Z".into(),
+            since_ms: 0,
+            error: Some("cannot reach etcd".into()),
+        };
+        assert_eq!(
+            l.to_string(),
+            "fleet: disconnected since 2026-01-01T00:00:00Z (cluster prod, node n1): cannot reach etcd"
+        );
+        l.connected = true;
+        assert_eq!(l.to_string(), "fleet: connected since 2026-01-01T00:00:00Z (cluster prod, node n1)");
+    }
+}
