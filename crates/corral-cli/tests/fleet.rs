@@ -320,3 +320,50 @@ fn plain_http_to_a_remote_etcd_and_an_unreachable_one_are_one_line_each() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("cannot reach etcd at {nobody}")), "{err}");
 }
+
+#[test]
+fn a_wrong_password_and_a_wrong_ca_are_one_line_each() {
+    let etcd = Etcd::start();
+    let rt = runtime();
+    let mut c = etcd.client(&rt, etcd.port);
+    rt.block_on(async {
+        c.user_add("root", "right", None).await.unwrap();
+        c.user_grant_role("root", "root").await.unwrap();
+        c.auth_enable().await.unwrap();
+    });
+    let dir = Daemon::dir();
+    let cfg = |password: &str| {
+        std::fs::write(dir.path().join("pw"), format!("{password}\n")).unwrap();
+        let text = format!(
+            "[fleet]\nendpoints = [{}]\ncluster = {}\nnode = \"op\"\nuser = \"root\"\npassword_file = \"pw\"\n",
+            q(etcd.url()),
+            q(CLUSTER)
+        );
+        spec_file(dir.path(), "corral.toml", &text)
+    };
+    let out = Command::new(CORRAL).args(["fleet", "nodes", "-c", &cfg("wrong")]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("refused user `root`: wrong user or password"), "{err}");
+    ok(Command::new(CORRAL).args(["fleet", "nodes", "-c", &cfg("right")]).output().unwrap());
+
+    let pki = daemon::pki::Pki::new();
+    let other = daemon::pki::Pki::new();
+    let tls = Etcd::start_tls(Some(&pki));
+    let cfg = |ca: &str| {
+        std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
+        let text = format!(
+            "[fleet]\nendpoints = [{}]\ncluster = {}\nnode = \"op\"\nca = \"ca.pem\"\n",
+            q(tls.url()),
+            q(CLUSTER)
+        );
+        spec_file(dir.path(), "tls.toml", &text)
+    };
+    let out = Command::new(CORRAL).args(["fleet", "nodes", "-c", &cfg(&other.ca_pem)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("its certificate is not signed by the `ca` given"), "{err}");
+    ok(Command::new(CORRAL).args(["fleet", "nodes", "-c", &cfg(&pki.ca_pem)]).output().unwrap());
+}

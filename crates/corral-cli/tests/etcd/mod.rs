@@ -1,6 +1,8 @@
 //! A real etcd (Debian's `etcd-server`) per test: one member on loopback
 //! ports free at start, its own data dir, stopped by pid and waited for
 //! when the test ends (also on panic), its data dir removed with it.
+//! Health is read from its plain-http metrics port, so it works the same
+//! when the client port speaks TLS.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,33 +14,59 @@ pub struct Etcd {
     pub dir: tempfile::TempDir,
     pub port: u16,
     peer: u16,
+    metrics: u16,
+    /// Serve clients over TLS with this certificate and key (PEM files).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     child: Option<Child>,
 }
 
 impl Etcd {
     /// Starts one member and waits until it answers.
     pub fn start() -> Etcd {
-        let mut e = Etcd { dir: tempfile::tempdir().unwrap(), port: free_port(), peer: free_port(), child: None };
+        Etcd::start_tls(None)
+    }
+
+    /// With `pki`, clients must speak TLS (the server certificate is the
+    /// one `pki` signed for 127.0.0.1).
+    pub fn start_tls(pki: Option<&crate::daemon::pki::Pki>) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = pki.map(|p| {
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server-key.pem"));
+            std::fs::write(&cert, &p.cert_pem).unwrap();
+            std::fs::write(&key, &p.key_pem).unwrap();
+            (cert, key)
+        });
+        let mut e = Etcd { dir, port: free_port(), peer: free_port(), metrics: free_port(), tls, child: None };
         e.run_on(e.port);
         e
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.url_on(self.port)
+    }
+
+    fn url_on(&self, port: u16) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{port}")
     }
 
     /// Starts (again) on `port` with the same data: a test can reach the
     /// store on another port while the nodes know only the usual one.
     pub fn run_on(&mut self, port: u16) {
         assert!(self.child.is_none(), "etcd is already running");
-        let client = format!("http://127.0.0.1:{port}");
+        let client = self.url_on(port);
         let peer = format!("http://127.0.0.1:{}", self.peer);
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
+        }
+        let child = cmd
             .args(["--name", "m0", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("m0={peer}")])
+            .args(["--listen-metrics-urls", &format!("http://127.0.0.1:{}", self.metrics)])
             .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "error"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -46,7 +74,7 @@ impl Etcd {
             .spawn()
             .expect("etcd runs (Debian: apt-get install etcd-server)");
         self.child = Some(child);
-        wait_healthy(port);
+        wait_healthy(self.metrics);
     }
 
     /// SIGTERM, and wait for it to exit (its data stays).
@@ -61,6 +89,7 @@ impl Etcd {
     /// A client on `port`, for reading and writing what operators and
     /// strangers would.
     pub fn client(&self, rt: &tokio::runtime::Runtime, port: u16) -> etcd_client::Client {
+        assert!(self.tls.is_none(), "the test client speaks plain http");
         let url = format!("http://127.0.0.1:{port}");
         rt.block_on(etcd_client::Client::connect([url], None)).unwrap()
     }
