@@ -367,3 +367,113 @@ fn a_wrong_password_and_a_wrong_ca_are_one_line_each() {
     assert!(err.contains("its certificate is not signed by the `ca` given"), "{err}");
     ok(Command::new(CORRAL).args(["fleet", "nodes", "-c", &cfg(&pki.ca_pem)]).output().unwrap());
 }
+
+fn rollout_status(url: &str, service: &str) -> Value {
+    serde_json::from_str(&ok(fleet(url, "rollout", &["status", service, "--json"]))).unwrap()
+}
+
+fn wait_rollout(url: &str, service: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + LONG * 2;
+    loop {
+        let r = rollout_status(url, service);
+        if pred(&r) {
+            return r;
+        }
+        assert!(Instant::now() < end, "the rollout never got to {what}: {r:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn nodes_on(s: &Value, service: &str, revision: u64) -> usize {
+    s["instances"].as_array().unwrap().iter().filter(|i| i["service"] == service && i["revision"] == revision).count()
+}
+
+#[test]
+fn a_crash_looping_canary_rolls_the_whole_service_back() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let nodes: Vec<Daemon> = ["n1", "n2", "n3"].iter().map(|n| Daemon::start(&node_toml(&url, n, "", "3s"))).collect();
+    let dir = Daemon::dir();
+    ok(fleet(&url, "apply", &["-f", &spec_file(dir.path(), "v1.toml", &sleeper("web", ""))]));
+    wait_fleet(&url, "revision 1 everywhere", |s| running(s, "web", 1).len() == 3);
+    let crash =
+        format!("[services.web]\ncommand = [{}, \"--exit\", \"3\"]\nbackoff = {{ initial = \"100ms\" }}\n", tk());
+    let v2 = spec_file(dir.path(), "v2.toml", &crash);
+    let out =
+        ok(fleet(&url, "apply", &["-f", &v2, "--canary", "10%", "--step", "50%", "--pause", "1s", "--auto-rollback"]));
+    assert!(out.contains("web: revision 2"), "{out}");
+    let r = wait_rollout(&url, "web", "rolled back", |r| r["state"] == "rolled_back");
+    assert!(r["reason"].as_str().unwrap().contains("of revision 2 on"), "{r:#}");
+    let canaries: Vec<&Value> = r["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"].as_str().unwrap().starts_with("step 1 of"))
+        .collect();
+    assert_eq!(canaries.len(), 1, "one canary step: {r:#}");
+    // Every node back on revision 1, no instance left on 2.
+    let s = wait_fleet(&url, "revision 1 everywhere again", |s| {
+        running(s, "web", 1).len() == 3 && nodes_on(s, "web", 2) == 0
+    });
+    assert_eq!(s["services"]["web"]["revision"], 1);
+    let text = ok(fleet(&url, "rollout", &["status", "web"]));
+    assert!(text.contains("revision 1 -> 2: rolled_back"), "{text}");
+    // Only one node ever ran revision 2.
+    let ran_v2 = nodes
+        .iter()
+        .filter(|d| {
+            d.events().iter().any(|e| {
+                e["kind"] == "fleet"
+                    && e["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("applied") && r.contains("\"changed\":[\"web\"]"))
+            })
+        })
+        .count();
+    assert_eq!(ran_v2, 1, "the canary alone took revision 2 (and back)");
+    for d in nodes {
+        d.down();
+    }
+}
+
+#[test]
+fn a_rollout_survives_the_death_of_its_driver_and_finishes_once() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let mut nodes: Vec<Daemon> =
+        ["n1", "n2", "n3"].iter().map(|n| Daemon::start(&node_toml(&url, n, "", "2s"))).collect();
+    let dir = Daemon::dir();
+    ok(fleet(&url, "apply", &["-f", &spec_file(dir.path(), "v1.toml", &sleeper("web", ""))]));
+    wait_fleet(&url, "revision 1 everywhere", |s| running(s, "web", 1).len() == 3);
+    let v2 = spec_file(dir.path(), "v2.toml", &sleeper("web", "env = { V = \"2\" }"));
+    ok(fleet(&url, "apply", &["-f", &v2, "--canary", "10%", "--step", "45%", "--pause", "2s"]));
+    let r = wait_rollout(&url, "web", "a driver", |r| r["driver"].is_string());
+    let first = r["driver"].as_str().unwrap().to_string();
+    let idx = ["n1", "n2", "n3"].iter().position(|n| *n == first).unwrap();
+    let mut dead = nodes.remove(idx);
+    let evs = dead.events();
+    dead.note_pids(&evs);
+    let mut child = dead.child.take().unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    let r = wait_rollout(&url, "web", "done", |r| !["running", "paused"].contains(&r["state"].as_str().unwrap()));
+    assert_eq!(r["state"], "done", "{r:#}");
+    let next = r["driver"].as_str().unwrap();
+    assert_ne!(next, first, "another node took over: {r:#}");
+    let history: Vec<&str> = r["history"].as_array().unwrap().iter().map(|e| e["what"].as_str().unwrap()).collect();
+    assert!(history.iter().any(|w| w.starts_with(&format!("{first} drives"))), "{history:#?}");
+    assert!(history.iter().any(|w| w.starts_with(&format!("{next} drives"))), "{history:#?}");
+    assert!(!history.iter().any(|w| w.contains("rolled back")), "finished and rolled back: {history:#?}");
+    let s = wait_fleet(&url, "revision 2 on the live nodes", |s| running(s, "web", 2).len() == 2);
+    assert_eq!(nodes_on(&s, "web", 1), 0, "{s:#}");
+    // The dead node's state is reaped by a daemon started on it.
+    let seen = dead.seen.clone();
+    let dir = std::mem::replace(&mut dead.dir, Daemon::dir());
+    let mut again = Daemon::restart_in(dir);
+    again.seen.extend(seen);
+    again.down();
+    for d in nodes {
+        d.down();
+    }
+}

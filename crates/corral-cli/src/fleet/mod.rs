@@ -22,6 +22,8 @@ pub enum Cmd {
     Nodes(ReadArgs),
     /// Set a service's instances per node.
     Scale(ScaleArgs),
+    /// A gray release: status, pause, resume, promote, abort, rollback.
+    Rollout(RolloutArgs),
 }
 
 /// Which fleet: `--endpoints` and `--cluster`, or `-c corral.toml`'s [fleet].
@@ -49,6 +51,48 @@ pub struct ApplyArgs {
     /// The spec file: [services.NAME] tables, each with an optional placement.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
+    /// Gray release: the share of nodes that gets a changed service first, like 10%.
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub canary: Option<u8>,
+    /// With --canary: the share added by each next step [default: 25%].
+    #[arg(long, value_name = "PERCENT", value_parser = percent, requires = "canary")]
+    pub step: Option<u8>,
+    /// With --canary: how long each step must be ready before the next [default: 1m; at most 1h].
+    #[arg(long, value_name = "DURATION", value_parser = pause, requires = "canary")]
+    pub pause: Option<std::time::Duration>,
+    /// With --canary: roll the whole service back by itself when a step fails.
+    #[arg(long, requires = "canary")]
+    pub auto_rollback: bool,
+}
+
+fn percent(s: &str) -> Result<u8, String> {
+    match s.strip_suffix('%').unwrap_or(s).parse::<u8>() {
+        Ok(p) if (1..=100).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage from 1% to 100%")),
+    }
+}
+
+fn pause(s: &str) -> Result<std::time::Duration, String> {
+    match corral::units::parse_duration(s) {
+        Ok(d) if d <= std::time::Duration::from_secs(3600) => Ok(d),
+        Ok(_) => Err("at most 1h".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `rollout VERB SERVICE`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// status, pause, resume, promote, abort or rollback.
+    #[arg(value_parser = ["status", "pause", "resume", "promote", "abort", "rollback"])]
+    pub verb: String,
+    /// The service.
+    pub service: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A read, with `--json`.
@@ -79,6 +123,7 @@ pub fn main(cmd: Cmd) -> u8 {
         Cmd::Apply(a) => &a.fleet,
         Cmd::Status(a) | Cmd::Nodes(a) => &a.fleet,
         Cmd::Scale(a) => &a.fleet,
+        Cmd::Rollout(a) => &a.fleet,
     };
     let target = match target(fleet) {
         Ok(t) => t,
@@ -89,7 +134,30 @@ pub fn main(cmd: Cmd) -> u8 {
     };
     let rt = crate::supervise::runtime();
     match cmd {
-        Cmd::Apply(a) => apply(&rt, &target, &a.file),
+        Cmd::Apply(a) => {
+            let gray = a.canary.map(|canary| ops::Gray {
+                canary,
+                step: a.step.unwrap_or(25),
+                pause: a.pause.unwrap_or(std::time::Duration::from_secs(60)),
+                auto_rollback: a.auto_rollback,
+            });
+            apply(&rt, &target, &a.file, gray)
+        }
+        Cmd::Rollout(a) => {
+            let verb = match a.verb.as_str() {
+                "pause" => Some(ops::RolloutVerb::Pause),
+                "resume" => Some(ops::RolloutVerb::Resume),
+                "promote" => Some(ops::RolloutVerb::Promote),
+                "abort" => Some(ops::RolloutVerb::Abort),
+                "rollback" => Some(ops::RolloutVerb::Rollback),
+                _ => None,
+            };
+            let r = match verb {
+                Some(v) => rt.block_on(ops::rollout(&target, &a.service, v)),
+                None => rt.block_on(ops::rollout_status(&target, &a.service)),
+            };
+            done(r.map(|r| show::rollout(&a.service, &r, a.json)))
+        }
         Cmd::Status(a) => done(rt.block_on(ops::status(&target)).map(|s| show::status(&s, a.json))),
         Cmd::Nodes(a) => done(rt.block_on(ops::nodes(&target)).map(|n| show::nodes(&n, a.json))),
         Cmd::Scale(a) => done(rt.block_on(ops::scale(&target, &a.service, a.instances)).map(|rev| {
@@ -98,7 +166,7 @@ pub fn main(cmd: Cmd) -> u8 {
     }
 }
 
-fn apply(rt: &tokio::runtime::Runtime, target: &Target, file: &std::path::Path) -> u8 {
+fn apply(rt: &tokio::runtime::Runtime, target: &Target, file: &std::path::Path, gray: Option<ops::Gray>) -> u8 {
     // Checked here first, to print every error as `corral check` does.
     let src = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -114,7 +182,7 @@ fn apply(rt: &tokio::runtime::Runtime, target: &Target, file: &std::path::Path) 
         crate::exit::error(format!("{} error(s) in {}; nothing was written", errors.0.len(), file.display()));
         return BAD_CONFIG;
     }
-    done(rt.block_on(ops::apply(target, file)).map(|a| {
+    done(rt.block_on(ops::apply(target, file, gray)).map(|a| {
         for (name, rev) in &a.changed {
             println!("{name}: revision {rev}");
         }

@@ -2,6 +2,7 @@
 //! JSON of `corral_supervisor::fleet::ops` with `--json` (stable).
 
 use corral_supervisor::fleet::ops::{FleetStatus, NodeRow};
+use corral_supervisor::fleet::rollout::Rollout;
 
 pub(super) fn status(s: &FleetStatus, json: bool) {
     if json {
@@ -56,5 +57,28 @@ fn table(rows: Vec<Vec<String>>) {
     for r in rows {
         let line: Vec<String> = r.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
         println!("{}", line.join("  ").trim_end());
+    }
+}
+
+pub(super) fn rollout(service: &str, r: &Rollout, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    let state = serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let step = r.steps.get(r.step).copied().unwrap_or(100);
+    println!(
+        "{service}: revision {} -> {}: {state}, step {} of {} ({step}%), driver {}",
+        r.from,
+        r.to,
+        r.step + 1,
+        r.steps.len(),
+        r.driver.as_deref().unwrap_or("-")
+    );
+    if let Some(why) = &r.reason {
+        println!("reason: {why}");
+    }
+    for e in &r.history {
+        println!("  {}  {}: {}", e.at, e.by, e.what);
     }
 }

@@ -4,6 +4,8 @@
 //! /corral/<cluster>/nodes/<node>                     registration (under the node's lease)
 //! /corral/<cluster>/services/<service>               desired spec (JSON around TOML text)
 //! /corral/<cluster>/status/<node>/<service>/<i>      one instance (under the node's lease)
+//! /corral/<cluster>/rollouts/<service>               a gray release: steps, state, history
+//! /corral/<cluster>/locks/rollouts/<service>/…       who drives it (etcd lock, under a lease)
 //! /corral/<cluster>/events/<unix ms>-<who>-<n>       audit: who changed what, when
 //! ```
 //!
@@ -53,6 +55,21 @@ impl Keys {
     /// One instance's status.
     pub fn instance(&self, node: &str, service: &str, index: u32) -> String {
         format!("{}{service}/{index}", self.status(Some(node)))
+    }
+
+    /// Prefix of the rollouts.
+    pub fn rollouts(&self) -> String {
+        format!("{}rollouts/", self.root)
+    }
+
+    /// One service's rollout.
+    pub fn rollout(&self, service: &str) -> String {
+        format!("{}{service}", self.rollouts())
+    }
+
+    /// The lock whose holder drives a service's rollout.
+    pub fn rollout_lock(&self, service: &str) -> String {
+        format!("{}locks/rollouts/{service}", self.root)
     }
 
     /// Prefix of the audit events.

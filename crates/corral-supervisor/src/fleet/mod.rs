@@ -12,11 +12,13 @@
 
 mod cache;
 pub mod connect;
+mod driver;
 pub mod keys;
 pub(crate) mod node;
 pub mod ops;
 pub mod placement;
-mod registration;
+pub mod registration;
+pub mod rollout;
 pub mod spec;
 pub mod status;
 mod watch;
@@ -127,6 +129,15 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
         probe: None,
         alert: None,
     });
+}
+
+/// A task that ends with its owner.
+pub(crate) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {

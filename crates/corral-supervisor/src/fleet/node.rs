@@ -11,7 +11,7 @@ use super::keys::Keys;
 use super::registration::{NodeValue, Registration};
 use super::spec::Checked;
 use super::watch::{self, Desired, Update};
-use super::{cache, connect, emit, now_ms, status, Link};
+use super::{cache, connect, driver, emit, now_ms, status, AbortOnDrop, Link};
 use crate::config::FleetConfig;
 use crate::supervisor::Supervisor;
 use etcd_client::{Client, DeleteOptions, PutOptions};
@@ -119,6 +119,8 @@ impl Node {
         // A new lease: every status key is written again under it.
         self.published.clear();
         let keep = AbortOnDrop(tokio::spawn(async move { reg.keep_alive().await }));
+        let drives = driver::run(client.clone(), self.keys.clone(), self.cfg.node.clone(), lease, self.sup.clone());
+        let _drives = AbortOnDrop(tokio::spawn(drives));
         let mut stream = match self.follow(&mut client).await {
             Ok(s) => s,
             Err(e) => return e,
@@ -176,7 +178,7 @@ impl Node {
             if self.good.get(name).is_some_and(|(v, _)| v == value) {
                 continue;
             }
-            match super::spec::check(name, value) {
+            match super::spec::check(name, value, &self.cfg.node) {
                 Ok(c) => {
                     self.good.insert(name.clone(), (value.clone(), c));
                     self.bad.remove(name);
@@ -270,14 +272,5 @@ impl Node {
         };
         eprintln!("corral: {link}");
         emit(self.sup.events(), "fleet", link.to_string());
-    }
-}
-
-/// A task that ends with its owner.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

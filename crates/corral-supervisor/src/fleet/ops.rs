@@ -4,7 +4,8 @@
 
 use super::keys::Keys;
 use super::registration::NodeValue;
-use super::spec::{Desired, MAX_SPEC_BYTES};
+use super::rollout::{self, Rollout, RolloutState};
+use super::spec::{Desired, Previous, MAX_SPEC_BYTES};
 use super::status::InstanceValue;
 use super::{connect, now_ms};
 use crate::config::FleetAuth;
@@ -46,10 +47,24 @@ pub struct Applied {
     pub unchanged: Vec<String>,
 }
 
+/// `--canary C% --step S% --pause D --auto-rollback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gray {
+    /// The first step's share of nodes.
+    pub canary: u8,
+    /// Added by each next step.
+    pub step: u8,
+    /// How long a step must be healthy before the next.
+    pub pause: std::time::Duration,
+    /// Roll back by itself when a step fails.
+    pub auto_rollback: bool,
+}
+
 /// `corral fleet apply -f FILE`: checks the whole file (errors with
 /// file:line:column, nothing written), then writes the services that
-/// differ, each with its revision bumped, in one transaction.
-pub async fn apply(t: &Target, file: &Path) -> Result<Applied, String> {
+/// differ, each with its revision bumped, in one transaction. With
+/// `gray`, a changed service that exists becomes a rollout instead.
+pub async fn apply(t: &Target, file: &Path, gray: Option<Gray>) -> Result<Applied, String> {
     let src = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
     let parts = super::spec::split(&src, file).map_err(|e| e.to_string())?;
     if parts.is_empty() {
@@ -70,9 +85,31 @@ pub async fn apply(t: &Target, file: &Path) -> Result<Applied, String> {
             out.unchanged.push(name);
             continue;
         }
-        let revision = old.map_or(1, |o| o.revision + 1);
+        if old.as_ref().is_some_and(|o| o.previous.is_some()) {
+            return Err(format!("a rollout of `{name}` is in progress: promote, abort or roll it back first"));
+        }
+        let revision = old.as_ref().map_or(1, |o| o.revision + 1);
         checks.push(Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_rev));
-        let value = Desired { revision, spec, by: who.clone(), at: crate::time::now_rfc3339() };
+        let mut value = Desired::new(revision, spec, who.clone());
+        if let (Some(g), Some(old)) = (gray, old) {
+            value.previous = Some(Previous { revision: old.revision, spec: old.spec.clone() });
+            value.canary = Some(Vec::new());
+            let mut r = Rollout {
+                from: old.revision,
+                to: revision,
+                from_spec: old.spec,
+                steps: rollout::steps(g.canary, g.step),
+                step: 0,
+                state: RolloutState::Running,
+                pause_ms: g.pause.as_millis() as u64,
+                auto_rollback: g.auto_rollback,
+                reason: None,
+                driver: None,
+                history: Vec::new(),
+            };
+            r.note(&who, format!("revision {} -> {revision}, steps {:?}%", r.from, r.steps));
+            puts.push(TxnOp::put(keys.rollout(&name), serde_json::to_vec(&r).unwrap_or_default(), None));
+        }
         puts.push(TxnOp::put(key.as_str(), serde_json::to_vec(&value).unwrap_or_default(), None));
         out.changed.insert(name, revision);
     }
@@ -92,6 +129,9 @@ pub async fn scale(t: &Target, service: &str, n: u32) -> Result<u64, String> {
     let key = keys.service(service);
     let (old, mod_rev) = current(&mut client, &key).await?;
     let old = old.ok_or_else(|| format!("the fleet `{}` has no service `{service}`", t.cluster))?;
+    if old.previous.is_some() {
+        return Err(format!("a rollout of `{service}` is in progress: promote, abort or roll it back first"));
+    }
     let mut doc: toml_edit::DocumentMut = old.spec.parse().map_err(|e| format!("service `{service}`: {e}"))?;
     doc["services"][service]["instances"] = toml_edit::value(i64::from(n));
     let spec = doc.to_string();
@@ -99,7 +139,7 @@ pub async fn scale(t: &Target, service: &str, n: u32) -> Result<u64, String> {
     super::spec::split(&spec, Path::new(&format!("{service} with instances = {n}"))).map_err(|e| e.to_string())?;
     let who = connect::who(&t.auth);
     let revision = old.revision + 1;
-    let value = Desired { revision, spec, by: who.clone(), at: crate::time::now_rfc3339() };
+    let value = Desired::new(revision, spec, who.clone());
     let checks = vec![Compare::mod_revision(key.as_str(), CompareOp::Equal, mod_rev)];
     let puts = vec![TxnOp::put(key.as_str(), serde_json::to_vec(&value).unwrap_or_default(), None)];
     let changed = BTreeMap::from([(service.to_string(), revision)]);
@@ -238,4 +278,89 @@ async fn prefixed(client: &mut Client, prefix: &str) -> Result<Vec<(String, Vec<
         .await
         .map_err(|e| format!("cannot read {prefix}: {e}"))?;
     Ok(r.kvs().iter().filter_map(|kv| Some((kv.key_str().ok()?.to_string(), kv.value().to_vec()))).collect())
+}
+
+/// `corral fleet rollout VERB SERVICE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutVerb {
+    /// Stop advancing.
+    Pause,
+    /// Advance again after a pause.
+    Resume,
+    /// Every node on the new revision now.
+    Promote,
+    /// Stop the rollout and put every node back on the old revision.
+    Abort,
+    /// Put every node back on the old revision, also after it is done.
+    Rollback,
+}
+
+/// A service's rollout, as etcd holds it.
+pub async fn rollout_status(t: &Target, service: &str) -> Result<Rollout, String> {
+    let mut client = connect::connect(&t.endpoints, &t.auth).await?;
+    let keys = Keys::new(&t.cluster);
+    super::driver::read_rollout(&mut client, &keys, service)
+        .await
+        .map_err(|e| format!("cannot read the rollout: {e}"))?
+        .map(|(r, _)| r)
+        .ok_or_else(|| format!("`{service}` has no rollout in the fleet `{}`", t.cluster))
+}
+
+/// Acts on a service's rollout: one transaction, which fails (and changes
+/// nothing) if the driver moved it meanwhile.
+pub async fn rollout(t: &Target, service: &str, verb: RolloutVerb) -> Result<Rollout, String> {
+    let mut client = connect::connect(&t.endpoints, &t.auth).await?;
+    let keys = Keys::new(&t.cluster);
+    let who = connect::who(&t.auth);
+    let read = |e: etcd_client::Error| format!("cannot read the rollout: {e}");
+    let (r, rrev) = super::driver::read_rollout(&mut client, &keys, service)
+        .await
+        .map_err(read)?
+        .ok_or_else(|| format!("`{service}` has no rollout in the fleet `{}`", t.cluster))?;
+    let (d, drev) = super::driver::read_desired(&mut client, &keys, service)
+        .await
+        .map_err(read)?
+        .ok_or_else(|| format!("the fleet `{}` has no service `{service}`", t.cluster))?;
+    let active = r.state.is_active();
+    let (r, d) = match verb {
+        RolloutVerb::Pause | RolloutVerb::Resume if !active => {
+            return Err(format!("the rollout of `{service}` is over ({:?})", r.state))
+        }
+        RolloutVerb::Pause => {
+            let mut r = r;
+            r.state = RolloutState::Paused;
+            r.reason = Some(format!("paused by {who}"));
+            r.note(&who, "paused");
+            (r, None)
+        }
+        RolloutVerb::Resume => {
+            let mut r = r;
+            r.state = RolloutState::Running;
+            r.reason = None;
+            r.note(&who, "resumed");
+            (r, None)
+        }
+        RolloutVerb::Promote if !active => return Err(format!("the rollout of `{service}` is over ({:?})", r.state)),
+        RolloutVerb::Promote => {
+            let (r, d) = super::driver::finish(r, d, &who);
+            (r, Some(d))
+        }
+        RolloutVerb::Abort if !active => return Err(format!("the rollout of `{service}` is over ({:?})", r.state)),
+        RolloutVerb::Abort | RolloutVerb::Rollback => {
+            if r.state == RolloutState::RolledBack {
+                return Err(format!("`{service}` is already back on revision {}", r.from));
+            }
+            let why = format!("{} by {who}", if verb == RolloutVerb::Abort { "aborted" } else { "rolled back" });
+            let (r, d) = super::driver::roll_back(r, d, &who, &why);
+            (r, Some(d))
+        }
+    };
+    let guard = vec![
+        Compare::mod_revision(keys.rollout(service), CompareOp::Equal, rrev),
+        Compare::mod_revision(keys.service(service), CompareOp::Equal, drev),
+    ];
+    if !super::driver::write(&mut client, &keys, service, Some(&r), d.as_ref(), guard, &who, None).await? {
+        return Err("the rollout moved meanwhile; nothing was written: run it again".into());
+    }
+    Ok(r)
 }

@@ -24,6 +24,30 @@ pub struct Desired {
     pub by: String,
     /// When, RFC 3339 UTC.
     pub at: String,
+    /// During a gray release: the revision being replaced, which the
+    /// nodes not in `canary` keep running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+    /// During a gray release: the nodes that run `revision`; the others
+    /// run `previous`. Set by the rollout's driver, step by step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Vec<String>>,
+}
+
+/// The revision a gray release replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    /// Its revision.
+    pub revision: u64,
+    /// Its TOML.
+    pub spec: String,
+}
+
+impl Desired {
+    /// A plain value: every node runs `spec`.
+    pub fn new(revision: u64, spec: String, by: String) -> Desired {
+        Desired { revision, spec, by, at: crate::time::now_rfc3339(), previous: None, canary: None }
+    }
 }
 
 /// A desired service, checked.
@@ -39,13 +63,24 @@ pub struct Checked {
     pub by: String,
 }
 
-/// Checks the value found under `services/<name>`. One line when it is
-/// malformed: someone wrote it by hand.
-pub fn check(name: &str, value: &[u8]) -> Result<Checked, String> {
+/// Checks the value found under `services/<name>`, as `node` runs it
+/// (during a gray release, the previous revision unless it is a canary).
+/// One line when it is malformed: someone wrote it by hand.
+pub fn check(name: &str, value: &[u8], node: &str) -> Result<Checked, String> {
     if value.len() > MAX_SPEC_BYTES {
         return Err(format!("service `{name}`: the value is {} bytes, over {MAX_SPEC_BYTES}", value.len()));
     }
     let d: Desired = serde_json::from_slice(value).map_err(|e| format!("service `{name}`: not a corral spec: {e}"))?;
+    match (&d.previous, &d.canary) {
+        (Some(p), Some(on)) if !on.iter().any(|n| n == node) => {
+            let (revision, spec) = (p.revision, p.spec.clone());
+            check_text(name, Desired { revision, spec, ..d })
+        }
+        _ => check_text(name, d),
+    }
+}
+
+fn check_text(name: &str, d: Desired) -> Result<Checked, String> {
     let shown = format!("etcd:services/{name}");
     let (mut services, mut placements) = crate::config::parse_fleet_spec(&d.spec, Path::new(&shown)).map_err(|e| {
         e.0.iter().map(|d| d.to_string().lines().next().unwrap_or_default().to_string()).collect::<Vec<_>>().join("; ")
@@ -90,8 +125,8 @@ mod tests {
         let parts = split(src, Path::new("s.toml")).unwrap();
         assert_eq!(parts.len(), 2);
         for (name, text) in parts {
-            let v = serde_json::to_vec(&Desired { revision: 3, spec: text, by: "t".into(), at: "now".into() }).unwrap();
-            let c = check(&name, &v).unwrap();
+            let v = serde_json::to_vec(&Desired::new(3, text, "t".into())).unwrap();
+            let c = check(&name, &v, "n1").unwrap();
             assert_eq!(c.revision, 3);
             if name == "web" {
                 assert_eq!(c.spec.instances, 2);
@@ -102,26 +137,15 @@ mod tests {
 
     #[test]
     fn malformed_values_are_one_line() {
-        let e = check("web", b"{nope").unwrap_err();
+        let e = check("web", b"{nope", "n1").unwrap_err();
         assert!(e.starts_with("service `web`: not a corral spec"), "{e}");
-        let v = serde_json::to_vec(&Desired {
-            revision: 1,
-            spec: "[services.web]\ncomand = [\"x\"]\n".into(),
-            by: "t".into(),
-            at: "now".into(),
-        })
-        .unwrap();
-        let e = check("web", &v).unwrap_err();
+        let v = serde_json::to_vec(&Desired::new(1, "[services.web]\ncomand = [\"x\"]\n".into(), "t".into())).unwrap();
+        let e = check("web", &v, "n1").unwrap_err();
         assert!(e.contains("etcd:services/web:2:1: service `web`: unknown key `comand`"), "{e}");
         assert!(!e.contains('\n'));
-        let other = serde_json::to_vec(&Desired {
-            revision: 1,
-            spec: "[services.api]\ncommand = [\"x\"]\n".into(),
-            by: "t".into(),
-            at: "now".into(),
-        })
-        .unwrap();
-        assert!(check("web", &other).unwrap_err().contains("must hold [services.web]"));
+        let other =
+            serde_json::to_vec(&Desired::new(1, "[services.api]\ncommand = [\"x\"]\n".into(), "t".into())).unwrap();
+        assert!(check("web", &other, "n1").unwrap_err().contains("must hold [services.web]"));
     }
 
     #[test]
@@ -130,5 +154,17 @@ mod tests {
         let e = split(src, Path::new("s.toml")).unwrap_err().to_string();
         assert!(e.contains("s.toml:3:14: service `web`: a fleet service cannot depend on another"), "{e}");
         assert!(e.contains("s.toml:6:2: a fleet spec holds only services, not [daemon]"), "{e}");
+    }
+
+    #[test]
+    fn during_a_gray_release_only_canaries_run_the_new_revision() {
+        let mut d = Desired::new(2, "[services.web]\ncommand = [\"new\"]\n".into(), "t".into());
+        d.previous = Some(Previous { revision: 1, spec: "[services.web]\ncommand = [\"old\"]\n".into() });
+        d.canary = Some(vec!["n2".into()]);
+        let v = serde_json::to_vec(&d).unwrap();
+        let on = check("web", &v, "n2").unwrap();
+        assert_eq!((on.revision, on.spec.command.clone()), (2, vec!["new".to_string()]));
+        let off = check("web", &v, "n1").unwrap();
+        assert_eq!((off.revision, off.spec.command.clone()), (1, vec!["old".to_string()]));
     }
 }
