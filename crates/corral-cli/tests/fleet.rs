@@ -131,13 +131,19 @@ fn apply_runs_each_service_on_every_node_it_places_and_scale_follows() {
     let out = ok(fleet(&url, "scale", &["web", "2"]));
     assert!(out.contains("revision 2"), "{out}");
     wait_fleet(&url, "2 web instances per node", |s| running(s, "web", 2).len() == 6);
+    // A steady fleet writes nothing but keep-alives (which do not move
+    // the store's revision), whatever the time spent.
+    let rt = runtime();
+    let mut c = etcd.client(&rt, etcd.port);
+    let before = rt.block_on(c.status()).unwrap().header().unwrap().revision();
+    std::thread::sleep(Duration::from_secs(4));
+    let after = rt.block_on(c.status()).unwrap().header().unwrap().revision();
+    assert_eq!(before, after, "writes in 4 s of a steady fleet (ttl 3s: 4 keep-alives per node)");
     let text = ok(fleet(&url, "status", &[]));
     assert!(text.contains("n3") && text.contains("2 (desired 2)"), "{text}");
     let nodes_text = ok(fleet(&url, "nodes", &[]));
     assert!(nodes_text.contains("zone=b"), "{nodes_text}");
     // The audit trail holds both changes, with who made them.
-    let rt = runtime();
-    let mut c = etcd.client(&rt, etcd.port);
     let evs = rt
         .block_on(c.get(format!("/corral/{CLUSTER}/events/"), Some(etcd_client::GetOptions::new().with_prefix())))
         .unwrap();

@@ -112,7 +112,7 @@ async fn drive(mut client: Client, keys: Keys, service: String, node: String, le
             let _ = write(&mut client, &keys, &service, Some(&r), Some(&nd), guard, &by, events).await;
             continue;
         }
-        match gate(&mut client, &keys, &service, &chosen, &r, rrev).await {
+        match gate(&mut client, &keys, &service, (&d, &chosen, percent), &r, rrev).await {
             Gate::Changed => continue,
             Gate::Lost => break,
             Gate::Healthy if r.step + 1 >= r.steps.len() => {
@@ -148,13 +148,26 @@ enum Gate {
 }
 
 /// Waits until the step's nodes are healthy for the whole pause, or fail.
-async fn gate(client: &mut Client, keys: &Keys, service: &str, nodes: &[String], r: &Rollout, rrev: i64) -> Gate {
+/// A node that joins or leaves changes the step (read again).
+async fn gate(
+    client: &mut Client,
+    keys: &Keys,
+    service: &str,
+    (d, nodes, percent): (&Desired, &[String], u8),
+    r: &Rollout,
+    rrev: i64,
+) -> Gate {
     let deadline = Instant::now() + STEP_TIMEOUT;
     let pause = Duration::from_millis(r.pause_ms);
     let mut healthy_since: Option<Instant> = None;
     loop {
         match read_rollout(client, keys, service).await {
             Ok(Some((_, rev))) if rev == rrev => {}
+            Ok(_) => return Gate::Changed,
+            Err(_) => return Gate::Lost,
+        }
+        match placed_nodes(client, keys, d).await {
+            Ok(live) if pick(&live, percent) == nodes => {}
             Ok(_) => return Gate::Changed,
             Err(_) => return Gate::Lost,
         }
