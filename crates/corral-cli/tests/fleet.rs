@@ -483,3 +483,43 @@ fn a_rollout_survives_the_death_of_its_driver_and_finishes_once() {
         d.down();
     }
 }
+
+#[test]
+fn one_etcd_member_of_three_killed_is_noticed_by_nothing_but_the_metrics() {
+    // The default ttl: losing the leader may stall a request for a few
+    // seconds, and the link counts as lost only past the lease's ttl.
+    let mut members = Etcd::cluster(3);
+    let urls: Vec<String> = members.iter().map(Etcd::url).collect();
+    let all = urls.join(",");
+    let toml = node_toml(&urls[0], "n1", "", "10s").replace(
+        &format!("endpoints = [{}]", q(&urls[0])),
+        &format!("endpoints = [{}]", urls.iter().map(q).collect::<Vec<_>>().join(", ")),
+    );
+    let d = Daemon::start(&toml);
+    d.wait_stderr("fleet: connected since");
+    let dir = Daemon::dir();
+    ok(fleet(&all, "apply", &["-f", &spec_file(dir.path(), "s.toml", &sleeper("web", ""))]));
+    let pid = wait_running(&d, "web")["pid"].as_u64();
+    // The member the node is connected to dies.
+    let status: Value = serde_json::from_slice(&d.corral(&["status", "--json"]).stdout).unwrap();
+    let used = status["fleet"]["endpoint"].as_str().unwrap().to_string();
+    let dead = urls.iter().position(|u| *u == used).unwrap();
+    members[dead].kill();
+    // Desired state still reaches the node through the two left.
+    let rest: Vec<&str> = urls.iter().filter(|u| **u != used).map(String::as_str).collect();
+    let rest = rest.join(",");
+    let both = [sleeper("web", ""), sleeper("extra", "")].concat();
+    ok(fleet(&rest, "apply", &["-f", &spec_file(dir.path(), "s2.toml", &both)]));
+    wait_running(&d, "extra");
+    wait_fleet(&rest, "extra published", |s| running(s, "extra", 1).len() == 1);
+    let web = d.instance("web");
+    assert_eq!((web["pid"].as_u64(), web["restarts"].as_u64()), (pid, Some(0)), "{web}");
+    let link: Value = serde_json::from_slice(&d.corral(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(link["fleet"]["connected"], true, "{link:#}");
+    assert_ne!(link["fleet"]["endpoint"], used.as_str(), "{link:#}");
+    assert!(link["fleet"]["reconnects"].as_u64() >= Some(1), "{link:#}");
+    let lost: Vec<Value> =
+        d.events().into_iter().filter(|e| e["reason"].as_str().is_some_and(|r| r.contains("disconnected"))).collect();
+    assert!(lost.is_empty(), "a member's death is no disconnection: {lost:#?}");
+    d.down();
+}

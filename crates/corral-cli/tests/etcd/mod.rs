@@ -15,6 +15,9 @@ pub struct Etcd {
     pub port: u16,
     peer: u16,
     metrics: u16,
+    /// This member's name and the `--initial-cluster` of all members.
+    name: String,
+    members: String,
     /// Serve clients over TLS with this certificate and key (PEM files).
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     child: Option<Child>,
@@ -36,9 +39,47 @@ impl Etcd {
             std::fs::write(&key, &p.key_pem).unwrap();
             (cert, key)
         });
-        let mut e = Etcd { dir, port: free_port(), peer: free_port(), metrics: free_port(), tls, child: None };
+        let peer = free_port();
+        let members = format!("m0=http://127.0.0.1:{peer}");
+        let mut e =
+            Etcd { dir, port: free_port(), peer, metrics: free_port(), name: "m0".into(), members, tls, child: None };
         e.run_on(e.port);
         e
+    }
+
+    /// `n` members of one cluster, each started, then all waited for (a
+    /// member answers only once a quorum is up).
+    pub fn cluster(n: usize) -> Vec<Etcd> {
+        let mut all: Vec<Etcd> = (0..n)
+            .map(|i| Etcd {
+                dir: tempfile::tempdir().unwrap(),
+                port: free_port(),
+                peer: free_port(),
+                metrics: free_port(),
+                name: format!("m{i}"),
+                members: String::new(),
+                tls: None,
+                child: None,
+            })
+            .collect();
+        let members: Vec<String> = all.iter().map(|e| format!("{}=http://127.0.0.1:{}", e.name, e.peer)).collect();
+        for e in &mut all {
+            e.members = members.join(",");
+            e.spawn(e.port);
+        }
+        for e in &all {
+            wait_healthy(e.metrics);
+        }
+        all
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            c.wait().unwrap();
+        }
     }
 
     pub fn url(&self) -> String {
@@ -53,6 +94,11 @@ impl Etcd {
     /// Starts (again) on `port` with the same data: a test can reach the
     /// store on another port while the nodes know only the usual one.
     pub fn run_on(&mut self, port: u16) {
+        self.spawn(port);
+        wait_healthy(self.metrics);
+    }
+
+    fn spawn(&mut self, port: u16) {
         assert!(self.child.is_none(), "etcd is already running");
         let client = self.url_on(port);
         let peer = format!("http://127.0.0.1:{}", self.peer);
@@ -61,11 +107,11 @@ impl Etcd {
             cmd.arg("--cert-file").arg(cert).arg("--key-file").arg(key);
         }
         let child = cmd
-            .args(["--name", "m0", "--data-dir"])
+            .args(["--name", &self.name, "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("m0={peer}")])
+            .args(["--initial-cluster", &self.members])
             .args(["--listen-metrics-urls", &format!("http://127.0.0.1:{}", self.metrics)])
             .args(["--logger", "zap", "--log-outputs", "stderr", "--log-level", "error"])
             .stdin(Stdio::null())
@@ -74,7 +120,6 @@ impl Etcd {
             .spawn()
             .expect("etcd runs (Debian: apt-get install etcd-server)");
         self.child = Some(child);
-        wait_healthy(self.metrics);
     }
 
     /// SIGTERM, and wait for it to exit (its data stays).

@@ -13,9 +13,20 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Files we read (CA, certificate, key, password) are small.
 const MAX_FILE: u64 = 64 << 10;
 
-/// Connects and proves the store answers (the client itself connects
-/// lazily, so an unreachable endpoint would otherwise pass unseen).
+/// Connects to the first endpoint that answers, trying them in turn, and
+/// proves the store answers (the client itself connects lazily, so an
+/// unreachable endpoint would otherwise pass unseen).
+///
+/// One endpoint per connection, rather than the client's balancing over
+/// all of them: a balanced channel keeps sending some requests to a dead
+/// member, while one connection fails as a whole and the next attempt
+/// moves to a member that answers.
 pub async fn connect(endpoints: &[String], auth: &FleetAuth) -> Result<Client, String> {
+    connect_any(endpoints, auth).await.map(|(c, _)| c)
+}
+
+/// [`connect`], and which endpoint answered.
+pub async fn connect_any(endpoints: &[String], auth: &FleetAuth) -> Result<(Client, String), String> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(CONNECT_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT)
@@ -36,19 +47,32 @@ pub async fn connect(endpoints: &[String], auth: &FleetAuth) -> Result<Client, S
         opts = opts.with_user(user.clone(), text.lines().next().unwrap_or_default().to_string());
     }
     let shown = endpoints.join(",");
-    let attempt = async {
-        let mut c = Client::connect(endpoints, Some(opts)).await?;
-        c.status().await?;
-        Ok::<_, etcd_client::Error>(c)
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT + REQUEST_TIMEOUT, attempt).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(explain(&shown, auth, &e)),
-        Err(_) => Err(format!(
-            "cannot reach etcd at {shown}: no answer within {}s",
-            (CONNECT_TIMEOUT + REQUEST_TIMEOUT).as_secs()
-        )),
+    let mut last = format!("cannot reach etcd at {shown}: no endpoint");
+    // Each caller starts at its own endpoint, so nodes spread over members.
+    let start = std::process::id() as usize;
+    for i in 0..endpoints.len() {
+        let endpoint = &endpoints[(start + i) % endpoints.len()];
+        let attempt = async {
+            let mut c = Client::connect([endpoint], Some(opts.clone())).await?;
+            c.status().await?;
+            Ok::<_, etcd_client::Error>(c)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT + REQUEST_TIMEOUT, attempt).await {
+            Ok(Ok(c)) => return Ok((c, endpoint.clone())),
+            Ok(Err(e)) => {
+                last = explain(&shown, auth, &e);
+                // Credentials and certificates are the same on every member.
+                if !last.starts_with("cannot reach") {
+                    return Err(last);
+                }
+            }
+            Err(_) => {
+                let secs = (CONNECT_TIMEOUT + REQUEST_TIMEOUT).as_secs();
+                last = format!("cannot reach etcd at {shown}: no answer within {secs}s");
+            }
+        }
     }
+    Err(last)
 }
 
 /// One line for a person: which of the usual causes it is.

@@ -80,6 +80,13 @@ pub struct Link {
     /// Why it is disconnected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Links lost and back at once (an etcd member went away, another
+    /// answered): not a disconnection, only counted.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// The endpoint of the last connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl std::fmt::Display for Link {
@@ -106,7 +113,14 @@ impl prometheus_client::collector::Collector for Link {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new((self.since_ms / 1000) as i64).encode(m)
+        ConstGauge::new((self.since_ms / 1000) as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "corral_fleet_reconnects",
+            "Links to etcd lost and back at once (another member answered)",
+            None,
+            MetricType::Counter,
+        )?;
+        prometheus_client::metrics::counter::ConstCounter::new(self.reconnects).encode(m)
     }
 }
 
@@ -177,6 +191,8 @@ mod tests {
             since: "2026-01-01T00:00:00Z".into(),
             since_ms: 0,
             error: Some("cannot reach etcd".into()),
+            reconnects: 0,
+            endpoint: None,
         };
         assert_eq!(
             l.to_string(),

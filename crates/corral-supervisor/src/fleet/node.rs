@@ -52,6 +52,8 @@ impl Node {
             since: crate::time::now_rfc3339(),
             since_ms: now_ms(),
             error: Some("not connected yet".into()),
+            reconnects: 0,
+            endpoint: None,
         };
         sup.fleet().link = Some(link);
         Node {
@@ -82,26 +84,49 @@ impl Node {
     /// node and its status go at once).
     pub(crate) async fn run(mut self, stop: Arc<Notify>) {
         let mut delay = RETRY.0;
+        // When a working link was lost: until its lease would have run
+        // out, failures to get it back are retried quietly (an etcd member
+        // died and the others elect a leader); only the metrics count it.
+        let mut lost: Option<(u64, std::time::Instant)> = None;
         loop {
-            let why = tokio::select! {
+            let (why, lasted) = tokio::select! {
                 why = self.session() => why,
                 _ = stop.notified() => return self.leave().await,
             };
             self.client = None;
-            self.set_link(false, Some(why));
+            if lasted {
+                lost = Some((now_ms(), std::time::Instant::now()));
+                delay = RETRY.0;
+                if let Some(l) = self.sup.fleet().link.as_mut() {
+                    l.reconnects += 1;
+                }
+            }
+            let connected = self.sup.fleet().link.as_ref().is_some_and(|l| l.connected);
+            let quiet = connected && lost.is_some_and(|(_, at)| at.elapsed() < self.cfg.ttl);
+            if !quiet {
+                self.set_link(false, Some(why), lost.map(|(ms, _)| ms));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = stop.notified() => return,
             }
-            delay = (delay * 2).min(RETRY.1);
+            if !quiet {
+                delay = (delay * 2).min(RETRY.1);
+            }
         }
     }
 
-    /// One connection's life; returns why it ended.
-    async fn session(&mut self) -> String {
-        let mut client = match connect::connect(&self.cfg.endpoints, &self.cfg.auth).await {
-            Ok(c) => c,
-            Err(e) => return e,
+    /// One connection's life; returns why it ended, and whether it got
+    /// as far as following the desired state.
+    async fn session(&mut self) -> (String, bool) {
+        let mut client = match connect::connect_any(&self.cfg.endpoints, &self.cfg.auth).await {
+            Ok((c, endpoint)) => {
+                if let Some(l) = self.sup.fleet().link.as_mut() {
+                    l.endpoint = Some(endpoint);
+                }
+                c
+            }
+            Err(e) => return (e, false),
         };
         let value = NodeValue {
             labels: self.cfg.labels.clone(),
@@ -112,7 +137,7 @@ impl Node {
         };
         let mut reg = match Registration::new(&mut client, &self.keys, &self.cfg, &value).await {
             Ok(r) => r,
-            Err(e) => return format!("cannot register: {e}"),
+            Err(e) => return (format!("cannot register: {e}"), false),
         };
         let lease = reg.lease;
         self.client = Some((client.clone(), lease));
@@ -123,23 +148,34 @@ impl Node {
         let _drives = AbortOnDrop(tokio::spawn(drives));
         let mut stream = match self.follow(&mut client).await {
             Ok(s) => s,
-            Err(e) => return e,
+            Err(e) => return (e, false),
         };
-        self.set_link(true, None);
+        self.set_link(true, None, None);
+        (self.following(&mut client, &mut stream, keep, lease).await, true)
+    }
+
+    /// Follows the desired state and publishes status until something fails.
+    async fn following(
+        &mut self,
+        client: &mut Client,
+        stream: &mut etcd_client::WatchStream,
+        keep: AbortOnDrop<String>,
+        lease: i64,
+    ) -> String {
         let mut events = self.sup.subscribe();
-        if let Err(e) = self.publish(&mut client, lease).await {
+        if let Err(e) = self.publish(client, lease).await {
             return e;
         }
         let mut keep = keep;
         loop {
             tokio::select! {
                 why = &mut keep.0 => return why.unwrap_or_else(|e| e.to_string()),
-                u = watch::next(&mut stream, &self.keys, &mut self.desired) => match u {
+                u = watch::next(stream, &self.keys, &mut self.desired) => match u {
                     Ok(Update::Changed) => self.apply().await,
                     Ok(Update::Compacted) => {
                         emit(self.sup.events(), "fleet", "fleet: the last revision seen was compacted: resync".into());
                         self.desired.revision = 0;
-                        stream = match self.follow(&mut client).await {
+                        *stream = match self.follow(client).await {
                             Ok(s) => s,
                             Err(e) => return e,
                         };
@@ -150,7 +186,7 @@ impl Node {
                     if matches!(e, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                         return "the daemon is stopping".into();
                     }
-                    if let Err(e) = self.publish(&mut client, lease).await {
+                    if let Err(e) = self.publish(client, lease).await {
                         return e;
                     }
                 }
@@ -257,7 +293,7 @@ impl Node {
 
     /// Records a change of the link (and only a change): status, an
     /// event, a line on stderr.
-    fn set_link(&self, connected: bool, error: Option<String>) {
+    fn set_link(&self, connected: bool, error: Option<String>, since_ms: Option<u64>) {
         let link = {
             let mut f = self.sup.fleet();
             let Some(link) = f.link.as_mut() else { return };
@@ -267,7 +303,9 @@ impl Node {
                 }
                 return;
             }
-            *link = Link { connected, since: crate::time::now_rfc3339(), since_ms: now_ms(), error, ..link.clone() };
+            let since_ms = since_ms.unwrap_or_else(now_ms);
+            let since = crate::time::format_millis(since_ms as i64);
+            *link = Link { connected, since, since_ms, error, ..link.clone() };
             link.clone()
         };
         eprintln!("corral: {link}");

@@ -65,6 +65,10 @@ pub struct Gray {
 /// differ, each with its revision bumped, in one transaction. With
 /// `gray`, a changed service that exists becomes a rollout instead.
 pub async fn apply(t: &Target, file: &Path, gray: Option<Gray>) -> Result<Applied, String> {
+    retried(|| apply_once(t, file, gray)).await
+}
+
+async fn apply_once(t: &Target, file: &Path, gray: Option<Gray>) -> Result<Applied, String> {
     let src = std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
     let parts = super::spec::split(&src, file).map_err(|e| e.to_string())?;
     if parts.is_empty() {
@@ -121,6 +125,10 @@ pub async fn apply(t: &Target, file: &Path, gray: Option<Gray>) -> Result<Applie
 
 /// `corral fleet scale SERVICE N`: instances per node.
 pub async fn scale(t: &Target, service: &str, n: u32) -> Result<u64, String> {
+    retried(|| scale_once(t, service, n)).await
+}
+
+async fn scale_once(t: &Target, service: &str, n: u32) -> Result<u64, String> {
     if !crate::config::valid_segment(service) {
         return Err(format!("`{service}` is not a service name"));
     }
@@ -225,6 +233,10 @@ pub struct FleetStatus {
 
 /// Live nodes (their lease is alive).
 pub async fn nodes(t: &Target) -> Result<Vec<NodeRow>, String> {
+    retried(|| nodes_once(t)).await
+}
+
+async fn nodes_once(t: &Target) -> Result<Vec<NodeRow>, String> {
     let mut client = connect::connect(&t.endpoints, &t.auth).await?;
     read_nodes(&mut client, &Keys::new(&t.cluster)).await
 }
@@ -241,6 +253,10 @@ async fn read_nodes(client: &mut Client, keys: &Keys) -> Result<Vec<NodeRow>, St
 
 /// See [`FleetStatus`].
 pub async fn status(t: &Target) -> Result<FleetStatus, String> {
+    retried(|| status_once(t)).await
+}
+
+async fn status_once(t: &Target) -> Result<FleetStatus, String> {
     let mut client = connect::connect(&t.endpoints, &t.auth).await?;
     let keys = Keys::new(&t.cluster);
     let nodes = read_nodes(&mut client, &keys).await?;
@@ -297,6 +313,10 @@ pub enum RolloutVerb {
 
 /// A service's rollout, as etcd holds it.
 pub async fn rollout_status(t: &Target, service: &str) -> Result<Rollout, String> {
+    retried(|| rollout_status_once(t, service)).await
+}
+
+async fn rollout_status_once(t: &Target, service: &str) -> Result<Rollout, String> {
     let mut client = connect::connect(&t.endpoints, &t.auth).await?;
     let keys = Keys::new(&t.cluster);
     super::driver::read_rollout(&mut client, &keys, service)
@@ -309,6 +329,10 @@ pub async fn rollout_status(t: &Target, service: &str) -> Result<Rollout, String
 /// Acts on a service's rollout: one transaction, which fails (and changes
 /// nothing) if the driver moved it meanwhile.
 pub async fn rollout(t: &Target, service: &str, verb: RolloutVerb) -> Result<Rollout, String> {
+    retried(|| rollout_once(t, service, verb)).await
+}
+
+async fn rollout_once(t: &Target, service: &str, verb: RolloutVerb) -> Result<Rollout, String> {
     let mut client = connect::connect(&t.endpoints, &t.auth).await?;
     let keys = Keys::new(&t.cluster);
     let who = connect::who(&t.auth);
@@ -363,4 +387,22 @@ pub async fn rollout(t: &Target, service: &str, verb: RolloutVerb) -> Result<Rol
         return Err("the rollout moved meanwhile; nothing was written: run it again".into());
     }
     Ok(r)
+}
+
+/// Transient answers of a cluster that is electing a leader (a member
+/// died): the whole verb is tried again, which is safe because each one
+/// re-reads and writes in one guarded transaction.
+const RETRIES: u32 = 5;
+
+async fn retried<T, F: std::future::Future<Output = Result<T, String>>>(f: impl Fn() -> F) -> Result<T, String> {
+    let mut n = 0;
+    loop {
+        match f().await {
+            Err(e) if n < RETRIES && (e.contains("leader changed") || e.contains("no leader")) => {
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+            r => return r,
+        }
+    }
 }
