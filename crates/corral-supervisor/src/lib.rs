@@ -40,6 +40,7 @@ pub mod policy;
 mod spawn;
 mod state;
 mod supervisor;
+mod sys;
 pub mod time;
 pub mod tls;
 mod user;

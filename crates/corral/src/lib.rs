@@ -38,6 +38,7 @@ mod backend;
 mod error;
 mod event;
 mod group;
+mod leftover;
 mod limits;
 mod monitor;
 mod outcome;
@@ -51,6 +52,7 @@ pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforceme
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
+pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};

@@ -218,3 +218,37 @@ fn tokio_wait_does_not_block_the_runtime() {
         assert_gone(&pids);
     });
 }
+
+/// What a dead controller left (a daemon SIGKILLed, its state file lost) is
+/// found by the tag each member inherits and reaped; the groups of a live
+/// controller (this test) are neither listed nor reaped.
+#[test]
+fn orphaned_groups_are_found_by_their_tag_and_reaped() {
+    // A controller that is gone: a child that exited and was reaped.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let orphan_id = format!("{dead_pid}-{}", std::process::id());
+    let live_id = format!("{}-4242424", std::process::id());
+    let start = |id: &str| {
+        let mut c = tk(&["--sleep", "30"]).env("CORRAL_GROUP", id).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ready\""), "{line}");
+        c
+    };
+    let mut orphan = start(&orphan_id);
+    let mut live = start(&live_id);
+    let found = corral::orphaned_groups().unwrap();
+    let g = found.iter().find(|g| g.id == orphan_id).unwrap_or_else(|| panic!("{orphan_id} not in {found:?}"));
+    assert_eq!(g.members, [orphan.id()]);
+    assert!(!found.iter().any(|g| g.id == live_id), "a live controller's group is not an orphan");
+    assert_eq!(corral::reap_group(&orphan_id, orphan.id()).unwrap(), 1);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(orphan.wait().unwrap().signal(), Some(9));
+    let e = corral::reap_group(&live_id, live.id()).unwrap_err();
+    assert!(e.to_string().contains("still running"), "{e}");
+    assert!(live.try_wait().unwrap().is_none(), "refused, so not killed");
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

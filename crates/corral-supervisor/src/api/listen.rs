@@ -54,7 +54,7 @@ mod unix {
     use super::Path;
     use axum::serve::Listener;
     use std::future::Future;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     use tokio::net::{UnixListener, UnixStream};
 
     /// Accepts only connections from the daemon's own uid.
@@ -87,6 +87,31 @@ mod unix {
         }
     }
 
+    /// Removes `path` when it is a stale socket: a socket no daemon answers
+    /// on. Anything else found there (a file, a live socket) is refused,
+    /// never deleted: `socket =` may point at something that is not ours.
+    async fn remove_stale(path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let refuse = |kind, why: String| Err(std::io::Error::new(kind, why));
+        if !meta.file_type().is_socket() {
+            return refuse(
+                std::io::ErrorKind::AlreadyExists,
+                "it exists and is not a socket; corral removes only a stale socket of its own: \
+                 remove it, or set [daemon] socket to a free path"
+                    .into(),
+            );
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return refuse(std::io::ErrorKind::AddrInUse, format!("a daemon already listens on {}", path.display()));
+        }
+        std::fs::remove_file(path)
+    }
+
     /// Binds the socket (replacing a stale one) and serves until `stop`
     /// completes. On Unix every `access` serves the owner alone: there is
     /// no service mode here (systemd runs `corral up`).
@@ -97,17 +122,9 @@ mod unix {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
-        if path.exists() {
-            if UnixStream::connect(path).await.is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("a daemon already listens on {}", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
+        remove_stale(path).await?;
         let inner = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         // SAFETY: geteuid has no preconditions.

@@ -191,9 +191,11 @@ struct EventsQuery {
 }
 
 async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Response {
-    let path = api.sup.config().daemon.state_dir.join("events.jsonl");
+    let d = api.sup.config().daemon;
     let n = q.n.unwrap_or(100);
-    let lines = tokio::task::spawn_blocking(move || tail(&path, n)).await.unwrap_or_default();
+    let lines = tokio::task::spawn_blocking(move || crate::event::recent(&d.state_dir, n, d.events.keep))
+        .await
+        .unwrap_or_default();
     let events: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     Json(json!({ "events": events })).into_response()
 }

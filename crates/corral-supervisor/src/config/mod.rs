@@ -47,6 +47,9 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Reload when the config file changes (default true).
     pub watch_config: bool,
+    /// Rotation of `state_dir/events.jsonl` (`events = { max_size, keep }`,
+    /// default 10 MiB and 5 files, like the logs).
+    pub events: LogPolicy,
 }
 
 /// `[daemon.tcp]`: refused at start unless every field is there.
@@ -127,6 +130,12 @@ pub struct LogPolicy {
     pub max_size: u64,
     /// Rotated files kept besides the current one.
     pub keep: u32,
+}
+
+impl LogPolicy {
+    /// The most rotated files a policy may keep: each rotation renames
+    /// every one of them.
+    pub const MAX_KEEP: u32 = 1000;
 }
 
 impl Default for LogPolicy {

@@ -16,6 +16,7 @@ pub(crate) struct RawDaemon {
     pub tcp: Option<RawTcp>,
     pub metrics_listen: Option<Addr>,
     pub watch_config: Option<bool>,
+    pub events: Option<RawLogs>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,7 +244,9 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         token_file: t.token_file.map(|p| anchor(base, &p)),
         ..t
     });
+    let events = events_policy(sink, raw.events, root);
     DaemonConfig {
+        events,
         socket,
         state_dir,
         log_dir,
@@ -252,6 +254,32 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
     }
+}
+
+/// `[daemon] events = { max_size, keep }`.
+fn events_policy(sink: &mut Sink<'_>, raw: Option<RawLogs>, root: &toml_edit::Table) -> LogPolicy {
+    let mut p = LogPolicy::default();
+    let Some(l) = raw else { return p };
+    let span = root.get("daemon").and_then(|d| d.as_table_like()).and_then(|t| key_span(t, "events"));
+    p.max_size = l.max_size.map_or(p.max_size, |s| s.0);
+    p.keep = l.keep.unwrap_or(p.keep);
+    if p.max_size < 1024 {
+        sink.push(
+            span.clone(),
+            "[daemon] events.max_size is below 1KiB",
+            Some("a size like \"10MiB\"".to_string()),
+            None,
+        );
+    }
+    if p.keep > LogPolicy::MAX_KEEP {
+        sink.push(
+            span,
+            format!("[daemon] events.keep is {}, more than {} files", p.keep, LogPolicy::MAX_KEEP),
+            Some("a count like 5".into()),
+            None,
+        );
+    }
+    p
 }
 
 fn valid_name(name: &str) -> bool {

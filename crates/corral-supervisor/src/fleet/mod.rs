@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn a_name_in_both_keeps_the_local_service_and_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let events = EventLog::open(&dir.path().join("events.jsonl")).unwrap();
+        let events = EventLog::open(dir.path(), crate::config::LogPolicy::default()).unwrap();
         let local = crate::config::parse("[services.web]\ncommand = [\"local\"]\n", Path::new("/tmp/c.toml")).unwrap();
         let (fleet, _) = crate::config::parse_fleet_spec(
             "[services.web]\ncommand = [\"fleet\"]\n[services.api]\ncommand = [\"api\"]\n",

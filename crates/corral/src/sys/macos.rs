@@ -238,6 +238,17 @@ pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (bsdinfo(pid).map(|i| i.pbi_ppid), None)
 }
 
+/// macOS offers no other process's environment: no tag can be read.
+pub(crate) fn orphaned_groups() -> io::Result<Vec<(String, Vec<u32>)>> {
+    Ok(Vec::new())
+}
+
+/// Without tags, the recorded process group is what is known.
+pub(crate) fn reap_group(_id: &str, leader: u32) -> io::Result<usize> {
+    unix::killpg(leader, libc::SIGKILL)?;
+    Ok(1)
+}
+
 pub(crate) fn reap_all_orphans(_yes: bool) {
     // macOS has no subreaper: orphans go to launchd, which reaps them.
 }

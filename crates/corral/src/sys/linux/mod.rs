@@ -17,6 +17,7 @@ mod cgroup_v1;
 mod cgroup_v2;
 mod fds;
 mod hierarchy;
+mod leftovers;
 mod pgid;
 mod proc_events;
 mod procfs;
@@ -736,6 +737,8 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
 }
 
 /// `(ppid, exe)` for events.
+pub(crate) use leftovers::{orphaned_groups, reap_group};
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
 }
