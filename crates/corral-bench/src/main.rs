@@ -7,11 +7,13 @@
 //! ```
 //!
 //! Parts: `spawn` (1), `kill` (2), `footprint` (3, 4, 5), `restart` (6),
-//! `stop` (7), `crashloop` (7b), `logs` (8). The benchmarks are Linux-only: the peers
+//! `stop` (7), `crashloop` (7b), `logs` (8), `fleet` (12, needs etcd). The benchmarks are Linux-only: the peers
 //! and the measuring tools (pidfds, smaps_rollup, cgroups) are.
 
 #[cfg(target_os = "linux")]
 mod daemons;
+#[cfg(target_os = "linux")]
+mod fleet;
 #[cfg(target_os = "linux")]
 mod kill;
 #[cfg(target_os = "linux")]
@@ -52,7 +54,7 @@ pub struct Opts {
 #[cfg(target_os = "linux")]
 mod linux {
     use crate::report::{self, Section};
-    use crate::{kill, logs, spawn, supervise, sys, tools, Opts};
+    use crate::{fleet, kill, logs, spawn, supervise, sys, tools, Opts};
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -67,13 +69,14 @@ usage: corral-bench PART [--quick] [--out FILE]
     stop        7   tree cleanup when a service is stopped
     crashloop   7b  crash loop: daemon CPU and number of starts
     logs        8   log capture throughput and lines lost
+    fleet       12  etcd + 5 daemons: apply to running, steady-state writes (needs etcd)
   --quick       fewer rounds and shorter windows: each part within a minute
   --out FILE    also write the report (of any part) to FILE
 Peers (supervisord, PM2) are installed when missing by scripts/install-peers.sh
 into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
 ";
 
-    const PARTS: [&str; 7] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs"];
+    const PARTS: [&str; 8] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs", "fleet"];
 
     pub fn main() -> i32 {
         let mut part = None;
@@ -126,6 +129,7 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
                 "restart" => supervise::restart(&opts),
                 "stop" => supervise::stop(&opts),
                 "logs" => logs::run(&opts),
+                "fleet" => fleet::run(&opts),
                 _ => supervise::crashloop(&opts),
             };
             match r {
