@@ -523,3 +523,51 @@ fn one_etcd_member_of_three_killed_is_noticed_by_nothing_but_the_metrics() {
     assert!(lost.is_empty(), "a member's death is no disconnection: {lost:#?}");
     d.down();
 }
+
+#[test]
+fn an_operator_pauses_resumes_promotes_and_rolls_back_a_rollout() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let nodes: Vec<Daemon> = ["n1", "n2"].iter().map(|n| Daemon::start(&node_toml(&url, n, "", "3s"))).collect();
+    let dir = Daemon::dir();
+    ok(fleet(&url, "apply", &["-f", &spec_file(dir.path(), "v1.toml", &sleeper("web", ""))]));
+    wait_fleet(&url, "revision 1 on both", |s| running(s, "web", 1).len() == 2);
+    let v2 = spec_file(dir.path(), "v2.toml", &sleeper("web", "env = { V = \"2\" }"));
+    // A pause no test waits out: the rollout stays on its canary step.
+    ok(fleet(&url, "apply", &["-f", &v2, "--canary", "50%", "--step", "50%", "--pause", "1h"]));
+    wait_fleet(&url, "the canary on revision 2", |s| {
+        running(s, "web", 2).len() == 1 && running(s, "web", 1).len() == 1
+    });
+    // Applying or scaling the service now is refused: the rollout owns it.
+    let out = fleet(&url, "scale", &["web", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a rollout of `web` is in progress"));
+    ok(fleet(&url, "rollout", &["pause", "web"]));
+    assert_eq!(rollout_status(&url, "web")["state"], "paused");
+    ok(fleet(&url, "rollout", &["resume", "web"]));
+    assert_eq!(rollout_status(&url, "web")["state"], "running");
+    ok(fleet(&url, "rollout", &["promote", "web"]));
+    let s = wait_fleet(&url, "revision 2 on both", |s| running(s, "web", 2).len() == 2);
+    assert_eq!(s["services"]["web"]["revision"], 2);
+    assert_eq!(rollout_status(&url, "web")["state"], "done");
+    // Back to revision 1 after the fact, and an abort of what is over is one line.
+    ok(fleet(&url, "rollout", &["rollback", "web"]));
+    wait_fleet(&url, "revision 1 on both again", |s| running(s, "web", 1).len() == 2 && nodes_on(s, "web", 2) == 0);
+    let out = fleet(&url, "rollout", &["abort", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is over"), "{err}");
+    let history: Vec<String> = rollout_status(&url, "web")["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap().to_string())
+        .collect();
+    for what in ["paused", "resumed", "done: every node on revision 2", "rolled back to revision 1"] {
+        assert!(history.iter().any(|h| h.starts_with(what)), "no {what:?} in {history:#?}");
+    }
+    for d in nodes {
+        d.down();
+    }
+}
