@@ -94,18 +94,27 @@ pub fn explain(endpoints: &str, auth: &FleetAuth, e: &etcd_client::Error) -> Str
 }
 
 /// Who writes, for the audit trail: the etcd user, else the client
-/// certificate's file, else the OS user on this host (etcd without auth
-/// cannot tell).
+/// certificate's common name, else the OS user on this host (etcd without
+/// auth cannot tell).
 pub fn who(auth: &FleetAuth) -> String {
     if let Some(u) = &auth.user {
         return u.clone();
     }
     if let Some(c) = &auth.cert {
-        let name = c.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = read(c, "cert").ok().and_then(|pem| common_name(&pem));
+        let name = name.unwrap_or_else(|| c.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
         return format!("cert:{name}");
     }
     let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
     format!("{user}@{}", crate::config::host_name().unwrap_or_else(|| "unknown-host".into()))
+}
+
+/// The subject's common name of the first certificate in `pem`.
+fn common_name(pem: &[u8]) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
 }
 
 fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
@@ -118,4 +127,24 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
         return Err(format!("{what} {} is over {} KiB", path.display(), MAX_FILE >> 10));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_is_the_user_else_the_certificates_common_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        let cert = params.self_signed(&key).unwrap();
+        let path = dir.path().join("client.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        let mut auth = FleetAuth { cert: Some(path), ..Default::default() };
+        assert_eq!(who(&auth), "cert:alice");
+        auth.user = Some("ops".into());
+        assert_eq!(who(&auth), "ops");
+    }
 }
