@@ -80,8 +80,8 @@ pub struct Link {
     /// Why it is disconnected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Links lost and back at once (an etcd member went away, another
-    /// answered): not a disconnection, only counted.
+    /// Working links lost: back within the ttl (an etcd member went away,
+    /// another answered) that is no disconnection, only this count.
     #[serde(default)]
     pub reconnects: u64,
     /// The endpoint of the last connection.
@@ -116,7 +116,7 @@ impl prometheus_client::collector::Collector for Link {
         ConstGauge::new((self.since_ms / 1000) as i64).encode(m)?;
         let m = enc.encode_descriptor(
             "corral_fleet_reconnects",
-            "Links to etcd lost and back at once (another member answered)",
+            "Working links to etcd that were lost (reported as a disconnection only past the ttl)",
             None,
             MetricType::Counter,
         )?;
