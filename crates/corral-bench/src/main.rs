@@ -4,10 +4,11 @@
 //! ```text
 //! cargo run --release -p corral-bench -- all            # everything; writes BENCHMARKS.md
 //! cargo run --release -p corral-bench -- kill --quick   # one part, quick (under a minute)
+//! cargo run --release -p corral-bench -- soak --minutes 10   # the soak (9), never part of `all`
 //! ```
 //!
 //! Parts: `spawn` (1), `kill` (2), `footprint` (3, 4, 5), `restart` (6),
-//! `stop` (7), `crashloop` (7b), `logs` (8), `fleet` (12, needs etcd). The benchmarks are Linux-only: the peers
+//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9), `fleet` (12, needs etcd). The benchmarks are Linux-only: the peers
 //! and the measuring tools (pidfds, smaps_rollup, cgroups) are.
 
 #[cfg(target_os = "linux")]
@@ -20,6 +21,8 @@ mod kill;
 mod logs;
 #[cfg(target_os = "linux")]
 mod report;
+#[cfg(target_os = "linux")]
+mod soak;
 #[cfg(target_os = "linux")]
 mod spawn;
 #[cfg(target_os = "linux")]
@@ -54,12 +57,12 @@ pub struct Opts {
 #[cfg(target_os = "linux")]
 mod linux {
     use crate::report::{self, Section};
-    use crate::{fleet, kill, logs, spawn, supervise, sys, tools, Opts};
+    use crate::{fleet, kill, logs, soak, spawn, supervise, sys, tools, Opts};
     use std::path::PathBuf;
     use std::time::Instant;
 
     const USAGE: &str = "\
-usage: corral-bench PART [--quick] [--out FILE]
+usage: corral-bench PART [--quick] [--out FILE] [--minutes N]
   PART is one of:
     all         every part below; writes BENCHMARKS.md at the workspace root (or --out)
     spawn       1   spawn+wait of /bin/true in a contained group
@@ -69,29 +72,46 @@ usage: corral-bench PART [--quick] [--out FILE]
     stop        7   tree cleanup when a service is stopped
     crashloop   7b  crash loop: daemon CPU and number of starts
     logs        8   log capture throughput and lines lost
-    fleet       12  etcd + 5 daemons: apply to running, steady-state writes (needs etcd)
+    soak        9   100 services, one crash-looping, a log follower, for --minutes
+                    (default 10); prints the daemon's RSS and fd curves and a verdict
+                    on flatness; updates its section of BENCHMARKS.md (or --out).
+                    Not part of `all`.
+    fleet       12  etcd + 5 daemons: apply to running, steady-state writes (needs etcd; not part
+                    of `all`)
   --quick       fewer rounds and shorter windows: each part within a minute
   --out FILE    also write the report (of any part) to FILE
 Peers (supervisord, PM2) are installed when missing by scripts/install-peers.sh
 into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
 ";
 
-    const PARTS: [&str; 8] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs", "fleet"];
+    const PARTS: [&str; 7] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs"];
+    /// Parts that run only when named.
+    const ALONE: [&str; 2] = ["soak", "fleet"];
 
     pub fn main() -> i32 {
         let mut part = None;
         let mut quick = false;
         let mut out: Option<PathBuf> = None;
+        let mut minutes = 10u64;
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
             match a.as_str() {
                 "--quick" => quick = true,
                 "--out" => out = args.next().map(PathBuf::from),
+                "--minutes" => match args.next().and_then(|m| m.parse::<u64>().ok()) {
+                    Some(m) if (1..=soak::MAX_MINUTES).contains(&m) => minutes = m,
+                    _ => {
+                        eprintln!("corral-bench: --minutes takes a whole number from 1 to {}", soak::MAX_MINUTES);
+                        return 2;
+                    }
+                },
                 "-h" | "--help" => {
                     print!("{USAGE}");
                     return 0;
                 }
-                p if part.is_none() && (p == "all" || PARTS.contains(&p)) => part = Some(p.to_string()),
+                p if part.is_none() && (p == "all" || PARTS.contains(&p) || ALONE.contains(&p)) => {
+                    part = Some(p.to_string())
+                }
                 other => {
                     eprintln!("corral-bench: unknown argument {other:?}\n{USAGE}");
                     return 2;
@@ -115,6 +135,9 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
             part == "all" || ["footprint", "restart", "stop", "crashloop", "logs"].contains(&part.as_str());
         let peers = if needs_peers { tools::peers() } else { tools::Peers::default() };
         let opts = Opts { quick, bins, peers };
+        if part == "soak" {
+            return run_soak(&opts, minutes, out);
+        }
 
         let parts: Vec<&str> = if part == "all" { PARTS.to_vec() } else { vec![part.as_str()] };
         let started = Instant::now();
@@ -183,6 +206,41 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         i32::from(failed)
     }
 
+    /// The soak alone: its section replaces its own in BENCHMARKS.md (or
+    /// `out`); the rest of the file stays as `all` wrote it.
+    fn run_soak(opts: &Opts, minutes: u64, out: Option<PathBuf>) -> i32 {
+        let sec = match soak::run(opts, minutes) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("corral-bench: soak failed: {e}");
+                return 1;
+            }
+        };
+        sys::reap_zombie_children();
+        println!("{}", sec.markdown());
+        println!("{}", report::verdict_table(&sec.verdicts));
+        let path = out.unwrap_or_else(|| tools::workspace().join("BENCHMARKS.md"));
+        let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+        for (name, text) in &sec.files {
+            let f = dir.join(name);
+            if let Some(d) = f.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            if let Err(e) = std::fs::write(&f, text) {
+                eprintln!("corral-bench: writing {}: {e}", f.display());
+            }
+        }
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        match std::fs::write(&path, soak::splice(&doc, &sec)) {
+            Ok(()) => eprintln!("corral-bench: wrote its section into {}", path.display()),
+            Err(e) => {
+                eprintln!("corral-bench: writing {}: {e}", path.display());
+                return 1;
+            }
+        }
+        i32::from(sec.verdicts.iter().any(|v| v.met != Some(true)))
+    }
+
     fn document(opts: &Opts, sections: &[Section], verdicts: &[report::Verdict], took: f64) -> String {
         let mode = if opts.quick {
             "**quick mode** (`--quick`: fewer rounds, shorter windows; indicative only)"
@@ -210,6 +268,11 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         s.push('\n');
         for sec in sections {
             s.push_str(&sec.markdown());
+        }
+        // The soak is not part of `all`: its last results stay.
+        let old = std::fs::read_to_string(tools::workspace().join("BENCHMARKS.md")).unwrap_or_default();
+        if let Some(kept) = soak::kept_section(&old) {
+            s.push_str(&kept);
         }
         s
     }

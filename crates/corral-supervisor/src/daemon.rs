@@ -47,6 +47,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         Some(t) => Some(t.bind().await?),
         None => None,
     };
+    let clients = api::clients_for(&config);
     let socket = config.daemon.socket.clone();
     let logs = LogHub::new(&config.daemon.log_dir, opts.echo.clone());
     let sup = Supervisor::new(config, logs).map_err(|e| format!("cannot set up {}: {e}", state_dir.display()))?;
@@ -60,20 +61,16 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let metrics_stop = Arc::new(Notify::new());
     let metrics_server = match sup.config().daemon.metrics_listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+            let bound = api::BoundMetrics::bind(addr).await?;
             let app = api::metrics_router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
             let stop = metrics_stop.clone();
-            eprintln!("corral: metrics on http://{}/metrics", listener.local_addr().unwrap_or(addr));
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await
-            }))
+            eprintln!("corral: metrics on http://{}/metrics", bound.local_addr());
+            Some(bound.serve(app, &clients, async move { stop.notified().await }))
         }
         None => None,
     };
     let tcp_app = app.clone();
-    let server = api::serve_local(&socket, app, opts.access, async move { stop_wait.notified().await })
+    let server = api::serve_local(&socket, app, opts.access, &clients, async move { stop_wait.notified().await })
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     // Tests and scripts wait for this line.
@@ -85,7 +82,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let tcp_server = tcp.map(|t| {
         eprintln!("corral: listening on https://{} (TLS, bearer token)", t.local_addr());
         let stop = tcp_stop.clone();
-        t.serve(tcp_app, async move { stop.notified().await })
+        t.serve(tcp_app, &clients, async move { stop.notified().await })
     });
     // A fleet node first runs what it last applied (etcd may be away).
     let fleet = match sup.config().fleet {

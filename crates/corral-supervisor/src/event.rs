@@ -37,6 +37,10 @@ pub enum EventKind {
     /// About the daemon itself, not one instance (an unreadable state
     /// file at start); `service` is empty, `from` and `to` are `stopped`.
     Daemon,
+    /// An instance's log could not be written and its output is held
+    /// (the service waits in `write`), or it is written again. `from` and
+    /// `to` are the state it happened in.
+    Log,
 }
 
 impl EventKind {
@@ -50,6 +54,7 @@ impl EventKind {
             EventKind::Retuned => "retuned",
             EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
+            EventKind::Log => "log",
         }
     }
 

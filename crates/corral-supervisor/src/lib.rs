@@ -29,6 +29,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod diff;
+mod environment;
 mod event;
 pub mod fleet;
 pub mod health;

@@ -18,6 +18,8 @@
 //! | `corral_probe_duration_seconds` | histogram | service, instance, probe |
 //! | `corral_probe_failures_total` | counter | service, instance, probe |
 //! | `corral_alerts_total` | counter | service, instance, metric, action |
+//! | `corral_log_holds_total` | counter | service, instance |
+//! | `corral_log_held` | gauge (1 while held) | service, instance |
 //! | `process_resident_memory_bytes` | gauge | (the daemon; Linux) |
 //! | `process_cpu_seconds_total` | counter | (the daemon; Unix) |
 
@@ -27,7 +29,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -76,6 +78,8 @@ pub struct Metrics {
     probe_failures: Family<Labels, Counter>,
     restarts: Family<Labels, Counter>,
     alerts: Family<Labels, Counter>,
+    log_holds: Family<Labels, Counter>,
+    log_held: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,8 @@ impl Default for Metrics {
             probe_failures: Family::default(),
             restarts: Family::default(),
             alerts: Family::default(),
+            log_holds: Family::default(),
+            log_held: Family::default(),
         }
     }
 }
@@ -121,6 +127,16 @@ impl Metrics {
         self.alerts.get_or_create(&l).inc();
     }
 
+    /// An instance's log began (`true`) or ended (`false`) a hold: its
+    /// output waits for the disk.
+    pub(crate) fn log_held(&self, service: &str, instance: u32, held: bool) {
+        let l = labels(service, instance);
+        if held {
+            self.log_holds.get_or_create(&l).inc();
+        }
+        self.log_held.get_or_create(&l).set(i64::from(held));
+    }
+
     /// Everything, with the instances as they are now.
     pub fn render(&self, instances: Vec<InstanceStatus>, fleet: Option<crate::fleet::Link>, format: Format) -> String {
         let mut reg = Registry::default();
@@ -136,6 +152,12 @@ impl Metrics {
         reg.register("corral_probe_duration_seconds", "How long health checks took", self.probe_duration.clone());
         reg.register("corral_probe_failures", "Health checks that failed", self.probe_failures.clone());
         reg.register("corral_alerts", "Resource alerts that fired", self.alerts.clone());
+        reg.register(
+            "corral_log_holds",
+            "Times the instance's log could not be written and its output was held",
+            self.log_holds.clone(),
+        );
+        reg.register("corral_log_held", "1 while the instance's output is held for the disk", self.log_held.clone());
         reg.register_collector(Box::new(Daemon));
         let mut out = String::new();
         let r = match format {

@@ -33,9 +33,6 @@ const SETTLE: Duration = Duration::from_millis(150);
 /// Reads before giving up on a file that keeps changing (the next event
 /// or poll looks again).
 const SETTLE_ROUNDS: u32 = 20;
-/// A config larger than this is no config; the loader says so, the
-/// watcher just does not hold it.
-const MAX_READ: u64 = 1 << 20;
 
 /// Runs until aborted.
 pub(crate) async fn config_file(sup: Supervisor) {
@@ -77,18 +74,12 @@ async fn settled(path: &Path, events: &mut mpsc::Receiver<()>) -> Option<Vec<u8>
     None
 }
 
-/// A bounded read of a regular file: a FIFO or a device put in the
-/// config's place must neither block nor balloon the daemon.
+/// The config loader's own bounded read (a regular file of at most 1 MiB),
+/// off the runtime: a FIFO or a device put in the config's place must
+/// neither block nor balloon the daemon.
 async fn read(path: &Path) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let meta = tokio::fs::metadata(path).await.ok()?;
-    if !meta.is_file() {
-        return None;
-    }
-    let file = tokio::fs::File::open(path).await.ok()?;
-    let mut buf = Vec::new();
-    file.take(MAX_READ + 1).read_to_end(&mut buf).await.ok()?;
-    Some(buf)
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::config::file::read(&path).ok()).await.ok().flatten()
 }
 
 /// Watches the folder of `path` and sends a wake-up for every event that

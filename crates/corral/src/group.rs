@@ -73,7 +73,14 @@ impl GroupBuilder {
             backend,
         };
         let cfg = monitor::Config { timeout: self.timeout, stop: self.stop, cpu_time: spec.limits.cpu_time };
-        let started = monitor::start::<sys::Imp>(spec.clone(), cmd, cfg)?;
+        let cwd = cmd.get_current_dir().map(std::path::Path::to_path_buf);
+        check_cwd(cwd.as_deref())?;
+        let started = monitor::start::<sys::Imp>(spec.clone(), cmd, cfg).map_err(|e| match e.kind() {
+            // The exec's "no such file" may be the directory's, removed since
+            // the check above.
+            ErrorKind::NotFound => check_cwd(cwd.as_deref()).err().unwrap_or(e),
+            _ => e,
+        })?;
         Ok(Group {
             id: spec.id,
             pid: started.pid,
@@ -84,6 +91,23 @@ impl GroupBuilder {
             stdout: started.child.stdout,
             stderr: started.child.stderr,
         })
+    }
+}
+
+/// A missing working directory makes the spawn fail with "no such file",
+/// which would read as "command not found": name the directory instead.
+fn check_cwd(cwd: Option<&std::path::Path>) -> Result<()> {
+    let Some(dir) = cwd else { return Ok(()) };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("the working directory {} is not a directory", dir.display()),
+        )
+        .hint("set the working directory (cwd) to a directory")),
+        Err(e) => Err(Error::os(format!("the working directory {} cannot be used", dir.display()), e)
+            .with_kind(ErrorKind::InvalidInput)
+            .hint("create it, or set the working directory (cwd) to one that exists")),
     }
 }
 

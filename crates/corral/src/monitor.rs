@@ -8,6 +8,7 @@
 //! OS has them) and wakes only for a change, a request, a deadline, or an
 //! adaptive CPU-time check.
 
+use crate::deadline;
 use crate::sys::{self, Change, SysGroup, Wake};
 use crate::{Event, ExitStatus, LimitKind, Outcome, Reason, StopPolicy, Usage};
 use std::collections::BTreeSet;
@@ -84,7 +85,7 @@ impl Shared {
     }
 
     pub(crate) fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
-        let end = Instant::now() + timeout;
+        let end = deadline::after(Instant::now(), timeout);
         let mut st = self.lock();
         loop {
             if let Some(o) = &st.outcome {
@@ -220,7 +221,7 @@ impl Teardown {
             return self.kill(sys);
         }
         let _ = sys.graceful_stop(stop.signal);
-        self.kill_at = Some(now + stop.grace);
+        self.kill_at = Some(deadline::after(now, stop.grace));
     }
 
     fn kill<S: SysGroup>(&mut self, sys: &S) {
@@ -244,7 +245,7 @@ fn limit_reason(kind: LimitKind) -> Option<Reason> {
 }
 
 fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, leader_pid: u32) -> Outcome {
-    let deadline = cfg.timeout.map(|t| started + t);
+    let deadline = cfg.timeout.map(|t| deadline::after(started, t));
     let cpu_limit = cfg.cpu_time.filter(|_| !sys.enforces_cpu_time());
     let cores = cores();
     let mut next_cpu_check = cpu_limit.map(|_| started);
@@ -273,7 +274,7 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
                     // The group cannot burn more than `cores` seconds per
                     // second, so nothing can happen before this point.
                     let wait = (limit - used) / cores;
-                    next_cpu_check = Some(now + wait.max(Duration::from_millis(5)));
+                    next_cpu_check = Some(deadline::after(now, wait.max(Duration::from_millis(5))));
                 }
             }
         }
@@ -312,7 +313,7 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
             deadline.filter(|_| td.reason.is_none() && leader.is_none()),
             next_cpu_check,
             td.kill_at.filter(|_| !td.killed),
-            (listening && !pushes).then(|| now + EVENT_POLL),
+            (listening && !pushes).then(|| deadline::after(now, EVENT_POLL)),
         ]
         .into_iter()
         .flatten()
@@ -356,7 +357,7 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
         }
     }
 
-    let leftover = sys.teardown(Instant::now() + TEARDOWN_LIMIT);
+    let leftover = sys.teardown(deadline::after(Instant::now(), TEARDOWN_LIMIT));
     let usage: Usage = sys.usage();
     let status = leader.unwrap_or(ExitStatus { code: None, signal: None });
     let reason = td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });

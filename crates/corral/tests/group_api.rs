@@ -194,6 +194,58 @@ fn errors_are_typed_with_a_hint() {
     assert!(e.to_string().contains("max_procs"), "{e}");
 }
 
+/// Issue 10: a timeout near i64::MAX seconds overflowed `started + t` and
+/// panicked the group's monitor (the leader was left a zombie shown as
+/// running), and so did `now + grace` in the teardown. Deadlines saturate:
+/// a huge one simply never comes.
+#[test]
+fn a_huge_timeout_and_grace_never_panic_the_monitor() {
+    let mut cmd = Command::new("sh");
+    // The leader leaves a member behind, so the teardown's graceful stop
+    // (and its `now + grace`) runs; the member ends on the stop signal.
+    cmd.args(["-c", "sleep 5 & exit 3"]);
+    let g = Group::builder()
+        .timeout(Duration::MAX)
+        .stop(StopPolicy::new(corral::Signal::TERM, Duration::MAX))
+        .spawn(cmd)
+        .unwrap();
+    let o = g.wait_timeout(Duration::from_secs(30)).expect("the group ended");
+    assert_eq!(o.status.code, Some(3), "{o:?}");
+    assert_eq!(o.reason, Reason::Exited);
+    assert_eq!(o.leftover, 0);
+}
+
+/// Issue 10: a missing working directory was reported as "command not
+/// found … check PATH". Nothing is started when it is missing.
+#[test]
+fn a_missing_cwd_is_named_not_taken_for_a_missing_command() {
+    let mut cmd = Command::new("true");
+    cmd.current_dir("/definitely/not/here");
+    let e = Group::spawn(cmd).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("working directory /definitely/not/here"), "{text}");
+    assert!(!text.contains("command not found") && !text.contains("PATH"), "{text}");
+}
+
+/// Issue 10: `cpus = 1e300` reached the kernel, whose ERANGE came back
+/// with the hint "run as root", to root. It is refused as a value first.
+#[test]
+fn a_huge_limit_is_refused_as_a_value() {
+    for limits in [
+        Limits::new().cpus(1e300),
+        Limits::new().cpus(f64::NAN),
+        Limits::new().cpus(1025.0),
+        Limits::new().memory(u64::MAX),
+        Limits::new().cpu_time(Duration::MAX),
+        Limits::new().max_procs(u32::MAX),
+    ] {
+        let e = Group::builder().limits(limits.clone()).spawn(Command::new("true")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{limits:?}: {e}");
+        assert!(!e.to_string().contains("root"), "{e}");
+    }
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn tokio_wait_does_not_block_the_runtime() {

@@ -2,25 +2,36 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod admit;
 mod auth;
+mod budget;
 mod listen;
+mod metrics_listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
+mod query;
+mod serve;
+mod stall;
 mod tcp;
 
+pub use admit::{Caps, Clients};
 pub use auth::Token;
+pub(crate) use budget::clients_for;
+pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
+pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
-use crate::logs::{tail, Follower};
+use crate::logs::{tail, Batch, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use query::JsonQuery;
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
@@ -190,7 +201,7 @@ struct EventsQuery {
     n: Option<usize>,
 }
 
-async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Response {
+async fn events(State(api): State<Api>, JsonQuery(q): JsonQuery<EventsQuery>) -> Response {
     let d = api.sup.config().daemon;
     let n = q.n.unwrap_or(100);
     let lines = tokio::task::spawn_blocking(move || crate::event::recent(&d.state_dir, n, d.events.keep))
@@ -215,8 +226,23 @@ struct LogsQuery {
     follow: Option<bool>,
 }
 
+/// The most lines `GET /v1/logs?n=` answers with.
+const MAX_TAIL: usize = 10_000;
+
+/// A followed batch as text: the marker of what was skipped, then the lines.
+fn follow_text(label: &str, batch: &Batch) -> String {
+    let mut text = String::new();
+    if batch.skipped > 0 {
+        text.push_str(&format!("{label} | -- skipped {} bytes: this reader fell behind --\n", batch.skipped));
+    }
+    for l in &batch.lines {
+        text.push_str(&format!("{label} | {l}\n"));
+    }
+    text
+}
+
 /// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
-async fn logs(State(api): State<Api>, Query(q): Query<LogsQuery>) -> Response {
+async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Response {
     let target = match &q.service {
         Some(s) => Target::Some(vec![s.clone()]),
         None => Target::All,
@@ -236,6 +262,9 @@ async fn logs(State(api): State<Api>, Query(q): Query<LogsQuery>) -> Response {
         }
     }
     let n = q.n.unwrap_or(20);
+    if n > MAX_TAIL {
+        return error(StatusCode::BAD_REQUEST, format!("n = {n} is too many lines: ask for at most {MAX_TAIL}"));
+    }
     let follow = q.follow.unwrap_or(false);
     // Followers start before the tail is read, so no line falls between.
     let followers: Vec<_> = if follow {
@@ -259,22 +288,25 @@ async fn logs(State(api): State<Api>, Query(q): Query<LogsQuery>) -> Response {
     if !follow {
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], history.concat()).into_response();
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    // A follower holds at most one batch (READ_MAX bytes of the file, with
+    // labels) and each channel a few: a reader that does not read costs a
+    // bounded number of bytes, the backlog stays on disk, and a follower
+    // that falls more than a rotation behind gets a `skipped` marker.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(2);
     tokio::spawn(async move {
         if tx.send(Ok(Bytes::from(history.drain(..).collect::<String>()))).await.is_err() {
             return;
         }
-        let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(256);
+        let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(1);
         for (label, mut f) in followers {
             let ltx = ltx.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = ltx.closed() => return,
-                        lines = f.next() => {
-                            let Some(lines) = lines else { return };
-                            let text: String = lines.iter().map(|l| format!("{label} | {l}\n")).collect();
-                            if ltx.send(text).await.is_err() {
+                        batch = f.next() => {
+                            let Some(batch) = batch else { return };
+                            if ltx.send(follow_text(&label, &batch)).await.is_err() {
                                 return;
                             }
                         }

@@ -58,8 +58,8 @@ impl Drop for LogMatch {
 
 async fn follow(mut follower: Follower, mut pending: Vec<(Regex, watch::Sender<bool>)>) {
     while !pending.is_empty() {
-        let Some(lines) = follower.next().await else { return };
-        for line in &lines {
+        let Some(batch) = follower.next().await else { return };
+        for line in &batch.lines {
             let text = text_of(line);
             pending.retain(|(re, tx)| {
                 if re.is_match(text) {

@@ -1,10 +1,41 @@
 //! Reads an instance's stdout and stderr until both close, and writes each
 //! line with a timestamp and its stream: `<ts> out <text>`.
+//!
+//! A write that fails (a full disk, a quota, an I/O error) holds the
+//! output: capture stops reading, so the pipes fill and the service blocks
+//! in `write`, and the write is retried with a growing delay until the
+//! disk takes it. What was read before the failure waits in memory (one
+//! read's worth per stream) and goes out first, from the exact byte where
+//! the file stopped.
 
 use super::{LineSplitter, LogHub, RotatingFile, Stream, MAX_LINE};
 use crate::config::LogPolicy;
+use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Who hears that an instance's log is held. Each method is called once
+/// per episode, never once per line.
+pub trait Stall: Send + Sync {
+    /// Writing failed; the output is held from now on.
+    fn held(&self, error: &io::Error);
+    /// The disk took everything that was held, after `held_for`.
+    fn resumed(&self, held_for: Duration);
+    /// Capture was stopped while held (the instance stopped, the daemon is
+    /// going away): these bytes of output were never written.
+    fn lost(&self, bytes: usize, error: &io::Error);
+}
+
+/// The first retry comes after this long; each next one waits twice as long.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between two retries.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// The wait before retry number `attempt` (from 0) of a held write.
+fn retry_delay(attempt: u32) -> Duration {
+    RETRY_FIRST.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX)).min(RETRY_MAX)
+}
 
 /// One instance's output, as the capture task sees it.
 pub struct Source {
@@ -16,10 +47,21 @@ pub struct Source {
 
 /// Captures until both pipes reach end of file, which happens once every
 /// process that held them is gone.
-pub async fn capture(src: Source, hub: Arc<LogHub>, service: String, instance: u32, label: String, policy: LogPolicy) {
+pub async fn capture(
+    src: Source,
+    hub: Arc<LogHub>,
+    service: String,
+    instance: u32,
+    label: String,
+    policy: LogPolicy,
+    stall: Arc<dyn Stall>,
+) {
     let path = hub.path(&service, instance);
     let mut file = match RotatingFile::open(&path, policy.max_size, policy.keep) {
-        Ok(f) => Some(f),
+        Ok(f) => {
+            hub.opened(&service, instance, f.size());
+            Some(f)
+        }
         Err(e) => {
             eprintln!("corral: cannot write {}: {e}; the output of {label} is discarded", path.display());
             None
@@ -31,7 +73,16 @@ pub async fn capture(src: Source, hub: Arc<LogHub>, service: String, instance: u
     let mut ebuf = ReadBuf::new();
     let mut osplit = LineSplitter::new(MAX_LINE);
     let mut esplit = LineSplitter::new(MAX_LINE);
-    let mut w = Writer { file: file.as_mut(), hub: &hub, service: &service, instance, label: &label, echo: Vec::new() };
+    let mut w = Writer {
+        file: file.as_mut(),
+        hub: &hub,
+        service: &service,
+        instance,
+        label: &label,
+        stall: &*stall,
+        held: None,
+        echo: Vec::new(),
+    };
     while out.is_some() || err.is_some() {
         tokio::select! {
             r = read_some(&mut out, obuf.space()) => match r {
@@ -42,6 +93,10 @@ pub async fn capture(src: Source, hub: Arc<LogHub>, service: String, instance: u
                 Some(n) => w.chunk(Stream::Err, &mut esplit, ebuf.filled(n)),
                 None => { w.end(Stream::Err, &mut esplit); err = None; }
             },
+        }
+        // Nothing more is read until what was read is on disk.
+        if let Err(e) = w.publish() {
+            w.hold(e).await;
         }
     }
 }
@@ -94,6 +149,9 @@ struct Writer<'a> {
     service: &'a str,
     instance: u32,
     label: &'a str,
+    stall: &'a dyn Stall,
+    /// The error of the hold under way.
+    held: Option<io::Error>,
     /// Echoed lines of the current read, printed together in `publish`.
     echo: Vec<u8>,
 }
@@ -102,20 +160,12 @@ impl Writer<'_> {
     fn chunk(&mut self, stream: Stream, split: &mut LineSplitter, data: &[u8]) {
         // One timestamp per read: the lines of one chunk arrived together.
         let ts = crate::time::now_rfc3339();
-        let (before_size, before_rot) = self.position();
         split.push(data, &mut |piece, continued| self.line(&ts, stream, piece, continued));
-        self.publish(before_size, before_rot);
     }
 
     fn end(&mut self, stream: Stream, split: &mut LineSplitter) {
         let ts = crate::time::now_rfc3339();
-        let (before_size, before_rot) = self.position();
         split.finish(&mut |piece, continued| self.line(&ts, stream, piece, continued));
-        self.publish(before_size, before_rot);
-    }
-
-    fn position(&self) -> (u64, u64) {
-        self.file.as_ref().map(|f| (f.size(), f.rotations())).unwrap_or((0, 0))
     }
 
     fn line(&mut self, ts: &str, stream: Stream, piece: &[u8], continued: bool) {
@@ -126,24 +176,65 @@ impl Writer<'_> {
             (Stream::Err, true) => "err+",
         };
         if let Some(f) = self.file.as_mut() {
-            if let Err(e) = f.write_parts(&[ts.as_bytes(), b" ", tag.as_bytes(), b" ", piece]) {
-                eprintln!("corral: writing the log of {}: {e}", self.label);
-            }
+            f.write_parts(&[ts.as_bytes(), b" ", tag.as_bytes(), b" ", piece]);
         }
         if let Some(echo) = self.hub.echo() {
             echo.format(&mut self.echo, self.label, piece);
         }
     }
 
-    fn publish(&mut self, before_size: u64, before_rot: u64) {
+    /// Echoes the lines read, writes them to the file and tells followers
+    /// what the file took, even when it took only part of them.
+    fn publish(&mut self) -> io::Result<()> {
         if let Some(echo) = self.hub.echo() {
             echo.flush(&mut self.echo);
         }
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.flush();
-            let rotated = f.rotations() - before_rot;
-            let bytes = if rotated > 0 { f.size() } else { f.size() - before_size };
-            self.hub.grew(self.service, self.instance, bytes, rotated);
+        let Some(f) = self.file.as_mut() else { return Ok(()) };
+        let (written, rotations) = (f.written(), f.rotations());
+        let r = f.flush();
+        self.hub.grew(self.service, self.instance, f.written() - written, f.rotations() - rotations, f.size());
+        r
+    }
+
+    /// Retries the write until the disk takes it; tells `stall` once when
+    /// the hold begins and once when it ends.
+    async fn hold(&mut self, error: io::Error) {
+        self.stall.held(&error);
+        self.held = Some(error);
+        let since = Instant::now();
+        let mut attempt = 0;
+        loop {
+            tokio::time::sleep(retry_delay(attempt)).await;
+            attempt = attempt.saturating_add(1);
+            match self.publish() {
+                Ok(()) => break,
+                Err(e) => self.held = Some(e),
+            }
         }
+        self.held = None;
+        self.stall.resumed(since.elapsed());
+    }
+}
+
+/// A capture dropped while held (the instance stopped, or the daemon is
+/// going away) says how much output it never wrote.
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        let queued = self.file.as_ref().map_or(0, |f| f.pending());
+        if let (Some(e), true) = (&self.held, queued > 0) {
+            self.stall.lost(queued, e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_50ms_doubling_up_to_2s() {
+        let waits: Vec<u64> = (0..9).map(|a| retry_delay(a).as_millis() as u64).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX, "no overflow however long the hold");
     }
 }

@@ -6,9 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-/// (bytes written, rotations) of one instance's log; followers wake on
-/// every change.
-pub type Growth = (u64, u64);
+/// How far one instance's log has come; followers wake on every change.
+/// The three fields are published together, after the bytes are in the
+/// file: offset `size` of the current file is byte `written` of the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Growth {
+    /// Bytes in the log since the daemon started, across rotations,
+    /// counting from the size the file had when first opened.
+    pub written: u64,
+    /// Rotations since the daemon started.
+    pub rotations: u64,
+    /// Bytes in the current file.
+    pub size: u64,
+}
 
 /// The log folder and the growth signals of every instance.
 pub struct LogHub {
@@ -40,14 +50,32 @@ impl LogHub {
 
     fn sender(&self, service: &str, instance: u32) -> watch::Sender<Growth> {
         let mut g = self.growth.lock().unwrap_or_else(|p| p.into_inner());
-        g.entry((service.to_string(), instance)).or_insert_with(|| watch::channel((0, 0)).0).clone()
+        g.entry((service.to_string(), instance)).or_insert_with(|| watch::channel(Growth::default()).0).clone()
     }
 
-    /// Tells followers that the log grew or rotated.
-    pub(crate) fn grew(&self, service: &str, instance: u32, bytes: u64, rotated: u64) {
+    /// A capture opened the log, which holds `size` bytes. The first
+    /// open counts them as written, so `written` and a follower's count of
+    /// bytes read start from the same origin.
+    pub(crate) fn opened(&self, service: &str, instance: u32, size: u64) {
+        self.sender(service, instance).send_if_modified(|g| {
+            let first = *g == Growth::default();
+            if first {
+                *g = Growth { written: size, rotations: 0, size };
+            }
+            first
+        });
+    }
+
+    /// Tells followers that the log grew by `bytes` and rotated `rotated`
+    /// times, and that the current file now holds `size` bytes.
+    pub(crate) fn grew(&self, service: &str, instance: u32, bytes: u64, rotated: u64, size: u64) {
+        if bytes == 0 && rotated == 0 {
+            return;
+        }
         self.sender(service, instance).send_modify(|g| {
-            g.0 += bytes;
-            g.1 += rotated;
+            g.written += bytes;
+            g.rotations += rotated;
+            g.size = size;
         });
     }
 

@@ -2,21 +2,25 @@
 //! `log_dir/<service>/<instance>.log`, rotated by size, readable live.
 //!
 //! Capture applies backpressure instead of dropping: when the disk is slow
-//! the reader stops reading, the pipe fills, and the child blocks in
-//! `write`. Nothing is buffered without bound and nothing is lost.
+//! or full the reader stops reading, the pipe fills, and the child blocks
+//! in `write`. Nothing is buffered without bound and nothing is lost.
+//! Followers read the file in bounded steps, so a slow one costs disk,
+//! not memory.
 
 pub mod capture;
 mod follow;
 mod hub;
 mod line;
 mod rotate;
+mod stall;
 
 pub use capture::capture;
 pub(crate) use follow::{last_lines, Mark};
-pub use follow::{tail, Follower};
+pub use follow::{tail, Batch, Follower, READ_MAX};
 pub use hub::{Echo, LogHub};
 pub use line::LineSplitter;
 pub use rotate::RotatingFile;
+pub(crate) use stall::StallReport;
 
 /// Lines longer than this are split into pieces; the pieces after the
 /// first are tagged `out+` / `err+` so they can be joined again.

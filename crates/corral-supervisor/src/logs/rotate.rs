@@ -1,9 +1,19 @@
 //! A log file that rotates by size: `x.log` → `x.log.1` → … → `x.log.N`,
 //! the oldest one removed, like logrotate's `rotate N`.
+//!
+//! Lines are queued in memory and written by [`RotatingFile::flush`]. A
+//! write that fails (a full disk) or stops short keeps exactly the bytes
+//! not yet written, so the next flush resumes where the file stopped: no
+//! line is written twice, lost, or torn. The caller bounds the queue by
+//! not reading more output until a flush succeeds.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// The queue's capacity kept between flushes; more is given back.
+const KEEP_QUEUE: usize = 64 * 1024;
 
 /// Appends lines to `path`, rotating before a line would take the file
 /// past `max_size`. A single line larger than `max_size` still goes in
@@ -12,8 +22,21 @@ pub struct RotatingFile {
     path: PathBuf,
     max_size: u64,
     keep: u32,
-    out: BufWriter<File>,
+    /// `None` between a rotation's renames and the open of the new file,
+    /// when that open failed: the next flush opens it, and renames nothing
+    /// twice.
+    out: Option<File>,
+    /// Bytes queued, not yet in the file.
+    pending: Vec<u8>,
+    /// Offsets in `pending` where a rotation comes before the rest.
+    cuts: VecDeque<usize>,
+    /// Bytes in the current file once `pending` is written, for the
+    /// rotation decision.
+    planned: u64,
+    /// Bytes really in the current file.
     size: u64,
+    /// Bytes really written since open, across rotations.
+    written: u64,
     rotations: u64,
 }
 
@@ -21,41 +44,91 @@ impl RotatingFile {
     /// Opens `path` for appending, creating its folder; both private, and
     /// never through a symlink (see `sys::safe_fs`).
     pub fn open(path: &Path, max_size: u64, keep: u32) -> io::Result<Self> {
-        let (_, file) = crate::sys::safe_fs::append_to(path)?;
+        let file = append(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
             path: path.to_path_buf(),
             max_size,
             keep,
-            out: BufWriter::with_capacity(64 * 1024, file),
+            out: Some(file),
+            pending: Vec::new(),
+            cuts: VecDeque::new(),
+            planned: size,
             size,
+            written: 0,
             rotations: 0,
         })
     }
 
-    /// Writes one line (the `\n` is added).
-    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+    /// Queues one line (the `\n` is added).
+    pub fn write_line(&mut self, line: &[u8]) {
         self.write_parts(&[line])
     }
 
-    /// Writes one line made of `parts` (the `\n` is added), without
-    /// joining them first.
-    pub fn write_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+    /// Queues one line made of `parts` (the `\n` is added), without
+    /// joining them first. Nothing touches the disk before [`flush`].
+    ///
+    /// [`flush`]: RotatingFile::flush
+    pub fn write_parts(&mut self, parts: &[&[u8]]) {
         let len = parts.iter().map(|p| p.len() as u64).sum::<u64>() + 1;
-        if self.size > 0 && self.size + len > self.max_size {
-            self.rotate()?;
+        if self.planned > 0 && self.planned + len > self.max_size {
+            self.cuts.push_back(self.pending.len());
+            self.planned = 0;
         }
         for p in parts {
-            self.out.write_all(p)?;
+            self.pending.extend_from_slice(p);
         }
-        self.out.write_all(b"\n")?;
-        self.size += len;
+        self.pending.push(b'\n');
+        self.planned += len;
+    }
+
+    /// Writes what is queued, rotating where a line would not fit. On an
+    /// error the bytes not written stay queued, in order, for the next
+    /// call; what was written is never written again.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while !self.pending.is_empty() || !self.cuts.is_empty() || self.out.is_none() {
+            if self.cuts.front() == Some(&0) {
+                self.rotate()?;
+                self.cuts.pop_front();
+                continue;
+            }
+            if self.out.is_none() {
+                self.out = Some(append(&self.path)?);
+                continue;
+            }
+            let upto = self.cuts.front().copied().unwrap_or(self.pending.len());
+            let n = self.write_some(upto)?;
+            self.pending.drain(..n);
+            for c in self.cuts.iter_mut() {
+                *c -= n;
+            }
+        }
+        // A burst (a 64 KiB read of short lines, each with its timestamp)
+        // may have grown the queue to megabytes: give that back.
+        self.pending.shrink_to(KEEP_QUEUE);
         Ok(())
     }
 
-    /// Pushes buffered lines to the file, so readers see them.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    /// One `write` of the first `upto` queued bytes; a short count is
+    /// fine, the caller loops.
+    fn write_some(&mut self, upto: usize) -> io::Result<usize> {
+        let Some(out) = self.out.as_mut() else { return Ok(0) };
+        let n = loop {
+            match out.write(&self.pending[..upto]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the log file took no bytes")),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.size += n as u64;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// How many times this file has rotated since it was opened.
@@ -68,24 +141,44 @@ impl RotatingFile {
         self.size
     }
 
+    /// Bytes written since the file was opened, across rotations.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Renames the files along; the new current file is opened by the
+    /// caller's next step, so a failed open is retried without renaming
+    /// again.
     fn rotate(&mut self) -> io::Result<()> {
-        self.out.flush()?;
-        if self.keep == 0 {
-            fs::remove_file(&self.path).or_else(ignore_missing)?;
-        } else {
-            fs::remove_file(numbered(&self.path, self.keep)).or_else(ignore_missing)?;
-            for i in (1..self.keep).rev() {
-                fs::rename(numbered(&self.path, i), numbered(&self.path, i + 1)).or_else(ignore_missing)?;
+        if self.out.is_some() {
+            if self.keep == 0 {
+                fs::remove_file(&self.path).or_else(ignore_missing)?;
+            } else {
+                fs::remove_file(numbered(&self.path, self.keep)).or_else(ignore_missing)?;
+                for i in (1..self.keep).rev() {
+                    fs::rename(numbered(&self.path, i), numbered(&self.path, i + 1)).or_else(ignore_missing)?;
+                }
+                fs::rename(&self.path, numbered(&self.path, 1))?;
             }
-            fs::rename(&self.path, numbered(&self.path, 1))?;
+            self.out = None;
+            self.size = 0;
+            self.rotations += 1;
+            // Renamed away just now: anything found under the name was
+            // planted. (A retried open goes through `append`, which refuses
+            // what the daemon does not own.)
+            self.out = Some(crate::sys::safe_fs::create_new_at(&self.path)?);
+        } else {
+            self.out = Some(append(&self.path)?);
         }
-        // Renamed away just now: anything found under the name was planted.
-        let file = crate::sys::safe_fs::create_new_at(&self.path)?;
-        self.out = BufWriter::with_capacity(64 * 1024, file);
-        self.size = 0;
-        self.rotations += 1;
         Ok(())
     }
+}
+
+/// Opens `path` for appending, creating it and its folder privately, never
+/// through a symlink: the one place a log file is opened (at start, and
+/// when an open after a rotation is retried).
+fn append(path: &Path) -> io::Result<File> {
+    crate::sys::safe_fs::append_to(path).map(|(_, file)| file)
 }
 
 /// `x.log.N`.
@@ -113,7 +206,10 @@ mod tests {
         let path = dir.path().join("x.log");
         let mut f = RotatingFile::open(&path, 100, 2).unwrap();
         for i in 0..100 {
-            f.write_line(format!("line {i:03} .........").as_bytes()).unwrap();
+            f.write_line(format!("line {i:03} .........").as_bytes());
+            if i % 7 == 0 {
+                f.flush().unwrap();
+            }
         }
         f.flush().unwrap();
         let mut names: Vec<String> =
@@ -128,5 +224,23 @@ mod tests {
         let prev = fs::read_to_string(numbered(&path, 1)).unwrap();
         let first_in_last: u32 = last[5..8].parse().unwrap();
         assert!(prev.contains(&format!("line {:03}", first_in_last - 1)), "no line lost across a rotation");
+        assert_eq!(f.pending(), 0);
+        assert_eq!(f.rotations(), 19);
+        assert_eq!(f.written(), 100 * 19);
+    }
+
+    #[test]
+    fn queued_lines_cross_several_rotations_in_one_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut f = RotatingFile::open(&path, 10, 3).unwrap();
+        for l in ["aaaa", "bbbb", "cccc", "dddd", "eeee"] {
+            f.write_line(l.as_bytes());
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), "", "nothing is written before a flush");
+        f.flush().unwrap();
+        let read = |n: u32| fs::read_to_string(if n == 0 { path.clone() } else { numbered(&path, n) }).unwrap();
+        assert_eq!([read(2), read(1), read(0)], ["aaaa\nbbbb\n", "cccc\ndddd\n", "eeee\n"]);
+        assert_eq!((f.rotations(), f.size(), f.written()), (2, 5, 25));
     }
 }

@@ -2,4 +2,5 @@
 //! rest of the crate stays platform-neutral. Process effects (groups,
 //! leftovers) belong to the `corral` library, not here.
 
+pub(crate) mod nofile;
 pub(crate) mod safe_fs;

@@ -110,6 +110,7 @@ impl SysGroup for Group {
     }
 
     fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+        unix::hygiene::restore_sigchld()?;
         cmd.env("CORRAL_GROUP", &self.spec.id);
         cmd.process_group(0);
         let l = &self.spec.limits;
@@ -120,9 +121,15 @@ impl SysGroup for Group {
         if let Some(t) = l.cpu_time {
             rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
         }
-        // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
+        let sweep = unix::hygiene::FdSweep::prepare();
+        // SAFETY: the closure only calls setrlimit, sigaction and fcntl,
+        // which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || unix::apply_rlimits(&rl));
+            cmd.pre_exec(move || {
+                unix::apply_rlimits(&rl)?;
+                unix::hygiene::reset_ignored_signals();
+                unix::hygiene::close_inherited_fds(sweep, 3)
+            });
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {

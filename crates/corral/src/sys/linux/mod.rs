@@ -331,8 +331,13 @@ impl SysGroup for Group {
             .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
         }
         let cg_err = |what: &str, e: io::Error| {
-            Error::os(format!("{what} for the {kind} backend"), e)
-                .hint("run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup")
+            // Only a refusal is about permissions; a value the kernel
+            // rejects (ERANGE, EINVAL) is about the limit itself.
+            let hint = match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => "run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup",
+                _ => "the kernel refused a limit's value: try a smaller one, and see `corral doctor`",
+            };
+            Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let mut v2 = None;
         if matches!(kind, BackendKind::CgroupV2 | BackendKind::Hybrid) {
@@ -385,6 +390,7 @@ impl SysGroup for Group {
     }
 
     fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+        unix::hygiene::restore_sigchld()?;
         let id = self.spec.id.clone();
         cmd.env("CORRAL_GROUP", &id);
         cmd.process_group(0);
@@ -406,6 +412,7 @@ impl SysGroup for Group {
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let rlimits = unix::process_rlimits(&self.spec.limits);
+        let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         // SAFETY: the closure runs between fork and exec and only makes
@@ -424,7 +431,9 @@ impl SysGroup for Group {
                 if libc::getppid() != parent {
                     libc::_exit(137);
                 }
-                unix::apply_rlimits(&rlimits)
+                unix::apply_rlimits(&rlimits)?;
+                unix::hygiene::reset_ignored_signals();
+                unix::hygiene::close_inherited_fds(sweep, 3)
             });
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -479,28 +488,12 @@ impl SysGroup for Group {
     }
 
     fn kill(&self) -> io::Result<()> {
-        match (&self.v2, &self.v1) {
-            (Some(v2), _) if v2.has_kill() => v2.kill(),
-            (_, Some(v1)) if v1.has("freezer") => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
-            (Some(v2), _) => {
-                for p in v2.members()? {
-                    let _ = unix::kill(p, libc::SIGKILL);
-                }
-                Ok(())
-            }
-            (None, Some(v1)) => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
-            (None, None) => {
-                let _ = self.pgid_members();
-                pgid::kill(self.pgid(), &self.tag)
-            }
+        match self.kill_members() {
+            // The monitor's teardown removes the cgroups once every member
+            // is reaped; a kill that races it finds them gone (ENOENT) or
+            // being removed (ENODEV), and there is nothing left to kill.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+            r => r,
         }
     }
 
@@ -639,6 +632,33 @@ impl SysGroup for Group {
 }
 
 impl Group {
+    /// The kill of [`SysGroup::kill`], best mechanism first.
+    fn kill_members(&self) -> io::Result<()> {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) if v2.has_kill() => v2.kill(),
+            (_, Some(v1)) if v1.has("freezer") => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (Some(v2), _) => {
+                for p in v2.members()? {
+                    let _ = unix::kill(p, libc::SIGKILL);
+                }
+                Ok(())
+            }
+            (None, Some(v1)) => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (None, None) => {
+                let _ = self.pgid_members();
+                pgid::kill(self.pgid(), &self.tag)
+            }
+        }
+    }
+
     /// Applies the limits and arms the notifications.
     fn configure(&mut self) -> io::Result<()> {
         let lim = self.spec.limits.clone();
