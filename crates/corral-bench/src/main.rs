@@ -8,11 +8,13 @@
 //! ```
 //!
 //! Parts: `spawn` (1), `kill` (2), `footprint` (3, 4, 5), `restart` (6),
-//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9). The benchmarks are Linux-only: the peers
+//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9), `fleet` (12, needs etcd). The benchmarks are Linux-only: the peers
 //! and the measuring tools (pidfds, smaps_rollup, cgroups) are.
 
 #[cfg(target_os = "linux")]
 mod daemons;
+#[cfg(target_os = "linux")]
+mod fleet;
 #[cfg(target_os = "linux")]
 mod kill;
 #[cfg(target_os = "linux")]
@@ -55,7 +57,7 @@ pub struct Opts {
 #[cfg(target_os = "linux")]
 mod linux {
     use crate::report::{self, Section};
-    use crate::{kill, logs, soak, spawn, supervise, sys, tools, Opts};
+    use crate::{fleet, kill, logs, soak, spawn, supervise, sys, tools, Opts};
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -74,6 +76,8 @@ usage: corral-bench PART [--quick] [--out FILE] [--minutes N]
                     (default 10); prints the daemon's RSS and fd curves and a verdict
                     on flatness; updates its section of BENCHMARKS.md (or --out).
                     Not part of `all`.
+    fleet       12  etcd + 5 daemons: apply to running, steady-state writes (needs etcd; not part
+                    of `all`)
   --quick       fewer rounds and shorter windows: each part within a minute
   --out FILE    also write the report (of any part) to FILE
 Peers (supervisord, PM2) are installed when missing by scripts/install-peers.sh
@@ -82,7 +86,7 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
 
     const PARTS: [&str; 7] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs"];
     /// Parts that run only when named.
-    const ALONE: [&str; 1] = ["soak"];
+    const ALONE: [&str; 2] = ["soak", "fleet"];
 
     pub fn main() -> i32 {
         let mut part = None;
@@ -148,6 +152,7 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
                 "restart" => supervise::restart(&opts),
                 "stop" => supervise::stop(&opts),
                 "logs" => logs::run(&opts),
+                "fleet" => fleet::run(&opts),
                 _ => supervise::crashloop(&opts),
             };
             match r {

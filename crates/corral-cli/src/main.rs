@@ -3,6 +3,7 @@
 
 mod doctor;
 mod exit;
+mod fleet;
 mod report;
 mod run;
 mod service;
@@ -30,6 +31,11 @@ enum Cmd {
     Tree(tree::Args),
     #[command(flatten)]
     Supervisor(supervise::Cmd),
+    /// Drive a fleet's desired state in etcd: apply, status, nodes, scale.
+    Fleet {
+        #[command(subcommand)]
+        cmd: fleet::Cmd,
+    },
     /// Run the supervisor as a Windows service: install, uninstall, start, stop.
     Service {
         #[command(subcommand)]
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
         Cmd::Supervisor(c) => supervise::main(c),
+        Cmd::Fleet { cmd } => fleet::main(cmd),
         Cmd::Service { cmd } => service::main(cmd),
     };
     ExitCode::from(code)

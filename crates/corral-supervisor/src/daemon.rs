@@ -84,7 +84,18 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         let stop = tcp_stop.clone();
         t.serve(tcp_app, &clients, async move { stop.notified().await })
     });
+    // A fleet node first runs what it last applied (etcd may be away).
+    let fleet = match sup.config().fleet {
+        Some(f) => {
+            let mut node = crate::fleet::node::Node::new(sup.clone(), f);
+            node.preload().await;
+            Some(node)
+        }
+        None => None,
+    };
     let _ = sup.start(&Target::All).await;
+    let fleet_stop = Arc::new(Notify::new());
+    let fleet = fleet.map(|n| tokio::spawn(n.run(fleet_stop.clone())));
     let watcher = sup.config().daemon.watch_config.then(|| tokio::spawn(crate::watch::config_file(sup.clone())));
     tokio::select! {
         _ = wait_for_stop(&sup, &shutdown) => {}
@@ -97,6 +108,14 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     sup.shutdown().await;
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(f) = fleet {
+        // The node leaves (its lease revoked) unless etcd does not answer.
+        fleet_stop.notify_one();
+        let abort = f.abort_handle();
+        if tokio::time::timeout(crate::fleet::connect::REQUEST_TIMEOUT, f).await.is_err() {
+            abort.abort();
+        }
     }
     api_stop.notify_one();
     tcp_stop.notify_one();

@@ -31,6 +31,9 @@ pub enum EventKind {
     /// A reload gave the running instance new probes or alerts; its run
     /// (group, pid) goes on. `from` and `to` are the state it happened in.
     Retuned,
+    /// The fleet: desired state applied or refused, the link to etcd lost
+    /// or back (`reason` says which). `from` and `to` are `stopped`.
+    Fleet,
     /// About the daemon itself, not one instance (an unreadable state
     /// file at start); `service` is empty, `from` and `to` are `stopped`.
     Daemon,
@@ -49,6 +52,7 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::Dump => "dump",
             EventKind::Retuned => "retuned",
+            EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
         }

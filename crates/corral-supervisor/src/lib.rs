@@ -18,6 +18,7 @@
 //! - [`api`] and [`client`]: HTTP/1.1 + JSON on a local socket, or over
 //!   TLS with a bearer token.
 //! - [`tls`]: whom a TLS client trusts (https probes, the verbs over TCP).
+//! - [`fleet`]: desired state in etcd for many daemons (`[fleet]`).
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
@@ -30,6 +31,7 @@ pub mod daemon;
 pub mod diff;
 mod environment;
 mod event;
+pub mod fleet;
 pub mod health;
 mod instance;
 pub mod logs;

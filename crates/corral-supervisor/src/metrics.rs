@@ -138,8 +138,11 @@ impl Metrics {
     }
 
     /// Everything, with the instances as they are now.
-    pub fn render(&self, instances: Vec<InstanceStatus>, format: Format) -> String {
+    pub fn render(&self, instances: Vec<InstanceStatus>, fleet: Option<crate::fleet::Link>, format: Format) -> String {
         let mut reg = Registry::default();
+        if let Some(link) = fleet {
+            reg.register_collector(Box::new(link));
+        }
         reg.register_collector(Box::new(Instances(instances)));
         reg.register(
             "corral_instance_restarts",

@@ -117,6 +117,9 @@ struct Inner {
     /// spec, the rest the old one. The next reload replaces them whole,
     /// even when the file has not changed since.
     mixed: Mutex<BTreeSet<String>>,
+    /// Services from the fleet's desired state, merged into every config
+    /// applied (`fleet/`).
+    fleet: Mutex<crate::fleet::Overlay>,
 }
 
 impl Supervisor {
@@ -146,6 +149,7 @@ impl Supervisor {
                 op: tokio::sync::Mutex::new(()),
                 stopping: tokio::sync::watch::Sender::new(false),
                 mixed: Mutex::new(BTreeSet::new()),
+                fleet: Mutex::new(Default::default()),
             }),
         })
     }
@@ -179,7 +183,8 @@ impl Supervisor {
     /// `GET /metrics`: every instance and the daemon, in `format`. Reads
     /// each group's usage: call it off the runtime.
     pub fn metrics(&self, format: Format) -> String {
-        self.inner.ctx.metrics.render(self.status(), format)
+        let link = self.fleet().link.clone();
+        self.inner.ctx.metrics.render(self.status(), link, format)
     }
 
     /// Instance counts by service.
@@ -383,6 +388,7 @@ impl Supervisor {
         if self.is_stopping() {
             return Err(ReloadError::Stopping);
         }
+        let new = self.fleet().merge_into(new, &self.inner.ctx.events);
         let old = self.config();
         if !always && old.services == new.services {
             return Ok(None);
@@ -613,6 +619,30 @@ impl Supervisor {
             i.send(Control::Shutdown);
             let _ = i.task.await;
         }
+    }
+
+    /// Replaces the fleet's services and applies them with the local ones
+    /// through the same diff as a reload; `None` when nothing changed.
+    pub(crate) async fn set_fleet_services(
+        &self,
+        services: BTreeMap<String, ServiceSpec>,
+    ) -> Result<Option<Diff>, ReloadError> {
+        let local = {
+            let mut f = self.fleet();
+            f.services = services;
+            let mut c = self.config();
+            c.services.retain(|n, _| !f.applied.contains(n));
+            c
+        };
+        self.apply(Ok(local), false).await
+    }
+
+    pub(crate) fn fleet(&self) -> std::sync::MutexGuard<'_, crate::fleet::Overlay> {
+        self.inner.fleet.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn events(&self) -> &EventLog {
+        &self.inner.ctx.events
     }
 
     fn services(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Service>> {

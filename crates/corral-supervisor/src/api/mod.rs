@@ -121,7 +121,8 @@ async fn daemon(State(api): State<Api>) -> Response {
 }
 
 async fn list(State(api): State<Api>) -> Response {
-    Json(json!({ "instances": api.sup.status() })).into_response()
+    let fleet = api.sup.fleet().link.clone();
+    Json(json!({ "instances": api.sup.status(), "fleet": fleet })).into_response()
 }
 
 async fn one(State(api): State<Api>, Path(name): Path<String>) -> Response {

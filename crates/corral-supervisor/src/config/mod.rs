@@ -4,6 +4,7 @@
 mod bounds;
 mod diagnostic;
 pub(crate) mod file;
+mod fleet;
 mod inherit_env;
 mod paths;
 mod probes;
@@ -13,6 +14,8 @@ mod validate;
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
 pub use file::MAX_CONFIG_BYTES;
+pub(crate) use fleet::valid_segment;
+pub use fleet::{check_endpoint, host_name, FleetAuth, FleetConfig, DEFAULT_TTL, TTL_RANGE};
 pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
 
@@ -29,6 +32,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Where the daemon keeps its socket, state and logs.
     pub daemon: DaemonConfig,
+    /// `[fleet]`: desired state in etcd, when the node joins a fleet.
+    pub fleet: Option<FleetConfig>,
     /// Services by name.
     pub services: BTreeMap<String, ServiceSpec>,
 }
@@ -181,4 +186,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// errors and anchors relative paths).
 pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     validate::parse(src, path)
+}
+
+/// Placements of fleet services, by name.
+pub type Placements = BTreeMap<String, crate::fleet::Placement>;
+
+/// Checks a fleet spec (`corral fleet apply -f`, or one service's value in
+/// etcd): only services, each with its placement.
+pub fn parse_fleet_spec(src: &str, path: &Path) -> Result<(BTreeMap<String, ServiceSpec>, Placements), ConfigErrors> {
+    validate::parse_as(src, path, true).map(|(c, p)| (c.services, p))
 }

@@ -55,6 +55,26 @@ pub(crate) struct RawService {
     pub health: Option<de::IgnoredAny>,
     #[allow(dead_code)]
     pub alerts: Option<de::IgnoredAny>,
+    /// Fleet specs only; read on its own (`config/fleet.rs`).
+    #[allow(dead_code)]
+    pub placement: Option<de::IgnoredAny>,
+}
+
+/// `[fleet]`, checked in `config/fleet.rs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    pub endpoints: Option<Vec<String>>,
+    pub cluster: Option<String>,
+    pub node: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub ttl: Option<Dur>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, Clone)]

@@ -17,8 +17,15 @@ use std::path::Path;
 use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
 
 pub(super) type Span = Option<Range<usize>>;
+use super::Placements;
 
 pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    parse_as(src, path, false).map(|(c, _)| c)
+}
+
+/// With `fleet_spec`, the text is desired state for a fleet: only
+/// `[services.*]`, each with an optional `placement`, no `depends_on`.
+pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Config, Placements), ConfigErrors> {
     let file = path.display().to_string();
     let mut sink = Sink::new(&file, src);
     let doc = match ImDocument::parse(src.to_string()) {
@@ -31,10 +38,15 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     };
     let root = doc.as_table();
     let mut daemon = RawDaemon::default();
+    let (mut fleet, mut placements) = (None, Placements::new());
     let mut services: Vec<(String, Span, RawService, &dyn TableLike)> = Vec::new();
     for (key, item) in root.iter() {
         let key_span = root.key(key).and_then(|k| k.span());
         match key {
+            "daemon" | "fleet" if fleet_spec => {
+                sink.push(key_span, format!("a fleet spec holds only services, not [{key}]"), None, None)
+            }
+            "fleet" => fleet = Some((item, key_span)),
             "daemon" => {
                 if let Some(d) = read_table::<RawDaemon>(&mut sink, item, key_span, "[daemon]") {
                     daemon = d;
@@ -58,14 +70,15 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
             other => sink.push(
                 key_span,
                 format!("unknown top-level key `{other}`"),
-                Some("`daemon` or `services`".into()),
-                did_you_mean(other, ["daemon", "services"]),
+                Some("`daemon`, `services` or `fleet`".into()),
+                did_you_mean(other, ["daemon", "services", "fleet"]),
             ),
         }
     }
 
     let base = base_dir(path);
     let daemon = daemon_config(&mut sink, daemon, &base, root);
+    let fleet = fleet.and_then(|(item, span)| super::fleet::fleet_config(&mut sink, item, span, &base));
     let names: Vec<String> = services.iter().map(|s| s.0.clone()).collect();
     let mut specs = BTreeMap::new();
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -75,6 +88,21 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
         spans.insert(name.clone(), span.clone());
         deps.insert(name.clone(), raw.depends_on.iter().flatten().map(|(d, _)| d.clone()).collect());
         dep_spans.insert(name.clone(), key_span(table, "depends_on").or(span.clone()));
+        let what = format!("service `{name}`");
+        if fleet_spec && raw.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
+            sink.push(
+                key_span(table, "depends_on"),
+                format!("{what}: a fleet service cannot depend on another"),
+                None,
+                None,
+            );
+        }
+        if fleet_spec {
+            placements.extend(super::fleet::placement(&mut sink, &what, table).map(|p| (name.clone(), p)));
+        } else if table.contains_key("placement") {
+            let hint = Some("placement only in specs for `corral fleet apply`".into());
+            sink.push(key_span(table, "placement"), format!("{what}: `placement` is for fleet services"), hint, None);
+        }
         if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, &base) {
             specs.insert(name, spec);
         }
@@ -92,7 +120,7 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    Ok(Config { path: path.to_path_buf(), daemon, services: specs })
+    Ok((Config { path: path.to_path_buf(), daemon, fleet, services: specs }, placements))
 }
 
 /// The daemon-wide bound on instances, reported at the service that
