@@ -100,7 +100,7 @@ fi
 cmp -s "$shim" "$system32/bcryptprimitives.dll" || cp "$shim" "$system32/bcryptprimitives.dll"
 
 step "clippy ($target)"
-cargo clippy --workspace --all-targets --target "$target" -- -D warnings
+cargo clippy --workspace --all-targets --all-features --target "$target" -- -D warnings
 
 step "docs ($target, private items too)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p corral --all-features --target "$target" --document-private-items

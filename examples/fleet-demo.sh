@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v etcd >/dev/null || { echo "fleet-demo: etcd is not installed (Debian: apt-get install etcd-server)" >&2; exit 1; }
-cargo build -q -p corral-cli
+cargo build -q -p corral-cli --features fleet
 corral="$PWD/target/debug/corral"
 work="$(mktemp -d)"
 etcd_pid=""

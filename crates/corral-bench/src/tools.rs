@@ -35,6 +35,11 @@ pub fn bins() -> Result<Bins, String> {
         .arg(workspace().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target);
+    // The fleet part (12) needs corral's `fleet` feature, whose build needs
+    // protoc; every other part runs without it.
+    if std::env::var_os("PROTOC").is_some() || Command::new("protoc").arg("--version").output().is_ok() {
+        cmd.args(["--features", "corral-cli/fleet"]);
+    }
     if profile == "release" {
         cmd.arg("--release");
     } else {

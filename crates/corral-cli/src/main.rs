@@ -3,6 +3,7 @@
 
 mod doctor;
 mod exit;
+#[cfg(feature = "fleet")]
 mod fleet;
 mod report;
 mod run;
@@ -32,9 +33,17 @@ enum Cmd {
     #[command(flatten)]
     Supervisor(supervise::Cmd),
     /// Drive a fleet's desired state in etcd: apply, status, nodes, scale.
+    #[cfg(feature = "fleet")]
     Fleet {
         #[command(subcommand)]
         cmd: fleet::Cmd,
+    },
+    /// Drive a fleet's desired state in etcd (not built into this corral:
+    /// see the feature `fleet`).
+    #[cfg(not(feature = "fleet"))]
+    Fleet {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
     },
     /// Run the supervisor as a Windows service: install, uninstall, start, stop.
     Service {
@@ -54,7 +63,16 @@ fn main() -> ExitCode {
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
         Cmd::Supervisor(c) => supervise::main(c),
+        #[cfg(feature = "fleet")]
         Cmd::Fleet { cmd } => fleet::main(cmd),
+        #[cfg(not(feature = "fleet"))]
+        Cmd::Fleet { .. } => {
+            exit::error(
+                "this corral was built without fleet support; \
+                 build it with `cargo install --path crates/corral-cli --features fleet` (needs protoc)",
+            );
+            supervise::FAILED
+        }
         Cmd::Service { cmd } => service::main(cmd),
     };
     ExitCode::from(code)

@@ -5,7 +5,7 @@
 //! never on a fixed sleep; each proves at the end that every pid it saw is
 //! gone, and etcd is killed by pid and its data dir removed.
 
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "fleet"))]
 
 mod daemon;
 mod etcd;

@@ -85,6 +85,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         t.serve(tcp_app, &clients, async move { stop.notified().await })
     });
     // A fleet node first runs what it last applied (etcd may be away).
+    #[cfg(feature = "fleet")]
     let fleet = match sup.config().fleet {
         Some(f) => {
             let mut node = crate::fleet::node::Node::new(sup.clone(), f);
@@ -94,7 +95,9 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         None => None,
     };
     let _ = sup.start(&Target::All).await;
+    #[cfg(feature = "fleet")]
     let fleet_stop = Arc::new(Notify::new());
+    #[cfg(feature = "fleet")]
     let fleet = fleet.map(|n| tokio::spawn(n.run(fleet_stop.clone())));
     let watcher = sup.config().daemon.watch_config.then(|| tokio::spawn(crate::watch::config_file(sup.clone())));
     tokio::select! {
@@ -109,6 +112,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     if let Some(w) = watcher {
         w.abort();
     }
+    #[cfg(feature = "fleet")]
     if let Some(f) = fleet {
         // The node leaves (its lease revoked) unless etcd does not answer.
         fleet_stop.notify_one();

@@ -623,6 +623,7 @@ impl Supervisor {
 
     /// Replaces the fleet's services and applies them with the local ones
     /// through the same diff as a reload; `None` when nothing changed.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub(crate) async fn set_fleet_services(
         &self,
         services: BTreeMap<String, ServiceSpec>,
@@ -641,6 +642,7 @@ impl Supervisor {
         self.inner.fleet.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub(crate) fn events(&self) -> &EventLog {
         &self.inner.ctx.events
     }

@@ -106,6 +106,18 @@ pub(super) fn fleet_config(
     span: Span,
     base: &Path,
 ) -> Option<FleetConfig> {
+    if !cfg!(feature = "fleet") {
+        sink.push(
+            span,
+            "[fleet]: this corral was built without fleet support",
+            Some(
+                "a corral built with `--features fleet` (building it needs protoc: apt install protobuf-compiler)"
+                    .into(),
+            ),
+            None,
+        );
+        return None;
+    }
     let raw: RawFleet = read_table(sink, item, span.clone(), "[fleet]")?;
     let table = item.as_table_like()?;
     let before = sink.out.len();
@@ -200,7 +212,19 @@ pub(super) fn placement(sink: &mut Sink<'_>, what: &str, table: &dyn toml_edit::
     Some(Placement { labels: raw.labels.unwrap_or_default(), percent })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "fleet")))]
+mod without_the_feature {
+    #[test]
+    fn a_fleet_table_is_refused_with_the_way_to_get_it() {
+        let e =
+            crate::config::parse("[fleet]\nendpoints = [\"http://127.0.0.1:2379\"]\n", std::path::Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("built without fleet support") && e.contains("--features fleet"), "{e}");
+    }
+}
+
+#[cfg(all(test, feature = "fleet"))]
 mod tests {
     use super::*;
 

@@ -10,17 +10,24 @@
 //!   (the last applied state in state_dir), `node` (the daemon's loop).
 //! - [`ops`]: the operator's verbs (`corral fleet …`).
 
+#[cfg(feature = "fleet")]
 mod cache;
+#[cfg(feature = "fleet")]
 pub mod connect;
+#[cfg(feature = "fleet")]
 mod driver;
 pub mod keys;
+#[cfg(feature = "fleet")]
 pub(crate) mod node;
+#[cfg(feature = "fleet")]
 pub mod ops;
 pub mod placement;
+#[cfg(feature = "fleet")]
 pub mod registration;
 pub mod rollout;
 pub mod spec;
 pub mod status;
+#[cfg(feature = "fleet")]
 mod watch;
 
 pub use placement::Placement;
@@ -146,8 +153,10 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
 }
 
 /// A task that ends with its owner.
+#[cfg(feature = "fleet")]
 pub(crate) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 
+#[cfg(feature = "fleet")]
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();

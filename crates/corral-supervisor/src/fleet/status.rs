@@ -24,6 +24,7 @@ pub struct InstanceValue {
 }
 
 /// Keys and values for the fleet services' instances.
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
 pub(crate) fn snapshot(
     keys: &Keys,
     node: &str,
@@ -47,6 +48,7 @@ pub(crate) fn snapshot(
 }
 
 /// What to write and delete to go from `last` to `now`.
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
 pub(crate) fn changes(
     last: &BTreeMap<String, String>,
     now: &BTreeMap<String, String>,
