@@ -2,7 +2,7 @@
 //! user, limits and stop policy. Nothing here runs anything.
 
 use crate::config::ServiceSpec;
-use std::process::{Command, Stdio};
+use corral::{Command, Stdio};
 
 /// The command of one instance, with its pipes set up for capture.
 pub(crate) fn command(spec: &ServiceSpec, instance: u32) -> Result<Command, String> {
@@ -32,7 +32,6 @@ pub(crate) fn with_argv(spec: &ServiceSpec, instance: u32, argv: &[String]) -> R
 
 #[cfg(unix)]
 fn as_user(cmd: &mut Command, user: &str) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
     let acc = crate::user::lookup(user)?;
     cmd.uid(acc.uid).gid(acc.gid).env("HOME", &acc.home).env("USER", &acc.name).env("LOGNAME", &acc.name);
     Ok(())

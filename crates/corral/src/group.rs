@@ -3,9 +3,10 @@
 use crate::monitor::{self, Request, Shared};
 use crate::sys::{self, SysGroup};
 use crate::{
-    BackendKind, Enforcement, Error, ErrorKind, Event, Limits, Outcome, ProcessTree, Result, StopPolicy, Usage,
+    BackendKind, Enforcement, Error, ErrorKind, Event, IntoLeader, Limits, Outcome, ProcessTree, Result, SpawnPath,
+    StopPolicy, Usage,
 };
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -61,7 +62,13 @@ impl GroupBuilder {
     /// creation flags itself (suspended, new process group), replacing any
     /// the caller set. Members corral kills exit with signal 9 on Unix and
     /// with code 137 on Windows.
-    pub fn spawn(self, cmd: Command) -> Result<Group> {
+    ///
+    /// `cmd` is a [`crate::Command`] (on Linux, corral's own `clone3`
+    /// path) or a `std::process::Command` (std's fork path, since std
+    /// keeps its stdio settings private); [`Group::spawn_path`] tells which
+    /// ran.
+    pub fn spawn(self, cmd: impl IntoLeader) -> Result<Group> {
+        let cmd = cmd.into_leader();
         self.limits.validate()?;
         let backend = match self.backend {
             Some(b) => Some(b),
@@ -71,12 +78,19 @@ impl GroupBuilder {
             id: format!("{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             limits: self.limits,
             backend,
+            force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
         };
-        let cfg = monitor::Config { timeout: self.timeout, stop: self.stop, cpu_time: spec.limits.cpu_time };
+        let cfg = monitor::Config {
+            timeout: self.timeout,
+            stop: self.stop,
+            cpu_time: spec.limits.cpu_time,
+            spawn: SpawnPath::Fork,
+        };
         let started = monitor::start::<sys::Imp>(spec.clone(), cmd, cfg)?;
         Ok(Group {
             id: spec.id,
             pid: started.pid,
+            spawn: started.child.path,
             sys: started.sys,
             shared: started.shared,
             kill_on_drop: self.kill_on_drop.unwrap_or(true),
@@ -97,6 +111,18 @@ fn backend_from_env() -> Result<Option<BackendKind>> {
     }
 }
 
+fn spawn_from_env() -> Result<Option<SpawnPath>> {
+    match std::env::var("CORRAL_SPAWN") {
+        Ok(v) if !v.trim().is_empty() => match v.trim() {
+            "clone3" => Ok(Some(SpawnPath::Clone3)),
+            "fork" => Ok(Some(SpawnPath::Fork)),
+            _ => Err(Error::new(ErrorKind::InvalidInput, format!("CORRAL_SPAWN='{v}' is not a spawn path"))
+                .hint("use clone3 or fork, or unset it to pick the best")),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// A running group: a leader and every process it ever starts.
 ///
 /// Dropping a `Group` kills the whole group unless
@@ -104,6 +130,7 @@ fn backend_from_env() -> Result<Option<BackendKind>> {
 pub struct Group {
     id: String,
     pid: u32,
+    spawn: SpawnPath,
     sys: Arc<sys::Imp>,
     shared: Arc<Shared>,
     kill_on_drop: bool,
@@ -129,7 +156,7 @@ impl Group {
     }
 
     /// Starts `cmd` in a new group with default settings.
-    pub fn spawn(cmd: Command) -> Result<Group> {
+    pub fn spawn(cmd: impl IntoLeader) -> Result<Group> {
         Group::builder().spawn(cmd)
     }
 
@@ -141,6 +168,11 @@ impl Group {
     /// The leader's pid.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// How the leader was started.
+    pub fn spawn_path(&self) -> SpawnPath {
+        self.spawn
     }
 
     /// The backend that holds this group.

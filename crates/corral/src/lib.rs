@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod command;
 mod error;
 mod event;
 mod group;
@@ -48,6 +49,7 @@ pub mod units;
 mod usage;
 
 pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforcement, HostReport, Support};
+pub use command::{Command, IntoLeader, SpawnPath, Stdio};
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};

@@ -11,7 +11,6 @@
 use crate::sys::{self, Change, SysGroup, Wake};
 use crate::{Event, ExitStatus, LimitKind, Outcome, Reason, StopPolicy, Usage};
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,8 @@ pub(crate) struct Config {
     pub timeout: Option<Duration>,
     pub stop: StopPolicy,
     pub cpu_time: Option<Duration>,
+    /// How the leader was started, for the outcome (set once it is).
+    pub spawn: crate::SpawnPath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,12 +147,16 @@ pub(crate) struct Started<S> {
     pub pid: u32,
     pub sys: Arc<S>,
     pub shared: Arc<Shared>,
-    pub child: Child,
+    pub child: sys::Spawned,
 }
 
 /// Creates the group and spawns the leader on a new monitor thread, which
 /// then runs the group's whole life.
-pub(crate) fn start<S: SysGroup>(spec: sys::Spec, cmd: Command, cfg: Config) -> crate::Result<Started<S>> {
+pub(crate) fn start<S: SysGroup>(
+    spec: sys::Spec,
+    cmd: crate::command::Leader,
+    cfg: Config,
+) -> crate::Result<Started<S>> {
     let (tx, rx) = mpsc::sync_channel::<crate::Result<Started<S>>>(1);
     let name = format!("corral-{}", spec.id);
     std::thread::Builder::new()
@@ -180,7 +185,8 @@ pub(crate) fn start<S: SysGroup>(spec: sys::Spec, cmd: Command, cfg: Config) -> 
                 #[cfg(feature = "tokio")]
                 notify: tokio::sync::Notify::new(),
             });
-            let pid = child.id();
+            let pid = child.pid;
+            let cfg = Config { spawn: child.path, ..cfg };
             let started = Instant::now();
             let _ = tx.send(Ok(Started { pid, sys: sys.clone(), shared: shared.clone(), child }));
             let outcome = run(&*sys, &shared, &cfg, started, pid);
@@ -360,7 +366,7 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
     let usage: Usage = sys.usage();
     let status = leader.unwrap_or(ExitStatus { code: None, signal: None });
     let reason = td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });
-    Outcome { status, reason, usage, leftover, backend: sys.kind(), duration: started.elapsed() }
+    Outcome { status, reason, usage, leftover, backend: sys.kind(), duration: started.elapsed(), spawn: cfg.spawn }
 }
 
 /// Emits OS-pushed events, dropping a `Started` already announced by the

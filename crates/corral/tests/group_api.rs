@@ -4,10 +4,9 @@
 
 #![cfg(target_os = "linux")]
 
-use corral::{BackendKind, ErrorKind, Event, Group, Limits, Reason, StopPolicy};
+use corral::{BackendKind, Command, ErrorKind, Event, Group, Limits, Reason, Stdio, StopPolicy};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn testkit() -> PathBuf {

@@ -6,7 +6,7 @@
 
 use crate::{BackendKind, Enforcement, ExitStatus, LimitKind, Limits, ProcessInfo, Signal, Usage};
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
 #[cfg(unix)]
@@ -34,6 +34,29 @@ pub(crate) struct Spec {
     pub limits: Limits,
     /// A forced backend, from the builder or `CORRAL_BACKEND`.
     pub backend: Option<BackendKind>,
+    /// `CORRAL_SPAWN=fork`: start the leader through the fork path even
+    /// where `clone3` would work (tests cover both paths with it).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub force_fork: bool,
+}
+
+/// A leader just started: its pid, the controller's ends of its pipes,
+/// and how it was started.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    pub path: crate::SpawnPath,
+}
+
+impl Spawned {
+    /// From std's `Child` (corral reaps the leader itself; std's handle
+    /// only carries the pid and the pipes).
+    pub(crate) fn from_child(c: Child, path: crate::SpawnPath) -> Spawned {
+        Spawned { pid: c.id(), stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, path }
+    }
 }
 
 /// Something the monitor learns from [`SysGroup::wait`].
@@ -59,7 +82,7 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// Creates the container (cgroup, job, …) before anything runs in it.
     fn create(spec: &Spec) -> crate::Result<Self>;
     /// Starts the leader inside the container before it runs user code.
-    fn spawn_leader(&self, cmd: Command) -> crate::Result<Child>;
+    fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<Spawned>;
     fn kind(&self) -> BackendKind;
     /// How each requested limit is enforced.
     fn enforcement(&self) -> Vec<Enforcement>;
