@@ -324,3 +324,77 @@ fn an_unprivileged_user_falls_back_to_pgid() {
     assert_eq!(r["backend"], "pgid");
     drop(w);
 }
+
+#[test]
+fn both_spawn_paths_contain_setsid_and_double_fork_escapees_and_say_which_ran() {
+    for_each_backend(|b| {
+        for path in ["clone3", "fork"] {
+            let mut w = World::new(b);
+            let mut c = w.run(&["-t", "1", "-k", "2"], &["--setsid", "2", "--double-fork", "2", "--sleep", "30.5"]);
+            c.env("CORRAL_SPAWN", path);
+            let mut child = w.spawn(c);
+            let ready = w.ready(&mut child);
+            assert_eq!(ready["daemons"].as_array().unwrap().len(), 2, "[{b}/{path}]");
+            let (code, err) = w.finish(child);
+            assert_eq!(code, 124, "[{b}/{path}] {err}");
+            let r = w.report();
+            assert_eq!(r["spawn"], path, "[{b}] {r}");
+            assert_eq!(r["leftover"], 0, "[{b}/{path}]");
+            w.assert_nothing_left();
+        }
+    });
+}
+
+#[test]
+fn the_fork_fallback_contains_a_fork_bomb_and_forks_racing_the_kill() {
+    for_each_limit_backend(|b| {
+        let mut w = World::new(b);
+        let mut c = w.run(&["-p", "64", "-t", "20"], &["--fork-bomb", "10", "--sleep", "20"]);
+        c.env("CORRAL_SPAWN", "fork");
+        let mut child = w.spawn(c);
+        let _ = w.ready(&mut child);
+        let (code, err) = w.finish(child);
+        assert_eq!(code, 137, "[{b}] {err}");
+        assert_eq!(w.report()["reason"], "process_limit", "[{b}]");
+        assert_eq!(w.report()["spawn"], "fork", "[{b}]");
+        w.assert_nothing_left();
+    });
+    for_each_backend(|b| {
+        let mut w = World::new(b);
+        let mut c = w.run(&["-t", "0.3", "-k", "0"], &["--fork-chain", "1500", "--fork-loop", "300", "--sleep", "15"]);
+        c.env("CORRAL_SPAWN", "fork");
+        let mut child = w.spawn(c);
+        let _ = w.ready(&mut child);
+        let (code, err) = w.finish(child);
+        assert_eq!(code, 124, "[{b}] {err}");
+        assert_eq!(w.report()["leftover"], 0, "[{b}]");
+        w.assert_nothing_left();
+    });
+}
+
+#[test]
+fn controllers_sigkilled_at_any_point_of_the_spawn_leave_nothing_the_next_run_misses() {
+    for b in backends() {
+        if b == "pgid" {
+            eprintln!("skipping pgid: without a cgroup, a dead controller's group has nothing to find it by");
+            continue;
+        }
+        let mut w = World::new(&b);
+        // Each controller dies at a different point of its start: before,
+        // during or after the clone3 of its leader. Whatever the point, the
+        // leader dies with it (PDEATHSIG, armed before exec) and the rest
+        // is found by the next run.
+        for i in 0..12u64 {
+            let mut c = w.run(&[], &["--children", "2", "--grandchildren", "1", "--sleep", "30.5"]);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            let mut child = w.spawn(c);
+            std::thread::sleep(Duration::from_micros(i * 1500));
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let mut next = w.spawn(w.corral(&["run", "--", "true"]));
+        assert!(next.wait().unwrap().success(), "[{b}]");
+        w.assert_nothing_alive();
+        w.assert_no_cgroup_dirs();
+    }
+}
