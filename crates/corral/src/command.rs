@@ -198,6 +198,7 @@ impl Command {
 
     /// The environment the leader will get, in no particular order: the
     /// controller's (unless cleared) with this command's changes applied.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn resolved_env(&self) -> Vec<(OsString, OsString)> {
         let mut map: std::collections::BTreeMap<OsString, OsString> =
             if self.env_clear { Default::default() } else { std::env::vars_os().collect() };

@@ -52,7 +52,6 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::windows::io::OwnedHandle;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
