@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use corral::{Group, Limits, Reason};
-//! use std::process::Command;
+//! use corral::Command;
 //! use std::time::Duration;
 //!
 //! let mut cmd = Command::new("sh");
