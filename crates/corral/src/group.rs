@@ -86,7 +86,7 @@ impl GroupBuilder {
             cpu_time: spec.limits.cpu_time,
             spawn: SpawnPath::Fork,
         };
-        let started = monitor::start::<sys::Imp>(spec.clone(), cmd, cfg)?;
+        let started = monitor::start(spec.clone(), cmd, cfg)?;
         Ok(Group {
             id: spec.id,
             pid: started.pid,

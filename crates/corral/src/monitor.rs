@@ -1,14 +1,17 @@
-//! The platform-neutral life of a group, run on one thread per group.
+//! What a group's handle shares with whatever drives the group, and the
+//! two drivers: on Linux one event loop for every group (`reactor`), on
+//! other OSes one monitor thread per group that sleeps in the backend's
+//! `wait`. Both feed the same state machine (`life`), which decides every
+//! stop and kill; the loop wakes only for a change, a request, a
+//! deadline, or an adaptive CPU-time check.
 //!
-//! The leader is spawned on this thread on purpose: on Linux the leader's
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked it ends, so the
-//! forking thread must live exactly as long as the group.
-//!
-//! The loop sleeps in the backend's `wait` (kernel notifications where the
-//! OS has them) and wakes only for a change, a request, a deadline, or an
-//! adaptive CPU-time check.
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader ends,
+//! so leaders are spawned on a thread that outlives them: the reactor
+//! thread (which lives as long as the process), or the group's own thread.
 
 mod life;
+#[cfg(target_os = "linux")]
+mod reactor;
 
 use self::life::{Life, Next};
 use crate::sys::{self, SysGroup, Wake};
@@ -170,13 +173,21 @@ pub(crate) struct Started<S> {
     pub child: sys::Spawned,
 }
 
+/// Creates the group and spawns the leader. On Linux one event loop
+/// drives every group; elsewhere each group has a monitor thread.
+pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<sys::Imp>> {
+    #[cfg(target_os = "linux")]
+    return reactor::start(spec, cmd, cfg);
+    #[cfg(not(target_os = "linux"))]
+    return start_thread::<sys::Imp>(spec, cmd, cfg);
+}
+
 /// Creates the group and spawns the leader on a new monitor thread, which
-/// then runs the group's whole life.
-pub(crate) fn start<S: SysGroup>(
-    spec: sys::Spec,
-    cmd: crate::command::Leader,
-    cfg: Config,
-) -> crate::Result<Started<S>> {
+/// then runs the group's whole life. The leader is spawned on this thread
+/// on purpose: it lives exactly as long as the group, which is what
+/// `PR_SET_PDEATHSIG` needs where the OS has it.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<S>> {
     let (tx, rx) = mpsc::sync_channel::<crate::Result<Started<S>>>(1);
     let name = format!("corral-{}", spec.id);
     std::thread::Builder::new()
@@ -210,6 +221,7 @@ pub(crate) fn start<S: SysGroup>(
     rx.recv().unwrap_or_else(|_| Err(crate::Error::new(crate::ErrorKind::Os, "the group's monitor thread died")))
 }
 
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 /// Drives one group on the calling thread: sleeps in the backend's `wait`
 /// and feeds what it reports to the group's [`Life`].
 fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, leader_pid: u32) -> Outcome {

@@ -217,3 +217,38 @@ fn tokio_wait_does_not_block_the_runtime() {
         assert_gone(&pids);
     });
 }
+
+/// Names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn twenty_live_groups_share_one_event_loop_thread() {
+    let mut groups = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let mut g = Group::builder().timeout(Duration::from_secs(20)).spawn(tk(&["--sleep", "30.5"])).unwrap();
+        pids.extend(ready(&mut g).1);
+        groups.push(g);
+    }
+    let names = thread_names();
+    assert_eq!(names.iter().filter(|n| *n == "corral-reactor").count(), 1, "{names:?}");
+    // No thread per group (the old monitor threads were named after it;
+    // the kernel keeps 15 bytes of a thread's name).
+    let named = |g: &Group| format!("corral-{}", g.id()).chars().take(15).collect::<String>();
+    let per_group = names.iter().filter(|n| groups.iter().any(|g| **n == named(g)));
+    assert_eq!(per_group.count(), 0, "{names:?}");
+    for g in &groups {
+        g.kill().unwrap();
+    }
+    for g in &groups {
+        let o = g.wait();
+        assert_eq!((o.reason, o.leftover), (Reason::Killed, 0));
+    }
+    assert_gone(&pids);
+}

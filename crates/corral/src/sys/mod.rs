@@ -25,6 +25,8 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{describe, host_report, minidump, process_table, reap_all_orphans, Group as Imp};
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{poll_ready, EventFd};
 
 /// What the OS layer needs to create a group.
 #[derive(Debug, Clone)]
@@ -57,6 +59,18 @@ impl Spawned {
     pub(crate) fn from_child(c: Child, path: crate::SpawnPath) -> Spawned {
         Spawned { pid: c.id(), stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, path }
     }
+}
+
+/// What a shared event loop watches for one group.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) struct Readiness {
+    /// Fds whose readiness means [`SysGroup::wait`] has news; `true` for a
+    /// file the kernel signals with POLLPRI (cgroup `*.events`).
+    pub fds: Vec<(i32, bool)>,
+    /// Look at the group this often even without news (what the kernel
+    /// cannot notify is sampled).
+    pub sample: Option<Duration>,
 }
 
 /// Something the monitor learns from [`SysGroup::wait`].
@@ -98,6 +112,13 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// Blocks until something changes, `wake()` is called, or `timeout`.
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>>;
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
+    /// For one event loop shared by every group: what to watch. `None`
+    /// (the default): this backend is driven by a thread of its own that
+    /// sleeps in [`SysGroup::wait`].
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn readiness(&self) -> Option<Readiness> {
+        None
+    }
     /// After the kill: reaps everything, removes the container, and counts
     /// what is still alive (or unreaped) by `deadline`.
     fn teardown(&self, deadline: Instant) -> usize;

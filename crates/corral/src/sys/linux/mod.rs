@@ -27,7 +27,8 @@ mod stale;
 
 use self::cgroup_v1::CgroupV1;
 use self::cgroup_v2::CgroupV2;
-use self::fds::{EventFd, Watched};
+use self::fds::Watched;
+pub(crate) use self::fds::{poll_ready, EventFd};
 use self::hierarchy::Layout;
 use self::reaper::Owner;
 use super::{unix, Change, Spawned, Spec, SysGroup, Wake};
@@ -503,50 +504,19 @@ impl SysGroup for Group {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
-        let (pidfd, leader_done) = {
-            let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-            (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
-        };
-        let mut fds = vec![(self.wake.0.raw(), false)];
-        if let Some(p) = pidfd {
-            fds.push((p, false));
-        }
-        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
-        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
-            fds.push((e.raw(), false));
-        }
-        // Sample what the kernel cannot notify.
-        let lim = &self.spec.limits;
-        let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
-            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
-        let must_sample =
-            sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
+        let (fds, must_sample) = self.poll_set();
         let timeout = match (timeout, must_sample) {
             (Some(t), true) => Some(t.min(SAMPLE)),
             (None, true) => Some(SAMPLE),
             (t, false) => t,
         };
         let ready = fds::poll_ready(&fds, timeout)?;
-        self.wake.0.drain();
-        for w in &self.watched {
-            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
-                w.rearm();
-            }
-        }
-        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
-            e.drain();
-        }
-        let mut out = Vec::new();
-        if let Some(st) = self.reap_leader() {
-            out.push(Change::LeaderExited(st));
-        }
-        out.extend(self.limit_changes());
-        out.extend(self.sampled_limits());
-        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
-        if leader_gone && self.is_empty() {
-            out.push(Change::Empty);
-        }
-        Ok(out)
+        Ok(self.collect(&fds, &ready))
+    }
+
+    fn readiness(&self) -> Option<super::Readiness> {
+        let (fds, must_sample) = self.poll_set();
+        Some(super::Readiness { fds, sample: must_sample.then_some(SAMPLE) })
     }
 
     fn waker(&self) -> Arc<dyn Wake> {
@@ -626,6 +596,58 @@ impl SysGroup for Group {
             }
             (None, None) => format!("process group {}", self.pgid()),
         }
+    }
+}
+
+impl Group {
+    /// The fds whose readiness is news (with `true` for the cgroup files
+    /// signalled by POLLPRI), and whether the group must be looked at
+    /// every `SAMPLE` anyway, for what the kernel cannot notify.
+    fn poll_set(&self) -> (Vec<(RawFd, bool)>, bool) {
+        let (pidfd, leader_done) = {
+            let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+            (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
+        };
+        let mut fds = vec![(self.wake.0.raw(), false)];
+        if let Some(p) = pidfd {
+            fds.push((p, false));
+        }
+        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
+        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
+            fds.push((e.raw(), false));
+        }
+        // Sample what the kernel cannot notify.
+        let lim = &self.spec.limits;
+        let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
+            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
+        let must_sample =
+            sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
+        (fds, must_sample)
+    }
+
+    /// What changed, once `poll` reported `ready` for `fds`; re-arms the
+    /// notifications it consumed. Never blocks.
+    fn collect(&self, fds: &[(RawFd, bool)], ready: &[bool]) -> Vec<Change> {
+        self.wake.0.drain();
+        for w in &self.watched {
+            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
+                w.rearm();
+            }
+        }
+        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
+            e.drain();
+        }
+        let mut out = Vec::new();
+        if let Some(st) = self.reap_leader() {
+            out.push(Change::LeaderExited(st));
+        }
+        out.extend(self.limit_changes());
+        out.extend(self.sampled_limits());
+        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        if leader_gone && self.is_empty() {
+            out.push(Change::Empty);
+        }
+        out
     }
 }
 
