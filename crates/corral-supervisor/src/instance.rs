@@ -404,11 +404,8 @@ impl Task {
         // past. The follower also marks where this run's lines begin, for a
         // log probe that a reload brings in later.
         let follower = self.follower(None);
-        // Spawning waits for the library's monitor thread: keep it off the runtime.
-        let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        // Awaited, not blocked on: no thread of the runtime waits for the start.
+        let mut group = builder.spawn_async(cmd).await.map_err(|e| e.to_string())?;
         let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
         let label =
             if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };

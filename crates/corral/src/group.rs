@@ -68,7 +68,21 @@ impl GroupBuilder {
     /// keeps its stdio settings private); [`Group::spawn_path`] tells which
     /// ran.
     pub fn spawn(self, cmd: impl IntoLeader) -> Result<Group> {
-        let cmd = cmd.into_leader();
+        let (spec, cfg, kill_on_drop) = self.prepare()?;
+        let started = monitor::start(spec.clone(), cmd.into_leader(), cfg)?;
+        Ok(Group::from_started(spec.id, started, kill_on_drop))
+    }
+
+    /// [`GroupBuilder::spawn`] for async code: the task awaits the start
+    /// instead of blocking a thread of the runtime on it.
+    #[cfg(feature = "tokio")]
+    pub async fn spawn_async(self, cmd: impl IntoLeader) -> Result<Group> {
+        let (spec, cfg, kill_on_drop) = self.prepare()?;
+        let started = monitor::start_async(spec.clone(), cmd.into_leader(), cfg).await?;
+        Ok(Group::from_started(spec.id, started, kill_on_drop))
+    }
+
+    fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
         let backend = match self.backend {
             Some(b) => Some(b),
@@ -86,18 +100,7 @@ impl GroupBuilder {
             cpu_time: spec.limits.cpu_time,
             spawn: SpawnPath::Fork,
         };
-        let started = monitor::start(spec.clone(), cmd, cfg)?;
-        Ok(Group {
-            id: spec.id,
-            pid: started.pid,
-            spawn: started.child.path,
-            sys: started.sys,
-            shared: started.shared,
-            kill_on_drop: self.kill_on_drop.unwrap_or(true),
-            stdin: started.child.stdin,
-            stdout: started.child.stdout,
-            stderr: started.child.stderr,
-        })
+        Ok((spec, cfg, self.kill_on_drop.unwrap_or(true)))
     }
 }
 
@@ -150,6 +153,20 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
+    fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
+        Group {
+            id,
+            pid: started.pid,
+            spawn: started.child.path,
+            sys: started.sys,
+            shared: started.shared,
+            kill_on_drop,
+            stdin: started.child.stdin,
+            stdout: started.child.stdout,
+            stderr: started.child.stderr,
+        }
+    }
+
     /// A builder with no limits, no timeout and the default stop policy.
     pub fn builder() -> GroupBuilder {
         GroupBuilder::default()

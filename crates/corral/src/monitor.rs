@@ -182,6 +182,21 @@ pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -
     return start_thread::<sys::Imp>(spec, cmd, cfg);
 }
 
+/// [`start`] for async callers: no thread blocks while the group starts.
+#[cfg(feature = "tokio")]
+pub(crate) async fn start_async(
+    spec: sys::Spec,
+    cmd: crate::command::Leader,
+    cfg: Config,
+) -> crate::Result<Started<sys::Imp>> {
+    #[cfg(target_os = "linux")]
+    return reactor::start_async(spec, cmd, cfg).await;
+    #[cfg(not(target_os = "linux"))]
+    return tokio::task::spawn_blocking(move || start(spec, cmd, cfg))
+        .await
+        .unwrap_or_else(|_| Err(crate::Error::new(crate::ErrorKind::Os, "the task starting the group panicked")));
+}
+
 /// Creates the group and spawns the leader on a new monitor thread, which
 /// then runs the group's whole life. The leader is spawned on this thread
 /// on purpose: it lives exactly as long as the group, which is what

@@ -32,7 +32,24 @@ struct Job {
     spec: sys::Spec,
     cmd: Leader,
     cfg: Config,
-    reply: mpsc::SyncSender<crate::Result<Started<G>>>,
+    reply: Reply,
+}
+
+/// Where the result of a spawn goes: a blocked caller, or a task.
+enum Reply {
+    Blocking(mpsc::SyncSender<crate::Result<Started<G>>>),
+    #[cfg(feature = "tokio")]
+    Async(tokio::sync::oneshot::Sender<crate::Result<Started<G>>>),
+}
+
+impl Reply {
+    fn send(self, r: crate::Result<Started<G>>) {
+        match self {
+            Reply::Blocking(tx) => drop(tx.send(r)),
+            #[cfg(feature = "tokio")]
+            Reply::Async(tx) => drop(tx.send(r)),
+        }
+    }
 }
 
 struct Handle {
@@ -75,11 +92,25 @@ fn handle() -> crate::Result<&'static Handle> {
 /// Creates the group and spawns its leader on the reactor thread, which
 /// then drives the group's whole life.
 pub(super) fn start(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
-    let h = handle()?;
     let (reply, rx) = mpsc::sync_channel(1);
-    h.jobs.send(Job { spec, cmd, cfg, reply }).map_err(|_| died())?;
-    h.wake.signal();
+    submit(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })?;
     rx.recv().unwrap_or_else(|_| Err(died()))
+}
+
+/// Like [`start`], awaiting the reactor's answer instead of blocking a
+/// thread on it.
+#[cfg(feature = "tokio")]
+pub(super) async fn start_async(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    submit(Job { spec, cmd, cfg, reply: Reply::Async(reply) })?;
+    rx.await.unwrap_or_else(|_| Err(died()))
+}
+
+fn submit(job: Job) -> crate::Result<()> {
+    let h = handle()?;
+    h.jobs.send(job).map_err(|_| died())?;
+    h.wake.signal();
+    Ok(())
 }
 
 fn run(jobs: mpsc::Receiver<Job>, wake: Arc<EventFd>) {
@@ -179,7 +210,7 @@ fn spawn(job: Job) -> Option<Entry> {
     let sys = match G::create(&spec) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
             return None;
         }
     };
@@ -188,7 +219,7 @@ fn spawn(job: Job) -> Option<Entry> {
         Err(e) => {
             // Nothing ran; remove the empty container.
             sys.teardown(Instant::now());
-            let _ = reply.send(Err(e));
+            reply.send(Err(e));
             return None;
         }
     };
@@ -198,6 +229,6 @@ fn spawn(job: Job) -> Option<Entry> {
     let started = Instant::now();
     let life = Life::new(&*sys, &cfg, started, pid);
     let entry = Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None };
-    let _ = reply.send(Ok(Started { pid, sys, shared, child }));
+    reply.send(Ok(Started { pid, sys, shared, child }));
     Some(entry)
 }
