@@ -173,6 +173,31 @@ pub(crate) struct Started<S> {
     pub child: sys::Spawned,
 }
 
+/// A started group on its way to its caller. If the caller gave up before
+/// taking it (an aborted task dropped the future that awaited it), no one
+/// could ever stop the group: it is killed instead, as a dropped handle's
+/// group would be.
+pub(crate) struct Delivery<S: SysGroup>(Option<Started<S>>);
+
+impl<S: SysGroup> Delivery<S> {
+    pub(crate) fn new(s: Started<S>) -> Self {
+        Delivery(Some(s))
+    }
+
+    pub(crate) fn take(mut self) -> Option<Started<S>> {
+        self.0.take()
+    }
+}
+
+impl<S: SysGroup> Drop for Delivery<S> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.shared.request(Request::Kill);
+            let _ = s.sys.kill();
+        }
+    }
+}
+
 /// Creates the group and spawns the leader. On Linux one event loop
 /// drives every group; elsewhere each group has a monitor thread.
 pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<sys::Imp>> {

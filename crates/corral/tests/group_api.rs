@@ -252,3 +252,45 @@ fn twenty_live_groups_share_one_event_loop_thread() {
     }
     assert_gone(&pids);
 }
+
+/// Pids of live (non-zombie) processes whose environment holds `kv`.
+fn marked(kv: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if !zombie && env.split(|b| *b == 0).any(|v| v == kv.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// An exec probe whose task was aborted while its group was starting once
+/// left the group running: nothing held a handle to stop it.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_spawn_abandoned_by_its_task_is_killed_not_left_running() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let kv = format!("CORRAL_TEST_ABANDONED={}", std::process::id());
+    for _ in 0..5 {
+        let mut cmd = tk(&["--children", "1", "--sleep", "30.5"]);
+        cmd.env("CORRAL_TEST_ABANDONED", std::process::id().to_string());
+        // A zero timeout polls the spawn once (handing it to the event
+        // loop), then drops it before the group can be delivered.
+        let r = rt.block_on(async { tokio::time::timeout(Duration::ZERO, Group::builder().spawn_async(cmd)).await });
+        drop(r);
+    }
+    // The event loop takes spawns in order: once this one is back, the
+    // abandoned ones have all been started (and dealt with).
+    let g = Group::spawn(Command::new("true")).unwrap();
+    g.wait();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !marked(&kv).is_empty() {
+        assert!(std::time::Instant::now() < end, "left running: {:?}", marked(&kv));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

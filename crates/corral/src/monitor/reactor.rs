@@ -17,7 +17,7 @@
 //!   needs care with fds closed and reused between registrations.
 
 use super::life::{later, Life, Next};
-use super::{Config, Shared, Started};
+use super::{Config, Delivery, Shared, Started};
 use crate::command::Leader;
 use crate::sys::{self, EventFd, SysGroup};
 use std::ops::Range;
@@ -37,13 +37,15 @@ struct Job {
 
 /// Where the result of a spawn goes: a blocked caller, or a task.
 enum Reply {
-    Blocking(mpsc::SyncSender<crate::Result<Started<G>>>),
+    Blocking(mpsc::SyncSender<crate::Result<Delivery<G>>>),
     #[cfg(feature = "tokio")]
-    Async(tokio::sync::oneshot::Sender<crate::Result<Started<G>>>),
+    Async(tokio::sync::oneshot::Sender<crate::Result<Delivery<G>>>),
 }
 
 impl Reply {
-    fn send(self, r: crate::Result<Started<G>>) {
+    /// Hands the result over; a group its caller no longer waits for is
+    /// killed as the undelivered [`Delivery`] drops.
+    fn send(self, r: crate::Result<Delivery<G>>) {
         match self {
             Reply::Blocking(tx) => drop(tx.send(r)),
             #[cfg(feature = "tokio")]
@@ -94,7 +96,7 @@ fn handle() -> crate::Result<&'static Handle> {
 pub(super) fn start(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
     let (reply, rx) = mpsc::sync_channel(1);
     submit(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })?;
-    rx.recv().unwrap_or_else(|_| Err(died()))
+    rx.recv().unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
 }
 
 /// Like [`start`], awaiting the reactor's answer instead of blocking a
@@ -103,7 +105,7 @@ pub(super) fn start(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<
 pub(super) async fn start_async(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
     let (reply, rx) = tokio::sync::oneshot::channel();
     submit(Job { spec, cmd, cfg, reply: Reply::Async(reply) })?;
-    rx.await.unwrap_or_else(|_| Err(died()))
+    rx.await.unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
 }
 
 fn submit(job: Job) -> crate::Result<()> {
@@ -229,6 +231,6 @@ fn spawn(job: Job) -> Option<Entry> {
     let started = Instant::now();
     let life = Life::new(&*sys, &cfg, started, pid);
     let entry = Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None };
-    reply.send(Ok(Started { pid, sys, shared, child }));
+    reply.send(Ok(Delivery::new(Started { pid, sys, shared, child })));
     Some(entry)
 }
