@@ -177,8 +177,10 @@ pub(crate) struct Started<S> {
 /// taking it (an aborted task dropped the future that awaited it), no one
 /// could ever stop the group: it is killed instead, as a dropped handle's
 /// group would be.
+#[cfg_attr(all(not(target_os = "linux"), not(feature = "tokio")), allow(dead_code))]
 pub(crate) struct Delivery<S: SysGroup>(Option<Started<S>>);
 
+#[cfg_attr(all(not(target_os = "linux"), not(feature = "tokio")), allow(dead_code))]
 impl<S: SysGroup> Delivery<S> {
     pub(crate) fn new(s: Started<S>) -> Self {
         Delivery(Some(s))
@@ -217,9 +219,13 @@ pub(crate) async fn start_async(
     #[cfg(target_os = "linux")]
     return reactor::start_async(spec, cmd, cfg).await;
     #[cfg(not(target_os = "linux"))]
-    return tokio::task::spawn_blocking(move || start(spec, cmd, cfg))
-        .await
-        .unwrap_or_else(|_| Err(crate::Error::new(crate::ErrorKind::Os, "the task starting the group panicked")));
+    {
+        let gone = || crate::Error::new(crate::ErrorKind::Os, "the task starting the group panicked");
+        let d = tokio::task::spawn_blocking(move || start(spec, cmd, cfg).map(Delivery::new))
+            .await
+            .unwrap_or_else(|_| Err(gone()))?;
+        d.take().ok_or_else(gone)
+    }
 }
 
 /// Creates the group and spawns the leader on a new monitor thread, which

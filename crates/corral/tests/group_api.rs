@@ -254,6 +254,7 @@ fn twenty_live_groups_share_one_event_loop_thread() {
 }
 
 /// Pids of live (non-zombie) processes whose environment holds `kv`.
+#[cfg(feature = "tokio")]
 fn marked(kv: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
