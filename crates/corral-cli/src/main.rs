@@ -38,6 +38,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    signals::reset_inherited();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return exit::usage_error(e),

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 #[derive(Debug, Parser)]
 pub struct Args {
-    /// Stop the group after this long (30s, 1m30s, 500ms; a bare number is seconds).
+    /// Stop the group after this long (30s, 1m30s, 500ms; a bare number is seconds; 0: no limit).
     #[arg(short = 't', long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Grace period between the stop signal and the kill.
+    /// Grace period between the stop signal and the kill (0: never kill, as GNU timeout).
     #[arg(short = 'k', long = "kill-after", value_name = "DUR", value_parser = parse_duration, default_value = "10s")]
     kill_after: Duration,
     /// Memory limit for the whole group (512MiB, 1.5G, 64M).
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_negative_numbers = true)]
     cpus: Option<f64>,
     /// Most processes the group may hold at once.
-    #[arg(short = 'p', long = "max-procs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'p', long = "max-procs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=corral::MAX_PROCS as i64))]
     max_procs: Option<u32>,
     /// The stop signal sent to every member on timeout (TERM, INT, HUP, 15).
     #[arg(short = 's', long, value_name = "SIG", default_value = "TERM", value_parser = parse_signal)]
@@ -57,9 +57,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 fn parse_cpus(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("invalid CPU count '{s}': expected a positive number of cores, like 0.5 or 2")),
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= corral::MAX_CPUS => Ok(v),
+        _ => {
+            Err(format!("invalid CPU count '{s}': expected a number of cores above 0 and at most 1024, like 0.5 or 2"))
+        }
     }
 }
 fn parse_signal(s: &str) -> Result<Signal, String> {
@@ -76,8 +78,11 @@ pub fn main(a: Args) -> u8 {
     limits.max_procs = a.max_procs;
     let mut cmd = Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
-    let mut builder = Group::builder().limits(limits.clone()).stop(StopPolicy::new(a.signal, a.kill_after));
-    if let Some(t) = a.timeout {
+    // GNU timeout: a duration of 0 disables what it bounds. No timeout,
+    // and with `-k 0` no kill: the longest grace there is never runs out.
+    let grace = if a.kill_after.is_zero() { units::MAX_DURATION } else { a.kill_after };
+    let mut builder = Group::builder().limits(limits.clone()).stop(StopPolicy::new(a.signal, grace));
+    if let Some(t) = a.timeout.filter(|t| !t.is_zero()) {
         builder = builder.timeout(t);
     }
     let signals = crate::signals::Forwarder::install();
@@ -90,7 +95,7 @@ pub fn main(a: Args) -> u8 {
             exit::error(format!("note: {} is enforced in a weaker form here: {how}", e.limit));
         }
     }
-    signals.forward_to(group.clone(), a.kill_after);
+    signals.forward_to(group.clone(), grace);
     let outcome = group.wait();
     if outcome.reason.is_limit() {
         exit::error(format!("killed: {}", limit_line(&outcome, &limits)));

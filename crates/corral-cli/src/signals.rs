@@ -8,6 +8,31 @@
 use corral::Group;
 use std::sync::Arc;
 
+/// Undoes what corral's own parent set up for it, before anything else
+/// runs (every verb, before any thread): an ignored SIGCHLD makes the
+/// kernel reap children at once, so no exit status can be read and a
+/// `waitpid` loop spins (`trap '' CHLD; exec corral run ...`, GNU
+/// `timeout` resets it too); a blocked signal mask would keep Ctrl-C and
+/// SIGTERM from ever reaching the handlers of `run` and `up`.
+#[cfg(unix)]
+pub fn reset_inherited() {
+    // SAFETY: plain calls on valid, initialised values; no thread exists
+    // yet, so the mask set here is the one every later thread inherits.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN {
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Windows has no signal dispositions to inherit.
+#[cfg(not(unix))]
+pub fn reset_inherited() {}
+
 pub struct Forwarder {
     #[cfg(unix)]
     read_fd: i32,

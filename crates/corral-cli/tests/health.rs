@@ -843,7 +843,7 @@ log = "ready"
     for want in [
         "corral.toml:3:28: service `web`: health.liveness: invalid URL `http//127.0.0.1:8080/health`",
         "corral.toml:4:64: service `web`: health.readiness: invalid threshold -1",
-        "expected: a whole number, 1 or more",
+        "expected: a whole number from 1 to 1000",
         "corral.toml:5:20: service `web`: health.startup: unknown key `grpc`",
         "expected: one of `http`, `headers`, `status`, `ca`, `insecure`, `tcp`, `exec`, `log`,",
         "corral.toml:8:7: service `db`: health.liveness: a `log` probe cannot decide liveness",

@@ -187,9 +187,10 @@ fn cooperative_children_stop_gracefully_before_the_grace_period() {
 fn forking_in_a_tight_loop_during_the_kill_leaves_nothing() {
     for_each_backend(|b| {
         let mut w = World::new(b);
-        // A moving target (a fork chain) plus a burst of forks, killed mid-flight.
+        // A moving target (a fork chain) plus a burst of forks, killed
+        // mid-flight (`-k 0` would mean "never kill", as in GNU timeout).
         let (code, err) =
-            w.run_to_end(&["-t", "0.3", "-k", "0"], &["--fork-chain", "1500", "--fork-loop", "300", "--sleep", "15"]);
+            w.run_to_end(&["-t", "0.3", "-k", "1ms"], &["--fork-chain", "1500", "--fork-loop", "300", "--sleep", "15"]);
         assert_eq!(code, 124, "[{b}] {err}");
         assert_eq!(w.report()["leftover"], 0);
         w.assert_nothing_left();

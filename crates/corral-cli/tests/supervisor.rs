@@ -631,12 +631,14 @@ fn a_reload_that_comes_after_down_starts_nothing() {
 #[test]
 fn after_a_halted_rollout_the_next_reload_of_the_same_file_finishes_it() {
     let (mut d, old) = two_ready_webs();
-    // The new spec runs in a folder that is not there yet: new instance 0
-    // cannot start, and the rollout halts with instance 1 on the old spec.
+    // The new spec runs a program that is not there yet (a missing `cwd`
+    // would be refused by the config check): new instance 0 cannot start,
+    // and the rollout halts with instance 1 on the old spec.
+    let later = d.path("later").join("testkit");
     let web = format!(
-        "command = [{tk}, \"--sleep\", \"120\", \"--children\", \"1\"]\ncwd = \"later\"\nrestart = \"no\"\n\
+        "command = [{tk}, \"--sleep\", \"120\", \"--children\", \"1\"]\nrestart = \"no\"\n\
          health.readiness = {{ log = '\"ready\":true', period = \"100ms\" }}\n",
-        tk = tk()
+        tk = q(later.display().to_string())
     );
     std::fs::write(d.path("corral.toml"), two_webs(&web)).unwrap();
     let out = d.corral(&["reload"]);
@@ -645,8 +647,11 @@ fn after_a_halted_rollout_the_next_reload_of_the_same_file_finishes_it() {
     assert!(err.contains("web: the rollout halted: new instance 0 is failed"), "{err}");
     let pid1 = d.status()[1]["pid"].as_u64();
     assert_eq!(pid1, Some(old[1]), "instance 1 keeps running the old spec");
-    // Once the folder exists, reloading the same file replaces the rest.
+    // Once the program exists, reloading the same file replaces the rest.
     std::fs::create_dir(d.path("later")).unwrap();
+    // A link, not a copy: a file just written can still be open for
+    // writing in a child forked meanwhile, and exec would fail (ETXTBSY).
+    std::os::unix::fs::symlink(testkit(), &later).unwrap();
     let out = d.corral(&["reload"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));

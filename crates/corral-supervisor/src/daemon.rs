@@ -6,6 +6,7 @@ use crate::api::{self, Api};
 use crate::config::Config;
 use crate::logs::{Echo, LogHub};
 use crate::supervisor::{Supervisor, Target};
+use crate::sys::safe_fs::PrivateDir;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -32,18 +33,27 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     // anything is touched: a bad one stops the daemon here.
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
     let state_dir = config.daemon.state_dir.clone();
-    create_private_dir(&state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    check_dirs(&config)?;
     let left = crate::persist::reap_previous(&state_dir)?;
-    if left.killed > 0 {
+    let unreadable = left.unreadable.as_ref().map(|why| {
+        format!("{why}; killed {} process(es) of {} orphaned group(s) found by their tag", left.killed, left.groups)
+    });
+    if let Some(u) = &unreadable {
+        eprintln!("corral: {u}");
+    } else if left.killed > 0 {
         eprintln!("corral: killed {} process(es) left by a previous daemon in {} group(s)", left.killed, left.groups);
     }
     let tcp = match tcp {
         Some(t) => Some(t.bind().await?),
         None => None,
     };
+    let clients = api::clients_for(&config);
     let socket = config.daemon.socket.clone();
     let logs = LogHub::new(&config.daemon.log_dir, opts.echo.clone());
     let sup = Supervisor::new(config, logs).map_err(|e| format!("cannot set up {}: {e}", state_dir.display()))?;
+    if let Some(u) = unreadable {
+        sup.emit(crate::Event::daemon(u));
+    }
     let shutdown = Arc::new(Notify::new());
     let app = api::router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
     let api_stop = Arc::new(Notify::new());
@@ -51,20 +61,16 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let metrics_stop = Arc::new(Notify::new());
     let metrics_server = match sup.config().daemon.metrics_listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr} (metrics_listen): {e}"))?;
+            let bound = api::BoundMetrics::bind(addr).await?;
             let app = api::metrics_router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
             let stop = metrics_stop.clone();
-            eprintln!("corral: metrics on http://{}/metrics", listener.local_addr().unwrap_or(addr));
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await }).await
-            }))
+            eprintln!("corral: metrics on http://{}/metrics", bound.local_addr());
+            Some(bound.serve(app, &clients, async move { stop.notified().await }))
         }
         None => None,
     };
     let tcp_app = app.clone();
-    let server = api::serve_local(&socket, app, opts.access, async move { stop_wait.notified().await })
+    let server = api::serve_local(&socket, app, opts.access, &clients, async move { stop_wait.notified().await })
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     // Tests and scripts wait for this line.
@@ -76,7 +82,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let tcp_server = tcp.map(|t| {
         eprintln!("corral: listening on https://{} (TLS, bearer token)", t.local_addr());
         let stop = tcp_stop.clone();
-        t.serve(tcp_app, async move { stop.notified().await })
+        t.serve(tcp_app, &clients, async move { stop.notified().await })
     });
     let _ = sup.start(&Target::All).await;
     let watcher = sup.config().daemon.watch_config.then(|| tokio::spawn(crate::watch::config_file(sup.clone())));
@@ -183,12 +189,21 @@ pub(crate) async fn reload(sup: &Supervisor, why: &str, only_if_changed: bool) {
     }
 }
 
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+/// The state and log folders, and each service's log folder, created
+/// private or checked: one that another user could write is refused here,
+/// before anything starts, and never chmodded.
+fn check_dirs(config: &Config) -> Result<(), String> {
+    let d = &config.daemon;
+    PrivateDir::create_or_check(&d.state_dir).map_err(|e| format!("cannot use state_dir: {e}"))?;
+    let logs = PrivateDir::create_or_check(&d.log_dir).map_err(|e| format!("cannot use log_dir: {e}"))?;
+    for name in config.services.keys() {
+        logs.subdir(name).map_err(|e| format!("cannot keep the logs of `{name}`: {e}"))?;
     }
     Ok(())
+}
+
+/// `state_dir/daemon.log`, opened for appending the way the daemon opens
+/// its own files (a detached daemon's and a Windows service's output).
+pub fn open_daemon_log(state_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    PrivateDir::create_or_check(state_dir)?.append("daemon.log")
 }

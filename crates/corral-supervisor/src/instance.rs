@@ -25,15 +25,21 @@ use crate::health::{Cause, ExecEnv, ProbeKind, ProbeResult, Verdict};
 use crate::logs::{self, Follower, LogHub, Mark};
 use crate::metrics::Metrics;
 use crate::persist::{GroupRecord, Persist};
-use crate::policy::{after_exit, AfterExit, Condition};
+use crate::policy::{after_exit, AfterExit, Condition, RunResult};
 use crate::state::{InstanceStatus, LastExit, State};
-use corral::{ExitStatus, Group, Outcome};
+use corral::{Group, Outcome};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+
+/// Groups created at once, daemon-wide. The kernel serializes cgroup
+/// creation and removal anyway; unbounded, a thousand instances that fail
+/// to spawn held a thousand blocking threads while they queued for it.
+const SPAWNS_AT_ONCE: usize = 16;
+static SPAWNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SPAWNS_AT_ONCE);
 
 /// What the daemon shares with every instance task.
 pub(crate) struct Ctx {
@@ -205,9 +211,14 @@ enum Flow {
 
 /// How a run ended, as the loop sees it.
 enum RunEnd {
-    /// By itself, or ended by a probe or alert (the cause): apply the
-    /// restart policy.
-    Exited(LastExit, ExitStatus, Duration, Option<Cause>),
+    /// By itself, or ended for its health, or never started: the restart
+    /// policy decides on `result`. `exit` is what events and `status` show.
+    Ended {
+        result: RunResult,
+        exit: LastExit,
+        ran_for: Duration,
+    },
+    /// Stopped on request: no policy applies.
     Stopped,
     Shutdown,
 }
@@ -284,10 +295,7 @@ impl Task {
                 tokio::select! {
                     r = &mut wait => match r {
                         Ok(()) => break,
-                        Err(why) => {
-                            self.transition(State::Failed, why, None, None);
-                            return Flow::Down;
-                        }
+                        Err(why) => return self.enter_failed(why, None),
                     },
                     c = self.rx.recv() => match c {
                         Some(Control::Stop) => {
@@ -302,75 +310,119 @@ impl Task {
             }
         }
         let mut why_start = "start requested".to_string();
-        // What ended the previous run, once the backoff before this start is over.
-        let mut restarting: Option<&'static str> = None;
+        // The result of the previous run, once the backoff before this start is over.
+        let mut restarting: Option<RunResult> = None;
         loop {
-            let now = self.ctx.origin.elapsed();
-            if !self.spec.start_limit.allows(&mut self.starts, now) {
-                let l = self.spec.start_limit;
-                let why = format!(
-                    "start limit hit: {} starts within {}",
-                    l.burst,
-                    corral::units::format_duration(l.interval)
-                );
-                self.transition(State::Failed, why, None, None);
-                return Flow::Down;
+            if let Some(flow) = self.enter_starting(&why_start, restarting.take()) {
+                return flow;
             }
-            self.starts.push_back(now);
-            // Counted only once the start limit allows it: a restart that
-            // ends in `failed` did not happen.
-            if let Some(why) = restarting.take() {
-                self.status.send_modify(|s| s.restarts += 1);
-                self.ctx.metrics.restart(&self.spec.name, self.index, why);
-            }
-            if self.state() != State::Starting {
-                self.transition(State::Starting, why_start.clone(), None, None);
-            }
-            let end = match self.spawn().await {
-                Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
-                Err(e) => {
-                    let exit = LastExit { code: None, signal: None, reason: format!("spawn failed: {e}") };
-                    RunEnd::Exited(exit, ExitStatus { code: Some(127), signal: None }, Duration::ZERO, None)
-                }
-            };
-            match end {
+            let (result, exit, ran_for) = match self.enter_running().await {
                 RunEnd::Stopped => return Flow::Down,
                 RunEnd::Shutdown => return Flow::Shutdown,
-                RunEnd::Exited(exit, status, ran_for, cause) => {
-                    let what = exit.reason.clone();
-                    // A run the supervisor ended for its health failed,
-                    // whatever its exit code: the policy sees no success.
-                    let status = if cause.is_some() { ExitStatus { code: None, signal: None } } else { status };
-                    match after_exit(self.spec.restart, &self.spec.success_exit_codes, status) {
-                        AfterExit::Exited => {
-                            self.transition(State::Exited, what, None, Some(exit));
-                            return Flow::Down;
-                        }
-                        AfterExit::Failed => {
-                            self.transition(State::Failed, what, None, Some(exit));
-                            return Flow::Down;
-                        }
-                        AfterExit::Restart => {
-                            if ran_for >= self.spec.backoff.reset_after {
-                                self.attempt = 0;
-                            }
-                            let r = self.random();
-                            let delay = self.spec.backoff.delay(self.attempt, r);
-                            self.attempt = self.attempt.saturating_add(1);
-                            let why = format!("{what}; restarting in {}", corral::units::format_duration(delay));
-                            self.transition(State::Backoff, why, None, Some(exit));
-                            match self.backoff(delay).await {
-                                Some(flow) => return flow,
-                                None => {
-                                    restarting = Some(cause.map_or("exit", Cause::as_str));
-                                    why_start = "restart after backoff".into();
-                                }
-                            }
-                        }
+                RunEnd::Ended { result, exit, ran_for } => (result, exit, ran_for),
+            };
+            match after_exit(self.spec.restart, result) {
+                AfterExit::Exited => return self.enter_exited(exit),
+                AfterExit::Failed => return self.enter_failed(exit.reason.clone(), Some(exit)),
+                AfterExit::Restart => match self.enter_backoff(exit, ran_for).await {
+                    Some(flow) => return flow,
+                    None => {
+                        restarting = Some(result);
+                        why_start = "restart after backoff".into();
                     }
-                }
+                },
             }
         }
+    }
+
+    /// `starting`, unless the start limit forbids one more start (then
+    /// `failed`, and the flow to return). A restart is counted here, once
+    /// the start limit allows it: a restart that ends in `failed` did not
+    /// happen. The limit is checked before a start, so it is no run's
+    /// result.
+    fn enter_starting(&mut self, why: &str, restarting: Option<RunResult>) -> Option<Flow> {
+        let now = self.ctx.origin.elapsed();
+        if !self.spec.start_limit.allows(&mut self.starts, now) {
+            let l = self.spec.start_limit;
+            let why =
+                format!("start limit hit: {} starts within {}", l.burst, corral::units::format_duration(l.interval));
+            return Some(self.enter_failed(why, None));
+        }
+        self.starts.push_back(now);
+        if let Some(previous) = restarting {
+            self.status.send_modify(|s| s.restarts += 1);
+            self.ctx.metrics.restart(&self.spec.name, self.index, previous.restart_label());
+        }
+        if self.state() != State::Starting {
+            self.transition(State::Starting, why, None, None);
+        }
+        None
+    }
+
+    /// Spawns the group and watches it (`running`, then `stopping` when it
+    /// is ended) until the run is over; a spawn that fails is a run too.
+    async fn enter_running(&mut self) -> RunEnd {
+        let _permit = match self.spawn_turn().await {
+            Ok(p) => p,
+            Err(end) => return end,
+        };
+        match self.spawn().await {
+            Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
+            Err(e) => RunEnd::Ended {
+                result: RunResult::SpawnFailed,
+                exit: LastExit { code: None, signal: None, reason: format!("spawn failed: {e}") },
+                ran_for: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Waits for a turn to spawn (one of [`SPAWNS_AT_ONCE`]) while still
+    /// obeying a stop: with a thousand instances queued, `corral down` must
+    /// not wait for each one to be spawned first.
+    async fn spawn_turn(&mut self) -> Result<tokio::sync::SemaphorePermit<'static>, RunEnd> {
+        let turn = SPAWNS.acquire();
+        tokio::pin!(turn);
+        loop {
+            tokio::select! {
+                // The semaphore is never closed.
+                p = &mut turn => return p.map_err(|_| RunEnd::Shutdown),
+                c = self.rx.recv() => match c {
+                    Some(Control::Stop) => {
+                        self.transition(State::Stopped, "stop requested", None, None);
+                        return Err(RunEnd::Stopped);
+                    }
+                    Some(Control::Shutdown) | None => return Err(RunEnd::Shutdown),
+                    Some(Control::Retune { spec, done }) => self.retune_later(spec, done),
+                    Some(_) => {}
+                },
+            }
+        }
+    }
+
+    /// `exited`: a success that is not restarted.
+    fn enter_exited(&mut self, exit: LastExit) -> Flow {
+        self.transition(State::Exited, exit.reason.clone(), None, Some(exit));
+        Flow::Down
+    }
+
+    /// `failed`: not started again until someone asks.
+    fn enter_failed(&mut self, why: String, exit: Option<LastExit>) -> Flow {
+        self.transition(State::Failed, why, None, exit);
+        Flow::Down
+    }
+
+    /// `backoff`, then the wait before the next start; `Some` when a
+    /// request ended the wait otherwise.
+    async fn enter_backoff(&mut self, exit: LastExit, ran_for: Duration) -> Option<Flow> {
+        if ran_for >= self.spec.backoff.reset_after {
+            self.attempt = 0;
+        }
+        let r = self.random();
+        let delay = self.spec.backoff.delay(self.attempt, r);
+        self.attempt = self.attempt.saturating_add(1);
+        let why = format!("{}; restarting in {}", exit.reason, corral::units::format_duration(delay));
+        self.transition(State::Backoff, why, None, Some(exit));
+        self.backoff(delay).await
     }
 
     /// Sleeps out the backoff; `Some` when a request ended it otherwise.
@@ -404,7 +456,8 @@ impl Task {
         // past. The follower also marks where this run's lines begin, for a
         // log probe that a reload brings in later.
         let follower = self.follower(None);
-        // Awaited, not blocked on: no thread of the runtime waits for the start.
+        // Awaited, not blocked on: no thread of the runtime waits for the
+        // start (and a bounded number at a time: see `spawn_turn`).
         let mut group = builder.spawn_async(cmd).await.map_err(|e| e.to_string())?;
         let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
         let label =
@@ -555,7 +608,13 @@ impl Task {
                 self.transition(to, why, None, Some(exit));
                 end
             }
-            None => RunEnd::Exited(exit, outcome.status, started.elapsed(), unhealthy.map(|u| u.0)),
+            None => {
+                let result = match unhealthy {
+                    Some((cause, _)) => RunResult::Unhealthy(cause),
+                    None => RunResult::of(outcome.reason, outcome.status, &self.spec.success_exit_codes),
+                };
+                RunEnd::Ended { result, exit, ran_for: started.elapsed() }
+            }
         }
     }
 

@@ -1,19 +1,25 @@
 //! What survives a daemon crash: `state_dir/state.json` lists the daemon's
 //! pid and every live group. A daemon that starts finds the groups of a
-//! dead predecessor and kills whatever is left of them before it starts
-//! anything.
+//! dead predecessor and has the library kill whatever is left of them
+//! before it starts anything.
 //!
-//! Members are found by the `CORRAL_GROUP=<id>` variable that corral puts
-//! in every group's environment, which every descendant inherits: that
-//! catches setsid and double-fork escapees on every backend, and a pid
-//! reused by an unrelated process never carries the tag. Cgroups that
-//! outlive their controller are also removed by the library the next time
-//! it creates a group.
+//! The file is replaced atomically (write, fsync, rename, fsync the
+//! folder), so a crash leaves the previous version or the new one. Should
+//! it still be unreadable (empty, corrupt, a disk that lied), the daemon
+//! says so and falls back to the library's own search: every group on the
+//! host whose controller is gone is found by the tag its members carry.
 
+use crate::sys::safe_fs::PrivateDir;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+
+const NAME: &str = "state.json";
+
+/// A state file larger than this is not one corral wrote (a record is
+/// about 200 bytes; instances are bounded in the thousands).
+const MAX_SIZE: u64 = 64 << 20;
 
 /// One live group, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,38 +45,101 @@ struct StateFile {
 }
 
 /// The state file of a running daemon.
+///
+/// Changes are written by a thread of its own, newest first: two fsyncs
+/// per write must not stall an instance task, and a burst of changes (100
+/// services starting) coalesces into a few writes. A group not yet written
+/// when the daemon dies is still found: its id names the dead daemon (see
+/// [`reap_previous`]).
 pub(crate) struct Persist {
-    path: PathBuf,
-    groups: Mutex<BTreeMap<(String, u32), GroupRecord>>,
+    shared: Arc<Shared>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    dir: PrivateDir,
+    state: Mutex<Pending>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    groups: BTreeMap<(String, u32), GroupRecord>,
+    /// Bumped by every change; the writer compares it with what it wrote.
+    version: u64,
+    closed: bool,
 }
 
 impl Persist {
-    pub fn new(state_dir: &Path) -> Persist {
-        let p = Persist { path: state_dir.join("state.json"), groups: Mutex::new(BTreeMap::new()) };
-        p.write(&BTreeMap::new());
-        p
+    pub fn new(state_dir: &Path) -> std::io::Result<Persist> {
+        let shared = Arc::new(Shared {
+            dir: PrivateDir::create_or_check(state_dir)?,
+            state: Mutex::new(Pending::default()),
+            changed: Condvar::new(),
+        });
+        shared.write(&BTreeMap::new());
+        let s = shared.clone();
+        let writer = std::thread::Builder::new().name("corral-persist".into()).spawn(move || s.run())?;
+        Ok(Persist { shared, writer: Some(writer) })
     }
 
     pub fn set(&self, rec: GroupRecord) {
-        let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        g.insert((rec.service.clone(), rec.instance), rec);
-        self.write(&g);
+        self.change(|g| {
+            g.insert((rec.service.clone(), rec.instance), rec);
+        });
     }
 
     pub fn remove(&self, service: &str, instance: u32) {
-        let mut g = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        g.remove(&(service.to_string(), instance));
-        self.write(&g);
+        self.change(|g| {
+            g.remove(&(service.to_string(), instance));
+        });
     }
 
-    /// Written to a temporary file and renamed, so a crash mid-write
-    /// leaves the previous version, never half of one.
+    fn change(&self, f: impl FnOnce(&mut BTreeMap<(String, u32), GroupRecord>)) {
+        let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut p.groups);
+        p.version += 1;
+        self.shared.changed.notify_one();
+    }
+}
+
+/// The last change is written before the daemon goes.
+impl Drop for Persist {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.shared.changed.notify_one();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self) {
+        let mut written = 0;
+        loop {
+            let (groups, version) = {
+                let mut p = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                while p.version == written && !p.closed {
+                    p = self.changed.wait(p).unwrap_or_else(|p| p.into_inner());
+                }
+                if p.version == written {
+                    return;
+                }
+                (p.groups.clone(), p.version)
+            };
+            self.write(&groups);
+            written = version;
+        }
+    }
+
+    /// Replaced atomically, so a crash mid-write leaves the previous
+    /// version, never half of one.
     fn write(&self, groups: &BTreeMap<(String, u32), GroupRecord>) {
         let state = StateFile { daemon_pid: std::process::id(), groups: groups.values().cloned().collect() };
-        let tmp = self.path.with_extension("json.tmp");
         if let Ok(text) = serde_json::to_vec_pretty(&state) {
-            if std::fs::write(&tmp, text).is_ok() {
-                let _ = std::fs::rename(&tmp, &self.path);
+            if let Err(e) = self.dir.replace(NAME, &text) {
+                eprintln!("corral: cannot write {}: {e}", self.dir.path().join(NAME).display());
             }
         }
     }
@@ -79,113 +148,149 @@ impl Persist {
 /// What a start found of a previous run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Leftovers {
-    /// Groups the previous daemon left recorded.
+    /// Groups the previous daemon left recorded (or, with an unreadable
+    /// state file, orphaned groups found by their tag).
     pub groups: usize,
     /// Processes still alive in them, now killed.
     pub killed: usize,
+    /// Why the state file could not be used, when it could not.
+    pub unreadable: Option<String>,
 }
 
 /// Kills what a dead previous daemon left behind. Fails when that daemon
-/// is still alive.
+/// is still alive, or when the state folder is not the daemon's own.
 pub(crate) fn reap_previous(state_dir: &Path) -> Result<Leftovers, String> {
-    let path = state_dir.join("state.json");
-    let Ok(text) = std::fs::read(&path) else { return Ok(Leftovers::default()) };
-    let Ok(state) = serde_json::from_slice::<StateFile>(&text) else { return Ok(Leftovers::default()) };
-    if state.daemon_pid != std::process::id() && sys::alive_as_corral(state.daemon_pid) {
+    let dir = PrivateDir::create_or_check(state_dir).map_err(|e| format!("state_dir: {e}"))?;
+    let path = dir.path().join(NAME);
+    let state = match dir.read(NAME, MAX_SIZE) {
+        Ok(None) => return Ok(Leftovers::default()),
+        Ok(Some(text)) => parse(&text),
+        Err(e) => Err(e.to_string()),
+    };
+    let state = match state {
+        Ok(s) => s,
+        Err(why) => return Ok(reap_orphans(format!("{} is unreadable ({why})", path.display()))),
+    };
+    if state.daemon_pid != std::process::id() && alive_as_corral(state.daemon_pid) {
         return Err(format!(
             "another corral daemon (pid {}) is running with state in {}",
             state.daemon_pid,
             state_dir.display()
         ));
     }
-    let mut out = Leftovers { groups: state.groups.len(), killed: 0 };
+    let mut out = Leftovers::default();
     for g in &state.groups {
-        out.killed += sys::kill_group_members(g);
+        reap(&g.group_id, g.pid, &mut out);
+    }
+    // A group spawned in the instant before it was recorded: its id names
+    // the dead daemon as its controller.
+    let prefix = format!("{}-", state.daemon_pid);
+    for g in orphans() {
+        if g.id.starts_with(&prefix) && !state.groups.iter().any(|r| r.group_id == g.id) {
+            reap(&g.id, g.members.iter().copied().min().unwrap_or(0), &mut out);
+        }
     }
     Ok(out)
 }
 
-#[cfg(target_os = "linux")]
-mod sys {
-    use super::GroupRecord;
-    use std::time::{Duration, Instant};
+fn reap(id: &str, leader: u32, out: &mut Leftovers) {
+    out.groups += 1;
+    match corral::reap_group(id, leader) {
+        Ok(n) => out.killed += n,
+        Err(e) => eprintln!("corral: {e}"),
+    }
+}
 
-    pub fn alive_as_corral(pid: u32) -> bool {
-        let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-        let theirs = comm(&pid.to_string());
-        !theirs.is_empty() && theirs == comm("self") && !is_zombie(pid)
+fn orphans() -> Vec<corral::OrphanedGroup> {
+    corral::orphaned_groups().unwrap_or_else(|e| {
+        eprintln!("corral: {e}");
+        Vec::new()
+    })
+}
+
+fn parse(text: &[u8]) -> Result<StateFile, String> {
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty".into());
+    }
+    serde_json::from_slice(text).map_err(|e| e.to_string())
+}
+
+/// Without a record: every group whose controller is gone.
+fn reap_orphans(why: String) -> Leftovers {
+    let mut out = Leftovers { unreadable: Some(why), ..Leftovers::default() };
+    for g in orphans() {
+        reap(&g.id, g.members.iter().copied().min().unwrap_or(0), &mut out);
+    }
+    out
+}
+
+/// The pid runs and its command line names corral: a pid alone may have
+/// been reused by anything. A zombie or a process whose command line
+/// cannot be read shows as `[name]`, and is not running.
+fn alive_as_corral(pid: u32) -> bool {
+    corral::process_table().is_ok_and(|t| {
+        t.get(pid).is_some_and(|p| !p.cmdline.starts_with('[') && p.cmdline.to_lowercase().contains("corral"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_corrupt_state_files_are_told_apart_from_a_good_one() {
+        assert_eq!(parse(b"").unwrap_err(), "empty");
+        assert_eq!(parse(b" \n").unwrap_err(), "empty");
+        assert!(parse(b"{\"daemon_pid\": 1, \"gro").unwrap_err().contains("EOF"));
+        assert_eq!(parse(b"{\"daemon_pid\": 7, \"groups\": []}").unwrap().daemon_pid, 7);
     }
 
-    fn is_zombie(pid: u32) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'))
-    }
-
-    /// Processes whose environment carries the group's tag.
-    fn tagged(tag: &[u8]) -> Vec<u32> {
-        let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
-        rd.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&pid| pid != std::process::id())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|&b| b == 0).any(|v| v == tag))
-                    .unwrap_or(false)
-            })
-            .collect()
-    }
-
-    pub fn kill_group_members(g: &GroupRecord) -> usize {
-        let tag = format!("CORRAL_GROUP={}", g.group_id).into_bytes();
-        let mut killed = std::collections::BTreeSet::new();
-        // Kill until none is left: a member may fork while we look.
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            let found = tagged(&tag);
-            if found.is_empty() || Instant::now() > end {
-                break;
-            }
-            for pid in found {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                killed.insert(pid);
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    #[test]
+    fn a_burst_of_changes_ends_in_the_last_state() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Persist::new(d.path()).unwrap();
+        let rec = |i: u32| GroupRecord {
+            service: "web".into(),
+            instance: i,
+            group_id: format!("1-{i}"),
+            pid: i + 100,
+            backend: "pgid".into(),
+            location: String::new(),
+        };
+        for i in 0..200 {
+            p.set(rec(i));
         }
-        killed.len()
-    }
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-mod sys {
-    use super::GroupRecord;
-
-    pub fn alive_as_corral(pid: u32) -> bool {
-        // SAFETY: signal 0 only checks that the process exists.
-        unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+        for i in 1..200 {
+            p.remove("web", i);
+        }
+        drop(p);
+        let s: StateFile = serde_json::from_slice(&std::fs::read(d.path().join(NAME)).unwrap()).unwrap();
+        assert_eq!(s.groups, [rec(0)]);
+        assert_eq!(s.daemon_pid, std::process::id());
     }
 
-    /// Without /proc, the recorded process group is what is known.
-    pub fn kill_group_members(g: &GroupRecord) -> usize {
-        // SAFETY: as above; the group is the leader's pid.
-        let r = unsafe { libc::killpg(g.pid as libc::pid_t, libc::SIGKILL) };
-        usize::from(r == 0)
-    }
-}
-
-#[cfg(windows)]
-mod sys {
-    use super::GroupRecord;
-
-    /// The pid runs and its command line names corral (a pid alone may
-    /// have been reused by anything).
-    pub fn alive_as_corral(pid: u32) -> bool {
-        corral::process_table().is_ok_and(|t| t.get(pid).is_some_and(|p| p.cmdline.to_lowercase().contains("corral")))
-    }
-
-    /// Job Objects are closed with their last handle, and the daemon's
-    /// jobs kill on close: nothing of a dead daemon survives it.
-    pub fn kill_group_members(_g: &GroupRecord) -> usize {
-        0
+    #[test]
+    fn the_state_file_is_replaced_whole_and_private() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Persist::new(d.path()).unwrap();
+        let rec = GroupRecord {
+            service: "web".into(),
+            instance: 0,
+            group_id: "1-1".into(),
+            pid: 1,
+            backend: "pgid".into(),
+            location: "process group 1".into(),
+        };
+        p.set(rec.clone());
+        // Dropping it writes the last change.
+        drop(p);
+        let s: StateFile = serde_json::from_slice(&std::fs::read(d.path().join(NAME)).unwrap()).unwrap();
+        assert_eq!(s.groups, [rec]);
+        assert!(!d.path().join("state.json.tmp").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(std::fs::metadata(d.path().join(NAME)).unwrap().mode() & 0o777, 0o600);
+        }
     }
 }

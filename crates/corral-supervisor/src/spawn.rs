@@ -1,5 +1,6 @@
-//! From a service spec to a corral group: the command line, environment,
-//! user, limits and stop policy. Nothing here runs anything.
+//! From a service spec to a corral group: the command line, environment
+//! (built in `environment.rs`, never the daemon's whole own), user, limits
+//! and stop policy. Nothing here runs anything.
 
 use crate::config::ServiceSpec;
 use corral::{Command, Stdio};
@@ -13,34 +14,34 @@ pub(crate) fn command(spec: &ServiceSpec, instance: u32) -> Result<Command, Stri
 /// same environment, folder and user, its pipes set up for capture.
 pub(crate) fn with_argv(spec: &ServiceSpec, instance: u32, argv: &[String]) -> Result<Command, String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
+    let account = match &spec.user {
+        Some(user) => Some(crate::user::lookup(user)?),
+        None => crate::user::current(),
+    };
     let mut cmd = Command::new(program);
     cmd.args(args)
-        .envs(&spec.env)
-        .env("CORRAL_SERVICE", &spec.name)
-        .env("CORRAL_INSTANCE", instance.to_string())
+        .env_clear()
+        .envs(crate::environment::build(spec, instance, account.as_ref(), std::env::vars_os()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    if let Some(user) = &spec.user {
-        as_user(&mut cmd, user)?;
+    if let (Some(_), Some(acc)) = (&spec.user, &account) {
+        as_user(&mut cmd, acc);
     }
     Ok(cmd)
 }
 
 #[cfg(unix)]
-fn as_user(cmd: &mut Command, user: &str) -> Result<(), String> {
-    let acc = crate::user::lookup(user)?;
-    cmd.uid(acc.uid).gid(acc.gid).env("HOME", &acc.home).env("USER", &acc.name).env("LOGNAME", &acc.name);
-    Ok(())
+fn as_user(cmd: &mut Command, acc: &crate::user::Account) {
+    cmd.uid(acc.uid).gid(acc.gid);
 }
 
+/// `user::lookup` already refused `user =` off Unix.
 #[cfg(not(unix))]
-fn as_user(_cmd: &mut Command, _user: &str) -> Result<(), String> {
-    Err("`user` is supported on Unix only".into())
-}
+fn as_user(_cmd: &mut Command, _acc: &crate::user::Account) {}
 
 /// The group settings of every instance of the service.
 pub(crate) fn builder(spec: &ServiceSpec) -> corral::GroupBuilder {

@@ -123,13 +123,12 @@ impl Supervisor {
     /// Creates the instance tasks (all `stopped`). Must run inside a tokio
     /// runtime. Creates the state and log folders.
     pub fn new(config: Config, logs: LogHub) -> std::io::Result<Supervisor> {
-        std::fs::create_dir_all(&config.daemon.state_dir)?;
-        std::fs::create_dir_all(&config.daemon.log_dir)?;
-        let events = EventLog::open(&config.daemon.state_dir.join("events.jsonl"))?;
+        crate::sys::safe_fs::PrivateDir::create_or_check(&config.daemon.log_dir)?;
+        let events = EventLog::open(&config.daemon.state_dir, config.daemon.events)?;
         let ctx = Arc::new(Ctx {
             events,
             logs: Arc::new(logs),
-            persist: Persist::new(&config.daemon.state_dir),
+            persist: Persist::new(&config.daemon.state_dir)?,
             origin: Instant::now(),
             metrics: Arc::new(Metrics::default()),
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
@@ -154,6 +153,11 @@ impl Supervisor {
     /// The config in force.
     pub fn config(&self) -> Config {
         self.inner.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records an event about the daemon itself.
+    pub(crate) fn emit(&self, event: Event) {
+        self.inner.ctx.events.emit(event);
     }
 
     /// Events from now on.

@@ -13,6 +13,8 @@ pub struct Account {
     pub name: String,
     /// Home directory.
     pub home: String,
+    /// Login shell (empty in the passwd entry means `/bin/sh`).
+    pub shell: String,
 }
 
 /// Checks that `user` exists, without changing anything.
@@ -42,14 +44,36 @@ pub fn lookup(user: &str) -> Result<Account, String> {
     if rc != 0 || result.is_null() {
         return Err(format!("no such user `{user}`"));
     }
-    // SAFETY: on success pw_name and pw_dir point into buf, NUL-terminated.
-    let (name, home) = unsafe {
+    // SAFETY: on success pw_name, pw_dir and pw_shell point into buf,
+    // NUL-terminated (pw_shell may be null on some systems).
+    let (name, home, shell) = unsafe {
         (
             CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned(),
             CStr::from_ptr(pwd.pw_dir).to_string_lossy().into_owned(),
+            if pwd.pw_shell.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(pwd.pw_shell).to_string_lossy().into_owned()
+            },
         )
     };
-    Ok(Account { uid: pwd.pw_uid, gid: pwd.pw_gid, name, home })
+    let shell = if shell.is_empty() { "/bin/sh".to_string() } else { shell };
+    Ok(Account { uid: pwd.pw_uid, gid: pwd.pw_gid, name, home, shell })
+}
+
+/// The account the daemon itself runs as, if the passwd database knows it
+/// (a container may run under a uid it does not list).
+#[cfg(unix)]
+pub fn current() -> Option<Account> {
+    // SAFETY: geteuid has no preconditions.
+    lookup(&unsafe { libc::geteuid() }.to_string()).ok()
+}
+
+/// Windows services run as the daemon's account, whose variables the
+/// base environment passes on.
+#[cfg(not(unix))]
+pub fn current() -> Option<Account> {
+    None
 }
 
 /// Windows services run as the daemon's account for now.

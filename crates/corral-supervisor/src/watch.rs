@@ -1,41 +1,104 @@
 //! Reload when the config file changes (`[daemon] watch_config`, on by
 //! default).
 //!
-//! The file is read every [`PERIOD`] and compared with what was last seen,
-//! instead of watching for filesystem events: a config is a few KiB, the
-//! read costs microseconds, and it behaves the same on every OS and
-//! filesystem (network mounts, editors that save by rename, mtimes with
-//! one-second granularity). A change is applied once two reads in a row
-//! agree, so a save in progress is never read half-written. Content equal
-//! to what was last seen is no change, so `touch` does nothing; a config
-//! that does not load is refused (and said so) once, not every period.
+//! The folder that holds the file is watched for filesystem events
+//! (inotify, kqueue, ReadDirectoryChangesW through `notify`), so an idle
+//! daemon does not wake to poll. The folder and not the file: editors save
+//! by writing a new file and renaming it over the old one, which a watch on
+//! the old inode would never see. Events are only a hint to look again:
+//! what counts is the content. A change is applied once two reads
+//! [`SETTLE`] apart agree, so a save in progress is never read half-written.
+//! Content equal to what was last acted on is no change, so `touch` does
+//! nothing; a config that does not load is refused (and said so) once.
 //! Content that loads to the services in force is no change either: the
 //! daemon started with it, or `corral reload` applied it first.
+//!
+//! Some changes raise no event here: a network mount changed by another
+//! host, or a symlinked config whose target is swapped elsewhere. A slow
+//! poll ([`SAFETY_POLL`]) catches those; where no watcher can be set up at
+//! all (inotify watches exhausted), the file is polled every [`POLL`].
 
 use crate::supervisor::Supervisor;
+use notify::Watcher;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
-/// How often the file is read.
-pub(crate) const PERIOD: Duration = Duration::from_millis(500);
+/// How often the file is read when no watcher could be set up.
+const POLL: Duration = Duration::from_millis(500);
+/// How often the file is read anyway while a watcher runs.
+const SAFETY_POLL: Duration = Duration::from_secs(10);
+/// How long content must stay the same before it is taken.
+const SETTLE: Duration = Duration::from_millis(150);
+/// Reads before giving up on a file that keeps changing (the next event
+/// or poll looks again).
+const SETTLE_ROUNDS: u32 = 20;
 
 /// Runs until aborted.
 pub(crate) async fn config_file(sup: Supervisor) {
     let path = sup.config().path;
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let watcher = watch_folder(&path, tx);
+    let idle = if watcher.is_some() { SAFETY_POLL } else { POLL };
     // Nothing acted on yet: the first settled content is compared with the
     // config in force, so a save made while the daemon started counts.
     let mut applied: Option<Vec<u8>> = None;
-    let mut last: Option<Vec<u8>> = None;
-    let mut tick = tokio::time::interval(PERIOD);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        // A missing file (mid-rename, or deleted) is no new config.
-        let Ok(now) = tokio::fs::read(&path).await else { continue };
-        let settled = last.as_ref() == Some(&now);
-        last = Some(now);
-        if settled && last != applied {
-            applied = last.clone();
-            crate::daemon::reload(&sup, "the config file changed", true).await;
+        if let Some(now) = settled(&path, &mut rx).await {
+            if applied.as_ref() != Some(&now) {
+                applied = Some(now);
+                crate::daemon::reload(&sup, "the config file changed", true).await;
+            }
+        }
+        tokio::select! {
+            _ = rx.recv() => {}
+            _ = tokio::time::sleep(idle) => {}
         }
     }
+}
+
+/// The file's content once two reads [`SETTLE`] apart agree; `None` while
+/// it is missing (mid-rename, or deleted: no new config) or keeps changing.
+async fn settled(path: &Path, events: &mut mpsc::Receiver<()>) -> Option<Vec<u8>> {
+    let mut last = read(path).await;
+    for _ in 0..SETTLE_ROUNDS {
+        tokio::time::sleep(SETTLE).await;
+        // Events raised by the change being settled are part of it.
+        while events.try_recv().is_ok() {}
+        let now = read(path).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    None
+}
+
+/// The config loader's own bounded read (a regular file of at most 1 MiB),
+/// off the runtime: a FIFO or a device put in the config's place must
+/// neither block nor balloon the daemon.
+async fn read(path: &Path) -> Option<Vec<u8>> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::config::file::read(&path).ok()).await.ok().flatten()
+}
+
+/// Watches the folder of `path` and sends a wake-up for every event that
+/// names the file. `None` where the OS gives no watcher.
+fn watch_folder(path: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let name = path.file_name()?.to_owned();
+    let folder: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // An error (an overflowed queue) may hide a change: look again.
+        let ours = ev.map(|e| e.paths.iter().any(|p| p.file_name() == Some(&name))).unwrap_or(true);
+        if ours {
+            // A full channel already holds a wake-up; one is enough.
+            let _ = wake.try_send(());
+        }
+    })
+    .ok()?;
+    watcher.watch(&folder, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(watcher)
 }

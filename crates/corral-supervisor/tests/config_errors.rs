@@ -23,7 +23,7 @@ limits = { memory = "lots" }
     corral.toml:2:11: service `web` has no `command`
         expected: command = ["program", "arg", ...]
     corral.toml:3:1: service `web`: unknown key `comand`
-        expected: one of `command`, `shell`, `env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `health`, `alerts`
+        expected: one of `command`, `shell`, `env`, `inherit_env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `health`, `alerts`
         help: did you mean `command`?
     corral.toml:4:13: service `web`: invalid type: string "two"
         expected: a whole number, 0 or more
@@ -130,4 +130,128 @@ fn the_example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/corral.toml");
     let c = corral_supervisor::config::load(&path).unwrap();
     assert_eq!(c.services.keys().collect::<Vec<_>>(), ["report", "web", "worker"]);
+}
+
+/// Issue 10: `timeout = 9223372036854775807` passed `check` and panicked
+/// the group's monitor; 1e300 panicked `check` itself; `instances =
+/// 4294967295` aborted `up` on a 206 GB allocation. Every duration, size
+/// and count is bounded here, with its place (one bad value per table:
+/// the first error of an inline table hides the rest of it).
+#[test]
+fn huge_durations_sizes_and_counts_are_refused_with_their_place() {
+    insta::assert_snapshot!(errors(r#"
+[services.a]
+command = ["a"]
+instances = 4294967295
+limits = { timeout = 9223372036854775807 }
+stop = { grace = nan }
+backoff = { initial = -1 }
+start_limit = { interval = "99999999999999999999" }
+logs = { keep = 4294967295 }
+health.liveness = { tcp = "127.0.0.1:1", period = 1e300 }
+
+[services.b]
+command = ["b"]
+instances = 100000
+limits = { cpu_time = 1e300 }
+stop = { grace = inf }
+backoff = { factor = 1e300 }
+start_limit = { burst = 4294967295 }
+health.liveness = { tcp = "127.0.0.1:1", failure_threshold = 4294967295 }
+
+[services.c]
+command = ["c"]
+limits = { memory = 9223372036854775807 }
+
+[services.d]
+command = ["d"]
+limits = { cpus = 1e300 }
+
+[services.e]
+command = ["e"]
+limits = { max_procs = 4294967295 }
+"#), @r#"
+    corral.toml:4:13: service `a`: `instances` is 4294967295
+        expected: 1 to 1000
+    corral.toml:5:22: service `a`: invalid duration '9223372036854775807'
+        expected: at most 36525d (100 years)
+    corral.toml:6:18: service `a`: invalid duration 'NaN'
+        expected: a number with an optional unit, like 30s, 1m30s, 500ms or 1.5h
+    corral.toml:7:23: service `a`: invalid duration '-1'
+        expected: a number with an optional unit, like 30s, 1m30s, 500ms or 1.5h
+    corral.toml:8:28: service `a`: invalid duration '99999999999999999999'
+        expected: at most 36525d (100 years)
+    corral.toml:9:8: service `a`: logs.keep is 4294967295
+        expected: 0 to 1000 rotated files
+    corral.toml:10:51: service `a`: health.liveness: invalid duration '1e300'
+        expected: at most 36525d (100 years)
+    corral.toml:14:13: service `b`: `instances` is 100000
+        expected: 1 to 1000
+    corral.toml:15:23: service `b`: invalid duration '1e300'
+        expected: at most 36525d (100 years)
+    corral.toml:16:18: service `b`: invalid duration 'inf'
+        expected: a number with an optional unit, like 30s, 1m30s, 500ms or 1.5h
+    corral.toml:17:11: service `b`: backoff factor 1e300 is out of range
+        expected: a number from 1.0 to 1000, like 2.0
+    corral.toml:18:15: service `b`: start_limit burst is 4294967295
+        expected: 1 to 10000
+    corral.toml:19:62: service `b`: health.liveness: invalid threshold 4294967295
+        expected: a whole number from 1 to 1000
+    corral.toml:23:21: service `c`: invalid size '9223372036854775807'
+        expected: at most 1 PiB
+    corral.toml:27:10: service `d`: limits.cpus must be above 0 and at most 1024
+        expected: cores like 0.5 or 2
+    corral.toml:31:10: service `e`: limits.max_procs is 4294967295
+        expected: 1 to 4194304
+    "#);
+}
+
+#[test]
+fn a_long_service_name_and_a_missing_cwd_are_refused() {
+    let long = "a".repeat(300);
+    insta::assert_snapshot!(errors(&format!(r#"
+[services.{long}]
+command = ["x"]
+
+[services.ok]
+command = ["x"]
+cwd = "/definitely/not/here"
+"#)), @r#"
+    corral.toml:2:11: invalid service name `aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…` (300 characters)
+        expected: at most 64 letters, digits, `-`, `_` and `.`
+    corral.toml:7:7: service `ok`: the working directory /definitely/not/here does not exist
+        expected: an existing directory (relative paths start at the config's folder)
+    "#);
+}
+
+/// A 1 MiB config can declare forty thousand services: the bound on
+/// `instances` holds for all of them together too.
+#[test]
+fn the_instances_of_all_services_together_are_bounded() {
+    let service = |i: usize| format!("[services.s{i:02}]\ncommand = [\"x\"]\ninstances = 1000\n");
+    let ten: String = (0..10).map(service).collect();
+    assert!(parse(&ten, Path::new("corral.toml")).is_ok(), "10 × 1000 is the maximum");
+    let eleven: String = (0..11).map(service).collect();
+    let e = errors(&eleven);
+    assert_eq!(
+        e.lines().next().unwrap(),
+        "corral.toml:31:11: more than 10000 instances in all services together",
+        "{e}"
+    );
+}
+
+#[test]
+fn client_timeout_is_bounded() {
+    let c = parse("[daemon]\n", Path::new("corral.toml")).unwrap();
+    assert_eq!(c.daemon.client_timeout, std::time::Duration::from_secs(10));
+    let c = parse("[daemon]\nclient_timeout = \"2s\"\n", Path::new("corral.toml")).unwrap();
+    assert_eq!(c.daemon.client_timeout, std::time::Duration::from_secs(2));
+    insta::assert_snapshot!(errors("[daemon]\nclient_timeout = \"1h\"\n"), @r#"
+    corral.toml:2:18: [daemon] client_timeout is 1h, out of range
+        expected: a duration from 500ms to 5m, like "10s"
+    "#);
+    insta::assert_snapshot!(errors("[daemon]\nclient_timeout = 0\n"), @r#"
+    corral.toml:2:18: [daemon] client_timeout is 0ms, out of range
+        expected: a duration from 500ms to 5m, like "10s"
+    "#);
 }

@@ -267,6 +267,14 @@ pub enum Leader {
 }
 
 impl Leader {
+    /// The working directory the command asks for.
+    pub(crate) fn current_dir(&self) -> Option<&Path> {
+        match self {
+            Leader::Own(c) => c.get_current_dir(),
+            Leader::Std(c) => c.get_current_dir(),
+        }
+    }
+
     /// The command for std's spawn path.
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub(crate) fn into_std(self) -> std::process::Command {

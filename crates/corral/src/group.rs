@@ -69,7 +69,10 @@ impl GroupBuilder {
     /// ran.
     pub fn spawn(self, cmd: impl IntoLeader) -> Result<Group> {
         let (spec, cfg, kill_on_drop) = self.prepare()?;
-        let started = monitor::start(spec.clone(), cmd.into_leader(), cfg)?;
+        let cmd = cmd.into_leader();
+        let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
+        check_cwd(cwd.as_deref())?;
+        let started = monitor::start(spec.clone(), cmd, cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
         Ok(Group::from_started(spec.id, started, kill_on_drop))
     }
 
@@ -78,7 +81,10 @@ impl GroupBuilder {
     #[cfg(feature = "tokio")]
     pub async fn spawn_async(self, cmd: impl IntoLeader) -> Result<Group> {
         let (spec, cfg, kill_on_drop) = self.prepare()?;
-        let started = monitor::start_async(spec.clone(), cmd.into_leader(), cfg).await?;
+        let cmd = cmd.into_leader();
+        let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
+        check_cwd(cwd.as_deref())?;
+        let started = monitor::start_async(spec.clone(), cmd, cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
         Ok(Group::from_started(spec.id, started, kill_on_drop))
     }
 
@@ -101,6 +107,32 @@ impl GroupBuilder {
             spawn: SpawnPath::Fork,
         };
         Ok((spec, cfg, self.kill_on_drop.unwrap_or(true)))
+    }
+}
+
+/// The exec's "no such file" may be the working directory's, removed
+/// since [`check_cwd`]: then that is the error.
+fn cwd_error(cwd: Option<&std::path::Path>, e: Error) -> Error {
+    match e.kind() {
+        ErrorKind::NotFound => check_cwd(cwd).err().unwrap_or(e),
+        _ => e,
+    }
+}
+
+/// A missing working directory makes the spawn fail with "no such file",
+/// which would read as "command not found": name the directory instead.
+fn check_cwd(cwd: Option<&std::path::Path>) -> Result<()> {
+    let Some(dir) = cwd else { return Ok(()) };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("the working directory {} is not a directory", dir.display()),
+        )
+        .hint("set the working directory (cwd) to a directory")),
+        Err(e) => Err(Error::os(format!("the working directory {} cannot be used", dir.display()), e)
+            .with_kind(ErrorKind::InvalidInput)
+            .hint("create it, or set the working directory (cwd) to one that exists")),
     }
 }
 

@@ -31,14 +31,45 @@
 //!
 //! With the `tokio` feature, [`Group::wait_async`] and
 //! [`Group::events_async`] serve async code.
+//!
+//! ## What the leader inherits
+//!
+//! The leader gets the [`Command`](std::process::Command) as the caller
+//! built it: its environment (plus corral's tag variable, `CORRAL_GROUP`, or
+//! `CORRAL_STOP_EVENT` on Windows), its stdio and working directory. Nothing
+//! else of the caller's process leaks in:
+//!
+//! - **File descriptors.** On Unix every fd from 3 up is made close-on-exec
+//!   in the child (`close_range(CLOSE_RANGE_CLOEXEC)` on Linux 5.11+, else
+//!   `fcntl` up to the fd limit), so fds the caller's own parent left open
+//!   never reach the group. An fd meant for the leader must be one of its
+//!   stdio. On Windows std's `CreateProcessW` passes every *inheritable*
+//!   handle of the process: std and corral create none but the child's
+//!   stdio, yet a handle that corral's own parent passed down inheritable
+//!   would reach the leader (closing that needs
+//!   `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`, i.e. owning the `CreateProcessW`
+//!   call; not done yet).
+//! - **Signals.** On Unix the leader starts with an empty signal mask and
+//!   every signal at its default disposition, even those the caller ignores.
+//!
+//! **SIGCHLD.** corral waits for its leaders with `waitpid`. If the process
+//! ignores SIGCHLD (often inherited: `trap '' CHLD` in a shell), the kernel
+//! reaps children at once and no exit status can be read. So each spawn
+//! resets an ignored SIGCHLD (or SIG_DFL with `SA_NOCLDWAIT`) to SIG_DFL,
+//! for the whole process, as GNU `timeout` does. Children the caller starts
+//! itself after that become zombies until it waits for them. A SIGCHLD
+//! *handler* installed with `SA_NOCLDWAIT` is the caller's choice and is
+//! left alone: the spawn fails with [`ErrorKind::Unsupported`] instead.
 
 #![warn(missing_docs)]
 
 mod backend;
 mod command;
+pub mod deadline;
 mod error;
 mod event;
 mod group;
+mod leftover;
 mod limits;
 mod monitor;
 mod outcome;
@@ -53,7 +84,8 @@ pub use command::{Command, IntoLeader, SpawnPath, Stdio};
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
-pub use limits::{LimitKind, Limits};
+pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
+pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
 pub use tree::{process_table, ProcessInfo, ProcessTree};

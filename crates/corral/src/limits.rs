@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+/// The most cores `cpus` may ask for. A rate above the machine's cores is
+/// harmless (it only means "no throttling"), but a huge one overflows the
+/// kernel's quota arithmetic (cgroup `cpu.max` answers ERANGE).
+pub const MAX_CPUS: f64 = 1024.0;
+
+/// The most processes `max_procs` may ask for: Linux's own ceiling on pids
+/// (PID_MAX_LIMIT, 2^22); more can never exist at once, and the kernel
+/// refuses a larger `pids.max`.
+pub const MAX_PROCS: u32 = 1 << 22;
+
 /// Resource limits for a whole group. `None` means unlimited.
 ///
 /// The wall-clock timeout is not here: it lives on the builder
@@ -61,16 +71,23 @@ impl Limits {
         if self.memory == Some(0) || self.memory_per_process == Some(0) {
             return bad("memory must be greater than 0");
         }
-        if self.max_procs == Some(0) {
-            return bad("max_procs must be at least 1");
+        if self.max_procs == Some(0) || self.max_procs > Some(MAX_PROCS) {
+            return bad("max_procs must be from 1 to 4194304");
         }
         if self.cpu_time == Some(Duration::ZERO) {
             return bad("cpu_time must be greater than 0");
         }
         if let Some(c) = self.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                return bad("cpus must be a positive number of cores, like 0.5 or 2");
+            if !(c.is_finite() && c > 0.0 && c <= MAX_CPUS) {
+                return bad("cpus must be a number of cores above 0 and at most 1024, like 0.5 or 2");
             }
+        }
+        let sizes = [self.memory, self.memory_per_process];
+        if sizes.iter().flatten().any(|&m| m > crate::units::MAX_SIZE) {
+            return bad("memory must be at most 1 PiB");
+        }
+        if self.cpu_time.is_some_and(|t| t > crate::units::MAX_DURATION) {
+            return bad("cpu_time must be at most 36525d (100 years)");
         }
         Ok(())
     }

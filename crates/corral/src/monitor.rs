@@ -14,6 +14,7 @@ mod life;
 mod reactor;
 
 use self::life::{Life, Next};
+use crate::deadline;
 use crate::sys::{self, SysGroup, Wake};
 use crate::{Event, Outcome, StopPolicy};
 use std::collections::BTreeSet;
@@ -96,7 +97,7 @@ impl Shared {
     }
 
     pub(crate) fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
-        let end = Instant::now() + timeout;
+        let end = deadline::after(Instant::now(), timeout);
         let mut st = self.lock();
         loop {
             if let Some(o) = &st.outcome {

@@ -7,8 +7,25 @@
 //!
 //! Durations: a bare number is seconds (as GNU `timeout` reads it). Units are
 //! `ms`, `s`, `m`, `h`, `d`, and may be chained: `1h2m3.5s`.
+//!
+//! Both are bounded here, at parse time, so that no caller ever does
+//! arithmetic on a value that overflows a clock or a kernel counter: a
+//! duration is at most [`MAX_DURATION`] (100 years), a size at most
+//! [`MAX_SIZE`] (1 PiB).
 
 use std::time::Duration;
+
+/// The longest duration corral accepts anywhere: 36525 days (100 years).
+/// Long enough for "never" in practice, short enough that `now + it` fits
+/// every platform's monotonic clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_525 * 86_400);
+
+/// The largest size corral accepts anywhere: 1 PiB. Above any machine's
+/// memory, and far below `u64::MAX`, which `setrlimit` reads as "no limit".
+pub const MAX_SIZE: u64 = 1 << 50;
+
+const MAX_DURATION_TEXT: &str = "at most 36525d (100 years)";
+const MAX_SIZE_TEXT: &str = "at most 1 PiB";
 
 /// Why a duration or a size did not parse. `Display` is one line with the
 /// expected form.
@@ -17,6 +34,12 @@ pub struct ParseError {
     what: &'static str,
     input: String,
     expected: &'static str,
+}
+
+impl ParseError {
+    fn new(what: &'static str, input: &str, expected: &'static str) -> Self {
+        ParseError { what, input: input.to_string(), expected }
+    }
 }
 
 impl std::fmt::Display for ParseError {
@@ -32,7 +55,7 @@ const DURATION_FORM: &str = "a number with an optional unit, like 30s, 1m30s, 50
 
 /// Parses a size in bytes: `512MiB`, `1.5G`, `64m`, `4096`.
 pub fn parse_size(input: &str) -> Result<u64, ParseError> {
-    let err = || ParseError { what: "size", input: input.to_string(), expected: SIZE_FORM };
+    let err = || ParseError::new("size", input, SIZE_FORM);
     let s = input.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -53,15 +76,18 @@ pub fn parse_size(input: &str) -> Result<u64, ParseError> {
         _ => return Err(err()),
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+    if !bytes.is_finite() || bytes < 0.0 {
         return Err(err());
+    }
+    if bytes.round() > MAX_SIZE as f64 {
+        return Err(ParseError::new("size", input, MAX_SIZE_TEXT));
     }
     Ok(bytes.round() as u64)
 }
 
 /// Parses a duration: `30s`, `1m30s`, `500ms`, `1.5h`, `10` (seconds).
 pub fn parse_duration(input: &str) -> Result<Duration, ParseError> {
-    let err = || ParseError { what: "duration", input: input.to_string(), expected: DURATION_FORM };
+    let err = || ParseError::new("duration", input, DURATION_FORM);
     let s = input.trim();
     if s.is_empty() {
         return Err(err());
@@ -91,10 +117,34 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseError> {
         total += value * secs;
         rest = next;
     }
-    if !total.is_finite() || total < 0.0 || total > u32::MAX as f64 {
+    if !total.is_finite() || total < 0.0 {
         return Err(err());
     }
-    Ok(Duration::from_secs_f64(total))
+    duration_from_secs(total).ok_or_else(|| ParseError::new("duration", input, MAX_DURATION_TEXT))
+}
+
+/// Seconds as a [`Duration`] when they are a number from 0 to
+/// [`MAX_DURATION`]; `None` for NaN, infinities, negatives and anything
+/// longer (where `Duration::from_secs_f64` would panic or a deadline
+/// would overflow).
+pub fn duration_from_secs(secs: f64) -> Option<Duration> {
+    if !(0.0..=MAX_DURATION.as_secs_f64()).contains(&secs) {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// Why a number of seconds is not a duration, in the one-line form of a
+/// [`ParseError`]: `invalid duration '1e300': expected at most 36525d (100 years)`.
+pub fn duration_range_error(input: &str) -> ParseError {
+    let in_range = input.trim().parse::<f64>().is_ok_and(|f| f.is_finite() && f >= 0.0);
+    ParseError::new("duration", input, if in_range { MAX_DURATION_TEXT } else { DURATION_FORM })
+}
+
+/// Why a number of bytes is not a size (see [`duration_range_error`]).
+pub fn size_range_error(input: &str) -> ParseError {
+    let in_range = input.trim().parse::<f64>().is_ok_and(|f| f.is_finite() && f >= 0.0);
+    ParseError::new("size", input, if in_range { MAX_SIZE_TEXT } else { SIZE_FORM })
 }
 
 /// Formats bytes for people: `64.0 MiB`.
@@ -187,6 +237,41 @@ mod tests {
     fn bad_durations_are_refused() {
         for bad in ["", "abc", "10x", "1m30", "s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn huge_durations_are_refused_with_the_maximum() {
+        for bad in ["99999999999999999999", "36526d", "9223372036854775807", "3155760001"] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains("at most 36525d (100 years)"), "{bad}: {e}");
+        }
+        for bad in ["1e300", "nan", "inf", "-5"] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains("expected a number"), "{bad}: {e}");
+        }
+        assert_eq!(parse_duration("36525d").unwrap(), MAX_DURATION);
+    }
+
+    #[test]
+    fn seconds_become_durations_only_in_range() {
+        assert_eq!(duration_from_secs(1.5), Some(Duration::from_millis(1500)));
+        assert_eq!(duration_from_secs(0.0), Some(Duration::ZERO));
+        assert_eq!(duration_from_secs(MAX_DURATION.as_secs_f64()), Some(MAX_DURATION));
+        for bad in [f64::NAN, f64::INFINITY, -1.0, 1e300, i64::MAX as f64, MAX_DURATION.as_secs_f64() + 1.0] {
+            assert_eq!(duration_from_secs(bad), None, "{bad}");
+        }
+        assert!(duration_range_error("1e300").to_string().contains("at most 36525d"));
+        assert!(duration_range_error("nan").to_string().contains("expected a number"));
+    }
+
+    #[test]
+    fn huge_sizes_are_refused_with_the_maximum() {
+        assert_eq!(parse_size("1PiB").ok(), None, "no PiB unit: the form is named");
+        assert_eq!(parse_size("1024T").unwrap(), MAX_SIZE);
+        for bad in ["1025T", "18446744073709551615", "99999999999999999999999"] {
+            let e = parse_size(bad).unwrap_err().to_string();
+            assert!(e.contains("at most 1 PiB"), "{bad}: {e}");
         }
     }
 

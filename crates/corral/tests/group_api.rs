@@ -193,6 +193,58 @@ fn errors_are_typed_with_a_hint() {
     assert!(e.to_string().contains("max_procs"), "{e}");
 }
 
+/// Issue 10: a timeout near i64::MAX seconds overflowed `started + t` and
+/// panicked the group's monitor (the leader was left a zombie shown as
+/// running), and so did `now + grace` in the teardown. Deadlines saturate:
+/// a huge one simply never comes.
+#[test]
+fn a_huge_timeout_and_grace_never_panic_the_monitor() {
+    let mut cmd = Command::new("sh");
+    // The leader leaves a member behind, so the teardown's graceful stop
+    // (and its `now + grace`) runs; the member ends on the stop signal.
+    cmd.args(["-c", "sleep 5 & exit 3"]);
+    let g = Group::builder()
+        .timeout(Duration::MAX)
+        .stop(StopPolicy::new(corral::Signal::TERM, Duration::MAX))
+        .spawn(cmd)
+        .unwrap();
+    let o = g.wait_timeout(Duration::from_secs(30)).expect("the group ended");
+    assert_eq!(o.status.code, Some(3), "{o:?}");
+    assert_eq!(o.reason, Reason::Exited);
+    assert_eq!(o.leftover, 0);
+}
+
+/// Issue 10: a missing working directory was reported as "command not
+/// found … check PATH". Nothing is started when it is missing.
+#[test]
+fn a_missing_cwd_is_named_not_taken_for_a_missing_command() {
+    let mut cmd = Command::new("true");
+    cmd.current_dir("/definitely/not/here");
+    let e = Group::spawn(cmd).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("working directory /definitely/not/here"), "{text}");
+    assert!(!text.contains("command not found") && !text.contains("PATH"), "{text}");
+}
+
+/// Issue 10: `cpus = 1e300` reached the kernel, whose ERANGE came back
+/// with the hint "run as root", to root. It is refused as a value first.
+#[test]
+fn a_huge_limit_is_refused_as_a_value() {
+    for limits in [
+        Limits::new().cpus(1e300),
+        Limits::new().cpus(f64::NAN),
+        Limits::new().cpus(1025.0),
+        Limits::new().memory(u64::MAX),
+        Limits::new().cpu_time(Duration::MAX),
+        Limits::new().max_procs(u32::MAX),
+    ] {
+        let e = Group::builder().limits(limits.clone()).spawn(Command::new("true")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{limits:?}: {e}");
+        assert!(!e.to_string().contains("root"), "{e}");
+    }
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn tokio_wait_does_not_block_the_runtime() {
@@ -294,4 +346,44 @@ fn a_spawn_abandoned_by_its_task_is_killed_not_left_running() {
         assert!(std::time::Instant::now() < end, "left running: {:?}", marked(&kv));
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// What a dead controller left (a daemon SIGKILLed, its state file lost) is
+/// found by the tag each member inherits and reaped; the groups of a live
+/// controller (this test) are neither listed nor reaped.
+#[test]
+fn orphaned_groups_are_found_by_their_tag_and_reaped() {
+    // A controller that is gone: a child that exited and was reaped.
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let orphan_id = format!("{dead_pid}-{}", std::process::id());
+    let live_id = format!("{}-4242424", std::process::id());
+    let start = |id: &str| {
+        let mut c = std::process::Command::new(testkit())
+            .args(["--sleep", "30"])
+            .env("CORRAL_GROUP", id)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ready\""), "{line}");
+        c
+    };
+    let mut orphan = start(&orphan_id);
+    let mut live = start(&live_id);
+    let found = corral::orphaned_groups().unwrap();
+    let g = found.iter().find(|g| g.id == orphan_id).unwrap_or_else(|| panic!("{orphan_id} not in {found:?}"));
+    assert_eq!(g.members, [orphan.id()]);
+    assert!(!found.iter().any(|g| g.id == live_id), "a live controller's group is not an orphan");
+    assert_eq!(corral::reap_group(&orphan_id, orphan.id()).unwrap(), 1);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(orphan.wait().unwrap().signal(), Some(9));
+    let e = corral::reap_group(&live_id, live.id()).unwrap_err();
+    assert!(e.to_string().contains("still running"), "{e}");
+    assert!(live.try_wait().unwrap().is_none(), "refused, so not killed");
+    live.kill().unwrap();
+    live.wait().unwrap();
 }

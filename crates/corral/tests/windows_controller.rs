@@ -68,13 +68,17 @@ impl Drop for Controller {
 /// Starts the controller in `mode`, returns it and the tree it printed.
 fn run_controller(mode: &str) -> (Controller, Ready, Vec<Proc>) {
     let exe = std::env::current_exe().unwrap();
+    // Its stderr goes to a file, not a pipe: the tree inherits the handle,
+    // so a pipe would not end with the controller. Read if it fails early.
+    let err_path = std::env::temp_dir().join(format!("corral-controller-{}-{mode}.err", std::process::id()));
+    let err = std::fs::File::create(&err_path).unwrap();
     let mut c = Controller(
         Command::new(exe)
             .args(["--exact", "controller", "--ignored", "--nocapture", "--test-threads", "1"])
             .env(MODE, mode)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .unwrap(),
     );
@@ -82,11 +86,18 @@ fn run_controller(mode: &str) -> (Controller, Ready, Vec<Proc>) {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the controller ended without printing its tree");
+        if out.read_line(&mut line).unwrap() == 0 {
+            let status = c.0.wait().unwrap();
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            let _ = std::fs::remove_file(&err_path);
+            panic!("the controller ended ({status}) without printing its tree: {err}");
+        }
         // libtest prints `test controller ... ` before the test's output.
         if let Some(at) = line.find("TREE ") {
             let ready = Ready::parse(line[at + 5..].trim());
             let procs = ready.every_pid().into_iter().filter_map(Proc::open).collect();
+            // Windows keeps an open file; the name goes once the controller's handle does.
+            let _ = std::fs::remove_file(&err_path);
             return (c, ready, procs);
         }
     }

@@ -136,9 +136,7 @@ fn serve(r: &'static Reporter, name: &str) -> Result<(), u32> {
 /// (appended), as `corral up -d` does: std looks the handles up at each
 /// write, so every later line lands there.
 fn log_to(config: &Config) -> std::io::Result<()> {
-    let dir = &config.daemon.state_dir;
-    std::fs::create_dir_all(dir)?;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log"))?;
+    let file = corral_supervisor::daemon::open_daemon_log(&config.daemon.state_dir)?;
     // The handle stays open for the life of the process.
     let h = file.into_raw_handle();
     // SAFETY: `h` is an open file handle owned by nobody else now.

@@ -275,6 +275,7 @@ fn print_event(e: &serde_json::Value, json: bool) {
         return;
     }
     match serde_json::from_value::<Event>(e.clone()) {
+        Ok(ev) if ev.kind == EventKind::Daemon => println!("{} daemon {}", ev.ts, ev.reason),
         // Their reasons start with the probe (`liveness: ...`) or `alert`.
         Ok(ev) if ev.kind != EventKind::Transition => {
             println!("{} {}.{} {}", ev.ts, ev.service, ev.instance, ev.reason)

@@ -46,12 +46,8 @@ pub fn main(a: UpArgs) -> u8 {
 /// the state folder, and returns once its socket answers.
 fn detach(config: &corral_supervisor::config::Config) -> u8 {
     let state = &config.daemon.state_dir;
-    if let Err(e) = std::fs::create_dir_all(state) {
-        crate::exit::error(format!("cannot create {}: {e}", state.display()));
-        return FAILED;
-    }
     let log_path = state.join("daemon.log");
-    let log = match std::fs::OpenOptions::new().create(true).append(true).open(&log_path) {
+    let log = match daemon::open_daemon_log(state) {
         Ok(f) => f,
         Err(e) => {
             crate::exit::error(format!("cannot open {}: {e}", log_path.display()));

@@ -262,14 +262,16 @@ pub fn pids_of_ready_line(json: &str) -> Vec<u32> {
 /// Starts `corral up -c config` with its stderr read line by line on a
 /// thread, so a test can wait on lines without blocking the daemon.
 pub fn spawn_up(config: &std::path::Path) -> (Child, Receiver<String>) {
-    let mut child = Command::new(CORRAL)
-        .args(["up", "--no-color", "-c"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    spawn_up_with(config, |_| {})
+}
+
+/// [`spawn_up`], with `tweak` applied to the command first (a lower
+/// rlimit set in `pre_exec`, say).
+pub fn spawn_up_with(config: &std::path::Path, tweak: impl FnOnce(&mut Command)) -> (Child, Receiver<String>) {
+    let mut cmd = Command::new(CORRAL);
+    cmd.args(["up", "--no-color", "-c"]).arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    tweak(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     let (tx, rx) = mpsc::channel();
     let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {

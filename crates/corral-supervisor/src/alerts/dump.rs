@@ -16,39 +16,46 @@
 //!
 //! Only the newest [`KEEP`] snapshots of each instance are kept.
 
+use crate::sys::safe_fs::PrivateDir;
 use corral::Group;
 use serde_json::json;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Snapshots kept per instance; older ones are removed.
 pub const KEEP: usize = 10;
 
 /// Writes one snapshot of `group` under `dumps` and returns its folder.
+///
+/// Every folder and file is new and private (0700/0600), created through
+/// `PrivateDir`: nothing planted in `dumps` is written through.
 pub fn write(dumps: &Path, service: &str, instance: u32, group: &Group, why: &str) -> io::Result<PathBuf> {
-    std::fs::create_dir_all(dumps)?;
+    let top = PrivateDir::create_or_check(dumps)?;
     let ts = crate::time::now_rfc3339();
     let stamp: String = ts.chars().filter(|c| *c != '-' && *c != ':').collect();
     let prefix = format!("{service}-{instance}-");
-    let mut dir = dumps.join(format!("{prefix}{stamp}"));
+    let mut name = format!("{prefix}{stamp}");
     let mut n = 1;
-    while let Err(e) = std::fs::create_dir(&dir) {
-        if e.kind() != io::ErrorKind::AlreadyExists || n > 100 {
-            return Err(e);
+    let snap = loop {
+        match top.new_subdir(&name) {
+            Ok(d) => break d,
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists || n > 100 => return Err(e),
+            Err(_) => {}
         }
         n += 1;
-        dir = dumps.join(format!("{prefix}{stamp}-{n}"));
-    }
+        name = format!("{prefix}{stamp}-{n}");
+    };
+    let dir = snap.path().to_path_buf();
     let mut unreadable = Vec::new();
     let members = group.members().unwrap_or_else(|e| {
         unreadable.push(json!({ "what": "members", "error": e.to_string() }));
         Vec::new()
     });
     match group.tree() {
-        Ok(t) => std::fs::write(dir.join("tree.txt"), t.to_string())?,
+        Ok(t) => write_new(&snap, "tree.txt", t.to_string().as_bytes())?,
         Err(e) => unreadable.push(json!({ "what": "tree", "error": e.to_string() })),
     }
-    let notes = per_process(&dir, group.pid(), &members, &mut unreadable)?;
+    let notes = per_process(&snap, group.pid(), &members, &mut unreadable)?;
     let u = group.usage();
     let summary = json!({
         "service": service,
@@ -69,21 +76,24 @@ pub fn write(dumps: &Path, service: &str, instance: u32, group: &Group, why: &st
         "unreadable": unreadable,
         "notes": notes,
     });
-    std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary).unwrap_or_default())?;
+    write_new(&snap, "summary.json", &serde_json::to_vec_pretty(&summary).unwrap_or_default())?;
     prune(dumps, &prefix, KEEP);
     Ok(dir)
 }
 
+fn write_new(dir: &PrivateDir, name: &str, bytes: &[u8]) -> io::Result<()> {
+    dir.create_new(name)?.write_all(bytes)
+}
+
 #[cfg(target_os = "linux")]
 fn per_process(
-    dir: &Path,
+    dir: &PrivateDir,
     _leader: u32,
     members: &[u32],
     unreadable: &mut Vec<serde_json::Value>,
 ) -> io::Result<Vec<String>> {
     for pid in members {
-        let pdir = dir.join(pid.to_string());
-        std::fs::create_dir_all(&pdir)?;
+        let pdir = dir.new_subdir(&pid.to_string())?;
         for file in ["status", "smaps_rollup", "stack", "cmdline"] {
             match std::fs::read(format!("/proc/{pid}/{file}")) {
                 Ok(mut bytes) => {
@@ -94,7 +104,7 @@ fn per_process(
                             }
                         }
                     }
-                    std::fs::write(pdir.join(file), bytes)?;
+                    write_new(&pdir, file, &bytes)?;
                 }
                 Err(e) => {
                     let hint = match (file, e.kind()) {
@@ -112,12 +122,14 @@ fn per_process(
 
 #[cfg(windows)]
 fn per_process(
-    dir: &Path,
+    dir: &PrivateDir,
     leader: u32,
     _members: &[u32],
     unreadable: &mut Vec<serde_json::Value>,
 ) -> io::Result<Vec<String>> {
-    if let Err(e) = corral::write_minidump(leader, &dir.join("leader.dmp")) {
+    // The library writes the file by path: the snapshot folder is new and
+    // private, so nothing else can have put a name there.
+    if let Err(e) = corral::write_minidump(leader, &dir.path().join("leader.dmp")) {
         unreadable.push(json!({ "pid": leader, "what": "leader.dmp", "error": e.to_string() }));
     }
     Ok(Vec::new())
@@ -125,7 +137,7 @@ fn per_process(
 
 #[cfg(not(any(target_os = "linux", windows)))]
 fn per_process(
-    _dir: &Path,
+    _dir: &PrivateDir,
     _leader: u32,
     _members: &[u32],
     _unreadable: &mut Vec<serde_json::Value>,

@@ -51,31 +51,48 @@ pub use unix::serve_local;
 
 #[cfg(unix)]
 mod unix {
+    use super::super::admit::{Admitted, Caps, Clients, Gate, Peer};
     use super::Path;
     use axum::serve::Listener;
     use std::future::Future;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     use tokio::net::{UnixListener, UnixStream};
 
-    /// Accepts only connections from the daemon's own uid.
+    /// Accepts only connections from the daemon's own uid, within the
+    /// local socket's caps.
     struct OwnerOnly {
         inner: UnixListener,
         uid: u32,
+        gate: Gate,
     }
 
     impl Listener for OwnerOnly {
-        type Io = UnixStream;
+        type Io = Admitted<UnixStream>;
         type Addr = tokio::net::unix::SocketAddr;
 
         async fn accept(&mut self) -> (Self::Io, Self::Addr) {
             loop {
                 match self.inner.accept().await {
-                    Ok((s, a)) => match s.peer_cred() {
-                        Ok(c) if c.uid() == self.uid => return (s, a),
-                        _ => {
-                            tokio::spawn(super::refuse(s));
+                    Ok((s, a)) => {
+                        let slot = match self.gate.admit(Peer::Local) {
+                            Ok(slot) => slot,
+                            // Over the caps: closed at once; told why when
+                            // its request has come (an answer before the
+                            // request would be taken for garbage).
+                            Err(why) => {
+                                if s.try_read(&mut [0u8; 4096]).is_ok_and(|n| n > 0) {
+                                    let _ = s.try_write(self.gate.refusal(why).as_bytes());
+                                }
+                                continue;
+                            }
+                        };
+                        let owner = s.peer_cred().is_ok_and(|c| c.uid() == self.uid);
+                        let s = Admitted::new(s, slot);
+                        if owner {
+                            return (s, a);
                         }
-                    },
+                        tokio::spawn(super::refuse(s));
+                    }
                     // Out of fds and the like: wait a little instead of spinning.
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
                 }
@@ -87,6 +104,31 @@ mod unix {
         }
     }
 
+    /// Removes `path` when it is a stale socket: a socket no daemon answers
+    /// on. Anything else found there (a file, a live socket) is refused,
+    /// never deleted: `socket =` may point at something that is not ours.
+    async fn remove_stale(path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::FileTypeExt;
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let refuse = |kind, why: String| Err(std::io::Error::new(kind, why));
+        if !meta.file_type().is_socket() {
+            return refuse(
+                std::io::ErrorKind::AlreadyExists,
+                "it exists and is not a socket; corral removes only a stale socket of its own: \
+                 remove it, or set [daemon] socket to a free path"
+                    .into(),
+            );
+        }
+        if UnixStream::connect(path).await.is_ok() {
+            return refuse(std::io::ErrorKind::AddrInUse, format!("a daemon already listens on {}", path.display()));
+        }
+        std::fs::remove_file(path)
+    }
+
     /// Binds the socket (replacing a stale one) and serves until `stop`
     /// completes. On Unix every `access` serves the owner alone: there is
     /// no service mode here (systemd runs `corral up`).
@@ -94,26 +136,20 @@ mod unix {
         path: &Path,
         app: axum::Router,
         _access: super::Access,
+        clients: &Clients,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
-        if path.exists() {
-            if UnixStream::connect(path).await.is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    format!("a daemon already listens on {}", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
+        remove_stale(path).await?;
         let inner = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
-        let listener = OwnerOnly { inner, uid };
-        Ok(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }))
+        let listener = OwnerOnly { inner, uid, gate: clients.gate("the local socket", Caps::LOCAL) };
+        let timeout = clients.timeout();
+        Ok(tokio::spawn(super::super::serve::serve(listener, app, timeout, stop)))
     }
 }
 
@@ -122,17 +158,20 @@ pub use windows::serve_local;
 
 #[cfg(windows)]
 mod windows {
+    use super::super::admit::{Admitted, Caps, Clients, Gate, Peer};
     use super::super::pipe::PipeAcl;
     use super::{Access, Path};
     use axum::serve::Listener;
     use std::future::Future;
     use tokio::net::windows::named_pipe::NamedPipeServer;
 
-    /// Hands out connected pipe instances of the clients `acl` allows.
+    /// Hands out connected pipe instances of the clients `acl` allows,
+    /// within the local pipe's caps.
     struct PipeListener {
         name: String,
         acl: PipeAcl,
         next: NamedPipeServer,
+        gate: Gate,
     }
 
     impl PipeListener {
@@ -148,7 +187,7 @@ mod windows {
     }
 
     impl Listener for PipeListener {
-        type Io = NamedPipeServer;
+        type Io = Admitted<NamedPipeServer>;
         type Addr = String;
 
         async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -157,14 +196,27 @@ mod windows {
                 // A client always finds an instance waiting.
                 let fresh = self.fresh().await;
                 let conn = std::mem::replace(&mut self.next, fresh);
-                match connected {
-                    Ok(()) if self.acl.is_allowed(&conn) => return (conn, self.name.clone()),
-                    Ok(()) => {
-                        tokio::spawn(super::refuse(conn));
-                    }
+                if connected.is_err() {
                     // The client left before it was served.
-                    Err(_) => {}
+                    continue;
                 }
+                let slot = match self.gate.admit(Peer::Local) {
+                    Ok(slot) => slot,
+                    // Over the caps: closed at once; told why when its
+                    // request has come.
+                    Err(why) => {
+                        if conn.try_read(&mut [0u8; 4096]).is_ok_and(|n| n > 0) {
+                            let _ = conn.try_write(self.gate.refusal(why).as_bytes());
+                        }
+                        continue;
+                    }
+                };
+                let allowed = self.acl.is_allowed(&conn);
+                let conn = Admitted::new(conn, slot);
+                if allowed {
+                    return (conn, self.name.clone());
+                }
+                tokio::spawn(super::refuse(conn));
             }
         }
 
@@ -179,12 +231,14 @@ mod windows {
         path: &Path,
         app: axum::Router,
         access: Access,
+        clients: &Clients,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
         let name = super::local_address(path);
         let acl = PipeAcl::new(access)?;
         let next = acl.create_first(&name)?;
-        let listener = PipeListener { name, acl, next };
-        Ok(tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }))
+        let listener = PipeListener { name, acl, next, gate: clients.gate("the local pipe", Caps::LOCAL) };
+        let timeout = clients.timeout();
+        Ok(tokio::spawn(super::super::serve::serve(listener, app, timeout, stop)))
     }
 }

@@ -2,25 +2,36 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod admit;
 mod auth;
+mod budget;
 mod listen;
+mod metrics_listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
+mod query;
+mod serve;
+mod stall;
 mod tcp;
 
+pub use admit::{Caps, Clients};
 pub use auth::Token;
+pub(crate) use budget::clients_for;
+pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
+pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
 use crate::logs::{tail, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use query::JsonQuery;
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
@@ -189,10 +200,12 @@ struct EventsQuery {
     n: Option<usize>,
 }
 
-async fn events(State(api): State<Api>, Query(q): Query<EventsQuery>) -> Response {
-    let path = api.sup.config().daemon.state_dir.join("events.jsonl");
+async fn events(State(api): State<Api>, JsonQuery(q): JsonQuery<EventsQuery>) -> Response {
+    let d = api.sup.config().daemon;
     let n = q.n.unwrap_or(100);
-    let lines = tokio::task::spawn_blocking(move || tail(&path, n)).await.unwrap_or_default();
+    let lines = tokio::task::spawn_blocking(move || crate::event::recent(&d.state_dir, n, d.events.keep))
+        .await
+        .unwrap_or_default();
     let events: Vec<serde_json::Value> = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     Json(json!({ "events": events })).into_response()
 }
@@ -213,7 +226,7 @@ struct LogsQuery {
 }
 
 /// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
-async fn logs(State(api): State<Api>, Query(q): Query<LogsQuery>) -> Response {
+async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Response {
     let target = match &q.service {
         Some(s) => Target::Some(vec![s.clone()]),
         None => Target::All,

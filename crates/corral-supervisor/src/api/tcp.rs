@@ -4,9 +4,12 @@
 //!
 //! Everything is loaded and bound before any service starts, so a bad
 //! certificate, key, token file or address stops the daemon with one line
-//! and nothing started. TLS handshakes run in their own tasks with a
-//! deadline, so a slow or silent client never holds up the others.
+//! and nothing started. TLS handshakes run in their own tasks with the
+//! client timeout as deadline, so a slow or silent client never holds up
+//! the others, and every connection is admitted by the listener's caps
+//! first ([`super::admit`]): one address cannot fill the handshake slots.
 
+use super::admit::{Admitted, Caps, Clients, Gate, Peer};
 use super::auth::{self, Token};
 use crate::config::TcpConfig;
 use axum::serve::Listener;
@@ -23,9 +26,8 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// A client that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// At most this many handshakes at once; connections past it are closed.
+/// One address may run at most [`Caps::TCP`]`.per_peer` of them.
 const MAX_HANDSHAKES: usize = 64;
 
 /// What the TCP listener needs, read and checked: TLS material and the
@@ -90,11 +92,17 @@ impl BoundTcp {
     pub fn serve(
         self,
         app: axum::Router,
+        clients: &Clients,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<std::io::Result<()>> {
         let app = app.layer(axum::middleware::from_fn_with_state(self.tls.token.clone(), auth::require_bearer));
-        let listener = TlsListener::start(self.listener, self.addr, TlsAcceptor::from(self.tls.tls));
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await })
+        let admit = Admission {
+            gate: clients.gate("the TCP listener", Caps::TCP),
+            acceptor: TlsAcceptor::from(self.tls.tls),
+            deadline: clients.timeout(),
+        };
+        let listener = TlsListener::start(self.listener, self.addr, admit);
+        tokio::spawn(super::serve::serve(listener, app, clients.timeout(), stop))
     }
 }
 
@@ -141,19 +149,29 @@ fn pem_error(e: pem::Error) -> String {
     }
 }
 
-/// Hands axum connections whose handshake is done. A task accepts TCP
-/// connections and runs each handshake in a task of its own; it stops when
-/// the listener is dropped.
+/// Connections whose handshake is done, with their slot. A task accepts
+/// TCP connections and runs each handshake in a task of its own; it stops
+/// when the listener is dropped.
 struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(Conn, SocketAddr)>,
     addr: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
 }
 
+type Conn = Admitted<TlsStream<TcpStream>>;
+
+/// What the accept task needs to let a connection in.
+struct Admission {
+    gate: Gate,
+    acceptor: TlsAcceptor,
+    /// A client that has not finished its TLS handshake by then is dropped.
+    deadline: Duration,
+}
+
 impl TlsListener {
-    fn start(listener: TcpListener, addr: SocketAddr, acceptor: TlsAcceptor) -> TlsListener {
+    fn start(listener: TcpListener, addr: SocketAddr, admit: Admission) -> TlsListener {
         let (tx, ready) = mpsc::channel(16);
-        let accept = tokio::spawn(accept_loop(listener, acceptor, tx));
+        let accept = tokio::spawn(accept_loop(listener, admit, tx));
         TlsListener { ready, addr, accept }
     }
 }
@@ -164,11 +182,7 @@ impl Drop for TlsListener {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
+async fn accept_loop(listener: TcpListener, admit: Admission, tx: mpsc::Sender<(Conn, SocketAddr)>) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
@@ -183,11 +197,14 @@ async fn accept_loop(
                 continue;
             }
         };
-        // Too many handshakes at once: close this one rather than queue it.
+        // Over a cap, or too many handshakes at once: close this one
+        // rather than queue it.
+        let Ok(slot) = admit.gate.admit(Peer::of(peer.ip())) else { continue };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else { continue };
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = admit.acceptor.clone();
         let tx = tx.clone();
+        let deadline = admit.deadline;
         tokio::spawn(async move {
             let _permit = permit;
             // A failed handshake (an untrusted client, a timeout) just
@@ -199,8 +216,8 @@ async fn accept_loop(
                 }
                 acceptor.accept(stream).await.ok()
             };
-            if let Ok(Some(tls)) = tokio::time::timeout(HANDSHAKE_DEADLINE, handshake).await {
-                let _ = tx.send((tls, peer)).await;
+            if let Ok(Some(tls)) = tokio::time::timeout(deadline, handshake).await {
+                let _ = tx.send((Admitted::new(tls, slot), peer)).await;
             }
         });
     }
@@ -230,7 +247,7 @@ async fn refuse_plain(mut stream: TcpStream) {
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Conn;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -140,10 +140,11 @@ impl Client {
             req = req.header(hyper::header::AUTHORIZATION, a);
         }
         let req = req.body(Empty::<Bytes>::new()).map_err(|e| ClientError::Io(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Io(format!("the daemon closed the connection: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            ClientError::Io(format!(
+                "the daemon closed the connection: {e} (if it is at its connection cap, its stderr says so)"
+            ))
+        })?;
         if resp.status() == hyper::StatusCode::UNAUTHORIZED && matches!(self.to, To::Tcp(_)) {
             let body = collect(resp.into_body()).await.unwrap_or_default();
             let why = serde_json::from_slice::<serde_json::Value>(&body)

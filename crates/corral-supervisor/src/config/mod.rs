@@ -1,13 +1,19 @@
 //! `corral.toml`: what the daemon runs, read and checked whole before
 //! anything starts. Reading a config has no effect on the system.
 
+mod bounds;
 mod diagnostic;
+pub(crate) mod file;
+mod inherit_env;
 mod paths;
 mod probes;
 mod raw;
 mod validate;
 
+pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
+pub use file::MAX_CONFIG_BYTES;
+pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
 
 use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
@@ -42,6 +48,21 @@ pub struct DaemonConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Reload when the config file changes (default true).
     pub watch_config: bool,
+    /// Rotation of `state_dir/events.jsonl` (`events = { max_size, keep }`,
+    /// default 10 MiB and 5 files, like the logs).
+    pub events: LogPolicy,
+    /// How long an API or metrics client may take to finish its TLS
+    /// handshake or send a request head, and may sit idle between requests
+    /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
+    pub client_timeout: Duration,
+}
+
+impl DaemonConfig {
+    /// `client_timeout` when the config does not say.
+    pub const CLIENT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+    /// The `client_timeout`s accepted: long enough for a slow link's
+    /// handshake, short enough that silent peers cannot pile up for long.
+    pub const CLIENT_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(300));
 }
 
 /// `[daemon.tcp]`: refused at start unless every field is there.
@@ -64,8 +85,10 @@ pub struct ServiceSpec {
     pub name: String,
     /// The program and its arguments; with `shell = true`, `sh -c LINE`.
     pub command: Vec<String>,
-    /// Extra environment.
+    /// Extra environment, on top of the base one.
     pub env: BTreeMap<String, String>,
+    /// Which of the daemon's own variables it receives (default: none).
+    pub inherit_env: InheritEnv,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// How many copies run, each its own group.
@@ -124,6 +147,12 @@ pub struct LogPolicy {
     pub keep: u32,
 }
 
+impl LogPolicy {
+    /// The most rotated files a policy may keep: each rotation renames
+    /// every one of them.
+    pub const MAX_KEEP: u32 = 1000;
+}
+
 impl Default for LogPolicy {
     fn default() -> Self {
         LogPolicy { max_size: 10 << 20, keep: 5 }
@@ -133,16 +162,18 @@ impl Default for LogPolicy {
 /// Reads and checks a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let shown = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    let fail = |message: String| {
         ConfigErrors(vec![Diagnostic {
             file: shown.clone(),
             line: 0,
             column: 0,
-            message: format!("cannot read the config: {e}"),
+            message,
             expected: None,
             did_you_mean: None,
         }])
-    })?;
+    };
+    let bytes = file::read(path).map_err(fail)?;
+    let src = String::from_utf8(bytes).map_err(|_| fail("the config is not UTF-8 text: TOML is UTF-8".into()))?;
     parse(&src, path)
 }
 

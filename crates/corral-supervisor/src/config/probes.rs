@@ -7,6 +7,7 @@ use super::diagnostic::{did_you_mean, Sink};
 use super::paths::anchor;
 use super::raw::{Dur, Size};
 use super::validate::{key_span, read_table, Span};
+use super::MAX_THRESHOLD;
 use crate::alerts::{AlertAction, AlertSpec, Threshold};
 use crate::health::{validate as check, Check, HealthSpec, Probe, ProbeKind};
 use crate::tls::Trust;
@@ -290,10 +291,10 @@ pub(super) fn alerts(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike) -> 
                 Threshold::Memory(m.0)
             }
             (None, Some(c)) => {
-                if !(c.is_finite() && c > 0.0) {
+                if !(c.is_finite() && c > 0.0 && c <= corral::MAX_CPUS) {
                     sink.push(
                         at("cpu"),
-                        format!("{awhat}: cpu must be positive"),
+                        format!("{awhat}: cpu must be above 0 and at most 1024"),
                         Some("cores like 0.9 or 2".into()),
                         None,
                     );
@@ -337,7 +338,7 @@ pub(super) fn alerts(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike) -> 
     out
 }
 
-/// A threshold: a whole number, 1 or more.
+/// A threshold: a whole number from 1 to [`MAX_THRESHOLD`].
 #[derive(Debug, Clone, Copy)]
 struct Count(u32);
 
@@ -347,12 +348,14 @@ impl<'de> Deserialize<'de> for Count {
         impl de::Visitor<'_> for V {
             type Value = Count;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a whole number, 1 or more")
+                write!(f, "a whole number from 1 to {MAX_THRESHOLD}")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
                 match u32::try_from(v) {
-                    Ok(n) if n >= 1 => Ok(Count(n)),
-                    _ => Err(E::custom(format!("invalid threshold {v}: expected a whole number, 1 or more"))),
+                    Ok(n) if (1..=MAX_THRESHOLD).contains(&n) => Ok(Count(n)),
+                    _ => Err(E::custom(format!(
+                        "invalid threshold {v}: expected a whole number from 1 to {MAX_THRESHOLD}"
+                    ))),
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {

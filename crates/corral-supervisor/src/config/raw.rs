@@ -16,6 +16,8 @@ pub(crate) struct RawDaemon {
     pub tcp: Option<RawTcp>,
     pub metrics_listen: Option<Addr>,
     pub watch_config: Option<bool>,
+    pub client_timeout: Option<Dur>,
+    pub events: Option<RawLogs>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +37,7 @@ pub(crate) struct RawService {
     pub command: Option<RawCommand>,
     pub shell: Option<bool>,
     pub env: Option<BTreeMap<String, String>>,
+    pub inherit_env: Option<super::InheritEnv>,
     pub cwd: Option<PathBuf>,
     pub instances: Option<u32>,
     pub restart: Option<RawRestart>,
@@ -150,12 +153,28 @@ pub(crate) struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use corral::units::{duration_from_secs, duration_range_error, parse_duration};
+        // Every form is bounded here, so no field can hold a duration that
+        // overflows a deadline (`from_secs_f64` would panic on 1e300).
         match NumOrStr::read(d, DURATION)? {
-            NumOrStr::Str(s) => corral::units::parse_duration(&s).map(Dur).map_err(de::Error::custom),
-            NumOrStr::Int(n) if n >= 0 => Ok(Dur(Duration::from_secs(n as u64))),
-            NumOrStr::Float(f) if f.is_finite() && f >= 0.0 => Ok(Dur(Duration::from_secs_f64(f))),
-            _ => Err(de::Error::custom(format!("invalid duration: expected {DURATION}"))),
+            NumOrStr::Str(s) => parse_duration(&s).map(Dur).map_err(de::Error::custom),
+            NumOrStr::Int(n) => duration_from_secs(n as f64)
+                .filter(|_| n >= 0)
+                .map(Dur)
+                .ok_or_else(|| de::Error::custom(duration_range_error(&n.to_string()))),
+            NumOrStr::Float(f) => {
+                duration_from_secs(f).map(Dur).ok_or_else(|| de::Error::custom(duration_range_error(&short(f))))
+            }
         }
+    }
+}
+
+/// A float as a person wrote it: `1e300`, not three hundred digits.
+pub(crate) fn short(f: f64) -> String {
+    if f.is_finite() && f.abs() >= 1e15 {
+        format!("{f:e}")
+    } else {
+        f.to_string()
     }
 }
 
@@ -167,7 +186,8 @@ impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match NumOrStr::read(d, SIZE)? {
             NumOrStr::Str(s) => corral::units::parse_size(&s).map(Size).map_err(de::Error::custom),
-            NumOrStr::Int(n) if n >= 0 => Ok(Size(n as u64)),
+            NumOrStr::Int(n) if n >= 0 && n as u64 <= corral::units::MAX_SIZE => Ok(Size(n as u64)),
+            NumOrStr::Int(n) => Err(de::Error::custom(corral::units::size_range_error(&n.to_string()))),
             _ => Err(de::Error::custom(format!("invalid size: expected {SIZE}"))),
         }
     }

@@ -8,6 +8,7 @@ use super::diagnostic::{did_you_mean, split_unknown, ConfigErrors, Sink};
 use super::paths::{anchor, base_dir};
 use super::raw::*;
 use super::{Config, DaemonConfig, LogPolicy, ServiceSpec, TcpConfig};
+use super::{MAX_BURST, MAX_FACTOR, MAX_INSTANCES, MAX_KEEP, MAX_NAME_LEN, MAX_PROCS, MAX_TOTAL_INSTANCES};
 use crate::policy::{find_cycle, Backoff, Condition, RestartPolicy, StartLimit};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::collections::BTreeMap;
@@ -69,13 +70,16 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let mut specs = BTreeMap::new();
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut dep_spans: BTreeMap<String, Span> = BTreeMap::new();
+    let mut spans: BTreeMap<String, Span> = BTreeMap::new();
     for (name, span, raw, table) in services {
+        spans.insert(name.clone(), span.clone());
         deps.insert(name.clone(), raw.depends_on.iter().flatten().map(|(d, _)| d.clone()).collect());
         dep_spans.insert(name.clone(), key_span(table, "depends_on").or(span.clone()));
         if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, &base) {
             specs.insert(name, spec);
         }
     }
+    total_instances(&mut sink, &specs, &spans);
     if let Some(cycle) = find_cycle(&deps) {
         sink.push(
             dep_spans.get(&cycle[0]).cloned().flatten(),
@@ -89,6 +93,27 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(errors));
     }
     Ok(Config { path: path.to_path_buf(), daemon, services: specs })
+}
+
+/// The daemon-wide bound on instances, reported at the service that
+/// crosses it (in file order).
+fn total_instances(sink: &mut Sink<'_>, specs: &BTreeMap<String, ServiceSpec>, spans: &BTreeMap<String, Span>) {
+    let mut in_order: Vec<(&Span, u32)> =
+        specs.iter().map(|(name, s)| (spans.get(name).unwrap_or(&None), s.instances)).collect();
+    in_order.sort_by_key(|(span, _)| span.as_ref().map_or(usize::MAX, |r| r.start));
+    let mut total = 0u32;
+    for (span, n) in in_order {
+        total = total.saturating_add(n);
+        if total > MAX_TOTAL_INSTANCES {
+            sink.push(
+                span.clone(),
+                format!("more than {MAX_TOTAL_INSTANCES} instances in all services together"),
+                Some("fewer services or instances; spread them over several daemons".into()),
+                None,
+            );
+            return;
+        }
+    }
 }
 
 /// Deserializes a table key by key so that every bad key is reported,
@@ -216,18 +241,60 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         token_file: t.token_file.map(|p| anchor(base, &p)),
         ..t
     });
+    let events = events_policy(sink, raw.events, root);
+    let client_timeout = raw.client_timeout.map_or(DaemonConfig::CLIENT_TIMEOUT_DEFAULT, |d| d.0);
+    let (shortest, longest) = DaemonConfig::CLIENT_TIMEOUT_RANGE;
+    let fmt = corral::units::format_duration;
+    if !(shortest..=longest).contains(&client_timeout) {
+        let span = root.get("daemon").and_then(|d| d.as_table_like()).and_then(|t| key_span(t, "client_timeout"));
+        sink.push(
+            span,
+            format!("[daemon] client_timeout is {}, out of range", fmt(client_timeout)),
+            Some(format!("a duration from {} to {}, like \"10s\"", fmt(shortest), fmt(longest))),
+            None,
+        );
+    }
     DaemonConfig {
+        events,
         socket,
         state_dir,
         log_dir,
         tcp,
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
+        client_timeout: client_timeout.clamp(shortest, longest),
     }
+}
+
+/// `[daemon] events = { max_size, keep }`.
+fn events_policy(sink: &mut Sink<'_>, raw: Option<RawLogs>, root: &toml_edit::Table) -> LogPolicy {
+    let mut p = LogPolicy::default();
+    let Some(l) = raw else { return p };
+    let span = root.get("daemon").and_then(|d| d.as_table_like()).and_then(|t| key_span(t, "events"));
+    p.max_size = l.max_size.map_or(p.max_size, |s| s.0);
+    p.keep = l.keep.unwrap_or(p.keep);
+    if p.max_size < 1024 {
+        sink.push(
+            span.clone(),
+            "[daemon] events.max_size is below 1KiB",
+            Some("a size like \"10MiB\"".to_string()),
+            None,
+        );
+    }
+    if p.keep > LogPolicy::MAX_KEEP {
+        sink.push(
+            span,
+            format!("[daemon] events.keep is {}, more than {} files", p.keep, LogPolicy::MAX_KEEP),
+            Some("a count like 5".into()),
+            None,
+        );
+    }
+    p
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
         && name != "."
         && name != ".."
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -246,10 +313,15 @@ fn service_spec(
     let errors_before = sink.out.len();
     let what = format!("service `{name}`");
     if !valid_name(name) {
+        let shown: String = name.chars().take(MAX_NAME_LEN).collect();
+        let why = match name.chars().count() {
+            n if n > MAX_NAME_LEN => format!("`{shown}…` ({n} characters)"),
+            _ => format!("`{name}`"),
+        };
         sink.push(
             span.clone(),
-            format!("invalid service name `{name}`"),
-            Some("letters, digits, `-`, `_` and `.`".into()),
+            format!("invalid service name {why}"),
+            Some(format!("at most {MAX_NAME_LEN} letters, digits, `-`, `_` and `.`")),
             None,
         );
     }
@@ -288,8 +360,13 @@ fn service_spec(
         );
     }
     let instances = raw.instances.unwrap_or(1);
-    if instances == 0 {
-        sink.push(key_span(table, "instances"), format!("{what}: `instances` is 0"), Some("1 or more".into()), None);
+    if !(1..=MAX_INSTANCES).contains(&instances) {
+        sink.push(
+            key_span(table, "instances"),
+            format!("{what}: `instances` is {instances}"),
+            Some(format!("1 to {MAX_INSTANCES}")),
+            None,
+        );
     }
     let restart = match raw.restart.unwrap_or(RawRestart::OnFailure) {
         RawRestart::No => RestartPolicy::No,
@@ -304,11 +381,11 @@ fn service_spec(
         backoff.factor = b.factor.unwrap_or(backoff.factor);
         backoff.reset_after = b.reset_after.map_or(backoff.reset_after, |d| d.0);
         backoff.jitter = b.jitter.unwrap_or(backoff.jitter);
-        if !(backoff.factor.is_finite() && backoff.factor >= 1.0) {
+        if !(1.0..=MAX_FACTOR).contains(&backoff.factor) {
             sink.push(
                 bspan.clone(),
-                format!("{what}: backoff factor {} is below 1", backoff.factor),
-                Some("a number >= 1.0, like 2.0".into()),
+                format!("{what}: backoff factor {} is out of range", short(backoff.factor)),
+                Some(format!("a number from 1.0 to {MAX_FACTOR}, like 2.0")),
                 None,
             );
         }
@@ -333,11 +410,11 @@ fn service_spec(
     if let Some(s) = raw.start_limit {
         start_limit.burst = s.burst.unwrap_or(start_limit.burst);
         start_limit.interval = s.interval.map_or(start_limit.interval, |d| d.0);
-        if start_limit.burst == 0 {
+        if !(1..=MAX_BURST).contains(&start_limit.burst) {
             sink.push(
                 key_span(table, "start_limit"),
-                format!("{what}: start_limit burst is 0"),
-                Some("1 or more".into()),
+                format!("{what}: start_limit burst is {}", start_limit.burst),
+                Some(format!("1 to {MAX_BURST}")),
                 None,
             );
         }
@@ -365,14 +442,14 @@ fn service_spec(
             limits = limits.memory_per_process(m.0);
         }
         if let Some(n) = l.max_procs {
-            if n == 0 {
-                bad("limits.max_procs is 0", "1 or more");
+            if !(1..=MAX_PROCS).contains(&n) {
+                bad(&format!("limits.max_procs is {n}"), &format!("1 to {MAX_PROCS}"));
             }
             limits = limits.max_procs(n);
         }
         if let Some(c) = l.cpus {
-            if !(c.is_finite() && c > 0.0) {
-                bad("limits.cpus must be positive", "cores like 0.5 or 2");
+            if !(c.is_finite() && c > 0.0 && c <= corral::MAX_CPUS) {
+                bad("limits.cpus must be above 0 and at most 1024", "cores like 0.5 or 2");
             }
             limits = limits.cpus(c);
         }
@@ -410,6 +487,14 @@ fn service_spec(
     if let Some(l) = raw.logs {
         logs.max_size = l.max_size.map_or(logs.max_size, |s| s.0);
         logs.keep = l.keep.unwrap_or(logs.keep);
+        if logs.keep > MAX_KEEP {
+            sink.push(
+                key_span(table, "logs"),
+                format!("{what}: logs.keep is {}", logs.keep),
+                Some(format!("0 to {MAX_KEEP} rotated files")),
+                None,
+            );
+        }
         if logs.max_size < 1024 {
             sink.push(
                 key_span(table, "logs"),
@@ -429,6 +514,20 @@ fn service_spec(
             );
         }
     }
+    let cwd = raw.cwd.map(|p| anchor(base, &p));
+    if let Some(dir) = &cwd {
+        // Checked now so that a typo is a config error with its place, not
+        // a spawn failure at every restart.
+        if !dir.is_dir() {
+            let why = if dir.exists() { "is not a directory" } else { "does not exist" };
+            sink.push(
+                key_span(table, "cwd"),
+                format!("{what}: the working directory {} {why}", dir.display()),
+                Some("an existing directory (relative paths start at the config's folder)".into()),
+                None,
+            );
+        }
+    }
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
     if sink.out.len() > errors_before {
@@ -438,7 +537,8 @@ fn service_spec(
         name: name.to_string(),
         command,
         env: raw.env.unwrap_or_default(),
-        cwd: raw.cwd.map(|p| anchor(base, &p)),
+        inherit_env: raw.inherit_env.unwrap_or_default(),
+        cwd,
         instances,
         restart,
         success_exit_codes: raw.success_exit_codes.unwrap_or_else(|| vec![0]),

@@ -28,8 +28,9 @@ mod verdict;
 
 pub(crate) use exec::ExecEnv;
 pub use spec::{Check, HealthSpec, Probe, ProbeKind};
+pub use verdict::Cause;
 pub use verdict::ProbeResult;
-pub(crate) use verdict::{Cause, Verdict};
+pub(crate) use verdict::Verdict;
 
 /// Load-time checks of probe settings, for the config.
 pub(crate) mod validate {

@@ -165,6 +165,8 @@ async fn probe_loop(
         if let Some(end) = end {
             return end;
         }
-        tokio::time::sleep_until(begun + p.period).await;
+        // Saturating: `period` is bounded by the config, but a deadline
+        // must never be able to panic the probe task.
+        tokio::time::sleep_until(corral::deadline::after(begun.into_std(), p.period).into()).await;
     }
 }

@@ -27,7 +27,7 @@ pub struct ProbeResult {
 
 /// Why a run was ended by the supervisor rather than by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
+pub enum Cause {
     /// The liveness probe failed.
     Liveness,
     /// The startup probe failed.
@@ -40,7 +40,7 @@ pub(crate) enum Cause {
 
 impl Cause {
     /// The `reason` label of `corral_restarts_total`.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Cause::Liveness => "liveness",
             Cause::Startup => "startup",

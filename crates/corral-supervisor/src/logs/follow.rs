@@ -20,7 +20,8 @@ pub fn tail(path: &Path, n: usize) -> Vec<String> {
     lines
 }
 
-fn last_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
+/// The last `n` lines of one file (no rotated ones).
+pub(crate) fn last_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
     if n == 0 {
         return Ok(Vec::new());
     }

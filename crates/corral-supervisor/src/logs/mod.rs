@@ -12,7 +12,7 @@ mod line;
 mod rotate;
 
 pub use capture::capture;
-pub(crate) use follow::Mark;
+pub(crate) use follow::{last_lines, Mark};
 pub use follow::{tail, Follower};
 pub use hub::{Echo, LogHub};
 pub use line::LineSplitter;

@@ -1,7 +1,7 @@
 //! A log file that rotates by size: `x.log` → `x.log.1` → … → `x.log.N`,
 //! the oldest one removed, like logrotate's `rotate N`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -18,12 +18,10 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
-    /// Opens `path` for appending, creating its folder.
+    /// Opens `path` for appending, creating its folder; both private, and
+    /// never through a symlink (see `sys::safe_fs`).
     pub fn open(path: &Path, max_size: u64, keep: u32) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (_, file) = crate::sys::safe_fs::append_to(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
             path: path.to_path_buf(),
@@ -81,7 +79,8 @@ impl RotatingFile {
             }
             fs::rename(&self.path, numbered(&self.path, 1))?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        // Renamed away just now: anything found under the name was planted.
+        let file = crate::sys::safe_fs::create_new_at(&self.path)?;
         self.out = BufWriter::with_capacity(64 * 1024, file);
         self.size = 0;
         self.rotations += 1;

@@ -38,7 +38,9 @@ impl Backoff {
         let base = base.min(self.max.as_secs_f64());
         let spread = 1.0 + self.jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
         let secs = (base * spread).clamp(0.0, self.max.as_secs_f64());
-        Duration::from_secs_f64(secs)
+        // 0 × ∞ is NaN (initial 0 with a huge factor^attempt): never a panic,
+        // the longest delay instead.
+        corral::units::duration_from_secs(secs).unwrap_or(self.max)
     }
 
     /// The attempt number after an instance that ran for `ran_for`: back to
@@ -82,6 +84,18 @@ mod tests {
         assert!(b.delay(0, 0.999_999) <= ms(110));
         let capped = Backoff { max: ms(100), ..Backoff::default() };
         assert!(capped.delay(5, 0.999) <= ms(100));
+    }
+
+    #[test]
+    fn extreme_settings_give_a_delay_within_max_never_a_panic() {
+        let b = Backoff { initial: Duration::ZERO, factor: 1000.0, jitter: 1.0, ..Backoff::default() };
+        for attempt in [0, 1, 200, 1000, u32::MAX] {
+            for r in [0.0, 0.5, 0.999, f64::NAN] {
+                assert!(b.delay(attempt, r) <= b.max, "{attempt} {r}");
+            }
+        }
+        let far = Backoff { max: corral::units::MAX_DURATION, factor: 1000.0, ..Backoff::default() };
+        assert!(far.delay(u32::MAX, 0.5) <= corral::units::MAX_DURATION);
     }
 
     #[test]

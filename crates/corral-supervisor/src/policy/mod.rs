@@ -6,10 +6,12 @@ mod backoff;
 mod depends;
 mod order;
 mod restart;
+mod run_result;
 mod start_limit;
 
 pub use backoff::Backoff;
 pub use depends::Condition;
 pub use order::{find_cycle, stop_waits_for};
 pub use restart::{after_exit, AfterExit, RestartPolicy};
+pub use run_result::RunResult;
 pub use start_limit::StartLimit;

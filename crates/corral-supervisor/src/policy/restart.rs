@@ -1,6 +1,6 @@
 //! What happens when an instance's group has ended by itself.
 
-use corral::ExitStatus;
+use super::RunResult;
 use serde::Serialize;
 
 /// When an instance that ended by itself is started again (systemd's names).
@@ -26,11 +26,10 @@ pub enum AfterExit {
     Failed,
 }
 
-/// Decides from the policy, the codes that count as success, and how it
-/// ended. A death by signal is never a success.
-pub fn after_exit(policy: RestartPolicy, success_codes: &[i32], status: ExitStatus) -> AfterExit {
-    let success = status.signal.is_none() && status.code.is_some_and(|c| success_codes.contains(&c));
-    match (policy, success) {
+/// Decides from the policy and the typed result of the run (systemd's
+/// `service_enter_dead`). Only [`RunResult::Success`] is a success.
+pub fn after_exit(policy: RestartPolicy, result: RunResult) -> AfterExit {
+    match (policy, result.is_success()) {
         (RestartPolicy::Always, _) => AfterExit::Restart,
         (RestartPolicy::OnFailure, true) | (RestartPolicy::No, true) => AfterExit::Exited,
         (RestartPolicy::OnFailure, false) => AfterExit::Restart,
@@ -41,36 +40,42 @@ pub fn after_exit(policy: RestartPolicy, success_codes: &[i32], status: ExitStat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::Cause;
+    use corral::LimitKind;
 
-    fn code(c: i32) -> ExitStatus {
-        ExitStatus { code: Some(c), signal: None }
-    }
-    fn signal(s: i32) -> ExitStatus {
-        ExitStatus { code: None, signal: Some(s) }
-    }
+    const OK: RunResult = RunResult::Success;
+    const FAILURES: [RunResult; 8] = [
+        RunResult::ExitCode(3),
+        RunResult::Signal(9),
+        RunResult::Timeout,
+        RunResult::Limit(LimitKind::Memory),
+        RunResult::Unhealthy(Cause::Liveness),
+        RunResult::Unhealthy(Cause::Alert),
+        RunResult::SpawnFailed,
+        RunResult::Unknown,
+    ];
 
     #[test]
     fn always_restarts_even_a_clean_exit() {
-        assert_eq!(after_exit(RestartPolicy::Always, &[0], code(0)), AfterExit::Restart);
-        assert_eq!(after_exit(RestartPolicy::Always, &[0], code(3)), AfterExit::Restart);
+        assert_eq!(after_exit(RestartPolicy::Always, OK), AfterExit::Restart);
+        for f in FAILURES {
+            assert_eq!(after_exit(RestartPolicy::Always, f), AfterExit::Restart, "{f:?}");
+        }
     }
 
     #[test]
     fn on_failure_restarts_only_failures() {
-        assert_eq!(after_exit(RestartPolicy::OnFailure, &[0], code(0)), AfterExit::Exited);
-        assert_eq!(after_exit(RestartPolicy::OnFailure, &[0], code(1)), AfterExit::Restart);
-        assert_eq!(after_exit(RestartPolicy::OnFailure, &[0], signal(9)), AfterExit::Restart);
+        assert_eq!(after_exit(RestartPolicy::OnFailure, OK), AfterExit::Exited);
+        for f in FAILURES {
+            assert_eq!(after_exit(RestartPolicy::OnFailure, f), AfterExit::Restart, "{f:?}");
+        }
     }
 
     #[test]
     fn no_ends_in_exited_or_failed() {
-        assert_eq!(after_exit(RestartPolicy::No, &[0], code(0)), AfterExit::Exited);
-        assert_eq!(after_exit(RestartPolicy::No, &[0], code(2)), AfterExit::Failed);
-    }
-
-    #[test]
-    fn success_codes_are_configurable() {
-        assert_eq!(after_exit(RestartPolicy::OnFailure, &[0, 3], code(3)), AfterExit::Exited);
-        assert_eq!(after_exit(RestartPolicy::OnFailure, &[3], code(0)), AfterExit::Restart);
+        assert_eq!(after_exit(RestartPolicy::No, OK), AfterExit::Exited);
+        for f in FAILURES {
+            assert_eq!(after_exit(RestartPolicy::No, f), AfterExit::Failed, "{f:?}");
+        }
     }
 }

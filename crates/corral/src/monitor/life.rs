@@ -14,12 +14,9 @@ use std::time::{Duration, Instant};
 pub(crate) const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
 /// How often membership is diffed while someone listens for events.
 const EVENT_POLL: Duration = Duration::from_millis(50);
-/// A deadline that never comes, for `Instant + Duration` that would overflow.
-const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-/// `at + d`, saturating at a far-future instant instead of panicking.
+/// `at + d`, saturating far in the future instead of panicking.
 pub(crate) fn later(at: Instant, d: Duration) -> Instant {
-    at.checked_add(d).or_else(|| at.checked_add(FAR)).unwrap_or(at)
+    crate::deadline::after(at, d)
 }
 
 /// CPUs this process may use; read once (it costs a few file reads).

@@ -109,6 +109,7 @@ impl SysGroup for Group {
     }
 
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
+        unix::hygiene::restore_sigchld()?;
         let mut cmd = cmd.into_std();
         cmd.env("CORRAL_GROUP", &self.spec.id);
         cmd.process_group(0);
@@ -120,9 +121,15 @@ impl SysGroup for Group {
         if let Some(t) = l.cpu_time {
             rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
         }
-        // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
+        let sweep = unix::hygiene::FdSweep::prepare();
+        // SAFETY: the closure only calls setrlimit, sigaction and fcntl,
+        // which are async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || unix::apply_rlimits(&rl));
+            cmd.pre_exec(move || {
+                unix::apply_rlimits(&rl)?;
+                unix::hygiene::reset_ignored_signals();
+                unix::hygiene::close_inherited_fds(sweep, 3)
+            });
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {
@@ -236,6 +243,17 @@ impl SysGroup for Group {
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (bsdinfo(pid).map(|i| i.pbi_ppid), None)
+}
+
+/// macOS offers no other process's environment: no tag can be read.
+pub(crate) fn orphaned_groups() -> io::Result<Vec<(String, Vec<u32>)>> {
+    Ok(Vec::new())
+}
+
+/// Without tags, the recorded process group is what is known.
+pub(crate) fn reap_group(_id: &str, leader: u32) -> io::Result<usize> {
+    unix::killpg(leader, libc::SIGKILL)?;
+    Ok(1)
 }
 
 pub(crate) fn reap_all_orphans(_yes: bool) {

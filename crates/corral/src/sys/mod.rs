@@ -24,7 +24,9 @@ mod imp;
 #[path = "windows/mod.rs"]
 mod imp;
 
-pub(crate) use imp::{describe, host_report, minidump, process_table, reap_all_orphans, Group as Imp};
+pub(crate) use imp::{
+    describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
+};
 #[cfg(target_os = "linux")]
 pub(crate) use imp::{poll_ready, EventFd};
 

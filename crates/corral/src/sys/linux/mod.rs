@@ -17,6 +17,7 @@ mod cgroup_v1;
 mod cgroup_v2;
 mod fds;
 mod hierarchy;
+mod leftovers;
 mod pgid;
 mod proc_events;
 mod procfs;
@@ -334,8 +335,13 @@ impl SysGroup for Group {
             .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
         }
         let cg_err = |what: &str, e: io::Error| {
-            Error::os(format!("{what} for the {kind} backend"), e)
-                .hint("run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup")
+            // Only a refusal is about permissions; a value the kernel
+            // rejects (ERANGE, EINVAL) is about the limit itself.
+            let hint = match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => "run as root, or under `systemd-run --user -p Delegate=yes`, or set CORRAL_CGROUP_ROOT to a writable cgroup",
+                _ => "the kernel refused a limit's value: try a smaller one, and see `corral doctor`",
+            };
+            Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let mut v2 = None;
         if matches!(kind, BackendKind::CgroupV2 | BackendKind::Hybrid) {
@@ -388,6 +394,7 @@ impl SysGroup for Group {
     }
 
     fn spawn_leader(&self, cmd: LeaderCmd) -> crate::Result<Spawned> {
+        unix::hygiene::restore_sigchld()?;
         let mut cmd = match self.try_clone3(cmd)? {
             Ok(started) => return Ok(started),
             Err(std_cmd) => std_cmd,
@@ -413,6 +420,7 @@ impl SysGroup for Group {
         }
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let rlimits = unix::process_rlimits(&self.spec.limits);
+        let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         // SAFETY: the closure runs between fork and exec and only makes
@@ -431,7 +439,9 @@ impl SysGroup for Group {
                 if libc::getppid() != parent {
                     libc::_exit(137);
                 }
-                unix::apply_rlimits(&rlimits)
+                unix::apply_rlimits(&rlimits)?;
+                unix::hygiene::reset_ignored_signals();
+                unix::hygiene::close_inherited_fds(sweep, 3)
             });
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -471,28 +481,12 @@ impl SysGroup for Group {
     }
 
     fn kill(&self) -> io::Result<()> {
-        match (&self.v2, &self.v1) {
-            (Some(v2), _) if v2.has_kill() => v2.kill(),
-            (_, Some(v1)) if v1.has("freezer") => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
-            (Some(v2), _) => {
-                for p in v2.members()? {
-                    let _ = unix::kill(p, libc::SIGKILL);
-                }
-                Ok(())
-            }
-            (None, Some(v1)) => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
-            (None, None) => {
-                let _ = self.pgid_members();
-                pgid::kill(self.pgid(), &self.tag)
-            }
+        match self.kill_members() {
+            // The monitor's teardown removes the cgroups once every member
+            // is reaped; a kill that races it finds them gone (ENOENT) or
+            // being removed (ENODEV), and there is nothing left to kill.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
+            r => r,
         }
     }
 
@@ -726,6 +720,33 @@ impl Group {
         l.pidfd = pidfd;
     }
 
+    /// The kill of [`SysGroup::kill`], best mechanism first.
+    fn kill_members(&self) -> io::Result<()> {
+        match (&self.v2, &self.v1) {
+            (Some(v2), _) if v2.has_kill() => v2.kill(),
+            (_, Some(v1)) if v1.has("freezer") => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (Some(v2), _) => {
+                for p in v2.members()? {
+                    let _ = unix::kill(p, libc::SIGKILL);
+                }
+                Ok(())
+            }
+            (None, Some(v1)) => {
+                let killed = v1.kill()?;
+                self.note_members(&killed);
+                Ok(())
+            }
+            (None, None) => {
+                let _ = self.pgid_members();
+                pgid::kill(self.pgid(), &self.tag)
+            }
+        }
+    }
+
     /// Applies the limits and arms the notifications.
     fn configure(&mut self) -> io::Result<()> {
         let lim = self.spec.limits.clone();
@@ -824,6 +845,8 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
 }
 
 /// `(ppid, exe)` for events.
+pub(crate) use leftovers::{orphaned_groups, reap_group};
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
 }

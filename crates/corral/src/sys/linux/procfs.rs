@@ -119,6 +119,12 @@ pub(crate) fn environ_has(pid: u32, needle: &[u8]) -> bool {
     }
 }
 
+/// The value of `prefix` (`KEY=`) in the process's initial environment.
+pub(crate) fn environ_value(pid: u32, prefix: &[u8]) -> Option<Vec<u8>> {
+    let b = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    b.split(|&c| c == 0).find_map(|kv| kv.strip_prefix(prefix)).map(<[u8]>::to_vec)
+}
+
 /// The pids of this process's children, over all of its threads (an orphan
 /// is re-parented to one thread of the subreaper, not to the process).
 pub(crate) fn own_children() -> Vec<u32> {

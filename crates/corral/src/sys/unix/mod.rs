@@ -3,6 +3,8 @@
 //! Everything called between `fork` and `exec` (in `pre_exec`) must be
 //! async-signal-safe: raw syscalls only, no allocation, no locks.
 
+pub(crate) mod hygiene;
+
 use crate::{ExitStatus, Signal};
 use std::io;
 use std::time::Duration;

@@ -23,9 +23,9 @@ use super::handle::{self, check, raw};
 use std::collections::HashSet;
 use std::io;
 use std::os::windows::io::OwnedHandle;
-use windows_sys::Win32::Foundation::{GetLastError, BOOL, ERROR_ALREADY_EXISTS, HWND, LPARAM, TRUE};
+use windows_sys::Win32::Foundation::{BOOL, HWND, LPARAM, TRUE};
 use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, GetConsoleProcessList, CTRL_BREAK_EVENT};
-use windows_sys::Win32::System::Threading::{CreateEventW, ResetEvent, SetEvent};
+use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent};
 use windows_sys::Win32::UI::WindowsAndMessaging::{
     EnumWindows, GetWindow, GetWindowThreadProcessId, IsWindowVisible, PostMessageW, GW_OWNER, WM_CLOSE,
 };
@@ -38,19 +38,14 @@ pub(super) struct StopEvent {
 
 impl StopEvent {
     pub(super) fn create(id: &str) -> io::Result<StopEvent> {
-        let name = format!(r"Local\corral-stop-{id}");
-        let wide = handle::wide(&name);
-        // SAFETY: `wide` is NUL-terminated; null attributes make the handle
-        // non-inheritable (members open the event by name).
-        let h = handle::from_null(unsafe { CreateEventW(std::ptr::null(), TRUE, 0, wide.as_ptr()) })?;
-        // SAFETY: GetLastError has no preconditions.
-        if unsafe { GetLastError() } == ERROR_ALREADY_EXISTS {
-            // A stale event of a dead controller with the same pid: start
-            // this group with it unset.
-            // SAFETY: the handle is live and has EVENT_MODIFY_STATE.
-            check(unsafe { ResetEvent(raw(&h)) })?;
-        }
-        Ok(StopEvent { handle: h, name })
+        // A stale event of a dead controller with the same pid may still be
+        // held by its leftovers: never share it (a stop would reach them).
+        // SAFETY: the name is NUL-terminated; null attributes make the
+        // handle non-inheritable (members open the event by name).
+        let (handle, name) = handle::create_named(&format!(r"Local\corral-stop-{id}"), |w| unsafe {
+            CreateEventW(std::ptr::null(), TRUE, 0, w)
+        })?;
+        Ok(StopEvent { handle, name })
     }
 
     pub(super) fn name(&self) -> &str {

@@ -11,6 +11,40 @@ use std::os::windows::ffi::OsStrExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use windows_sys::Win32::Foundation::{HANDLE, INVALID_HANDLE_VALUE};
 
+/// How many names [`create_named`] tries before it gives up.
+const NAME_TRIES: u32 = 16;
+
+/// Creates a *new* named object (job, event) through `create`, which gets
+/// a NUL-terminated name and returns the `Create*W` result. Names are
+/// `<base>`, then `<base>.1`, `<base>.2`, ... while the name is taken, so
+/// a namesake never becomes ours.
+///
+/// Why: names are made of the controller's pid, and pids are reused (Wine
+/// hands freed ids out again readily). A job of a dead controller lives on, name
+/// and all, while a member of it is alive or while anyone holds a handle to
+/// one (Wine); a new controller with the same pid then found "its" name
+/// taken, and its spawn failed (the Wine flake of
+/// `windows_controller::kill_on_controller_death`). The namesake's handle
+/// opened here is closed at once; for a job that may be its last handle,
+/// and `KILL_ON_JOB_CLOSE` then ends the dead controller's leftovers.
+pub(super) fn create_named(base: &str, create: impl Fn(*const u16) -> HANDLE) -> io::Result<(OwnedHandle, String)> {
+    use windows_sys::Win32::Foundation::{GetLastError, ERROR_ALREADY_EXISTS};
+    for n in 0..NAME_TRIES {
+        let name = if n == 0 { base.to_string() } else { format!("{base}.{n}") };
+        let w = wide(&name);
+        let h = from_null(create(w.as_ptr()))?;
+        // SAFETY: GetLastError has no preconditions; Create*W sets
+        // ERROR_ALREADY_EXISTS when it opened an existing object.
+        if unsafe { GetLastError() } != ERROR_ALREADY_EXISTS {
+            return Ok((h, name));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{base} and {} more names like it are taken", NAME_TRIES - 1),
+    ))
+}
+
 /// Takes ownership of a handle from an API that returns NULL on failure.
 pub(super) fn from_null(h: HANDLE) -> io::Result<OwnedHandle> {
     if h.is_null() {

@@ -26,7 +26,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::windows::io::OwnedHandle;
 use std::time::Duration;
-use windows_sys::Win32::Foundation::{GetLastError, ERROR_ALREADY_EXISTS, ERROR_MORE_DATA, HANDLE, WAIT_OBJECT_0};
+use windows_sys::Win32::Foundation::{ERROR_MORE_DATA, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectAssociateCompletionPortInformation,
     JobObjectBasicAccountingInformation, JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList,
@@ -74,17 +74,12 @@ pub(super) struct Job {
 
 impl Job {
     /// Creates the named job with `KILL_ON_JOB_CLOSE` and no limits yet.
+    /// `name` is a base: a taken one gets a suffix (see `create_named`).
     pub(super) fn create(name: &str) -> io::Result<Job> {
-        let wide = handle::wide(name);
-        // SAFETY: `wide` is NUL-terminated; null attributes give a
+        // SAFETY: the name is NUL-terminated; null attributes give a
         // non-inheritable handle with the default security descriptor.
-        let h = handle::from_null(unsafe { CreateJobObjectW(std::ptr::null(), wide.as_ptr()) })?;
-        // SAFETY: GetLastError has no preconditions; CreateJobObjectW sets
-        // ERROR_ALREADY_EXISTS when it opened an existing job.
-        if unsafe { GetLastError() } == ERROR_ALREADY_EXISTS {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("a job named {name} already exists")));
-        }
-        let job = Job { handle: h, name: name.to_string() };
+        let (h, name) = handle::create_named(name, |w| unsafe { CreateJobObjectW(std::ptr::null(), w) })?;
+        let job = Job { handle: h, name };
         job.set_extended(&Limits::default())?;
         Ok(job)
     }
@@ -346,6 +341,22 @@ mod tests {
         assert_eq!(i.ProcessMemoryLimit, 48 << 20);
         assert_eq!(b.ActiveProcessLimit, 7);
         assert_eq!(b.PerJobUserTimeLimit, 305_000_000);
+    }
+
+    /// The Wine flake: a job left by a dead controller with the same pid
+    /// held the name, and the new controller's spawn failed.
+    #[test]
+    fn a_taken_name_gets_a_suffix_never_the_namesake() {
+        let base = format!(r"Local\corral-job-test-taken-{}", std::process::id());
+        let stale = Job::create(&base).unwrap();
+        assert_eq!(stale.name(), base);
+        let fresh = Job::create(&base).unwrap();
+        assert_eq!(fresh.name(), format!("{base}.1"));
+        assert_ne!(stale.raw(), fresh.raw());
+        // Not the same object: a limit set on one is not seen on the other.
+        fresh.set_extended(&Limits::new().max_procs(3)).unwrap();
+        let b = stale.extended().unwrap();
+        assert_eq!(b.BasicLimitInformation.ActiveProcessLimit, 0);
     }
 
     #[test]

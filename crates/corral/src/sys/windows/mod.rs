@@ -494,6 +494,17 @@ pub(crate) fn minidump(pid: u32, path: &std::path::Path) -> io::Result<()> {
 /// the last handle to it closes, and corral closes its own.
 pub(crate) fn reap_all_orphans(_yes: bool) {}
 
+/// A Job Object kills its members when its controller's last handle
+/// closes: a dead controller leaves nothing.
+pub(crate) fn orphaned_groups() -> io::Result<Vec<(String, Vec<u32>)>> {
+    Ok(Vec::new())
+}
+
+/// See [`orphaned_groups`].
+pub(crate) fn reap_group(_id: &str, _leader: u32) -> io::Result<usize> {
+    Ok(0)
+}
+
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
     let jobs = lock(&LIVE_JOBS);
     let mut out = Vec::new();

@@ -11,6 +11,7 @@
 //! parent reads as success.
 
 use super::plan::Plan;
+use crate::sys::unix::hygiene;
 
 /// The step that failed, as reported to the parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +26,14 @@ pub(crate) enum Step {
     Uid,
     DeathSignal,
     Cwd,
+    Fds,
     Exec,
 }
 
 impl Step {
     pub(super) fn from_raw(v: u32) -> Option<Step> {
         use Step::*;
-        [ProcessGroup, JoinCgroup, Rlimit, Stdio, Groups, Gid, Uid, DeathSignal, Cwd, Exec]
+        [ProcessGroup, JoinCgroup, Rlimit, Stdio, Groups, Gid, Uid, DeathSignal, Cwd, Fds, Exec]
             .into_iter()
             .find(|s| *s as u32 == v)
     }
@@ -48,6 +50,7 @@ impl Step {
             Step::Uid => "switching to the user id",
             Step::DeathSignal => "arming its parent-death signal",
             Step::Cwd => "changing to its working directory",
+            Step::Fds => "marking inherited fds close-on-exec",
             Step::Exec => "executing the program",
         }
     }
@@ -139,7 +142,10 @@ unsafe fn run(p: &Plan) -> ! {
                 fail(p, Step::Cwd, errno());
             }
         }
-        cloexec_from_3(p);
+        // Only 0, 1 and 2 pass; the same sweep as the fork path's.
+        if hygiene::close_inherited_fds(p.sweep, 3).is_err() {
+            fail(p, Step::Fds, errno());
+        }
         let mut err = libc::ENOENT;
         let mut denied = false;
         for c in &p.candidates {
@@ -160,11 +166,11 @@ unsafe fn run(p: &Plan) -> ! {
 }
 
 /// Handlers of the parent must not run here (they would run on shared
-/// memory): every caught signal goes back to its default. Ignored signals
-/// stay ignored across exec, as with std (`nohup` relies on it), except
-/// SIGPIPE, which the Rust runtime ignores for itself. Then the mask is
-/// emptied; the parent blocked everything before `clone3`, so nothing was
-/// delivered yet.
+/// memory): every caught signal goes back to its default. Ignored ones do
+/// too, as on the fork path (`hygiene::reset_ignored_signals`: a leader
+/// starts like a systemd service, whatever corral's caller ignored). Then
+/// the mask is emptied; the parent blocked everything before `clone3`, so
+/// nothing was delivered yet.
 unsafe fn reset_signals() {
     // SAFETY: zeroed sigaction/sigset values are valid; only this task's dispositions change.
     unsafe {
@@ -180,10 +186,10 @@ unsafe fn reset_signals() {
             if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_DFL {
                 continue;
             }
-            if old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE {
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
         }
+        // The signals glibc keeps for itself (32, 33), through the raw call.
+        hygiene::reset_ignored_signals();
         let empty: libc::sigset_t = std::mem::zeroed();
         libc::syscall(
             libc::SYS_rt_sigprocmask,
@@ -195,36 +201,18 @@ unsafe fn reset_signals() {
     }
 }
 
-/// Marks every fd from 3 close-on-exec: only 0, 1 and 2 pass. One call
-/// on Linux 5.11+, a bounded sweep before that.
-unsafe fn cloexec_from_3(p: &Plan) {
-    // SAFETY: fd flag changes on this task's own fd table.
-    unsafe {
-        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) == 0 {
-            return;
-        }
-        for fd in 3..p.cloexec_sweep_end {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for v in 1..=10 {
+        for v in 1..=11 {
             let s = Step::from_raw(v).expect("a step");
             assert_eq!(s as u32, v);
             assert!(!s.doing().is_empty());
         }
         assert_eq!(Step::from_raw(0), None);
-        assert_eq!(Step::from_raw(11), None);
+        assert_eq!(Step::from_raw(12), None);
     }
 }

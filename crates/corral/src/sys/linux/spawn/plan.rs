@@ -3,15 +3,12 @@
 //! failure. The child only reads this; it allocates nothing.
 
 use crate::command::{Command, StdioKind};
+use crate::sys::unix::hygiene::FdSweep;
 use crate::sys::unix::Rlimit;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-
-/// How many fds the child marks close-on-exec one by one where
-/// `close_range` is missing (Linux < 5.11): a bound, not the full table.
-const CLOEXEC_SWEEP_MAX: i32 = 65_536;
 
 /// Where `execvp` looks when `PATH` is unset (glibc's default).
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -36,7 +33,8 @@ pub(super) struct Plan {
     pub joins: Vec<RawFd>,
     pub rlimits: Vec<Rlimit>,
     pub parent: libc::pid_t,
-    pub cloexec_sweep_end: i32,
+    /// How the child marks inherited fds close-on-exec (decided here).
+    pub sweep: FdSweep,
     /// Write end of the failure pipe (close-on-exec).
     pub report: RawFd,
 }
@@ -170,9 +168,6 @@ impl Plan {
             child_ends.push(child_end);
         }
         let (report_read, report_write) = pipe()?;
-        let mut nofile = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        // SAFETY: nofile is valid for writes.
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut nofile) };
         // SAFETY: getpid and geteuid have no preconditions.
         let (parent, euid) = unsafe { (libc::getpid(), libc::geteuid()) };
         let plan = Plan {
@@ -189,7 +184,7 @@ impl Plan {
             joins,
             rlimits,
             parent,
-            cloexec_sweep_end: (nofile.rlim_cur.min(CLOEXEC_SWEEP_MAX as u64) as i32).max(3),
+            sweep: FdSweep::prepare(),
             report: report_write.as_raw_fd(),
         };
         Ok((plan, Fds { parent_ends, child_ends, report_read, report_write }))
