@@ -480,7 +480,7 @@ pub fn crashloop(opts: &Opts) -> Result<Section, String> {
     sec.para(&format!(
         "A service that exits 1 at once (`sh -c 'echo … > fifo; exit 1'`), restart always, each tool's default \
          delay, and a restart budget raised so that none gives up (corral: default backoff 100 ms × 2ⁿ up to 30 s, \
-         `start_limit` burst 10⁶; supervisord: `autorestart`, default `startsecs=1` and its backoff, `startretries` \
+         `start_limit` burst 10⁴ (the most the config allows) per second; supervisord: `autorestart`, default `startsecs=1` and its backoff, `startretries` \
          10⁶; PM2: default `restart_delay` 0, `max_restarts` 10⁶). Starts counted on the FIFO over {} s from the \
          first, the daemon's CPU over the same window. {rounds} round(s).",
         window.as_secs()

@@ -50,7 +50,7 @@ pub fn config_text(services: &[Service]) -> String {
         }
         // "Never give up": a start limit no run reaches, so that only the
         // backoff (or its absence) paces the restarts.
-        s.push_str("start_limit = { burst = 1000000, interval = \"1s\" }\n");
+        s.push_str("start_limit = { burst = 10000, interval = \"1s\" }\n");
         if svc.policy == Policy::Immediate {
             s.push_str("backoff = { initial = \"0s\", max = \"0s\" }\n");
         }
