@@ -362,11 +362,15 @@ impl Task {
     /// Spawns the group and watches it (`running`, then `stopping` when it
     /// is ended) until the run is over; a spawn that fails is a run too.
     async fn enter_running(&mut self) -> RunEnd {
-        let _permit = match self.spawn_turn().await {
+        let permit = match self.spawn_turn().await {
             Ok(p) => p,
             Err(end) => return end,
         };
-        match self.spawn().await {
+        let spawned = self.spawn().await;
+        // The turn is for the spawn only: held for the whole run, it let
+        // no more than SPAWNS_AT_ONCE instances run at all.
+        drop(permit);
+        match spawned {
             Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
             Err(e) => RunEnd::Ended {
                 result: RunResult::SpawnFailed,
