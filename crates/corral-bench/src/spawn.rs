@@ -116,7 +116,7 @@ impl Runner {
                 if who == Who::CorralPgid {
                     b = b.backend(corral::BackendKind::Pgid);
                 }
-                let g = b.spawn(true_cmd()).map_err(|e| e.to_string())?;
+                let g = b.spawn(corral::Command::new("/bin/true")).map_err(|e| e.to_string())?;
                 let o = g.wait();
                 check(o.status.success() && o.leftover == 0, "corral")?;
             }
@@ -161,7 +161,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
     let corral_backend = {
         let g = corral::Group::builder()
             .limits(corral::Limits::new().memory(256 << 20).max_procs(64))
-            .spawn(true_cmd())
+            .spawn(corral::Command::new("/bin/true"))
             .map_err(|e| e.to_string())?;
         let b = g.backend();
         g.wait();

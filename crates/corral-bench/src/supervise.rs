@@ -90,6 +90,8 @@ struct Footprint {
     rss: Samples,
     pss: Samples,
     rss_after: Samples,
+    /// Threads of the daemon with 100 services, after the idle window.
+    threads: Samples,
     cpu_per_30s: Samples,
     start: Samples,
 }
@@ -148,6 +150,7 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             res[k].cpu_per_30s.push(per30);
             let m = sys::memory(pid).map_err(|e| format!("{name} memory: {e}"))?;
             res[k].rss_after.push(m.rss as f64);
+            res[k].threads.push(sys::threads(pid).map_err(|e| format!("{name} threads: {e}"))? as f64);
             sup.shutdown();
             fifo.kill_leftovers();
         }
@@ -174,6 +177,7 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
         "RSS, 100 services",
         "PSS, 100 services",
         "RSS, 100, after the window",
+        "threads, 100",
         "CPU per 30 s idle",
         "start 100 (median)",
         "start 100 (min–max)",
@@ -194,6 +198,7 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             mib(r.rss.median()),
             mib(r.pss.median()),
             mib(r.rss_after.median()),
+            format!("{:.0}", r.threads.median()),
             secs(r.cpu_per_30s.median()),
             secs(r.start.median()),
             format!("{}–{}", secs(r.start.min()), secs(r.start.max())),
@@ -225,6 +230,13 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             window.as_secs()
         ),
         Some(rss.max(after) <= 8.0 * 1024.0 * 1024.0),
+    ));
+    let threads = res[0].threads.median().max(res[health].threads.median());
+    sec.verdicts.push(Verdict::new(
+        "3",
+        "daemon threads ≤ 8 with 100 services (`/proc/PID/task`)",
+        format!("{:.0} (health off), {:.0} (health on)", res[0].threads.median(), res[health].threads.median()),
+        Some(threads <= 8.0),
     ));
     let sv = c.names.iter().position(|&n| n == "supervisord");
     let cpu = res[0].cpu_per_30s.median();
@@ -468,7 +480,7 @@ pub fn crashloop(opts: &Opts) -> Result<Section, String> {
     sec.para(&format!(
         "A service that exits 1 at once (`sh -c 'echo … > fifo; exit 1'`), restart always, each tool's default \
          delay, and a restart budget raised so that none gives up (corral: default backoff 100 ms × 2ⁿ up to 30 s, \
-         `start_limit` burst 10⁶; supervisord: `autorestart`, default `startsecs=1` and its backoff, `startretries` \
+         `start_limit` burst 10⁴ (the most the config allows) per second; supervisord: `autorestart`, default `startsecs=1` and its backoff, `startretries` \
          10⁶; PM2: default `restart_delay` 0, `max_restarts` 10⁶). Starts counted on the FIFO over {} s from the \
          first, the daemon's CPU over the same window. {rounds} round(s).",
         window.as_secs()

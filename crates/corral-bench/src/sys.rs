@@ -199,6 +199,11 @@ pub fn reap_zombie_children() {
     }
 }
 
+/// The number of threads of `pid`, from `/proc/PID/task`.
+pub fn threads(pid: u32) -> io::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?.count())
+}
+
 /// Resident and proportional set size, in bytes, from `smaps_rollup`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Memory {

@@ -19,6 +19,7 @@ impl Report {
             "processes_total": u.processes_total,
             "leftover": o.leftover,
             "backend": o.backend.as_str(),
+            "spawn": o.spawn.as_str(),
         }))
     }
 

@@ -4,9 +4,10 @@
 use crate::exit;
 use crate::report::Report;
 use clap::Parser;
-use corral::{units, Error, ErrorKind, Group, LimitKind, Limits, Outcome, Reason, Signal, StopPolicy, Support};
+use corral::{
+    units, Command, Error, ErrorKind, Group, LimitKind, Limits, Outcome, Reason, Signal, StopPolicy, Support,
+};
 use std::ffi::OsString;
-use std::process::Command;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]

@@ -325,3 +325,128 @@ fn an_unprivileged_user_falls_back_to_pgid() {
     assert_eq!(r["backend"], "pgid");
     drop(w);
 }
+
+#[test]
+fn both_spawn_paths_contain_setsid_and_double_fork_escapees_and_say_which_ran() {
+    for_each_backend(|b| {
+        for path in ["clone3", "fork"] {
+            let mut w = World::new(b);
+            let mut c = w.run(&["-t", "1", "-k", "2"], &["--setsid", "2", "--double-fork", "2", "--sleep", "30.5"]);
+            c.env("CORRAL_SPAWN", path);
+            let mut child = w.spawn(c);
+            let ready = w.ready(&mut child);
+            assert_eq!(ready["daemons"].as_array().unwrap().len(), 2, "[{b}/{path}]");
+            let (code, err) = w.finish(child);
+            assert_eq!(code, 124, "[{b}/{path}] {err}");
+            let r = w.report();
+            assert_eq!(r["spawn"], path, "[{b}] {r}");
+            assert_eq!(r["leftover"], 0, "[{b}/{path}]");
+            w.assert_nothing_left();
+        }
+    });
+}
+
+#[test]
+fn the_fork_fallback_contains_a_fork_bomb_and_forks_racing_the_kill() {
+    for_each_limit_backend(|b| {
+        let mut w = World::new(b);
+        let mut c = w.run(&["-p", "64", "-t", "20"], &["--fork-bomb", "10", "--sleep", "20"]);
+        c.env("CORRAL_SPAWN", "fork");
+        let mut child = w.spawn(c);
+        let _ = w.ready(&mut child);
+        let (code, err) = w.finish(child);
+        assert_eq!(code, 137, "[{b}] {err}");
+        assert_eq!(w.report()["reason"], "process_limit", "[{b}]");
+        assert_eq!(w.report()["spawn"], "fork", "[{b}]");
+        w.assert_nothing_left();
+    });
+    for_each_backend(|b| {
+        let mut w = World::new(b);
+        let mut c = w.run(&["-t", "0.3", "-k", "0"], &["--fork-chain", "1500", "--fork-loop", "300", "--sleep", "15"]);
+        c.env("CORRAL_SPAWN", "fork");
+        let mut child = w.spawn(c);
+        let _ = w.ready(&mut child);
+        let (code, err) = w.finish(child);
+        assert_eq!(code, 124, "[{b}] {err}");
+        assert_eq!(w.report()["leftover"], 0, "[{b}]");
+        w.assert_nothing_left();
+    });
+}
+
+#[test]
+fn controllers_sigkilled_at_any_point_of_the_spawn_leave_nothing_the_next_run_misses() {
+    for b in backends() {
+        if b == "pgid" {
+            eprintln!("skipping pgid: without a cgroup, a dead controller's group has nothing to find it by");
+            continue;
+        }
+        let mut w = World::new(&b);
+        // Each controller dies at a different point of its start: before,
+        // during or after the clone3 of its leader. Whatever the point, the
+        // leader dies with it (PDEATHSIG, armed before exec) and the rest
+        // is found by the next run.
+        for i in 0..12u64 {
+            let mut c = w.run(&[], &["--children", "2", "--grandchildren", "1", "--sleep", "30.5"]);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            let mut child = w.spawn(c);
+            std::thread::sleep(Duration::from_micros(i * 1500));
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let mut next = w.spawn(w.corral(&["run", "--", "true"]));
+        assert!(next.wait().unwrap().success(), "[{b}]");
+        w.assert_nothing_alive();
+        w.assert_no_cgroup_dirs();
+    }
+}
+
+/// Runs `c` under a seccomp filter that answers ENOSYS to `clone3`, as
+/// Docker's default profile did before it knew the call.
+fn without_clone3(c: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    const CLONE3: u32 = 435;
+    // SAFETY: between fork and exec, only prctl on values built before.
+    unsafe {
+        c.pre_exec(|| {
+            let filter = [
+                // Load the syscall number; ENOSYS for clone3, allow the rest.
+                libc::sock_filter { code: 0x20, jt: 0, jf: 0, k: 0 },
+                libc::sock_filter { code: 0x15, jt: 0, jf: 1, k: CLONE3 },
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x0005_0000 | libc::ENOSYS as u32 },
+                libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 },
+            ];
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const libc::sock_fprog, 0, 0) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn where_seccomp_refuses_clone3_the_fork_path_runs_and_still_contains_escapees() {
+    #[cfg(not(target_arch = "x86_64"))]
+    return eprintln!("skipping: the filter names clone3 by its x86_64 number");
+    for_each_backend(|b| {
+        let mut w = World::new(b);
+        let mut c = w.run(&["-t", "1", "-k", "2"], &["--setsid", "2", "--double-fork", "2", "--sleep", "30.5"]);
+        without_clone3(&mut c);
+        let mut child = w.spawn(c);
+        let _ = w.ready(&mut child);
+        let (code, err) = w.finish(child);
+        assert_eq!(code, 124, "[{b}] {err}");
+        let r = w.report();
+        assert_eq!(r["spawn"], "fork", "[{b}] {r}");
+        assert_eq!(r["leftover"], 0, "[{b}]");
+        w.assert_nothing_left();
+    });
+    let mut doctor = std::process::Command::new(corral());
+    doctor.arg("doctor");
+    without_clone3(&mut doctor);
+    let out = output(doctor);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("spawn path: fork (clone3 is refused here"), "{text}");
+}

@@ -713,3 +713,16 @@ fn a_dependant_changed_with_a_rolling_dependency_waits_for_the_new_instances() {
     assert_eq!(e["to"], "running", "{e}");
     d.down();
 }
+
+/// The bound on spawns at once was once held for a whole run: no more
+/// than 16 services of a daemon could ever run together.
+#[test]
+fn more_services_than_spawns_at_once_all_run_together() {
+    let toml: String =
+        (0..24).map(|i| format!("[services.s{i}]\ncommand = [{tk}, \"--sleep\", \"120\"]\n", tk = tk())).collect();
+    let mut d = Daemon::start(&toml);
+    let pids: Vec<u32> = (0..24).flat_map(|i| d.latest_ready_pids(&format!("s{i}"), 0)).collect();
+    assert!(pids.iter().all(|&p| !gone(p)), "all 24 run at once");
+    d.down();
+    assert!(pids.iter().all(|&p| gone(p)));
+}

@@ -367,7 +367,8 @@ impl Task {
             Err(end) => return end,
         };
         let spawned = self.spawn().await;
-        // The turn is for the spawn only, never for the run it starts.
+        // The turn is for the spawn only: held for the whole run, it let
+        // no more than SPAWNS_AT_ONCE instances run at all.
         drop(permit);
         match spawned {
             Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
@@ -459,12 +460,9 @@ impl Task {
         // past. The follower also marks where this run's lines begin, for a
         // log probe that a reload brings in later.
         let follower = self.follower(None);
-        // Spawning waits for the library's monitor thread: keep it off the
-        // runtime (and a bounded number at a time: see `spawn_turn`).
-        let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        // Awaited, not blocked on: no thread of the runtime waits for the
+        // start (and a bounded number at a time: see `spawn_turn`).
+        let mut group = builder.spawn_async(cmd).await.map_err(|e| e.to_string())?;
         let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
         let label =
             if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };

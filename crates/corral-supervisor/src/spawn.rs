@@ -3,7 +3,7 @@
 //! and stop policy. Nothing here runs anything.
 
 use crate::config::ServiceSpec;
-use std::process::{Command, Stdio};
+use corral::{Command, Stdio};
 
 /// The command of one instance, with its pipes set up for capture.
 pub(crate) fn command(spec: &ServiceSpec, instance: u32) -> Result<Command, String> {
@@ -36,7 +36,6 @@ pub(crate) fn with_argv(spec: &ServiceSpec, instance: u32, argv: &[String]) -> R
 
 #[cfg(unix)]
 fn as_user(cmd: &mut Command, acc: &crate::user::Account) {
-    use std::os::unix::process::CommandExt;
     cmd.uid(acc.uid).gid(acc.gid);
 }
 

@@ -3,9 +3,10 @@
 use crate::monitor::{self, Request, Shared};
 use crate::sys::{self, SysGroup};
 use crate::{
-    BackendKind, Enforcement, Error, ErrorKind, Event, Limits, Outcome, ProcessTree, Result, StopPolicy, Usage,
+    BackendKind, Enforcement, Error, ErrorKind, Event, IntoLeader, Limits, Outcome, ProcessTree, Result, SpawnPath,
+    StopPolicy, Usage,
 };
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command};
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -61,7 +62,33 @@ impl GroupBuilder {
     /// creation flags itself (suspended, new process group), replacing any
     /// the caller set. Members corral kills exit with signal 9 on Unix and
     /// with code 137 on Windows.
-    pub fn spawn(self, cmd: Command) -> Result<Group> {
+    ///
+    /// `cmd` is a [`crate::Command`] (on Linux, corral's own `clone3`
+    /// path) or a `std::process::Command` (std's fork path, since std
+    /// keeps its stdio settings private); [`Group::spawn_path`] tells which
+    /// ran.
+    pub fn spawn(self, cmd: impl IntoLeader) -> Result<Group> {
+        let (spec, cfg, kill_on_drop) = self.prepare()?;
+        let cmd = cmd.into_leader();
+        let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
+        check_cwd(cwd.as_deref())?;
+        let started = monitor::start(spec.clone(), cmd, cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
+        Ok(Group::from_started(spec.id, started, kill_on_drop))
+    }
+
+    /// [`GroupBuilder::spawn`] for async code: the task awaits the start
+    /// instead of blocking a thread of the runtime on it.
+    #[cfg(feature = "tokio")]
+    pub async fn spawn_async(self, cmd: impl IntoLeader) -> Result<Group> {
+        let (spec, cfg, kill_on_drop) = self.prepare()?;
+        let cmd = cmd.into_leader();
+        let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
+        check_cwd(cwd.as_deref())?;
+        let started = monitor::start_async(spec.clone(), cmd, cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
+        Ok(Group::from_started(spec.id, started, kill_on_drop))
+    }
+
+    fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
         let backend = match self.backend {
             Some(b) => Some(b),
@@ -71,26 +98,24 @@ impl GroupBuilder {
             id: format!("{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             limits: self.limits,
             backend,
+            force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
         };
-        let cfg = monitor::Config { timeout: self.timeout, stop: self.stop, cpu_time: spec.limits.cpu_time };
-        let cwd = cmd.get_current_dir().map(std::path::Path::to_path_buf);
-        check_cwd(cwd.as_deref())?;
-        let started = monitor::start::<sys::Imp>(spec.clone(), cmd, cfg).map_err(|e| match e.kind() {
-            // The exec's "no such file" may be the directory's, removed since
-            // the check above.
-            ErrorKind::NotFound => check_cwd(cwd.as_deref()).err().unwrap_or(e),
-            _ => e,
-        })?;
-        Ok(Group {
-            id: spec.id,
-            pid: started.pid,
-            sys: started.sys,
-            shared: started.shared,
-            kill_on_drop: self.kill_on_drop.unwrap_or(true),
-            stdin: started.child.stdin,
-            stdout: started.child.stdout,
-            stderr: started.child.stderr,
-        })
+        let cfg = monitor::Config {
+            timeout: self.timeout,
+            stop: self.stop,
+            cpu_time: spec.limits.cpu_time,
+            spawn: SpawnPath::Fork,
+        };
+        Ok((spec, cfg, self.kill_on_drop.unwrap_or(true)))
+    }
+}
+
+/// The exec's "no such file" may be the working directory's, removed
+/// since [`check_cwd`]: then that is the error.
+fn cwd_error(cwd: Option<&std::path::Path>, e: Error) -> Error {
+    match e.kind() {
+        ErrorKind::NotFound => check_cwd(cwd).err().unwrap_or(e),
+        _ => e,
     }
 }
 
@@ -121,6 +146,18 @@ fn backend_from_env() -> Result<Option<BackendKind>> {
     }
 }
 
+fn spawn_from_env() -> Result<Option<SpawnPath>> {
+    match std::env::var("CORRAL_SPAWN") {
+        Ok(v) if !v.trim().is_empty() => match v.trim() {
+            "clone3" => Ok(Some(SpawnPath::Clone3)),
+            "fork" => Ok(Some(SpawnPath::Fork)),
+            _ => Err(Error::new(ErrorKind::InvalidInput, format!("CORRAL_SPAWN='{v}' is not a spawn path"))
+                .hint("use clone3 or fork, or unset it to pick the best")),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// A running group: a leader and every process it ever starts.
 ///
 /// Dropping a `Group` kills the whole group unless
@@ -128,6 +165,7 @@ fn backend_from_env() -> Result<Option<BackendKind>> {
 pub struct Group {
     id: String,
     pid: u32,
+    spawn: SpawnPath,
     sys: Arc<sys::Imp>,
     shared: Arc<Shared>,
     kill_on_drop: bool,
@@ -147,13 +185,27 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
+    fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
+        Group {
+            id,
+            pid: started.pid,
+            spawn: started.child.path,
+            sys: started.sys,
+            shared: started.shared,
+            kill_on_drop,
+            stdin: started.child.stdin,
+            stdout: started.child.stdout,
+            stderr: started.child.stderr,
+        }
+    }
+
     /// A builder with no limits, no timeout and the default stop policy.
     pub fn builder() -> GroupBuilder {
         GroupBuilder::default()
     }
 
     /// Starts `cmd` in a new group with default settings.
-    pub fn spawn(cmd: Command) -> Result<Group> {
+    pub fn spawn(cmd: impl IntoLeader) -> Result<Group> {
         Group::builder().spawn(cmd)
     }
 
@@ -165,6 +217,11 @@ impl Group {
     /// The leader's pid.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// How the leader was started.
+    pub fn spawn_path(&self) -> SpawnPath {
+        self.spawn
     }
 
     /// The backend that holds this group.

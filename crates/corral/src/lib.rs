@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! use corral::{Group, Limits, Reason};
-//! use std::process::Command;
+//! use corral::Command;
 //! use std::time::Duration;
 //!
 //! let mut cmd = Command::new("sh");
@@ -64,6 +64,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod command;
 pub mod deadline;
 mod error;
 mod event;
@@ -79,6 +80,7 @@ pub mod units;
 mod usage;
 
 pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforcement, HostReport, Support};
+pub use command::{Command, IntoLeader, SpawnPath, Stdio};
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};

@@ -1,30 +1,32 @@
-//! The platform-neutral life of a group, run on one thread per group.
+//! What a group's handle shares with whatever drives the group, and the
+//! two drivers: on Linux one event loop for every group (`reactor`), on
+//! other OSes one monitor thread per group that sleeps in the backend's
+//! `wait`. Both feed the same state machine (`life`), which decides every
+//! stop and kill; the loop wakes only for a change, a request, a
+//! deadline, or an adaptive CPU-time check.
 //!
-//! The leader is spawned on this thread on purpose: on Linux the leader's
-//! `PR_SET_PDEATHSIG` fires when the *thread* that forked it ends, so the
-//! forking thread must live exactly as long as the group.
-//!
-//! The loop sleeps in the backend's `wait` (kernel notifications where the
-//! OS has them) and wakes only for a change, a request, a deadline, or an
-//! adaptive CPU-time check.
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader ends,
+//! so leaders are spawned on a thread that outlives them: the reactor
+//! thread (which lives as long as the process), or the group's own thread.
 
+mod life;
+#[cfg(target_os = "linux")]
+mod reactor;
+
+use self::life::{Life, Next};
 use crate::deadline;
-use crate::sys::{self, Change, SysGroup, Wake};
-use crate::{Event, ExitStatus, LimitKind, Outcome, Reason, StopPolicy, Usage};
+use crate::sys::{self, SysGroup, Wake};
+use crate::{Event, Outcome, StopPolicy};
 use std::collections::BTreeSet;
-use std::process::{Child, Command};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-
-/// How long teardown may take to reap everything before it counts leftovers.
-const TEARDOWN_LIMIT: Duration = Duration::from_secs(5);
-/// How often membership is diffed while someone listens for events.
-const EVENT_POLL: Duration = Duration::from_millis(50);
 
 pub(crate) struct Config {
     pub timeout: Option<Duration>,
     pub stop: StopPolicy,
     pub cpu_time: Option<Duration>,
+    /// How the leader was started, for the outcome (set once it is).
+    pub spawn: crate::SpawnPath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(waker: Arc<dyn Wake>) -> Shared {
+        Shared {
+            state: Mutex::new(State::default()),
+            done: Condvar::new(),
+            waker,
+            #[cfg(feature = "tokio")]
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic in a subscriber must not wedge every other caller.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -137,6 +149,18 @@ impl Shared {
         self.waker.wake();
     }
 
+    /// Records the outcome and wakes every waiter.
+    fn end(&self, outcome: Outcome) {
+        self.emit(Event::Empty);
+        let mut st = self.lock();
+        st.outcome = Some(outcome);
+        st.subscribers.clear();
+        drop(st);
+        self.done.notify_all();
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
+    }
+
     fn emit(&self, e: Event) {
         let mut st = self.lock();
         st.subscribers.retain_mut(|s| s(e.clone()));
@@ -147,12 +171,70 @@ pub(crate) struct Started<S> {
     pub pid: u32,
     pub sys: Arc<S>,
     pub shared: Arc<Shared>,
-    pub child: Child,
+    pub child: sys::Spawned,
+}
+
+/// A started group on its way to its caller. If the caller gave up before
+/// taking it (an aborted task dropped the future that awaited it), no one
+/// could ever stop the group: it is killed instead, as a dropped handle's
+/// group would be.
+#[cfg_attr(all(not(target_os = "linux"), not(feature = "tokio")), allow(dead_code))]
+pub(crate) struct Delivery<S: SysGroup>(Option<Started<S>>);
+
+#[cfg_attr(all(not(target_os = "linux"), not(feature = "tokio")), allow(dead_code))]
+impl<S: SysGroup> Delivery<S> {
+    pub(crate) fn new(s: Started<S>) -> Self {
+        Delivery(Some(s))
+    }
+
+    pub(crate) fn take(mut self) -> Option<Started<S>> {
+        self.0.take()
+    }
+}
+
+impl<S: SysGroup> Drop for Delivery<S> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.shared.request(Request::Kill);
+            let _ = s.sys.kill();
+        }
+    }
+}
+
+/// Creates the group and spawns the leader. On Linux one event loop
+/// drives every group; elsewhere each group has a monitor thread.
+pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<sys::Imp>> {
+    #[cfg(target_os = "linux")]
+    return reactor::start(spec, cmd, cfg);
+    #[cfg(not(target_os = "linux"))]
+    return start_thread::<sys::Imp>(spec, cmd, cfg);
+}
+
+/// [`start`] for async callers: no thread blocks while the group starts.
+#[cfg(feature = "tokio")]
+pub(crate) async fn start_async(
+    spec: sys::Spec,
+    cmd: crate::command::Leader,
+    cfg: Config,
+) -> crate::Result<Started<sys::Imp>> {
+    #[cfg(target_os = "linux")]
+    return reactor::start_async(spec, cmd, cfg).await;
+    #[cfg(not(target_os = "linux"))]
+    {
+        let gone = || crate::Error::new(crate::ErrorKind::Os, "the task starting the group panicked");
+        let d = tokio::task::spawn_blocking(move || start(spec, cmd, cfg).map(Delivery::new))
+            .await
+            .unwrap_or_else(|_| Err(gone()))?;
+        d.take().ok_or_else(gone)
+    }
 }
 
 /// Creates the group and spawns the leader on a new monitor thread, which
-/// then runs the group's whole life.
-pub(crate) fn start<S: SysGroup>(spec: sys::Spec, cmd: Command, cfg: Config) -> crate::Result<Started<S>> {
+/// then runs the group's whole life. The leader is spawned on this thread
+/// on purpose: it lives exactly as long as the group, which is what
+/// `PR_SET_PDEATHSIG` needs where the OS has it.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<S>> {
     let (tx, rx) = mpsc::sync_channel::<crate::Result<Started<S>>>(1);
     let name = format!("corral-{}", spec.id);
     std::thread::Builder::new()
@@ -174,154 +256,27 @@ pub(crate) fn start<S: SysGroup>(spec: sys::Spec, cmd: Command, cfg: Config) -> 
                     return;
                 }
             };
-            let shared = Arc::new(Shared {
-                state: Mutex::new(State::default()),
-                done: Condvar::new(),
-                waker: sys.waker(),
-                #[cfg(feature = "tokio")]
-                notify: tokio::sync::Notify::new(),
-            });
-            let pid = child.id();
+            let shared = Arc::new(Shared::new(sys.waker()));
+            let pid = child.pid;
+            let cfg = Config { spawn: child.path, ..cfg };
             let started = Instant::now();
             let _ = tx.send(Ok(Started { pid, sys: sys.clone(), shared: shared.clone(), child }));
             let outcome = run(&*sys, &shared, &cfg, started, pid);
-            shared.emit(Event::Empty);
-            let mut st = shared.lock();
-            st.outcome = Some(outcome);
-            st.subscribers.clear();
-            drop(st);
-            shared.done.notify_all();
-            #[cfg(feature = "tokio")]
-            shared.notify.notify_waiters();
+            shared.end(outcome);
         })
         .map_err(|e| crate::Error::os("starting the group's monitor thread", e))?;
     rx.recv().unwrap_or_else(|_| Err(crate::Error::new(crate::ErrorKind::Os, "the group's monitor thread died")))
 }
 
-/// CPUs this process may use; read once (it costs a few file reads).
-fn cores() -> u32 {
-    static CORES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32)
-}
-
-/// The stop sequence in progress.
-struct Teardown {
-    reason: Option<Reason>,
-    /// When the kill phase starts; `None` before a graceful stop began.
-    kill_at: Option<Instant>,
-    killed: bool,
-}
-
-impl Teardown {
-    fn graceful<S: SysGroup>(&mut self, sys: &S, stop: &StopPolicy, now: Instant) {
-        if self.kill_at.is_some() || self.killed {
-            return;
-        }
-        if stop.grace.is_zero() {
-            return self.kill(sys);
-        }
-        let _ = sys.graceful_stop(stop.signal);
-        self.kill_at = Some(deadline::after(now, stop.grace));
-    }
-
-    fn kill<S: SysGroup>(&mut self, sys: &S) {
-        if !self.killed {
-            let _ = sys.kill();
-            self.killed = true;
-        }
-    }
-}
-
-fn limit_reason(kind: LimitKind) -> Option<Reason> {
-    match kind {
-        LimitKind::Memory | LimitKind::MemoryPerProcess => Some(Reason::MemoryLimit),
-        LimitKind::Processes => Some(Reason::ProcessLimit),
-        LimitKind::CpuTime => Some(Reason::CpuTimeLimit),
-        LimitKind::WallClock => Some(Reason::Timeout),
-        LimitKind::CpuRate => None,
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+/// Drives one group on the calling thread: sleeps in the backend's `wait`
+/// and feeds what it reports to the group's [`Life`].
 fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, leader_pid: u32) -> Outcome {
-    let deadline = cfg.timeout.map(|t| deadline::after(started, t));
-    let cpu_limit = cfg.cpu_time.filter(|_| !sys.enforces_cpu_time());
-    let cores = cores();
-    let mut next_cpu_check = cpu_limit.map(|_| started);
-    let mut td = Teardown { reason: None, kill_at: None, killed: false };
-    let mut leader: Option<ExitStatus> = None;
-    let mut empty = false;
-
-    loop {
-        let now = Instant::now();
-        if let Some(d) = deadline {
-            if now >= d && td.reason.is_none() && leader.is_none() {
-                td.reason = Some(Reason::Timeout);
-                shared.emit(Event::LimitHit { kind: LimitKind::WallClock });
-                td.graceful(sys, &cfg.stop, now);
-            }
-        }
-        if let (Some(limit), Some(at)) = (cpu_limit, next_cpu_check) {
-            if now >= at && !td.killed {
-                let used = sys.usage().cpu_total();
-                if used >= limit {
-                    td.reason.get_or_insert(Reason::CpuTimeLimit);
-                    shared.emit(Event::LimitHit { kind: LimitKind::CpuTime });
-                    td.kill(sys);
-                    next_cpu_check = None;
-                } else {
-                    // The group cannot burn more than `cores` seconds per
-                    // second, so nothing can happen before this point.
-                    let wait = (limit - used) / cores;
-                    next_cpu_check = Some(deadline::after(now, wait.max(Duration::from_millis(5))));
-                }
-            }
-        }
-        match shared.lock().request.take() {
-            Some(Request::Stop) => {
-                td.reason.get_or_insert(Reason::Killed);
-                td.graceful(sys, &cfg.stop, now);
-            }
-            Some(Request::Kill) => {
-                td.reason.get_or_insert(Reason::Killed);
-                td.kill(sys);
-            }
-            None => {}
-        }
-        if let Some(k) = td.kill_at {
-            if now >= k {
-                td.kill(sys);
-            }
-        }
-        if leader.is_some() && empty {
-            break;
-        }
-        // The leader is gone but members remain: the group ends with its
-        // leader, so the rest is stopped (systemd's KillMode=control-group).
-        if leader.is_some() && !empty {
-            td.graceful(sys, &cfg.stop, now);
-        }
-
-        let listening = !shared.lock().subscribers.is_empty();
-        // With an OS event source, events wake the loop; otherwise poll.
-        let pushed = if listening { sys.take_events() } else { None };
-        let pushes = pushed.is_some();
-        emit_pushed(shared, pushed.unwrap_or_default());
-        let mut wake_at: Option<Instant> = None;
-        for t in [
-            deadline.filter(|_| td.reason.is_none() && leader.is_none()),
-            next_cpu_check,
-            td.kill_at.filter(|_| !td.killed),
-            (listening && !pushes).then(|| deadline::after(now, EVENT_POLL)),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            wake_at = Some(wake_at.map_or(t, |w: Instant| w.min(t)));
-        }
-        let timeout = wake_at.map(|w| w.saturating_duration_since(Instant::now()));
-        let changes = match sys.wait(timeout) {
+    let mut life = Life::new(sys, cfg, started, leader_pid);
+    let mut changes = Vec::new();
+    while let Next::Wait(at) = life.advance(sys, shared, std::mem::take(&mut changes), Instant::now()) {
+        let timeout = at.map(|w| w.saturating_duration_since(Instant::now()));
+        changes = match sys.wait(timeout) {
             Ok(c) => c,
             Err(_) => {
                 // A transient failure of the notification source: fall back
@@ -330,77 +285,6 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
                 Vec::new()
             }
         };
-        for c in changes {
-            match c {
-                Change::LeaderExited(st) => {
-                    leader = Some(st);
-                    if listening && !pushes {
-                        shared.lock().known.remove(&leader_pid);
-                        shared.emit(Event::Exited { pid: leader_pid, status: Some(st) });
-                    }
-                }
-                Change::Empty => empty = true,
-                Change::Limit(kind) => {
-                    shared.emit(Event::LimitHit { kind });
-                    if let Some(r) = limit_reason(kind) {
-                        td.reason.get_or_insert(r);
-                        td.kill(sys);
-                    }
-                }
-            }
-        }
-        if listening {
-            match sys.take_events() {
-                Some(events) => emit_pushed(shared, events),
-                None => diff_members(sys, shared),
-            }
-        }
     }
-
-    let leftover = sys.teardown(deadline::after(Instant::now(), TEARDOWN_LIMIT));
-    let usage: Usage = sys.usage();
-    let status = leader.unwrap_or(ExitStatus { code: None, signal: None });
-    let reason = td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });
-    Outcome { status, reason, usage, leftover, backend: sys.kind(), duration: started.elapsed() }
-}
-
-/// Emits OS-pushed events, dropping a `Started` already announced by the
-/// snapshot a new subscriber got.
-fn emit_pushed(shared: &Shared, events: Vec<Event>) {
-    for e in events {
-        let fresh = {
-            let mut st = shared.lock();
-            match &e {
-                Event::Started { pid, .. } => st.known.insert(*pid),
-                Event::Exited { pid, .. } => {
-                    st.known.remove(pid);
-                    true
-                }
-                _ => true,
-            }
-        };
-        if fresh {
-            shared.emit(e);
-        }
-    }
-}
-
-/// Turns a change in membership into Started/Exited events.
-fn diff_members<S: SysGroup>(sys: &S, shared: &Shared) {
-    let Ok(now) = sys.members() else { return };
-    let now: BTreeSet<u32> = now.into_iter().collect();
-    let (born, gone) = {
-        let mut st = shared.lock();
-        let born: Vec<u32> = now.difference(&st.known).copied().collect();
-        let gone: Vec<u32> = st.known.difference(&now).copied().collect();
-        st.known = now;
-        (born, gone)
-    };
-    for pid in born {
-        let (ppid, exe) = sys::describe(pid);
-        shared.emit(Event::Started { pid, ppid, exe });
-    }
-    for pid in gone {
-        shared.emit(Event::Exited { pid, status: None });
-    }
+    life.finish(sys)
 }

@@ -99,6 +99,8 @@ pub struct Outcome {
     pub leftover: usize,
     /// The backend that held the group.
     pub backend: BackendKind,
+    /// How the leader was started.
+    pub spawn: crate::SpawnPath,
     /// From spawn to the end of teardown.
     pub duration: Duration,
 }

@@ -4,10 +4,9 @@
 
 #![cfg(target_os = "linux")]
 
-use corral::{BackendKind, ErrorKind, Event, Group, Limits, Reason, StopPolicy};
+use corral::{BackendKind, Command, ErrorKind, Event, Group, Limits, Reason, Stdio, StopPolicy};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn testkit() -> PathBuf {
@@ -271,19 +270,103 @@ fn tokio_wait_does_not_block_the_runtime() {
     });
 }
 
+/// Names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn twenty_live_groups_share_one_event_loop_thread() {
+    let mut groups = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..20 {
+        let mut g = Group::builder().timeout(Duration::from_secs(20)).spawn(tk(&["--sleep", "30.5"])).unwrap();
+        pids.extend(ready(&mut g).1);
+        groups.push(g);
+    }
+    let names = thread_names();
+    assert_eq!(names.iter().filter(|n| *n == "corral-reactor").count(), 1, "{names:?}");
+    // No thread per group (the old monitor threads were named after it;
+    // the kernel keeps 15 bytes of a thread's name).
+    let named = |g: &Group| format!("corral-{}", g.id()).chars().take(15).collect::<String>();
+    let per_group = names.iter().filter(|n| groups.iter().any(|g| **n == named(g)));
+    assert_eq!(per_group.count(), 0, "{names:?}");
+    for g in &groups {
+        g.kill().unwrap();
+    }
+    for g in &groups {
+        let o = g.wait();
+        assert_eq!((o.reason, o.leftover), (Reason::Killed, 0));
+    }
+    assert_gone(&pids);
+}
+
+/// Pids of live (non-zombie) processes whose environment holds `kv`.
+#[cfg(feature = "tokio")]
+fn marked(kv: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if !zombie && env.split(|b| *b == 0).any(|v| v == kv.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// An exec probe whose task was aborted while its group was starting once
+/// left the group running: nothing held a handle to stop it.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_spawn_abandoned_by_its_task_is_killed_not_left_running() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let kv = format!("CORRAL_TEST_ABANDONED={}", std::process::id());
+    for _ in 0..5 {
+        let mut cmd = tk(&["--children", "1", "--sleep", "30.5"]);
+        cmd.env("CORRAL_TEST_ABANDONED", std::process::id().to_string());
+        // A zero timeout polls the spawn once (handing it to the event
+        // loop), then drops it before the group can be delivered.
+        let r = rt.block_on(async { tokio::time::timeout(Duration::ZERO, Group::builder().spawn_async(cmd)).await });
+        drop(r);
+    }
+    // The event loop takes spawns in order: once this one is back, the
+    // abandoned ones have all been started (and dealt with).
+    let g = Group::spawn(Command::new("true")).unwrap();
+    g.wait();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !marked(&kv).is_empty() {
+        assert!(std::time::Instant::now() < end, "left running: {:?}", marked(&kv));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// What a dead controller left (a daemon SIGKILLed, its state file lost) is
 /// found by the tag each member inherits and reaped; the groups of a live
 /// controller (this test) are neither listed nor reaped.
 #[test]
 fn orphaned_groups_are_found_by_their_tag_and_reaped() {
     // A controller that is gone: a child that exited and was reaped.
-    let mut dead = Command::new("true").spawn().unwrap();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
     dead.wait().unwrap();
     let orphan_id = format!("{dead_pid}-{}", std::process::id());
     let live_id = format!("{}-4242424", std::process::id());
     let start = |id: &str| {
-        let mut c = tk(&["--sleep", "30"]).env("CORRAL_GROUP", id).spawn().unwrap();
+        let mut c = std::process::Command::new(testkit())
+            .args(["--sleep", "30"])
+            .env("CORRAL_GROUP", id)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let mut line = String::new();
         BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.contains("\"ready\""), "{line}");

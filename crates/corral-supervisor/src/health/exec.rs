@@ -24,11 +24,7 @@ pub(crate) async fn check(argv: &[String], env: &ExecEnv, timeout: Duration) -> 
     let cmd = crate::spawn::with_argv(&env.spec, env.index, argv)?;
     // No grace: the probe already had its time.
     let builder = Group::builder().timeout(timeout).stop(StopPolicy::new(Signal::KILL, Duration::ZERO));
-    // Spawning waits for the library's monitor thread: keep it off the runtime.
-    let mut group = tokio::task::spawn_blocking(move || builder.spawn(cmd))
-        .await
-        .map_err(|e| format!("spawn: {e}"))?
-        .map_err(|e| format!("spawn `{}`: {e}", argv[0]))?;
+    let mut group = builder.spawn_async(cmd).await.map_err(|e| format!("spawn `{}`: {e}", argv[0]))?;
     let out = group.take_stdout().and_then(|o| tokio::process::ChildStdout::from_std(o).ok());
     let err = group.take_stderr().and_then(|e| tokio::process::ChildStderr::from_std(e).ok());
     // The pipes close once every member is gone, so both ends come together.

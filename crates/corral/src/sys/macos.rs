@@ -16,7 +16,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,8 +108,9 @@ impl SysGroup for Group {
         Ok(Group { spec: spec.clone(), leader: Mutex::new(Leader::default()), wake })
     }
 
-    fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+    fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
         unix::hygiene::restore_sigchld()?;
+        let mut cmd = cmd.into_std();
         cmd.env("CORRAL_GROUP", &self.spec.id);
         cmd.process_group(0);
         let l = &self.spec.limits;
@@ -140,7 +140,7 @@ impl SysGroup for Group {
             _ => Error::os(format!("starting {program}"), e),
         })?;
         self.leader.lock().unwrap_or_else(|p| p.into_inner()).pid = child.id();
-        Ok(child)
+        Ok(super::Spawned::from_child(child, crate::SpawnPath::Fork))
     }
 
     fn kind(&self) -> BackendKind {

@@ -6,7 +6,7 @@
 
 use crate::{BackendKind, Enforcement, ExitStatus, LimitKind, Limits, ProcessInfo, Signal, Usage};
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
 #[cfg(unix)]
@@ -27,6 +27,8 @@ mod imp;
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{poll_ready, EventFd};
 
 /// What the OS layer needs to create a group.
 #[derive(Debug, Clone)]
@@ -36,6 +38,41 @@ pub(crate) struct Spec {
     pub limits: Limits,
     /// A forced backend, from the builder or `CORRAL_BACKEND`.
     pub backend: Option<BackendKind>,
+    /// `CORRAL_SPAWN=fork`: start the leader through the fork path even
+    /// where `clone3` would work (tests cover both paths with it).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub force_fork: bool,
+}
+
+/// A leader just started: its pid, the controller's ends of its pipes,
+/// and how it was started.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub pid: u32,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    pub path: crate::SpawnPath,
+}
+
+impl Spawned {
+    /// From std's `Child` (corral reaps the leader itself; std's handle
+    /// only carries the pid and the pipes).
+    pub(crate) fn from_child(c: Child, path: crate::SpawnPath) -> Spawned {
+        Spawned { pid: c.id(), stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, path }
+    }
+}
+
+/// What a shared event loop watches for one group.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) struct Readiness {
+    /// Fds whose readiness means [`SysGroup::wait`] has news; `true` for a
+    /// file the kernel signals with POLLPRI (cgroup `*.events`).
+    pub fds: Vec<(i32, bool)>,
+    /// Look at the group this often even without news (what the kernel
+    /// cannot notify is sampled).
+    pub sample: Option<Duration>,
 }
 
 /// Something the monitor learns from [`SysGroup::wait`].
@@ -61,7 +98,7 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// Creates the container (cgroup, job, …) before anything runs in it.
     fn create(spec: &Spec) -> crate::Result<Self>;
     /// Starts the leader inside the container before it runs user code.
-    fn spawn_leader(&self, cmd: Command) -> crate::Result<Child>;
+    fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<Spawned>;
     fn kind(&self) -> BackendKind;
     /// How each requested limit is enforced.
     fn enforcement(&self) -> Vec<Enforcement>;
@@ -77,6 +114,13 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// Blocks until something changes, `wake()` is called, or `timeout`.
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>>;
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
+    /// For one event loop shared by every group: what to watch. `None`
+    /// (the default): this backend is driven by a thread of its own that
+    /// sleeps in [`SysGroup::wait`].
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn readiness(&self) -> Option<Readiness> {
+        None
+    }
     /// After the kill: reaps everything, removes the container, and counts
     /// what is still alive (or unreaped) by `deadline`.
     fn teardown(&self, deadline: Instant) -> usize;

@@ -27,6 +27,17 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
+/// A directory fd (a cgroup v2 leaf, for `CLONE_INTO_CGROUP`). Opened
+/// without following a final symlink: corral made this directory.
+pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(f.into())
+}
+
 /// An eventfd used to wake a thread blocked in `poll`.
 #[derive(Debug)]
 pub(crate) struct EventFd(OwnedFd);

@@ -23,22 +23,26 @@ mod proc_events;
 mod procfs;
 mod reaper;
 mod select;
+mod spawn;
 mod stale;
 
 use self::cgroup_v1::CgroupV1;
 use self::cgroup_v2::CgroupV2;
-use self::fds::{EventFd, Watched};
+use self::fds::Watched;
+pub(crate) use self::fds::{poll_ready, EventFd};
 use self::hierarchy::Layout;
 use self::reaper::Owner;
-use super::{unix, Change, Spec, SysGroup, Wake};
+use super::{unix, Change, Spawned, Spec, SysGroup, Wake};
+use crate::command::Leader as LeaderCmd;
 use crate::{
-    BackendKind, Enforcement, Error, ErrorKind, ExitStatus, HostReport, LimitKind, ProcessInfo, Signal, Support, Usage,
+    BackendKind, Enforcement, Error, ErrorKind, ExitStatus, HostReport, LimitKind, ProcessInfo, Signal, SpawnPath,
+    Support, Usage,
 };
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -389,8 +393,12 @@ impl SysGroup for Group {
         Ok(me)
     }
 
-    fn spawn_leader(&self, mut cmd: Command) -> crate::Result<Child> {
+    fn spawn_leader(&self, cmd: LeaderCmd) -> crate::Result<Spawned> {
         unix::hygiene::restore_sigchld()?;
+        let mut cmd = match self.try_clone3(cmd)? {
+            Ok(started) => return Ok(started),
+            Err(std_cmd) => std_cmd,
+        };
         let id = self.spec.id.clone();
         cmd.env("CORRAL_GROUP", &id);
         cmd.process_group(0);
@@ -439,25 +447,10 @@ impl SysGroup for Group {
         let program = cmd.get_program().to_string_lossy().into_owned();
         let guard = reaper::spawning();
         let child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
-        let pid = child.id();
-        let owner = Arc::new(Owner {
-            cgroup_leaf: Some(id).filter(|_| self.kind != BackendKind::Pgid),
-            pgid: pid,
-            ..Owner::default()
-        });
-        reaper::register(pid, owner.clone());
-        let _ = self.owner.set(owner);
-        if let Some(w) = proc_events::watcher() {
-            let t = proc_events::Tracked::new(self.wake.clone());
-            w.track(pid, &t);
-            let _ = self.tracked.set(t);
-        }
+        self.adopt(child.id(), fds::pidfd_open(child.id()).ok());
         drop(guard);
         drop(fds);
-        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-        l.pid = pid;
-        l.pidfd = fds::pidfd_open(pid).ok();
-        Ok(child)
+        Ok(Spawned::from_child(child, SpawnPath::Fork))
     }
 
     fn kind(&self) -> BackendKind {
@@ -505,50 +498,19 @@ impl SysGroup for Group {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
-        let (pidfd, leader_done) = {
-            let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
-            (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
-        };
-        let mut fds = vec![(self.wake.0.raw(), false)];
-        if let Some(p) = pidfd {
-            fds.push((p, false));
-        }
-        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
-        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
-            fds.push((e.raw(), false));
-        }
-        // Sample what the kernel cannot notify.
-        let lim = &self.spec.limits;
-        let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
-            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
-        let must_sample =
-            sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
+        let (fds, must_sample) = self.poll_set();
         let timeout = match (timeout, must_sample) {
             (Some(t), true) => Some(t.min(SAMPLE)),
             (None, true) => Some(SAMPLE),
             (t, false) => t,
         };
         let ready = fds::poll_ready(&fds, timeout)?;
-        self.wake.0.drain();
-        for w in &self.watched {
-            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
-                w.rearm();
-            }
-        }
-        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
-            e.drain();
-        }
-        let mut out = Vec::new();
-        if let Some(st) = self.reap_leader() {
-            out.push(Change::LeaderExited(st));
-        }
-        out.extend(self.limit_changes());
-        out.extend(self.sampled_limits());
-        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
-        if leader_gone && self.is_empty() {
-            out.push(Change::Empty);
-        }
-        Ok(out)
+        Ok(self.collect(&fds, &ready))
+    }
+
+    fn readiness(&self) -> Option<super::Readiness> {
+        let (fds, must_sample) = self.poll_set();
+        Some(super::Readiness { fds, sample: must_sample.then_some(SAMPLE) })
     }
 
     fn waker(&self) -> Arc<dyn Wake> {
@@ -632,6 +594,132 @@ impl SysGroup for Group {
 }
 
 impl Group {
+    /// The fds whose readiness is news (with `true` for the cgroup files
+    /// signalled by POLLPRI), and whether the group must be looked at
+    /// every `SAMPLE` anyway, for what the kernel cannot notify.
+    fn poll_set(&self) -> (Vec<(RawFd, bool)>, bool) {
+        let (pidfd, leader_done) = {
+            let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+            (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
+        };
+        let mut fds = vec![(self.wake.0.raw(), false)];
+        if let Some(p) = pidfd {
+            fds.push((p, false));
+        }
+        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
+        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
+            fds.push((e.raw(), false));
+        }
+        // Sample what the kernel cannot notify.
+        let lim = &self.spec.limits;
+        let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
+            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
+        let must_sample =
+            sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
+        (fds, must_sample)
+    }
+
+    /// What changed, once `poll` reported `ready` for `fds`; re-arms the
+    /// notifications it consumed. Never blocks.
+    fn collect(&self, fds: &[(RawFd, bool)], ready: &[bool]) -> Vec<Change> {
+        self.wake.0.drain();
+        for w in &self.watched {
+            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
+                w.rearm();
+            }
+        }
+        if let Some(e) = self.v1.as_ref().and_then(|v| v.oom_event.as_ref()) {
+            e.drain();
+        }
+        let mut out = Vec::new();
+        if let Some(st) = self.reap_leader() {
+            out.push(Change::LeaderExited(st));
+        }
+        out.extend(self.limit_changes());
+        out.extend(self.sampled_limits());
+        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        if leader_gone && self.is_empty() {
+            out.push(Change::Empty);
+        }
+        out
+    }
+}
+
+impl Group {
+    /// Starts a corral `Command` with `clone3` straight into the group.
+    /// Gives the command back, as a std one, for the fork path when
+    /// `clone3` is refused, forced off, or the command is std's own.
+    fn try_clone3(&self, cmd: LeaderCmd) -> crate::Result<Result<Spawned, Command>> {
+        let cmd = match cmd {
+            LeaderCmd::Own(c) if !self.spec.force_fork && spawn::enabled() => c,
+            other => return Ok(Err(other.into_std())),
+        };
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let not_writable = |p: &std::path::Path, e: io::Error| {
+            Error::os(format!("opening {}", p.display()), e).hint("the cgroup is not writable by this user")
+        };
+        let leaf = match &self.v2 {
+            Some(v2) => Some(fds::open_dir(&v2.dir).map_err(|e| not_writable(&v2.dir, e))?),
+            None => None,
+        };
+        let mut joins: Vec<std::fs::File> = Vec::new();
+        for f in self.v1.iter().flat_map(|v1| v1.join_files()) {
+            joins.push(std::fs::OpenOptions::new().write(true).open(&f).map_err(|e| not_writable(&f, e))?);
+        }
+        let rlimits = unix::process_rlimits(&self.spec.limits);
+        let guard = reaper::spawning();
+        let started = spawn::spawn(
+            &cmd,
+            &[("CORRAL_GROUP", &self.spec.id)],
+            leaf.as_ref().map(|f| f.as_raw_fd()),
+            joins.iter().map(|f| f.as_raw_fd()).collect(),
+            rlimits,
+        );
+        let started = match started {
+            Ok(s) => s,
+            Err(spawn::NotStarted::Refused) => return Ok(Err(cmd.into_std())),
+            Err(spawn::NotStarted::Failed { step: Some(spawn::Step::Exec), err }) => {
+                return Err(spawn_error(&program, err))
+            }
+            Err(spawn::NotStarted::Failed { step: Some(step), err }) => {
+                return Err(Error::os(format!("starting {program}: {}", step.doing()), err))
+            }
+            Err(spawn::NotStarted::Failed { step: None, err }) => {
+                return Err(Error::os(format!("starting {program}"), err))
+            }
+        };
+        self.adopt(started.pid, Some(started.pidfd));
+        drop(guard);
+        let [stdin, stdout, stderr] = started.pipes;
+        Ok(Ok(Spawned {
+            pid: started.pid,
+            stdin: stdin.map(Into::into),
+            stdout: stdout.map(Into::into),
+            stderr: stderr.map(Into::into),
+            path: SpawnPath::Clone3,
+        }))
+    }
+
+    /// Takes charge of a leader just started, whichever path started it:
+    /// the reaper learns whose it is, the event connector follows it.
+    fn adopt(&self, pid: u32, pidfd: Option<OwnedFd>) {
+        let owner = Arc::new(Owner {
+            cgroup_leaf: Some(self.spec.id.clone()).filter(|_| self.kind != BackendKind::Pgid),
+            pgid: pid,
+            ..Owner::default()
+        });
+        reaper::register(pid, owner.clone());
+        let _ = self.owner.set(owner);
+        if let Some(w) = proc_events::watcher() {
+            let t = proc_events::Tracked::new(self.wake.clone());
+            w.track(pid, &t);
+            let _ = self.tracked.set(t);
+        }
+        let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        l.pid = pid;
+        l.pidfd = pidfd;
+    }
+
     /// The kill of [`SysGroup::kill`], best mechanism first.
     fn kill_members(&self) -> io::Result<()> {
         match (&self.v2, &self.v1) {
@@ -817,6 +905,7 @@ pub(crate) fn host_report() -> HostReport {
     }
     // SAFETY: geteuid has no preconditions.
     notes.push(format!("running as uid {}", unsafe { libc::geteuid() }));
+    notes.push(spawn::describe());
     notes.push(format!(
         "child subreaper: {} (corral sets it when it creates a group)",
         if reaper::is_subreaper() { "on" } else { "available" }

@@ -52,7 +52,6 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::windows::io::OwnedHandle;
 use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -169,7 +168,8 @@ impl SysGroup for Group {
         })
     }
 
-    fn spawn_leader(&self, cmd: Command) -> crate::Result<Child> {
+    fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
+        let cmd = cmd.into_std();
         let env = [("CORRAL_GROUP", self.spec.id.as_str()), ("CORRAL_STOP_EVENT", self.stop.name())];
         let leader = spawn::spawn_in_job(&self.job, cmd, &env)?;
         let pid = leader.child.id();
@@ -177,7 +177,7 @@ impl SysGroup for Group {
             lock(&self.st).members.insert(pid, h);
         }
         let _ = self.leader.set((pid, leader.handle));
-        Ok(leader.child)
+        Ok(super::Spawned::from_child(leader.child, crate::SpawnPath::CreateProcess))
     }
 
     fn kind(&self) -> BackendKind {

@@ -1,0 +1,354 @@
+//! corral's own command type: the builder shape of `std::process::Command`,
+//! with everything readable back.
+//!
+//! Why not only std's `Command`: std keeps its stdio configuration, uid and
+//! gid private, so a spawn path other than std's own (corral's `clone3`
+//! into the group's cgroup on Linux) cannot read them. A std `Command` is
+//! still accepted by [`crate::GroupBuilder::spawn`]; it goes through std's
+//! fork with a pre-exec hook, the slower path (see README "Spawning").
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// What a leader's stdin, stdout or stderr is connected to.
+#[derive(Debug, Default)]
+pub struct Stdio(pub(crate) StdioKind);
+
+#[derive(Debug, Default)]
+pub(crate) enum StdioKind {
+    /// The controller's own stream.
+    #[default]
+    Inherit,
+    /// `/dev/null` (`NUL` on Windows).
+    Null,
+    /// A new pipe; the controller's end is taken from the group
+    /// ([`crate::Group::take_stdout`] and friends).
+    Piped,
+    /// An open file (or any fd turned into a `File`).
+    File(File),
+}
+
+impl Stdio {
+    /// The controller's own stream (the default).
+    pub fn inherit() -> Stdio {
+        Stdio(StdioKind::Inherit)
+    }
+    /// Nothing: reads see end of file, writes are dropped.
+    pub fn null() -> Stdio {
+        Stdio(StdioKind::Null)
+    }
+    /// A new pipe to the controller.
+    pub fn piped() -> Stdio {
+        Stdio(StdioKind::Piped)
+    }
+
+    pub(crate) fn into_std(self) -> std::process::Stdio {
+        match self.0 {
+            StdioKind::Inherit => std::process::Stdio::inherit(),
+            StdioKind::Null => std::process::Stdio::null(),
+            StdioKind::Piped => std::process::Stdio::piped(),
+            StdioKind::File(f) => std::process::Stdio::from(f),
+        }
+    }
+}
+
+impl From<File> for Stdio {
+    fn from(f: File) -> Stdio {
+        Stdio(StdioKind::File(f))
+    }
+}
+
+/// A program to start as a group's leader, built like
+/// `std::process::Command`.
+///
+/// ```
+/// use corral::{Command, Stdio};
+/// let mut cmd = Command::new("sh");
+/// cmd.args(["-c", "echo hi"]).env("LANG", "C").stdout(Stdio::piped());
+/// assert_eq!(cmd.get_args().count(), 2);
+/// ```
+///
+/// On Unix the leader always leads a new process group of its own (the
+/// group's pgid is the leader's pid), so there is no `process_group`.
+#[derive(Debug)]
+pub struct Command {
+    pub(crate) program: OsString,
+    pub(crate) args: Vec<OsString>,
+    /// Changes to the inherited environment, in order: `None` removes.
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) env_clear: bool,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdin: Stdio,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+    #[cfg(unix)]
+    pub(crate) uid: Option<u32>,
+    #[cfg(unix)]
+    pub(crate) gid: Option<u32>,
+}
+
+impl Command {
+    /// A command running `program` (looked up in `PATH` when it has no `/`).
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_clear: false,
+            cwd: None,
+            stdin: Stdio::inherit(),
+            stdout: Stdio::inherit(),
+            stderr: Stdio::inherit(),
+            #[cfg(unix)]
+            uid: None,
+            #[cfg(unix)]
+            gid: None,
+        }
+    }
+
+    /// Adds one argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+    /// Sets one environment variable.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Command {
+        self.env.push((key.as_ref().to_owned(), Some(val.as_ref().to_owned())));
+        self
+    }
+    /// Sets environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+    /// Removes one variable from what the leader inherits.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+    /// Starts from an empty environment instead of the controller's.
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.env.clear();
+        self.env_clear = true;
+        self
+    }
+    /// The leader's working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+    /// The leader's stdin.
+    pub fn stdin(&mut self, s: impl Into<Stdio>) -> &mut Command {
+        self.stdin = s.into();
+        self
+    }
+    /// The leader's stdout.
+    pub fn stdout(&mut self, s: impl Into<Stdio>) -> &mut Command {
+        self.stdout = s.into();
+        self
+    }
+    /// The leader's stderr.
+    pub fn stderr(&mut self, s: impl Into<Stdio>) -> &mut Command {
+        self.stderr = s.into();
+        self
+    }
+    /// Runs the leader as this user id. Without [`Command::gid`] the group
+    /// id stays; supplementary groups are dropped when the controller may.
+    #[cfg(unix)]
+    pub fn uid(&mut self, uid: u32) -> &mut Command {
+        self.uid = Some(uid);
+        self
+    }
+    /// Runs the leader with this group id.
+    #[cfg(unix)]
+    pub fn gid(&mut self, gid: u32) -> &mut Command {
+        self.gid = Some(gid);
+        self
+    }
+
+    /// The program.
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+    /// The arguments, without the program.
+    pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
+        self.args.iter().map(|a| a.as_os_str())
+    }
+    /// The working directory, if set.
+    pub fn get_current_dir(&self) -> Option<&Path> {
+        self.cwd.as_deref()
+    }
+
+    /// The environment the leader will get, in no particular order: the
+    /// controller's (unless cleared) with this command's changes applied.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(crate) fn resolved_env(&self) -> Vec<(OsString, OsString)> {
+        let mut map: std::collections::BTreeMap<OsString, OsString> =
+            if self.env_clear { Default::default() } else { std::env::vars_os().collect() };
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => map.insert(k.clone(), v.clone()),
+                None => map.remove(k),
+            };
+        }
+        map.into_iter().collect()
+    }
+
+    /// The same command for std's spawn path (other OSes, and the fork
+    /// fallback on Linux).
+    pub(crate) fn into_std(self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.program);
+        c.args(&self.args);
+        if self.env_clear {
+            c.env_clear();
+        }
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            if let Some(u) = self.uid {
+                c.uid(u);
+            }
+            if let Some(g) = self.gid {
+                c.gid(g);
+            }
+        }
+        c.stdin(self.stdin.into_std()).stdout(self.stdout.into_std()).stderr(self.stderr.into_std());
+        c
+    }
+}
+
+/// What [`crate::GroupBuilder::spawn`] accepts: corral's [`Command`] (the
+/// fast path) or a `std::process::Command` (std's fork path).
+pub trait IntoLeader: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_leader(self) -> Leader;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Command {}
+    impl Sealed for std::process::Command {}
+}
+
+/// A leader's command, as the OS layer receives it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Leader {
+    /// corral's command: every setting readable, so any spawn path works.
+    Own(Command),
+    /// std's command: only std can spawn it.
+    Std(std::process::Command),
+}
+
+impl Leader {
+    /// The working directory the command asks for.
+    pub(crate) fn current_dir(&self) -> Option<&Path> {
+        match self {
+            Leader::Own(c) => c.get_current_dir(),
+            Leader::Std(c) => c.get_current_dir(),
+        }
+    }
+
+    /// The command for std's spawn path.
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    pub(crate) fn into_std(self) -> std::process::Command {
+        match self {
+            Leader::Own(c) => c.into_std(),
+            Leader::Std(c) => c,
+        }
+    }
+}
+
+impl IntoLeader for Command {
+    fn into_leader(self) -> Leader {
+        Leader::Own(self)
+    }
+}
+
+impl IntoLeader for std::process::Command {
+    fn into_leader(self) -> Leader {
+        Leader::Std(self)
+    }
+}
+
+/// How a group's leader was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpawnPath {
+    /// Linux `clone3` straight into the group's cgroup (`CLONE_INTO_CGROUP`
+    /// when a cgroup v2 leaf exists), with a pidfd; vfork-like cost.
+    Clone3,
+    /// A fork that joins the group in the child before `exec`: std's
+    /// spawn with a pre-exec hook (macOS, a std `Command`, or Linux where
+    /// `clone3` was refused or `CORRAL_SPAWN=fork`).
+    Fork,
+    /// Windows `CreateProcess`, suspended until the leader is in its job.
+    CreateProcess,
+}
+
+impl SpawnPath {
+    /// The stable name used in reports: `clone3`, `fork`, `createprocess`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpawnPath::Clone3 => "clone3",
+            SpawnPath::Fork => "fork",
+            SpawnPath::CreateProcess => "createprocess",
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_changes_apply_in_order_over_a_cleared_or_inherited_base() {
+        let mut c = Command::new("x");
+        c.env_clear().env("A", "1").env("B", "2").env_remove("A").env("B", "3");
+        assert_eq!(c.resolved_env(), vec![("B".into(), "3".into())]);
+        let mut c = Command::new("x");
+        c.env("CORRAL_TEST_ONLY_HERE", "v");
+        let env = c.resolved_env();
+        assert!(env.iter().any(|(k, v)| k == "CORRAL_TEST_ONLY_HERE" && v == "v"));
+        assert!(env.iter().any(|(k, _)| k == "PATH"), "the controller's environment is inherited");
+    }
+
+    #[test]
+    fn env_clear_forgets_earlier_changes_like_std() {
+        let mut c = Command::new("x");
+        c.env("A", "1").env_clear();
+        assert!(c.resolved_env().is_empty());
+    }
+}

@@ -1,0 +1,236 @@
+//! One event loop for every group of this process (Linux): one thread
+//! polls the pidfds, `cgroup.events`-style files and wake eventfds of all
+//! groups at once, sleeps until the earliest deadline or sample, and feeds
+//! each group's [`Life`] only when something of its own happened. A
+//! daemon with a hundred services has one monitor thread, not a hundred.
+//!
+//! Traps:
+//! - `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader
+//!   ends. Leaders are therefore spawned here, on this thread, which lives
+//!   as long as the process: a leader dies with its controller process,
+//!   never with a short-lived thread of it.
+//! - Teardown may wait (up to `TEARDOWN_LIMIT`) for members to be reaped;
+//!   it runs on a short-lived thread of its own so that one stuck group
+//!   never delays another's deadline.
+//! - `poll` over every group's fds costs a pass over a few hundred fds per
+//!   wake-up, which is rare when idle; epoll would spare that pass but
+//!   needs care with fds closed and reused between registrations.
+
+use super::life::{later, Life, Next};
+use super::{Config, Delivery, Shared, Started};
+use crate::command::Leader;
+use crate::sys::{self, EventFd, SysGroup};
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+type G = sys::Imp;
+
+/// A spawn handed to the reactor thread.
+struct Job {
+    spec: sys::Spec,
+    cmd: Leader,
+    cfg: Config,
+    reply: Reply,
+}
+
+/// Where the result of a spawn goes: a blocked caller, or a task.
+enum Reply {
+    Blocking(mpsc::SyncSender<crate::Result<Delivery<G>>>),
+    #[cfg(feature = "tokio")]
+    Async(tokio::sync::oneshot::Sender<crate::Result<Delivery<G>>>),
+}
+
+impl Reply {
+    /// Hands the result over; a group its caller no longer waits for is
+    /// killed as the undelivered [`Delivery`] drops.
+    fn send(self, r: crate::Result<Delivery<G>>) {
+        match self {
+            Reply::Blocking(tx) => drop(tx.send(r)),
+            #[cfg(feature = "tokio")]
+            Reply::Async(tx) => drop(tx.send(r)),
+        }
+    }
+}
+
+struct Handle {
+    jobs: mpsc::Sender<Job>,
+    wake: Arc<EventFd>,
+}
+
+/// One group the loop drives.
+struct Entry {
+    sys: Arc<G>,
+    shared: Arc<Shared>,
+    life: Life,
+    /// When `life` asked to be looked at again.
+    wake_at: Option<Instant>,
+    /// When the backend must be sampled again (what it cannot notify).
+    sample_at: Option<Instant>,
+}
+
+fn died() -> crate::Error {
+    crate::Error::new(crate::ErrorKind::Os, "corral's event loop thread is gone")
+}
+
+fn handle() -> crate::Result<&'static Handle> {
+    static HANDLE: OnceLock<Result<Handle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let wake = Arc::new(EventFd::new().map_err(|e| format!("creating an eventfd: {e}"))?);
+            let (jobs, rx) = mpsc::channel();
+            let w = wake.clone();
+            std::thread::Builder::new()
+                .name("corral-reactor".into())
+                .spawn(move || run(rx, w))
+                .map_err(|e| format!("starting corral's event loop thread: {e}"))?;
+            Ok(Handle { jobs, wake })
+        })
+        .as_ref()
+        .map_err(|e| crate::Error::new(crate::ErrorKind::Os, e.clone()))
+}
+
+/// Creates the group and spawns its leader on the reactor thread, which
+/// then drives the group's whole life.
+pub(super) fn start(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
+    let (reply, rx) = mpsc::sync_channel(1);
+    submit(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })?;
+    rx.recv().unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
+}
+
+/// Like [`start`], awaiting the reactor's answer instead of blocking a
+/// thread on it.
+#[cfg(feature = "tokio")]
+pub(super) async fn start_async(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    submit(Job { spec, cmd, cfg, reply: Reply::Async(reply) })?;
+    rx.await.unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
+}
+
+fn submit(job: Job) -> crate::Result<()> {
+    let h = handle()?;
+    h.jobs.send(job).map_err(|_| died())?;
+    h.wake.signal();
+    Ok(())
+}
+
+fn run(jobs: mpsc::Receiver<Job>, wake: Arc<EventFd>) {
+    let mut groups: Vec<Entry> = Vec::new();
+    loop {
+        while let Ok(job) = jobs.try_recv() {
+            if let Some(e) = spawn(job) {
+                groups.push(e);
+            }
+        }
+        let (fds, spans, earliest) = poll_set(&wake, &groups);
+        let timeout = earliest.map(|t| t.saturating_duration_since(Instant::now()));
+        let ready = match sys::poll_ready(&fds, timeout) {
+            Ok(r) => r,
+            Err(_) => {
+                // A transient failure (ENOMEM): retry shortly, never spin.
+                std::thread::sleep(Duration::from_millis(10));
+                vec![false; fds.len()]
+            }
+        };
+        wake.drain();
+        let now = Instant::now();
+        // Backwards, so that `swap_remove` only moves a group already seen.
+        for i in (0..groups.len()).rev() {
+            let g = &mut groups[i];
+            let news = ready[spans[i].clone()].iter().any(|r| *r);
+            let due = [g.wake_at, g.sample_at].into_iter().flatten().any(|t| t <= now);
+            if (news || due) && step(g, now) {
+                finish(groups.swap_remove(i));
+            }
+        }
+    }
+}
+
+/// Every group's fds after the loop's own wake fd, the range each group
+/// owns, and the earliest instant any group must be looked at.
+type PollSet = (Vec<(i32, bool)>, Vec<Range<usize>>, Option<Instant>);
+
+fn poll_set(wake: &EventFd, groups: &[Entry]) -> PollSet {
+    let mut fds = vec![(wake.raw(), false)];
+    let mut spans = Vec::with_capacity(groups.len());
+    let mut earliest: Option<Instant> = None;
+    for g in groups {
+        let start = fds.len();
+        fds.extend(g.sys.readiness().unwrap_or_default().fds);
+        spans.push(start..fds.len());
+        for t in [g.wake_at, g.sample_at].into_iter().flatten() {
+            earliest = Some(earliest.map_or(t, |e| e.min(t)));
+        }
+    }
+    (fds, spans, earliest)
+}
+
+/// Looks at one group; true once it has ended.
+fn step(g: &mut Entry, now: Instant) -> bool {
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let changes = g.sys.wait(Some(Duration::ZERO)).unwrap_or_default();
+        g.life.advance(&*g.sys, &g.shared, changes, now)
+    }));
+    match r {
+        Ok(Next::Wait(at)) => {
+            g.wake_at = at;
+            g.sample_at = g.sys.readiness().and_then(|r| r.sample).map(|s| later(now, s));
+            false
+        }
+        Ok(Next::Ended) => true,
+        Err(_) => {
+            // A bug must not take every other group down with this one:
+            // this group is killed and torn down, the loop goes on.
+            let _ = g.sys.kill();
+            true
+        }
+    }
+}
+
+/// Tears an ended group down off the loop, then publishes its outcome.
+fn finish(e: Entry) {
+    type Ending = Mutex<Option<(Arc<G>, Arc<Shared>, Life)>>;
+    fn end(slot: &Ending) {
+        let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((sys, shared, life)) = taken {
+            shared.end(life.finish(&*sys));
+        }
+    }
+    let slot: Arc<Ending> = Arc::new(Mutex::new(Some((e.sys, e.shared, e.life))));
+    let theirs = slot.clone();
+    if std::thread::Builder::new().name("corral-teardown".into()).spawn(move || end(&theirs)).is_err() {
+        // No thread to be had: tear down here rather than never.
+        end(&slot);
+    }
+}
+
+/// Creates the group and starts its leader, on this thread (see the
+/// module note on PDEATHSIG). Replies to the caller either way.
+fn spawn(job: Job) -> Option<Entry> {
+    let Job { spec, cmd, cfg, reply } = job;
+    let sys = match G::create(&spec) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            reply.send(Err(e));
+            return None;
+        }
+    };
+    let child = match sys.spawn_leader(cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing ran; remove the empty container.
+            sys.teardown(Instant::now());
+            reply.send(Err(e));
+            return None;
+        }
+    };
+    let shared = Arc::new(Shared::new(sys.waker()));
+    let pid = child.pid;
+    let cfg = Config { spawn: child.path, ..cfg };
+    let started = Instant::now();
+    let life = Life::new(&*sys, &cfg, started, pid);
+    let entry = Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None };
+    reply.send(Ok(Delivery::new(Started { pid, sys, shared, child })));
+    Some(entry)
+}

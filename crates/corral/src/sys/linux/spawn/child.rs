@@ -1,0 +1,218 @@
+//! What the child does between `clone3` and `exec`.
+//!
+//! It may share the parent's memory (see `clone3.rs`), so every step is a
+//! plain syscall on values the parent prepared: no allocation, no lock, no
+//! libc wrapper that keeps process-wide state. The user switch in
+//! particular goes through raw `setuid`/`setgid`/`setgroups`: glibc's
+//! wrappers would try to switch every thread of the parent too.
+//!
+//! A failed step writes `(step, errno)` into the report pipe and exits
+//! 127; a successful `exec` closes the pipe (close-on-exec), which the
+//! parent reads as success.
+
+use super::plan::Plan;
+use crate::sys::unix::hygiene;
+
+/// The step that failed, as reported to the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Step {
+    ProcessGroup = 1,
+    JoinCgroup,
+    Rlimit,
+    Stdio,
+    Groups,
+    Gid,
+    Uid,
+    DeathSignal,
+    Cwd,
+    Fds,
+    Exec,
+}
+
+impl Step {
+    pub(super) fn from_raw(v: u32) -> Option<Step> {
+        use Step::*;
+        [ProcessGroup, JoinCgroup, Rlimit, Stdio, Groups, Gid, Uid, DeathSignal, Cwd, Fds, Exec]
+            .into_iter()
+            .find(|s| *s as u32 == v)
+    }
+
+    /// What the step was doing, for an error message.
+    pub(crate) fn doing(self) -> &'static str {
+        match self {
+            Step::ProcessGroup => "creating its process group",
+            Step::JoinCgroup => "joining the group's v1 cgroups",
+            Step::Rlimit => "setting its rlimits",
+            Step::Stdio => "connecting its stdin/stdout/stderr",
+            Step::Groups => "dropping supplementary groups",
+            Step::Gid => "switching to the group id",
+            Step::Uid => "switching to the user id",
+            Step::DeathSignal => "arming its parent-death signal",
+            Step::Cwd => "changing to its working directory",
+            Step::Fds => "marking inherited fds close-on-exec",
+            Step::Exec => "executing the program",
+        }
+    }
+}
+
+fn errno() -> i32 {
+    // SAFETY: errno is thread-local and always readable.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Reports `step` and the current errno, then exits.
+unsafe fn fail(p: &Plan, step: Step, err: i32) -> ! {
+    // SAFETY: the child's own stack and a fd the plan names; see `run`.
+    unsafe {
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+        msg[4..].copy_from_slice(&err.to_ne_bytes());
+        libc::write(p.report, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// The child's entry point.
+pub(super) extern "C" fn main(arg: *const libc::c_void) -> ! {
+    // SAFETY: `arg` is the plan the parent keeps alive (and unchanged)
+    // until this task execs or exits.
+    unsafe { run(&*(arg as *const Plan)) }
+}
+
+unsafe fn run(p: &Plan) -> ! {
+    // SAFETY: in the child between clone3 and exec; each call is a plain syscall on
+    // values the parent prepared and keeps unchanged (see the module note).
+    unsafe {
+        reset_signals();
+        if libc::setpgid(0, 0) != 0 {
+            fail(p, Step::ProcessGroup, errno());
+        }
+        // Joined before the user switch: the cgroup files were opened as the
+        // controller and are written as the controller.
+        for &fd in &p.joins {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(p, Step::JoinCgroup, errno());
+            }
+        }
+        for l in &p.rlimits {
+            let rl = libc::rlimit { rlim_cur: l.value as libc::rlim_t, rlim_max: l.value as libc::rlim_t };
+            #[allow(clippy::useless_conversion)]
+            if libc::setrlimit(l.resource as _, &rl) != 0 {
+                fail(p, Step::Rlimit, errno());
+            }
+        }
+        for (target, src) in p.stdio.iter().enumerate() {
+            // Sources are all >= 3 (see plan.rs), so dup2 never overwrites one
+            // before its turn, and it clears close-on-exec on the target.
+            if let Some(src) = *src {
+                if libc::dup2(src, target as i32) < 0 {
+                    fail(p, Step::Stdio, errno());
+                }
+            }
+        }
+        if p.drop_groups {
+            // Without CAP_SETGID this fails harmlessly, as in std.
+            if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+                && errno() != libc::EPERM
+            {
+                fail(p, Step::Groups, errno());
+            }
+        }
+        if let Some(gid) = p.gid {
+            if libc::syscall(libc::SYS_setgid, gid) != 0 {
+                fail(p, Step::Gid, errno());
+            }
+        }
+        if let Some(uid) = p.uid {
+            if libc::syscall(libc::SYS_setuid, uid) != 0 {
+                fail(p, Step::Uid, errno());
+            }
+        }
+        // After the user switch, which clears it.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+            fail(p, Step::DeathSignal, errno());
+        }
+        // The parent may have died before the signal was armed.
+        if libc::getppid() != p.parent {
+            libc::_exit(137);
+        }
+        if let Some(cwd) = &p.cwd {
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                fail(p, Step::Cwd, errno());
+            }
+        }
+        // Only 0, 1 and 2 pass; the same sweep as the fork path's.
+        if hygiene::close_inherited_fds(p.sweep, 3).is_err() {
+            fail(p, Step::Fds, errno());
+        }
+        let mut err = libc::ENOENT;
+        let mut denied = false;
+        for c in &p.candidates {
+            libc::execve(c.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+            err = errno();
+            match err {
+                // execvp's rule: a denied candidate is remembered, the search goes on.
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => break,
+            }
+        }
+        if denied && matches!(err, libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT) {
+            err = libc::EACCES;
+        }
+        fail(p, Step::Exec, err)
+    }
+}
+
+/// Handlers of the parent must not run here (they would run on shared
+/// memory): every caught signal goes back to its default. Ignored ones do
+/// too, as on the fork path (`hygiene::reset_ignored_signals`: a leader
+/// starts like a systemd service, whatever corral's caller ignored). Then
+/// the mask is emptied; the parent blocked everything before `clone3`, so
+/// nothing was delivered yet.
+unsafe fn reset_signals() {
+    // SAFETY: zeroed sigaction/sigset values are valid; only this task's dispositions change.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        // 1..=64: every signal of the kernel's mask; glibc's own two refuse
+        // (EINVAL) and are left alone.
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 || old.sa_sigaction == libc::SIG_DFL {
+                continue;
+            }
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+        // The signals glibc keeps for itself (32, 33), through the raw call.
+        hygiene::reset_ignored_signals();
+        let empty: libc::sigset_t = std::mem::zeroed();
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const libc::sigset_t,
+            std::ptr::null::<libc::sigset_t>(),
+            8usize,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_survives_the_trip_through_the_pipe() {
+        for v in 1..=11 {
+            let s = Step::from_raw(v).expect("a step");
+            assert_eq!(s as u32, v);
+            assert!(!s.doing().is_empty());
+        }
+        assert_eq!(Step::from_raw(0), None);
+        assert_eq!(Step::from_raw(12), None);
+    }
+}

@@ -1,0 +1,205 @@
+//! corral's own spawn path on Linux: `clone3` with `CLONE_PIDFD`, and
+//! `CLONE_INTO_CGROUP` when the group has a cgroup v2 leaf, so the leader
+//! is born inside its group. That spares the in-child `cgroup.procs` write
+//! of the fork path, which waits for an RCU grace period (5-20 ms) on a
+//! cgroup2 mount without `favordynmods`.
+//!
+//! Where `clone3` or `CLONE_INTO_CGROUP` is refused (an old kernel, a
+//! seccomp policy, a cgroup that is not a plain leaf), the caller falls
+//! back to the fork path: std's spawn with a pre-exec hook that joins the
+//! group in the child. `CORRAL_SPAWN=fork` forces that path (tests use it
+//! to cover both).
+
+mod child;
+mod clone3;
+mod plan;
+
+use crate::sys::unix::Rlimit;
+pub(super) use child::Step;
+use clone3::{CloneArgs, CLONE_INTO_CGROUP, CLONE_PIDFD};
+use plan::Plan;
+use std::io::{self, Read};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once `clone3` itself was refused: later spawns go straight to fork.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// A leader started by `clone3`.
+pub(super) struct Started {
+    pub pid: u32,
+    pub pidfd: OwnedFd,
+    /// The controller's ends of piped stdin, stdout, stderr.
+    pub pipes: [Option<OwnedFd>; 3],
+}
+
+/// Why `clone3` did not start the leader.
+#[derive(Debug)]
+pub(super) enum NotStarted {
+    /// The kernel or its policy refused the call: use the fork path.
+    Refused,
+    /// A real failure, in the child's `step` (`None`: before it ran).
+    Failed { step: Option<Step>, err: io::Error },
+}
+
+/// What an errno from `clone3` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The call itself is refused here (kernel too old, seccomp): for
+    /// every later spawn too.
+    Always,
+    /// This cgroup cannot be a `CLONE_INTO_CGROUP` target (not a leaf,
+    /// threaded, not ours to move into): for this spawn.
+    ThisCgroup,
+}
+
+fn refusal(errno: i32) -> Option<Refusal> {
+    match errno {
+        // ENOSYS: no clone3 (< 5.3) or a seccomp filter that hides it.
+        // EPERM: a seccomp filter. E2BIG/EINVAL: a kernel that knows
+        // clone3 but not `cgroup` (5.3-5.6).
+        libc::ENOSYS | libc::EPERM | libc::E2BIG | libc::EINVAL => Some(Refusal::Always),
+        libc::EBUSY | libc::EOPNOTSUPP | libc::EACCES | libc::ENODEV => Some(Refusal::ThisCgroup),
+        _ => None,
+    }
+}
+
+/// Whether spawns will try `clone3` (false once it was refused).
+pub(super) fn enabled() -> bool {
+    !REFUSED.load(Ordering::Relaxed)
+}
+
+/// For `corral doctor`: what this host allows.
+pub(super) fn describe() -> String {
+    let how = if clone3::SHARES_MEMORY { "vfork-like, on its own stack" } else { "fork-like" };
+    match clone3::available() {
+        Err(e) => format!("spawn path: fork (clone3 is refused here: {e})"),
+        Ok(()) if !enabled() => "spawn path: fork (clone3 was refused by this kernel or its policy)".into(),
+        Ok(()) => format!(
+            "spawn path: clone3 ({how}; CLONE_INTO_CGROUP where the group has a cgroup v2 leaf); \
+             CORRAL_SPAWN=fork forces the fork path"
+        ),
+    }
+}
+
+/// Starts `cmd` with `clone3`, inside the cgroup `cgroup` (a v2 leaf dir
+/// fd) if given, after joining `joins` (v1 `tasks` fds) in the child.
+pub(super) fn spawn(
+    cmd: &crate::Command,
+    extra_env: &[(&str, &str)],
+    cgroup: Option<RawFd>,
+    joins: Vec<RawFd>,
+    rlimits: Vec<Rlimit>,
+) -> Result<Started, NotStarted> {
+    let (plan, fds) =
+        Plan::new(cmd, extra_env, joins, rlimits).map_err(|err| NotStarted::Failed { step: None, err })?;
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    let saved = block_all_signals();
+    // SAFETY: the plan lives on this frame until clone3 returns, which is
+    // after the child exec'd or exited (CLONE_VFORK), or is a copy (no
+    // CLONE_VM); child::main only makes raw syscalls.
+    let r = unsafe { clone3::clone3(&mut args, child::main, (&plan as *const Plan).cast()) };
+    restore_signals(&saved);
+    let pid = match r {
+        Ok(pid) => pid,
+        Err(e) => {
+            return Err(match e.raw_os_error().and_then(refusal) {
+                Some(Refusal::Always) => {
+                    REFUSED.store(true, Ordering::Relaxed);
+                    NotStarted::Refused
+                }
+                Some(Refusal::ThisCgroup) => NotStarted::Refused,
+                None => NotStarted::Failed { step: None, err: e },
+            })
+        }
+    };
+    // SAFETY: CLONE_PIDFD stored a fresh fd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let plan::Fds { parent_ends, child_ends, report_read, report_write } = fds;
+    // Only the child's copy of the write end may keep the pipe open.
+    drop(report_write);
+    drop(child_ends);
+    drop(plan);
+    let mut msg = [0u8; 8];
+    let mut got = 0;
+    let mut reader = std::fs::File::from(report_read);
+    while got < msg.len() {
+        match reader.read(&mut msg[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if got < msg.len() {
+        return Ok(Started { pid: pid as u32, pidfd, pipes: parent_ends });
+    }
+    // The child failed a step and exits at once: reap it here.
+    let mut status = 0;
+    // SAFETY: waits for our own child; status is valid for writes.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let step = Step::from_raw(u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]));
+    let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
+    Err(NotStarted::Failed { step, err: io::Error::from_raw_os_error(errno) })
+}
+
+/// Blocks every signal on this thread, so that no handler of ours runs in
+/// the child before it resets them; returns the mask to restore.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: plain sigset_t values; the raw syscall (not glibc's
+    // pthread_sigmask) also blocks glibc's internal signals.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &all as *const _, &mut old as *mut _, 8usize);
+        old
+    }
+}
+
+fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: restores a mask read by block_all_signals.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            old as *const _,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            8usize,
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_call_is_told_from_a_cgroup_that_cannot_take_the_child() {
+        assert_eq!(refusal(libc::ENOSYS), Some(Refusal::Always));
+        assert_eq!(refusal(libc::EPERM), Some(Refusal::Always));
+        assert_eq!(refusal(libc::E2BIG), Some(Refusal::Always));
+        assert_eq!(refusal(libc::EBUSY), Some(Refusal::ThisCgroup));
+        assert_eq!(refusal(libc::EOPNOTSUPP), Some(Refusal::ThisCgroup));
+        // Real failures are reported, not papered over by a fallback.
+        assert_eq!(refusal(libc::EAGAIN), None);
+        assert_eq!(refusal(libc::ENOMEM), None);
+    }
+
+    #[test]
+    fn the_probe_finds_clone3_on_this_kernel() {
+        // Every host this project tests on runs Linux 5.7+ without a
+        // seccomp filter on clone3.
+        assert!(clone3::available().is_ok(), "{}", describe());
+    }
+}
