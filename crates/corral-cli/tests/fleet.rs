@@ -219,7 +219,15 @@ fn while_etcd_is_away_services_keep_running_and_on_return_the_node_catches_up() 
     let pid = web["pid"].as_u64().unwrap();
 
     etcd.stop();
+    let away = std::time::Instant::now();
     d.wait_stderr("fleet: disconnected since");
+    // The whole store away for 30 s (the outage): the service runs
+    // on, untouched, all along.
+    while away.elapsed() < std::time::Duration::from_secs(30) {
+        let web = d.instance("web");
+        assert_eq!((web["pid"].as_u64(), web["restarts"].as_u64()), (Some(pid), Some(0)), "{web}");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
     let out = d.corral(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("fleet: disconnected since"), "{text}");

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Caps {
     /// Open connections at once.
     pub total: usize,
-    /// Open connections at once from one [`Peer`].
+    /// Open connections at once from one peer (an IPv4 address or an IPv6 /64).
     pub per_peer: usize,
 }
 
