@@ -6,12 +6,11 @@
 use crate::daemon::{self, q, tk, Daemon};
 use crate::support::{self, World};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The fd a launcher leaks into corral.
@@ -137,27 +136,13 @@ fn run_leader_starts_with_no_blocked_or_ignored_signal_and_no_leaked_fd() {
 }
 
 /// `corral up -c config` started by [`hostile`], with `env` added to its
-/// environment, read like [`daemon::spawn_up`].
+/// environment.
 fn hostile_up(dir: tempfile::TempDir, toml: &str, leak: Option<&File>, env: &[(&str, &str)]) -> Daemon {
-    let config = dir.path().join("corral.toml");
-    std::fs::write(&config, toml).unwrap();
-    let mut c = Command::new(daemon::CORRAL);
-    c.args(["up", "--no-color", "-c"]).arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    c.envs(env.iter().copied());
-    hostile(&mut c, leak);
-    let mut child = c.spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut d = Daemon { dir, child: Some(child), stderr: rx, started: Vec::new(), seen: Vec::new() };
-    d.started = d.wait_stderr("corral: listening on");
-    d
+    std::fs::write(dir.path().join("corral.toml"), toml).unwrap();
+    Daemon::restart_in_with(dir, |c| {
+        c.envs(env.iter().copied());
+        hostile(c, leak);
+    })
 }
 
 /// The instance log of `service` once it holds `END`.

@@ -249,10 +249,9 @@ fn start_pgid(dir: tempfile::TempDir, toml: Option<&str>) -> Daemon {
     if let Some(t) = toml {
         std::fs::write(dir.path().join("corral.toml"), t).unwrap();
     }
-    let (child, stderr) = spawn_up_with(&dir.path().join("corral.toml"), &[("CORRAL_BACKEND", "pgid")]);
-    let mut d = Daemon { dir, child: Some(child), stderr, started: Vec::new(), seen: Vec::new() };
-    d.started = d.wait_stderr("corral: listening on");
-    d
+    Daemon::restart_in_with(dir, |c| {
+        c.env("CORRAL_BACKEND", "pgid");
+    })
 }
 
 /// Item 16: a torn last line (no newline) swallowed the next event.
@@ -359,29 +358,4 @@ fn stderr_until(d: &Daemon, needles: &[&str]) -> Vec<String> {
         }
     }
     lines
-}
-
-/// `corral up` with extra environment variables, its stderr read line by
-/// line (the harness's `spawn_up` passes the test's environment as is).
-fn spawn_up_with(config: &Path, env: &[(&str, &str)]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let mut child = Command::new(CORRAL)
-        .args(["up", "--no-color", "-c"])
-        .arg(config)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
 }

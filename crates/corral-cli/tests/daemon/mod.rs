@@ -64,7 +64,13 @@ impl Daemon {
 
     /// A daemon on the `corral.toml` already in `dir`.
     pub fn restart_in(dir: tempfile::TempDir) -> Daemon {
-        let (child, rx) = spawn_up(&dir.path().join("corral.toml"));
+        Daemon::restart_in_with(dir, |_| {})
+    }
+
+    /// A daemon on the `corral.toml` already in `dir`, its command adjusted
+    /// by `tweak` first (environment, inherited fds, signal state).
+    pub fn restart_in_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Command)) -> Daemon {
+        let (child, rx) = spawn_up_with(&dir.path().join("corral.toml"), tweak);
         let mut d = Daemon { dir, child: Some(child), stderr: rx, started: Vec::new(), seen: Vec::new() };
         d.started = d.wait_stderr("corral: listening on");
         d
