@@ -163,13 +163,11 @@ impl RotatingFile {
             self.out = None;
             self.size = 0;
             self.rotations += 1;
-            // Renamed away just now: anything found under the name was
-            // planted. (A retried open goes through `append`, which refuses
-            // what the daemon does not own.)
-            self.out = Some(crate::sys::safe_fs::create_new_at(&self.path)?);
-        } else {
-            self.out = Some(append(&self.path)?);
         }
+        // Anything planted under the name since is refused by `append`'s
+        // checks (not ours, a link, not a regular file). Not `O_EXCL`: on
+        // Windows a name renamed away can linger while a reader holds it.
+        self.out = Some(append(&self.path)?);
         Ok(())
     }
 }

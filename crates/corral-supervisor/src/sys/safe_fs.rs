@@ -205,13 +205,6 @@ pub fn append_to(path: &Path) -> io::Result<(PrivateDir, File)> {
     Ok((dir, f))
 }
 
-/// Creates `path` anew (see [`PrivateDir::create_new`]), its folder
-/// created or checked as a [`PrivateDir`].
-pub fn create_new_at(path: &Path) -> io::Result<File> {
-    let (dir, name) = split(path)?;
-    dir.create_new(&name)
-}
-
 fn split(path: &Path) -> io::Result<(PrivateDir, String)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("{} names no file", path.display()));
     let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(bad)?;
