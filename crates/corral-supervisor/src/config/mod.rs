@@ -5,6 +5,7 @@ mod bounds;
 mod diagnostic;
 pub(crate) mod file;
 mod fleet;
+pub(crate) mod include;
 mod inherit_env;
 mod paths;
 mod probes;
@@ -16,6 +17,7 @@ pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
 pub use file::MAX_CONFIG_BYTES;
 pub(crate) use fleet::valid_segment;
 pub use fleet::{check_endpoint, host_name, FleetAuth, FleetConfig, DEFAULT_TTL, TTL_RANGE};
+pub use include::{Included, MAX_INCLUDED_BYTES, MAX_INCLUDED_FILES};
 pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     /// Services by name.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// The files `include` read, and the folders its patterns search.
+    pub included: Included,
 }
 
 /// `[daemon]`. Relative paths are relative to the config file's folder.
