@@ -95,6 +95,9 @@ impl std::fmt::Display for UnknownService {
 struct Service {
     spec: Arc<ServiceSpec>,
     instances: Vec<Instance>,
+    /// The timer of `schedule`, `every` or `cron_restart`, while the
+    /// service is started (`schedule/`).
+    armed: Option<crate::schedule::Armed>,
 }
 
 /// The supervisor of one config. Cheap to clone.
@@ -177,7 +180,13 @@ impl Supervisor {
     /// Every instance, by service then index.
     pub fn status(&self) -> Vec<InstanceStatus> {
         let services = self.services();
-        services.values().flat_map(|s| s.instances.iter().map(|i| i.status(&s.spec.name))).collect()
+        let next = |s: &Service| s.armed.as_ref().and_then(|a| a.next_run());
+        services
+            .values()
+            .flat_map(|s| {
+                s.instances.iter().map(move |i| InstanceStatus { next_run: next(s), ..i.status(&s.spec.name) })
+            })
+            .collect()
     }
 
     /// `GET /metrics`: every instance and the daemon, in `format`. Reads
@@ -227,7 +236,7 @@ impl Supervisor {
         if self.is_stopping() {
             return;
         }
-        let services = self.services();
+        let mut services = self.services();
         let mut todo: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = names.to_vec();
         while let Some(n) = stack.pop() {
@@ -238,6 +247,14 @@ impl Supervisor {
             }
         }
         for name in &todo {
+            let s = services.get_mut(name).expect("todo holds services");
+            if s.armed.is_none() {
+                s.armed = crate::schedule::arm(self.downgrade(), &s.spec);
+            }
+            // A scheduled service is started by its ticks, not now.
+            if s.spec.schedule.is_some() {
+                continue;
+            }
             let s = &services[name];
             let explicitly = names.contains(name);
             for inst in &s.instances {
@@ -298,8 +315,10 @@ impl Supervisor {
 
     async fn stop_one(&self, name: &str) {
         let waits: Vec<_> = {
-            let services = self.services();
-            let Some(s) = services.get(name) else { return };
+            let mut services = self.services();
+            let Some(s) = services.get_mut(name) else { return };
+            // First, so that no tick starts a run behind this stop.
+            s.armed = None;
             for i in &s.instances {
                 i.send(Control::Stop);
             }
@@ -515,6 +534,9 @@ impl Supervisor {
         let gone = || format!("service `{name}` went away");
         if let Some(s) = self.services().get_mut(name) {
             s.spec = spec.clone();
+            if s.armed.is_some() {
+                s.armed = crate::schedule::arm(self.downgrade(), &spec);
+            }
         }
         for i in 0..want {
             if self.is_stopping() {
@@ -655,7 +677,71 @@ impl Supervisor {
 fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
     let spec = Arc::new(spec.clone());
     let instances = (0..spec.instances).map(|i| Instance::spawn(ctx.clone(), spec.clone(), i)).collect();
-    Service { spec, instances }
+    Service { spec, instances, armed: None }
+}
+
+/// A supervisor that a timer can reach without keeping it alive.
+#[derive(Clone)]
+pub(crate) struct WeakSupervisor(std::sync::Weak<Inner>);
+
+impl WeakSupervisor {
+    pub(crate) fn upgrade(&self) -> Option<Supervisor> {
+        self.0.upgrade().map(|inner| Supervisor { inner })
+    }
+}
+
+/// What a schedule's timer does, each checked against its `token` under
+/// the services' lock: once the timer is disarmed (a stop, a reload), the
+/// calls of its task that is still finishing change nothing.
+impl Supervisor {
+    pub(crate) fn downgrade(&self) -> WeakSupervisor {
+        WeakSupervisor(Arc::downgrade(&self.inner))
+    }
+
+    fn armed_with<'a>(services: &'a BTreeMap<String, Service>, name: &str, token: u64) -> Option<&'a Service> {
+        services.get(name).filter(|s| s.armed.as_ref().is_some_and(|a| a.token == token))
+    }
+
+    /// For each instance slot of `name`: whether a run is going.
+    pub(crate) fn busy_slots(&self, name: &str) -> Vec<bool> {
+        let services = self.services();
+        let slots = services.get(name).map(|s| s.instances.as_slice()).unwrap_or_default();
+        slots.iter().map(|i| !i.status.borrow().state.is_down()).collect()
+    }
+
+    /// Starts a run in slot `slot` (after its dependencies, like any start).
+    pub(crate) fn start_slot(&self, name: &str, slot: usize, token: u64) -> bool {
+        if self.is_stopping() {
+            return false;
+        }
+        let services = self.services();
+        let Some(s) = Self::armed_with(&services, name, token) else { return false };
+        let Some(i) = s.instances.get(slot) else { return false };
+        i.send(Control::Start(self.deps_of(&services, &s.spec)));
+        true
+    }
+
+    /// Stops the run in slot `slot`; its status, to wait for the end.
+    pub(crate) fn stop_slot(
+        &self,
+        name: &str,
+        slot: usize,
+        token: u64,
+    ) -> Option<tokio::sync::watch::Receiver<crate::instance::Snapshot>> {
+        let services = self.services();
+        let i = Self::armed_with(&services, name, token)?.instances.get(slot)?;
+        i.send(Control::Stop);
+        Some(i.status.clone())
+    }
+
+    /// The status of slot `slot`.
+    pub(crate) fn slot_status(
+        &self,
+        name: &str,
+        slot: usize,
+    ) -> Option<tokio::sync::watch::Receiver<crate::instance::Snapshot>> {
+        self.services().get(name)?.instances.get(slot).map(|i| i.status.clone())
+    }
 }
 
 impl Supervisor {

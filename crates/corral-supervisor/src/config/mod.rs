@@ -10,6 +10,7 @@ mod inherit_env;
 mod paths;
 mod probes;
 mod raw;
+mod schedule;
 mod validate;
 
 pub use bounds::*;
@@ -126,6 +127,11 @@ pub struct ServiceSpec {
     pub health: crate::health::HealthSpec,
     /// Memory and CPU alerts on the whole group.
     pub alerts: Vec<crate::alerts::AlertSpec>,
+    /// `schedule` / `every`: a run at each tick (`instances` is then
+    /// `max_concurrent`, each instance a slot for one run).
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// `cron_restart`: a graceful restart at each tick.
+    pub cron_restart: Option<crate::schedule::CronSpec>,
 }
 
 impl ServiceSpec {

@@ -467,6 +467,10 @@ fn service_spec(
         RawRestart::OnFailure => RestartPolicy::OnFailure,
         RawRestart::Always => RestartPolicy::Always,
     };
+    let scheduled = super::schedule::read(sink, &what, table, raw.instances.is_some(), raw.restart);
+    let instances = scheduled.schedule.as_ref().map_or(instances, |s| s.max_concurrent);
+    // A scheduled run that fails waits for the next tick unless asked.
+    let restart = if scheduled.schedule.is_some() && raw.restart.is_none() { RestartPolicy::No } else { restart };
     let mut backoff = Backoff::default();
     if let Some(b) = raw.backoff {
         let bspan = key_span(table, "backoff");
@@ -646,6 +650,8 @@ fn service_spec(
         user: raw.user,
         health,
         alerts,
+        schedule: scheduled.schedule,
+        cron_restart: scheduled.cron_restart,
     })
 }
 
