@@ -47,6 +47,7 @@ pub mod time;
 pub mod tls;
 mod user;
 mod watch;
+pub mod watch_restart;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};

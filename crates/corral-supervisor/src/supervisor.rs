@@ -95,9 +95,9 @@ impl std::fmt::Display for UnknownService {
 struct Service {
     spec: Arc<ServiceSpec>,
     instances: Vec<Instance>,
-    /// The timer of `schedule`, `every` or `cron_restart`, while the
-    /// service is started (`schedule/`).
-    armed: Option<crate::schedule::Armed>,
+    /// The timer of `schedule`, `every` or `cron_restart` and the
+    /// `watch`, while the service is started (`schedule/`).
+    armed: Vec<crate::schedule::Armed>,
 }
 
 /// The supervisor of one config. Cheap to clone.
@@ -180,7 +180,7 @@ impl Supervisor {
     /// Every instance, by service then index.
     pub fn status(&self) -> Vec<InstanceStatus> {
         let services = self.services();
-        let next = |s: &Service| s.armed.as_ref().and_then(|a| a.next_run());
+        let next = |s: &Service| s.armed.iter().find_map(|a| a.next_run());
         services
             .values()
             .flat_map(|s| {
@@ -236,6 +236,10 @@ impl Supervisor {
         if self.is_stopping() {
             return;
         }
+        let skip = {
+            let c = self.config();
+            vec![c.daemon.state_dir, c.daemon.log_dir]
+        };
         let mut services = self.services();
         let mut todo: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = names.to_vec();
@@ -248,8 +252,8 @@ impl Supervisor {
         }
         for name in &todo {
             let s = services.get_mut(name).expect("todo holds services");
-            if s.armed.is_none() {
-                s.armed = crate::schedule::arm(self.downgrade(), &s.spec);
+            if s.armed.is_empty() {
+                s.armed = crate::schedule::arm(self.downgrade(), &s.spec, skip.clone());
             }
             // A scheduled service is started by its ticks, not now.
             if s.spec.schedule.is_some() {
@@ -318,7 +322,7 @@ impl Supervisor {
             let mut services = self.services();
             let Some(s) = services.get_mut(name) else { return };
             // First, so that no tick starts a run behind this stop.
-            s.armed = None;
+            s.armed.clear();
             for i in &s.instances {
                 i.send(Control::Stop);
             }
@@ -534,8 +538,9 @@ impl Supervisor {
         let gone = || format!("service `{name}` went away");
         if let Some(s) = self.services().get_mut(name) {
             s.spec = spec.clone();
-            if s.armed.is_some() {
-                s.armed = crate::schedule::arm(self.downgrade(), &spec);
+            if !s.armed.is_empty() {
+                let c = self.config();
+                s.armed = crate::schedule::arm(self.downgrade(), &spec, vec![c.daemon.state_dir, c.daemon.log_dir]);
             }
         }
         for i in 0..want {
@@ -677,7 +682,7 @@ impl Supervisor {
 fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
     let spec = Arc::new(spec.clone());
     let instances = (0..spec.instances).map(|i| Instance::spawn(ctx.clone(), spec.clone(), i)).collect();
-    Service { spec, instances, armed: None }
+    Service { spec, instances, armed: Vec::new() }
 }
 
 /// A supervisor that a timer can reach without keeping it alive.
@@ -699,7 +704,7 @@ impl Supervisor {
     }
 
     fn armed_with<'a>(services: &'a BTreeMap<String, Service>, name: &str, token: u64) -> Option<&'a Service> {
-        services.get(name).filter(|s| s.armed.as_ref().is_some_and(|a| a.token == token))
+        services.get(name).filter(|s| s.armed.iter().any(|a| a.token == token))
     }
 
     /// For each instance slot of `name`: whether a run is going.
@@ -734,13 +739,18 @@ impl Supervisor {
         Some(i.status.clone())
     }
 
-    /// The status of slot `slot`.
-    pub(crate) fn slot_status(
-        &self,
-        name: &str,
-        slot: usize,
-    ) -> Option<tokio::sync::watch::Receiver<crate::instance::Snapshot>> {
-        self.services().get(name)?.instances.get(slot).map(|i| i.status.clone())
+    /// Sends `signal` to every member of each running instance of `name`.
+    pub(crate) fn signal_groups(&self, name: &str, signal: corral::Signal, token: u64) {
+        let services = self.services();
+        let Some(s) = Self::armed_with(&services, name, token) else { return };
+        for i in &s.instances {
+            let group = i.group_handle().lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(g) = group {
+                if let Err(e) = g.signal(signal) {
+                    eprintln!("corral: {name}.{}: {e}", i.index);
+                }
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod probes;
 mod raw;
 mod schedule;
 mod validate;
+mod watch_restart;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
@@ -132,6 +133,8 @@ pub struct ServiceSpec {
     pub schedule: Option<crate::schedule::ScheduleSpec>,
     /// `cron_restart`: a graceful restart at each tick.
     pub cron_restart: Option<crate::schedule::CronSpec>,
+    /// `watch`: restart or signal on file changes.
+    pub watch: Option<crate::watch_restart::WatchSpec>,
 }
 
 impl ServiceSpec {

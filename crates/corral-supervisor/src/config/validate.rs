@@ -626,6 +626,7 @@ fn service_spec(
             );
         }
     }
+    let watch = super::watch_restart::read(sink, &what, table, base);
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
     if sink.out.len() > errors_before {
@@ -652,6 +653,7 @@ fn service_spec(
         alerts,
         schedule: scheduled.schedule,
         cron_restart: scheduled.cron_restart,
+        watch,
     })
 }
 

@@ -15,7 +15,7 @@ mod runner;
 pub use next::{CronSpec, Zone};
 pub use overlap::Overlap;
 pub(crate) use overlap::{on_tick, Tick};
-pub(crate) use runner::{arm, Armed};
+pub(crate) use runner::{arm, restart_slots, Armed};
 
 use std::time::Duration;
 

@@ -16,6 +16,7 @@ use crate::config::ServiceSpec;
 use crate::event::{Event, EventKind};
 use crate::supervisor::WeakSupervisor;
 use chrono::{DateTime, Utc};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,11 +28,11 @@ const QUEUE_LOOK: Duration = Duration::from_millis(250);
 
 static TOKENS: AtomicU64 = AtomicU64::new(1);
 
-/// An armed schedule; dropping it ends its task.
+/// An armed timer or file watcher; dropping it ends its task.
 pub(crate) struct Armed {
     /// What the supervisor checks before acting for this task.
     pub token: u64,
-    next: Arc<Mutex<Option<DateTime<Utc>>>>,
+    next: Option<Arc<Mutex<Option<DateTime<Utc>>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,22 +45,33 @@ impl Drop for Armed {
 impl Armed {
     /// The next tick, RFC 3339 in UTC.
     pub fn next_run(&self) -> Option<String> {
-        let next = *self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let next = *self.next.as_ref()?.lock().unwrap_or_else(|p| p.into_inner());
         next.map(|t| crate::time::format_millis(t.timestamp_millis()))
     }
 }
 
-/// Starts the timer of `spec` (`None` when it has no schedule).
-pub(crate) fn arm(sup: WeakSupervisor, spec: &Arc<ServiceSpec>) -> Option<Armed> {
+/// Starts what `spec` asks for while the service is started: the timer of
+/// its `schedule`, `every` or `cron_restart`, and its `watch`. `skip`:
+/// folders a watch never reacts to (the daemon's own).
+pub(crate) fn arm(sup: WeakSupervisor, spec: &Arc<ServiceSpec>, skip: Vec<PathBuf>) -> Vec<Armed> {
+    let mut out = Vec::new();
+    let name = spec.name.clone();
     let token = TOKENS.fetch_add(1, Ordering::Relaxed);
     let next = Arc::new(Mutex::new(None));
-    let name = spec.name.clone();
-    let task = match (&spec.schedule, &spec.cron_restart) {
-        (Some(s), _) => tokio::spawn(runs(sup, name, s.clone(), token, next.clone())),
-        (None, Some(c)) => tokio::spawn(restarts(sup, name, When::Cron(c.clone()), token, next.clone())),
-        (None, None) => return None,
+    let timer = match (&spec.schedule, &spec.cron_restart) {
+        (Some(s), _) => Some(tokio::spawn(runs(sup.clone(), name.clone(), s.clone(), token, next.clone()))),
+        (None, Some(c)) => {
+            Some(tokio::spawn(restarts(sup.clone(), name.clone(), When::Cron(c.clone()), token, next.clone())))
+        }
+        (None, None) => None,
     };
-    Some(Armed { token, next, task })
+    out.extend(timer.map(|task| Armed { token, next: Some(next), task }));
+    if let Some(w) = &spec.watch {
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        let task = crate::watch_restart::arm(sup, name, w.clone(), skip, token);
+        out.extend(task.map(|task| Armed { token, next: None, task }));
+    }
+    out
 }
 
 /// Sleeps until the next tick of `when`; `false` when there is none.
@@ -195,35 +207,34 @@ impl Runs<'_> {
     }
 }
 
-/// `cron_restart`: at each tick, each instance is stopped gracefully and
-/// started again, one after the other, so a service with several
-/// instances keeps serving through it.
+/// `cron_restart`: at each tick, the service restarts ([`restart_slots`]).
 async fn restarts(sup: WeakSupervisor, name: String, when: When, token: u64, cell: Arc<Mutex<Option<DateTime<Utc>>>>) {
     let mut unused = tokio::time::Instant::now();
     loop {
         if !until_tick(&when, &mut unused, &cell).await {
             return;
         }
-        let Some(strong) = sup.upgrade() else { return };
-        let n = strong.busy_slots(&name).len();
-        drop(strong);
-        for i in 0..n {
-            let Some(strong) = sup.upgrade() else { return };
-            note(&strong, &name, i, "cron_restart: restarting".into());
-            let Some(mut rx) = strong.stop_slot(&name, i, token) else { break };
-            drop(strong);
-            let _ = rx.wait_for(|s| s.state.is_down()).await;
-            let Some(strong) = sup.upgrade() else { return };
-            if !strong.start_slot(&name, i, token) {
-                break;
-            }
-            drop(strong);
-            // The next one waits until this one runs again (or gave up).
-            let Some(mut rx) = sup.upgrade().and_then(|s| s.slot_status(&name, i)) else { return };
-            let up = rx.wait_for(|s| {
-                s.state == crate::State::Running || (s.state.is_down() && s.state != crate::State::Stopped)
-            });
-            let _ = tokio::time::timeout(crate::supervisor::ROLL_WAIT, up).await;
+        if let Some(strong) = sup.upgrade() {
+            note(&strong, &name, 0, "cron_restart: restarting".into());
         }
+        restart_slots(&sup, &name, token).await;
+    }
+}
+
+/// Each instance of `name` is stopped gracefully and started again, one
+/// after the other, so a service with several instances keeps serving
+/// through it; the next waits until the one before runs again (or gave
+/// up), at most `ROLL_WAIT`.
+pub(crate) async fn restart_slots(sup: &WeakSupervisor, name: &str, token: u64) {
+    let Some(n) = sup.upgrade().map(|s| s.busy_slots(name).len()) else { return };
+    for i in 0..n {
+        let Some(mut rx) = sup.upgrade().and_then(|s| s.stop_slot(name, i, token)) else { return };
+        let _ = rx.wait_for(|s| s.state.is_down()).await;
+        if !sup.upgrade().is_some_and(|s| s.start_slot(name, i, token)) {
+            return;
+        }
+        let up = rx
+            .wait_for(|s| s.state == crate::State::Running || (s.state.is_down() && s.state != crate::State::Stopped));
+        let _ = tokio::time::timeout(crate::supervisor::ROLL_WAIT, up).await;
     }
 }
