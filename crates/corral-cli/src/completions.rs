@@ -52,7 +52,8 @@ pub fn completions(a: CompletionsArgs) -> u8 {
 
 /// Prints `corral.1`, or writes every page into `--dir`.
 pub fn manpage(a: ManpageArgs) -> u8 {
-    let cmd = crate::Cli::command();
+    // As clap_mangen's pages have it: `help` is no verb of its own.
+    let cmd = crate::Cli::command().disable_help_subcommand(true);
     let Some(dir) = a.dir else {
         return match render(&cmd) {
             Ok(page) => crate::exit::print(&String::from_utf8_lossy(&page)),
