@@ -41,6 +41,12 @@ pub enum EventKind {
     /// (the service waits in `write`), or it is written again. `from` and
     /// `to` are the state it happened in.
     Log,
+    /// A schedule's tick: a run started, skipped, queued or replaced, or
+    /// a `cron_restart` (`schedule/`). `from` and `to` are `stopped`.
+    Schedule,
+    /// A watched file changed and the service is restarted or signalled
+    /// (`watch_restart.rs`). `from` and `to` are `stopped`.
+    Watch,
 }
 
 impl EventKind {
@@ -55,6 +61,8 @@ impl EventKind {
             EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
+            EventKind::Schedule => "schedule",
+            EventKind::Watch => "watch",
         }
     }
 

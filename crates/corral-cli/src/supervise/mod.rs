@@ -5,6 +5,7 @@
 
 mod client_verbs;
 mod endpoint;
+mod schedules;
 mod up;
 
 use clap::{Args, Subcommand};
