@@ -32,6 +32,7 @@ pub mod diff;
 mod environment;
 mod event;
 pub mod fleet;
+mod groups;
 pub mod health;
 mod instance;
 pub mod logs;
