@@ -41,6 +41,10 @@ pub enum EventKind {
     /// (the service waits in `write`), or it is written again. `from` and
     /// `to` are the state it happened in.
     Log,
+    /// A hook (`pre_start`, `post_start`, `pre_stop`, `post_stop`) or a
+    /// `corral reload-service` ran: the `hook` field says which, how it
+    /// ended and how long it took.
+    Hook,
 }
 
 impl EventKind {
@@ -55,6 +59,7 @@ impl EventKind {
             EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
+            EventKind::Hook => "hook",
         }
     }
 
@@ -98,6 +103,9 @@ pub struct Event {
     /// The alert, on `alert` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<crate::alerts::AlertReport>,
+    /// The hook's name, exit and duration, on `hook` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<crate::hooks::HookReport>,
 }
 
 impl Event {
@@ -118,6 +126,7 @@ impl Event {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
         }
     }
 }
@@ -296,6 +305,7 @@ mod tests {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
         }
     }
 

@@ -34,6 +34,7 @@ mod event;
 pub mod fleet;
 mod groups;
 pub mod health;
+pub mod hooks;
 mod instance;
 pub mod logs;
 pub mod metrics;
@@ -51,4 +52,6 @@ mod watch;
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};
+pub use supervisor::{
+    DumpResult, Health, OpError, ReloadError, Reloaded, Signalled, Supervisor, Target, UnknownService,
+};

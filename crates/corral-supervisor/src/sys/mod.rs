@@ -5,3 +5,4 @@
 pub(crate) mod nofile;
 pub(crate) mod read_config;
 pub(crate) mod safe_fs;
+pub(crate) mod signal;
