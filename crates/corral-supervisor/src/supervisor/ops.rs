@@ -100,7 +100,9 @@ impl Supervisor {
     /// (`reload_signal` to the leader, or the `reload` command with
     /// `MAINPID`), without restarting it. Each reload is a `hook` event.
     pub async fn reload_service(&self, name: &str) -> Result<Vec<Reloaded>, OpError> {
-        let spec = self.services().get(name).map(|s| s.spec.clone()).ok_or_else(|| self.unknown(name))?;
+        self.resolve(&Target::Some(vec![name.to_string()])).map_err(OpError::Unknown)?;
+        let spec = self.services().get(name).map(|s| s.spec.clone());
+        let spec = spec.ok_or_else(|| went_away(name))?;
         let Some(action) = spec.reload.clone() else {
             return Err(OpError::BadInput(format!(
                 "service `{name}` has no `reload_signal` or `reload` in its config: add one, or use `corral restart {name}`"
@@ -143,7 +145,7 @@ impl Supervisor {
                     others.saturating_add(count)
                 )));
             }
-            let s = services.get_mut(name).ok_or_else(|| self.unknown(name))?;
+            let s = services.get_mut(name).ok_or_else(|| went_away(name))?;
             let mut spec = (*s.spec).clone();
             spec.instances = count;
             let spec = Arc::new(spec);
@@ -183,8 +185,10 @@ impl Supervisor {
 
     /// The running groups of `name` (of instance `only`), by index.
     fn running(&self, name: &str, only: Option<u32>) -> Result<Vec<(u32, Arc<Group>)>, OpError> {
+        // Before the lock: `resolve` takes it too.
+        self.resolve(&Target::Some(vec![name.to_string()])).map_err(OpError::Unknown)?;
         let services = self.services();
-        let s = services.get(name).ok_or_else(|| self.unknown(name))?;
+        let s = services.get(name).ok_or_else(|| went_away(name))?;
         let count = s.instances.len() as u32;
         if let Some(i) = only.filter(|i| *i >= count) {
             return Err(OpError::BadInput(format!("`{name}` has no instance {i}: it runs 0 to {}", count - 1)));
@@ -214,13 +218,11 @@ impl Supervisor {
             .and_then(|s| s.instances.get(index as usize))
             .map_or(crate::State::Stopped, |i| i.status.borrow().state)
     }
+}
 
-    fn unknown(&self, name: &str) -> OpError {
-        match self.resolve(&Target::Some(vec![name.to_string()])) {
-            Err(e) => OpError::Unknown(e),
-            Ok(_) => OpError::Refused(format!("service `{name}` went away")),
-        }
-    }
+/// A service a reload removed between the check and the lock.
+fn went_away(name: &str) -> OpError {
+    OpError::Refused(format!("service `{name}` went away"))
 }
 
 /// A reload by signal, as a hook report.
