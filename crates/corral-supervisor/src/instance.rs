@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+mod hooks;
+
 /// Groups created at once, daemon-wide. The kernel serializes cgroup
 /// creation and removal anyway; unbounded, a thousand instances that fail
 /// to spawn held a thousand blocking threads while they queued for it.
@@ -363,6 +365,15 @@ impl Task {
     /// Spawns the group and watches it (`running`, then `stopping` when it
     /// is ended) until the run is over; a spawn that fails is a run too.
     async fn enter_running(&mut self) -> RunEnd {
+        // Before the spawn turn: a slow pre_start must not hold one.
+        match self.pre_start().await {
+            Err(end) => return end,
+            Ok(Some(why)) => {
+                let exit = LastExit { code: None, signal: None, reason: why };
+                return RunEnd::Ended { result: RunResult::SpawnFailed, exit, ran_for: Duration::ZERO };
+            }
+            Ok(None) => {}
+        }
         let permit = match self.spawn_turn().await {
             Ok(p) => p,
             Err(end) => return end,
@@ -551,6 +562,7 @@ impl Task {
             s.probes.clear();
         });
         self.transition(State::Running, "spawned", Some(group.pid()), None);
+        let post_start = self.post_start(&group);
         let mut run = RunHealth { log: follower.mark(), startup_passed: self.spec.health.startup.is_none() };
         // Verdicts about this run only, from the watchers in force.
         let mut w = self.watch_health(&group, follower, Resume::FRESH);
@@ -596,13 +608,16 @@ impl Task {
         };
         // No probe may judge a group that is being stopped.
         drop(w);
+        drop(post_start);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
+            self.pre_stop(&group).await;
             group.stop();
         }
         if let Some((_, why, _)) = &request {
             self.transition(State::Stopping, *why, pid, None);
+            self.pre_stop(&group).await;
             group.stop();
         }
         let outcome = group.wait_async().await;
@@ -617,6 +632,7 @@ impl Task {
         }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
+        self.post_stop(group.pid(), outcome.status).await;
         let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
         if outcome.leftover > 0 {
             eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);
@@ -722,6 +738,7 @@ impl Task {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
         });
     }
 
@@ -789,6 +806,7 @@ impl Note {
             ready: self.ready,
             probe: self.probe,
             alert: self.alert,
+            hook: None,
         }
     }
 }

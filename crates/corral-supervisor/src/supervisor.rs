@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast;
 
+mod ops;
+pub use ops::{OpError, Reloaded, Signalled};
+
 /// How long a rollout waits for each new instance to become ready.
 pub const ROLL_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 

@@ -74,6 +74,28 @@ pub(crate) struct RawService {
     /// Fleet specs only; read on its own (`config/fleet.rs`).
     #[allow(dead_code)]
     pub placement: Option<de::IgnoredAny>,
+    /// Read on their own from the document (`env_file.rs`, `identity.rs`,
+    /// `hooks.rs`), so that their errors carry their own place.
+    #[allow(dead_code)]
+    pub env_file: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub umask: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub group: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub supplementary_groups: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub pre_start: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub post_start: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub pre_stop: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub post_stop: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub reload_signal: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub reload: Option<de::IgnoredAny>,
 }
 
 /// `[fleet]`, checked in `config/fleet.rs`.

@@ -630,6 +630,10 @@ fn service_spec(
     let watch = super::watch_restart::read(sink, &what, table, base);
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
+    let env_files = super::env_file::env_files(sink, &what, table, base);
+    let identity = super::identity::identity(sink, &what, table);
+    let path_var = raw.env.as_ref().and_then(|e| e.get("PATH")).cloned();
+    let (hooks, reload) = super::hooks::hooks(sink, &what, table, path_var.as_deref(), cwd.as_deref());
     if sink.out.len() > errors_before {
         return None;
     }
@@ -655,6 +659,10 @@ fn service_spec(
         schedule: scheduled.schedule,
         cron_restart: scheduled.cron_restart,
         watch,
+        env_files,
+        identity,
+        hooks,
+        reload,
     })
 }
 

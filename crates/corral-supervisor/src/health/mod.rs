@@ -16,7 +16,7 @@
 //! The runner of one run (`runner.rs`) only reports verdicts; the
 //! instance task acts on them. Thresholds are pure ([`policy`]).
 
-mod exec;
+pub(crate) mod exec;
 mod http;
 mod logmatch;
 pub mod policy;

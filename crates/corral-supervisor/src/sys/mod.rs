@@ -3,4 +3,6 @@
 //! leftovers) belong to the `corral` library, not here.
 
 pub(crate) mod nofile;
+pub(crate) mod read_config;
 pub(crate) mod safe_fs;
+pub(crate) mod signal;
