@@ -7,6 +7,7 @@ pub(crate) mod file;
 mod fleet;
 mod inherit_env;
 mod paths;
+mod probe_body;
 mod probes;
 mod raw;
 mod validate;
