@@ -98,6 +98,9 @@ pub struct Event {
     /// The alert, on `alert` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<crate::alerts::AlertReport>,
+    /// Who asked, on events a client's request caused (see `api/actor.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::api::Actor>,
 }
 
 impl Event {
@@ -118,6 +121,7 @@ impl Event {
             ready: None,
             probe: None,
             alert: None,
+            actor: None,
         }
     }
 }
@@ -296,6 +300,7 @@ mod tests {
             ready: None,
             probe: None,
             alert: None,
+            actor: None,
         }
     }
 

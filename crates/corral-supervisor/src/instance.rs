@@ -107,6 +107,8 @@ pub(crate) struct Instance {
     pub status: watch::Receiver<Snapshot>,
     group: Arc<Mutex<Option<Arc<Group>>>>,
     pub task: JoinHandle<()>,
+    /// Who asked for the start or stop under way (see `asked.rs`).
+    by: crate::asked::AskedBy,
 }
 
 impl Instance {
@@ -124,6 +126,7 @@ impl Instance {
             probes: Vec::new(),
         });
         let group = Arc::new(Mutex::new(None));
+        let by = crate::asked::AskedBy::default();
         let seed = (std::process::id() as u64) << 32 ^ u64::from(index) ^ ctx.origin.elapsed().as_nanos() as u64;
         let task = Task {
             ctx,
@@ -135,9 +138,10 @@ impl Instance {
             attempt: 0,
             starts: VecDeque::new(),
             rng: seed | 1,
+            by: by.clone(),
         };
         let task = tokio::spawn(task.run());
-        Instance { index, tx, status, group, task }
+        Instance { index, tx, status, group, task, by }
     }
 
     /// The cell holding the running group, for work that must not hold
@@ -170,6 +174,16 @@ impl Instance {
     }
 
     pub fn send(&self, c: Control) {
+        if matches!(c, Control::Start(_) | Control::Stop) {
+            self.by.set(None);
+        }
+        let _ = self.tx.send(c);
+    }
+
+    /// Sends a start or a stop asked for by `by`: the transitions it
+    /// causes name it.
+    pub fn send_by(&self, c: Control, by: Option<crate::api::Actor>) {
+        self.by.set(by);
         let _ = self.tx.send(c);
     }
 
@@ -235,6 +249,7 @@ struct Task {
     /// Start times (since `ctx.origin`) inside the start-limit window.
     starts: VecDeque<Duration>,
     rng: u64,
+    by: crate::asked::AskedBy,
 }
 
 impl Task {
@@ -721,6 +736,7 @@ impl Task {
             ready: None,
             probe: None,
             alert: None,
+            actor: self.by.take_for(to),
         });
     }
 
@@ -788,6 +804,7 @@ impl Note {
             ready: self.ready,
             probe: self.probe,
             alert: self.alert,
+            actor: None,
         }
     }
 }

@@ -278,12 +278,18 @@ fn print_event(e: &serde_json::Value, json: bool) {
         return;
     }
     match serde_json::from_value::<Event>(e.clone()) {
-        Ok(ev) if ev.kind == EventKind::Daemon => println!("{} daemon {}", ev.ts, ev.reason),
-        // Their reasons start with the probe (`liveness: ...`) or `alert`.
-        Ok(ev) if ev.kind != EventKind::Transition => {
-            println!("{} {}.{} {}", ev.ts, ev.service, ev.instance, ev.reason)
+        Ok(ev) => {
+            // Who asked, when a client's request caused it.
+            let by = ev.actor.as_ref().map(|a| format!(" {a}")).unwrap_or_default();
+            match ev.kind {
+                EventKind::Daemon => println!("{} daemon {}{by}", ev.ts, ev.reason),
+                // Their reasons start with the probe (`liveness: ...`) or `alert`.
+                EventKind::Transition => {
+                    println!("{} {}.{} {} -> {} ({}){by}", ev.ts, ev.service, ev.instance, ev.from, ev.to, ev.reason)
+                }
+                _ => println!("{} {}.{} {}{by}", ev.ts, ev.service, ev.instance, ev.reason),
+            }
         }
-        Ok(ev) => println!("{} {}.{} {} -> {} ({})", ev.ts, ev.service, ev.instance, ev.from, ev.to, ev.reason),
         Err(_) => println!("{e}"),
     }
 }

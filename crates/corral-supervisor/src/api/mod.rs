@@ -2,6 +2,7 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod actor;
 mod admit;
 mod auth;
 mod budget;
@@ -14,6 +15,7 @@ mod serve;
 mod stall;
 mod tcp;
 
+pub use actor::Actor;
 pub use admit::{Caps, Clients};
 pub use auth::Token;
 pub(crate) use budget::clients_for;
@@ -25,7 +27,7 @@ pub use tcp::{BoundTcp, TcpTls};
 use crate::logs::{tail, Batch, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -133,22 +135,30 @@ async fn one(State(api): State<Api>, Path(name): Path<String>) -> Response {
     Json(json!({ "service": name, "instances": instances })).into_response()
 }
 
-async fn act_one(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
-    act(api, Target::Some(vec![name]), &action).await
+/// Who asked, as the listener saw it (see `actor.rs`).
+type By = Option<Extension<Actor>>;
+
+async fn act_one(State(api): State<Api>, by: By, Path((name, action)): Path<(String, String)>) -> Response {
+    act(api, Target::Some(vec![name]), &action, by.map(|b| b.0)).await
 }
 
-async fn act_all(State(api): State<Api>, Path(action): Path<String>) -> Response {
+async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> Response {
+    let by = by.map(|b| b.0);
     match action.as_str() {
-        "reload" => reload(api).await,
+        "reload" => {
+            api.sup.requested("reload", by.as_ref());
+            reload(api).await
+        }
         "shutdown" => {
+            api.sup.requested("shutdown", by.as_ref());
             api.shutdown.notify_one();
             Json(json!({ "ok": true })).into_response()
         }
-        _ => act(api, Target::All, &action).await,
+        _ => act(api, Target::All, &action, by).await,
     }
 }
 
-async fn act(api: Api, target: Target, action: &str) -> Response {
+async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Response {
     if action == "dump" {
         return match api.sup.dump(&target).await {
             Ok(list) => Json(json!({ "ok": list.iter().all(|d| d.dir.is_some()), "dumps": list })).into_response(),
@@ -156,9 +166,9 @@ async fn act(api: Api, target: Target, action: &str) -> Response {
         };
     }
     let r = match action {
-        "start" => api.sup.start(&target).await,
-        "stop" => api.sup.stop(&target).await,
-        "restart" => api.sup.restart(&target).await,
+        "start" => api.sup.start_by(&target, by).await,
+        "stop" => api.sup.stop_by(&target, by).await,
+        "restart" => api.sup.restart_by(&target, by).await,
         other => {
             return error(
                 StatusCode::NOT_FOUND,

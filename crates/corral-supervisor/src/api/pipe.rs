@@ -288,6 +288,17 @@ impl Drop for PipeAcl {
     }
 }
 
+/// Who is at the other end of `pipe`: its user SID (as `S-1-5-…`) and its
+/// pid, each `None` when the system does not say.
+pub(super) fn client_identity(pipe: &NamedPipeServer) -> (Option<String>, Option<u32>) {
+    let mut pid = 0u32;
+    // SAFETY: a connected server handle; `pid` is writable.
+    let pid = (unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle(), &mut pid) } != 0).then_some(pid);
+    let token = impersonated_token(pipe).or_else(|_| client_process_token(pipe));
+    let sid = token.ok().and_then(|t| token_user(&t).ok()).and_then(|s| sid_string(&s).ok());
+    (sid, pid)
+}
+
 /// Protected (no inherited entries): full access for `sid`, and in
 /// service mode for SYSTEM and BUILTIN\Administrators too.
 pub(super) fn pipe_sddl(sid: &str, access: Access) -> String {

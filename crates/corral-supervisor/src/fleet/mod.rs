@@ -149,6 +149,7 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
         ready: None,
         probe: None,
         alert: None,
+        actor: None,
     });
 }
 
