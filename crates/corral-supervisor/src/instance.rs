@@ -488,6 +488,12 @@ impl Task {
             label: label.clone(),
             status: self.status.subscribe(),
         });
+        let origin = logs::ship::Origin { service: self.spec.name.clone(), instance: self.index };
+        let delivery = logs::capture::Delivery {
+            format: self.spec.log_output.format,
+            pid: Some(group.pid()),
+            ship: logs::ship::Shipper::start(&self.spec.log_output, origin, stall.clone()),
+        };
         let capture = tokio::spawn(logs::capture(
             src,
             self.ctx.logs.clone(),
@@ -496,6 +502,7 @@ impl Task {
             label,
             self.spec.logs,
             stall,
+            delivery,
         ));
         let group = Arc::new(group);
         self.ctx.persist.set(GroupRecord {

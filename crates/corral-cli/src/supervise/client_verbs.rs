@@ -39,6 +39,10 @@ pub struct LogsArgs {
     /// How many past lines to print first.
     #[arg(short = 'n', long, default_value_t = 20)]
     lines: usize,
+    /// One JSON object per line (`ts`, `service`, `instance`, `stream`,
+    /// `pid`, `line`), whatever the format of the files.
+    #[arg(long)]
+    json: bool,
     /// One service (default: all).
     service: Option<String>,
 }
@@ -258,7 +262,7 @@ pub fn down(a: Common) -> u8 {
 }
 
 pub fn logs(a: LogsArgs) -> u8 {
-    let mut path = format!("/v1/logs?n={}&follow={}", a.lines, a.follow);
+    let mut path = format!("/v1/logs?n={}&follow={}&json={}", a.lines, a.follow, a.json);
     if let Some(s) = &a.service {
         path.push_str(&format!("&service={s}"));
     }

@@ -7,6 +7,7 @@ mod admit;
 mod auth;
 mod budget;
 mod listen;
+mod log_lines;
 mod metrics_listen;
 #[cfg(windows)]
 pub(crate) mod pipe;
@@ -24,7 +25,7 @@ pub use listen::{local_address, serve_local};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
-use crate::logs::{tail, Batch, Follower};
+use crate::logs::{tail, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, State};
@@ -234,24 +235,14 @@ struct LogsQuery {
     service: Option<String>,
     n: Option<usize>,
     follow: Option<bool>,
+    json: Option<bool>,
 }
 
 /// The most lines `GET /v1/logs?n=` answers with.
 const MAX_TAIL: usize = 10_000;
 
-/// A followed batch as text: the marker of what was skipped, then the lines.
-fn follow_text(label: &str, batch: &Batch) -> String {
-    let mut text = String::new();
-    if batch.skipped > 0 {
-        text.push_str(&format!("{label} | -- skipped {} bytes: this reader fell behind --\n", batch.skipped));
-    }
-    for l in &batch.lines {
-        text.push_str(&format!("{label} | {l}\n"));
-    }
-    text
-}
-
-/// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
+/// Plain text, one line per log line: `<label> | <ts> <stream> <text>`;
+/// with `json=true`, one JSON object per line (see `log_lines.rs`).
 async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Response {
     let target = match &q.service {
         Some(s) => Target::Some(vec![s.clone()]),
@@ -268,7 +259,8 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
         let n = counts.get(name).copied().unwrap_or(1);
         for i in 0..n {
             let label = if n > 1 { format!("{name}.{i}") } else { name.clone() };
-            sources.push((label, hub.path(name, i), hub.watch(name, i)));
+            let src = log_lines::Source { label, service: name.clone(), instance: i };
+            sources.push((src, hub.path(name, i), hub.watch(name, i)));
         }
     }
     let n = q.n.unwrap_or(20);
@@ -276,6 +268,8 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
         return error(StatusCode::BAD_REQUEST, format!("n = {n} is too many lines: ask for at most {MAX_TAIL}"));
     }
     let follow = q.follow.unwrap_or(false);
+    let json = q.json.unwrap_or(false);
+    let kind = if json { "application/x-ndjson" } else { "text/plain; charset=utf-8" };
     // Followers start before the tail is read, so no line falls between.
     let followers: Vec<_> = if follow {
         sources.iter().map(|(l, p, w)| (l.clone(), Follower::new(p.clone(), w.clone()))).collect()
@@ -285,18 +279,18 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
     let paths: Vec<_> = sources.iter().map(|(l, p, _)| (l.clone(), p.clone())).collect();
     let mut history: Vec<String> = tokio::task::spawn_blocking(move || {
         let mut all: Vec<(String, String)> = Vec::new();
-        for (label, path) in paths {
-            all.extend(tail(&path, n).into_iter().map(|l| (l, label.clone())));
+        for (src, path) in paths {
+            all.extend(tail(&path, n).into_iter().map(|l| (log_lines::when(&l), src.render(&l, json))));
         }
-        // Lines start with their timestamp: a sort merges the instances.
-        all.sort();
+        // A stable sort on the timestamps merges the instances.
+        all.sort_by(|a, b| a.0.cmp(&b.0));
         let skip = all.len().saturating_sub(n);
-        all.into_iter().skip(skip).map(|(l, label)| format!("{label} | {l}\n")).collect()
+        all.into_iter().skip(skip).map(|(_, l)| l).collect()
     })
     .await
     .unwrap_or_default();
     if !follow {
-        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], history.concat()).into_response();
+        return ([(header::CONTENT_TYPE, kind)], history.concat()).into_response();
     }
     // A follower holds at most one batch (READ_MAX bytes of the file, with
     // labels) and each channel a few: a reader that does not read costs a
@@ -308,7 +302,7 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
             return;
         }
         let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(1);
-        for (label, mut f) in followers {
+        for (src, mut f) in followers {
             let ltx = ltx.clone();
             tokio::spawn(async move {
                 loop {
@@ -316,7 +310,7 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
                         _ = ltx.closed() => return,
                         batch = f.next() => {
                             let Some(batch) = batch else { return };
-                            if ltx.send(follow_text(&label, &batch)).await.is_err() {
+                            if ltx.send(src.batch(&batch, json)).await.is_err() {
                                 return;
                             }
                         }
@@ -337,5 +331,5 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
             }
         }
     });
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(ReceiverStream::new(rx))).into_response()
+    ([(header::CONTENT_TYPE, kind)], Body::from_stream(ReceiverStream::new(rx))).into_response()
 }

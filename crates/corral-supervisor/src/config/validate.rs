@@ -103,7 +103,7 @@ pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Conf
             let hint = Some("placement only in specs for `corral fleet apply`".into());
             sink.push(key_span(table, "placement"), format!("{what}: `placement` is for fleet services"), hint, None);
         }
-        if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, &base) {
+        if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, (&base, daemon.log_format)) {
             specs.insert(name, spec);
         }
     }
@@ -291,6 +291,7 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
         client_timeout: client_timeout.clamp(shortest, longest),
+        log_format: raw.logs.and_then(|l| l.format).unwrap_or_default(),
     }
 }
 
@@ -333,10 +334,10 @@ fn service_spec(
     sink: &mut Sink<'_>,
     name: &str,
     span: Span,
-    raw: RawService,
+    mut raw: RawService,
     table: &dyn TableLike,
     names: &[String],
-    base: &Path,
+    (base, log_format): (&Path, crate::logs::LogFormat),
 ) -> Option<ServiceSpec> {
     let errors_before = sink.out.len();
     let what = format!("service `{name}`");
@@ -511,6 +512,7 @@ fn service_spec(
         };
         depends_on.insert(dep, cond);
     }
+    let log_output = super::log_output::output(sink, name, raw.logs.as_mut(), table, log_format, base);
     let mut logs = LogPolicy::default();
     if let Some(l) = raw.logs {
         logs.max_size = l.max_size.map_or(logs.max_size, |s| s.0);
@@ -577,6 +579,7 @@ fn service_spec(
         timeout,
         depends_on,
         logs,
+        log_output,
         user: raw.user,
         health,
         alerts,
