@@ -415,6 +415,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_is_named_by_its_sid_and_pid() {
+        let acl = PipeAcl::new(Access::Owner).unwrap();
+        let name = unique("who");
+        let server = acl.create_first(&name).unwrap();
+        let _client = connect(&name).await.unwrap();
+        server.connect().await.unwrap();
+        let (sid, pid) = client_identity(&server);
+        assert_eq!(sid, Some(sid_string(&acl.sid).unwrap()), "the client runs as this user");
+        assert_eq!(pid, Some(std::process::id()), "the client is this process");
+    }
+
+    #[tokio::test]
     async fn the_service_pipe_also_grants_system_and_administrators() {
         let acl = PipeAcl::new(Access::OwnerAndAdministrators).unwrap();
         let me = sid_string(&acl.sid).unwrap();

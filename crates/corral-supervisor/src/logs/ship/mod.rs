@@ -15,6 +15,7 @@
 //! many programs write their ordinary diagnostics to stderr, so `err` (3)
 //! would cry wolf.
 
+#[cfg(unix)]
 mod journald;
 mod report;
 mod syslog;
