@@ -114,6 +114,9 @@ pub struct Event {
     /// The hook's name, exit and duration, on `hook` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<crate::hooks::HookReport>,
+    /// Who asked, on events a client's request caused (see `api/actor.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::api::Actor>,
 }
 
 impl Event {
@@ -135,6 +138,7 @@ impl Event {
             probe: None,
             alert: None,
             hook: None,
+            actor: None,
         }
     }
 }
@@ -314,6 +318,7 @@ mod tests {
             probe: None,
             alert: None,
             hook: None,
+            actor: None,
         }
     }
 

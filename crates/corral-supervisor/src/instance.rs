@@ -109,6 +109,8 @@ pub(crate) struct Instance {
     pub status: watch::Receiver<Snapshot>,
     group: Arc<Mutex<Option<Arc<Group>>>>,
     pub task: JoinHandle<()>,
+    /// Who asked for the start or stop under way (see `asked.rs`).
+    by: crate::asked::AskedBy,
 }
 
 impl Instance {
@@ -126,6 +128,7 @@ impl Instance {
             probes: Vec::new(),
         });
         let group = Arc::new(Mutex::new(None));
+        let by = crate::asked::AskedBy::default();
         let seed = (std::process::id() as u64) << 32 ^ u64::from(index) ^ ctx.origin.elapsed().as_nanos() as u64;
         let task = Task {
             ctx,
@@ -137,9 +140,10 @@ impl Instance {
             attempt: 0,
             starts: VecDeque::new(),
             rng: seed | 1,
+            by: by.clone(),
         };
         let task = tokio::spawn(task.run());
-        Instance { index, tx, status, group, task }
+        Instance { index, tx, status, group, task, by }
     }
 
     /// The cell holding the running group, for work that must not hold
@@ -172,6 +176,16 @@ impl Instance {
     }
 
     pub fn send(&self, c: Control) {
+        if matches!(c, Control::Start(_) | Control::Stop) {
+            self.by.set(None);
+        }
+        let _ = self.tx.send(c);
+    }
+
+    /// Sends a start or a stop asked for by `by`: the transitions it
+    /// causes name it.
+    pub fn send_by(&self, c: Control, by: Option<crate::api::Actor>) {
+        self.by.set(by);
         let _ = self.tx.send(c);
     }
 
@@ -238,6 +252,7 @@ struct Task {
     /// Start times (since `ctx.origin`) inside the start-limit window.
     starts: VecDeque<Duration>,
     rng: u64,
+    by: crate::asked::AskedBy,
 }
 
 impl Task {
@@ -485,6 +500,12 @@ impl Task {
             label: label.clone(),
             status: self.status.subscribe(),
         });
+        let origin = logs::ship::Origin { service: self.spec.name.clone(), instance: self.index };
+        let delivery = logs::capture::Delivery {
+            format: self.spec.log_output.format,
+            pid: Some(group.pid()),
+            ship: logs::ship::Shipper::start(&self.spec.log_output, origin, stall.clone()),
+        };
         let capture = tokio::spawn(logs::capture(
             src,
             self.ctx.logs.clone(),
@@ -493,6 +514,7 @@ impl Task {
             label,
             self.spec.logs,
             stall,
+            delivery,
         ));
         let group = Arc::new(group);
         self.ctx.persist.set(GroupRecord {
@@ -739,6 +761,7 @@ impl Task {
             probe: None,
             alert: None,
             hook: None,
+            actor: self.by.take_for(to),
         });
     }
 
@@ -807,6 +830,7 @@ impl Note {
             probe: self.probe,
             alert: self.alert,
             hook: None,
+            actor: None,
         }
     }
 }

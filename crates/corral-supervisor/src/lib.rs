@@ -25,6 +25,7 @@
 
 pub mod alerts;
 pub mod api;
+mod asked;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -11,7 +11,9 @@ mod hooks;
 mod identity;
 pub(crate) mod include;
 mod inherit_env;
+mod log_output;
 mod paths;
+mod probe_body;
 mod probes;
 mod raw;
 mod schedule;
@@ -74,6 +76,9 @@ pub struct DaemonConfig {
     /// handshake or send a request head, and may sit idle between requests
     /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
     pub client_timeout: Duration,
+    /// `logs = { format }`: the format of every service's files unless
+    /// the service says (default text).
+    pub log_format: crate::logs::LogFormat,
 }
 
 impl DaemonConfig {
@@ -130,6 +135,8 @@ pub struct ServiceSpec {
     pub depends_on: BTreeMap<String, Condition>,
     /// Log rotation.
     pub logs: LogPolicy,
+    /// The log files' format and where lines are shipped.
+    pub log_output: crate::logs::LogOutput,
     /// The user it runs as (Unix).
     pub user: Option<String>,
     /// Startup, readiness and liveness probes.

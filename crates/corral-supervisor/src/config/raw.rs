@@ -18,6 +18,7 @@ pub(crate) struct RawDaemon {
     pub watch_config: Option<bool>,
     pub client_timeout: Option<Dur>,
     pub events: Option<RawLogs>,
+    pub logs: Option<super::log_output::RawDaemonLogs>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +48,7 @@ pub(crate) struct RawService {
     pub stop: Option<RawStop>,
     pub limits: Option<RawLimits>,
     pub depends_on: Option<BTreeMap<String, RawCondition>>,
-    pub logs: Option<RawLogs>,
+    pub logs: Option<super::log_output::RawServiceLogs>,
     pub user: Option<String>,
     /// Read on their own from the document (`probes.rs`), so that their
     /// errors carry their own place; here the keys are only known.

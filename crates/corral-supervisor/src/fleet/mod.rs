@@ -163,6 +163,7 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
         probe: None,
         alert: None,
         hook: None,
+        actor: None,
     });
 }
 
