@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod alerts;
 pub mod api;
 pub mod client;
@@ -38,6 +39,7 @@ pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod policy;
+pub mod sd_notify;
 mod spawn;
 mod state;
 mod supervisor;

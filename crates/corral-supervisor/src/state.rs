@@ -92,4 +92,8 @@ pub struct InstanceStatus {
     /// readiness, liveness order); empty without probes.
     #[serde(default)]
     pub probes: Vec<crate::health::ProbeResult>,
+    /// What a notify service said about itself in the current run
+    /// (`STATUS=`, `MAINPID=`, datagrams dropped); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::sd_notify::NotifyStatus>,
 }

@@ -45,6 +45,8 @@ usage: corral-testkit [OPTIONS]
   --http-port-file PATH write the port to PATH (implies --http-port 0)
   --http-fail-file PATH /health fails while PATH exists
   --exec-child PROG ARGS...  spawn PROG with ARGS (must be last)
+modes (Unix, first argument; see protocols.rs):
+  notify | ready-fd FD | activated-http | bound-http PORT
 ";
 
 /// Which part of the tree this process plays. Only `Top` is started by a test;

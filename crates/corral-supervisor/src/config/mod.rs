@@ -8,6 +8,7 @@ mod fleet;
 mod inherit_env;
 mod paths;
 mod probes;
+mod protocols;
 mod raw;
 mod validate;
 
@@ -122,6 +123,10 @@ pub struct ServiceSpec {
     pub health: crate::health::HealthSpec,
     /// Memory and CPU alerts on the whole group.
     pub alerts: Vec<crate::alerts::AlertSpec>,
+    /// `notify`, `notify_fd`, `watchdog`, `start_timeout`.
+    pub notify: crate::sd_notify::NotifySpec,
+    /// `sockets`: bound by the daemon, passed from fd 3.
+    pub sockets: Vec<crate::activation::ListenSpec>,
 }
 
 impl ServiceSpec {

@@ -558,6 +558,9 @@ fn service_spec(
     }
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
+    let notify =
+        super::protocols::notify(sink, &what, (raw.notify, raw.notify_fd, raw.watchdog, raw.start_timeout), table);
+    let sockets = super::protocols::sockets(sink, &what, raw.sockets, table, &notify);
     if sink.out.len() > errors_before {
         return None;
     }
@@ -580,6 +583,8 @@ fn service_spec(
         user: raw.user,
         health,
         alerts,
+        notify,
+        sockets,
     })
 }
 
