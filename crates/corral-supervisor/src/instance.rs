@@ -462,10 +462,12 @@ impl Task {
     async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>, Follower, Option<NotifyRun>), String> {
         #[allow(unused_mut)]
         let mut cmd = crate::spawn::command(&self.spec, self.index)?;
-        #[cfg(unix)]
-        self.ctx.sockets.pass(&self.spec, &mut cmd)?;
+        // The protocol variables are cleared first, then set for what the
+        // service declares.
         #[cfg(unix)]
         let notify = crate::sd_notify::prepare(&self.spec.notify, &mut cmd)?;
+        #[cfg(unix)]
+        self.ctx.sockets.pass(&self.spec, &mut cmd)?;
         let builder = crate::spawn::builder(&self.spec);
         // Log probes follow the log from before the spawn: no line slips
         // past. The follower also marks where this run's lines begin, for a

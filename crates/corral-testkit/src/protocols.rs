@@ -18,9 +18,9 @@
 //! whatever waits in the backlog is left for the next instance.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -211,9 +211,7 @@ fn activated_http(args: &[String]) -> Result<i32, String> {
         inodes.join(",")
     );
     let _ = std::io::stdout().flush();
-    // SAFETY: fd 3 was passed to this process as its listening socket.
-    let listener = unsafe { TcpListener::from_raw_fd(3) };
-    serve(listener, end)
+    serve((3..3 + n).collect(), end)
 }
 
 fn bound_http(args: &[String]) -> Result<i32, String> {
@@ -223,29 +221,37 @@ fn bound_http(args: &[String]) -> Result<i32, String> {
     let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("binding 127.0.0.1:{port}: {e}"))?;
     println!("{{\"bound\":{{\"pid\":{},\"port\":{port}}}}}", std::process::id());
     let _ = std::io::stdout().flush();
-    serve(listener, end)
+    serve(vec![listener.as_raw_fd()], end)
 }
 
-/// Answers each request with this process's pid until SIGTERM or `end`.
-fn serve(listener: TcpListener, end: Instant) -> Result<i32, String> {
+/// Answers each request on the listening sockets `fds` (TCP or unix)
+/// with this process's pid, until SIGTERM or `end`.
+fn serve(fds: Vec<i32>, end: Instant) -> Result<i32, String> {
     // SAFETY: the handler only stores to an atomic; no SA_RESTART, so a
     // blocked poll returns.
     unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    let mut polled: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     while !STOP.load(Ordering::SeqCst) && Instant::now() < end {
-        let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, 50) };
+        // SAFETY: valid pollfds for the length given.
+        let r = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, 50) };
         if r <= 0 || STOP.load(Ordering::SeqCst) {
             continue;
         }
-        if let Ok((s, _)) = listener.accept() {
-            answer(s);
+        for p in polled.iter().filter(|p| p.revents & libc::POLLIN != 0) {
+            // SAFETY: accept on a listening socket of ours; null address.
+            let c = unsafe { libc::accept(p.fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+            if c >= 0 {
+                // SAFETY: accept just returned this fresh fd; a UnixStream
+                // only reads and writes it, whatever its family.
+                answer(unsafe { UnixStream::from_raw_fd(c) });
+            }
         }
     }
     Ok(0)
 }
 
-fn answer(mut s: TcpStream) {
+fn answer(mut s: UnixStream) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
