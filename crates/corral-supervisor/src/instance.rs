@@ -625,6 +625,8 @@ impl Task {
         };
         // No probe may judge a group that is being stopped.
         drop(w);
+        // Nor the notification watcher (there is none off Unix).
+        #[cfg(unix)]
         drop(notify);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
@@ -695,7 +697,7 @@ impl Task {
     }
 
     #[cfg(not(unix))]
-    fn on_notify(&mut self, u: std::convert::Infallible) -> Option<(Cause, String)> {
+    fn on_notify(&mut self, u: NotifyRun) -> Option<(Cause, String)> {
         match u {}
     }
 
@@ -801,8 +803,9 @@ impl Task {
 /// The notification watcher of a run (`sd_notify`).
 #[cfg(unix)]
 type NotifyRun = crate::sd_notify::Listener;
+/// No notification watcher off Unix (the config refuses what needs one).
 #[cfg(not(unix))]
-type NotifyRun = std::convert::Infallible;
+enum NotifyRun {}
 
 /// The next update of the run's notification watcher; `None` (the arm is
 /// off) when the run has none or it has ended.
@@ -815,7 +818,7 @@ async fn next_notify(n: &mut Option<NotifyRun>) -> Option<crate::sd_notify::Upda
 }
 
 #[cfg(not(unix))]
-async fn next_notify(_: &mut Option<NotifyRun>) -> Option<std::convert::Infallible> {
+async fn next_notify(_: &mut Option<NotifyRun>) -> Option<NotifyRun> {
     None
 }
 
