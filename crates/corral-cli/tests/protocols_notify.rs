@@ -217,7 +217,7 @@ fn restart(d: &mut Daemon, service: &str) {
 }
 
 #[test]
-fn sockets_come_from_fd_3_with_listen_vars_and_the_same_socket_survives_restarts() {
+fn sockets_come_from_fd_3_with_listen_vars_and_the_same_socket_survives_restarts_and_a_reload() {
     let dir = Daemon::dir();
     let port = free_port();
     let unix = dir.path().join("web.sock");
@@ -249,6 +249,13 @@ fn sockets_come_from_fd_3_with_listen_vars_and_the_same_socket_survives_restarts
         assert_eq!(r["activated"]["inodes"], first["inodes"], "the very same sockets every run: {runs:?}");
     }
     assert_ne!(runs[0]["activated"]["pid"], runs[2]["activated"]["pid"]);
+    // A reload that changes the service but not its sockets: a new run, the same sockets.
+    std::fs::write(d.path("corral.toml"), format!("{toml}env = {{ CHANGED = \"1\" }}\n")).unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(out.status.success(), "reload: {}", String::from_utf8_lossy(&out.stderr));
+    let runs = wait_lines(&mut d, "web", "activated", 4);
+    assert_eq!(runs[3]["activated"]["inodes"], first["inodes"], "kept across the reload: {runs:?}");
+    assert_eq!(get(addr), Got::Ok);
     d.down();
     assert!(!unix.exists(), "the daemon removes its socket file when it lets go of it");
 }

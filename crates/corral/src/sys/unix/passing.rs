@@ -210,8 +210,13 @@ impl Envp {
         if self.pid_vars.is_empty() {
             return;
         }
-        // SAFETY: a raw getpid (no cache that a clone could leave stale).
+        // SAFETY: a raw getpid on Linux (no cache that a clone could leave
+        // stale); macOS's getpid is a plain syscall.
+        #[cfg(target_os = "linux")]
         let pid = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
+        // SAFETY: getpid has no preconditions.
+        #[cfg(not(target_os = "linux"))]
+        let pid = unsafe { libc::getpid() };
         for v in &self.pid_vars {
             v.fill(pid);
         }
