@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod alerts;
 pub mod api;
 mod asked;
@@ -42,6 +43,7 @@ pub mod metrics;
 mod persist;
 pub mod policy;
 pub mod schedule;
+pub mod sd_notify;
 mod spawn;
 mod state;
 mod supervisor;

@@ -96,4 +96,8 @@ pub struct InstanceStatus {
     /// `cron_restart`, RFC 3339 in UTC, while it is armed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run: Option<String>,
+    /// What a notify service said about itself in the current run
+    /// (`STATUS=`, `MAINPID=`, datagrams dropped); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::sd_notify::NotifyStatus>,
 }

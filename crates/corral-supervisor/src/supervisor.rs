@@ -143,6 +143,7 @@ impl Supervisor {
             metrics: Arc::new(Metrics::default()),
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
+            sockets: Default::default(),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -159,6 +160,13 @@ impl Supervisor {
                 fleet: Mutex::new(Default::default()),
             }),
         })
+    }
+
+    /// Binds the listening sockets of the config in force (socket
+    /// activation), before anything starts: an address in use is an error
+    /// at its entry's place.
+    pub fn bind_sockets(&self) -> Result<(), ConfigErrors> {
+        self.inner.ctx.sockets.bind_missing(&self.config().services)
     }
 
     /// The config in force.
@@ -460,6 +468,8 @@ impl Supervisor {
         if !always && old.services == new.services {
             return Ok(None);
         }
+        // New sockets bind before anything changes; the ones held stay.
+        self.inner.ctx.sockets.bind_missing(&new.services).map_err(ReloadError::Config)?;
         let mut d = diff(&old.services, &new.services);
         // A halted rollout left two specs running: whatever the file says
         // now, the service changes (the config in force names the new
@@ -560,6 +570,7 @@ impl Supervisor {
         let rolling: Vec<(String, Arc<ServiceSpec>)> =
             d.rolled.iter().map(|n| (n.clone(), Arc::new(new.services[n].clone()))).collect();
         *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
+        self.inner.ctx.sockets.retain(&self.config().services);
         self.start_locked(&to_start);
         for (name, spec) in rolling {
             if let Err(why) = self.roll(&name, spec).await {

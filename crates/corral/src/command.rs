@@ -91,6 +91,12 @@ pub struct Command {
     pub(crate) groups: Option<Vec<u32>>,
     #[cfg(unix)]
     pub(crate) umask: Option<u32>,
+    /// fds the leader gets at fixed numbers (`pass_fd`).
+    #[cfg(unix)]
+    pub(crate) passed: Vec<(std::os::fd::OwnedFd, std::os::fd::RawFd)>,
+    /// Variables set to the leader's own pid (`env_leader_pid`).
+    #[cfg(unix)]
+    pub(crate) pid_vars: Vec<OsString>,
 }
 
 impl Command {
@@ -113,6 +119,9 @@ impl Command {
             groups: None,
             #[cfg(unix)]
             umask: None,
+            passed: Vec::new(),
+            #[cfg(unix)]
+            pid_vars: Vec::new(),
         }
     }
 
@@ -204,6 +213,27 @@ impl Command {
     #[cfg(unix)]
     pub fn umask(&mut self, mask: u32) -> &mut Command {
         self.umask = Some(mask & 0o777);
+        self
+    }
+
+    /// Gives the leader `fd` as fd number `target` (3 or above), open
+    /// across `exec`: how a supervisor hands a service its listening
+    /// sockets (systemd's socket activation passes them from 3). The
+    /// command owns `fd` until the spawn; the controller's own copy, if it
+    /// keeps one, is not touched. Every other fd above 2 is still closed
+    /// at exec.
+    #[cfg(unix)]
+    pub fn pass_fd(&mut self, fd: std::os::fd::OwnedFd, target: std::os::fd::RawFd) -> &mut Command {
+        self.passed.push((fd, target));
+        self
+    }
+
+    /// Sets `key` to the leader's own pid, written in the child between
+    /// fork and exec (the parent cannot know it sooner): `LISTEN_PID` and
+    /// `WATCHDOG_PID` of systemd's protocols.
+    #[cfg(unix)]
+    pub fn env_leader_pid(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.pid_vars.push(key.as_ref().to_owned());
         self
     }
 

@@ -15,6 +15,7 @@ mod log_output;
 mod paths;
 mod probe_body;
 mod probes;
+mod protocols;
 mod raw;
 mod schedule;
 mod validate;
@@ -158,6 +159,10 @@ pub struct ServiceSpec {
     pub hooks: Hooks,
     /// `reload_signal` or `reload`, for `corral reload-service`.
     pub reload: Option<ReloadAction>,
+    /// `notify`, `notify_fd`, `watchdog`, `start_timeout`.
+    pub notify: crate::sd_notify::NotifySpec,
+    /// `sockets`: bound by the daemon, passed from fd 3.
+    pub sockets: Vec<crate::activation::ListenSpec>,
 }
 
 impl ServiceSpec {

@@ -50,6 +50,12 @@ pub(crate) struct RawService {
     pub depends_on: Option<BTreeMap<String, RawCondition>>,
     pub logs: Option<super::log_output::RawServiceLogs>,
     pub user: Option<String>,
+    /// Readiness by notification and socket activation (`protocols.rs`).
+    pub notify: Option<bool>,
+    pub notify_fd: Option<i64>,
+    pub watchdog: Option<Dur>,
+    pub start_timeout: Option<Dur>,
+    pub sockets: Option<Vec<String>>,
     /// Read on their own from the document (`probes.rs`), so that their
     /// errors carry their own place; here the keys are only known.
     #[allow(dead_code)]

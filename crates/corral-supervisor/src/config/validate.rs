@@ -636,6 +636,9 @@ fn service_spec(
     let identity = super::identity::identity(sink, &what, table);
     let path_var = raw.env.as_ref().and_then(|e| e.get("PATH")).cloned();
     let (hooks, reload) = super::hooks::hooks(sink, &what, table, path_var.as_deref(), cwd.as_deref());
+    let notify =
+        super::protocols::notify(sink, &what, (raw.notify, raw.notify_fd, raw.watchdog, raw.start_timeout), table);
+    let sockets = super::protocols::sockets(sink, &what, raw.sockets, table, &notify);
     if sink.out.len() > errors_before {
         return None;
     }
@@ -666,6 +669,8 @@ fn service_spec(
         identity,
         hooks,
         reload,
+        notify,
+        sockets,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub(crate) mod hygiene;
 pub(crate) mod identity;
+pub(crate) mod passing;
 
 use crate::{ExitStatus, Signal};
 use std::io;

@@ -50,7 +50,7 @@ impl Step {
             Step::Uid => "switching to the user id",
             Step::DeathSignal => "arming its parent-death signal",
             Step::Cwd => "changing to its working directory",
-            Step::Fds => "marking inherited fds close-on-exec",
+            Step::Fds => "marking inherited fds close-on-exec and placing passed ones",
             Step::Exec => "executing the program",
         }
     }
@@ -151,14 +151,16 @@ unsafe fn run(p: &Plan) -> ! {
         if let Some(mask) = p.umask {
             libc::umask(mask);
         }
-        // Only 0, 1 and 2 pass; the same sweep as the fork path's.
-        if hygiene::close_inherited_fds(p.sweep, 3).is_err() {
+        // Only 0, 1 and 2 pass; the same sweep as the fork path's. Then the
+        // fds passed on purpose, at their numbers, and the pid variables.
+        if hygiene::close_inherited_fds(p.sweep, 3).is_err() || p.passing.apply().is_err() {
             fail(p, Step::Fds, errno());
         }
+        p.env.fill_pids();
         let mut err = libc::ENOENT;
         let mut denied = false;
         for c in &p.candidates {
-            libc::execve(c.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+            libc::execve(c.as_ptr(), p.argv_ptrs.as_ptr(), p.env.ptrs.as_ptr());
             err = errno();
             match err {
                 // execvp's rule: a denied candidate is remembered, the search goes on.
