@@ -41,6 +41,12 @@ pub enum EventKind {
     /// (the service waits in `write`), or it is written again. `from` and
     /// `to` are the state it happened in.
     Log,
+    /// A schedule's tick: a run started, skipped, queued or replaced, or
+    /// a `cron_restart` (`schedule/`). `from` and `to` are `stopped`.
+    Schedule,
+    /// A watched file changed and the service is restarted or signalled
+    /// (`watch_restart.rs`). `from` and `to` are `stopped`.
+    Watch,
     /// A hook (`pre_start`, `post_start`, `pre_stop`, `post_stop`) or a
     /// `corral reload-service` ran: the `hook` field says which, how it
     /// ended and how long it took.
@@ -59,6 +65,8 @@ impl EventKind {
             EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
+            EventKind::Schedule => "schedule",
+            EventKind::Watch => "watch",
             EventKind::Hook => "hook",
         }
     }

@@ -200,6 +200,7 @@ impl Instance {
             memory_bytes: usage.as_ref().and_then(|u| u.memory_now),
             processes: usage.as_ref().map(|u| u.processes_active),
             probes: s.probes,
+            next_run: None,
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod policy;
+pub mod schedule;
 mod spawn;
 mod state;
 mod supervisor;
@@ -48,6 +49,7 @@ pub mod time;
 pub mod tls;
 mod user;
 mod watch;
+pub mod watch_restart;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};

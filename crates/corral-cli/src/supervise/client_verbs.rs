@@ -96,6 +96,7 @@ pub fn status(a: StatusArgs) -> u8 {
     }
     let list: Vec<InstanceStatus> = serde_json::from_value(r.json()["instances"].clone()).unwrap_or_default();
     print_table(&list);
+    super::schedules::print(&list);
     if let Ok(link) = serde_json::from_value::<corral_supervisor::fleet::Link>(r.json()["fleet"].clone()) {
         println!("{link}");
     }

@@ -6,6 +6,7 @@
 mod client_verbs;
 mod endpoint;
 mod ops_verbs;
+mod schedules;
 mod up;
 
 use clap::{Args, Subcommand};

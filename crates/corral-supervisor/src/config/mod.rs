@@ -9,11 +9,14 @@ pub(crate) mod file;
 mod fleet;
 mod hooks;
 mod identity;
+pub(crate) mod include;
 mod inherit_env;
 mod paths;
 mod probes;
 mod raw;
+mod schedule;
 mod validate;
+mod watch_restart;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
@@ -24,6 +27,7 @@ pub(crate) use fleet::valid_segment;
 pub use fleet::{check_endpoint, host_name, FleetAuth, FleetConfig, DEFAULT_TTL, TTL_RANGE};
 pub use hooks::{HookCommand, Hooks, ReloadAction, HOOK_TIMEOUT_DEFAULT, HOOK_TIMEOUT_RANGE};
 pub use identity::{Identity, MAX_SUPPLEMENTARY_GROUPS};
+pub use include::{Included, MAX_INCLUDED_BYTES, MAX_INCLUDED_FILES};
 pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
 
@@ -44,6 +48,8 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     /// Services by name.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// The files `include` read, and the folders its patterns search.
+    pub included: Included,
 }
 
 /// `[daemon]`. Relative paths are relative to the config file's folder.
@@ -130,6 +136,13 @@ pub struct ServiceSpec {
     pub health: crate::health::HealthSpec,
     /// Memory and CPU alerts on the whole group.
     pub alerts: Vec<crate::alerts::AlertSpec>,
+    /// `schedule` / `every`: a run at each tick (`instances` is then
+    /// `max_concurrent`, each instance a slot for one run).
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// `cron_restart`: a graceful restart at each tick.
+    pub cron_restart: Option<crate::schedule::CronSpec>,
+    /// `watch`: restart or signal on file changes.
+    pub watch: Option<crate::watch_restart::WatchSpec>,
     /// `env_file`: dotenv files, read at every start (`env` wins over them).
     pub env_files: Vec<EnvFile>,
     /// `umask`, `group`, `supplementary_groups` (Unix).

@@ -55,6 +55,22 @@ pub(crate) struct RawService {
     pub health: Option<de::IgnoredAny>,
     #[allow(dead_code)]
     pub alerts: Option<de::IgnoredAny>,
+    /// Read on their own (`config/schedule.rs`).
+    #[allow(dead_code)]
+    pub schedule: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub every: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub schedule_tz: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub max_concurrent: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub on_overlap: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub cron_restart: Option<de::IgnoredAny>,
+    /// Read on its own (`config/watch_restart.rs`).
+    #[allow(dead_code)]
+    pub watch: Option<de::IgnoredAny>,
     /// Fleet specs only; read on its own (`config/fleet.rs`).
     #[allow(dead_code)]
     pub placement: Option<de::IgnoredAny>,
