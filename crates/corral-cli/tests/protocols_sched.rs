@@ -143,7 +143,7 @@ fn max_concurrent_runs_go_side_by_side_each_in_its_slot() {
         "#,
         tk = tk()
     );
-    let mut d = Daemon::start(&toml);
+    let d = Daemon::start(&toml);
     let end = Instant::now() + LONG;
     loop {
         let running = d.status().iter().filter(|i| i["service"] == "job" && i["state"] == "running").count();
