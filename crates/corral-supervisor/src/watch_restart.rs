@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 /// Events held between the watcher's thread and the service's task.
 pub const MAX_BUFFERED: usize = 1024;
 /// The longest burst, in debounces.
-const MAX_BURST_DEBOUNCES: u32 = 20;
+pub const MAX_BURST_DEBOUNCES: u32 = 20;
 
 /// What a change does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
