@@ -28,7 +28,8 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
 type Found<'d> = (String, Span, RawService, &'d dyn TableLike, usize);
 
 /// With `fleet_spec`, the text is desired state for a fleet: only
-/// `[services.*]`, each with an optional `placement`, no `depends_on`.
+/// `[services.*]`, each with an optional `placement`; a `depends_on` may name
+/// services the spec does not hold.
 pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Config, Placements), ConfigErrors> {
     let file = path.display().to_string();
     let mut sink = Sink::new(&file, src);
@@ -130,21 +131,21 @@ pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Conf
         deps.insert(name.clone(), raw.depends_on.iter().flatten().map(|(d, _)| d.clone()).collect());
         dep_spans.insert(name.clone(), (idx, key_span(table, "depends_on").or(span.clone())));
         let what = format!("service `{name}`");
-        if fleet_spec && raw.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
-            sink.push(
-                key_span(table, "depends_on"),
-                format!("{what}: a fleet service cannot depend on another"),
-                None,
-                None,
-            );
-        }
+        // A fleet service may depend on a service this spec does not hold:
+        // another fleet service, or one of a node's local services. Each
+        // node resolves it against what it runs (fleet::Overlay).
+        let known: Vec<String> = if fleet_spec {
+            names.iter().cloned().chain(raw.depends_on.iter().flatten().map(|(d, _)| d.clone())).collect()
+        } else {
+            names.clone()
+        };
         if fleet_spec {
             placements.extend(super::fleet::placement(sink, &what, table).map(|p| (name.clone(), p)));
         } else if table.contains_key("placement") {
             let hint = Some("placement only in specs for `corral fleet apply`".into());
             sink.push(key_span(table, "placement"), format!("{what}: `placement` is for fleet services"), hint, None);
         }
-        if let Some(spec) = service_spec(sink, &name, span, raw, table, &names, &base) {
+        if let Some(spec) = service_spec(sink, &name, span, raw, table, &known, &base) {
             specs.insert(name, spec);
         }
     }
