@@ -126,3 +126,40 @@ pub(super) fn read(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, base:
     }
     Some(WatchSpec { paths: abs, ignore, debounce, action, base: base.to_path_buf() })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use crate::watch_restart::WatchAction;
+
+    #[test]
+    fn paths_are_anchored_at_the_config_and_the_action_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let path = dir.path().join("corral.toml");
+        let c = parse(
+            "[services.w]\ncommand = [\"x\"]\nwatch = { paths = [\"src\"], ignore = [\"*.log\"], action = \"signal:HUP\" }\n",
+            &path,
+        )
+        .unwrap();
+        let w = c.services["w"].watch.clone().unwrap();
+        assert_eq!(w.paths, [dir.path().join("src")]);
+        assert_eq!(w.action, WatchAction::Signal(corral::Signal::HUP));
+        assert_eq!(w.debounce, crate::watch_restart::WatchSpec::DEBOUNCE_DEFAULT);
+    }
+
+    #[test]
+    fn a_bad_glob_action_or_key_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corral.toml");
+        let e = parse(
+            "[services.w]\ncommand = [\"x\"]\nwatch = { paths = [\".\"], ignore = [\"a[\"], action = \"reload\", debounc = \"1s\" }\n",
+            &path,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`a[` is not a valid glob"), "{e}");
+        assert!(e.contains("unknown `watch.action` `reload`"), "{e}");
+        assert!(e.contains("unknown key `debounc` in `watch`") && e.contains("did you mean `debounce`"), "{e}");
+    }
+}
