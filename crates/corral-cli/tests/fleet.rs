@@ -149,7 +149,8 @@ fn apply_runs_each_service_on_every_node_it_places_and_scale_follows() {
         .unwrap();
     let actions: Vec<Value> = evs.kvs().iter().map(|kv| serde_json::from_slice(kv.value()).unwrap()).collect();
     assert_eq!(actions.iter().map(|a| a["action"].as_str().unwrap()).collect::<Vec<_>>(), ["apply", "scale"]);
-    assert!(actions.iter().all(|a| a["who"].as_str().is_some_and(|w| !w.is_empty())));
+    assert!(actions.iter().all(|a| a["actor"]["via"] == "fleet"));
+    assert!(actions.iter().all(|a| a["actor"]["user"].as_str().is_some_and(|w| !w.is_empty())));
     for mut d in nodes {
         let ev = d.wait_event("fleet applied", |e| {
             e["kind"] == "fleet" && e["reason"].as_str().is_some_and(|r| r.contains("applied revision"))

@@ -25,6 +25,7 @@
 
 pub mod alerts;
 pub mod api;
+mod asked;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -32,7 +33,9 @@ pub mod diff;
 mod environment;
 mod event;
 pub mod fleet;
+mod groups;
 pub mod health;
+pub mod hooks;
 mod instance;
 pub mod logs;
 pub mod metrics;
@@ -52,4 +55,6 @@ pub mod watch_restart;
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};
+pub use supervisor::{
+    DumpResult, Health, OpError, ReloadError, Reloaded, Signalled, Supervisor, Target, UnknownService,
+};

@@ -2,6 +2,7 @@
 //! operations on them (start, stop, restart, reload) in dependency order.
 
 use crate::alerts::sampler::Sampler;
+use crate::api::Actor;
 use crate::config::{Config, ConfigErrors, ServiceSpec};
 use crate::diff::{diff, Diff};
 use crate::event::{Event, EventLog};
@@ -15,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast;
+
+mod ops;
+pub use ops::{OpError, Reloaded, Signalled};
 
 /// How long a rollout waits for each new instance to become ready.
 pub const ROLL_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -226,13 +230,23 @@ impl Supervisor {
     /// for its dependencies itself, so independent services start in
     /// parallel. Returns once every instance has been told.
     pub async fn start(&self, target: &Target) -> Result<(), UnknownService> {
+        self.start_by(target, None).await
+    }
+
+    /// [`Supervisor::start`] asked for by a client: the transitions it
+    /// causes name `by`.
+    pub async fn start_by(&self, target: &Target, by: Option<Actor>) -> Result<(), UnknownService> {
         let names = self.resolve(target)?;
         let _op = self.inner.op.lock().await;
-        self.start_locked(&names);
+        self.start_locked_by(&names, by.as_ref());
         Ok(())
     }
 
     fn start_locked(&self, names: &[String]) {
+        self.start_locked_by(names, None)
+    }
+
+    fn start_locked_by(&self, names: &[String], by: Option<&Actor>) {
         if self.is_stopping() {
             return;
         }
@@ -270,7 +284,9 @@ impl Supervisor {
                 if !explicitly && state == crate::State::Exited {
                     continue;
                 }
-                inst.send(Control::Start(self.deps_of(&services, &s.spec)));
+                // An instance already up is not started by this request.
+                let by = by.filter(|_| state.is_down() || state == crate::State::Backoff).cloned();
+                inst.send_by(Control::Start(self.deps_of(&services, &s.spec)), by);
             }
         }
     }
@@ -278,13 +294,23 @@ impl Supervisor {
     /// Stops the services, each after the services among them that depend
     /// on it. Returns when they are all down.
     pub async fn stop(&self, target: &Target) -> Result<(), UnknownService> {
+        self.stop_by(target, None).await
+    }
+
+    /// [`Supervisor::stop`] asked for by a client: the transitions it
+    /// causes name `by`.
+    pub async fn stop_by(&self, target: &Target, by: Option<Actor>) -> Result<(), UnknownService> {
         let names = self.resolve(target)?;
         let _op = self.inner.op.lock().await;
-        self.stop_locked(&names).await;
+        self.stop_locked_by(&names, by.as_ref()).await;
         Ok(())
     }
 
     async fn stop_locked(&self, names: &[String]) {
+        self.stop_locked_by(names, None).await
+    }
+
+    async fn stop_locked_by(&self, names: &[String], by: Option<&Actor>) {
         let graph = {
             let services = self.services();
             services
@@ -301,11 +327,12 @@ impl Supervisor {
             let done_tx = done_tx.clone();
             let me = self.clone();
             let name = name.clone();
+            let by = by.cloned();
             tasks.insert(
                 name.clone(),
                 tokio::spawn(async move {
                     let _ = done_rx.wait_for(|d| waits_for.iter().all(|w| d.contains(w))).await;
-                    me.stop_one(&name).await;
+                    me.stop_one(&name, by).await;
                     done_tx.send_modify(|d| {
                         d.insert(name.clone());
                     });
@@ -317,14 +344,16 @@ impl Supervisor {
         }
     }
 
-    async fn stop_one(&self, name: &str) {
+    async fn stop_one(&self, name: &str, by: Option<Actor>) {
         let waits: Vec<_> = {
             let mut services = self.services();
             let Some(s) = services.get_mut(name) else { return };
             // First, so that no tick starts a run behind this stop.
             s.armed.clear();
             for i in &s.instances {
-                i.send(Control::Stop);
+                // A stopped instance is not stopped by this request.
+                let stopped = i.status.borrow().state == crate::State::Stopped;
+                i.send_by(Control::Stop, by.clone().filter(|_| !stopped));
             }
             s.instances.iter().map(|i| i.status.clone()).collect()
         };
@@ -335,11 +364,26 @@ impl Supervisor {
 
     /// Stops, then starts, in dependency order.
     pub async fn restart(&self, target: &Target) -> Result<(), UnknownService> {
+        self.restart_by(target, None).await
+    }
+
+    /// [`Supervisor::restart`] asked for by a client: the transitions it
+    /// causes name `by`.
+    pub async fn restart_by(&self, target: &Target, by: Option<Actor>) -> Result<(), UnknownService> {
         let names = self.resolve(target)?;
         let _op = self.inner.op.lock().await;
-        self.stop_locked(&names).await;
-        self.start_locked(&names);
+        self.stop_locked_by(&names, by.as_ref()).await;
+        self.start_locked_by(&names, by.as_ref());
         Ok(())
+    }
+
+    /// Tells, as a `daemon` event naming `by`, that a client asked for
+    /// `what` (a reload, a shutdown): the daemon's own record of who did it.
+    pub fn requested(&self, what: &str, by: Option<&Actor>) {
+        let Some(by) = by else { return };
+        let mut e = Event::daemon(format!("{what} requested"));
+        e.actor = Some(by.clone());
+        self.inner.ctx.events.emit(e);
     }
 
     /// Writes a diagnostic snapshot of every running instance of the

@@ -145,7 +145,7 @@ pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Conf
             let hint = Some("placement only in specs for `corral fleet apply`".into());
             sink.push(key_span(table, "placement"), format!("{what}: `placement` is for fleet services"), hint, None);
         }
-        if let Some(spec) = service_spec(sink, &name, span, raw, table, &known, &base) {
+        if let Some(spec) = service_spec(sink, &name, span, raw, table, &known, (&base, daemon.log_format)) {
             specs.insert(name, spec);
         }
     }
@@ -358,6 +358,7 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
         client_timeout: client_timeout.clamp(shortest, longest),
+        log_format: raw.logs.and_then(|l| l.format).unwrap_or_default(),
     }
 }
 
@@ -400,10 +401,10 @@ fn service_spec(
     sink: &mut Sink<'_>,
     name: &str,
     span: Span,
-    raw: RawService,
+    mut raw: RawService,
     table: &dyn TableLike,
     names: &[String],
-    base: &Path,
+    (base, log_format): (&Path, crate::logs::LogFormat),
 ) -> Option<ServiceSpec> {
     let errors_before = sink.out.len();
     let what = format!("service `{name}`");
@@ -582,6 +583,7 @@ fn service_spec(
         };
         depends_on.insert(dep, cond);
     }
+    let log_output = super::log_output::output(sink, name, raw.logs.as_mut(), table, log_format, base);
     let mut logs = LogPolicy::default();
     if let Some(l) = raw.logs {
         logs.max_size = l.max_size.map_or(logs.max_size, |s| s.0);
@@ -630,6 +632,10 @@ fn service_spec(
     let watch = super::watch_restart::read(sink, &what, table, base);
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
+    let env_files = super::env_file::env_files(sink, &what, table, base);
+    let identity = super::identity::identity(sink, &what, table);
+    let path_var = raw.env.as_ref().and_then(|e| e.get("PATH")).cloned();
+    let (hooks, reload) = super::hooks::hooks(sink, &what, table, path_var.as_deref(), cwd.as_deref());
     if sink.out.len() > errors_before {
         return None;
     }
@@ -649,12 +655,17 @@ fn service_spec(
         timeout,
         depends_on,
         logs,
+        log_output,
         user: raw.user,
         health,
         alerts,
         schedule: scheduled.schedule,
         cron_restart: scheduled.cron_restart,
         watch,
+        env_files,
+        identity,
+        hooks,
+        reload,
     })
 }
 

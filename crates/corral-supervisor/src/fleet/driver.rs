@@ -248,7 +248,8 @@ pub(crate) async fn write(
         ops.push(TxnOp::put(keys.service(service), serde_json::to_vec(d).unwrap_or_default(), None));
     }
     let what = r.and_then(|r| r.history.last()).map(|e| e.what.clone()).unwrap_or_default();
-    let audit = serde_json::json!({ "who": by, "at": crate::time::now_rfc3339(), "action": "rollout", "service": service, "what": what });
+    let actor = crate::api::Actor::fleet(by);
+    let audit = serde_json::json!({ "actor": actor, "ts": crate::time::now_rfc3339(), "action": "rollout", "service": service, "what": what });
     ops.push(TxnOp::put(keys.event(now_ms(), by, 0), audit.to_string(), None));
     let ok = client.txn(Txn::new().when(guard).and_then(ops)).await.map_err(|e| e.to_string())?.succeeded();
     if let (true, Some(events)) = (ok, events) {

@@ -162,6 +162,8 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
         ready: None,
         probe: None,
         alert: None,
+        hook: None,
+        actor: None,
     });
 }
 

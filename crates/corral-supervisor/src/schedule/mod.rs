@@ -21,6 +21,8 @@ use std::time::Duration;
 
 /// When a scheduled service runs.
 #[derive(Debug, Clone, PartialEq)]
+// One per scheduled service, held once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum When {
     /// At each time a cron expression names, in its zone.
     Cron(CronSpec),

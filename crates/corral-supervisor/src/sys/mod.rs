@@ -2,5 +2,9 @@
 //! rest of the crate stays platform-neutral. Process effects (groups,
 //! leftovers) belong to the `corral` library, not here.
 
+#[cfg(windows)]
+pub(crate) mod eventlog;
 pub(crate) mod nofile;
+pub(crate) mod read_config;
 pub(crate) mod safe_fs;
+pub(crate) mod signal;
