@@ -250,6 +250,17 @@ fn a_change_restarts_the_service_once_per_burst_and_ignored_files_do_nothing() {
 
 #[test]
 fn signal_action_signals_the_group_instead_of_restarting_it() {
+    watch_without_restart("action = \"signal:HUP\"", "");
+}
+
+#[test]
+fn reload_action_runs_the_services_own_reload_instead_of_restarting_it() {
+    watch_without_restart("action = \"reload\"", "reload_signal = \"HUP\"");
+}
+
+/// A change under `conf/` must reach the service as a SIGHUP (by `action`,
+/// with `extra` keys in the service), and not restart it.
+fn watch_without_restart(action: &str, extra: &str) {
     let dir = Daemon::dir();
     std::fs::create_dir(dir.path().join("conf")).unwrap();
     let got = dir.path().join("hups");
@@ -265,7 +276,8 @@ fn signal_action_signals_the_group_instead_of_restarting_it() {
         r#"
         [services.app]
         command = ["sh", "-c", {script}]
-        watch = {{ paths = ["conf"], debounce = "50ms", action = "signal:HUP" }}
+        watch = {{ paths = ["conf"], debounce = "50ms", {action} }}
+        {extra}
         "#,
         script = q(&script)
     );
