@@ -491,7 +491,10 @@ impl Supervisor {
                 .iter()
                 .chain(&d.changed)
                 .filter(|n| {
-                    services.get(*n).is_some_and(|s| s.instances.iter().any(|i| !i.status.borrow().state.is_down()))
+                    // An armed job between two runs is up too: its timer is.
+                    services.get(*n).is_some_and(|s| {
+                        !s.armed.is_empty() || s.instances.iter().any(|i| !i.status.borrow().state.is_down())
+                    })
                 })
                 .cloned()
                 .collect()
