@@ -153,6 +153,10 @@ fn a_restart_through_the_unix_socket_names_the_callers_uid_and_pid() {
         shown.contains(&format!("web.0 running -> stopping (stop requested) by uid {uid} pid {pid} (unix)")),
         "{shown}"
     );
+    // A snapshot asked through the socket names its asker too.
+    let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/services/web/dump");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    d.wait_event("the dump event, named", |e| e["kind"] == "dump" && e["service"] == "web" && asked(e));
     // A reload through the socket: told with its asker, and the restart of
     // the changed service names it too.
     std::fs::write(d.path("corral.toml"), toml.replace("120", "121")).unwrap();

@@ -361,6 +361,11 @@ impl Supervisor {
     /// without stopping anything. One result per instance: the folder, or
     /// why there is none.
     pub async fn dump(&self, target: &Target) -> Result<Vec<DumpResult>, UnknownService> {
+        self.dump_by(target, None).await
+    }
+
+    /// [`Supervisor::dump`] asked for by a client: each `dump` event names `by`.
+    pub async fn dump_by(&self, target: &Target, by: Option<Actor>) -> Result<Vec<DumpResult>, UnknownService> {
         let names = self.resolve(target)?;
         let mut out = Vec::new();
         for name in names {
@@ -377,7 +382,7 @@ impl Supervisor {
                     })
                 };
                 let Some((ctx, status, group)) = job else { continue };
-                let r = Instance::dump_group(ctx, group, status, &name, index as u32).await;
+                let r = Instance::dump_group(ctx, group, status, &name, index as u32, by.clone()).await;
                 out.push(DumpResult {
                     service: name.clone(),
                     instance: index as u32,

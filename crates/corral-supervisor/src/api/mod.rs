@@ -161,7 +161,7 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
 
 async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Response {
     if action == "dump" {
-        return match api.sup.dump(&target).await {
+        return match api.sup.dump_by(&target, by).await {
             Ok(list) => Json(json!({ "ok": list.iter().all(|d| d.dir.is_some()), "dumps": list })).into_response(),
             Err(e) => unknown(e),
         };
