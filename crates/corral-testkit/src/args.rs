@@ -47,6 +47,8 @@ usage: corral-testkit [OPTIONS]
   --http-body-file PATH /health answers 200 with the bytes in PATH, read at
                         each request (a JSON body as application/json)
   --exec-child PROG ARGS...  spawn PROG with ARGS (must be last)
+modes (Unix, first argument; see protocols.rs):
+  notify | ready-fd FD | activated-http | bound-http PORT
 ";
 
 /// Which part of the tree this process plays. Only `Top` is started by a test;

@@ -8,6 +8,8 @@
 
 mod args;
 mod http;
+#[cfg(unix)]
+mod protocols;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -23,6 +25,13 @@ use std::time::{Duration, Instant};
 use args::{Opts, Role};
 
 fn main() {
+    #[cfg(unix)]
+    {
+        let words: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        if let Some(code) = protocols::dispatch(&words) {
+            std::process::exit(code);
+        }
+    }
     let opts = match args::parse(std::env::args_os().skip(1)) {
         Ok(o) => o,
         Err(e) => {

@@ -100,6 +100,7 @@ pub fn status(a: StatusArgs) -> u8 {
     }
     let list: Vec<InstanceStatus> = serde_json::from_value(r.json()["instances"].clone()).unwrap_or_default();
     print_table(&list);
+    super::schedules::print(&list);
     if let Ok(link) = serde_json::from_value::<corral_supervisor::fleet::Link>(r.json()["fleet"].clone()) {
         println!("{link}");
     }
@@ -128,6 +129,14 @@ fn print_table(list: &[InstanceStatus]) {
             i.memory_bytes.map_or("-".into(), format_size),
             health(i),
         ]);
+    }
+    // A notify service's own STATUS= line, as a last column when any has one.
+    let said = |i: &InstanceStatus| i.notify.as_ref().and_then(|n| n.status.clone());
+    if list.iter().any(|i| said(i).is_some()) {
+        rows[0].push("STATUS".into());
+        for (r, i) in rows.iter_mut().skip(1).zip(list) {
+            r.push(said(i).unwrap_or_else(|| "-".into()));
+        }
     }
     let widths: Vec<usize> =
         (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();

@@ -9,6 +9,7 @@ mod budget;
 mod listen;
 mod log_lines;
 mod metrics_listen;
+mod ops;
 #[cfg(windows)]
 pub(crate) mod pipe;
 mod query;
@@ -77,6 +78,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/logs", get(logs))
         .route("/metrics", get(metrics))
+        .merge(ops::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/services") })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .with_state(api)

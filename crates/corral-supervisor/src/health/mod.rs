@@ -17,7 +17,7 @@
 //! instance task acts on them. Thresholds are pure ([`policy`]).
 
 mod body;
-mod exec;
+pub(crate) mod exec;
 mod http;
 mod logmatch;
 pub mod policy;

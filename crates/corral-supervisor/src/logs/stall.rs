@@ -40,6 +40,7 @@ impl StallReport {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
             actor: None,
         });
     }
