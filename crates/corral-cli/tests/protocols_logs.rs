@@ -170,6 +170,15 @@ fn a_restart_through_the_unix_socket_names_the_callers_uid_and_pid() {
         let n = evs.iter().filter(|e| is_transition(e) && e["to"] == "running" && asked(e)).count();
         (n == 2).then_some(())
     });
+    // A scale through the socket: the new instance's start names the asker.
+    let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/services/web/scale?instances=2");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    d.wait_event("web.1 running, named", |e| {
+        is_transition(e) && e["instance"] == 1 && e["to"] == "running" && asked(e)
+    });
+    d.wait_event("the scale told", |e| {
+        e["kind"] == "daemon" && e["reason"] == "scale of `web` to 2 requested" && asked(e)
+    });
     // A shutdown through the socket is told with its asker too.
     let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/shutdown");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
