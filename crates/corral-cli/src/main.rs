@@ -1,6 +1,7 @@
 //! The `corral` binary: parses arguments, calls the libraries, and maps
 //! errors to exit codes. It holds no policy of its own.
 
+mod adopt;
 mod doctor;
 mod exit;
 #[cfg(feature = "fleet")]
@@ -26,6 +27,8 @@ struct Cli {
 enum Cmd {
     /// Run a command and everything it starts as one group.
     Run(run::Args),
+    /// Take a running process and its descendants into a group, as `run` would hold them.
+    Adopt(adopt::Args),
     /// Show what this host can enforce, with each backend.
     Doctor(doctor::Args),
     /// Show a live process tree with pgid, sid and group.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.cmd {
         Cmd::Run(a) => run::main(a),
+        Cmd::Adopt(a) => adopt::main(a),
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
         Cmd::Supervisor(c) => supervise::main(c),

@@ -128,6 +128,10 @@ fn run_top(opts: &Opts, deadline: Instant) -> Result<i32, String> {
     if opts.fork_bomb > 0 {
         sys::fork_bomb(opts.fork_bomb, deadline);
     }
+    #[cfg(unix)]
+    if opts.fork_paced > 0 {
+        sys::fork_paced(opts.fork_paced, deadline);
+    }
     let memory = alloc(opts.alloc_mib, deadline);
     if let Some(spin) = opts.spin {
         spin_until(deadline.min(Instant::now() + spin));

@@ -72,7 +72,7 @@ impl GroupBuilder {
         let cmd = cmd.into_leader();
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
-        let started = monitor::start(spec.clone(), cmd, cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
+        let started = monitor::start(spec.clone(), cmd.into(), cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
         Ok(Group::from_started(spec.id, started, kill_on_drop))
     }
 
@@ -84,11 +84,12 @@ impl GroupBuilder {
         let cmd = cmd.into_leader();
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
-        let started = monitor::start_async(spec.clone(), cmd, cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
+        let started =
+            monitor::start_async(spec.clone(), cmd.into(), cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
         Ok(Group::from_started(spec.id, started, kill_on_drop))
     }
 
-    fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
+    pub(crate) fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
         let backend = match self.backend {
             Some(b) => Some(b),
@@ -185,7 +186,7 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
+    pub(crate) fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
         Group {
             id,
             pid: started.pid,

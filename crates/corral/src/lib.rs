@@ -63,6 +63,7 @@
 
 #![warn(missing_docs)]
 
+mod adopt;
 mod backend;
 mod command;
 pub mod deadline;

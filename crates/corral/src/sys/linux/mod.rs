@@ -13,6 +13,7 @@
 //! - A cgroup cannot be removed while it holds a task; teardown kills,
 //!   waits for `populated 0`, reaps, then removes.
 
+mod adopt;
 mod cgroup_v1;
 mod cgroup_v2;
 mod fds;
@@ -87,6 +88,9 @@ struct Leader {
     pid: u32,
     pidfd: Option<OwnedFd>,
     status: Option<ExitStatus>,
+    /// Not our child (an adopted tree): its end comes from the pidfd and
+    /// its status is unknown.
+    adopted: bool,
 }
 
 /// One Linux group.
@@ -277,6 +281,9 @@ impl Group {
 
     fn reap_leader(&self) -> Option<ExitStatus> {
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if l.adopted {
+            return adopted_leader_ended(&mut l);
+        }
         let pid = l.pid;
         let (st, ru) = unix::reap_once(pid, &mut l.status)?;
         l.pidfd = None;
@@ -453,6 +460,10 @@ impl SysGroup for Group {
         Ok(Spawned::from_child(child, SpawnPath::Fork))
     }
 
+    fn adopt_leader(&self, pid: u32) -> crate::Result<Spawned> {
+        self.take_running(pid)
+    }
+
     fn kind(&self) -> BackendKind {
         self.kind
     }
@@ -518,6 +529,13 @@ impl SysGroup for Group {
     }
 
     fn teardown(&self, deadline: Instant) -> usize {
+        if self.pgid() == 0 {
+            // Nothing ever ran (the spawn or the adoption failed). On the
+            // pgid backend process group 0 would mean this process's own:
+            // a failed spawn used to stop and kill its caller's group.
+            self.remove_dirs();
+            return 0;
+        }
         let owner = self.owner().cloned();
         let mut remaining: Vec<u32>;
         let settle_by = Instant::now() + Duration::from_millis(500);
@@ -740,6 +758,8 @@ impl Group {
                 self.note_members(&killed);
                 Ok(())
             }
+            // No leader yet: process group 0 would be our own.
+            (None, None) if self.pgid() == 0 => Ok(()),
             (None, None) => {
                 let _ = self.pgid_members();
                 pgid::kill(self.pgid(), &self.tag)
@@ -800,6 +820,7 @@ impl Group {
         let me = std::process::id();
         let pgid = self.pgid();
         let leader = self.leader.lock().map(|l| (l.pid, l.status.is_some())).unwrap_or((0, true));
+        let adopted = self.leader.lock().map(|l| l.adopted).unwrap_or(false);
         let known =
             owner.as_ref().map(|o| o.known.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
         let leaf = (self.kind != BackendKind::Pgid).then_some(self.spec.id.as_str());
@@ -809,7 +830,13 @@ impl Group {
                 continue;
             }
             let Some(st) = procfs::stat(pid) else { continue };
-            let ours = st.pgid == pgid
+            // An adopted tree's pgid may be shared with processes outside
+            // it, and its zombies belong to whoever is their parent: only
+            // what corral can reap counts as left over.
+            if adopted && st.is_zombie() && st.ppid != me {
+                continue;
+            }
+            let ours = (st.pgid == pgid && !adopted)
                 || known.get(&pid).is_some_and(|start| *start == st.starttime)
                 || leaf
                     .is_some_and(|leaf| procfs::cgroup_paths(pid).iter().any(|c| c.rsplit('/').next() == Some(leaf)));
@@ -841,6 +868,95 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
                 .hint("check that it is a program and has the execute bit (chmod +x)")
         }
         _ => Error::os(format!("starting {program}"), e),
+    }
+}
+
+/// The names of corral's cgroup roots, which tell its groups' cgroups.
+fn corral_roots(l: &Layout) -> Vec<String> {
+    l.v2_root
+        .iter()
+        .chain(l.v1_roots.iter().map(|(_, r)| r))
+        .filter_map(|r| r.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// [`crate::sys::adopt_check`]: the refusals that need no group yet.
+pub(crate) fn adopt_check(pid: u32) -> crate::Result<()> {
+    adopt::check(pid, &corral_roots(layout())).map(|_| ())
+}
+
+/// Whether an adopted leader has ended, from its pidfd (`None`: not yet).
+/// A leader with no pidfd (the kernel lacks pidfd_open) is watched by its
+/// start time.
+fn adopted_leader_ended(l: &mut Leader) -> Option<ExitStatus> {
+    if l.status.is_some() {
+        return None;
+    }
+    let ended = match &l.pidfd {
+        Some(fd) => fds::poll_ready(&[(fd.as_raw_fd(), false)], Some(Duration::ZERO)).map(|r| r[0]).unwrap_or(false),
+        None => procfs::stat(l.pid).is_none_or(|s| s.is_zombie()),
+    };
+    if !ended {
+        return None;
+    }
+    l.pidfd = None;
+    l.status = Some(ExitStatus::UNKNOWN);
+    l.status
+}
+
+impl Group {
+    /// [`SysGroup::adopt_leader`]: checks, stops, moves, continues.
+    fn take_running(&self, pid: u32) -> crate::Result<Spawned> {
+        if self.kind == BackendKind::Pgid {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("cannot adopt process {pid} with the pgid backend: a running process cannot be moved into another process group"),
+            )
+            .hint("adopting needs a cgroup: run as root, or under `systemd-run --user -p Delegate=yes`"));
+        }
+        let l = layout();
+        let roots = corral_roots(l);
+        let st = adopt::check(pid, &roots)?;
+        // Opened before anything is stopped: from here on, the pid's end
+        // is seen even if the number is reused.
+        let pidfd = fds::pidfd_open(pid).ok();
+        if procfs::stat(pid).map(|s| s.starttime) != Some(st.starttime) {
+            return Err(Error::new(ErrorKind::NotFound, format!("cannot adopt process {pid}: it exited")));
+        }
+        let mut dests = Vec::new();
+        if let (Some(v2), Some(mount)) = (&self.v2, &l.v2_mount) {
+            dests.push(adopt::Dest { procs: v2.file("cgroup.procs"), mount: mount.clone(), controller: None });
+        }
+        if let Some(v1) = &self.v1 {
+            let mounts =
+                hierarchy::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+            let mut seen = Vec::new();
+            for (c, dir) in v1.dirs() {
+                let Some(m) = mounts.iter().find(|m| !m.v2 && m.controllers.iter().any(|x| x == c)) else { continue };
+                if seen.contains(dir) {
+                    continue;
+                }
+                seen.push(dir.clone());
+                dests.push(adopt::Dest {
+                    procs: dir.join("cgroup.procs"),
+                    mount: m.path.clone(),
+                    controller: Some(c.clone()),
+                });
+            }
+        }
+        let members = adopt::take(pid, st.starttime, &roots, &dests)?;
+        let owner = Arc::new(Owner {
+            cgroup_leaf: Some(self.spec.id.clone()),
+            known: Mutex::new(members.into_iter().collect()),
+            ..Owner::default()
+        });
+        reaper::register(pid, owner.clone());
+        let _ = self.owner.set(owner);
+        let mut ld = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        ld.pid = pid;
+        ld.pidfd = pidfd;
+        ld.adopted = true;
+        Ok(Spawned { pid, stdin: None, stdout: None, stderr: None, path: SpawnPath::Adopted })
     }
 }
 

@@ -1,0 +1,114 @@
+//! `corral adopt PID`: a tree started outside corral is taken over with
+//! `corral run`'s flags and exit codes; bad pids get one line and exit
+//! 125 with nothing changed. Every test proves its processes gone.
+
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use support::*;
+
+/// A testkit tree started by the test itself, marked for the leak check.
+fn outside(w: &mut World, args: &[&str]) -> (Child, serde_json::Value) {
+    let mut child = Command::new(testkit())
+        .args(args)
+        .env("CORRAL_TEST_MARK", &w.mark)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    w.note(&ready);
+    (child, ready)
+}
+
+/// Kills what is left of a marked tree the test meant to keep running.
+fn kill_marked(w: &World, mut top: Child) {
+    let _ = top.kill();
+    let _ = top.wait();
+    for s in w.survivors() {
+        let pid: i32 = s.split(' ').next().unwrap().parse().unwrap();
+        // SAFETY: kill(2) on a pid of this test's own marked tree.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    w.assert_nothing_alive();
+}
+
+/// The cgroup backends; the pgid backend refuses to adopt.
+fn cgroup_backends() -> Vec<String> {
+    backends().into_iter().filter(|b| b != "pgid").collect()
+}
+
+#[test]
+fn an_adopted_tree_with_setsid_escapees_is_killed_by_the_timeout() {
+    for b in cgroup_backends() {
+        let mut w = World::new(&b);
+        let (mut top, ready) =
+            outside(&mut w, &["--children", "2", "--grandchildren", "1", "--setsid", "2", "--sleep", "30.5"]);
+        assert_eq!(w.seen(), 7, "[{b}] {ready}");
+        let report = w.report_path();
+        let pid = top.id().to_string();
+        let mut c = w.corral(&["adopt", "-t", "1", "-k", "2", "--report", report.to_str().unwrap(), &pid]);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        let corral = w.spawn(c);
+        let (code, err) = w.finish(corral);
+        assert_eq!(code, 124, "[{b}] {err}");
+        let r = w.report();
+        assert_eq!(r["reason"], "timeout", "[{b}] {r}");
+        assert_eq!(r["leftover"], 0, "[{b}] {r}");
+        assert_eq!(r["spawn"], "adopted", "[{b}] {r}");
+        assert!(r["exit_code"].is_null(), "[{b}] the leader's status is unknown: {r}");
+        let _ = top.wait();
+        // The escapees' parent was the top, not corral: PID 1 reaps them.
+        w.assert_nothing_alive();
+        w.assert_no_cgroup_dirs();
+    }
+}
+
+#[test]
+fn bad_pids_get_one_line_and_nothing_changes() {
+    let backend = cgroup_backends().into_iter().next().unwrap_or_else(|| "pgid".into());
+    let mut w = World::new(&backend);
+    let one_line = |out: &std::process::Output, says: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+    };
+    let run = |args: &[&str]| output(Command::new(corral()).args(args));
+    one_line(&run(&["adopt", &i32::MAX.to_string()]), "there is no such process");
+    one_line(&run(&["adopt", &std::process::id().to_string()]), "an ancestor of corral");
+    // Its own pid: the shell execs corral in place.
+    let own = output(Command::new("sh").args(["-c", &format!("exec {} adopt $$", corral().display())]));
+    one_line(&own, "it is corral itself");
+
+    // A tree corral already holds: it stays untouched.
+    let mut held = w.spawn(w.run(&["-t", "60"], &["--children", "1", "--sleep", "30.5"]));
+    let ready = w.ready(&mut held);
+    let leader = ready["pid"].as_u64().unwrap().to_string();
+    one_line(&run(&["adopt", &leader]), "corral already holds it");
+    assert_ne!(state(leader.parse().unwrap()), "T", "the held tree is running, not stopped");
+    // SAFETY: kill(2) on the `corral run` this test started.
+    unsafe { libc::kill(held.id() as i32, libc::SIGTERM) };
+    let (code, err) = w.finish(held);
+    assert_eq!(code, 143, "{err}");
+    w.assert_nothing_left();
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping the other-user case: it needs root to act as nobody");
+        return;
+    }
+    let mut w = World::new(&backend);
+    let (top, _) = outside(&mut w, &["--children", "1", "--sleep", "30.5"]);
+    let out = Command::new(corral()).args(["adopt", &top.id().to_string()]).uid(65534).gid(65534).output().unwrap();
+    one_line(&out, "belongs to another user");
+    assert_ne!(state(top.id()), "T", "the root-owned tree is running, not stopped");
+    kill_marked(&w, top);
+}

@@ -1,0 +1,67 @@
+//! Taking a running process tree under control: the same [`Group`] as a
+//! spawned one, built around a leader corral did not start.
+//!
+//! What each OS can promise:
+//! - **Linux (cgroup backends):** the tree is stopped (SIGSTOP, walked
+//!   again until no new member appears: a stopped process cannot fork),
+//!   moved into the group's cgroups, and continued; members that were
+//!   already stopped stay stopped. The tree is found by ancestry, so a
+//!   process that left it *before* the adoption (a double fork whose
+//!   middle already exited) is not found. From then on nothing escapes.
+//! - **Linux pgid backend and macOS:** refused: a running process cannot
+//!   be moved into another session's process group, so corral could not
+//!   honestly hold what it adopted.
+//! - **Windows:** not yet; refused with the same kind of error.
+//!
+//! corral is not the adopted leader's parent, so the kernel never tells it
+//! the leader's exit status: the outcome says [`ExitStatus::UNKNOWN`] with
+//! [`SpawnPath::Adopted`] (a timeout or a limit still gives its reason).
+//!
+//! [`ExitStatus::UNKNOWN`]: crate::ExitStatus::UNKNOWN
+
+use crate::monitor;
+use crate::sys::{self, Start};
+use crate::{Error, ErrorKind, Group, GroupBuilder, Result, SpawnPath};
+
+impl GroupBuilder {
+    /// Takes the running process `pid` and all its descendants into a new
+    /// group with this builder's limits, timeout and stop policy. The
+    /// group then behaves as a spawned one, except that the leader's exit
+    /// status is unknown ([`crate::ExitStatus::UNKNOWN`]) and it has no
+    /// pipes.
+    ///
+    /// Refused, with nothing changed: a pid that does not exist, one this
+    /// user may not signal, one that corral already holds, this process or
+    /// one of its ancestors, and backends that cannot move a running
+    /// process (see the module notes).
+    pub fn adopt(self, pid: u32) -> Result<Group> {
+        check_not_self(pid)?;
+        // Before any group exists: a refusal leaves nothing behind.
+        sys::adopt_check(pid)?;
+        let (spec, cfg, kill_on_drop) = self.prepare()?;
+        let cfg = monitor::Config { spawn: SpawnPath::Adopted, ..cfg };
+        let started = monitor::start(spec.clone(), Start::Adopt(pid), cfg)?;
+        Ok(Group::from_started(spec.id, started, kill_on_drop))
+    }
+}
+
+impl Group {
+    /// [`GroupBuilder::adopt`] with default settings.
+    pub fn adopt(pid: u32) -> Result<Group> {
+        Group::builder().adopt(pid)
+    }
+}
+
+/// The pids no OS accepts: none, and this very process (stopping it would
+/// stop corral). Ancestors are checked by each OS, which knows the tree.
+fn check_not_self(pid: u32) -> Result<()> {
+    if pid == 0 {
+        return Err(Error::new(ErrorKind::InvalidInput, "cannot adopt process 0: there is no such process")
+            .hint("give the pid of a running process"));
+    }
+    if pid == std::process::id() {
+        return Err(Error::new(ErrorKind::InvalidInput, format!("cannot adopt process {pid}: it is corral itself"))
+            .hint("give the pid of another process"));
+    }
+    Ok(())
+}
