@@ -112,3 +112,96 @@ fn bad_pids_get_one_line_and_nothing_changes() {
     assert_ne!(state(top.id()), "T", "the root-owned tree is running, not stopped");
     kill_marked(&w, top);
 }
+
+mod daemon;
+
+/// `n` quiet services, each a testkit tree with a setsid escapee.
+fn quiet_services(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[services.s{i}]\ncommand = [{tk}, \"--children\", \"1\", \"--setsid\", \"1\", \"--sleep\", \"120\"]\n",
+                tk = daemon::tk()
+            )
+        })
+        .collect()
+}
+
+/// SIGKILLs the daemon and starts a new one on the same folder.
+fn crash_and_restart(mut d: daemon::Daemon, before: impl FnOnce(&std::path::Path)) -> daemon::Daemon {
+    let mut child = d.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let seen = std::mem::take(&mut d.seen);
+    let dir = std::mem::replace(&mut d.dir, daemon::Daemon::dir());
+    drop(d);
+    before(dir.path());
+    let mut d = daemon::Daemon::restart_in(dir);
+    d.seen = seen;
+    d
+}
+
+/// The recorded groups in `state.json`, once there are `n`.
+fn recorded(dir: &std::path::Path, n: usize) -> serde_json::Value {
+    let end = std::time::Instant::now() + daemon::LONG;
+    loop {
+        let text = std::fs::read_to_string(dir.join(".corral/state.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if v["groups"].as_array().is_some_and(|g| g.len() == n && g.iter().all(|r| r["start"].is_u64())) {
+                return v;
+            }
+        }
+        assert!(std::time::Instant::now() < end, "never {n} groups recorded: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids() {
+    let mut d = daemon::Daemon::start(&quiet_services(10));
+    let before: Vec<Vec<u32>> = (0..10).map(|i| d.latest_ready_pids(&format!("s{i}"), 0)).collect();
+    recorded(d.dir.path(), 10);
+    let mut d = crash_and_restart(d, |_| {});
+    for (i, pids) in before.iter().enumerate() {
+        let s = format!("s{i}");
+        // The first run of the new daemon is the old one, taken back.
+        let ev = d.wait_event("re-attached", |e| {
+            daemon::is_transition(e)
+                && e["service"] == s.as_str()
+                && e["to"] == "running"
+                && e["reason"] == "re-attached after a daemon restart"
+        });
+        assert_eq!(ev["pid"].as_u64(), Some(u64::from(pids[0])), "{ev}");
+        for p in pids {
+            assert!(!daemon::gone(*p), "{s}: {p} of {pids:?} died across the restart: {:#?}", d.events());
+        }
+    }
+    d.down();
+}
+
+#[test]
+fn a_recorded_leader_whose_start_time_differs_is_killed_not_taken_back() {
+    let mut d = daemon::Daemon::start(&quiet_services(1));
+    let old = d.latest_ready_pids("s0", 0);
+    recorded(d.dir.path(), 1);
+    // As if the pid had been reused by another process since.
+    let d = crash_and_restart(d, |dir| {
+        let path = dir.join(".corral/state.json");
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let start = v["groups"][0]["start"].as_u64().unwrap();
+        v["groups"][0]["start"] = (start + 1).into();
+        std::fs::write(&path, v.to_string()).unwrap();
+    });
+    daemon::assert_gone(&old);
+    let said = d.started.join("\n");
+    assert!(said.contains("not re-attached: s0.0") && said.contains("the pid was reused"), "{said}");
+    let mut d = d;
+    let ev = d.wait_event("a refusal event", |e| e["kind"] == "daemon");
+    assert!(ev["reason"].as_str().unwrap().contains("killed instead"), "{ev}");
+    let ev = d.wait_event("a fresh start", |e| {
+        daemon::is_transition(e) && e["to"] == "running" && e["pid"].as_u64() != Some(u64::from(old[0]))
+    });
+    assert_eq!(ev["reason"], "spawned", "{ev}");
+    d.latest_ready_pids("s0", 0);
+    d.down();
+}

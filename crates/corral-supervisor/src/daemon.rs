@@ -34,7 +34,13 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
     let state_dir = config.daemon.state_dir.clone();
     check_dirs(&config)?;
-    let left = crate::persist::reap_previous(&state_dir)?;
+    let (left, taken, refused) = crate::reattach::previous(&state_dir, &config.services)?;
+    for r in &refused {
+        eprintln!("corral: {r}");
+    }
+    if left.reattached > 0 {
+        eprintln!("corral: re-attached {} group(s) of a previous daemon", left.reattached);
+    }
     let unreadable = left.unreadable.as_ref().map(|why| {
         format!("{why}; killed {} process(es) of {} orphaned group(s) found by their tag", left.killed, left.groups)
     });
@@ -54,6 +60,10 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     if let Some(u) = unreadable {
         sup.emit(crate::Event::daemon(u));
     }
+    for r in refused {
+        sup.emit(crate::Event::daemon(r));
+    }
+    sup.hand_over(taken);
     let shutdown = Arc::new(Notify::new());
     let app = api::router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
     let api_stop = Arc::new(Notify::new());

@@ -54,6 +54,8 @@ pub(crate) struct Ctx {
     pub sampler: Arc<Sampler>,
     /// `state_dir/dumps`.
     pub dumps: PathBuf,
+    /// Groups taken back from a previous daemon, until their instance starts.
+    pub reattached: crate::reattach::TakenBack,
 }
 
 /// A dependency to wait for before the first start.
@@ -135,6 +137,7 @@ impl Instance {
             attempt: 0,
             starts: VecDeque::new(),
             rng: seed | 1,
+            reattached: false,
         };
         let task = tokio::spawn(task.run());
         Instance { index, tx, status, group, task }
@@ -235,6 +238,8 @@ struct Task {
     /// Start times (since `ctx.origin`) inside the start-limit window.
     starts: VecDeque<Duration>,
     rng: u64,
+    /// The current run was taken back from a previous daemon, not spawned.
+    reattached: bool,
 }
 
 impl Task {
@@ -462,7 +467,14 @@ impl Task {
         let follower = self.follower(None);
         // Awaited, not blocked on: no thread of the runtime waits for the
         // start (and a bounded number at a time: see `spawn_turn`).
-        let mut group = builder.spawn_async(cmd).await.map_err(|e| e.to_string())?;
+        self.reattached = false;
+        let mut group = match self.ctx.reattached.take(&self.spec.name, self.index) {
+            Some(g) => {
+                self.reattached = true;
+                g
+            }
+            None => builder.spawn_async(cmd).await.map_err(|e| e.to_string())?,
+        };
         let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
         let label =
             if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
@@ -490,6 +502,7 @@ impl Task {
             pid: group.pid(),
             backend: group.backend().as_str().to_string(),
             location: group.location(),
+            start: corral::process_start_time(group.pid()),
         });
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
         Ok((group, capture, follower))
@@ -549,7 +562,8 @@ impl Task {
             s.since = Some(started);
             s.probes.clear();
         });
-        self.transition(State::Running, "spawned", Some(group.pid()), None);
+        let how = if self.reattached { "re-attached after a daemon restart" } else { "spawned" };
+        self.transition(State::Running, how, Some(group.pid()), None);
         let mut run = RunHealth { log: follower.mark(), startup_passed: self.spec.health.startup.is_none() };
         // Verdicts about this run only, from the watchers in force.
         let mut w = self.watch_health(&group, follower, Resume::FRESH);

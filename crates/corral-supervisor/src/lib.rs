@@ -38,6 +38,7 @@ pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod policy;
+mod reattach;
 mod spawn;
 mod state;
 mod supervisor;

@@ -36,6 +36,11 @@ pub struct GroupRecord {
     pub backend: String,
     /// Its cgroup path or process group.
     pub location: String,
+    /// The leader's start time (`corral::process_start_time`): with the
+    /// pid, it names the leader across pid reuse. Absent in files of older
+    /// daemons, whose groups are then killed, not taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -155,11 +160,18 @@ pub struct Leftovers {
     pub killed: usize,
     /// Why the state file could not be used, when it could not.
     pub unreadable: Option<String>,
+    /// Groups taken back alive (see `reattach`), not killed.
+    pub reattached: usize,
 }
 
-/// Kills what a dead previous daemon left behind. Fails when that daemon
-/// is still alive, or when the state folder is not the daemon's own.
-pub(crate) fn reap_previous(state_dir: &Path) -> Result<Leftovers, String> {
+/// Kills what a dead previous daemon left behind, except the recorded
+/// groups `take_back` takes over (it returns true for those). Fails when
+/// that daemon is still alive, or when the state folder is not the
+/// daemon's own.
+pub(crate) fn reap_previous(
+    state_dir: &Path,
+    mut take_back: impl FnMut(&GroupRecord) -> bool,
+) -> Result<Leftovers, String> {
     let dir = PrivateDir::create_or_check(state_dir).map_err(|e| format!("state_dir: {e}"))?;
     let path = dir.path().join(NAME);
     let state = match dir.read(NAME, MAX_SIZE) {
@@ -180,6 +192,10 @@ pub(crate) fn reap_previous(state_dir: &Path) -> Result<Leftovers, String> {
     }
     let mut out = Leftovers::default();
     for g in &state.groups {
+        if take_back(g) {
+            out.reattached += 1;
+            continue;
+        }
         reap(&g.group_id, g.pid, &mut out);
     }
     // A group spawned in the instant before it was recorded: its id names
@@ -256,6 +272,7 @@ mod tests {
             pid: i + 100,
             backend: "pgid".into(),
             location: String::new(),
+            start: None,
         };
         for i in 0..200 {
             p.set(rec(i));
@@ -280,6 +297,7 @@ mod tests {
             pid: 1,
             backend: "pgid".into(),
             location: "process group 1".into(),
+            start: Some(42),
         };
         p.set(rec.clone());
         // Dropping it writes the last change.

@@ -136,6 +136,7 @@ impl Supervisor {
             metrics: Arc::new(Metrics::default()),
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
+            reattached: Default::default(),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -152,6 +153,12 @@ impl Supervisor {
                 fleet: Mutex::new(Default::default()),
             }),
         })
+    }
+
+    /// Groups a previous daemon left, taken back alive: each instance
+    /// picks its own up at its first start instead of spawning.
+    pub(crate) fn hand_over(&self, taken: crate::reattach::TakenBack) {
+        self.inner.ctx.reattached.put(taken);
     }
 
     /// The config in force.

@@ -45,6 +45,35 @@ impl GroupBuilder {
     }
 }
 
+impl GroupBuilder {
+    /// Takes back the group `id` that a previous controller (a crashed or
+    /// restarted daemon) recorded with its leader `pid`, started at
+    /// `start` ([`process_start_time`] when it was recorded). The leader
+    /// must be that very process (a reused pid never matches its start
+    /// time) and still belong to `id` (its cgroup or its tag); every
+    /// member of the old group, escapees included, moves into the new one,
+    /// race-free as in [`GroupBuilder::adopt`], and the old group's
+    /// cgroups are removed.
+    ///
+    /// Call it before the process creates any other group: the first
+    /// creation sweeps away stale groups, which this one would be.
+    pub fn reattach(self, id: &str, pid: u32, start: u64) -> Result<Group> {
+        check_not_self(pid)?;
+        let (mut spec, cfg, kill_on_drop) = self.prepare()?;
+        spec.reattach = true;
+        let how = Start::Reattach { id: id.to_string(), pid, start };
+        let started = monitor::start(spec.clone(), how, cfg)?;
+        Ok(Group::from_started(spec.id, started, kill_on_drop))
+    }
+}
+
+/// The start time of the live process `pid` in an OS-specific clock
+/// (Linux: clock ticks since boot), which with the pid names one process
+/// across pid reuse; `None` when it is gone or the OS does not tell.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    sys::start_time(pid)
+}
+
 impl Group {
     /// [`GroupBuilder::adopt`] with default settings.
     pub fn adopt(pid: u32) -> Result<Group> {

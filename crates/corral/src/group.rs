@@ -13,6 +13,9 @@ use std::time::Duration;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Ends the id of a group whose leader outlives its controller.
+pub(crate) const OUTLIVE_SUFFIX: &str = "-outlive";
+
 /// Configures a group before its leader starts. See [`Group::builder`].
 #[derive(Debug, Clone, Default)]
 #[must_use]
@@ -22,6 +25,7 @@ pub struct GroupBuilder {
     stop: StopPolicy,
     kill_on_drop: Option<bool>,
     backend: Option<BackendKind>,
+    outlive: bool,
 }
 
 impl GroupBuilder {
@@ -44,6 +48,16 @@ impl GroupBuilder {
     /// Kill the whole group when the [`Group`] is dropped (default: true).
     pub fn kill_on_drop(mut self, yes: bool) -> Self {
         self.kill_on_drop = Some(yes);
+        self
+    }
+    /// Lets the leader outlive this process (default: false). Normally a
+    /// leader dies with its controller (`PR_SET_PDEATHSIG` on Linux); a
+    /// daemon that means to take its groups back after a crash or a
+    /// re-exec ([`GroupBuilder::reattach`]) turns that off. The group's
+    /// cgroup still holds every member meanwhile. Linux only (elsewhere
+    /// nothing is armed to begin with, or a Job Object ends with its handle).
+    pub fn outlive_controller(mut self, yes: bool) -> Self {
+        self.outlive = yes;
         self
     }
     /// Forces a backend instead of the best one available. Without this,
@@ -96,10 +110,19 @@ impl GroupBuilder {
             None => backend_from_env()?,
         };
         let spec = sys::Spec {
-            id: format!("{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            // `-outlive`: another corral's sweep of stale groups (controller
+            // gone) spares it; the next controller takes it back or reaps it.
+            id: format!(
+                "{}-{}{}",
+                std::process::id(),
+                NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                if self.outlive { OUTLIVE_SUFFIX } else { "" }
+            ),
             limits: self.limits,
             backend,
             force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
+            reattach: false,
+            outlive: self.outlive,
         };
         let cfg = monitor::Config {
             timeout: self.timeout,

@@ -25,7 +25,13 @@ mod imp;
 mod imp;
 
 #[cfg(target_os = "linux")]
-pub(crate) use imp::{adopt_check, poll_ready, EventFd};
+pub(crate) use imp::{adopt_check, poll_ready, start_time, EventFd};
+
+/// A process's start time, where the OS tells it.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_time(_pid: u32) -> Option<u64> {
+    None
+}
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
@@ -49,6 +55,13 @@ pub(crate) struct Spec {
     /// where `clone3` would work (tests cover both paths with it).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub force_fork: bool,
+    /// Created to take back a recorded group: the sweep of stale groups
+    /// must not run (it would kill what is taken back).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub reattach: bool,
+    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub outlive: bool,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,
@@ -76,6 +89,13 @@ impl Spawned {
 pub(crate) enum Start {
     Spawn(crate::command::Leader),
     Adopt(u32),
+    /// A group a previous controller recorded: its id, leader and the
+    /// leader's start time.
+    Reattach {
+        id: String,
+        pid: u32,
+        start: u64,
+    },
 }
 
 impl From<crate::command::Leader> for Start {
@@ -89,6 +109,7 @@ pub(crate) fn begin<S: SysGroup>(sys: &S, start: Start) -> crate::Result<Spawned
     match start {
         Start::Spawn(cmd) => sys.spawn_leader(cmd),
         Start::Adopt(pid) => sys.adopt_leader(pid),
+        Start::Reattach { id, pid, start } => sys.reattach_leader(&id, pid, start),
     }
 }
 
@@ -137,6 +158,15 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
             format!("cannot adopt process {pid}: the {} backend cannot take in a running process", self.kind()),
         )
         .hint("start the program under corral instead (corral run)"))
+    }
+    /// Takes back the group `id` that a previous controller left, whose
+    /// leader is `pid` started at `start` (an OS-specific clock).
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<Spawned> {
+        let _ = start;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("cannot re-attach group {id} (leader {pid}): the {} backend cannot", self.kind()),
+        ))
     }
     fn kind(&self) -> BackendKind;
     /// How each requested limit is enforced.

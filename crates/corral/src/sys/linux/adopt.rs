@@ -77,7 +77,7 @@ pub(super) fn held_by_corral(cgroup_paths: &[String], roots: &[String]) -> Optio
         let mut parts = p.rsplit('/');
         let leaf = parts.next()?;
         let parent = parts.next()?;
-        let (a, b) = leaf.split_once('-')?;
+        let (a, b) = leaf.trim_end_matches(crate::group::OUTLIVE_SUFFIX).split_once('-')?;
         let is_id = a.parse::<u32>().is_ok() && b.parse::<u64>().is_ok();
         (is_id && roots.iter().any(|r| r == parent)).then(|| leaf.to_string())
     })
@@ -132,6 +132,33 @@ pub(super) fn check(pid: u32, roots: &[String]) -> Result<procfs::Stat> {
     Ok(st)
 }
 
+/// Refusals for taking back a group a previous controller left: the
+/// leader must be the recorded process (same start time: a reused pid is
+/// never taken) and still belong to the group `id` (its cgroup or tag).
+pub(super) fn check_recorded(pid: u32, start: u64, id: &str) -> Result<procfs::Stat> {
+    let st = procfs::stat(pid).filter(|s| !s.is_zombie()).ok_or_else(|| {
+        Error::new(ErrorKind::NotFound, format!("cannot re-attach group {id}: its leader {pid} is gone"))
+    })?;
+    if st.starttime != start {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "cannot re-attach group {id}: pid {pid} started at tick {}, not {start} as recorded (the pid was reused)",
+                st.starttime
+            ),
+        ));
+    }
+    let in_cgroup = procfs::cgroup_paths(pid).iter().any(|c| c.rsplit('/').next() == Some(id));
+    let tagged = procfs::environ_value(pid, b"CORRAL_GROUP=").is_some_and(|v| v == id.as_bytes());
+    if !in_cgroup && !tagged {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("cannot re-attach group {id}: process {pid} is neither in its cgroup nor tagged with it"),
+        ));
+    }
+    Ok(st)
+}
+
 /// A process table as `(pid, ppid)`, zombies left out (they cannot fork or
 /// be moved).
 fn table() -> io::Result<Vec<(u32, u32)>> {
@@ -150,9 +177,26 @@ fn is_stopped_or_gone(pid: u32, starttime: u64) -> bool {
     }
 }
 
+/// Every live process of the group `id` a previous controller left: in a
+/// cgroup named `id`, or carrying its tag (escapees keep the tag).
+fn of_old_group(id: &str) -> Vec<u32> {
+    let tag = format!("CORRAL_GROUP={id}");
+    procfs::all_pids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&p| p != std::process::id())
+        .filter(|&p| {
+            procfs::cgroup_paths(p).iter().any(|c| c.rsplit('/').next() == Some(id))
+                || procfs::environ_has(p, tag.as_bytes())
+        })
+        .collect()
+}
+
 /// Stops the tree under `root` until no new member appears; returns the
-/// members (root first). On failure continues what it stopped.
-fn stop_tree(root: u32, root_start: u64, roots: &[String]) -> Result<Vec<Member>> {
+/// members (root first). With `old`, the members of that old group are
+/// taken too (and are not "held by another group"). On failure continues
+/// what it stopped.
+fn stop_tree(root: u32, root_start: u64, roots: &[String], old: Option<&str>) -> Result<Vec<Member>> {
     let mut members: BTreeMap<u32, Member> = BTreeMap::new();
     let mut order = Vec::new();
     let mut skip = BTreeSet::new();
@@ -164,7 +208,13 @@ fn stop_tree(root: u32, root_start: u64, roots: &[String]) -> Result<Vec<Member>
     for _ in 0..MAX_PASSES {
         let t = table().map_err(|e| Error::os("reading the process table", e))?;
         let mut fresh = 0;
-        for pid in descendants(root, &t, &skip) {
+        let mut found = descendants(root, &t, &skip);
+        if let Some(id) = old {
+            for seed in of_old_group(id) {
+                found.extend(descendants(seed, &t, &skip));
+            }
+        }
+        for pid in found {
             if members.contains_key(&pid) {
                 continue;
             }
@@ -172,7 +222,8 @@ fn stop_tree(root: u32, root_start: u64, roots: &[String]) -> Result<Vec<Member>
             if pid == root && st.starttime != root_start {
                 return fail(&members, Error::new(ErrorKind::NotFound, format!("process {root} exited")));
             }
-            if pid != root && held_by_corral(&procfs::cgroup_paths(pid), roots).is_some() {
+            let other = held_by_corral(&procfs::cgroup_paths(pid), roots).filter(|h| Some(h.as_str()) != old);
+            if pid != root && other.is_some() {
                 skip.insert(pid);
                 continue;
             }
@@ -275,8 +326,14 @@ impl Dest {
 
 /// Stops the tree, moves it into every `dests`, continues it. Returns the
 /// members' pids and start times.
-pub(super) fn take(root: u32, root_start: u64, roots: &[String], dests: &[Dest]) -> Result<Vec<(u32, u64)>> {
-    let members = stop_tree(root, root_start, roots)?;
+pub(super) fn take(
+    root: u32,
+    root_start: u64,
+    roots: &[String],
+    old: Option<&str>,
+    dests: &[Dest],
+) -> Result<Vec<(u32, u64)>> {
+    let members = stop_tree(root, root_start, roots, old)?;
     let mut moved: Vec<(u32, PathBuf)> = Vec::new();
     for m in &members {
         for d in dests {
@@ -326,6 +383,7 @@ mod tests {
     fn corral_cgroups_are_recognised_by_root_name_and_id() {
         let roots = vec!["corral".to_string()];
         assert_eq!(held_by_corral(&["/corral/123-4".into()], &roots), Some("123-4".into()));
+        assert_eq!(held_by_corral(&["/corral/123-4-outlive".into()], &roots), Some("123-4-outlive".into()));
         assert_eq!(held_by_corral(&["/user.slice/123-4".into()], &roots), None);
         assert_eq!(held_by_corral(&["/corral/leaf".into(), "/".into()], &roots), None);
     }

@@ -323,7 +323,9 @@ impl SysGroup for Group {
         reaper::ensure();
         let l = layout();
         let kind = select::choose(spec.backend, l)?;
-        if kind != BackendKind::Pgid {
+        // A re-attach runs before anything else of a restarted daemon: the
+        // sweep would kill the very groups it takes back.
+        if kind != BackendKind::Pgid && !spec.reattach {
             STALE_SWEPT.get_or_init(|| {
                 stale::sweep(l);
             });
@@ -430,6 +432,7 @@ impl SysGroup for Group {
         let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
+        let death_signal = !self.spec.outlive;
         // SAFETY: the closure runs between fork and exec and only makes
         // async-signal-safe syscalls on fds and values captured by copy.
         unsafe {
@@ -439,12 +442,14 @@ impl SysGroup for Group {
                         return Err(io::Error::last_os_error());
                     }
                 }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died before pdeathsig was armed.
-                if libc::getppid() != parent {
-                    libc::_exit(137);
+                if death_signal {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // The parent may have died before pdeathsig was armed.
+                    if libc::getppid() != parent {
+                        libc::_exit(137);
+                    }
                 }
                 unix::apply_rlimits(&rlimits)?;
                 unix::hygiene::reset_ignored_signals();
@@ -461,7 +466,11 @@ impl SysGroup for Group {
     }
 
     fn adopt_leader(&self, pid: u32) -> crate::Result<Spawned> {
-        self.take_running(pid)
+        self.take_running(pid, None)
+    }
+
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<Spawned> {
+        self.take_running(pid, Some((id, start)))
     }
 
     fn kind(&self) -> BackendKind {
@@ -692,6 +701,7 @@ impl Group {
             leaf.as_ref().map(|f| f.as_raw_fd()),
             joins.iter().map(|f| f.as_raw_fd()).collect(),
             rlimits,
+            !self.spec.outlive,
         );
         let started = match started {
             Ok(s) => s,
@@ -885,6 +895,12 @@ pub(crate) fn adopt_check(pid: u32) -> crate::Result<()> {
     adopt::check(pid, &corral_roots(layout())).map(|_| ())
 }
 
+/// The start time of `pid` (clock ticks since boot), which with the pid
+/// names one process across pid reuse.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    procfs::stat(pid).filter(|s| !s.is_zombie()).map(|s| s.starttime)
+}
+
 /// Whether an adopted leader has ended, from its pidfd (`None`: not yet).
 /// A leader with no pidfd (the kernel lacks pidfd_open) is watched by its
 /// start time.
@@ -905,8 +921,10 @@ fn adopted_leader_ended(l: &mut Leader) -> Option<ExitStatus> {
 }
 
 impl Group {
-    /// [`SysGroup::adopt_leader`]: checks, stops, moves, continues.
-    fn take_running(&self, pid: u32) -> crate::Result<Spawned> {
+    /// [`SysGroup::adopt_leader`] (`old`: `None`) and
+    /// [`SysGroup::reattach_leader`] (`old`: the recorded group id and the
+    /// leader's start time): checks, stops, moves, continues.
+    fn take_running(&self, pid: u32, old: Option<(&str, u64)>) -> crate::Result<Spawned> {
         if self.kind == BackendKind::Pgid {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -916,7 +934,10 @@ impl Group {
         }
         let l = layout();
         let roots = corral_roots(l);
-        let st = adopt::check(pid, &roots)?;
+        let st = match old {
+            None => adopt::check(pid, &roots)?,
+            Some((id, start)) => adopt::check_recorded(pid, start, id)?,
+        };
         // Opened before anything is stopped: from here on, the pid's end
         // is seen even if the number is reused.
         let pidfd = fds::pidfd_open(pid).ok();
@@ -944,7 +965,13 @@ impl Group {
                 });
             }
         }
-        let members = adopt::take(pid, st.starttime, &roots, &dests)?;
+        let members = adopt::take(pid, st.starttime, &roots, old.map(|(id, _)| id), &dests)?;
+        if let Some((id, _)) = old {
+            // Emptied by the move: the old group's directories go.
+            for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
+                let _ = std::fs::remove_dir(root.join(id));
+            }
+        }
         let owner = Arc::new(Owner {
             cgroup_leaf: Some(self.spec.id.clone()),
             known: Mutex::new(members.into_iter().collect()),
