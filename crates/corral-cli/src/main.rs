@@ -48,11 +48,31 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
+    /// The log holder a daemon starts for itself (internal; see README).
+    #[command(name = "__holder", hide = true)]
+    Holder { socket: std::path::PathBuf },
     /// Run the supervisor as a Windows service: install, uninstall, start, stop.
     Service {
         #[command(subcommand)]
         cmd: service::Cmd,
     },
+}
+
+#[cfg(unix)]
+fn holder(socket: &std::path::Path) -> u8 {
+    match corral_supervisor::holder::serve(socket) {
+        Ok(()) => 0,
+        Err(e) => {
+            exit::error(format!("log holder on {}: {e}", socket.display()));
+            exit::FAILURE
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn holder(_socket: &std::path::Path) -> u8 {
+    exit::error("the log holder is Unix only");
+    exit::FAILURE
 }
 
 fn main() -> ExitCode {
@@ -78,6 +98,7 @@ fn main() -> ExitCode {
             supervise::FAILED
         }
         Cmd::Service { cmd } => service::main(cmd),
+        Cmd::Holder { socket } => holder(&socket),
     };
     ExitCode::from(code)
 }

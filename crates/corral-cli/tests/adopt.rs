@@ -156,14 +156,55 @@ fn recorded(dir: &std::path::Path, n: usize) -> serde_json::Value {
     }
 }
 
+/// The numbers of the `line <i> <pid>` lines in a service's log, in order.
+fn numbered_lines(d: &daemon::Daemon, service: &str) -> Vec<u32> {
+    let text = std::fs::read_to_string(d.path(&format!(".corral/logs/{service}/0.log"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once(" out line ").and_then(|(_, r)| r.split(' ').next()?.parse().ok()))
+        .collect()
+}
+
+/// Waits until the log holds line `n`.
+fn wait_line(d: &daemon::Daemon, service: &str, n: u32) -> Vec<u32> {
+    let end = std::time::Instant::now() + daemon::LONG;
+    loop {
+        let got = numbered_lines(d, service);
+        if got.contains(&n) {
+            return got;
+        }
+        assert!(std::time::Instant::now() < end, "line {n} never came: {} lines", got.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The pid of the log holder serving `dir`'s daemon.
+fn holder_pid(dir: &std::path::Path) -> u32 {
+    let sock = dir.join(".corral/holder.sock").display().to_string();
+    all_pids()
+        .into_iter()
+        .find(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.contains(&b"__holder".as_slice()) && args.contains(&sock.as_bytes())
+        })
+        .expect("a log holder runs")
+}
+
 #[test]
-fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids() {
-    let mut d = daemon::Daemon::start(&quiet_services(10));
-    let before: Vec<Vec<u32>> = (0..10).map(|i| d.latest_ready_pids(&format!("s{i}"), 0)).collect();
+fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids_and_every_log_line() {
+    // s0 writes 400 numbered lines, 10 ms apart, across the crash.
+    let writer = format!(
+        "[services.w]\ncommand = [{tk}, \"--lines\", \"400\", \"--line-every-ms\", \"10\", \"--sleep\", \"120\"]\n",
+        tk = daemon::tk()
+    );
+    let mut d = daemon::Daemon::start(&format!("{writer}{}", quiet_services(9)));
+    let mut before: Vec<Vec<u32>> = (0..9).map(|i| d.latest_ready_pids(&format!("s{i}"), 0)).collect();
+    before.push(d.latest_ready_pids("w", 0));
     recorded(d.dir.path(), 10);
+    wait_line(&d, "w", 50);
     let mut d = crash_and_restart(d, |_| {});
     for (i, pids) in before.iter().enumerate() {
-        let s = format!("s{i}");
+        let s = if i == 9 { "w".to_string() } else { format!("s{i}") };
         // The first run of the new daemon is the old one, taken back.
         let ev = d.wait_event("re-attached", |e| {
             daemon::is_transition(e)
@@ -176,7 +217,12 @@ fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids() {
             assert!(!daemon::gone(*p), "{s}: {p} of {pids:?} died across the restart: {:#?}", d.events());
         }
     }
+    let lines = wait_line(&d, "w", 400);
+    assert_eq!(lines, (1..=400).collect::<Vec<u32>>(), "every line once, in order");
+    let holder = holder_pid(d.dir.path());
     d.down();
+    // With its last pipe dropped and its daemon gone, the holder goes too.
+    daemon::assert_gone(&[holder]);
 }
 
 #[test]

@@ -34,7 +34,10 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
     let state_dir = config.daemon.state_dir.clone();
     check_dirs(&config)?;
-    let (left, taken, refused) = crate::reattach::previous(&state_dir, &config.services)?;
+    // The holder of the previous daemon's pipes (or a new one): what it
+    // kept goes with the groups taken back; the rest closes here.
+    let (holder, pipes) = crate::holder::Client::connect(&state_dir);
+    let (left, taken, refused) = crate::reattach::previous(&state_dir, &config.services, pipes)?;
     for r in &refused {
         eprintln!("corral: {r}");
     }
@@ -63,7 +66,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     for r in refused {
         sup.emit(crate::Event::daemon(r));
     }
-    sup.hand_over(taken);
+    sup.hand_over(taken, holder);
     let shutdown = Arc::new(Notify::new());
     let app = api::router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
     let api_stop = Arc::new(Notify::new());

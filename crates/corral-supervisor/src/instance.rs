@@ -56,6 +56,8 @@ pub(crate) struct Ctx {
     pub dumps: PathBuf,
     /// Groups taken back from a previous daemon, until their instance starts.
     pub reattached: crate::reattach::TakenBack,
+    /// Keeps copies of every instance's pipes for the next daemon.
+    pub holder: crate::holder::Client,
 }
 
 /// A dependency to wait for before the first start.
@@ -468,14 +470,21 @@ impl Task {
         // Awaited, not blocked on: no thread of the runtime waits for the
         // start (and a bounded number at a time: see `spawn_turn`).
         self.reattached = false;
-        let mut group = match self.ctx.reattached.take(&self.spec.name, self.index) {
-            Some(g) => {
+        let (mut group, pipes) = match self.ctx.reattached.take(&self.spec.name, self.index) {
+            Some(back) => {
                 self.reattached = true;
-                g
+                (back.group, back.pipes)
             }
-            None => builder.spawn_async(cmd).await.map_err(|e| e.to_string())?,
+            None => (builder.spawn_async(cmd).await.map_err(|e| e.to_string())?, None),
         };
-        let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
+        let (stdout, stderr) = match pipes {
+            Some((o, e)) => (Some(o), Some(e)),
+            None => (group.take_stdout(), group.take_stderr()),
+        };
+        if let (Some(o), Some(e)) = (&stdout, &stderr) {
+            self.ctx.holder.put(group.id(), o, e);
+        }
+        let src = logs::capture::Source { stdout, stderr };
         let label =
             if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
         let stall = Arc::new(logs::StallReport {
@@ -630,6 +639,7 @@ impl Task {
         }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
+        self.ctx.holder.drop_group(group.id());
         let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
         if outcome.leftover > 0 {
             eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);

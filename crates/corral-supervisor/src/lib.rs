@@ -33,6 +33,7 @@ mod environment;
 mod event;
 pub mod fleet;
 pub mod health;
+pub mod holder;
 mod instance;
 pub mod logs;
 pub mod metrics;

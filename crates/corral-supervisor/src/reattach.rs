@@ -22,11 +22,18 @@ use std::sync::Mutex;
 /// no instance picks up is killed when this is dropped (a `Group` kills
 /// on drop).
 #[derive(Default)]
-pub(crate) struct TakenBack(Mutex<BTreeMap<(String, u32), corral::Group>>);
+pub(crate) struct TakenBack(Mutex<BTreeMap<(String, u32), Back>>);
+
+/// One group taken back, with its pipes' read ends when the log holder
+/// kept them.
+pub(crate) struct Back {
+    pub group: corral::Group,
+    pub pipes: Option<(std::process::ChildStdout, std::process::ChildStderr)>,
+}
 
 impl TakenBack {
     /// The group instance `index` of `service` ran before the restart.
-    pub fn take(&self, service: &str, index: u32) -> Option<corral::Group> {
+    pub fn take(&self, service: &str, index: u32) -> Option<Back> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(service.to_string(), index))
     }
 
@@ -57,6 +64,7 @@ pub(crate) fn wanted<'a>(
 pub(crate) fn previous(
     state_dir: &Path,
     services: &BTreeMap<String, ServiceSpec>,
+    mut pipes: crate::holder::Taken,
 ) -> Result<(Leftovers, TakenBack, Vec<String>), String> {
     let mut taken = BTreeMap::new();
     let mut refused = Vec::new();
@@ -70,7 +78,8 @@ pub(crate) fn previous(
         });
         match tried {
             Ok(group) => {
-                taken.insert((rec.service.clone(), rec.instance), group);
+                let back = Back { group, pipes: pipes.remove(&rec.group_id) };
+                taken.insert((rec.service.clone(), rec.instance), back);
                 true
             }
             Err(why) => {

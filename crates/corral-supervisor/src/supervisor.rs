@@ -137,6 +137,7 @@ impl Supervisor {
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
             reattached: Default::default(),
+            holder: Default::default(),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -157,8 +158,9 @@ impl Supervisor {
 
     /// Groups a previous daemon left, taken back alive: each instance
     /// picks its own up at its first start instead of spawning.
-    pub(crate) fn hand_over(&self, taken: crate::reattach::TakenBack) {
+    pub(crate) fn hand_over(&self, taken: crate::reattach::TakenBack, holder: crate::holder::Client) {
         self.inner.ctx.reattached.put(taken);
+        self.inner.ctx.holder.replace(holder);
     }
 
     /// The config in force.

@@ -44,6 +44,8 @@ usage: corral-testkit [OPTIONS]
   --exit CODE           exit code of the top process (default 0)
   --lines N             after ready: print N lines `line <i> <pid>` to stdout
   --stderr-lines N      same to stderr
+  --line-every-ms MS    pause MS ms between two --lines lines, each written
+                        whole with its own write (at most 60000)
   --http-port N         serve HTTP on 127.0.0.1:N (0: any free port) before
                         ready: GET /health is 200, or 503 while the
                         --http-fail-file exists
@@ -117,6 +119,8 @@ pub struct Opts {
     pub sleep: Option<Duration>,
     pub exit: Option<i32>,
     pub lines: u32,
+    /// Pause between two `--lines` lines (each then goes out on its own).
+    pub line_every: Option<Duration>,
     pub stderr_lines: u32,
     /// `--http-port`, or 0 with `--http-port-file` alone.
     pub http_port: Option<u16>,
@@ -175,6 +179,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
         sleep: None,
         exit: None,
         lines: 0,
+        line_every: None,
         stderr_lines: 0,
         http_port: None,
         http_port_file: None,
@@ -206,6 +211,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
             "--sleep" => o.sleep = Some(secs(&arg, &value()?)?),
             "--exit" => o.exit = Some(exit_code(&value()?)?),
             "--lines" => o.lines = count(&arg, &value()?)?,
+            "--line-every-ms" => o.line_every = Some(Duration::from_millis(count(&arg, &value()?)?.min(60_000).into())),
             "--stderr-lines" => o.stderr_lines = count(&arg, &value()?)?,
             "--http-port" => {
                 let v = value()?;
