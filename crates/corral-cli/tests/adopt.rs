@@ -190,21 +190,30 @@ fn holder_pid(dir: &std::path::Path) -> u32 {
         .expect("a log holder runs")
 }
 
-#[test]
-fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids_and_every_log_line() {
-    // s0 writes 400 numbered lines, 10 ms apart, across the crash.
+/// 9 quiet services and `w`, which writes 400 numbered lines 10 ms apart.
+fn ten_services() -> String {
     let writer = format!(
         "[services.w]\ncommand = [{tk}, \"--lines\", \"400\", \"--line-every-ms\", \"10\", \"--sleep\", \"120\"]\n",
         tk = daemon::tk()
     );
-    let mut d = daemon::Daemon::start(&format!("{writer}{}", quiet_services(9)));
-    let mut before: Vec<Vec<u32>> = (0..9).map(|i| d.latest_ready_pids(&format!("s{i}"), 0)).collect();
-    before.push(d.latest_ready_pids("w", 0));
+    format!("{writer}{}", quiet_services(9))
+}
+
+/// Every service's pids, once they run, recorded and `w` is writing.
+fn running_pids(d: &mut daemon::Daemon) -> Vec<(String, Vec<u32>)> {
+    let mut names: Vec<String> = (0..9).map(|i| format!("s{i}")).collect();
+    names.push("w".into());
+    let pids = names.into_iter().map(|s| (s.clone(), d.latest_ready_pids(&s, 0))).collect();
     recorded(d.dir.path(), 10);
-    wait_line(&d, "w", 50);
-    let mut d = crash_and_restart(d, |_| {});
-    for (i, pids) in before.iter().enumerate() {
-        let s = if i == 9 { "w".to_string() } else { format!("s{i}") };
+    wait_line(d, "w", 50);
+    pids
+}
+
+/// After a restart: every service was taken back with the same pids,
+/// every line is there once and in order, and `down` ends it all, the log
+/// holder included.
+fn assert_taken_back_whole(mut d: daemon::Daemon, before: &[(String, Vec<u32>)]) {
+    for (s, pids) in before {
         // The first run of the new daemon is the old one, taken back.
         let ev = d.wait_event("re-attached", |e| {
             daemon::is_transition(e)
@@ -223,6 +232,58 @@ fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids_and_ev
     d.down();
     // With its last pipe dropped and its daemon gone, the holder goes too.
     daemon::assert_gone(&[holder]);
+}
+
+#[test]
+fn a_sigkilled_daemon_restarted_takes_back_10_services_with_the_same_pids_and_every_log_line() {
+    let mut d = daemon::Daemon::start(&ten_services());
+    let before = running_pids(&mut d);
+    let d = crash_and_restart(d, |_| {});
+    assert_taken_back_whole(d, &before);
+}
+
+#[test]
+fn an_upgrade_in_place_keeps_10_services_and_every_log_line() {
+    let dir = daemon::Daemon::dir();
+    std::fs::write(dir.path().join("corral.toml"), ten_services()).unwrap();
+    // The daemon runs from a copy, which the "upgrade" then replaces.
+    let exe = dir.path().join("corral-installed");
+    std::fs::copy(daemon::CORRAL, &exe).unwrap();
+    let mut c = Command::new(&exe);
+    c.args(["up", "--no-color", "-c"])
+        .arg(dir.path().join("corral.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let (tx, stderr) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let pid = child.id();
+    let mut d = daemon::Daemon { dir, child: Some(child), stderr, started: Vec::new(), seen: Vec::new() };
+    d.started = d.wait_stderr("corral: listening on");
+    let before = running_pids(&mut d);
+
+    // A different file under the same name, as a package manager does it.
+    let fresh = d.path("corral-new");
+    std::fs::copy(daemon::CORRAL, &fresh).unwrap();
+    std::fs::rename(&fresh, &exe).unwrap();
+    let running = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(running.to_string_lossy().ends_with("(deleted)"), "{}", running.display());
+
+    let out = d.corral(&["daemon", "restart"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    d.wait_stderr("re-executing");
+    d.wait_stderr("corral: listening on");
+    let now = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(now, exe, "the same pid now runs the new file");
+    assert_taken_back_whole(d, &before);
 }
 
 #[test]

@@ -29,6 +29,7 @@ pub struct Options {
 pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     // The daemon owns its process: orphans of its services are its to reap.
     corral::reap_all_orphans(true);
+    crate::reexec::remember_exe();
     // The TCP listener's certificate, key and token are read before
     // anything is touched: a bad one stops the daemon here.
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
@@ -117,6 +118,16 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         _ = wait_for_stop(&sup, &shutdown) => {}
         _ = stopped_from_outside(opts.stop.as_deref()) => {}
     }
+    let mut server = Some(server);
+    if crate::reexec::requested() {
+        // The API first: the request that asked gets its answer.
+        api_stop.notify_one();
+        if let Some(s) = server.take() {
+            let _ = s.await;
+        }
+        let why = crate::reexec::exec(&sup).await;
+        eprintln!("corral: {why}; stopping every service instead");
+    }
     eprintln!("corral: stopping every service");
     // A reload in progress (from the watcher, SIGHUP or the API) gives up
     // its rollout as the shutdown begins; the watcher is stopped only
@@ -145,7 +156,9 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         }
     }
     metrics_stop.notify_one();
-    let _ = server.await;
+    if let Some(s) = server {
+        let _ = s.await;
+    }
     if let Some(m) = metrics_server {
         let _ = m.await;
     }

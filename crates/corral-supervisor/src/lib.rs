@@ -40,6 +40,7 @@ pub mod metrics;
 mod persist;
 pub mod policy;
 mod reattach;
+pub mod reexec;
 mod spawn;
 mod state;
 mod supervisor;

@@ -72,6 +72,8 @@ struct Pending {
     groups: BTreeMap<(String, u32), GroupRecord>,
     /// Bumped by every change; the writer compares it with what it wrote.
     version: u64,
+    /// The last version on disk.
+    written: u64,
     closed: bool,
 }
 
@@ -100,11 +102,27 @@ impl Persist {
         });
     }
 
+    /// Waits (at most `limit`) until every change so far is on disk; false
+    /// if it was not by then.
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let end = corral::deadline::after(std::time::Instant::now(), limit);
+        let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let want = p.version;
+        while p.written < want {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return false;
+            }
+            p = self.shared.changed.wait_timeout(p, end - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        true
+    }
+
     fn change(&self, f: impl FnOnce(&mut BTreeMap<(String, u32), GroupRecord>)) {
         let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut p.groups);
         p.version += 1;
-        self.shared.changed.notify_one();
+        self.shared.changed.notify_all();
     }
 }
 
@@ -112,7 +130,7 @@ impl Persist {
 impl Drop for Persist {
     fn drop(&mut self) {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.shared.changed.notify_one();
+        self.shared.changed.notify_all();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -135,6 +153,9 @@ impl Shared {
             };
             self.write(&groups);
             written = version;
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).written = version;
+            // Both the writer and a `flush` wait on this.
+            self.changed.notify_all();
         }
     }
 

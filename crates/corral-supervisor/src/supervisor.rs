@@ -163,6 +163,11 @@ impl Supervisor {
         self.inner.ctx.holder.replace(holder);
     }
 
+    /// Waits (at most `limit`) until the state file holds every group.
+    pub(crate) fn flush_state(&self, limit: std::time::Duration) -> bool {
+        self.inner.ctx.persist.flush(limit)
+    }
+
     /// The config in force.
     pub fn config(&self) -> Config {
         self.inner.config.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -4,6 +4,7 @@
 //! refused), 2 bad config (nothing was started or changed).
 
 mod client_verbs;
+mod daemon_verbs;
 mod endpoint;
 mod up;
 
@@ -41,6 +42,11 @@ pub enum Cmd {
     Events(client_verbs::EventsArgs),
     /// Stop every service and the daemon.
     Down(Common),
+    /// Act on the daemon itself: `restart` re-executes it in place, services kept running.
+    Daemon {
+        #[command(subcommand)]
+        cmd: daemon_verbs::DaemonCmd,
+    },
 }
 
 /// `-c FILE`.
@@ -85,6 +91,7 @@ pub fn main(cmd: Cmd) -> u8 {
         Cmd::Reload(a) => client_verbs::reload(a),
         Cmd::Events(a) => client_verbs::events(a),
         Cmd::Down(a) => client_verbs::down(a),
+        Cmd::Daemon { cmd } => daemon_verbs::main(cmd),
     }
 }
 

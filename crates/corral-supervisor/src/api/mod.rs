@@ -111,6 +111,7 @@ async fn daemon(State(api): State<Api>) -> Response {
     let c = api.sup.config();
     Json(json!({
         "pid": std::process::id(),
+        "image": crate::reexec::image(),
         "version": env!("CARGO_PKG_VERSION"),
         "config": c.path,
         "socket": c.daemon.socket,
@@ -143,6 +144,12 @@ async fn act_all(State(api): State<Api>, Path(action): Path<String>) -> Response
         "shutdown" => {
             api.shutdown.notify_one();
             Json(json!({ "ok": true })).into_response()
+        }
+        // `corral daemon restart`: the stop path re-executes instead.
+        "reexec" if cfg!(unix) => {
+            crate::reexec::request();
+            api.shutdown.notify_one();
+            Json(json!({ "ok": true, "image": crate::reexec::image() })).into_response()
         }
         _ => act(api, Target::All, &action).await,
     }

@@ -916,7 +916,11 @@ fn adopted_leader_ended(l: &mut Leader) -> Option<ExitStatus> {
         return None;
     }
     l.pidfd = None;
-    l.status = Some(ExitStatus::UNKNOWN);
+    // A process that owns its children (a daemon re-executed in place is
+    // still its services' parent) reaps the leader and learns its status;
+    // a library caller's own children keep theirs.
+    let reaped = if reaper::reaping_all() { unix::try_reap(l.pid).ok().flatten() } else { None };
+    l.status = Some(reaped.map_or(ExitStatus::UNKNOWN, |(st, _)| st));
     l.status
 }
 
