@@ -11,17 +11,24 @@
 //! - **Linux pgid backend and macOS:** refused: a running process cannot
 //!   be moved into another session's process group, so corral could not
 //!   honestly hold what it adopted.
-//! - **Windows:** not yet; refused with the same kind of error.
+//! - **Windows:** every process found by parent pid (a Toolhelp snapshot)
+//!   is assigned to the group's job, and the walk repeats until a pass
+//!   finds nobody new: a member's new children are born in the job, so the
+//!   set is then closed. A parent job that forbids nesting or breakaway is
+//!   said, as for a spawn. Windows tells anyone holding a handle how a
+//!   process ended, so there the leader's exit code is known.
 //!
-//! corral is not the adopted leader's parent, so the kernel never tells it
-//! the leader's exit status: the outcome says [`ExitStatus::UNKNOWN`] with
-//! [`SpawnPath::Adopted`] (a timeout or a limit still gives its reason).
+//! On Unix corral is not the adopted leader's parent, so the kernel never
+//! tells it the leader's exit status: the outcome says
+//! [`ExitStatus::UNKNOWN`] with [`SpawnPath::Adopted`] (a timeout or a
+//! limit still gives its reason).
 //!
 //! [`ExitStatus::UNKNOWN`]: crate::ExitStatus::UNKNOWN
 
 use crate::monitor;
 use crate::sys::{self, Start};
 use crate::{Error, ErrorKind, Group, GroupBuilder, Result, SpawnPath};
+use std::collections::{BTreeMap, BTreeSet};
 
 impl GroupBuilder {
     /// Takes the running process `pid` and all its descendants into a new
@@ -93,4 +100,54 @@ fn check_not_self(pid: u32) -> Result<()> {
             .hint("give the pid of another process"));
     }
     Ok(())
+}
+
+/// Every pid under `root` (itself included) in a `(pid, ppid)` table,
+/// leaving out `skip` and whatever lies under it. Pure, for the tests.
+#[cfg_attr(target_os = "macos", allow(dead_code))]
+pub(crate) fn descendants(root: u32, table: &[(u32, u32)], skip: &BTreeSet<u32>) -> Vec<u32> {
+    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(pid, ppid) in table {
+        if pid != root {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    let mut seen = BTreeSet::new();
+    while let Some(p) = todo.pop() {
+        if skip.contains(&p) || !seen.insert(p) {
+            continue;
+        }
+        out.push(p);
+        if let Some(c) = children.get(&p) {
+            todo.extend(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descendants_follow_ppid_and_leave_out_what_is_skipped() {
+        let t = [(1, 0), (10, 1), (11, 10), (12, 10), (13, 12), (20, 1), (21, 11)];
+        let mut d = descendants(10, &t, &BTreeSet::new());
+        d.sort_unstable();
+        assert_eq!(d, vec![10, 11, 12, 13, 21]);
+        let mut d = descendants(10, &t, &BTreeSet::from([12]));
+        d.sort_unstable();
+        assert_eq!(d, vec![10, 11, 21], "a skipped member takes its subtree with it");
+    }
+
+    #[test]
+    fn a_cycle_in_a_racy_table_ends() {
+        // Read across a pid reuse, a table can claim a loop.
+        let t = [(5, 6), (6, 5)];
+        let mut d = descendants(5, &t, &BTreeSet::new());
+        d.sort_unstable();
+        assert_eq!(d, vec![5, 6]);
+    }
 }

@@ -11,18 +11,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The next group number of this process image. It counts from the clock
-/// (microseconds since 1970), not from 1: a daemon that re-executes itself
-/// keeps its pid, and its new image must never reuse the id of a group the
-/// previous image left running.
-fn next_seq() -> u64 {
+/// The next group number of this process image. A group meant to outlive
+/// its controller counts from the clock (microseconds since 1970), not from
+/// 1: a daemon that re-executes itself keeps its pid, and its new image
+/// must never reuse the id of a group the previous image left running.
+/// (Other groups die with their image, and keep short ids.)
+fn next_seq(outlive: bool) -> u64 {
     static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    if !outlive {
+        return n;
+    }
     let base = *BASE.get_or_init(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
     });
-    base.saturating_add(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    base.saturating_add(n)
 }
 
 /// Ends the id of a group whose leader outlives its controller.
@@ -124,7 +129,12 @@ impl GroupBuilder {
         let spec = sys::Spec {
             // `-outlive`: another corral's sweep of stale groups (controller
             // gone) spares it; the next controller takes it back or reaps it.
-            id: format!("{}-{}{}", std::process::id(), next_seq(), if self.outlive { OUTLIVE_SUFFIX } else { "" }),
+            id: format!(
+                "{}-{}{}",
+                std::process::id(),
+                next_seq(self.outlive),
+                if self.outlive { OUTLIVE_SUFFIX } else { "" }
+            ),
             limits: self.limits,
             backend,
             force_fork: spawn_from_env()? == Some(SpawnPath::Fork),

@@ -21,6 +21,7 @@
 //!   from and everything is continued: nothing changes.
 
 use super::procfs;
+use crate::adopt::descendants;
 use crate::sys::unix;
 use crate::{Error, ErrorKind, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,30 +46,6 @@ struct Member {
     starttime: u64,
     /// It was stopped before corral came: it stays stopped.
     was_stopped: bool,
-}
-
-/// Every pid under `root` (itself included) in a `(pid, ppid)` table,
-/// leaving out `skip` and whatever lies under it. Pure, for the tests.
-pub(super) fn descendants(root: u32, table: &[(u32, u32)], skip: &BTreeSet<u32>) -> Vec<u32> {
-    let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &(pid, ppid) in table {
-        if pid != root {
-            children.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut out = Vec::new();
-    let mut todo = vec![root];
-    let mut seen = BTreeSet::new();
-    while let Some(p) = todo.pop() {
-        if skip.contains(&p) || !seen.insert(p) {
-            continue;
-        }
-        out.push(p);
-        if let Some(c) = children.get(&p) {
-            todo.extend(c);
-        }
-    }
-    out
 }
 
 /// The names under which corral creates its cgroups (`…/<root>/<pid>-<seq>`).
@@ -358,26 +335,6 @@ pub(super) fn take(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn descendants_follow_ppid_and_leave_out_what_is_skipped() {
-        let t = [(1, 0), (10, 1), (11, 10), (12, 10), (13, 12), (20, 1), (21, 11)];
-        let mut d = descendants(10, &t, &BTreeSet::new());
-        d.sort_unstable();
-        assert_eq!(d, vec![10, 11, 12, 13, 21]);
-        let mut d = descendants(10, &t, &BTreeSet::from([12]));
-        d.sort_unstable();
-        assert_eq!(d, vec![10, 11, 21], "a skipped member takes its subtree with it");
-    }
-
-    #[test]
-    fn a_cycle_in_a_racy_table_ends() {
-        // Read across a pid reuse, a table can claim a loop.
-        let t = [(5, 6), (6, 5)];
-        let mut d = descendants(5, &t, &BTreeSet::new());
-        d.sort_unstable();
-        assert_eq!(d, vec![5, 6]);
-    }
 
     #[test]
     fn corral_cgroups_are_recognised_by_root_name_and_id() {
