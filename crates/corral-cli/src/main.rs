@@ -58,7 +58,7 @@ enum Cmd {
     },
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn holder(socket: &std::path::Path) -> u8 {
     match corral_supervisor::holder::serve(socket) {
         Ok(()) => 0,
@@ -69,9 +69,9 @@ fn holder(socket: &std::path::Path) -> u8 {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 fn holder(_socket: &std::path::Path) -> u8 {
-    exit::error("the log holder is Unix only");
+    exit::error("the log holder is Linux only");
     exit::FAILURE
 }
 

@@ -18,39 +18,40 @@
 //!
 //! Trap: bytes the dead daemon had read but not yet written to the log
 //! (a few microseconds' worth, and a line cut in two) are lost with it;
-//! everything still in the pipe is not. Unix only: elsewhere the client
-//! does nothing.
+//! everything still in the pipe is not. Linux only (macOS lacks the
+//! close-on-exec and no-SIGPIPE socket flags this relies on, and cannot
+//! take groups back anyway): elsewhere the client does nothing.
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use crate::sys::fd_pass;
 use std::collections::BTreeMap;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::io;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{ChildStderr, ChildStdout};
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::sync::Mutex;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
 /// How long a holder with pipes waits for a daemon to come back.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub const ORPHAN_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// How long a daemon waits for a holder it started to listen.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const START_WAIT: Duration = Duration::from_secs(5);
 /// The most pipe pairs one holder keeps (instances are bounded far below).
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 const MAX_HELD: usize = 100_000;
 
 /// The socket's name in the state dir.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub(crate) const SOCKET: &str = "holder.sock";
 
 /// Runs the holder on `socket` until it has nothing left to hold.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub fn serve(socket: &Path) -> io::Result<()> {
     let listener = fd_pass::listen(socket)?;
     let mut held: BTreeMap<String, [OwnedFd; 2]> = BTreeMap::new();
@@ -81,7 +82,7 @@ pub fn serve(socket: &Path) -> io::Result<()> {
 }
 
 /// One daemon's session, until it closes the connection.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn serve_one(conn: &OwnedFd, held: &mut BTreeMap<String, [OwnedFd; 2]>) {
     while let Ok(Some((text, fds))) = fd_pass::recv(conn) {
         let (verb, id) = text.split_once(' ').unwrap_or((text.as_str(), ""));
@@ -110,14 +111,14 @@ fn serve_one(conn: &OwnedFd, held: &mut BTreeMap<String, [OwnedFd; 2]>) {
 /// The daemon's side: its connection to the holder, if there is one.
 #[derive(Default)]
 pub(crate) struct Client {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     conn: Mutex<Option<OwnedFd>>,
 }
 
 /// Read ends taken back from a holder, by the group id they were put under.
 pub(crate) type Taken = BTreeMap<String, (ChildStdout, ChildStderr)>;
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 impl Client {
     pub fn connect(_state_dir: &Path) -> (Client, Taken) {
         (Client::default(), Taken::new())
@@ -127,7 +128,7 @@ impl Client {
     pub fn replace(&self, _other: Client) {}
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 impl Client {
     /// Takes over `other`'s connection (the daemon connects before the
     /// supervisor that uses it exists).
@@ -185,7 +186,7 @@ impl Client {
 
 /// Starts a holder on `socket` and connects to it. A stale socket file (a
 /// holder that died) is replaced: it is ours, in our private state dir.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn start(socket: &Path) -> io::Result<OwnedFd> {
     let _ = std::fs::remove_file(socket);
     let exe = std::env::current_exe()?;

@@ -8,12 +8,13 @@
 //! as after a crash: it takes back the recorded groups (`reattach`) and
 //! their pipes' read ends from the log holder, which kept copies
 //! (`holder`); what the services wrote meanwhile waits in the pipes.
-//! Unix only.
+//! Linux only (elsewhere groups cannot be taken back).
 
 use crate::supervisor::Supervisor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+#[cfg(target_os = "linux")]
 use std::time::Duration;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -21,6 +22,7 @@ static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
 static IMAGE: OnceLock<String> = OnceLock::new();
 
 /// How long the captures and the state file may take to settle.
+#[cfg(target_os = "linux")]
 const SETTLE: Duration = Duration::from_secs(5);
 
 /// Notes, at start, the path this image was started from: once an
@@ -51,7 +53,7 @@ pub(crate) fn requested() -> bool {
 
 /// Settles the captures and the state file, then execs; returns only on
 /// failure, with the reason.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub(crate) async fn exec(sup: &Supervisor) -> String {
     use std::os::unix::process::CommandExt;
     let Some(exe) = EXE.get().cloned().flatten() else {
@@ -68,7 +70,7 @@ pub(crate) async fn exec(sup: &Supervisor) -> String {
     format!("cannot re-execute {}: {err}", exe.display())
 }
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 pub(crate) async fn exec(_sup: &Supervisor) -> String {
     "a re-exec in place is Unix only".into()
 }

@@ -164,6 +164,7 @@ impl Supervisor {
     }
 
     /// Waits (at most `limit`) until the state file holds every group.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // for a re-exec, Linux only
     pub(crate) fn flush_state(&self, limit: std::time::Duration) -> bool {
         self.inner.ctx.persist.flush(limit)
     }

@@ -146,7 +146,7 @@ async fn act_all(State(api): State<Api>, Path(action): Path<String>) -> Response
             Json(json!({ "ok": true })).into_response()
         }
         // `corral daemon restart`: the stop path re-executes instead.
-        "reexec" if cfg!(unix) => {
+        "reexec" if cfg!(target_os = "linux") => {
             crate::reexec::request();
             api.shutdown.notify_one();
             Json(json!({ "ok": true, "image": crate::reexec::image() })).into_response()

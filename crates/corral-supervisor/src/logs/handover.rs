@@ -41,6 +41,7 @@ impl Handover {
 
     /// Asks every capture to stop, and waits (at most `limit`) until none
     /// runs. False if some still did.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // a re-exec is Linux only
     pub async fn stop_all(&self, limit: Duration) -> bool {
         self.stop.send_replace(true);
         let end = corral::deadline::after(Instant::now(), limit);

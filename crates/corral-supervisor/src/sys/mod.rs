@@ -2,7 +2,7 @@
 //! rest of the crate stays platform-neutral. Process effects (groups,
 //! leftovers) belong to the `corral` library, not here.
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub(crate) mod fd_pass;
 pub(crate) mod nofile;
 pub(crate) mod safe_fs;
