@@ -277,8 +277,10 @@ fn an_upgrade_in_place_keeps_10_services_and_every_log_line() {
     let running = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(running.to_string_lossy().ends_with("(deleted)"), "{}", running.display());
 
+    let t0 = std::time::Instant::now();
     let out = d.corral(&["daemon", "restart"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("daemon restart with 10 services: answering again after {:?}", t0.elapsed());
     d.wait_stderr("re-executing");
     d.wait_stderr("corral: listening on");
     let now = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();

@@ -115,6 +115,7 @@ fn a_tree_with_setsid_escapees_is_adopted_and_a_timeout_kills_all_of_it() {
         let t = Outside::start(&["--children", "2", "--grandchildren", "2", "--setsid", "2", "--sleep", "30.5"]);
         let all = pids_of(&t.ready, "all");
         assert_eq!(all.len(), 8, "[{b}] {}", t.ready);
+        let t0 = Instant::now();
         let g = Group::builder()
             .backend(b)
             .timeout(Duration::from_secs(1))
@@ -122,6 +123,7 @@ fn a_tree_with_setsid_escapees_is_adopted_and_a_timeout_kills_all_of_it() {
             .adopt(t.pid())
             .unwrap_or_else(|e| panic!("[{b}] {e}"));
         let members = g.members().unwrap();
+        eprintln!("[{b}] adopted {} processes in {:?}", members.len(), t0.elapsed());
         for p in all.iter().chain([&t.pid()]) {
             assert!(members.contains(p), "[{b}] {p} not in {members:?}");
         }
