@@ -2,6 +2,7 @@
 //! errors to exit codes. It holds no policy of its own.
 
 mod adopt;
+mod completions;
 mod doctor;
 mod exit;
 #[cfg(feature = "fleet")]
@@ -10,6 +11,7 @@ mod report;
 mod run;
 mod service;
 mod signals;
+mod startup;
 mod supervise;
 mod tree;
 
@@ -51,6 +53,12 @@ enum Cmd {
     /// The log holder a daemon starts for itself (internal; see README).
     #[command(name = "__holder", hide = true)]
     Holder { socket: std::path::PathBuf },
+    /// Print (or --install) the systemd unit, OpenRC script or launchd plist that runs `corral up` at boot.
+    Startup(startup::StartupArgs),
+    /// Print a shell completion script: bash, zsh, fish or powershell.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per verb with --dir.
+    Manpage(completions::ManpageArgs),
     /// Run the supervisor as a Windows service: install, uninstall, start, stop.
     Service {
         #[command(subcommand)]
@@ -97,6 +105,9 @@ fn main() -> ExitCode {
             );
             supervise::FAILED
         }
+        Cmd::Startup(a) => startup::main(a),
+        Cmd::Completions(a) => completions::completions(a),
+        Cmd::Manpage(a) => completions::manpage(a),
         Cmd::Service { cmd } => service::main(cmd),
         Cmd::Holder { socket } => holder(&socket),
     };

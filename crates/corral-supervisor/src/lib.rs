@@ -25,6 +25,7 @@
 
 pub mod alerts;
 pub mod api;
+mod asked;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -32,8 +33,10 @@ pub mod diff;
 mod environment;
 mod event;
 pub mod fleet;
+mod groups;
 pub mod health;
 pub mod holder;
+pub mod hooks;
 mod instance;
 pub mod logs;
 pub mod metrics;
@@ -41,6 +44,7 @@ mod persist;
 pub mod policy;
 mod reattach;
 pub mod reexec;
+pub mod schedule;
 mod spawn;
 mod state;
 mod supervisor;
@@ -49,8 +53,11 @@ pub mod time;
 pub mod tls;
 mod user;
 mod watch;
+pub mod watch_restart;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};
+pub use supervisor::{
+    DumpResult, Health, OpError, ReloadError, Reloaded, Signalled, Supervisor, Target, UnknownService,
+};

@@ -12,7 +12,10 @@ mod follow;
 mod handover;
 mod hub;
 mod line;
+pub mod output;
+mod record;
 mod rotate;
+pub mod ship;
 mod stall;
 
 pub use capture::capture;
@@ -21,6 +24,8 @@ pub use follow::{tail, Batch, Follower, READ_MAX};
 pub(crate) use handover::Handover;
 pub use hub::{Echo, LogHub};
 pub use line::LineSplitter;
+pub use output::LogOutput;
+pub use record::{text_of, LogFormat, LogLine};
 pub use rotate::RotatingFile;
 pub(crate) use stall::StallReport;
 

@@ -2,7 +2,11 @@
 //! rest of the crate stays platform-neutral. Process effects (groups,
 //! leftovers) belong to the `corral` library, not here.
 
+#[cfg(windows)]
+pub(crate) mod eventlog;
 #[cfg(target_os = "linux")]
 pub(crate) mod fd_pass;
 pub(crate) mod nofile;
+pub(crate) mod read_config;
 pub(crate) mod safe_fs;
+pub(crate) mod signal;

@@ -4,6 +4,7 @@
 //! async-signal-safe: raw syscalls only, no allocation, no locks.
 
 pub(crate) mod hygiene;
+pub(crate) mod identity;
 
 use crate::{ExitStatus, Signal};
 use std::io;
