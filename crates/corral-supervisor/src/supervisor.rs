@@ -144,6 +144,8 @@ impl Supervisor {
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
             sockets: Default::default(),
+            reattached: Default::default(),
+            holder: Default::default(),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -167,6 +169,19 @@ impl Supervisor {
     /// at its entry's place.
     pub fn bind_sockets(&self) -> Result<(), ConfigErrors> {
         self.inner.ctx.sockets.bind_missing(&self.config().services)
+    }
+
+    /// Groups a previous daemon left, taken back alive: each instance
+    /// picks its own up at its first start instead of spawning.
+    pub(crate) fn hand_over(&self, taken: crate::reattach::TakenBack, holder: crate::holder::Client) {
+        self.inner.ctx.reattached.put(taken);
+        self.inner.ctx.holder.replace(holder);
+    }
+
+    /// Waits (at most `limit`) until the state file holds every group.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // for a re-exec, Linux only
+    pub(crate) fn flush_state(&self, limit: std::time::Duration) -> bool {
+        self.inner.ctx.persist.flush(limit)
     }
 
     /// The config in force.

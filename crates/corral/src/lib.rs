@@ -63,6 +63,7 @@
 
 #![warn(missing_docs)]
 
+mod adopt;
 mod backend;
 mod command;
 pub mod deadline;
@@ -79,6 +80,7 @@ mod tree;
 pub mod units;
 mod usage;
 
+pub use adopt::process_start_time;
 pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforcement, HostReport, Support};
 pub use command::{Command, IntoLeader, SpawnPath, Stdio};
 pub use error::{Error, ErrorKind, Result};

@@ -203,7 +203,7 @@ impl<S: SysGroup> Drop for Delivery<S> {
 
 /// Creates the group and spawns the leader. On Linux one event loop
 /// drives every group; elsewhere each group has a monitor thread.
-pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<sys::Imp>> {
+pub(crate) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
     #[cfg(target_os = "linux")]
     return reactor::start(spec, cmd, cfg);
     #[cfg(not(target_os = "linux"))]
@@ -212,11 +212,7 @@ pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -
 
 /// [`start`] for async callers: no thread blocks while the group starts.
 #[cfg(feature = "tokio")]
-pub(crate) async fn start_async(
-    spec: sys::Spec,
-    cmd: crate::command::Leader,
-    cfg: Config,
-) -> crate::Result<Started<sys::Imp>> {
+pub(crate) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
     #[cfg(target_os = "linux")]
     return reactor::start_async(spec, cmd, cfg).await;
     #[cfg(not(target_os = "linux"))]
@@ -234,7 +230,7 @@ pub(crate) async fn start_async(
 /// on purpose: it lives exactly as long as the group, which is what
 /// `PR_SET_PDEATHSIG` needs where the OS has it.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
-fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<S>> {
+fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<S>> {
     let (tx, rx) = mpsc::sync_channel::<crate::Result<Started<S>>>(1);
     let name = format!("corral-{}", spec.id);
     std::thread::Builder::new()
@@ -247,7 +243,7 @@ fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: 
                     return;
                 }
             };
-            let child = match sys.spawn_leader(cmd) {
+            let child = match sys::begin(&*sys, cmd) {
                 Ok(c) => c,
                 Err(e) => {
                     // Nothing ran; remove the empty container.

@@ -116,6 +116,7 @@ async fn daemon(State(api): State<Api>) -> Response {
     let c = api.sup.config();
     Json(json!({
         "pid": std::process::id(),
+        "image": crate::reexec::image(),
         "version": env!("CARGO_PKG_VERSION"),
         "config": c.path,
         "socket": c.daemon.socket,
@@ -156,6 +157,13 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
             api.sup.requested("shutdown", by.as_ref());
             api.shutdown.notify_one();
             Json(json!({ "ok": true })).into_response()
+        }
+        // `corral daemon restart`: the stop path re-executes instead.
+        "reexec" if cfg!(target_os = "linux") => {
+            api.sup.requested("reexec", by.as_ref());
+            crate::reexec::request();
+            api.shutdown.notify_one();
+            Json(json!({ "ok": true, "image": crate::reexec::image() })).into_response()
         }
         _ => act(api, Target::All, &action, by).await,
     }

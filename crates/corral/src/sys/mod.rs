@@ -24,11 +24,24 @@ mod imp;
 #[path = "windows/mod.rs"]
 mod imp;
 
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{adopt_check, poll_ready, start_time, EventFd};
+
+/// A process's start time, where the OS tells it.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_time(_pid: u32) -> Option<u64> {
+    None
+}
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
-#[cfg(target_os = "linux")]
-pub(crate) use imp::{poll_ready, EventFd};
+
+/// The refusals of an adoption that need no group yet (elsewhere than on
+/// Linux the backend refuses once created).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn adopt_check(_pid: u32) -> crate::Result<()> {
+    Ok(())
+}
 
 /// What the OS layer needs to create a group.
 #[derive(Debug, Clone)]
@@ -42,6 +55,13 @@ pub(crate) struct Spec {
     /// where `clone3` would work (tests cover both paths with it).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub force_fork: bool,
+    /// Created to take back a recorded group: the sweep of stale groups
+    /// must not run (it would kill what is taken back).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub reattach: bool,
+    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub outlive: bool,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,
@@ -60,6 +80,36 @@ impl Spawned {
     /// only carries the pid and the pipes).
     pub(crate) fn from_child(c: Child, path: crate::SpawnPath) -> Spawned {
         Spawned { pid: c.id(), stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, path }
+    }
+}
+
+/// How a group gets its leader: started by corral, or taken over while it
+/// runs (`GroupBuilder::adopt`).
+#[derive(Debug)]
+pub(crate) enum Start {
+    Spawn(crate::command::Leader),
+    Adopt(u32),
+    /// A group a previous controller recorded: its id, leader and the
+    /// leader's start time.
+    Reattach {
+        id: String,
+        pid: u32,
+        start: u64,
+    },
+}
+
+impl From<crate::command::Leader> for Start {
+    fn from(l: crate::command::Leader) -> Start {
+        Start::Spawn(l)
+    }
+}
+
+/// Gives a freshly created group its leader, whichever way [`Start`] says.
+pub(crate) fn begin<S: SysGroup>(sys: &S, start: Start) -> crate::Result<Spawned> {
+    match start {
+        Start::Spawn(cmd) => sys.spawn_leader(cmd),
+        Start::Adopt(pid) => sys.adopt_leader(pid),
+        Start::Reattach { id, pid, start } => sys.reattach_leader(&id, pid, start),
     }
 }
 
@@ -99,6 +149,25 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn create(spec: &Spec) -> crate::Result<Self>;
     /// Starts the leader inside the container before it runs user code.
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<Spawned>;
+    /// Takes the running process `pid` and its descendants into the
+    /// container, race-free where the OS allows; the leader is then `pid`,
+    /// whose exit status corral cannot learn (it is not its parent).
+    fn adopt_leader(&self, pid: u32) -> crate::Result<Spawned> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("cannot adopt process {pid}: the {} backend cannot take in a running process", self.kind()),
+        )
+        .hint("start the program under corral instead (corral run)"))
+    }
+    /// Takes back the group `id` that a previous controller left, whose
+    /// leader is `pid` started at `start` (an OS-specific clock).
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<Spawned> {
+        let _ = start;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("cannot re-attach group {id} (leader {pid}): the {} backend cannot", self.kind()),
+        ))
+    }
     fn kind(&self) -> BackendKind;
     /// How each requested limit is enforced.
     fn enforcement(&self) -> Vec<Enforcement>;

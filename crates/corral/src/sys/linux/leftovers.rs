@@ -63,6 +63,7 @@ pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
             .filter_map(|p| procfs::stat(p).filter(|s| !s.is_zombie()))
             .collect();
         if found.is_empty() || Instant::now() > end {
+            remove_dirs(id);
             return Ok(killed.len());
         }
         if controller_alive(id, &found) {
@@ -77,6 +78,23 @@ pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
             }
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Removes the group's cgroup directories once they are empty (a group
+/// meant to outlive its controller is spared by every stale sweep, so the
+/// reap is where they go).
+fn remove_dirs(id: &str) {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return;
+    }
+    let l = super::layout();
+    for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
+        let dir = root.join(id);
+        let end = Instant::now() + Duration::from_secs(2);
+        while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
