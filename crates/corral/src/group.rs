@@ -252,6 +252,15 @@ impl Group {
         Ok(ProcessTree::from_processes(list))
     }
 
+    /// True when this group's [`Event`]s carry lineage: each `Started` names
+    /// the process that forked it (even one re-parented since), and execs
+    /// arrive as `Exec`. Linux with the process-event connector (root, or
+    /// CAP_NET_ADMIN); elsewhere a `Started`'s parent is only the one its
+    /// process had when it was seen.
+    pub fn observes_lineage(&self) -> bool {
+        self.sys.observes_lineage()
+    }
+
     /// What the group has used so far.
     pub fn usage(&self) -> Usage {
         self.sys.usage()

@@ -24,6 +24,8 @@ mod imp;
 #[path = "windows/mod.rs"]
 mod imp;
 
+#[cfg(target_os = "linux")]
+pub(crate) use imp::group_of;
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
@@ -132,9 +134,22 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn take_events(&self) -> Option<Vec<crate::Event>> {
         None
     }
+    /// True when the OS reports each fork with its real parent as it
+    /// happens (so a `Started`'s `ppid` is who forked it, even for a
+    /// process re-parented since), and execs as `Exec`.
+    fn observes_lineage(&self) -> bool {
+        false
+    }
     /// Someone subscribed: start collecting pushed events now, before the
     /// snapshot of current members is taken, so nothing falls in between.
     fn listen(&self) {}
+}
+
+/// Where no group can be found from outside its controller (a Job Object
+/// or a macOS process group names no group id), nothing is found.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn group_of(_pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
+    Ok(None)
 }
 
 /// A process table entry filter used by `members()`-based trees.

@@ -572,6 +572,10 @@ impl SysGroup for Group {
         leftover
     }
 
+    fn observes_lineage(&self) -> bool {
+        self.tracked.get().is_some()
+    }
+
     fn take_events(&self) -> Option<Vec<crate::Event>> {
         self.tracked.get().map(|t| t.take_events())
     }
@@ -845,7 +849,7 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
 }
 
 /// `(ppid, exe)` for events.
-pub(crate) use leftovers::{orphaned_groups, reap_group};
+pub(crate) use leftovers::{group_of, orphaned_groups, reap_group};
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
@@ -866,7 +870,11 @@ pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
             .filter(|p| p != "/")
             .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "pids").filter(|p| p != "/"))
             .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "memory"));
-        out.push(ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid)));
+        let cpu_ms = (st.utime + st.stime).saturating_mul(1000) / unix::clock_ticks().max(1);
+        out.push(
+            ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid))
+                .with_usage(Some(cpu_ms), procfs::rss_bytes(pid)),
+        );
     }
     Ok(out)
 }

@@ -28,6 +28,7 @@ const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_EVENT_FORK: u32 = 0x1;
+const PROC_EVENT_EXEC: u32 = 0x2;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 /// nlmsghdr (16) + cn_msg (20): where `struct proc_event` starts.
 const EVENT_AT: usize = 36;
@@ -205,6 +206,20 @@ impl Watcher {
         }
     }
 
+    /// An exec of a member, for lineage: its new image and arguments are
+    /// read now, while the process surely lives (a short life ends before
+    /// any subscriber could look).
+    fn exec(&self, pid: u32) {
+        let t = {
+            let st = self.lock();
+            match st.by_pid.get(&pid) {
+                Some((t, _)) if t.listening.load(Ordering::Relaxed) => t.clone(),
+                _ => return,
+            }
+        };
+        t.push(Event::Exec { pid, exe: super::procfs::exe(pid), argv: super::procfs::argv(pid) });
+    }
+
     fn exit(&self, pid: u32, raw_status: u32) {
         let mut st = self.lock();
         if let Some((t, forked)) = st.by_pid.remove(&pid) {
@@ -287,16 +302,17 @@ fn open() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Lets only fork and exit events through, in the kernel: exec, uid, sid,
+/// Lets only fork, exec and exit events through, in the kernel: uid, sid,
 /// comm and the other kinds would wake this process for nothing on a busy
-/// host. Classic BPF loads words in network byte order, so the native
+/// host (exec is kept for lineage: what a process became). Classic BPF loads words in network byte order, so the native
 /// little-endian `what` values appear byte-swapped here.
 fn drop_other_events(fd: &OwnedFd) {
     let what = |v: u32| if cfg!(target_endian = "little") { v.swap_bytes() } else { v };
     let ins = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
     let prog = [
         ins(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, EVENT_AT as u32),
-        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, what(PROC_EVENT_FORK)),
+        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 3, 0, what(PROC_EVENT_FORK)),
+        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, what(PROC_EVENT_EXEC)),
         ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 1, 0, what(PROC_EVENT_EXIT)),
         ins(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
         ins(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
@@ -351,6 +367,13 @@ fn read_loop(fd: OwnedFd) {
                     if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, ts) {
                         if c == ct {
                             w.fork(p, c, ts);
+                        }
+                    }
+                }
+                Some(PROC_EVENT_EXEC) => {
+                    if let (Some(p), Some(t)) = (u32_at(b, 52), u32_at(b, 56)) {
+                        if p == t {
+                            w.exec(p);
                         }
                     }
                 }
