@@ -7,6 +7,8 @@ use clap::Parser;
 use corral::{
     units, Command, Error, ErrorKind, Group, LimitKind, Limits, Outcome, Reason, Signal, StopPolicy, Support,
 };
+use corral_supervisor::tree::follow::follow_blocking;
+use corral_supervisor::tree::trace_file::TraceFile;
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -39,6 +41,10 @@ pub struct Args {
     /// Write a JSON report of the run to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH")]
     report: Option<String>,
+    /// Record the lineage of every process of the run (parent, exe, argv,
+    /// start, exit status) to PATH as JSON lines; see `corral trace show`.
+    #[arg(long, value_name = "PATH")]
+    trace: Option<std::path::PathBuf>,
     /// Exit with the command's status even on timeout (like GNU timeout).
     #[arg(long = "preserve-status")]
     preserve_status: bool,
@@ -85,6 +91,16 @@ pub fn main(a: Args) -> u8 {
     if let Some(t) = a.timeout.filter(|t| !t.is_zero()) {
         builder = builder.timeout(t);
     }
+    // Opened before anything starts: a trace that cannot be written is
+    // refused up front, not found missing afterwards.
+    let trace = match a.trace.as_deref().map(TraceFile::create).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            exit::error(format!("cannot write the trace to {}: {e}", a.trace.unwrap_or_default().display()));
+            return exit::FAILURE;
+        }
+    };
+    let builder = builder.record_events(trace.is_some());
     let signals = crate::signals::Forwarder::install();
     let group = match builder.spawn(cmd) {
         Ok(g) => std::sync::Arc::new(g),
@@ -95,8 +111,14 @@ pub fn main(a: Args) -> u8 {
             exit::error(format!("note: {} is enforced in a weaker form here: {how}", e.limit));
         }
     }
+    let tracer = trace.map(|t| follow_blocking(&group, Some(t)));
     signals.forward_to(group.clone(), grace);
     let outcome = group.wait();
+    // The event stream ends with the group, so the tracer is done.
+    if let Some(Ok(Some(TraceFile { failed: Some(e), .. }))) = tracer.map(|t| t.join()) {
+        exit::error(format!("the trace is incomplete: {e}"));
+        return exit::FAILURE;
+    }
     if outcome.reason.is_limit() {
         exit::error(format!("killed: {}", limit_line(&outcome, &limits)));
     }

@@ -54,6 +54,8 @@ pub(crate) struct Ctx {
     pub sampler: Arc<Sampler>,
     /// `state_dir/dumps`.
     pub dumps: PathBuf,
+    /// What each running instance's lineage recorded (`tree::follow`).
+    pub lineage: Arc<crate::tree::follow::Registry>,
 }
 
 /// A dependency to wait for before the first start.
@@ -492,6 +494,7 @@ impl Task {
             location: group.location(),
         });
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
+        crate::tree::follow::start(&self.ctx.lineage, &self.ctx.logs, &self.spec, self.index, &group);
         Ok((group, capture, follower))
     }
 

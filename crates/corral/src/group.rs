@@ -22,6 +22,7 @@ pub struct GroupBuilder {
     stop: StopPolicy,
     kill_on_drop: Option<bool>,
     backend: Option<BackendKind>,
+    record_events: bool,
 }
 
 impl GroupBuilder {
@@ -50,6 +51,16 @@ impl GroupBuilder {
     /// the environment variable `CORRAL_BACKEND` may force one.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);
+        self
+    }
+
+    /// Keeps the group's events from its start for its first subscriber,
+    /// so one that subscribes right after `spawn` misses no process that
+    /// started and ended in between (lineage traces need every one). Only
+    /// where the OS pushes events (Linux with the process-event connector);
+    /// without a subscriber they are held up to a bound, then dropped.
+    pub fn record_events(mut self, yes: bool) -> Self {
+        self.record_events = yes;
         self
     }
 
@@ -99,6 +110,7 @@ impl GroupBuilder {
             limits: self.limits,
             backend,
             force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
+            record_events: self.record_events,
         };
         let cfg = monitor::Config {
             timeout: self.timeout,

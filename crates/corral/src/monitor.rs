@@ -286,5 +286,5 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
             }
         };
     }
-    life.finish(sys)
+    life.finish(sys, shared)
 }

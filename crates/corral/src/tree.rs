@@ -169,6 +169,13 @@ pub struct FoundGroup {
     pub members: Vec<u32>,
 }
 
+/// The arguments of the live process `pid`, program name first; empty
+/// when it is gone or they cannot be read. Linux reads them exactly;
+/// macOS and Windows split the command line at spaces.
+pub fn process_argv(pid: u32) -> Vec<String> {
+    crate::sys::argv(pid)
+}
+
 /// The processes `pids` that are alive now, from the process table.
 pub fn describe_processes(pids: &[u32]) -> crate::Result<Vec<ProcessInfo>> {
     crate::sys::tree_of(pids).map_err(|e| crate::Error::os("reading the process table", e))

@@ -7,6 +7,9 @@ mod client_verbs;
 mod endpoint;
 mod up;
 
+pub(crate) use client_verbs::call;
+pub(crate) use endpoint::client;
+
 use clap::{Args, Subcommand};
 use corral_supervisor::config::{self, Config};
 use std::path::PathBuf;

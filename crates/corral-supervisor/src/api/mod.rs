@@ -13,6 +13,7 @@ mod query;
 mod serve;
 mod stall;
 mod tcp;
+mod tree;
 
 pub use admit::{Caps, Clients};
 pub use auth::Token;
@@ -68,6 +69,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/daemon", get(daemon))
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
+        .route("/v1/services/{name}/tree", get(tree::tree))
         .route("/v1/services/{name}/{action}", post(act_one))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))

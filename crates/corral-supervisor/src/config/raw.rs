@@ -49,6 +49,7 @@ pub(crate) struct RawService {
     pub depends_on: Option<BTreeMap<String, RawCondition>>,
     pub logs: Option<RawLogs>,
     pub user: Option<String>,
+    pub trace: Option<bool>,
     /// Read on their own from the document (`probes.rs`), so that their
     /// errors carry their own place; here the keys are only known.
     #[allow(dead_code)]

@@ -580,6 +580,7 @@ fn service_spec(
         user: raw.user,
         health,
         alerts,
+        trace: raw.trace.unwrap_or(false),
     })
 }
 

@@ -42,13 +42,15 @@ fn take(e: &Event, lineage: &Mutex<Lineage>, file: &mut Option<TraceFile>) -> bo
 /// run`, which has no runtime). The thread returns the trace file, so the
 /// caller can tell whether writing it failed.
 pub fn follow_blocking(group: &Group, mut file: Option<TraceFile>) -> std::thread::JoinHandle<Option<TraceFile>> {
+    // Subscribed before the `run` line is written: once it is in the file,
+    // every later fork is in the trace.
+    let events = group.events();
     let first = run_line(group);
     let lineage = Mutex::new(Lineage::new());
     lineage.lock().unwrap_or_else(|p| p.into_inner()).apply(&first);
     if let Some(f) = &mut file {
         f.write(&first);
     }
-    let events = group.events();
     std::thread::spawn(move || {
         for e in events {
             if take(&e, &lineage, &mut file) {
@@ -63,11 +65,14 @@ pub fn follow_blocking(group: &Group, mut file: Option<TraceFile>) -> std::threa
 /// instance.
 #[derive(Default)]
 pub struct Registry {
-    runs: Mutex<HashMap<(String, u32), Arc<Mutex<Lineage>>>>,
+    runs: Mutex<Runs>,
 }
 
+/// Each followed run's lineage, by service and instance.
+type Runs = HashMap<(String, u32), Arc<Mutex<Lineage>>>;
+
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u32), Arc<Mutex<Lineage>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Runs> {
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -80,6 +85,7 @@ impl Registry {
             self.lock().remove(&key);
             return;
         }
+        let mut events = group.events_async();
         let first = run_line(group);
         let lineage = Arc::new(Mutex::new(Lineage::new()));
         lineage.lock().unwrap_or_else(|p| p.into_inner()).apply(&first);
@@ -87,7 +93,6 @@ impl Registry {
             f.write(&first);
         }
         self.lock().insert(key.clone(), lineage.clone());
-        let mut events = group.events_async();
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
@@ -112,4 +117,35 @@ impl Registry {
         let l = l.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Some(l)
     }
+}
+
+/// The daemon's hook for a new run of an instance: follows it into the
+/// registry, and into `log_dir/<service>/<index>.trace.jsonl` when the
+/// service says `trace = true`. A trace file that cannot be opened is
+/// said once on stderr; the run goes on without it.
+pub(crate) fn start(
+    registry: &Arc<Registry>,
+    logs: &crate::logs::LogHub,
+    spec: &crate::config::ServiceSpec,
+    index: u32,
+    group: &Arc<Group>,
+) {
+    let file = spec.trace.then(|| {
+        let dir = crate::sys::safe_fs::PrivateDir::create_or_check(&logs.service_dir(&spec.name))?;
+        TraceFile::append_private(dir, &trace_name(index))
+    });
+    let file = match file {
+        Some(Err(e)) => {
+            eprintln!("corral: {}.{index}: cannot open its trace file: {e}; running without it", spec.name);
+            None
+        }
+        Some(Ok(f)) => Some(f),
+        None => None,
+    };
+    registry.follow(&spec.name, index, group, file);
+}
+
+/// `<index>.trace.jsonl`, beside the instance's log.
+pub fn trace_name(index: u32) -> String {
+    format!("{index}.trace.jsonl")
 }

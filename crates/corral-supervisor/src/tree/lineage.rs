@@ -84,7 +84,7 @@ impl TraceLine {
                 pid: *pid,
                 parent: *ppid,
                 exe: path(exe),
-                argv: bounded_argv(corral_argv(*pid)),
+                argv: bounded_argv(corral::process_argv(*pid)),
                 at_ms,
             }),
             Event::Exec { pid, exe, argv } => {
@@ -99,16 +99,6 @@ impl TraceLine {
             _ => None,
         }
     }
-}
-
-/// The arguments of a live process, for a `Started` that carries none:
-/// read from the process table (empty when it is gone already).
-fn corral_argv(pid: u32) -> Vec<String> {
-    corral::describe_processes(&[pid])
-        .ok()
-        .and_then(|l| l.into_iter().next())
-        .map(|p| p.cmdline.split(' ').map(str::to_string).collect())
-        .unwrap_or_default()
 }
 
 /// `argv` cut to [`MAX_ARGV_BYTES`].
@@ -297,7 +287,9 @@ pub fn lineage_note(observed: bool) -> String {
     } else {
         "this OS reports no fork lineage to corral"
     };
-    format!("lineage not observed ({why}): a process whose parent left the group sits under the leader, marked re-parented")
+    format!(
+        "lineage not observed ({why}): a process whose parent left the group sits under the leader, marked re-parented"
+    )
 }
 
 #[cfg(test)]

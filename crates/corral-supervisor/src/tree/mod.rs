@@ -17,6 +17,7 @@
 
 pub mod follow;
 pub mod lineage;
+pub mod live;
 pub mod model;
 pub mod render;
 pub mod trace_file;

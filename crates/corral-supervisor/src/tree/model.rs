@@ -129,7 +129,8 @@ impl Tree {
                 exited_ms: None,
             };
             if p.pid != leader {
-                let recorded = if observed { lineage.and_then(|l| l.latest(p.pid)).and_then(|r| r.parent) } else { None };
+                let recorded =
+                    if observed { lineage.and_then(|l| l.latest(p.pid)).and_then(|r| r.parent) } else { None };
                 let chain = recorded.and_then(|r| chain_to_member(r, &live, leader, lineage));
                 match chain {
                     Some(chain) => {
@@ -178,9 +179,10 @@ impl Tree {
             let run = l.runs().get(r.run);
             let leader = run.map(|run| run.leader);
             // The newest earlier record of the parent pid in the same run.
-            let up = r.parent.filter(|_| Some(r.pid) != leader).and_then(|pp| {
-                recs[..i].iter().rev().find(|q| q.pid == pp && q.run == r.run).map(|q| q.pid)
-            });
+            let up = r
+                .parent
+                .filter(|_| Some(r.pid) != leader)
+                .and_then(|pp| recs[..i].iter().rev().find(|q| q.pid == pp && q.run == r.run).map(|q| q.pid));
             let (parent, placement) = match (up, leader) {
                 (Some(p), _) => (Some(p), Placement::Lineage),
                 (None, Some(ld)) if ld != r.pid && recs[..i].iter().any(|q| q.pid == ld && q.run == r.run) => {
@@ -253,11 +255,11 @@ impl Tree {
             stack.extend(kids[i].iter().rev());
         }
         // Whatever a cycle kept out becomes a root.
-        for i in 0..n {
+        for (i, m) in self.members.iter_mut().enumerate() {
             if !seen[i] {
                 out.push(i);
-                self.members[i].parent = None;
-                self.members[i].placement = Placement::Root;
+                m.parent = None;
+                m.placement = Placement::Root;
             }
         }
         let old = std::mem::take(&mut self.members);
@@ -303,10 +305,8 @@ fn chain_to_member(
             return Some(chain);
         }
         let rec = lineage?.latest(at)?;
-        if rec.exited_ms.is_none() {
-            // Recorded as alive yet not a member: it left the group.
-            return None;
-        }
+        // Recorded as alive yet not a member: it left the group.
+        rec.exited_ms?;
         at = rec.parent?;
         if chain.contains(&at) {
             return None;

@@ -108,20 +108,23 @@ pub fn read(path: &Path) -> Result<Lineage, String> {
                 Err(e) => return Err(format!("cannot read {}: {e}", p.display())),
             }
             if buf.len() > MAX_LINE {
-                return Err(format!("{}:{n}: a line longer than {MAX_LINE} bytes is not a corral trace line", p.display()));
+                return Err(format!(
+                    "{}:{n}: a line longer than {MAX_LINE} bytes is not a corral trace line",
+                    p.display()
+                ));
             }
             let text = String::from_utf8_lossy(&buf);
             if text.trim().is_empty() {
                 continue;
             }
-            let line: TraceLine = serde_json::from_str(text.trim())
-                .map_err(|e| format!("{}:{n}: not a corral trace line ({e}); write one with `corral run --trace FILE`", p.display()))?;
+            let line: TraceLine = serde_json::from_str(text.trim()).map_err(|e| {
+                format!("{}:{n}: not a corral trace line ({e}); write one with `corral run --trace FILE`", p.display())
+            })?;
             l.apply(&line);
         }
     }
     Ok(l)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -154,7 +157,8 @@ mod tests {
     fn a_bad_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");
-        std::fs::write(&path, "{\"event\":\"exit\",\"pid\":1,\"code\":0,\"signal\":null,\"at_ms\":1}\nhello\n").unwrap();
+        std::fs::write(&path, "{\"event\":\"exit\",\"pid\":1,\"code\":0,\"signal\":null,\"at_ms\":1}\nhello\n")
+            .unwrap();
         let e = read(&path).unwrap_err();
         assert!(e.contains("t.jsonl:2: not a corral trace line"), "{e}");
         assert!(read(&dir.path().join("none")).unwrap_err().starts_with("cannot read"));

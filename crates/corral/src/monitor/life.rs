@@ -206,8 +206,13 @@ impl Life {
 
     /// Reaps and removes the group, counts what is left, and tells how it
     /// ended. May block up to [`TEARDOWN_LIMIT`].
-    pub(crate) fn finish<S: SysGroup>(self, sys: &S) -> Outcome {
+    pub(crate) fn finish<S: SysGroup>(self, sys: &S, shared: &Shared) -> Outcome {
         let leftover = sys.teardown(later(Instant::now(), TEARDOWN_LIMIT));
+        // The teardown waits for the last exits to be reported; pass them on
+        // before `Empty`, or a subscriber never learns how they ended.
+        if !shared.lock().subscribers.is_empty() {
+            emit_pushed(shared, sys.take_events().unwrap_or_default());
+        }
         let usage = sys.usage();
         let status = self.leader.unwrap_or(ExitStatus { code: None, signal: None });
         let reason = self.td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });

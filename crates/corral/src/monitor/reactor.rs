@@ -194,7 +194,7 @@ fn finish(e: Entry) {
     fn end(slot: &Ending) {
         let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((sys, shared, life)) = taken {
-            shared.end(life.finish(&*sys));
+            shared.end(life.finish(&*sys, &shared));
         }
     }
     let slot: Arc<Ending> = Arc::new(Mutex::new(Some((e.sys, e.shared, e.life))));

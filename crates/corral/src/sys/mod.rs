@@ -25,7 +25,7 @@ mod imp;
 mod imp;
 
 #[cfg(target_os = "linux")]
-pub(crate) use imp::group_of;
+pub(crate) use imp::{argv, group_of};
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
@@ -44,6 +44,10 @@ pub(crate) struct Spec {
     /// where `clone3` would work (tests cover both paths with it).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub force_fork: bool,
+    /// Collect pushed events from the start, before anyone subscribes
+    /// ([`crate::GroupBuilder::record_events`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub record_events: bool,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,
@@ -150,6 +154,14 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn group_of(_pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
     Ok(None)
+}
+
+/// Elsewhere the arguments are the command line split at spaces (macOS
+/// and Windows give corral one string, or only the name).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    let list = tree_of(&[pid]).unwrap_or_default();
+    list.first().map(|p| p.cmdline.split(' ').map(str::to_string).collect()).unwrap_or_default()
 }
 
 /// A process table entry filter used by `members()`-based trees.

@@ -57,7 +57,13 @@ pub(super) fn render(t: &Tree) -> String {
             y + 17.0,
             esc(&cut(&caption(t, i), 36))
         );
-        let _ = writeln!(out, "  <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\">{}</text>", x + 8.0, y + 34.0, esc(&cut(&m.cmd, 36)));
+        let _ = writeln!(
+            out,
+            "  <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\">{}</text>",
+            x + 8.0,
+            y + 34.0,
+            esc(&cut(&m.cmd, 36))
+        );
         let _ = writeln!(out, "  <title>{}</title>", esc(&m.cmd));
         out.push_str("</g>\n");
     }

@@ -46,7 +46,8 @@ fn row(t: &Tree, i: usize, prefix: &str, last: bool, root: bool, out: &mut Strin
         cut(&m.cmd, 120),
     );
     let kids = t.children(i);
-    let child_prefix = if root { prefix.to_string() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
+    let child_prefix =
+        if root { prefix.to_string() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
     for (k, c) in kids.iter().enumerate() {
         row(t, *c, &child_prefix, k + 1 == kids.len(), false, out);
     }

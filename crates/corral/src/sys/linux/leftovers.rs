@@ -36,7 +36,7 @@ pub(crate) fn group_of(pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
     let me = std::process::id();
     let mut members = Vec::new();
     for p in procfs::all_pids()? {
-        if p == me || !procfs::stat(p).is_some_and(|s| !s.is_zombie()) {
+        if p == me || procfs::stat(p).is_none_or(|s| s.is_zombie()) {
             continue;
         }
         if procfs::environ_has(p, &tag) || own_cgroup.is_some() && procfs::cgroup_v2_path(p) == own_cgroup {

@@ -716,6 +716,9 @@ impl Group {
         let _ = self.owner.set(owner);
         if let Some(w) = proc_events::watcher() {
             let t = proc_events::Tracked::new(self.wake.clone());
+            if self.spec.record_events {
+                t.listen();
+            }
             w.track(pid, &t);
             let _ = self.tracked.set(t);
         }
@@ -850,6 +853,10 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
 
 /// `(ppid, exe)` for events.
 pub(crate) use leftovers::{group_of, orphaned_groups, reap_group};
+
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    procfs::argv(pid)
+}
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))

@@ -33,6 +33,9 @@ const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 /// nlmsghdr (16) + cn_msg (20): where `struct proc_event` starts.
 const EVENT_AT: usize = 36;
 
+/// The most events held between two reads by the group's loop.
+const MAX_HELD: usize = 1 << 16;
+
 /// One group as the connector follows it.
 pub(crate) struct Tracked {
     total: AtomicU64,
@@ -101,7 +104,13 @@ impl Tracked {
 
     fn push(&self, e: Event) {
         if self.listening.load(Ordering::Relaxed) {
-            self.events.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+            let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            // Held for a subscriber that has not come yet (`record_events`):
+            // bounded, so a group nobody reads cannot grow without end.
+            if events.len() < MAX_HELD {
+                events.push(e);
+            }
+            drop(events);
             self.waker.wake();
         }
     }
@@ -113,7 +122,21 @@ struct Provisional {
     alive: u64,
     exited: Vec<(u32, u64)>,
     seen: std::time::Instant,
+    /// What happened in the subtree before the claim, for a group that
+    /// records its events from the start (bounded by [`MAX_EARLY`]).
+    events: Vec<Event>,
 }
+
+impl Provisional {
+    fn note(&mut self, e: Event) {
+        if self.events.len() < MAX_EARLY {
+            self.events.push(e);
+        }
+    }
+}
+
+/// The most events kept for one provisional subtree.
+const MAX_EARLY: usize = 1024;
 
 #[derive(Default)]
 struct State {
@@ -161,6 +184,9 @@ impl Watcher {
             t.total.store(p.count, Ordering::Relaxed);
             t.alive.store(p.alive, Ordering::Relaxed);
             t.exited.lock().unwrap_or_else(|e| e.into_inner()).extend(p.exited);
+            if t.listening.load(Ordering::Relaxed) {
+                t.events.lock().unwrap_or_else(|e| e.into_inner()).extend(p.events);
+            }
             let pids: Vec<(u32, u64)> =
                 st.provisional.iter().filter(|(_, (r, _))| *r == leader).map(|(p, (_, ts))| (*p, *ts)).collect();
             for (p, ts) in pids {
@@ -196,12 +222,15 @@ impl Watcher {
             let live: std::collections::HashSet<u32> = st.roots.keys().copied().collect();
             st.provisional.retain(|_, (r, _)| live.contains(r));
             st.provisional.insert(child, (child, ts));
-            st.roots.insert(child, Provisional { count: 1, alive: 0, exited: Vec::new(), seen: now });
+            let mut root = Provisional { count: 1, alive: 0, exited: Vec::new(), seen: now, events: Vec::new() };
+            root.note(Event::Started { pid: child, ppid: Some(parent), exe: None });
+            st.roots.insert(child, root);
         } else if let Some((root, _)) = st.provisional.get(&parent).copied() {
             st.provisional.insert(child, (root, ts));
             if let Some(p) = st.roots.get_mut(&root) {
                 p.count += 1;
                 p.alive += 1;
+                p.note(Event::Started { pid: child, ppid: Some(parent), exe: None });
             }
         }
     }
@@ -214,10 +243,20 @@ impl Watcher {
             let st = self.lock();
             match st.by_pid.get(&pid) {
                 Some((t, _)) if t.listening.load(Ordering::Relaxed) => t.clone(),
-                _ => return,
+                Some(_) => return,
+                None => {
+                    // Not claimed yet: kept with its provisional subtree.
+                    let Some((root, _)) = st.provisional.get(&pid).copied() else { return };
+                    drop(st);
+                    let e = exec_event(pid);
+                    if let Some(p) = self.lock().roots.get_mut(&root) {
+                        p.note(e);
+                    }
+                    return;
+                }
             }
         };
-        t.push(Event::Exec { pid, exe: super::procfs::exe(pid), argv: super::procfs::argv(pid) });
+        t.push(exec_event(pid));
     }
 
     fn exit(&self, pid: u32, raw_status: u32) {
@@ -232,6 +271,9 @@ impl Watcher {
             return;
         }
         if let Some((root, ts)) = st.provisional.remove(&pid) {
+            if let Some(p) = st.roots.get_mut(&root) {
+                p.note(Event::Exited { pid, status: Some(unix::exit_status(raw_status as i32)) });
+            }
             if root != pid {
                 if let Some(p) = st.roots.get_mut(&root) {
                     p.alive = p.alive.saturating_sub(1);
@@ -249,6 +291,16 @@ impl Watcher {
             t.lost.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// An `Exec` read from `/proc` now. A program that exits at once may be a
+/// zombie already: its arguments are gone, its name (`[comm]`) is not.
+fn exec_event(pid: u32) -> Event {
+    let mut argv = super::procfs::argv(pid);
+    if argv.is_empty() {
+        argv.extend(Some(super::procfs::cmdline(pid)).filter(|c| c != "[]"));
+    }
+    Event::Exec { pid, exe: super::procfs::exe(pid), argv }
 }
 
 fn open() -> io::Result<OwnedFd> {
