@@ -1,6 +1,6 @@
 //! Graphviz DOT: one node per member, one edge per parent → child.
 
-use super::{caption, cut, node_id, Tree};
+use super::{caption, cut, node_id, short_cmd, Tree};
 use crate::tree::Placement;
 use std::fmt::Write;
 
@@ -11,8 +11,13 @@ pub(super) fn render(t: &Tree) -> String {
     for i in 0..t.members.len() {
         let m = &t.members[i];
         let fill = if m.alive { "" } else { ", fillcolor=\"#e5e5e5\", fontcolor=\"#555555\"" };
-        let _ =
-            writeln!(out, "  {} [label=\"{}\\n{}\"{fill}];", node_id(t, i), esc(&caption(t, i)), esc(&cut(&m.cmd, 48)));
+        let _ = writeln!(
+            out,
+            "  {} [label=\"{}\\n{}\"{fill}];",
+            node_id(t, i),
+            esc(&caption(t, i)),
+            esc(&cut(&short_cmd(&m.cmd), 48))
+        );
     }
     for i in 0..t.members.len() {
         if let Some(u) = t.up(i) {

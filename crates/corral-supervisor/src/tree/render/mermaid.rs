@@ -1,6 +1,6 @@
 //! A mermaid `graph TD`.
 
-use super::{caption, cut, node_id, Tree};
+use super::{caption, cut, node_id, short_cmd, Tree};
 use crate::tree::Placement;
 use std::fmt::Write;
 
@@ -9,7 +9,8 @@ pub(super) fn render(t: &Tree) -> String {
     let _ = writeln!(out, "  %% {}", t.note.replace('\n', " "));
     for i in 0..t.members.len() {
         let m = &t.members[i];
-        let _ = writeln!(out, "  {}[\"{}<br/>{}\"]", node_id(t, i), esc(&caption(t, i)), esc(&cut(&m.cmd, 48)));
+        let _ =
+            writeln!(out, "  {}[\"{}<br/>{}\"]", node_id(t, i), esc(&caption(t, i)), esc(&cut(&short_cmd(&m.cmd), 48)));
         if !m.alive {
             let _ = writeln!(out, "  class {} gone", node_id(t, i));
         }

@@ -80,6 +80,18 @@ fn cut(s: &str, n: usize) -> String {
     }
 }
 
+/// A command for a picture's label: the program by its file name (a
+/// long path says little in a box), then its arguments.
+fn short_cmd(cmd: &str) -> String {
+    let (prog, rest) = cmd.split_once(' ').unwrap_or((cmd, ""));
+    let name = if prog.starts_with('[') { prog } else { prog.rsplit('/').next().unwrap_or(prog) };
+    if rest.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} {rest}")
+    }
+}
+
 /// What a member is, in a line: pid, what became of it, usage.
 fn caption(tree: &Tree, i: usize) -> String {
     let m = &tree.members[i];
@@ -90,8 +102,12 @@ fn caption(tree: &Tree, i: usize) -> String {
     } else if m.cpu_ms.is_some() || m.rss_bytes.is_some() {
         s.push_str(&format!(" · cpu {cpu} · {mem}"));
     }
-    if m.placement == super::Placement::Reparented {
-        s.push_str(" · re-parented");
+    match m.placement {
+        super::Placement::Reparented => s.push_str(" · re-parented"),
+        super::Placement::Lineage if m.alive && m.ppid != 0 && Some(m.ppid) != m.parent => {
+            s.push_str(&format!(" · now under {}", m.ppid))
+        }
+        _ => {}
     }
     s
 }

@@ -4,7 +4,7 @@
 //! read the graph back without guessing from coordinates.
 
 use super::layout::layout;
-use super::{caption, cut, Tree};
+use super::{caption, cut, short_cmd, Tree};
 use crate::tree::Placement;
 use std::fmt::Write;
 
@@ -62,7 +62,7 @@ pub(super) fn render(t: &Tree) -> String {
             "  <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\">{}</text>",
             x + 8.0,
             y + 34.0,
-            esc(&cut(&m.cmd, 36))
+            esc(&cut(&short_cmd(&m.cmd), 36))
         );
         let _ = writeln!(out, "  <title>{}</title>", esc(&m.cmd));
         out.push_str("</g>\n");
