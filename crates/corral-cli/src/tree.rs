@@ -79,8 +79,10 @@ fn of_pid(pid: u32) -> Result<Tree, u8> {
         Some(g) => {
             let procs = corral::describe_processes(&g.members).map_err(fail)?;
             let leader = leader_of(&procs).unwrap_or(pid);
+            let at = procs.iter().find(|p| p.pid == leader).and_then(|p| p.group.clone());
             let mut t = Tree::live(procs, leader, None);
-            t.note = format!("group {}: {}", g.id, t.note);
+            let at = at.map(|a| format!(" at {a}")).unwrap_or_default();
+            t.note = format!("group {}{at}: {}", g.id, t.note);
             Ok(t)
         }
         None => {
