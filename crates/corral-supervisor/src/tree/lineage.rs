@@ -210,11 +210,19 @@ impl Lineage {
                 if self.open(*pid).is_some() {
                     return;
                 }
+                let parent = parent.filter(|p| p != pid);
+                // Gone before it could be read: a fork is a copy of its
+                // parent, so until an exec says otherwise it runs what the
+                // parent ran.
+                let (exe, argv) = match parent.and_then(|p| self.latest(p)) {
+                    Some(up) if argv.is_empty() && exe.is_none() => (up.exe.clone(), up.argv.clone()),
+                    _ => (exe.clone(), argv.clone()),
+                };
                 self.records.push_back(Record {
                     pid: *pid,
-                    parent: parent.filter(|p| p != pid),
-                    exe: exe.clone(),
-                    argv: argv.clone(),
+                    parent,
+                    exe,
+                    argv,
                     started_ms: *at_ms,
                     exited_ms: None,
                     code: None,
@@ -316,6 +324,14 @@ mod tests {
         assert_eq!(recs[1].code, Some(3));
         assert_eq!(recs[2].exited_ms, None);
         assert_eq!(l.latest(11).unwrap().argv, ["p11"]);
+    }
+
+    #[test]
+    fn a_fork_read_too_late_runs_what_its_parent_ran() {
+        let mut l = Lineage::new();
+        l.apply(&start(5, 4));
+        l.apply(&TraceLine::Start { pid: 6, parent: Some(5), exe: None, argv: vec![], at_ms: 1 });
+        assert_eq!(l.latest(6).unwrap().argv, ["p5"]);
     }
 
     #[test]

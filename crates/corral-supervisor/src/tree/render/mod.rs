@@ -100,7 +100,7 @@ fn caption(tree: &Tree, i: usize) -> String {
     if let Some(end) = m.ending() {
         s.push_str(&format!(" · {end}"));
     } else if m.cpu_ms.is_some() || m.rss_bytes.is_some() {
-        s.push_str(&format!(" · cpu {cpu} · {mem}"));
+        s.push_str(&format!(" · {cpu} · {mem}"));
     }
     match m.placement {
         super::Placement::Reparented => s.push_str(" · re-parented"),

@@ -8,12 +8,15 @@ use super::{caption, cut, short_cmd, Tree};
 use crate::tree::Placement;
 use std::fmt::Write;
 
-const W: f64 = 250.0;
+const W: f64 = 290.0;
 const H: f64 = 44.0;
 const GAP_X: f64 = 18.0;
 const GAP_Y: f64 = 36.0;
 const MARGIN: f64 = 16.0;
 const FOOT: f64 = 28.0;
+/// Characters of a label that fit in a box of width `W` at 11px monospace
+/// (the bold caption a few less).
+const LABEL: usize = 43;
 
 pub(super) fn render(t: &Tree) -> String {
     let l = layout(t);
@@ -55,14 +58,14 @@ pub(super) fn render(t: &Tree) -> String {
             "  <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\" font-weight=\"bold\">{}</text>",
             x + 8.0,
             y + 17.0,
-            esc(&cut(&caption(t, i), 36))
+            esc(&cut(&caption(t, i), LABEL - 3))
         );
         let _ = writeln!(
             out,
             "  <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{ink}\">{}</text>",
             x + 8.0,
             y + 34.0,
-            esc(&cut(&short_cmd(&m.cmd), 36))
+            esc(&cut(&short_cmd(&m.cmd), LABEL))
         );
         let _ = writeln!(out, "  <title>{}</title>", esc(&m.cmd));
         out.push_str("</g>\n");
