@@ -154,6 +154,29 @@ mod tests {
     }
 
     #[test]
+    fn the_daemons_trace_rotates_inside_its_checked_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("web");
+        let open = || TraceFile::append_private(PrivateDir::create_or_check(&logs).unwrap(), "0.trace.jsonl");
+        let mut f = open().unwrap();
+        let start = TraceLine::Start { pid: 2, parent: Some(1), exe: None, argv: vec!["x".repeat(4000)], at_ms: 1 };
+        for _ in 0..(TRACE_FILE_MAX / 4000 + 10) {
+            f.write(&start);
+        }
+        assert!(f.failed.is_none());
+        assert!(logs.join("0.trace.jsonl.1").exists(), "rotated");
+        // A planted link where the trace goes is refused, not followed.
+        drop(f);
+        std::fs::remove_file(logs.join("0.trace.jsonl")).unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("elsewhere"), logs.join("0.trace.jsonl")).unwrap();
+            assert!(open().is_err());
+            assert!(!dir.path().join("elsewhere").exists());
+        }
+    }
+
+    #[test]
     fn a_bad_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.jsonl");

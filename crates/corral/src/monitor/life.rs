@@ -211,7 +211,16 @@ impl Life {
         // The teardown waits for the last exits to be reported; pass them on
         // before `Empty`, or a subscriber never learns how they ended.
         if !shared.lock().subscribers.is_empty() {
-            emit_pushed(shared, sys.take_events().unwrap_or_default());
+            match sys.take_events() {
+                Some(events) => emit_pushed(shared, events),
+                None => diff_members(sys, shared),
+            }
+            // The leader's own exit event may trail its reaping (the teardown
+            // waits for the other members only); its status is known here.
+            let pending = shared.lock().known.remove(&self.leader_pid);
+            if let (true, Some(st)) = (pending, self.leader) {
+                shared.emit(Event::Exited { pid: self.leader_pid, status: Some(st) });
+            }
         }
         let usage = sys.usage();
         let status = self.leader.unwrap_or(ExitStatus { code: None, signal: None });

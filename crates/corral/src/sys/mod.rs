@@ -25,7 +25,7 @@ mod imp;
 mod imp;
 
 #[cfg(target_os = "linux")]
-pub(crate) use imp::{argv, group_of};
+pub(crate) use imp::{argv, group_of, process_infos};
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
@@ -164,8 +164,13 @@ pub(crate) fn argv(pid: u32) -> Vec<String> {
     list.first().map(|p| p.cmdline.split(' ').map(str::to_string).collect()).unwrap_or_default()
 }
 
-/// A process table entry filter used by `members()`-based trees.
+/// The members' entries of the process table, for `members()`-based trees.
 pub(crate) fn tree_of(members: &[u32]) -> io::Result<Vec<ProcessInfo>> {
-    let all = process_table()?;
-    Ok(all.into_iter().filter(|p| members.contains(&p.pid)).collect())
+    #[cfg(target_os = "linux")]
+    return process_infos(members);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let wanted: std::collections::HashSet<u32> = members.iter().copied().collect();
+        Ok(process_table()?.into_iter().filter(|p| wanted.contains(&p.pid)).collect())
+    }
 }
