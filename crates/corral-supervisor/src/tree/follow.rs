@@ -25,18 +25,26 @@ pub fn run_line(group: &Group) -> TraceLine {
 }
 
 /// One event into the lineage and the file. True once the group is empty.
-fn take(e: &Event, lineage: &Mutex<Lineage>, file: &mut Option<TraceFile>) -> bool {
+fn take(e: &Event, lineage: Option<&Mutex<Lineage>>, file: &mut Option<TraceFile>) -> bool {
     if *e == Event::Empty {
         return true;
     }
     if let Some(line) = TraceLine::from_event(e, now_ms()) {
-        lineage.lock().unwrap_or_else(|p| p.into_inner()).apply(&line);
         if let Some(f) = file {
             f.write(&line);
+        }
+        if let Some(l) = lineage {
+            l.lock().unwrap_or_else(|p| p.into_inner()).apply(&line.with_argv_cut(KEPT_ARGV_BYTES));
         }
     }
     false
 }
+
+/// Bytes of arguments the daemon keeps per process in memory (the trace
+/// file has up to [`super::lineage::MAX_ARGV_BYTES`]): a tree shows a
+/// line of each command, and a run holds up to
+/// [`super::lineage::MAX_RECORDS`] processes.
+const KEPT_ARGV_BYTES: usize = 256;
 
 /// Follows `group` on a thread of its own until it is empty (for `corral
 /// run`, which has no runtime). The thread returns the trace file, so the
@@ -45,15 +53,12 @@ pub fn follow_blocking(group: &Group, mut file: Option<TraceFile>) -> std::threa
     // Subscribed before the `run` line is written: once it is in the file,
     // every later fork is in the trace.
     let events = group.events();
-    let first = run_line(group);
-    let lineage = Mutex::new(Lineage::new());
-    lineage.lock().unwrap_or_else(|p| p.into_inner()).apply(&first);
     if let Some(f) = &mut file {
-        f.write(&first);
+        f.write(&run_line(group));
     }
     std::thread::spawn(move || {
         for e in events {
-            if take(&e, &lineage, &mut file) {
+            if take(&e, None, &mut file) {
                 break;
             }
         }
@@ -96,7 +101,7 @@ impl Registry {
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {
-                if take(&e, &lineage, &mut file) {
+                if take(&e, Some(&lineage), &mut file) {
                     break;
                 }
             }

@@ -75,6 +75,15 @@ pub enum TraceLine {
 }
 
 impl TraceLine {
+    /// The same line with its arguments cut to `max` bytes.
+    pub fn with_argv_cut(&self, max: usize) -> TraceLine {
+        let mut l = self.clone();
+        if let TraceLine::Start { argv, .. } | TraceLine::Exec { argv, .. } = &mut l {
+            *argv = cut_argv(std::mem::take(argv), max);
+        }
+        l
+    }
+
     /// The line for a group event; `None` for events that are not about
     /// one process (`LimitHit`, `Empty`).
     pub fn from_event(e: &Event, at_ms: u64) -> Option<TraceLine> {
@@ -103,11 +112,15 @@ impl TraceLine {
 
 /// `argv` cut to [`MAX_ARGV_BYTES`].
 pub fn bounded_argv(argv: Vec<String>) -> Vec<String> {
+    cut_argv(argv, MAX_ARGV_BYTES)
+}
+
+fn cut_argv(argv: Vec<String>, max: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut used = 0usize;
     for a in argv {
-        if used + a.len() > MAX_ARGV_BYTES {
-            let room = MAX_ARGV_BYTES.saturating_sub(used);
+        if used + a.len() > max {
+            let room = max.saturating_sub(used);
             let mut cut = a;
             while cut.len() > room {
                 cut.pop();
