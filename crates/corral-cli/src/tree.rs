@@ -107,3 +107,19 @@ fn leader_of(procs: &[corral::ProcessInfo]) -> Option<u32> {
     let tops: Vec<&corral::ProcessInfo> = procs.iter().filter(|p| !is_member(p.ppid)).collect();
     tops.iter().find(|p| p.pgid == p.pid && p.sid != p.pid).or_else(|| tops.iter().min_by_key(|p| p.pid)).map(|p| p.pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral::ProcessInfo;
+
+    #[test]
+    fn the_leader_is_the_group_leader_that_is_no_session_leader() {
+        // 20: a setsid escapee (its own group and session), 30: a daemon
+        // re-parented to init, 10: the leader; all with parents outside.
+        let p = |pid, ppid, pgid, sid| ProcessInfo::new(pid, ppid, pgid, sid, None, String::new());
+        let procs = [p(20, 1, 20, 20), p(30, 1, 10, 5), p(10, 2, 10, 5), p(11, 10, 10, 5)];
+        assert_eq!(leader_of(&procs), Some(10));
+        assert_eq!(leader_of(&[p(20, 1, 20, 20), p(21, 1, 21, 21)]), Some(20), "else the lowest pid");
+    }
+}

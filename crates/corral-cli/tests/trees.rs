@@ -210,6 +210,8 @@ fn a_run_trace_keeps_short_lived_children_with_their_exit_status() {
         eprintln!("no process-event connector here: short-lived children are not observable; checked the leader only");
     }
     check_formats(&json, show);
+    let seen: Vec<u32> = members.iter().map(|m| m["pid"].as_u64().unwrap() as u32).collect();
+    daemon::assert_gone(&seen);
     // A file that is not a trace: one line naming file and line.
     std::fs::write(w.dir.join("bad"), "{}\n").unwrap();
     let out = output(Command::new(corral()).args(["trace", "show"]).arg(w.dir.join("bad")));

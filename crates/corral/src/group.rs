@@ -54,11 +54,11 @@ impl GroupBuilder {
         self
     }
 
-    /// Keeps the group's events from its start for its first subscriber,
-    /// so one that subscribes right after `spawn` misses no process that
-    /// started and ended in between (lineage traces need every one). Only
-    /// where the OS pushes events (Linux with the process-event connector);
-    /// without a subscriber they are held up to a bound, then dropped.
+    /// Keeps the group's events from its start for its first subscriber
+    /// ([`Group::events`]), so one that subscribes right after `spawn`, or
+    /// even after the group ended, misses no process that started and
+    /// ended in between (lineage traces need every one). Held up to 65536
+    /// events; past that the rest is dropped until the subscriber comes.
     pub fn record_events(mut self, yes: bool) -> Self {
         self.record_events = yes;
         self

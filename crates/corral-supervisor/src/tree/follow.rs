@@ -87,6 +87,9 @@ impl Registry {
     pub fn follow(self: &Arc<Self>, service: &str, index: u32, group: &Arc<Group>, mut file: Option<TraceFile>) {
         let key = (service.to_string(), index);
         if file.is_none() && !group.observes_lineage() {
+            // Not followed: a subscription dropped at once ends what the
+            // group held for its first subscriber (`record_events`).
+            drop(group.events_async());
             self.lock().remove(&key);
             return;
         }

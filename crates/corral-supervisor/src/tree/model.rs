@@ -178,14 +178,16 @@ impl Tree {
         for (i, r) in recs.iter().enumerate() {
             let run = l.runs().get(r.run);
             let leader = run.map(|run| run.leader);
-            // The newest earlier record of the parent pid in the same run.
-            let up = r
-                .parent
-                .filter(|_| Some(r.pid) != leader)
-                .and_then(|pp| recs[..i].iter().rev().find(|q| q.pid == pp && q.run == r.run).map(|q| q.pid));
+            // The newest earlier record of the parent pid in the same run, or
+            // a later one: a process seen (by a snapshot) after its child.
+            let run_of = r.run;
+            let same = move |pid: u32| move |q: &&&Record| q.pid == pid && q.run == run_of;
+            let up = r.parent.filter(|_| Some(r.pid) != leader).and_then(|pp| {
+                recs[..i].iter().rev().find(same(pp)).or_else(|| recs[i + 1..].iter().find(same(pp))).map(|q| q.pid)
+            });
             let (parent, placement) = match (up, leader) {
                 (Some(p), _) => (Some(p), Placement::Lineage),
-                (None, Some(ld)) if ld != r.pid && recs[..i].iter().any(|q| q.pid == ld && q.run == r.run) => {
+                (None, Some(ld)) if ld != r.pid && recs.iter().any(|q| same(ld)(&q)) => {
                     (Some(ld), Placement::Reparented)
                 }
                 _ => (None, Placement::Root),
@@ -416,6 +418,17 @@ mod tests {
         let up = t.up(i12).unwrap();
         assert!(t.members[up].alive, "12 hangs under the second, live 11");
         assert_eq!(t.members.iter().filter(|m| m.pid == 11 && !m.alive).count(), 1);
+    }
+
+    #[test]
+    fn a_trace_places_a_child_recorded_before_its_parent() {
+        let mut l = Lineage::new();
+        l.apply(&TraceLine::Run { leader: 10, lineage: true, note: "n".into(), backend: "b".into(), at_ms: 0 });
+        l.apply(&TraceLine::Start { pid: 11, parent: Some(10), exe: None, argv: vec![], at_ms: 1 });
+        l.apply(&TraceLine::Start { pid: 10, parent: Some(5), exe: None, argv: vec![], at_ms: 2 });
+        let t = Tree::from_lineage(&l);
+        assert_eq!(t.members[0].pid, 10, "{t:#?}");
+        assert_eq!((t.members[1].parent, t.members[1].placement), (Some(10), Placement::Lineage));
     }
 
     #[test]

@@ -226,6 +226,9 @@ fn spawn(job: Job) -> Option<Entry> {
         }
     };
     let shared = Arc::new(Shared::new(sys.waker()));
+    if spec.record_events {
+        shared.hold(&*sys);
+    }
     let pid = child.pid;
     let cfg = Config { spawn: child.path, ..cfg };
     let started = Instant::now();
