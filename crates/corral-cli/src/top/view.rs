@@ -160,6 +160,7 @@ fn tree(f: &mut Frame, app: &App, area: Rect) {
 /// The tree as indented lines: pid, command, usage, and how it got there.
 pub fn tree_lines(t: &Tree) -> Vec<String> {
     let mut out = Vec::new();
+    let all_kids = t.kids();
     let mut stack: Vec<(usize, String, bool, bool)> =
         t.roots().into_iter().rev().map(|r| (r, String::new(), true, true)).collect();
     while let Some((i, prefix, last, root)) = stack.pop() {
@@ -181,7 +182,7 @@ pub fn tree_lines(t: &Tree) -> Vec<String> {
             line.push_str(" (re-parented)");
         }
         out.push(line);
-        let kids = t.children(i);
+        let kids = &all_kids[i];
         let next = if root { prefix.clone() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
         for (k, c) in kids.iter().enumerate().rev() {
             stack.push((*c, next.clone(), k + 1 == kids.len(), false));

@@ -212,11 +212,34 @@ impl Tree {
 
     /// The member drawn under nobody, first of each root's subtree.
     pub fn roots(&self) -> Vec<usize> {
-        (0..self.members.len()).filter(|&i| self.up(i).is_none()).collect()
+        self.ups().iter().enumerate().filter(|(_, u)| u.is_none()).map(|(i, _)| i).collect()
+    }
+
+    /// [`Tree::up`] of every member, in one pass.
+    pub fn ups(&self) -> Vec<Option<usize>> {
+        let mut last: HashMap<u32, usize> = HashMap::with_capacity(self.members.len());
+        let mut out = Vec::with_capacity(self.members.len());
+        for (i, m) in self.members.iter().enumerate() {
+            out.push(m.parent.and_then(|p| last.get(&p).copied()));
+            last.insert(m.pid, i);
+        }
+        out
+    }
+
+    /// [`Tree::children`] of every member, in one pass.
+    pub fn kids(&self) -> Vec<Vec<usize>> {
+        let mut kids = vec![Vec::new(); self.members.len()];
+        for (i, u) in self.ups().into_iter().enumerate() {
+            if let Some(u) = u {
+                kids[u].push(i);
+            }
+        }
+        kids
     }
 
     /// The index of the member `i` is drawn under: the nearest earlier
     /// member with its `parent` pid (drawing order puts parents first).
+    /// One lookup; [`Tree::ups`] gives them all at once.
     pub fn up(&self, i: usize) -> Option<usize> {
         let p = self.members[i].parent?;
         self.members[..i].iter().rposition(|m| m.pid == p)
@@ -233,11 +256,16 @@ impl Tree {
         let n = self.members.len();
         // Parents by pid over the unordered list: the nearest record
         // before a member, else any (a live parent listed after its child).
-        let parent_of = |i: usize, ms: &[Member]| -> Option<usize> {
-            let p = ms[i].parent?;
-            ms[..i].iter().rposition(|m| m.pid == p).or_else(|| ms.iter().position(|m| m.pid == p))
-        };
-        let ups: Vec<Option<usize>> = (0..n).map(|i| parent_of(i, &self.members)).collect();
+        let mut before: HashMap<u32, usize> = HashMap::with_capacity(n);
+        let mut first: HashMap<u32, usize> = HashMap::with_capacity(n);
+        for (i, m) in self.members.iter().enumerate() {
+            first.entry(m.pid).or_insert(i);
+        }
+        let mut ups: Vec<Option<usize>> = Vec::with_capacity(n);
+        for (i, m) in self.members.iter().enumerate() {
+            ups.push(m.parent.and_then(|p| before.get(&p).or_else(|| first.get(&p)).copied()));
+            before.insert(m.pid, i);
+        }
         let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut roots = Vec::new();
         for (i, u) in ups.iter().enumerate() {

@@ -19,7 +19,7 @@ pub(super) fn layout(t: &Tree) -> Layout {
     let n = t.members.len();
     let mut x = vec![0.0; n];
     let mut y = vec![0usize; n];
-    let kids: Vec<Vec<usize>> = (0..n).map(|i| t.children(i)).collect();
+    let kids = t.kids();
     let mut next_leaf = 0.0;
     for r in t.roots() {
         place(r, 0, &kids, &mut x, &mut y, &mut next_leaf);

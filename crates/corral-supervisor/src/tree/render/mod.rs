@@ -51,15 +51,15 @@ pub fn render(tree: &Tree, format: Format) -> String {
     }
 }
 
-/// A node id every format can use: `p<pid>`, or `p<pid>_<index>` for a
+/// Node ids every format can use: `p<pid>`, or `p<pid>_<index>` for a
 /// pid that names several members (a trace that saw it reused).
-fn node_id(tree: &Tree, i: usize) -> String {
-    let pid = tree.members[i].pid;
-    if tree.members.iter().filter(|m| m.pid == pid).count() > 1 {
-        format!("p{pid}_{i}")
-    } else {
-        format!("p{pid}")
+fn node_ids(tree: &Tree) -> Vec<String> {
+    let mut count: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for m in &tree.members {
+        *count.entry(m.pid).or_default() += 1;
     }
+    let ids = tree.members.iter().enumerate();
+    ids.map(|(i, m)| if count[&m.pid] > 1 { format!("p{}_{i}", m.pid) } else { format!("p{}", m.pid) }).collect()
 }
 
 /// CPU and memory in a few characters each, `-` when unknown.

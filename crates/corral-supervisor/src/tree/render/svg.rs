@@ -31,8 +31,8 @@ pub(super) fn render(t: &Tree) -> String {
     );
     out.push_str("<title>corral process tree</title>\n");
     out.push_str("<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n");
-    for i in 0..t.members.len() {
-        let Some(u) = t.up(i) else { continue };
+    for (i, up) in t.ups().into_iter().enumerate() {
+        let Some(u) = up else { continue };
         let (x1, y1) = (left(u) + W / 2.0, top(u) + H);
         let (x2, y2) = (left(i) + W / 2.0, top(i));
         let mid = (y1 + y2) / 2.0;

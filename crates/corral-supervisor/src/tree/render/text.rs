@@ -7,14 +7,15 @@ use std::fmt::Write;
 pub(super) fn render(t: &Tree) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:>7} {:>7} {:>7} {:>7} {:>8} {:>9}  COMMAND", "PID", "PPID", "PGID", "SID", "CPU", "MEM");
+    let kids = t.kids();
     for r in t.roots() {
-        row(t, r, "", true, true, &mut out);
+        row(t, &kids, r, "", true, true, &mut out);
     }
     let _ = writeln!(out, "# {}", t.note);
     out
 }
 
-fn row(t: &Tree, i: usize, prefix: &str, last: bool, root: bool, out: &mut String) {
+fn row(t: &Tree, kids: &[Vec<usize>], i: usize, prefix: &str, last: bool, root: bool, out: &mut String) {
     let m = &t.members[i];
     let branch = match (root, last) {
         (true, _) => "",
@@ -45,10 +46,10 @@ fn row(t: &Tree, i: usize, prefix: &str, last: bool, root: bool, out: &mut Strin
         mem,
         cut(&m.cmd, 120),
     );
-    let kids = t.children(i);
+    let mine = &kids[i];
     let child_prefix =
         if root { prefix.to_string() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
-    for (k, c) in kids.iter().enumerate() {
-        row(t, *c, &child_prefix, k + 1 == kids.len(), false, out);
+    for (k, c) in mine.iter().enumerate() {
+        row(t, kids, *c, &child_prefix, k + 1 == mine.len(), false, out);
     }
 }
