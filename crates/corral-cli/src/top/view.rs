@@ -125,8 +125,9 @@ fn services(f: &mut Frame, app: &App, area: Rect) {
             i.memory_bytes.map_or("-".into(), format_size),
         ])
     });
+    let name = app.rows.iter().map(|i| i.service.chars().count()).max().unwrap_or(0).clamp(7, 40) as u16;
     let widths = [
-        Constraint::Min(12),
+        Constraint::Length(name + 1),
         Constraint::Length(4),
         Constraint::Length(10),
         Constraint::Length(5),
@@ -172,15 +173,17 @@ pub fn tree_lines(t: &Tree) -> Vec<String> {
         } else {
             "├─ "
         };
-        let mut line = format!("{prefix}{branch}{} {}", m.pid, m.cmd);
+        // What it is comes before the command, which the panel may cut.
+        let mut line = format!("{prefix}{branch}{} ", m.pid);
         if let Some(end) = m.ending() {
-            line.push_str(&format!(" [{end}]"));
+            line.push_str(&format!("[{end}] "));
         } else if let (Some(c), Some(r)) = (m.cpu_ms, m.rss_bytes) {
-            line.push_str(&format!("  {} {}", format_duration(Duration::from_millis(c)), format_size(r)));
+            line.push_str(&format!("{} {} ", format_duration(Duration::from_millis(c)), format_size(r)));
         }
         if m.placement == Placement::Reparented {
-            line.push_str(" (re-parented)");
+            line.push_str("(re-parented) ");
         }
+        line.push_str(&m.cmd);
         out.push(line);
         let kids = &all_kids[i];
         let next = if root { prefix.clone() } else { format!("{prefix}{}", if last { "   " } else { "│  " }) };
