@@ -62,11 +62,11 @@ pub struct Member {
     /// The signal that ended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    /// When it started and ended (ms since the Unix epoch), from lineage.
+    /// When it was seen starting (ms since the Unix epoch), from lineage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
+    /// When it ended (ms since the Unix epoch), from lineage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[allow(missing_docs)]
     pub exited_ms: Option<u64>,
 }
 
