@@ -20,13 +20,17 @@ pub struct Args {
 
 pub fn main(a: Args) -> u8 {
     corral::reap_all_orphans(true);
+    let trace = match a.flags.open_trace() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let signals = crate::signals::Forwarder::install();
-    let group = match a.flags.builder().adopt(a.pid) {
+    let group = match a.flags.builder().record_events(trace.is_some()).adopt(a.pid) {
         Ok(g) => Arc::new(g),
         Err(e) => {
             exit::error(&e);
             return exit::FAILURE;
         }
     };
-    crate::run::hold(&a.flags, group, signals)
+    crate::run::hold(&a.flags, group, signals, trace)
 }

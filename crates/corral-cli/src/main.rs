@@ -13,6 +13,8 @@ mod service;
 mod signals;
 mod startup;
 mod supervise;
+mod top;
+mod trace;
 mod tree;
 
 use clap::{Parser, Subcommand};
@@ -33,8 +35,15 @@ enum Cmd {
     Adopt(adopt::Args),
     /// Show what this host can enforce, with each backend.
     Doctor(doctor::Args),
-    /// Show a live process tree with pgid, sid and group.
+    /// Show a group's process tree (a service, or --pid N): text, json, dot, mermaid or svg.
     Tree(tree::Args),
+    /// Render a lineage trace written by `corral run --trace` or `trace = true`.
+    Trace {
+        #[command(subcommand)]
+        cmd: trace::Cmd,
+    },
+    /// A terminal UI: services, the selected instance's tree and logs, with keys for the actions.
+    Top(top::Args),
     #[command(flatten)]
     Supervisor(supervise::Cmd),
     /// Drive a fleet's desired state in etcd: apply, status, nodes, scale.
@@ -94,6 +103,8 @@ fn main() -> ExitCode {
         Cmd::Adopt(a) => adopt::main(a),
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
+        Cmd::Trace { cmd } => trace::main(cmd),
+        Cmd::Top(a) => top::main(a),
         Cmd::Supervisor(c) => supervise::main(c),
         #[cfg(feature = "fleet")]
         Cmd::Fleet { cmd } => fleet::main(cmd),

@@ -8,6 +8,8 @@ use corral::{
     units, Command, Error, ErrorKind, Group, GroupBuilder, LimitKind, Limits, Outcome, Reason, Signal, StopPolicy,
     Support,
 };
+use corral_supervisor::tree::follow::follow_blocking;
+use corral_supervisor::tree::trace_file::TraceFile;
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +54,10 @@ pub struct GroupFlags {
     /// Write a JSON report of the run to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH")]
     report: Option<String>,
+    /// Record the lineage of every process of the run (parent, exe, argv,
+    /// start, exit status) to PATH as JSON lines; see `corral trace show`.
+    #[arg(long, value_name = "PATH")]
+    trace: Option<std::path::PathBuf>,
     /// Exit with the command's status even on timeout (like GNU timeout).
     #[arg(long = "preserve-status")]
     preserve_status: bool,
@@ -76,6 +82,16 @@ impl GroupFlags {
         } else {
             self.kill_after
         }
+    }
+
+    /// The `--trace` file, created before anything starts (or the exit
+    /// code of a one-line refusal).
+    pub fn open_trace(&self) -> Result<Option<TraceFile>, u8> {
+        self.trace.as_deref().map(TraceFile::create).transpose().map_err(|e| {
+            let path = self.trace.as_deref().unwrap_or(std::path::Path::new("")).display();
+            exit::error(format!("cannot write the trace to {path}: {e}"));
+            exit::FAILURE
+        })
     }
 
     /// A builder with these limits, stop policy and timeout.
@@ -113,24 +129,36 @@ pub fn main(a: Args) -> u8 {
     corral::reap_all_orphans(true);
     let mut cmd = Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
+    // Opened before anything starts: a trace that cannot be written is
+    // refused up front, not found missing afterwards.
+    let trace = match a.flags.open_trace() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let signals = crate::signals::Forwarder::install();
-    let group = match a.flags.builder().spawn(cmd) {
+    let group = match a.flags.builder().record_events(trace.is_some()).spawn(cmd) {
         Ok(g) => Arc::new(g),
         Err(e) => return spawn_failure(&e),
     };
-    hold(&a.flags, group, signals)
+    hold(&a.flags, group, signals, trace)
 }
 
 /// Holds a started group to its end: notes weaker limits, forwards
 /// signals, reports, and maps the outcome to an exit code.
-pub fn hold(f: &GroupFlags, group: Arc<Group>, signals: crate::signals::Forwarder) -> u8 {
+pub fn hold(f: &GroupFlags, group: Arc<Group>, signals: crate::signals::Forwarder, trace: Option<TraceFile>) -> u8 {
     for e in group.enforcement() {
         if let Support::Weaker(how) = &e.support {
             exit::error(format!("note: {} is enforced in a weaker form here: {how}", e.limit));
         }
     }
+    let tracer = trace.map(|t| follow_blocking(&group, Some(t)));
     signals.forward_to(group.clone(), f.grace());
     let outcome = group.wait();
+    // The event stream ends with the group, so the tracer is done.
+    if let Some(Ok(Some(TraceFile { failed: Some(e), .. }))) = tracer.map(|t| t.join()) {
+        exit::error(format!("the trace is incomplete: {e}"));
+        return exit::FAILURE;
+    }
     if outcome.reason.is_limit() {
         exit::error(format!("killed: {}", limit_line(&outcome, &f.limits())));
     }

@@ -56,6 +56,8 @@ pub(crate) struct Ctx {
     pub sampler: Arc<Sampler>,
     /// `state_dir/dumps`.
     pub dumps: PathBuf,
+    /// What each running instance's lineage recorded (`tree::follow`).
+    pub lineage: Arc<crate::tree::follow::Registry>,
     /// The listening sockets of socket activation, held across runs.
     pub sockets: crate::activation::Registry,
     /// Groups taken back from a previous daemon, until their instance starts.
@@ -564,6 +566,7 @@ impl Task {
             start: corral::process_start_time(group.pid()),
         });
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
+        crate::tree::follow::start(&self.ctx.lineage, &self.ctx.logs, &self.spec, self.index, &group);
         #[cfg(unix)]
         let notify = notify.map(|n| n.start(group.clone())).transpose()?;
         #[cfg(not(unix))]

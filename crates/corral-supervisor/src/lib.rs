@@ -19,6 +19,8 @@
 //!   TLS with a bearer token.
 //! - [`tls`]: whom a TLS client trusts (https probes, the verbs over TCP).
 //! - [`fleet`]: desired state in etcd for many daemons (`[fleet]`).
+//! - [`tree`]: process trees and lineage traces, as text, JSON, DOT,
+//!   mermaid and SVG.
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
@@ -53,6 +55,7 @@ mod supervisor;
 mod sys;
 pub mod time;
 pub mod tls;
+pub mod tree;
 mod user;
 mod watch;
 pub mod watch_restart;

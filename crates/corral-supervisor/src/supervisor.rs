@@ -143,6 +143,7 @@ impl Supervisor {
             metrics: Arc::new(Metrics::default()),
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
+            lineage: Arc::default(),
             sockets: Default::default(),
             reattached: Default::default(),
             holder: Default::default(),
@@ -441,6 +442,24 @@ impl Supervisor {
             }
         }
         Ok(out)
+    }
+
+    /// The live tree of one instance, placed by what its lineage recorded;
+    /// `Ok(Err(why))` when it has no group now.
+    pub async fn tree(&self, name: &str, index: u32) -> Result<Result<crate::tree::Tree, String>, UnknownService> {
+        self.resolve(&Target::Some(vec![name.to_string()]))?;
+        let found = {
+            let services = self.services();
+            services
+                .get(name)
+                .and_then(|s| s.instances.get(index as usize))
+                .map(|i| (i.group_handle(), i.status.clone()))
+        };
+        let Some((cell, status)) = found else { return Ok(Err(format!("{name} has no instance {index}"))) };
+        let lineage = self.inner.ctx.lineage.get(name, index);
+        let group = cell.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(group) = group else { return Ok(Err(format!("not running ({})", status.borrow().state))) };
+        Ok(crate::tree::live::of_group(group, lineage).await)
     }
 
     /// Passes a probe's verdict to an instance.

@@ -43,6 +43,7 @@ pub struct GroupBuilder {
     kill_on_drop: Option<bool>,
     backend: Option<BackendKind>,
     outlive: bool,
+    record_events: bool,
 }
 
 impl GroupBuilder {
@@ -81,6 +82,16 @@ impl GroupBuilder {
     /// the environment variable `CORRAL_BACKEND` may force one.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);
+        self
+    }
+
+    /// Keeps the group's events from its start for its first subscriber
+    /// ([`Group::events`]), so one that subscribes right after `spawn`, or
+    /// even after the group ended, misses no process that started and
+    /// ended in between (lineage traces need every one). Held up to 65536
+    /// events; past that the rest is dropped until the subscriber comes.
+    pub fn record_events(mut self, yes: bool) -> Self {
+        self.record_events = yes;
         self
     }
 
@@ -140,6 +151,7 @@ impl GroupBuilder {
             force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
             reattach: false,
             outlive: self.outlive,
+            record_events: self.record_events,
         };
         let cfg = monitor::Config {
             timeout: self.timeout,
@@ -291,6 +303,15 @@ impl Group {
         let members = self.members()?;
         let list = sys::tree_of(&members).map_err(|e| Error::os("reading the process table", e))?;
         Ok(ProcessTree::from_processes(list))
+    }
+
+    /// True when this group's [`Event`]s carry lineage: each `Started` names
+    /// the process that forked it (even one re-parented since), and execs
+    /// arrive as `Exec`. Linux with the process-event connector (root, or
+    /// CAP_NET_ADMIN); elsewhere a `Started`'s parent is only the one its
+    /// process had when it was seen.
+    pub fn observes_lineage(&self) -> bool {
+        self.sys.observes_lineage()
     }
 
     /// What the group has used so far.

@@ -90,7 +90,7 @@ pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
-pub use tree::{process_table, ProcessInfo, ProcessTree};
+pub use tree::{describe_processes, find_group, process_argv, process_table, FoundGroup, ProcessInfo, ProcessTree};
 pub use usage::Usage;
 
 /// Writes a minidump of the live process `pid` to `path`: its threads and

@@ -62,6 +62,8 @@ pub struct EventsArgs {
     lines: usize,
 }
 
+/// One request to the daemon; a refusal or no daemon is said in one line
+/// and becomes the exit code.
 pub(crate) fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
     let client = client(c)?;
     match runtime().block_on(client.request(method, path)) {

@@ -10,6 +10,9 @@ mod ops_verbs;
 mod schedules;
 mod up;
 
+pub(crate) use client_verbs::call;
+pub(crate) use endpoint::client;
+
 use clap::{Args, Subcommand};
 use corral_supervisor::config::{self, Config};
 use std::path::PathBuf;

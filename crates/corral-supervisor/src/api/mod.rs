@@ -16,6 +16,7 @@ mod query;
 mod serve;
 mod stall;
 mod tcp;
+mod tree;
 
 pub use actor::Actor;
 pub use admit::{Caps, Clients};
@@ -72,6 +73,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/daemon", get(daemon))
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
+        .route("/v1/services/{name}/tree", get(tree::tree))
         .route("/v1/services/{name}/{action}", post(act_one))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))

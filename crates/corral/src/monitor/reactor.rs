@@ -193,7 +193,7 @@ fn finish(e: Entry) {
     fn end(slot: &Ending) {
         let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((sys, shared, life)) = taken {
-            shared.end(life.finish(&*sys));
+            shared.end(life.finish(&*sys, &shared));
         }
     }
     let slot: Arc<Ending> = Arc::new(Mutex::new(Some((e.sys, e.shared, e.life))));
@@ -225,6 +225,9 @@ fn spawn(job: Job) -> Option<Entry> {
         }
     };
     let shared = Arc::new(Shared::new(sys.waker()));
+    if spec.record_events {
+        shared.hold(&*sys);
+    }
     let pid = child.pid;
     let cfg = Config { spawn: child.path, ..cfg };
     let started = Instant::now();

@@ -26,6 +26,8 @@ mod imp;
 
 #[cfg(target_os = "linux")]
 pub(crate) use imp::{adopt_check, poll_ready, start_time, EventFd};
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{argv, group_of, process_infos};
 
 /// A process's start time, where the OS tells it.
 #[cfg(not(target_os = "linux"))]
@@ -62,6 +64,10 @@ pub(crate) struct Spec {
     /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub outlive: bool,
+    /// Collect pushed events from the start, before anyone subscribes
+    /// ([`crate::GroupBuilder::record_events`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub record_events: bool,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,
@@ -201,13 +207,39 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn take_events(&self) -> Option<Vec<crate::Event>> {
         None
     }
+    /// True when the OS reports each fork with its real parent as it
+    /// happens (so a `Started`'s `ppid` is who forked it, even for a
+    /// process re-parented since), and execs as `Exec`.
+    fn observes_lineage(&self) -> bool {
+        false
+    }
     /// Someone subscribed: start collecting pushed events now, before the
     /// snapshot of current members is taken, so nothing falls in between.
     fn listen(&self) {}
 }
 
-/// A process table entry filter used by `members()`-based trees.
+/// Where no group can be found from outside its controller (a Job Object
+/// or a macOS process group names no group id), nothing is found.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn group_of(_pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
+    Ok(None)
+}
+
+/// Elsewhere the arguments are the command line split at spaces (macOS
+/// and Windows give corral one string, or only the name).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    let list = tree_of(&[pid]).unwrap_or_default();
+    list.first().map(|p| p.cmdline.split(' ').map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// The members' entries of the process table, for `members()`-based trees.
 pub(crate) fn tree_of(members: &[u32]) -> io::Result<Vec<ProcessInfo>> {
-    let all = process_table()?;
-    Ok(all.into_iter().filter(|p| members.contains(&p.pid)).collect())
+    #[cfg(target_os = "linux")]
+    return process_infos(members);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let wanted: std::collections::HashSet<u32> = members.iter().copied().collect();
+        Ok(process_table()?.into_iter().filter(|p| wanted.contains(&p.pid)).collect())
+    }
 }

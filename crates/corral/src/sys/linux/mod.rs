@@ -608,6 +608,10 @@ impl SysGroup for Group {
         leftover
     }
 
+    fn observes_lineage(&self) -> bool {
+        self.tracked.get().is_some()
+    }
+
     fn take_events(&self) -> Option<Vec<crate::Event>> {
         self.tracked.get().map(|t| t.take_events())
     }
@@ -749,6 +753,9 @@ impl Group {
         let _ = self.owner.set(owner);
         if let Some(w) = proc_events::watcher() {
             let t = proc_events::Tracked::new(self.wake.clone());
+            if self.spec.record_events {
+                t.listen();
+            }
             w.track(pid, &t);
             let _ = self.tracked.set(t);
         }
@@ -1001,7 +1008,11 @@ impl Group {
 }
 
 /// `(ppid, exe)` for events.
-pub(crate) use leftovers::{orphaned_groups, reap_group};
+pub(crate) use leftovers::{group_of, orphaned_groups, reap_group};
+
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    procfs::argv(pid)
+}
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
@@ -1015,16 +1026,26 @@ pub(crate) fn reap_all_orphans(yes: bool) {
 pub(crate) use super::unix::minidump;
 
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
-    let mut out = Vec::new();
-    for pid in procfs::all_pids()? {
-        let Some(st) = procfs::stat(pid) else { continue };
-        let group = procfs::cgroup_v2_path(pid)
-            .filter(|p| p != "/")
-            .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "pids").filter(|p| p != "/"))
-            .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "memory"));
-        out.push(ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid)));
-    }
-    Ok(out)
+    Ok(procfs::all_pids()?.into_iter().filter_map(process_info).collect())
+}
+
+/// The processes `pids` that are alive, read one by one: a group's tree
+/// costs its own members, not the whole host's table.
+pub(crate) fn process_infos(pids: &[u32]) -> io::Result<Vec<ProcessInfo>> {
+    Ok(pids.iter().copied().filter_map(process_info).collect())
+}
+
+fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let st = procfs::stat(pid)?;
+    let group = procfs::cgroup_v2_path(pid)
+        .filter(|p| p != "/")
+        .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "pids").filter(|p| p != "/"))
+        .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "memory"));
+    let cpu_ms = (st.utime + st.stime).saturating_mul(1000) / unix::clock_ticks().max(1);
+    Some(
+        ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid))
+            .with_usage(Some(cpu_ms), procfs::rss_bytes(pid)),
+    )
 }
 
 pub(crate) fn host_report() -> HostReport {
