@@ -19,6 +19,7 @@
 //!   TLS with a bearer token.
 //! - [`tls`]: whom a TLS client trusts (https probes, the verbs over TCP).
 //! - [`fleet`]: desired state in etcd for many daemons (`[fleet]`).
+//! - [`web`]: the dashboard, served when `[daemon] web` asks.
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
@@ -46,6 +47,7 @@ pub mod time;
 pub mod tls;
 mod user;
 mod watch;
+pub mod web;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};

@@ -13,14 +13,19 @@ mod query;
 mod serve;
 mod stall;
 mod tcp;
+mod tree;
+mod web_listen;
 
 pub use admit::{Caps, Clients};
+pub(crate) use auth::warn_if_shared;
 pub use auth::Token;
 pub(crate) use budget::clients_for;
 pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
+pub use tree::{Member, MAX_MEMBERS};
+pub use web_listen::BoundWeb;
 
 use crate::logs::{tail, Batch, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
@@ -69,6 +74,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
         .route("/v1/services/{name}/{action}", post(act_one))
+        .route("/v1/services/{name}/tree", get(tree::tree))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))
         .route("/v1/events/stream", get(event_stream))

@@ -10,6 +10,7 @@ mod paths;
 mod probes;
 mod raw;
 mod validate;
+mod web;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
@@ -18,6 +19,7 @@ pub(crate) use fleet::valid_segment;
 pub use fleet::{check_endpoint, host_name, FleetAuth, FleetConfig, DEFAULT_TTL, TTL_RANGE};
 pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
+pub use web::WebConfig;
 
 use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
 use std::collections::BTreeMap;
@@ -60,6 +62,8 @@ pub struct DaemonConfig {
     /// handshake or send a request head, and may sit idle between requests
     /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
     pub client_timeout: Duration,
+    /// `web`: the dashboard's address and guard, when it is served.
+    pub web: Option<WebConfig>,
 }
 
 impl DaemonConfig {

@@ -3,4 +3,5 @@
 //! leftovers) belong to the `corral` library, not here.
 
 pub(crate) mod nofile;
+pub(crate) mod proc_usage;
 pub(crate) mod safe_fs;
