@@ -64,17 +64,18 @@
     if (series.length > POINTS) series.shift();
   }
 
-  function spark(cell, series, cls) {
+  // `floor`: the smallest top of the scale, so noise stays flat.
+  function spark(cell, series, cls, floor) {
     let s = cell.querySelector('svg');
     if (!s) {
       s = svg('svg', { class: 'spark ' + cls, viewBox: '0 0 90 22', preserveAspectRatio: 'none' });
       s.appendChild(svg('polyline', {}));
       cell.prepend(s);
     }
-    const max = Math.max(1, ...series);
-    const step = 90 / (POINTS - 1);
-    const off = POINTS - series.length;
-    const pts = series.map((v, i) => ((off + i) * step).toFixed(1) + ',' + (21 - (v / max) * 20).toFixed(1));
+    // The history so far fills the width; once POINTS long, it scrolls.
+    const max = Math.max(floor, ...series);
+    const step = 90 / Math.max(1, series.length - 1);
+    const pts = series.map((v, i) => (i * step).toFixed(1) + ',' + (21 - (v / max) * 20).toFixed(1));
     s.firstChild.setAttribute('points', pts.join(' '));
   }
 
@@ -106,9 +107,9 @@
     c.ready.textContent = i.ready ? 'yes' : 'no';
     c.pid.textContent = i.pid == null ? '–' : String(i.pid);
     c.restarts.textContent = String(i.restarts);
-    spark(c.cpu, row.cpu, 'cpu');
+    spark(c.cpu, row.cpu, 'cpu', 5);
     c.cpu.querySelector('.figure').textContent = row.cpu.length ? row.cpu[row.cpu.length - 1].toFixed(1) + ' %' : '–';
-    spark(c.mem, row.mem, 'mem');
+    spark(c.mem, row.mem, 'mem', 1);
     c.mem.querySelector('.figure').textContent = bytes(i.memory_bytes);
     row.tr.classList.toggle('selected', selected === i.service + '/' + i.instance);
   }
