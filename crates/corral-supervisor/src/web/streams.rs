@@ -58,3 +58,47 @@ pub(super) async fn limit(State(slots): State<Streams>, req: Request, next: Next
     });
     Response::from_parts(parts, Body::from_stream(held))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+
+    fn app(slots: Streams) -> Router {
+        let endless = || async { Body::from_stream(endless_body()) };
+        Router::new()
+            .route("/v1/events/stream", get(endless))
+            .route("/v1/services", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(slots, limit))
+    }
+
+    /// A body that never ends, as an event stream with nothing to say.
+    fn endless_body() -> impl tokio_stream::Stream<Item = Result<axum::body::Bytes, std::convert::Infallible>> {
+        tokio_stream::pending()
+    }
+
+    async fn status(app: &Router, uri: &str) -> (StatusCode, Response) {
+        let req = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        (res.status(), res)
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_stream_gets_503_until_one_is_closed() {
+        let app = app(Streams::default());
+        let mut open = Vec::new();
+        for _ in 0..MAX_STREAMS {
+            let (code, res) = status(&app, "/v1/events/stream").await;
+            assert_eq!(code, StatusCode::OK);
+            open.push(res);
+        }
+        assert_eq!(status(&app, "/v1/events/stream").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        // Requests that do not stream are not counted.
+        assert_eq!(status(&app, "/v1/services").await.0, StatusCode::OK);
+        // A closed tab gives its slot back.
+        drop(open.pop());
+        assert_eq!(status(&app, "/v1/events/stream").await.0, StatusCode::OK);
+    }
+}
