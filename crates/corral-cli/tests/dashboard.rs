@@ -153,15 +153,20 @@ struct Driver {
 impl Driver {
     fn start() -> Driver {
         let port = free_port();
+        let profile = tempfile::tempdir().unwrap();
+        let tmp = profile.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let mut cmd = corral::Command::new(CHROMEDRIVER);
         cmd.arg(format!("--port={port}")).stdout(corral::Stdio::null()).stderr(corral::Stdio::null());
+        // chromium's scoped dirs go in the profile too, so a killed browser
+        // leaves nothing in /tmp.
+        cmd.env("TMPDIR", &tmp);
         let group = corral::Group::builder().kill_on_drop(true).spawn(cmd).unwrap();
         let end = Instant::now() + LONG;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < end, "chromedriver never listened on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let profile = tempfile::tempdir().unwrap();
         Driver { group, port, profile, seen: BTreeSet::new() }
     }
 
@@ -177,7 +182,7 @@ impl Driver {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", self.profile.path().display()),
+                    format!("--user-data-dir={}", self.profile.path().join("user-data").display()),
                 ],
             }
         });
