@@ -8,13 +8,16 @@
 //! ```
 //!
 //! Parts: `spawn` (1), `kill` (2), `footprint` (3, 4, 5), `restart` (6),
-//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9), `fleet` (12, needs etcd), `activation` (16). The benchmarks are Linux-only: the peers
+//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9), `fleet` (12, needs etcd), `dashboard` (13),
+//! `activation` (16). The benchmarks are Linux-only: the peers
 //! and the measuring tools (pidfds, smaps_rollup, cgroups) are.
 
 #[cfg(target_os = "linux")]
 mod activation;
 #[cfg(target_os = "linux")]
 mod daemons;
+#[cfg(target_os = "linux")]
+mod dashboard;
 #[cfg(target_os = "linux")]
 mod fleet;
 #[cfg(target_os = "linux")]
@@ -59,7 +62,7 @@ pub struct Opts {
 #[cfg(target_os = "linux")]
 mod linux {
     use crate::report::{self, Section};
-    use crate::{activation, fleet, kill, logs, soak, spawn, supervise, sys, tools, Opts};
+    use crate::{activation, dashboard, fleet, kill, logs, soak, spawn, supervise, sys, tools, Opts};
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -80,6 +83,9 @@ usage: corral-bench PART [--quick] [--out FILE] [--minutes N]
                     Not part of `all`.
     fleet       12  etcd + 5 daemons: apply to running, steady-state writes (needs etcd; not part
                     of `all`)
+    dashboard   13  100 services: daemon CPU per minute with one open dashboard (the page's
+                    requests, its event stream and a followed log) against none, and the
+                    page's weight; updates its section of BENCHMARKS.md. Not part of `all`.
     activation  16  20 restarts under load: a socket-activated service against one that binds
                     its own port (refused/reset requests); updates its section of
                     BENCHMARKS.md (or --out). Not part of `all`.
@@ -91,7 +97,7 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
 
     const PARTS: [&str; 7] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs"];
     /// Parts that run only when named.
-    const ALONE: [&str; 3] = ["soak", "fleet", "activation"];
+    const ALONE: [&str; 4] = ["soak", "fleet", "dashboard", "activation"];
 
     pub fn main() -> i32 {
         let mut part = None;
@@ -142,6 +148,15 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         let opts = Opts { quick, bins, peers };
         if part == "soak" {
             return run_soak(&opts, minutes, out);
+        }
+        if part == "dashboard" {
+            return match dashboard::run(&opts) {
+                Ok(sec) => write_alone(sec, out),
+                Err(e) => {
+                    eprintln!("corral-bench: dashboard failed: {e}");
+                    1
+                }
+            };
         }
         if part == "activation" {
             return run_activation(&opts, out);
@@ -248,6 +263,12 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
             }
         };
         sys::reap_zombie_children();
+        write_alone(sec, out)
+    }
+
+    /// A part run alone (the soak, the dashboard): its section replaces its
+    /// own in BENCHMARKS.md (or `out`); the rest of the file stays.
+    fn write_alone(sec: Section, out: Option<PathBuf>) -> i32 {
         println!("{}", sec.markdown());
         println!("{}", report::verdict_table(&sec.verdicts));
         let path = out.unwrap_or_else(|| tools::workspace().join("BENCHMARKS.md"));
@@ -302,8 +323,10 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         }
         // The soak is not part of `all`: its last results stay.
         let old = std::fs::read_to_string(tools::workspace().join("BENCHMARKS.md")).unwrap_or_default();
-        if let Some(kept) = soak::kept_section(&old) {
-            s.push_str(&kept);
+        for heading in ["## 9. soak", dashboard::HEADING] {
+            if let Some(kept) = soak::kept_section(&old, heading) {
+                s.push_str(&kept);
+            }
         }
         if let Some(kept) = activation::kept_section(&old) {
             s.push_str(&kept);

@@ -125,8 +125,9 @@ fn config_text(life: u64) -> String {
     s
 }
 
-/// `corral up -q` on the soak's config, and its CLI.
-struct Daemon {
+/// `corral up -q` on the soak's config, and its CLI (the dashboard part
+/// uses it too).
+pub(crate) struct Daemon {
     bin: PathBuf,
     dir: PathBuf,
     config: PathBuf,
@@ -134,14 +135,14 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(bin: &Path, dir: &Path, config: &Path) -> Result<Daemon, String> {
+    pub(crate) fn start(bin: &Path, dir: &Path, config: &Path) -> Result<Daemon, String> {
         let mut cmd = Command::new(bin);
         cmd.args(["up", "--quiet", "-c"]).arg(config);
         let child = spawn_logged(&mut cmd, &dir.join("up.log"))?;
         Ok(Daemon { bin: bin.into(), dir: dir.into(), config: config.into(), child: Some(child) })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }
 
@@ -157,7 +158,7 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("corral status --json: {e}"))
     }
 
-    fn wait_running(&self, n: usize, timeout: Duration) -> Result<(), String> {
+    pub(crate) fn wait_running(&self, n: usize, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer");
         while Instant::now() < deadline {
@@ -194,7 +195,7 @@ impl Daemon {
 
     /// `corral down`; returns how many processes of the daemon's tree were
     /// still alive after it (killed by pidfd then).
-    fn stop(&mut self) -> usize {
+    pub(crate) fn stop(&mut self) -> usize {
         let Some(child) = self.child.take() else { return 0 };
         let tree = descendants(child.id());
         let fds = sys::open_all(&tree).unwrap_or_default();
@@ -389,9 +390,10 @@ pub fn splice(doc: &str, sec: &Section) -> String {
     }
 }
 
-/// The soak section of an existing BENCHMARKS.md, for `all` to keep.
-pub fn kept_section(doc: &str) -> Option<String> {
-    let at = doc.find("## 9. soak\n")?;
+/// The section under `heading` (`## 9. soak`) of an existing
+/// BENCHMARKS.md, for `all` to keep.
+pub fn kept_section(doc: &str, heading: &str) -> Option<String> {
+    let at = doc.find(&format!("{heading}\n"))?;
     let rest = &doc[at..];
     let end = rest[1..].find("\n## ").map_or(rest.len(), |e| e + 2);
     Some(rest[..end].to_string())
@@ -423,8 +425,11 @@ mod tests {
         let doc = "# b\n\n## 9. soak\n\nold\n";
         assert_eq!(splice(doc, &sec), "# b\n\n## 9. soak\n\nnew\n\n");
         assert_eq!(splice("# b\n", &sec), "# b\n\n\n## 9. soak\n\nnew\n\n");
-        assert_eq!(kept_section("# b\n\n## 9. soak\n\nold\n\n## 10. z\n"), Some("## 9. soak\n\nold\n\n".into()));
-        assert_eq!(kept_section("# b\n\n## 9. soak\n\nold\n"), Some("## 9. soak\n\nold\n".into()));
+        assert_eq!(
+            kept_section("# b\n\n## 9. soak\n\nold\n\n## 10. z\n", "## 9. soak"),
+            Some("## 9. soak\n\nold\n\n".into())
+        );
+        assert_eq!(kept_section("# b\n\n## 9. soak\n\nold\n", "## 9. soak"), Some("## 9. soak\n\nold\n".into()));
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         Some(t) => Some(t.bind().await?),
         None => None,
     };
+    let web = match &config.daemon.web {
+        Some(w) => Some(crate::web::Dashboard::bind(w).await?),
+        None => None,
+    };
     let clients = api::clients_for(&config);
     let socket = config.daemon.socket.clone();
     let logs = LogHub::new(&config.daemon.log_dir, opts.echo.clone());
@@ -98,6 +102,12 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         eprintln!("corral: listening on https://{} (TLS, bearer token)", t.local_addr());
         let stop = tcp_stop.clone();
         t.serve(tcp_app, &clients, async move { stop.notified().await })
+    });
+    let web_stop = Arc::new(Notify::new());
+    let web_server = web.map(|w| {
+        // Tests and people look for this line.
+        eprintln!("corral: dashboard on {}", w.url());
+        w.serve(Api { sup: sup.clone(), shutdown: shutdown.clone() }, &clients, web_stop.clone())
     });
     // A fleet node first runs what it last applied (etcd may be away).
     #[cfg(feature = "fleet")]
@@ -153,6 +163,14 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         // must not hold the daemon up.
         let abort = t.abort_handle();
         if tokio::time::timeout(std::time::Duration::from_secs(2), t).await.is_err() {
+            abort.abort();
+        }
+    }
+    web_stop.notify_one();
+    if let Some(w) = web_server {
+        // A tab's event stream never ends by itself: a moment, then cut.
+        let abort = w.abort_handle();
+        if tokio::time::timeout(std::time::Duration::from_secs(2), w).await.is_err() {
             abort.abort();
         }
     }

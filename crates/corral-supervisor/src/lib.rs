@@ -21,6 +21,7 @@
 //! - [`fleet`]: desired state in etcd for many daemons (`[fleet]`).
 //! - [`tree`]: process trees and lineage traces, as text, JSON, DOT,
 //!   mermaid and SVG.
+//! - [`web`]: the dashboard, served when `[daemon] web` asks.
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
@@ -59,6 +60,7 @@ pub mod tree;
 mod user;
 mod watch;
 pub mod watch_restart;
+pub mod web;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};

@@ -224,6 +224,13 @@ impl Supervisor {
         self.inner.ctx.metrics.render(self.status(), link, format)
     }
 
+    /// The cell holding the group of instance `index` of `service`
+    /// (empty while it is not running); `None` when there is no such
+    /// instance.
+    pub(crate) fn group_of(&self, service: &str, index: u32) -> Option<Arc<Mutex<Option<Arc<corral::Group>>>>> {
+        self.services().get(service)?.instances.get(index as usize).map(Instance::group_handle)
+    }
+
     /// Instance counts by service.
     pub fn instance_counts(&self) -> BTreeMap<String, u32> {
         self.services().iter().map(|(n, s)| (n.clone(), s.instances.len() as u32)).collect()

@@ -36,6 +36,9 @@ impl Caps {
     pub const TCP: Caps = Caps { total: 256, per_peer: 16 };
     /// `metrics_listen`: scrapers open one connection at a time.
     pub const METRICS: Caps = Caps { total: 32, per_peer: 8 };
+    /// `[daemon] web`: a browser opens up to six connections to a host,
+    /// two of them held open (events, a followed log) per tab.
+    pub const WEB: Caps = Caps { total: 64, per_peer: 32 };
 }
 
 /// Whom a per-peer cap counts together: an IPv4 address, or an IPv6 /64,

@@ -70,7 +70,8 @@ pub(crate) fn clients_for(config: &Config) -> Clients {
     let d = &config.daemon;
     let wanted = Caps::LOCAL.total
         + d.tcp.as_ref().map_or(0, |_| Caps::TCP.total)
-        + d.metrics_listen.map_or(0, |_| Caps::METRICS.total);
+        + d.metrics_listen.map_or(0, |_| Caps::METRICS.total)
+        + d.web.as_ref().map_or(0, |_| Caps::WEB.total);
     if let Some(w) = budget.warning(wanted) {
         eprintln!("{w}");
     }

@@ -47,11 +47,11 @@ impl BoundMetrics {
 }
 
 /// Plain TCP connections within the caps; the rest are closed at once.
-struct Capped {
-    inner: TcpListener,
-    gate: Gate,
+pub(super) struct Capped {
+    pub(super) inner: TcpListener,
+    pub(super) gate: Gate,
     /// How long a write may wait for the peer to take a byte.
-    stall: Duration,
+    pub(super) stall: Duration,
 }
 
 impl Listener for Capped {

@@ -8,6 +8,7 @@ mod auth;
 mod budget;
 mod listen;
 mod log_lines;
+mod members;
 mod metrics_listen;
 mod ops;
 #[cfg(windows)]
@@ -17,15 +18,19 @@ mod serve;
 mod stall;
 mod tcp;
 mod tree;
+mod web_listen;
 
 pub use actor::Actor;
 pub use admit::{Caps, Clients};
+pub(crate) use auth::warn_if_shared;
 pub use auth::Token;
 pub(crate) use budget::clients_for;
 pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
+pub use members::{Member, MAX_MEMBERS};
+pub use web_listen::BoundWeb;
 
 use crate::logs::{tail, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
@@ -74,6 +79,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
         .route("/v1/services/{name}/tree", get(tree::tree))
+        .route("/v1/services/{name}/members", get(members::members_of))
         .route("/v1/services/{name}/{action}", post(act_one))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))

@@ -113,7 +113,7 @@ impl BoundTcp {
 }
 
 /// A rustls server config (TLS 1.2 and 1.3, ALPN `http/1.1`) from PEM files.
-fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub(super) fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     let cert_pem =
         std::fs::read(cert).map_err(|e| format!("cannot read the TLS certificate {}: {e}", cert.display()))?;
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
@@ -158,7 +158,7 @@ fn pem_error(e: pem::Error) -> String {
 /// Connections whose handshake is done, with their slot. A task accepts
 /// TCP connections and runs each handshake in a task of its own; it stops
 /// when the listener is dropped.
-struct TlsListener {
+pub(super) struct TlsListener {
     ready: mpsc::Receiver<(Conn, SocketAddr)>,
     addr: SocketAddr,
     accept: tokio::task::JoinHandle<()>,
@@ -167,15 +167,15 @@ struct TlsListener {
 type Conn = Admitted<TlsStream<TcpStream>>;
 
 /// What the accept task needs to let a connection in.
-struct Admission {
-    gate: Gate,
-    acceptor: TlsAcceptor,
+pub(super) struct Admission {
+    pub(super) gate: Gate,
+    pub(super) acceptor: TlsAcceptor,
     /// A client that has not finished its TLS handshake by then is dropped.
-    deadline: Duration,
+    pub(super) deadline: Duration,
 }
 
 impl TlsListener {
-    fn start(listener: TcpListener, addr: SocketAddr, admit: Admission) -> TlsListener {
+    pub(super) fn start(listener: TcpListener, addr: SocketAddr, admit: Admission) -> TlsListener {
         let (tx, ready) = mpsc::channel(16);
         let accept = tokio::spawn(accept_loop(listener, admit, tx));
         TlsListener { ready, addr, accept }

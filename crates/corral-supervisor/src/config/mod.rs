@@ -20,6 +20,7 @@ mod raw;
 mod schedule;
 mod validate;
 mod watch_restart;
+mod web;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
@@ -33,6 +34,7 @@ pub use identity::{Identity, MAX_SUPPLEMENTARY_GROUPS};
 pub use include::{Included, MAX_INCLUDED_BYTES, MAX_INCLUDED_FILES};
 pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
+pub use web::WebConfig;
 
 use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
 use std::collections::BTreeMap;
@@ -77,6 +79,8 @@ pub struct DaemonConfig {
     /// handshake or send a request head, and may sit idle between requests
     /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
     pub client_timeout: Duration,
+    /// `web`: the dashboard's address and guard, when it is served.
+    pub web: Option<WebConfig>,
     /// `logs = { format }`: the format of every service's files unless
     /// the service says (default text).
     pub log_format: crate::logs::LogFormat,

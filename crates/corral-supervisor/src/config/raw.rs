@@ -18,6 +18,9 @@ pub(crate) struct RawDaemon {
     pub watch_config: Option<bool>,
     pub client_timeout: Option<Dur>,
     pub events: Option<RawLogs>,
+    /// Read on its own from the document (`config/web.rs`): a string or a table.
+    #[allow(dead_code)]
+    pub web: Option<de::IgnoredAny>,
     pub logs: Option<super::log_output::RawDaemonLogs>,
 }
 

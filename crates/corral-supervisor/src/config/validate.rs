@@ -349,7 +349,10 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
             None,
         );
     }
+    let dtable = root.get("daemon").and_then(|d| d.as_table_like());
+    let web = super::web::web_config(sink, dtable, tcp.as_ref(), base);
     DaemonConfig {
+        web,
         events,
         socket,
         state_dir,

@@ -11,6 +11,7 @@ pub(crate) mod listen_unix;
 pub(crate) mod nofile;
 #[cfg(target_os = "linux")]
 pub(crate) mod notify_socket;
+pub(crate) mod proc_usage;
 pub(crate) mod read_config;
 pub(crate) mod safe_fs;
 pub(crate) mod signal;
