@@ -23,7 +23,7 @@ limits = { memory = "lots" }
     corral.toml:2:11: service `web` has no `command`
         expected: command = ["program", "arg", ...]
     corral.toml:3:1: service `web`: unknown key `comand`
-        expected: one of `command`, `shell`, `env`, `inherit_env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `health`, `alerts`, `placement`
+        expected: one of `command`, `shell`, `env`, `inherit_env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `notify`, `notify_fd`, `watchdog`, `start_timeout`, `sockets`, `health`, `alerts`, `placement`
         help: did you mean `command`?
     corral.toml:4:13: service `web`: invalid type: string "two"
         expected: a whole number, 0 or more
