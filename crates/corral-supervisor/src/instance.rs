@@ -543,7 +543,8 @@ impl Task {
         // Without a startup or readiness probe a running instance is ready;
         // with one, readiness stays as it is until the new probe crosses a
         // threshold. The old probes' results no longer apply.
-        let ready = was || !self.spec.health.gates_ready();
+        // A notify service stays as it said.
+        let ready = was || (!self.spec.health.gates_ready() && !self.spec.notify.gates_ready());
         self.status.send_modify(|s| {
             s.ready = ready;
             s.probes.clear();
