@@ -626,9 +626,6 @@ impl Task {
         };
         // No probe may judge a group that is being stopped.
         drop(w);
-        // Nor the notification watcher (there is none off Unix).
-        #[cfg(unix)]
-        drop(notify);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
@@ -639,6 +636,11 @@ impl Task {
             group.stop();
         }
         let outcome = group.wait_async().await;
+        // The notification socket outlives the group: a service that says
+        // STOPPING=1 while it stops is heard (what it says is ignored now),
+        // not refused. There is no watcher off Unix.
+        #[cfg(unix)]
+        drop(notify);
         // Every writer of the pipes is gone once the group is torn down, so
         // the capture ends by itself, unless a full disk holds it: then it
         // gets this long to write what it holds, and is ended (it reports
