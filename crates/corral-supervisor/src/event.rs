@@ -41,6 +41,16 @@ pub enum EventKind {
     /// (the service waits in `write`), or it is written again. `from` and
     /// `to` are the state it happened in.
     Log,
+    /// A schedule's tick: a run started, skipped, queued or replaced, or
+    /// a `cron_restart` (`schedule/`). `from` and `to` are `stopped`.
+    Schedule,
+    /// A watched file changed and the service is restarted or signalled
+    /// (`watch_restart.rs`). `from` and `to` are `stopped`.
+    Watch,
+    /// A hook (`pre_start`, `post_start`, `pre_stop`, `post_stop`) or a
+    /// `corral reload-service` ran: the `hook` field says which, how it
+    /// ended and how long it took.
+    Hook,
 }
 
 impl EventKind {
@@ -55,6 +65,9 @@ impl EventKind {
             EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
+            EventKind::Schedule => "schedule",
+            EventKind::Watch => "watch",
+            EventKind::Hook => "hook",
         }
     }
 
@@ -98,6 +111,12 @@ pub struct Event {
     /// The alert, on `alert` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<crate::alerts::AlertReport>,
+    /// The hook's name, exit and duration, on `hook` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<crate::hooks::HookReport>,
+    /// Who asked, on events a client's request caused (see `api/actor.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::api::Actor>,
 }
 
 impl Event {
@@ -118,6 +137,8 @@ impl Event {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: None,
         }
     }
 }
@@ -296,6 +317,8 @@ mod tests {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: None,
         }
     }
 

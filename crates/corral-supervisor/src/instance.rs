@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+mod hooks;
+
 /// Groups created at once, daemon-wide. The kernel serializes cgroup
 /// creation and removal anyway; unbounded, a thousand instances that fail
 /// to spawn held a thousand blocking threads while they queued for it.
@@ -111,6 +113,8 @@ pub(crate) struct Instance {
     pub status: watch::Receiver<Snapshot>,
     group: Arc<Mutex<Option<Arc<Group>>>>,
     pub task: JoinHandle<()>,
+    /// Who asked for the start or stop under way (see `asked.rs`).
+    by: crate::asked::AskedBy,
 }
 
 impl Instance {
@@ -129,6 +133,7 @@ impl Instance {
             notify: None,
         });
         let group = Arc::new(Mutex::new(None));
+        let by = crate::asked::AskedBy::default();
         let seed = (std::process::id() as u64) << 32 ^ u64::from(index) ^ ctx.origin.elapsed().as_nanos() as u64;
         let task = Task {
             ctx,
@@ -140,9 +145,10 @@ impl Instance {
             attempt: 0,
             starts: VecDeque::new(),
             rng: seed | 1,
+            by: by.clone(),
         };
         let task = tokio::spawn(task.run());
-        Instance { index, tx, status, group, task }
+        Instance { index, tx, status, group, task, by }
     }
 
     /// The cell holding the running group, for work that must not hold
@@ -175,6 +181,16 @@ impl Instance {
     }
 
     pub fn send(&self, c: Control) {
+        if matches!(c, Control::Start(_) | Control::Stop) {
+            self.by.set(None);
+        }
+        let _ = self.tx.send(c);
+    }
+
+    /// Sends a start or a stop asked for by `by`: the transitions it
+    /// causes name it.
+    pub fn send_by(&self, c: Control, by: Option<crate::api::Actor>) {
+        self.by.set(by);
         let _ = self.tx.send(c);
     }
 
@@ -203,6 +219,7 @@ impl Instance {
             memory_bytes: usage.as_ref().and_then(|u| u.memory_now),
             processes: usage.as_ref().map(|u| u.processes_active),
             probes: s.probes,
+            next_run: None,
             notify: s.notify,
         }
     }
@@ -241,6 +258,7 @@ struct Task {
     /// Start times (since `ctx.origin`) inside the start-limit window.
     starts: VecDeque<Duration>,
     rng: u64,
+    by: crate::asked::AskedBy,
 }
 
 impl Task {
@@ -368,6 +386,15 @@ impl Task {
     /// Spawns the group and watches it (`running`, then `stopping` when it
     /// is ended) until the run is over; a spawn that fails is a run too.
     async fn enter_running(&mut self) -> RunEnd {
+        // Before the spawn turn: a slow pre_start must not hold one.
+        match self.pre_start().await {
+            Err(end) => return end,
+            Ok(Some(why)) => {
+                let exit = LastExit { code: None, signal: None, reason: why };
+                return RunEnd::Ended { result: RunResult::SpawnFailed, exit, ran_for: Duration::ZERO };
+            }
+            Ok(None) => {}
+        }
         let permit = match self.spawn_turn().await {
             Ok(p) => p,
             Err(end) => return end,
@@ -486,6 +513,12 @@ impl Task {
             label: label.clone(),
             status: self.status.subscribe(),
         });
+        let origin = logs::ship::Origin { service: self.spec.name.clone(), instance: self.index };
+        let delivery = logs::capture::Delivery {
+            format: self.spec.log_output.format,
+            pid: Some(group.pid()),
+            ship: logs::ship::Shipper::start(&self.spec.log_output, origin, stall.clone()),
+        };
         let capture = tokio::spawn(logs::capture(
             src,
             self.ctx.logs.clone(),
@@ -494,6 +527,7 @@ impl Task {
             label,
             self.spec.logs,
             stall,
+            delivery,
         ));
         let group = Arc::new(group);
         self.ctx.persist.set(GroupRecord {
@@ -575,6 +609,7 @@ impl Task {
             s.notify = notify.as_ref().map(|_| Default::default());
         });
         self.transition(State::Running, "spawned", Some(group.pid()), None);
+        let post_start = self.post_start(&group);
         let mut run = RunHealth { log: follower.mark(), startup_passed: self.spec.health.startup.is_none() };
         // Verdicts about this run only, from the watchers in force.
         let mut w = self.watch_health(&group, follower, Resume::FRESH);
@@ -626,13 +661,16 @@ impl Task {
         };
         // No probe may judge a group that is being stopped.
         drop(w);
+        drop(post_start);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
+            self.pre_stop(&group).await;
             group.stop();
         }
         if let Some((_, why, _)) = &request {
             self.transition(State::Stopping, *why, pid, None);
+            self.pre_stop(&group).await;
             group.stop();
         }
         let outcome = group.wait_async().await;
@@ -652,6 +690,7 @@ impl Task {
         }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
+        self.post_stop(group.pid(), outcome.status).await;
         let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
         if outcome.leftover > 0 {
             eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);
@@ -790,6 +829,8 @@ impl Task {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: self.by.take_for(to),
         });
     }
 
@@ -879,6 +920,8 @@ impl Note {
             ready: self.ready,
             probe: self.probe,
             alert: self.alert,
+            hook: None,
+            actor: None,
         }
     }
 }

@@ -26,6 +26,7 @@
 pub mod activation;
 pub mod alerts;
 pub mod api;
+mod asked;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -33,12 +34,15 @@ pub mod diff;
 mod environment;
 mod event;
 pub mod fleet;
+mod groups;
 pub mod health;
+pub mod hooks;
 mod instance;
 pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod policy;
+pub mod schedule;
 pub mod sd_notify;
 mod spawn;
 mod state;
@@ -48,8 +52,11 @@ pub mod time;
 pub mod tls;
 mod user;
 mod watch;
+pub mod watch_restart;
 
 pub use event::{Event, EventKind, EventLog};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};
+pub use supervisor::{
+    DumpResult, Health, OpError, ReloadError, Reloaded, Signalled, Supervisor, Target, UnknownService,
+};

@@ -115,7 +115,7 @@ fn run_top(opts: &Opts, deadline: Instant) -> Result<i32, String> {
     // Dropping a std Child neither kills nor waits; reaping is left to linger.
     drop(spawned);
     if let Some(port) = opts.http_port {
-        http::serve(port, opts.http_port_file.as_deref(), opts.http_fail_file.clone())?;
+        http::serve(port, opts.http_port_file.as_deref(), opts.http_fail_file.clone(), opts.http_body_file.clone())?;
     }
     {
         let mut out = io::stdout().lock();

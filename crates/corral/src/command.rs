@@ -86,6 +86,11 @@ pub struct Command {
     pub(crate) uid: Option<u32>,
     #[cfg(unix)]
     pub(crate) gid: Option<u32>,
+    /// Supplementary groups, set before the gid and the uid.
+    #[cfg(unix)]
+    pub(crate) groups: Option<Vec<u32>>,
+    #[cfg(unix)]
+    pub(crate) umask: Option<u32>,
     /// fds the leader gets at fixed numbers (`pass_fd`).
     #[cfg(unix)]
     pub(crate) passed: Vec<(std::os::fd::OwnedFd, std::os::fd::RawFd)>,
@@ -111,6 +116,9 @@ impl Command {
             #[cfg(unix)]
             gid: None,
             #[cfg(unix)]
+            groups: None,
+            #[cfg(unix)]
+            umask: None,
             passed: Vec::new(),
             #[cfg(unix)]
             pid_vars: Vec::new(),
@@ -192,6 +200,21 @@ impl Command {
         self.gid = Some(gid);
         self
     }
+    /// Runs the leader with exactly these supplementary groups (they are
+    /// set before the gid and the uid, which needs `CAP_SETGID`: a spawn
+    /// that cannot set them fails rather than run with the controller's).
+    #[cfg(unix)]
+    pub fn groups(&mut self, groups: &[u32]) -> &mut Command {
+        self.groups = Some(groups.to_vec());
+        self
+    }
+    /// The leader's file mode creation mask (`0o027`: no write for the
+    /// group, nothing for others). Only the permission bits count.
+    #[cfg(unix)]
+    pub fn umask(&mut self, mask: u32) -> &mut Command {
+        self.umask = Some(mask & 0o777);
+        self
+    }
 
     /// Gives the leader `fd` as fd number `target` (3 or above), open
     /// across `exec`: how a supervisor hands a service its listening
@@ -260,15 +283,15 @@ impl Command {
             c.current_dir(d);
         }
         #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            if let Some(u) = self.uid {
-                c.uid(u);
-            }
-            if let Some(g) = self.gid {
-                c.gid(g);
-            }
-        }
+        crate::sys::unix::identity::apply_to_std(
+            &mut c,
+            crate::sys::unix::identity::Identity {
+                uid: self.uid,
+                gid: self.gid,
+                groups: self.groups,
+                umask: self.umask,
+            },
+        );
         c.stdin(self.stdin.into_std()).stdout(self.stdout.into_std()).stderr(self.stderr.into_std());
         c
     }

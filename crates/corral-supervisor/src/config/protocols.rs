@@ -116,7 +116,7 @@ pub(super) fn sockets(
                 sink.push(at, format!("{what}: `{text}` is listed twice"), None, None);
             }
             Ok(addr) => {
-                let (file, line, column) = sink.place(at);
+                let (file, line, column) = sink.place_parts(at);
                 out.push(ListenSpec { addr, file, line, column });
             }
             Err(e) => sink.push(at, format!("{what}: sockets: {e}"), Some(FORMS.into()), None),

@@ -45,7 +45,7 @@ impl Step {
             Step::JoinCgroup => "joining the group's v1 cgroups",
             Step::Rlimit => "setting its rlimits",
             Step::Stdio => "connecting its stdin/stdout/stderr",
-            Step::Groups => "dropping supplementary groups",
+            Step::Groups => "setting its supplementary groups",
             Step::Gid => "switching to the group id",
             Step::Uid => "switching to the user id",
             Step::DeathSignal => "arming its parent-death signal",
@@ -111,7 +111,13 @@ unsafe fn run(p: &Plan) -> ! {
                 }
             }
         }
-        if p.drop_groups {
+        if let Some(groups) = &p.groups {
+            // Asked for: a refusal (no CAP_SETGID) is a failure, not a
+            // leader that runs with the controller's groups.
+            if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+                fail(p, Step::Groups, errno());
+            }
+        } else if p.drop_groups {
             // Without CAP_SETGID this fails harmlessly, as in std.
             if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
                 && errno() != libc::EPERM
@@ -141,6 +147,9 @@ unsafe fn run(p: &Plan) -> ! {
             if libc::chdir(cwd.as_ptr()) != 0 {
                 fail(p, Step::Cwd, errno());
             }
+        }
+        if let Some(mask) = p.umask {
+            libc::umask(mask);
         }
         // Only 0, 1 and 2 pass; the same sweep as the fork path's. Then the
         // fds passed on purpose, at their numbers, and the pid variables.

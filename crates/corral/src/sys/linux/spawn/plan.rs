@@ -27,6 +27,9 @@ pub(super) struct Plan {
     pub gid: Option<libc::gid_t>,
     /// Drop supplementary groups along with the uid (root only, like std).
     pub drop_groups: bool,
+    /// Set exactly these supplementary groups (instead of dropping them).
+    pub groups: Option<Vec<libc::gid_t>>,
+    pub umask: Option<libc::mode_t>,
     /// The fd to put on 0, 1 and 2; `None` inherits.
     pub stdio: [Option<RawFd>; 3],
     /// v1 `tasks` files the child writes `0` into.
@@ -147,6 +150,8 @@ impl Plan {
             uid: cmd.uid,
             gid: cmd.gid,
             drop_groups: cmd.uid.is_some() && euid == 0,
+            groups: cmd.groups.as_ref().map(|g| g.iter().map(|&g| g as libc::gid_t).collect()),
+            umask: cmd.umask.map(|m| m as libc::mode_t),
             stdio,
             joins,
             rlimits,
