@@ -1,6 +1,7 @@
 //! The `corral` binary: parses arguments, calls the libraries, and maps
 //! errors to exit codes. It holds no policy of its own.
 
+mod adopt;
 mod completions;
 mod doctor;
 mod exit;
@@ -12,6 +13,8 @@ mod service;
 mod signals;
 mod startup;
 mod supervise;
+mod top;
+mod trace;
 mod tree;
 
 use clap::{Parser, Subcommand};
@@ -28,10 +31,19 @@ struct Cli {
 enum Cmd {
     /// Run a command and everything it starts as one group.
     Run(run::Args),
+    /// Take a running process and its descendants into a group, as `run` would hold them.
+    Adopt(adopt::Args),
     /// Show what this host can enforce, with each backend.
     Doctor(doctor::Args),
-    /// Show a live process tree with pgid, sid and group.
+    /// Show a group's process tree (a service, or --pid N): text, json, dot, mermaid or svg.
     Tree(tree::Args),
+    /// Render a lineage trace written by `corral run --trace` or `trace = true`.
+    Trace {
+        #[command(subcommand)]
+        cmd: trace::Cmd,
+    },
+    /// A terminal UI: services, the selected instance's tree and logs, with keys for the actions.
+    Top(top::Args),
     #[command(flatten)]
     Supervisor(supervise::Cmd),
     /// Drive a fleet's desired state in etcd: apply, status, nodes, scale.
@@ -47,6 +59,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
+    /// The log holder a daemon starts for itself (internal; see README).
+    #[command(name = "__holder", hide = true)]
+    Holder { socket: std::path::PathBuf },
     /// Print (or --install) the systemd unit, OpenRC script or launchd plist that runs `corral up` at boot.
     Startup(startup::StartupArgs),
     /// Print a shell completion script: bash, zsh, fish or powershell.
@@ -60,6 +75,23 @@ enum Cmd {
     },
 }
 
+#[cfg(target_os = "linux")]
+fn holder(socket: &std::path::Path) -> u8 {
+    match corral_supervisor::holder::serve(socket) {
+        Ok(()) => 0,
+        Err(e) => {
+            exit::error(format!("log holder on {}: {e}", socket.display()));
+            exit::FAILURE
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn holder(_socket: &std::path::Path) -> u8 {
+    exit::error("the log holder is Linux only");
+    exit::FAILURE
+}
+
 fn main() -> ExitCode {
     signals::reset_inherited();
     let cli = match Cli::try_parse() {
@@ -68,8 +100,11 @@ fn main() -> ExitCode {
     };
     let code = match cli.cmd {
         Cmd::Run(a) => run::main(a),
+        Cmd::Adopt(a) => adopt::main(a),
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
+        Cmd::Trace { cmd } => trace::main(cmd),
+        Cmd::Top(a) => top::main(a),
         Cmd::Supervisor(c) => supervise::main(c),
         #[cfg(feature = "fleet")]
         Cmd::Fleet { cmd } => fleet::main(cmd),
@@ -85,6 +120,7 @@ fn main() -> ExitCode {
         Cmd::Completions(a) => completions::completions(a),
         Cmd::Manpage(a) => completions::manpage(a),
         Cmd::Service { cmd } => service::main(cmd),
+        Cmd::Holder { socket } => holder(&socket),
     };
     ExitCode::from(code)
 }

@@ -5,13 +5,28 @@ use crate::exit;
 use crate::report::Report;
 use clap::Parser;
 use corral::{
-    units, Command, Error, ErrorKind, Group, LimitKind, Limits, Outcome, Reason, Signal, StopPolicy, Support,
+    units, Command, Error, ErrorKind, Group, GroupBuilder, LimitKind, Limits, Outcome, Reason, Signal, StopPolicy,
+    Support,
 };
+use corral_supervisor::tree::follow::follow_blocking;
+use corral_supervisor::tree::trace_file::TraceFile;
 use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
 pub struct Args {
+    #[command(flatten)]
+    flags: GroupFlags,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// How a group is held: limits, timeout, stop, report. `corral run` and
+/// `corral adopt` share them.
+#[derive(Debug, clap::Args)]
+pub struct GroupFlags {
     /// Stop the group after this long (30s, 1m30s, 500ms; a bare number is seconds; 0: no limit).
     #[arg(short = 't', long, value_name = "DUR", value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -39,12 +54,54 @@ pub struct Args {
     /// Write a JSON report of the run to PATH, or to stdout with `-`.
     #[arg(long, value_name = "PATH")]
     report: Option<String>,
+    /// Record the lineage of every process of the run (parent, exe, argv,
+    /// start, exit status) to PATH as JSON lines; see `corral trace show`.
+    #[arg(long, value_name = "PATH")]
+    trace: Option<std::path::PathBuf>,
     /// Exit with the command's status even on timeout (like GNU timeout).
     #[arg(long = "preserve-status")]
     preserve_status: bool,
-    /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-    command: Vec<OsString>,
+}
+
+impl GroupFlags {
+    fn limits(&self) -> Limits {
+        let mut limits = Limits::new();
+        limits.memory = self.memory;
+        limits.memory_per_process = self.memory_per_process;
+        limits.cpu_time = self.cpu_time;
+        limits.cpus = self.cpus;
+        limits.max_procs = self.max_procs;
+        limits
+    }
+
+    /// GNU timeout: a duration of 0 disables what it bounds. With `-k 0`
+    /// no kill: the longest grace there is never runs out.
+    fn grace(&self) -> Duration {
+        if self.kill_after.is_zero() {
+            units::MAX_DURATION
+        } else {
+            self.kill_after
+        }
+    }
+
+    /// The `--trace` file, created before anything starts (or the exit
+    /// code of a one-line refusal).
+    pub fn open_trace(&self) -> Result<Option<TraceFile>, u8> {
+        self.trace.as_deref().map(TraceFile::create).transpose().map_err(|e| {
+            let path = self.trace.as_deref().unwrap_or(std::path::Path::new("")).display();
+            exit::error(format!("cannot write the trace to {path}: {e}"));
+            exit::FAILURE
+        })
+    }
+
+    /// A builder with these limits, stop policy and timeout.
+    pub fn builder(&self) -> GroupBuilder {
+        let builder = Group::builder().limits(self.limits()).stop(StopPolicy::new(self.signal, self.grace()));
+        match self.timeout.filter(|t| !t.is_zero()) {
+            Some(t) => builder.timeout(t),
+            None => builder,
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -70,35 +127,40 @@ fn parse_signal(s: &str) -> Result<Signal, String> {
 
 pub fn main(a: Args) -> u8 {
     corral::reap_all_orphans(true);
-    let mut limits = Limits::new();
-    limits.memory = a.memory;
-    limits.memory_per_process = a.memory_per_process;
-    limits.cpu_time = a.cpu_time;
-    limits.cpus = a.cpus;
-    limits.max_procs = a.max_procs;
     let mut cmd = Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
-    // GNU timeout: a duration of 0 disables what it bounds. No timeout,
-    // and with `-k 0` no kill: the longest grace there is never runs out.
-    let grace = if a.kill_after.is_zero() { units::MAX_DURATION } else { a.kill_after };
-    let mut builder = Group::builder().limits(limits.clone()).stop(StopPolicy::new(a.signal, grace));
-    if let Some(t) = a.timeout.filter(|t| !t.is_zero()) {
-        builder = builder.timeout(t);
-    }
+    // Opened before anything starts: a trace that cannot be written is
+    // refused up front, not found missing afterwards.
+    let trace = match a.flags.open_trace() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let signals = crate::signals::Forwarder::install();
-    let group = match builder.spawn(cmd) {
-        Ok(g) => std::sync::Arc::new(g),
+    let group = match a.flags.builder().record_events(trace.is_some()).spawn(cmd) {
+        Ok(g) => Arc::new(g),
         Err(e) => return spawn_failure(&e),
     };
+    hold(&a.flags, group, signals, trace)
+}
+
+/// Holds a started group to its end: notes weaker limits, forwards
+/// signals, reports, and maps the outcome to an exit code.
+pub fn hold(f: &GroupFlags, group: Arc<Group>, signals: crate::signals::Forwarder, trace: Option<TraceFile>) -> u8 {
     for e in group.enforcement() {
         if let Support::Weaker(how) = &e.support {
             exit::error(format!("note: {} is enforced in a weaker form here: {how}", e.limit));
         }
     }
-    signals.forward_to(group.clone(), grace);
+    let tracer = trace.map(|t| follow_blocking(&group, Some(t)));
+    signals.forward_to(group.clone(), f.grace());
     let outcome = group.wait();
+    // The event stream ends with the group, so the tracer is done.
+    if let Some(Ok(Some(TraceFile { failed: Some(e), .. }))) = tracer.map(|t| t.join()) {
+        exit::error(format!("the trace is incomplete: {e}"));
+        return exit::FAILURE;
+    }
     if outcome.reason.is_limit() {
-        exit::error(format!("killed: {}", limit_line(&outcome, &limits)));
+        exit::error(format!("killed: {}", limit_line(&outcome, &f.limits())));
     }
     if outcome.leftover > 0 {
         exit::error(format!(
@@ -106,8 +168,8 @@ pub fn main(a: Args) -> u8 {
             outcome.leftover, outcome.backend
         ));
     }
-    let code = exit_code(&outcome, a.preserve_status);
-    if let Some(path) = &a.report {
+    let code = exit_code(&outcome, f.preserve_status);
+    if let Some(path) = &f.report {
         if let Err(e) = Report::from_outcome(&outcome).write(path) {
             exit::error(format!("cannot write the report to {path}: {e}"));
             return exit::FAILURE;
@@ -129,8 +191,11 @@ fn spawn_failure(e: &Error) -> u8 {
 }
 
 /// GNU `timeout`'s conventions, extended to limits.
+/// An adopted leader that ended by itself has no status corral can know:
+/// that is 0, the tree ended without corral's doing (the report's
+/// `exit_code` stays null).
 pub fn exit_code(o: &Outcome, preserve_status: bool) -> u8 {
-    let own = o.status.shell_code().clamp(0, 255) as u8;
+    let own = if o.status.is_known() { o.status.shell_code().clamp(0, 255) as u8 } else { 0 };
     match o.reason {
         Reason::Timeout if !preserve_status => exit::TIMEOUT,
         r if r.is_limit() && !preserve_status => 128 + 9,

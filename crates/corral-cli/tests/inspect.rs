@@ -55,18 +55,20 @@ fn tree_shows_a_live_group_with_pgid_sid_and_cgroup() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(out.status.success());
         let header = text.lines().next().unwrap();
-        for col in ["PID", "PPID", "PGID", "SID", "GROUP", "COMMAND"] {
+        for col in ["PID", "PPID", "PGID", "SID", "CPU", "MEM", "COMMAND"] {
             assert!(header.contains(col), "{header}");
         }
-        // The leader and its three children, each on its own line.
-        assert_eq!(text.lines().count(), 1 + 4, "[{b}]\n{text}");
+        // The leader and its three children, each on its own line, then the note.
+        assert_eq!(text.lines().count(), 1 + 4 + 1, "[{b}]\n{text}");
+        let note = text.lines().last().unwrap();
         let setsid = ready["setsid"][0].as_u64().unwrap().to_string();
         let line = text.lines().find(|l| l.split_whitespace().next() == Some(setsid.as_str())).unwrap();
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols[2], setsid, "[{b}] its own process group: {line}");
         assert_eq!(cols[3], setsid, "[{b}] its own session: {line}");
+        assert!(note.starts_with("# group "), "[{b}] the group is named: {note}");
         if b != "pgid" {
-            assert!(line.contains("corral/"), "[{b}] the group's cgroup is shown: {line}");
+            assert!(note.contains("corral/"), "[{b}] the group's cgroup is shown: {note}");
         }
         child.kill().unwrap();
         child.wait().unwrap();

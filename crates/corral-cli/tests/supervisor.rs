@@ -381,7 +381,7 @@ fn the_api_serves_its_owner_and_refuses_other_uids() {
 }
 
 #[test]
-fn a_sigkilled_daemon_once_restarted_reaps_what_its_previous_run_left() {
+fn a_sigkilled_daemon_once_restarted_takes_back_what_its_previous_run_left() {
     let toml = format!(
         "[services.tree]\ncommand = [{tk}, \"--children\", \"2\", \"--setsid\", \"2\", \"--double-fork\", \"1\", \"--sleep\", \"120\"]\n",
         tk = tk()
@@ -391,15 +391,15 @@ fn a_sigkilled_daemon_once_restarted_reaps_what_its_previous_run_left() {
     let mut child = d.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    let survivors: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
-    assert!(!survivors.is_empty(), "escapees outlive a SIGKILLed daemon until someone reaps them");
-    // Same folder, same config: a new daemon.
+    // Same folder, same config: a new daemon takes the whole tree back
+    // (issue 15; it used to kill it), and `down` then ends all of it.
     let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
     drop(d);
     let mut d = Daemon::restart_in(dir);
-    assert_gone(&pids);
+    d.wait_event("re-attached", |e| e["reason"] == "re-attached after a daemon restart");
+    let lost: Vec<u32> = pids.iter().copied().filter(|&p| gone(p)).collect();
+    assert!(lost.is_empty(), "died across the restart: {lost:?} of {pids:?}");
     d.seen.extend(&pids);
-    d.latest_ready_pids("tree", 0);
     d.down();
 }
 

@@ -29,12 +29,22 @@ pub struct Options {
 pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     // The daemon owns its process: orphans of its services are its to reap.
     corral::reap_all_orphans(true);
+    crate::reexec::remember_exe();
     // The TCP listener's certificate, key and token are read before
     // anything is touched: a bad one stops the daemon here.
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
     let state_dir = config.daemon.state_dir.clone();
     check_dirs(&config)?;
-    let left = crate::persist::reap_previous(&state_dir)?;
+    // The holder of the previous daemon's pipes (or a new one): what it
+    // kept goes with the groups taken back; the rest closes here.
+    let (holder, pipes) = crate::holder::Client::connect(&state_dir);
+    let (left, taken, refused) = crate::reattach::previous(&state_dir, &config.services, pipes)?;
+    for r in &refused {
+        eprintln!("corral: {r}");
+    }
+    if left.reattached > 0 {
+        eprintln!("corral: re-attached {} group(s) of a previous daemon", left.reattached);
+    }
     let unreadable = left.unreadable.as_ref().map(|why| {
         format!("{why}; killed {} process(es) of {} orphaned group(s) found by their tag", left.killed, left.groups)
     });
@@ -55,6 +65,10 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     if let Some(u) = unreadable {
         sup.emit(crate::Event::daemon(u));
     }
+    for r in refused {
+        sup.emit(crate::Event::daemon(r));
+    }
+    sup.hand_over(taken, holder);
     let shutdown = Arc::new(Notify::new());
     let app = api::router(Api { sup: sup.clone(), shutdown: shutdown.clone() });
     let api_stop = Arc::new(Notify::new());
@@ -105,6 +119,16 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         _ = wait_for_stop(&sup, &shutdown) => {}
         _ = stopped_from_outside(opts.stop.as_deref()) => {}
     }
+    let mut server = Some(server);
+    if crate::reexec::requested() {
+        // The API first: the request that asked gets its answer.
+        api_stop.notify_one();
+        if let Some(s) = server.take() {
+            let _ = s.await;
+        }
+        let why = crate::reexec::exec(&sup).await;
+        eprintln!("corral: {why}; stopping every service instead");
+    }
     eprintln!("corral: stopping every service");
     // A reload in progress (from the watcher, SIGHUP or the API) gives up
     // its rollout as the shutdown begins; the watcher is stopped only
@@ -133,7 +157,9 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         }
     }
     metrics_stop.notify_one();
-    let _ = server.await;
+    if let Some(s) = server {
+        let _ = s.await;
+    }
     if let Some(m) = metrics_server {
         let _ = m.await;
     }

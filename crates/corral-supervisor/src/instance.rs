@@ -56,8 +56,14 @@ pub(crate) struct Ctx {
     pub sampler: Arc<Sampler>,
     /// `state_dir/dumps`.
     pub dumps: PathBuf,
+    /// What each running instance's lineage recorded (`tree::follow`).
+    pub lineage: Arc<crate::tree::follow::Registry>,
     /// The listening sockets of socket activation, held across runs.
     pub sockets: crate::activation::Registry,
+    /// Groups taken back from a previous daemon, until their instance starts.
+    pub reattached: crate::reattach::TakenBack,
+    /// Keeps copies of every instance's pipes for the next daemon.
+    pub holder: crate::holder::Client,
 }
 
 /// A dependency to wait for before the first start.
@@ -145,6 +151,7 @@ impl Instance {
             attempt: 0,
             starts: VecDeque::new(),
             rng: seed | 1,
+            reattached: false,
             by: by.clone(),
         };
         let task = tokio::spawn(task.run());
@@ -165,6 +172,7 @@ impl Instance {
         status: watch::Receiver<Snapshot>,
         service: &str,
         index: u32,
+        by: Option<crate::api::Actor>,
     ) -> Result<String, String> {
         let group = cell.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let state = status.borrow().state;
@@ -173,7 +181,9 @@ impl Instance {
         tokio::task::spawn_blocking(move || {
             let (reason, dir) = snapshot(&ctx, &service, index, &group, "requested by a client");
             let note = Note { kind: EventKind::Dump, reason: reason.clone(), ready: None, probe: None, alert: None };
-            ctx.events.emit(note.into_event(&service, index, state, Some(group.pid())));
+            let mut event = note.into_event(&service, index, state, Some(group.pid()));
+            event.actor = by;
+            ctx.events.emit(event);
             dir.ok_or(reason)
         })
         .await
@@ -258,6 +268,8 @@ struct Task {
     /// Start times (since `ctx.origin`) inside the start-limit window.
     starts: VecDeque<Duration>,
     rng: u64,
+    /// The current run was taken back from a previous daemon, not spawned.
+    reattached: bool,
     by: crate::asked::AskedBy,
 }
 
@@ -502,8 +514,22 @@ impl Task {
         let follower = self.follower(None);
         // Awaited, not blocked on: no thread of the runtime waits for the
         // start (and a bounded number at a time: see `spawn_turn`).
-        let mut group = builder.spawn_async(cmd).await.map_err(|e| e.to_string())?;
-        let src = logs::capture::Source { stdout: group.take_stdout(), stderr: group.take_stderr() };
+        self.reattached = false;
+        let (mut group, pipes) = match self.ctx.reattached.take(&self.spec.name, self.index) {
+            Some(back) => {
+                self.reattached = true;
+                (back.group, back.pipes)
+            }
+            None => (builder.spawn_async(cmd).await.map_err(|e| e.to_string())?, None),
+        };
+        let (stdout, stderr) = match pipes {
+            Some((o, e)) => (Some(o), Some(e)),
+            None => (group.take_stdout(), group.take_stderr()),
+        };
+        if let (Some(o), Some(e)) = (&stdout, &stderr) {
+            self.ctx.holder.put(group.id(), o, e);
+        }
+        let src = logs::capture::Source { stdout, stderr };
         let label =
             if self.spec.instances > 1 { format!("{}.{}", self.spec.name, self.index) } else { self.spec.name.clone() };
         let stall = Arc::new(logs::StallReport {
@@ -537,8 +563,10 @@ impl Task {
             pid: group.pid(),
             backend: group.backend().as_str().to_string(),
             location: group.location(),
+            start: corral::process_start_time(group.pid()),
         });
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
+        crate::tree::follow::start(&self.ctx.lineage, &self.ctx.logs, &self.spec, self.index, &group);
         #[cfg(unix)]
         let notify = notify.map(|n| n.start(group.clone())).transpose()?;
         #[cfg(not(unix))]
@@ -608,7 +636,8 @@ impl Task {
             s.probes.clear();
             s.notify = notify.as_ref().map(|_| Default::default());
         });
-        self.transition(State::Running, "spawned", Some(group.pid()), None);
+        let how = if self.reattached { "re-attached after a daemon restart" } else { "spawned" };
+        self.transition(State::Running, how, Some(group.pid()), None);
         let post_start = self.post_start(&group);
         let mut run = RunHealth { log: follower.mark(), startup_passed: self.spec.health.startup.is_none() };
         // Verdicts about this run only, from the watchers in force.
@@ -690,6 +719,7 @@ impl Task {
         }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
+        self.ctx.holder.drop_group(group.id());
         self.post_stop(group.pid(), outcome.status).await;
         let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
         if outcome.leftover > 0 {

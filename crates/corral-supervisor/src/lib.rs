@@ -19,6 +19,8 @@
 //!   TLS with a bearer token.
 //! - [`tls`]: whom a TLS client trusts (https probes, the verbs over TCP).
 //! - [`fleet`]: desired state in etcd for many daemons (`[fleet]`).
+//! - [`tree`]: process trees and lineage traces, as text, JSON, DOT,
+//!   mermaid and SVG.
 //! - [`daemon`]: `corral up`.
 
 #![warn(missing_docs)]
@@ -36,12 +38,15 @@ mod event;
 pub mod fleet;
 mod groups;
 pub mod health;
+pub mod holder;
 pub mod hooks;
 mod instance;
 pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod policy;
+mod reattach;
+pub mod reexec;
 pub mod schedule;
 pub mod sd_notify;
 mod spawn;
@@ -50,6 +55,7 @@ mod supervisor;
 mod sys;
 pub mod time;
 pub mod tls;
+pub mod tree;
 mod user;
 mod watch;
 pub mod watch_restart;

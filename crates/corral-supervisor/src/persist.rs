@@ -36,6 +36,11 @@ pub struct GroupRecord {
     pub backend: String,
     /// Its cgroup path or process group.
     pub location: String,
+    /// The leader's start time (`corral::process_start_time`): with the
+    /// pid, it names the leader across pid reuse. Absent in files of older
+    /// daemons, whose groups are then killed, not taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -67,6 +72,8 @@ struct Pending {
     groups: BTreeMap<(String, u32), GroupRecord>,
     /// Bumped by every change; the writer compares it with what it wrote.
     version: u64,
+    /// The last version on disk.
+    written: u64,
     closed: bool,
 }
 
@@ -95,11 +102,28 @@ impl Persist {
         });
     }
 
+    /// Waits (at most `limit`) until every change so far is on disk; false
+    /// if it was not by then.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // for a re-exec, Linux only
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let end = corral::deadline::after(std::time::Instant::now(), limit);
+        let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let want = p.version;
+        while p.written < want {
+            let now = std::time::Instant::now();
+            if now >= end {
+                return false;
+            }
+            p = self.shared.changed.wait_timeout(p, end - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        true
+    }
+
     fn change(&self, f: impl FnOnce(&mut BTreeMap<(String, u32), GroupRecord>)) {
         let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut p.groups);
         p.version += 1;
-        self.shared.changed.notify_one();
+        self.shared.changed.notify_all();
     }
 }
 
@@ -107,7 +131,7 @@ impl Persist {
 impl Drop for Persist {
     fn drop(&mut self) {
         self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.shared.changed.notify_one();
+        self.shared.changed.notify_all();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
@@ -130,6 +154,9 @@ impl Shared {
             };
             self.write(&groups);
             written = version;
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).written = version;
+            // Both the writer and a `flush` wait on this.
+            self.changed.notify_all();
         }
     }
 
@@ -155,11 +182,18 @@ pub struct Leftovers {
     pub killed: usize,
     /// Why the state file could not be used, when it could not.
     pub unreadable: Option<String>,
+    /// Groups taken back alive (see `reattach`), not killed.
+    pub reattached: usize,
 }
 
-/// Kills what a dead previous daemon left behind. Fails when that daemon
-/// is still alive, or when the state folder is not the daemon's own.
-pub(crate) fn reap_previous(state_dir: &Path) -> Result<Leftovers, String> {
+/// Kills what a dead previous daemon left behind, except the recorded
+/// groups `take_back` takes over (it returns true for those). Fails when
+/// that daemon is still alive, or when the state folder is not the
+/// daemon's own.
+pub(crate) fn reap_previous(
+    state_dir: &Path,
+    mut take_back: impl FnMut(&GroupRecord) -> bool,
+) -> Result<Leftovers, String> {
     let dir = PrivateDir::create_or_check(state_dir).map_err(|e| format!("state_dir: {e}"))?;
     let path = dir.path().join(NAME);
     let state = match dir.read(NAME, MAX_SIZE) {
@@ -180,6 +214,10 @@ pub(crate) fn reap_previous(state_dir: &Path) -> Result<Leftovers, String> {
     }
     let mut out = Leftovers::default();
     for g in &state.groups {
+        if take_back(g) {
+            out.reattached += 1;
+            continue;
+        }
         reap(&g.group_id, g.pid, &mut out);
     }
     // A group spawned in the instant before it was recorded: its id names
@@ -256,6 +294,7 @@ mod tests {
             pid: i + 100,
             backend: "pgid".into(),
             location: String::new(),
+            start: None,
         };
         for i in 0..200 {
             p.set(rec(i));
@@ -280,6 +319,7 @@ mod tests {
             pid: 1,
             backend: "pgid".into(),
             location: "process group 1".into(),
+            start: Some(42),
         };
         p.set(rec.clone());
         // Dropping it writes the last change.

@@ -71,7 +71,14 @@ fn as_user(_cmd: &mut Command, _acc: &crate::user::Account) {}
 
 /// The group settings of every instance of the service.
 pub(crate) fn builder(spec: &ServiceSpec) -> corral::GroupBuilder {
-    let b = corral::Group::builder().limits(spec.limits.clone()).stop(spec.stop);
+    // A restarted daemon takes its groups back (see `reattach`): a leader
+    // must not die with the daemon. Events are held from the start for the
+    // lineage follower (`tree::follow`).
+    let b = corral::Group::builder()
+        .limits(spec.limits.clone())
+        .stop(spec.stop)
+        .outlive_controller(true)
+        .record_events(true);
     match spec.timeout {
         Some(t) => b.timeout(t),
         None => b,

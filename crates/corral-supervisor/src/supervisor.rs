@@ -143,7 +143,10 @@ impl Supervisor {
             metrics: Arc::new(Metrics::default()),
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
+            lineage: Arc::default(),
             sockets: Default::default(),
+            reattached: Default::default(),
+            holder: Default::default(),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -167,6 +170,19 @@ impl Supervisor {
     /// at its entry's place.
     pub fn bind_sockets(&self) -> Result<(), ConfigErrors> {
         self.inner.ctx.sockets.bind_missing(&self.config().services)
+    }
+
+    /// Groups a previous daemon left, taken back alive: each instance
+    /// picks its own up at its first start instead of spawning.
+    pub(crate) fn hand_over(&self, taken: crate::reattach::TakenBack, holder: crate::holder::Client) {
+        self.inner.ctx.reattached.put(taken);
+        self.inner.ctx.holder.replace(holder);
+    }
+
+    /// Waits (at most `limit`) until the state file holds every group.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // for a re-exec, Linux only
+    pub(crate) fn flush_state(&self, limit: std::time::Duration) -> bool {
+        self.inner.ctx.persist.flush(limit)
     }
 
     /// The config in force.
@@ -248,10 +264,6 @@ impl Supervisor {
         let _op = self.inner.op.lock().await;
         self.start_locked_by(&names, by.as_ref());
         Ok(())
-    }
-
-    fn start_locked(&self, names: &[String]) {
-        self.start_locked_by(names, None)
     }
 
     fn start_locked_by(&self, names: &[String], by: Option<&Actor>) {
@@ -399,6 +411,11 @@ impl Supervisor {
     /// without stopping anything. One result per instance: the folder, or
     /// why there is none.
     pub async fn dump(&self, target: &Target) -> Result<Vec<DumpResult>, UnknownService> {
+        self.dump_by(target, None).await
+    }
+
+    /// [`Supervisor::dump`] asked for by a client: each `dump` event names `by`.
+    pub async fn dump_by(&self, target: &Target, by: Option<Actor>) -> Result<Vec<DumpResult>, UnknownService> {
         let names = self.resolve(target)?;
         let mut out = Vec::new();
         for name in names {
@@ -415,7 +432,7 @@ impl Supervisor {
                     })
                 };
                 let Some((ctx, status, group)) = job else { continue };
-                let r = Instance::dump_group(ctx, group, status, &name, index as u32).await;
+                let r = Instance::dump_group(ctx, group, status, &name, index as u32, by.clone()).await;
                 out.push(DumpResult {
                     service: name.clone(),
                     instance: index as u32,
@@ -425,6 +442,24 @@ impl Supervisor {
             }
         }
         Ok(out)
+    }
+
+    /// The live tree of one instance, placed by what its lineage recorded;
+    /// `Ok(Err(why))` when it has no group now.
+    pub async fn tree(&self, name: &str, index: u32) -> Result<Result<crate::tree::Tree, String>, UnknownService> {
+        self.resolve(&Target::Some(vec![name.to_string()]))?;
+        let found = {
+            let services = self.services();
+            services
+                .get(name)
+                .and_then(|s| s.instances.get(index as usize))
+                .map(|i| (i.group_handle(), i.status.clone()))
+        };
+        let Some((cell, status)) = found else { return Ok(Err(format!("{name} has no instance {index}"))) };
+        let lineage = self.inner.ctx.lineage.get(name, index);
+        let group = cell.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(group) = group else { return Ok(Err(format!("not running ({})", status.borrow().state))) };
+        Ok(crate::tree::live::of_group(group, lineage).await)
     }
 
     /// Passes a probe's verdict to an instance.
@@ -442,7 +477,13 @@ impl Supervisor {
     /// A config that does not load changes nothing, nor does a reload once
     /// the daemon is stopping.
     pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ReloadError> {
-        self.apply(new, true).await.map(Option::unwrap_or_default)
+        self.reload_by(new, None).await
+    }
+
+    /// [`Supervisor::reload`] asked for by a client: the starts and stops
+    /// it causes name `by`.
+    pub async fn reload_by(&self, new: Result<Config, ConfigErrors>, by: Option<Actor>) -> Result<Diff, ReloadError> {
+        self.apply(new, true, by.as_ref()).await.map(Option::unwrap_or_default)
     }
 
     /// A reload by the config file watcher: `None`, and nothing done, when
@@ -454,10 +495,15 @@ impl Supervisor {
         &self,
         new: Result<Config, ConfigErrors>,
     ) -> Result<Option<Diff>, ReloadError> {
-        self.apply(new, false).await
+        self.apply(new, false, None).await
     }
 
-    async fn apply(&self, new: Result<Config, ConfigErrors>, always: bool) -> Result<Option<Diff>, ReloadError> {
+    async fn apply(
+        &self,
+        new: Result<Config, ConfigErrors>,
+        always: bool,
+        by: Option<&Actor>,
+    ) -> Result<Option<Diff>, ReloadError> {
         let new = new.map_err(ReloadError::Config)?;
         let _op = self.inner.op.lock().await;
         if self.is_stopping() {
@@ -513,7 +559,7 @@ impl Supervisor {
         // Removed and changed services stop first, dependants before dependencies.
         let mut going: Vec<String> = d.removed.clone();
         going.extend(d.changed.iter().filter(|n| !d.rolled.contains(n)).cloned());
-        self.stop_locked(&going).await;
+        self.stop_locked_by(&going, by).await;
         let mut to_start: Vec<String> = Vec::new();
         let mut retired: Vec<Instance> = Vec::new();
         let mut retuning = Vec::new();
@@ -574,9 +620,9 @@ impl Supervisor {
             d.rolled.iter().map(|n| (n.clone(), Arc::new(new.services[n].clone()))).collect();
         *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
         self.inner.ctx.sockets.retain(&self.config().services);
-        self.start_locked(&to_start);
+        self.start_locked_by(&to_start, by);
         for (name, spec) in rolling {
-            if let Err(why) = self.roll(&name, spec).await {
+            if let Err(why) = self.roll(&name, spec, by).await {
                 eprintln!("corral: the rollout of {name} halted: {why}");
                 d.halted.insert(name, why);
             }
@@ -591,7 +637,7 @@ impl Supervisor {
     /// has one). A new instance that fails, exits or is not ready within
     /// [`ROLL_WAIT`] halts the rollout; the instances not replaced yet keep
     /// running with the old spec.
-    async fn roll(&self, name: &str, spec: Arc<ServiceSpec>) -> Result<(), String> {
+    async fn roll(&self, name: &str, spec: Arc<ServiceSpec>, by: Option<&Actor>) -> Result<(), String> {
         let want = spec.instances as usize;
         let gone = || format!("service `{name}` went away");
         if let Some(s) = self.services().get_mut(name) {
@@ -609,7 +655,7 @@ impl Supervisor {
                 let services = self.services();
                 let s = services.get(name).ok_or_else(gone)?;
                 s.instances.get(i).map(|o| {
-                    o.send(Control::Stop);
+                    o.send_by(Control::Stop, by.cloned());
                     o.status.clone()
                 })
             };
@@ -623,7 +669,7 @@ impl Supervisor {
             let mut st = fresh.status.clone();
             let replaced = {
                 let mut services = self.services();
-                fresh.send(Control::Start(self.deps_of(&services, &spec)));
+                fresh.send_by(Control::Start(self.deps_of(&services, &spec)), by.cloned());
                 let s = services.get_mut(name).ok_or_else(gone)?;
                 if i < s.instances.len() {
                     Some(std::mem::replace(&mut s.instances[i], fresh))
@@ -720,7 +766,7 @@ impl Supervisor {
             c.services.retain(|n, _| !f.applied.contains(n));
             c
         };
-        self.apply(Ok(local), false).await
+        self.apply(Ok(local), false, None).await
     }
 
     pub(crate) fn fleet(&self) -> std::sync::MutexGuard<'_, crate::fleet::Overlay> {

@@ -14,6 +14,9 @@ pub const MAX_PROCS: u64 = 2100;
 /// under `MAX_PROCS`; depth 11 would mean 4094.
 pub const MAX_BOMB_DEPTH: u32 = 10;
 
+/// `--fork-paced` depth is clamped here: 3 + 9 + 27 + 81 = 120 processes.
+pub const MAX_PACED_DEPTH: u32 = 4;
+
 /// The longest any `--sleep` or `--spin` may be, so that nothing outlives a
 /// forgotten test run by more than a day.
 const MAX_SECS: f64 = 86_400.0;
@@ -33,12 +36,16 @@ usage: corral-testkit [OPTIONS]
   --fork-bomb DEPTH     after ready: every process forks 2, DEPTH levels (max 10)
   --fork-chain N        after ready: fork a child and exit, N generations, 1 ms apart
   --fork-loop N         after ready: fork N children in a tight loop, each lives 2 s
+  --fork-paced DEPTH    after ready: every process forks 3 children 20 ms apart,
+                        DEPTH levels (max 4: 120 processes), then sleeps (Unix)
   --alloc MIB           after ready: allocate and touch MIB MiB, then sleep
   --spin SECS           after ready: busy-loop for at most SECS seconds
   --sleep SECS          lifetime of every process (default 30.5)
   --exit CODE           exit code of the top process (default 0)
   --lines N             after ready: print N lines `line <i> <pid>` to stdout
   --stderr-lines N      same to stderr
+  --line-every-ms MS    pause MS ms between two --lines lines, each written
+                        whole with its own write (at most 60000)
   --http-port N         serve HTTP on 127.0.0.1:N (0: any free port) before
                         ready: GET /health is 200, or 503 while the
                         --http-fail-file exists
@@ -110,11 +117,14 @@ pub struct Opts {
     pub fork_bomb: u32,
     pub fork_chain: u32,
     pub fork_loop: u32,
+    pub fork_paced: u32,
     pub alloc_mib: u32,
     pub spin: Option<Duration>,
     pub sleep: Option<Duration>,
     pub exit: Option<i32>,
     pub lines: u32,
+    /// Pause between two `--lines` lines (each then goes out on its own).
+    pub line_every: Option<Duration>,
     pub stderr_lines: u32,
     /// `--http-port`, or 0 with `--http-port-file` alone.
     pub http_port: Option<u16>,
@@ -136,6 +146,7 @@ impl Opts {
             || self.fork_bomb > 0
             || self.fork_chain > 0
             || self.fork_loop > 0
+            || self.fork_paced > 0
             || self.alloc_mib > 0
             || self.spin.is_some()
             || self.http_port.is_some()
@@ -151,6 +162,7 @@ impl Opts {
             + bomb
             + u64::from(self.fork_chain)
             + u64::from(self.fork_loop)
+            + (1..=self.fork_paced).map(|l| 3u64.pow(l)).sum::<u64>()
             + u64::from(!self.exec.is_empty())
     }
 }
@@ -166,11 +178,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
         fork_bomb: 0,
         fork_chain: 0,
         fork_loop: 0,
+        fork_paced: 0,
         alloc_mib: 0,
         spin: None,
         sleep: None,
         exit: None,
         lines: 0,
+        line_every: None,
         stderr_lines: 0,
         http_port: None,
         http_port_file: None,
@@ -197,11 +211,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
             "--fork-bomb" => o.fork_bomb = count(&arg, &value()?)?.min(MAX_BOMB_DEPTH),
             "--fork-chain" => o.fork_chain = count(&arg, &value()?)?,
             "--fork-loop" => o.fork_loop = count(&arg, &value()?)?,
+            "--fork-paced" if cfg!(unix) => o.fork_paced = count(&arg, &value()?)?.min(MAX_PACED_DEPTH),
             "--alloc" => o.alloc_mib = count(&arg, &value()?)?,
             "--spin" => o.spin = Some(secs(&arg, &value()?)?),
             "--sleep" => o.sleep = Some(secs(&arg, &value()?)?),
             "--exit" => o.exit = Some(exit_code(&value()?)?),
             "--lines" => o.lines = count(&arg, &value()?)?,
+            "--line-every-ms" => o.line_every = Some(Duration::from_millis(count(&arg, &value()?)?.min(60_000).into())),
             "--stderr-lines" => o.stderr_lines = count(&arg, &value()?)?,
             "--http-port" => {
                 let v = value()?;

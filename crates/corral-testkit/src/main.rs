@@ -123,7 +123,10 @@ fn run_top(opts: &Opts, deadline: Instant) -> Result<i32, String> {
         out.flush().map_err(|e| format!("stdout: {e}"))?;
     }
 
-    print_lines(&mut io::stdout().lock(), opts.lines);
+    match opts.line_every {
+        Some(pause) => print_paced_lines(opts.lines, pause, deadline),
+        None => print_lines(&mut io::stdout().lock(), opts.lines),
+    }
     print_lines(&mut io::stderr().lock(), opts.stderr_lines);
     if opts.fork_loop > 0 {
         let (forked, failed) = sys::fork_loop(opts.fork_loop, deadline);
@@ -136,6 +139,10 @@ fn run_top(opts: &Opts, deadline: Instant) -> Result<i32, String> {
     }
     if opts.fork_bomb > 0 {
         sys::fork_bomb(opts.fork_bomb, deadline);
+    }
+    #[cfg(unix)]
+    if opts.fork_paced > 0 {
+        sys::fork_paced(opts.fork_paced, deadline);
     }
     let memory = alloc(opts.alloc_mib, deadline);
     if let Some(spin) = opts.spin {
@@ -286,6 +293,23 @@ fn run_intermediate(opts: &Opts, deadline: Instant) -> Result<i32, String> {
     read_report(&mut daemon)?;
     report(&[daemon.id()])?;
     Ok(0)
+}
+
+/// `line <i> <pid>` lines to stdout, each in one write, `pause` apart
+/// (a steady writer for tests that take the reader away meanwhile).
+fn print_paced_lines(n: u32, pause: Duration, deadline: Instant) {
+    let pid = std::process::id();
+    for i in 1..=n {
+        if Instant::now() >= deadline {
+            return;
+        }
+        let mut out = io::stdout().lock();
+        if out.write_all(format!("line {i} {pid}\n").as_bytes()).and_then(|()| out.flush()).is_err() {
+            return;
+        }
+        drop(out);
+        std::thread::sleep(pause);
+    }
 }
 
 fn print_lines(out: &mut impl Write, n: u32) {

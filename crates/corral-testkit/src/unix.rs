@@ -118,6 +118,16 @@ pub fn fork_bomb(depth: u32, deadline: Instant) {
     f.close();
 }
 
+/// After ready: a tree that keeps growing for a while, for tests that
+/// take it over mid-growth. Every process forks 3 children, 20 ms apart,
+/// `depth` levels deep, then sleeps until the deadline.
+pub fn fork_paced(depth: u32, deadline: Instant) {
+    let f = Forker::new(deadline);
+    // SAFETY: see the module comment.
+    unsafe { f.paced(depth) };
+    f.close();
+}
+
 /// Everything a forked child needs, prepared before the fork because the child
 /// may not allocate or open files through std.
 struct Forker {
@@ -174,6 +184,26 @@ impl Forker {
                 // then never returns.
                 unsafe {
                     self.bomb(levels - 1);
+                    self.sleep_and_exit();
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// As for `fork`.
+    unsafe fn paced(&self, levels: u32) {
+        if levels == 0 {
+            return;
+        }
+        for _ in 0..3 {
+            nap(20_000_000);
+            // SAFETY: guaranteed by the caller.
+            if unsafe { self.fork() } == 0 {
+                // SAFETY: in the child, which recurses with one level less and
+                // then never returns.
+                unsafe {
+                    self.paced(levels - 1);
                     self.sleep_and_exit();
                 }
             }

@@ -365,15 +365,21 @@ pub enum SpawnPath {
     Fork,
     /// Windows `CreateProcess`, suspended until the leader is in its job.
     CreateProcess,
+    /// Not started by corral: a running tree taken over by
+    /// [`GroupBuilder::adopt`](crate::GroupBuilder::adopt). corral is not
+    /// the leader's parent, so the leader's exit status is unknown.
+    Adopted,
 }
 
 impl SpawnPath {
-    /// The stable name used in reports: `clone3`, `fork`, `createprocess`.
+    /// The stable name used in reports: `clone3`, `fork`, `createprocess`,
+    /// `adopted`.
     pub fn as_str(self) -> &'static str {
         match self {
             SpawnPath::Clone3 => "clone3",
             SpawnPath::Fork => "fork",
             SpawnPath::CreateProcess => "createprocess",
+            SpawnPath::Adopted => "adopted",
         }
     }
 }

@@ -17,6 +17,19 @@ pub enum Event {
         /// Its executable, when it could be read.
         exe: Option<PathBuf>,
     },
+    /// A process of the group replaced its program (`execve`). Only where
+    /// the OS reports it as it happens (the Linux process-event
+    /// connector); the image and arguments are read at once, so a short
+    /// life is still caught.
+    Exec {
+        /// Its pid.
+        pid: u32,
+        /// Its new executable, when it could be read.
+        exe: Option<PathBuf>,
+        /// Its new arguments, the program name first (empty when they
+        /// could not be read).
+        argv: Vec<String>,
+    },
     /// A process of the group ended.
     Exited {
         /// Its pid.

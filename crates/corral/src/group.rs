@@ -13,6 +13,26 @@ use std::time::Duration;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The next group number of this process image. A group meant to outlive
+/// its controller counts from the clock (microseconds since 1970), not from
+/// 1: a daemon that re-executes itself keeps its pid, and its new image
+/// must never reuse the id of a group the previous image left running.
+/// (Other groups die with their image, and keep short ids.)
+fn next_seq(outlive: bool) -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    if !outlive {
+        return n;
+    }
+    let base = *BASE.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64)
+    });
+    base.saturating_add(n)
+}
+
+/// Ends the id of a group whose leader outlives its controller.
+pub(crate) const OUTLIVE_SUFFIX: &str = "-outlive";
+
 /// Configures a group before its leader starts. See [`Group::builder`].
 #[derive(Debug, Clone, Default)]
 #[must_use]
@@ -22,6 +42,8 @@ pub struct GroupBuilder {
     stop: StopPolicy,
     kill_on_drop: Option<bool>,
     backend: Option<BackendKind>,
+    outlive: bool,
+    record_events: bool,
 }
 
 impl GroupBuilder {
@@ -46,10 +68,30 @@ impl GroupBuilder {
         self.kill_on_drop = Some(yes);
         self
     }
+    /// Lets the leader outlive this process (default: false). Normally a
+    /// leader dies with its controller (`PR_SET_PDEATHSIG` on Linux); a
+    /// daemon that means to take its groups back after a crash or a
+    /// re-exec ([`GroupBuilder::reattach`]) turns that off. The group's
+    /// cgroup still holds every member meanwhile. Linux only (elsewhere
+    /// nothing is armed to begin with, or a Job Object ends with its handle).
+    pub fn outlive_controller(mut self, yes: bool) -> Self {
+        self.outlive = yes;
+        self
+    }
     /// Forces a backend instead of the best one available. Without this,
     /// the environment variable `CORRAL_BACKEND` may force one.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);
+        self
+    }
+
+    /// Keeps the group's events from its start for its first subscriber
+    /// ([`Group::events`]), so one that subscribes right after `spawn`, or
+    /// even after the group ended, misses no process that started and
+    /// ended in between (lineage traces need every one). Held up to 65536
+    /// events; past that the rest is dropped until the subscriber comes.
+    pub fn record_events(mut self, yes: bool) -> Self {
+        self.record_events = yes;
         self
     }
 
@@ -72,7 +114,7 @@ impl GroupBuilder {
         let cmd = cmd.into_leader();
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
-        let started = monitor::start(spec.clone(), cmd, cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
+        let started = monitor::start(spec.clone(), cmd.into(), cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
         Ok(Group::from_started(spec.id, started, kill_on_drop))
     }
 
@@ -84,21 +126,32 @@ impl GroupBuilder {
         let cmd = cmd.into_leader();
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
-        let started = monitor::start_async(spec.clone(), cmd, cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
+        let started =
+            monitor::start_async(spec.clone(), cmd.into(), cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
         Ok(Group::from_started(spec.id, started, kill_on_drop))
     }
 
-    fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
+    pub(crate) fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
         let backend = match self.backend {
             Some(b) => Some(b),
             None => backend_from_env()?,
         };
         let spec = sys::Spec {
-            id: format!("{}-{}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            // `-outlive`: another corral's sweep of stale groups (controller
+            // gone) spares it; the next controller takes it back or reaps it.
+            id: format!(
+                "{}-{}{}",
+                std::process::id(),
+                next_seq(self.outlive),
+                if self.outlive { OUTLIVE_SUFFIX } else { "" }
+            ),
             limits: self.limits,
             backend,
             force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
+            reattach: false,
+            outlive: self.outlive,
+            record_events: self.record_events,
         };
         let cfg = monitor::Config {
             timeout: self.timeout,
@@ -185,7 +238,7 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
+    pub(crate) fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
         Group {
             id,
             pid: started.pid,
@@ -250,6 +303,15 @@ impl Group {
         let members = self.members()?;
         let list = sys::tree_of(&members).map_err(|e| Error::os("reading the process table", e))?;
         Ok(ProcessTree::from_processes(list))
+    }
+
+    /// True when this group's [`Event`]s carry lineage: each `Started` names
+    /// the process that forked it (even one re-parented since), and execs
+    /// arrive as `Exec`. Linux with the process-event connector (root, or
+    /// CAP_NET_ADMIN); elsewhere a `Started`'s parent is only the one its
+    /// process had when it was seen.
+    pub fn observes_lineage(&self) -> bool {
+        self.sys.observes_lineage()
     }
 
     /// What the group has used so far.

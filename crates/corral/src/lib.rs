@@ -63,6 +63,7 @@
 
 #![warn(missing_docs)]
 
+mod adopt;
 mod backend;
 mod command;
 pub mod deadline;
@@ -79,6 +80,7 @@ mod tree;
 pub mod units;
 mod usage;
 
+pub use adopt::process_start_time;
 pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforcement, HostReport, Support};
 pub use command::{Command, IntoLeader, SpawnPath, Stdio};
 pub use error::{Error, ErrorKind, Result};
@@ -88,7 +90,7 @@ pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
-pub use tree::{process_table, ProcessInfo, ProcessTree};
+pub use tree::{describe_processes, find_group, process_argv, process_table, FoundGroup, ProcessInfo, ProcessTree};
 pub use usage::Usage;
 
 /// Writes a minidump of the live process `pid` to `path`: its threads and

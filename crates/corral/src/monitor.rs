@@ -44,7 +44,13 @@ struct State {
     subscribers: Vec<Subscriber>,
     /// Members last seen, for Started/Exited diffs; only kept while someone listens.
     known: BTreeSet<u32>,
+    /// What the group's own first subscriber (`record_events`) kept for the
+    /// caller's first one.
+    hold: Option<Arc<Mutex<Vec<Event>>>>,
 }
+
+/// The most events held for a first subscriber that has not come yet.
+const MAX_HELD: usize = 1 << 16;
 
 /// What the handle and the monitor thread share.
 pub(crate) struct Shared {
@@ -125,19 +131,76 @@ impl Shared {
         }
     }
 
-    /// Adds a listener; it first gets the current members as `Started`.
+    /// Subscribes on behalf of the caller's first listener, before the group
+    /// is driven at all, and keeps what happens (bounded) until it comes:
+    /// a listener that subscribes right after `spawn` (or after the group
+    /// ended already) misses nothing.
+    pub(crate) fn hold<S: SysGroup>(&self, sys: &S) {
+        let buf: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let keep = buf.clone();
+        self.subscribe(
+            Box::new(move |e| {
+                let mut b = keep.lock().unwrap_or_else(|p| p.into_inner());
+                if b.len() < MAX_HELD {
+                    b.push(e);
+                }
+                true
+            }),
+            sys,
+        );
+        self.lock().hold = Some(buf);
+    }
+
+    /// Adds a listener; it first gets the current members as `Started`
+    /// (or, the first one after [`Shared::hold`], everything held).
     pub(crate) fn subscribe<S: SysGroup>(&self, mut sub: Subscriber, sys: &S) {
         let mut st = self.lock();
+        if let Some(hold) = st.hold.take() {
+            if st.outcome.is_none() && !st.subscribers.is_empty() {
+                // The holder, always the first subscriber, hands over.
+                drop(st.subscribers.remove(0));
+            }
+            let held = std::mem::take(&mut *hold.lock().unwrap_or_else(|p| p.into_inner()));
+            for e in held {
+                if !sub(e) {
+                    return;
+                }
+            }
+            if st.outcome.is_none() {
+                st.subscribers.push(sub);
+            }
+            return;
+        }
         if let Some(o) = &st.outcome {
             let _ = o;
             sub(Event::Empty);
             return;
         }
         sys.listen();
+        // Events held since the start (`record_events`) go to the first
+        // subscriber first, in order: each `Started` then names the process
+        // that forked it, where a snapshot would name the subreaper an
+        // escapee was re-parented to. The snapshot adds only the rest.
+        let held = if st.subscribers.is_empty() { sys.take_events().unwrap_or_default() } else { Vec::new() };
         if st.subscribers.is_empty() {
             st.known = sys.members().unwrap_or_default().into_iter().collect();
         }
-        for &pid in &st.known {
+        let mut announced = BTreeSet::new();
+        for e in held {
+            match &e {
+                Event::Started { pid, .. } => {
+                    announced.insert(*pid);
+                }
+                Event::Exited { pid, .. } => {
+                    st.known.remove(pid);
+                }
+                _ => {}
+            }
+            if !sub(e) {
+                return;
+            }
+        }
+        for &pid in st.known.iter().filter(|p| !announced.contains(p)) {
             let (ppid, exe) = sys::describe(pid);
             if !sub(Event::Started { pid, ppid, exe }) {
                 return;
@@ -203,7 +266,7 @@ impl<S: SysGroup> Drop for Delivery<S> {
 
 /// Creates the group and spawns the leader. On Linux one event loop
 /// drives every group; elsewhere each group has a monitor thread.
-pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<sys::Imp>> {
+pub(crate) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
     #[cfg(target_os = "linux")]
     return reactor::start(spec, cmd, cfg);
     #[cfg(not(target_os = "linux"))]
@@ -212,11 +275,7 @@ pub(crate) fn start(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -
 
 /// [`start`] for async callers: no thread blocks while the group starts.
 #[cfg(feature = "tokio")]
-pub(crate) async fn start_async(
-    spec: sys::Spec,
-    cmd: crate::command::Leader,
-    cfg: Config,
-) -> crate::Result<Started<sys::Imp>> {
+pub(crate) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
     #[cfg(target_os = "linux")]
     return reactor::start_async(spec, cmd, cfg).await;
     #[cfg(not(target_os = "linux"))]
@@ -234,7 +293,7 @@ pub(crate) async fn start_async(
 /// on purpose: it lives exactly as long as the group, which is what
 /// `PR_SET_PDEATHSIG` needs where the OS has it.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
-fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: Config) -> crate::Result<Started<S>> {
+fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<S>> {
     let (tx, rx) = mpsc::sync_channel::<crate::Result<Started<S>>>(1);
     let name = format!("corral-{}", spec.id);
     std::thread::Builder::new()
@@ -247,7 +306,7 @@ fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: 
                     return;
                 }
             };
-            let child = match sys.spawn_leader(cmd) {
+            let child = match sys::begin(&*sys, cmd) {
                 Ok(c) => c,
                 Err(e) => {
                     // Nothing ran; remove the empty container.
@@ -257,6 +316,9 @@ fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: crate::command::Leader, cfg: 
                 }
             };
             let shared = Arc::new(Shared::new(sys.waker()));
+            if spec.record_events {
+                shared.hold(&*sys);
+            }
             let pid = child.pid;
             let cfg = Config { spawn: child.path, ..cfg };
             let started = Instant::now();
@@ -286,5 +348,5 @@ fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, le
             }
         };
     }
-    life.finish(sys)
+    life.finish(sys, shared)
 }

@@ -13,6 +13,15 @@ pub struct ExitStatus {
 }
 
 impl ExitStatus {
+    /// The status of a leader corral did not start (an adopted tree): it
+    /// is not the parent, so the kernel never tells it how the leader ended.
+    pub const UNKNOWN: ExitStatus = ExitStatus { code: None, signal: None };
+
+    /// False for [`ExitStatus::UNKNOWN`].
+    pub fn is_known(&self) -> bool {
+        self.code.is_some() || self.signal.is_some()
+    }
+
     /// True when it exited with code 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)
@@ -88,7 +97,9 @@ impl std::fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Outcome {
-    /// The leader's status.
+    /// The leader's status; [`ExitStatus::UNKNOWN`] when the group was
+    /// adopted (`spawn` is [`SpawnPath::Adopted`](crate::SpawnPath::Adopted))
+    /// and the leader ended by itself.
     pub status: ExitStatus,
     /// Why the group ended.
     pub reason: Reason,

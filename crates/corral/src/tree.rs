@@ -19,12 +19,23 @@ pub struct ProcessInfo {
     pub group: Option<String>,
     /// The command line, or the name in brackets when it cannot be read.
     pub cmdline: String,
+    /// CPU time used so far (user + system), in ms, where the OS tells.
+    pub cpu_ms: Option<u64>,
+    /// Resident memory, in bytes, where the OS tells.
+    pub rss_bytes: Option<u64>,
 }
 
 impl ProcessInfo {
     /// A process record; used by the platform code.
     pub fn new(pid: u32, ppid: u32, pgid: u32, sid: u32, group: Option<String>, cmdline: String) -> Self {
-        ProcessInfo { pid, ppid, pgid, sid, group, cmdline }
+        ProcessInfo { pid, ppid, pgid, sid, group, cmdline, cpu_ms: None, rss_bytes: None }
+    }
+
+    /// The same record with its CPU time and resident memory.
+    pub fn with_usage(mut self, cpu_ms: Option<u64>, rss_bytes: Option<u64>) -> Self {
+        self.cpu_ms = cpu_ms;
+        self.rss_bytes = rss_bytes;
+        self
     }
 }
 
@@ -134,6 +145,40 @@ impl fmt::Display for ProcessTree {
         }
         Ok(())
     }
+}
+
+/// The group that holds `pid`, found from outside its controller, with
+/// every live member (escapees included): `None` when `pid` belongs to no
+/// corral group, or where a group cannot be found so (macOS and Windows
+/// name no group on a process).
+///
+/// Linux reads the group's tag from the process's environment, so it
+/// sees other users' processes only with the privilege to read theirs.
+pub fn find_group(pid: u32) -> crate::Result<Option<FoundGroup>> {
+    let found = crate::sys::group_of(pid).map_err(|e| crate::Error::os("reading the process table", e))?;
+    Ok(found.map(|(id, members)| FoundGroup { id, members }))
+}
+
+/// A group found by [`find_group`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FoundGroup {
+    /// The group's id ([`Group::id`](crate::Group::id)).
+    pub id: String,
+    /// Its live members.
+    pub members: Vec<u32>,
+}
+
+/// The arguments of the live process `pid`, program name first; empty
+/// when it is gone or they cannot be read. Linux reads them exactly;
+/// macOS and Windows split the command line at spaces.
+pub fn process_argv(pid: u32) -> Vec<String> {
+    crate::sys::argv(pid)
+}
+
+/// The processes `pids` that are alive now, from the process table.
+pub fn describe_processes(pids: &[u32]) -> crate::Result<Vec<ProcessInfo>> {
+    crate::sys::tree_of(pids).map_err(|e| crate::Error::os("reading the process table", e))
 }
 
 /// A snapshot of every live process on this host.

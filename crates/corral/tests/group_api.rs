@@ -387,3 +387,33 @@ fn orphaned_groups_are_found_by_their_tag_and_reaped() {
     live.kill().unwrap();
     live.wait().unwrap();
 }
+
+#[test]
+fn record_events_keeps_a_short_life_for_a_subscriber_that_comes_after_the_end() {
+    for b in backends() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sh -c 'exit 3'; exit 5"]);
+        let g = Group::builder().backend(b).record_events(true).spawn(cmd).unwrap();
+        let o = g.wait();
+        assert_eq!(o.status.code, Some(5));
+        // Subscribed only now, after the end: what happened was held.
+        let events: Vec<Event> = g.events().collect();
+        assert_eq!(events.last(), Some(&Event::Empty), "[{b}] {events:?}");
+        let started = |pid: u32| events.iter().any(|e| matches!(e, Event::Started { pid: p, .. } if *p == pid));
+        assert!(started(g.pid()), "[{b}] the leader started: {events:?}");
+        if g.observes_lineage() {
+            let child = events.iter().find_map(|e| match e {
+                Event::Exited { pid, status: Some(s) } if s.code == Some(3) => Some(*pid),
+                _ => None,
+            });
+            let child = child.unwrap_or_else(|| panic!("[{b}] the child's exit 3: {events:?}"));
+            assert!(started(child), "[{b}] the child started: {events:?}");
+            assert!(
+                events.iter().any(
+                    |e| matches!(e, Event::Started { pid, ppid: Some(pp), .. } if *pid == child && *pp == g.pid())
+                ),
+                "[{b}] forked by the leader: {events:?}"
+            );
+        }
+    }
+}

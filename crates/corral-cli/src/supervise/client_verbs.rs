@@ -62,7 +62,9 @@ pub struct EventsArgs {
     lines: usize,
 }
 
-fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
+/// One request to the daemon; a refusal or no daemon is said in one line
+/// and becomes the exit code.
+pub(crate) fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
     let client = client(c)?;
     match runtime().block_on(client.request(method, path)) {
         Ok(r) if r.status < 400 => Ok(r),

@@ -4,10 +4,14 @@
 //! refused), 2 bad config (nothing was started or changed).
 
 mod client_verbs;
+mod daemon_verbs;
 mod endpoint;
 mod ops_verbs;
 mod schedules;
 mod up;
+
+pub(crate) use client_verbs::call;
+pub(crate) use endpoint::client;
 
 use clap::{Args, Subcommand};
 use corral_supervisor::config::{self, Config};
@@ -43,6 +47,11 @@ pub enum Cmd {
     Events(client_verbs::EventsArgs),
     /// Stop every service and the daemon.
     Down(Common),
+    /// Act on the daemon itself: `restart` re-executes it in place, services kept running.
+    Daemon {
+        #[command(subcommand)]
+        cmd: daemon_verbs::DaemonCmd,
+    },
     /// Send a signal to a service's leaders (or, with --all-members, to every process of its groups).
     Signal(ops_verbs::SignalArgs),
     /// Reload a service in place (its reload_signal or reload command); nothing restarts.
@@ -93,6 +102,7 @@ pub fn main(cmd: Cmd) -> u8 {
         Cmd::Reload(a) => client_verbs::reload(a),
         Cmd::Events(a) => client_verbs::events(a),
         Cmd::Down(a) => client_verbs::down(a),
+        Cmd::Daemon { cmd } => daemon_verbs::main(cmd),
         Cmd::Signal(a) => ops_verbs::signal(a),
         Cmd::ReloadService(a) => ops_verbs::reload_service(a),
         Cmd::Scale(a) => ops_verbs::scale(a),

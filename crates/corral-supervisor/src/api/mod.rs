@@ -16,6 +16,7 @@ mod query;
 mod serve;
 mod stall;
 mod tcp;
+mod tree;
 
 pub use actor::Actor;
 pub use admit::{Caps, Clients};
@@ -72,6 +73,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/daemon", get(daemon))
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
+        .route("/v1/services/{name}/tree", get(tree::tree))
         .route("/v1/services/{name}/{action}", post(act_one))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))
@@ -116,6 +118,7 @@ async fn daemon(State(api): State<Api>) -> Response {
     let c = api.sup.config();
     Json(json!({
         "pid": std::process::id(),
+        "image": crate::reexec::image(),
         "version": env!("CARGO_PKG_VERSION"),
         "config": c.path,
         "socket": c.daemon.socket,
@@ -150,12 +153,19 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
     match action.as_str() {
         "reload" => {
             api.sup.requested("reload", by.as_ref());
-            reload(api).await
+            reload(api, by).await
         }
         "shutdown" => {
             api.sup.requested("shutdown", by.as_ref());
             api.shutdown.notify_one();
             Json(json!({ "ok": true })).into_response()
+        }
+        // `corral daemon restart`: the stop path re-executes instead.
+        "reexec" if cfg!(target_os = "linux") => {
+            api.sup.requested("reexec", by.as_ref());
+            crate::reexec::request();
+            api.shutdown.notify_one();
+            Json(json!({ "ok": true, "image": crate::reexec::image() })).into_response()
         }
         _ => act(api, Target::All, &action, by).await,
     }
@@ -163,7 +173,7 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
 
 async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Response {
     if action == "dump" {
-        return match api.sup.dump(&target).await {
+        return match api.sup.dump_by(&target, by).await {
             Ok(list) => Json(json!({ "ok": list.iter().all(|d| d.dir.is_some()), "dumps": list })).into_response(),
             Err(e) => unknown(e),
         };
@@ -189,11 +199,11 @@ async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Respo
     }
 }
 
-async fn reload(api: Api) -> Response {
+async fn reload(api: Api, by: Option<Actor>) -> Response {
     let path = api.sup.config().path;
     let new = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
     let Ok(new) = new else { return error(StatusCode::INTERNAL_SERVER_ERROR, "reading the config failed") };
-    match api.sup.reload(new).await {
+    match api.sup.reload_by(new, by).await {
         Ok(diff) => Json(json!({ "ok": true, "diff": diff })).into_response(),
         Err(ReloadError::Stopping) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping; nothing was reloaded")

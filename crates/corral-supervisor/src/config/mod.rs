@@ -144,6 +144,9 @@ pub struct ServiceSpec {
     pub health: crate::health::HealthSpec,
     /// Memory and CPU alerts on the whole group.
     pub alerts: Vec<crate::alerts::AlertSpec>,
+    /// Record each run's lineage to `log_dir/<service>/<instance>.trace.jsonl`
+    /// (see [`crate::tree`]).
+    pub trace: bool,
     /// `schedule` / `every`: a run at each tick (`instances` is then
     /// `max_concurrent`, each instance a slot for one run).
     pub schedule: Option<crate::schedule::ScheduleSpec>,

@@ -50,6 +50,7 @@ pub(crate) struct RawService {
     pub depends_on: Option<BTreeMap<String, RawCondition>>,
     pub logs: Option<super::log_output::RawServiceLogs>,
     pub user: Option<String>,
+    pub trace: Option<bool>,
     /// Readiness by notification and socket activation (`protocols.rs`).
     pub notify: Option<bool>,
     pub notify_fd: Option<i64>,

@@ -662,6 +662,7 @@ fn service_spec(
         user: raw.user,
         health,
         alerts,
+        trace: raw.trace.unwrap_or(false),
         schedule: scheduled.schedule,
         cron_restart: scheduled.cron_restart,
         watch,

@@ -97,8 +97,12 @@ pub async fn capture(
         echo: Vec::new(),
         delivery,
     };
+    // A re-exec stops capture between two reads; what is left stays in
+    // the pipes for the next image.
+    let mut active = hub.handover.begin();
     while out.is_some() || err.is_some() {
         tokio::select! {
+            _ = super::handover::asked(&mut active.stop) => break,
             r = read_some(&mut out, obuf.space()) => match r {
                 Some(n) => w.chunk(Stream::Out, &mut osplit, obuf.filled(n)),
                 None => { w.end(Stream::Out, &mut osplit); out = None; }

@@ -25,13 +25,15 @@ pub struct LogHub {
     dir: PathBuf,
     echo: Option<Echo>,
     growth: Mutex<HashMap<(String, u32), watch::Sender<Growth>>>,
+    /// Ends every capture cleanly before a re-exec.
+    pub(crate) handover: super::Handover,
 }
 
 impl LogHub {
     /// Logs go under `dir`; with `echo`, every line is also printed with a
     /// name prefix (the foreground `corral up`).
     pub fn new(dir: &Path, echo: Option<Echo>) -> Self {
-        LogHub { dir: dir.to_path_buf(), echo, growth: Mutex::new(HashMap::new()) }
+        LogHub { dir: dir.to_path_buf(), echo, growth: Mutex::new(HashMap::new()), handover: Default::default() }
     }
 
     /// `log_dir/<service>/<instance>.log`.

@@ -9,6 +9,7 @@
 
 pub mod capture;
 mod follow;
+mod handover;
 mod hub;
 mod line;
 pub mod output;
@@ -20,6 +21,7 @@ mod stall;
 pub use capture::capture;
 pub(crate) use follow::{last_lines, Mark};
 pub use follow::{tail, Batch, Follower, READ_MAX};
+pub(crate) use handover::Handover;
 pub use hub::{Echo, LogHub};
 pub use line::LineSplitter;
 pub use output::LogOutput;

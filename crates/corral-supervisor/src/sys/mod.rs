@@ -4,6 +4,8 @@
 
 #[cfg(windows)]
 pub(crate) mod eventlog;
+#[cfg(target_os = "linux")]
+pub(crate) mod fd_pass;
 #[cfg(unix)]
 pub(crate) mod listen_unix;
 pub(crate) mod nofile;

@@ -206,8 +206,22 @@ impl Life {
 
     /// Reaps and removes the group, counts what is left, and tells how it
     /// ended. May block up to [`TEARDOWN_LIMIT`].
-    pub(crate) fn finish<S: SysGroup>(self, sys: &S) -> Outcome {
+    pub(crate) fn finish<S: SysGroup>(self, sys: &S, shared: &Shared) -> Outcome {
         let leftover = sys.teardown(later(Instant::now(), TEARDOWN_LIMIT));
+        // The teardown waits for the last exits to be reported; pass them on
+        // before `Empty`, or a subscriber never learns how they ended.
+        if !shared.lock().subscribers.is_empty() {
+            match sys.take_events() {
+                Some(events) => emit_pushed(shared, events),
+                None => diff_members(sys, shared),
+            }
+            // The leader's own exit event may trail its reaping (the teardown
+            // waits for the other members only); its status is known here.
+            let pending = shared.lock().known.remove(&self.leader_pid);
+            if let (true, Some(st)) = (pending, self.leader) {
+                shared.emit(Event::Exited { pid: self.leader_pid, status: Some(st) });
+            }
+        }
         let usage = sys.usage();
         let status = self.leader.unwrap_or(ExitStatus { code: None, signal: None });
         let reason = self.td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });

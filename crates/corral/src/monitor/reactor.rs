@@ -18,7 +18,6 @@
 
 use super::life::{later, Life, Next};
 use super::{Config, Delivery, Shared, Started};
-use crate::command::Leader;
 use crate::sys::{self, EventFd, SysGroup};
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,7 +29,7 @@ type G = sys::Imp;
 /// A spawn handed to the reactor thread.
 struct Job {
     spec: sys::Spec,
-    cmd: Leader,
+    cmd: sys::Start,
     cfg: Config,
     reply: Reply,
 }
@@ -93,7 +92,7 @@ fn handle() -> crate::Result<&'static Handle> {
 
 /// Creates the group and spawns its leader on the reactor thread, which
 /// then drives the group's whole life.
-pub(super) fn start(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
+pub(super) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
     let (reply, rx) = mpsc::sync_channel(1);
     submit(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })?;
     rx.recv().unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
@@ -102,7 +101,7 @@ pub(super) fn start(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<
 /// Like [`start`], awaiting the reactor's answer instead of blocking a
 /// thread on it.
 #[cfg(feature = "tokio")]
-pub(super) async fn start_async(spec: sys::Spec, cmd: Leader, cfg: Config) -> crate::Result<Started<G>> {
+pub(super) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
     let (reply, rx) = tokio::sync::oneshot::channel();
     submit(Job { spec, cmd, cfg, reply: Reply::Async(reply) })?;
     rx.await.unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
@@ -194,7 +193,7 @@ fn finish(e: Entry) {
     fn end(slot: &Ending) {
         let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some((sys, shared, life)) = taken {
-            shared.end(life.finish(&*sys));
+            shared.end(life.finish(&*sys, &shared));
         }
     }
     let slot: Arc<Ending> = Arc::new(Mutex::new(Some((e.sys, e.shared, e.life))));
@@ -216,7 +215,7 @@ fn spawn(job: Job) -> Option<Entry> {
             return None;
         }
     };
-    let child = match sys.spawn_leader(cmd) {
+    let child = match sys::begin(&*sys, cmd) {
         Ok(c) => c,
         Err(e) => {
             // Nothing ran; remove the empty container.
@@ -226,6 +225,9 @@ fn spawn(job: Job) -> Option<Entry> {
         }
     };
     let shared = Arc::new(Shared::new(sys.waker()));
+    if spec.record_events {
+        shared.hold(&*sys);
+    }
     let pid = child.pid;
     let cfg = Config { spawn: child.path, ..cfg };
     let started = Instant::now();

@@ -24,11 +24,26 @@ mod imp;
 #[path = "windows/mod.rs"]
 mod imp;
 
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{adopt_check, poll_ready, start_time, EventFd};
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{argv, group_of, process_infos};
+
+/// A process's start time, where the OS tells it.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_time(_pid: u32) -> Option<u64> {
+    None
+}
 pub(crate) use imp::{
     describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
 };
-#[cfg(target_os = "linux")]
-pub(crate) use imp::{poll_ready, EventFd};
+
+/// The refusals of an adoption that need no group yet (elsewhere than on
+/// Linux the backend refuses once created).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn adopt_check(_pid: u32) -> crate::Result<()> {
+    Ok(())
+}
 
 /// What the OS layer needs to create a group.
 #[derive(Debug, Clone)]
@@ -42,6 +57,17 @@ pub(crate) struct Spec {
     /// where `clone3` would work (tests cover both paths with it).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub force_fork: bool,
+    /// Created to take back a recorded group: the sweep of stale groups
+    /// must not run (it would kill what is taken back).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub reattach: bool,
+    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub outlive: bool,
+    /// Collect pushed events from the start, before anyone subscribes
+    /// ([`crate::GroupBuilder::record_events`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub record_events: bool,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,
@@ -60,6 +86,36 @@ impl Spawned {
     /// only carries the pid and the pipes).
     pub(crate) fn from_child(c: Child, path: crate::SpawnPath) -> Spawned {
         Spawned { pid: c.id(), stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, path }
+    }
+}
+
+/// How a group gets its leader: started by corral, or taken over while it
+/// runs (`GroupBuilder::adopt`).
+#[derive(Debug)]
+pub(crate) enum Start {
+    Spawn(crate::command::Leader),
+    Adopt(u32),
+    /// A group a previous controller recorded: its id, leader and the
+    /// leader's start time.
+    Reattach {
+        id: String,
+        pid: u32,
+        start: u64,
+    },
+}
+
+impl From<crate::command::Leader> for Start {
+    fn from(l: crate::command::Leader) -> Start {
+        Start::Spawn(l)
+    }
+}
+
+/// Gives a freshly created group its leader, whichever way [`Start`] says.
+pub(crate) fn begin<S: SysGroup>(sys: &S, start: Start) -> crate::Result<Spawned> {
+    match start {
+        Start::Spawn(cmd) => sys.spawn_leader(cmd),
+        Start::Adopt(pid) => sys.adopt_leader(pid),
+        Start::Reattach { id, pid, start } => sys.reattach_leader(&id, pid, start),
     }
 }
 
@@ -99,6 +155,25 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn create(spec: &Spec) -> crate::Result<Self>;
     /// Starts the leader inside the container before it runs user code.
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<Spawned>;
+    /// Takes the running process `pid` and its descendants into the
+    /// container, race-free where the OS allows; the leader is then `pid`,
+    /// whose exit status corral cannot learn (it is not its parent).
+    fn adopt_leader(&self, pid: u32) -> crate::Result<Spawned> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("cannot adopt process {pid}: the {} backend cannot take in a running process", self.kind()),
+        )
+        .hint("start the program under corral instead (corral run)"))
+    }
+    /// Takes back the group `id` that a previous controller left, whose
+    /// leader is `pid` started at `start` (an OS-specific clock).
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<Spawned> {
+        let _ = start;
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("cannot re-attach group {id} (leader {pid}): the {} backend cannot", self.kind()),
+        ))
+    }
     fn kind(&self) -> BackendKind;
     /// How each requested limit is enforced.
     fn enforcement(&self) -> Vec<Enforcement>;
@@ -132,13 +207,39 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn take_events(&self) -> Option<Vec<crate::Event>> {
         None
     }
+    /// True when the OS reports each fork with its real parent as it
+    /// happens (so a `Started`'s `ppid` is who forked it, even for a
+    /// process re-parented since), and execs as `Exec`.
+    fn observes_lineage(&self) -> bool {
+        false
+    }
     /// Someone subscribed: start collecting pushed events now, before the
     /// snapshot of current members is taken, so nothing falls in between.
     fn listen(&self) {}
 }
 
-/// A process table entry filter used by `members()`-based trees.
+/// Where no group can be found from outside its controller (a Job Object
+/// or a macOS process group names no group id), nothing is found.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn group_of(_pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
+    Ok(None)
+}
+
+/// Elsewhere the arguments are the command line split at spaces (macOS
+/// and Windows give corral one string, or only the name).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    let list = tree_of(&[pid]).unwrap_or_default();
+    list.first().map(|p| p.cmdline.split(' ').map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// The members' entries of the process table, for `members()`-based trees.
 pub(crate) fn tree_of(members: &[u32]) -> io::Result<Vec<ProcessInfo>> {
-    let all = process_table()?;
-    Ok(all.into_iter().filter(|p| members.contains(&p.pid)).collect())
+    #[cfg(target_os = "linux")]
+    return process_infos(members);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let wanted: std::collections::HashSet<u32> = members.iter().copied().collect();
+        Ok(process_table()?.into_iter().filter(|p| wanted.contains(&p.pid)).collect())
+    }
 }

@@ -113,7 +113,7 @@ fn a_leader_that_exits_alone_ends_the_group_without_a_signal() {
     assert_eq!(life.advance(&sys, &shared, vec![], t0), Next::Wait(None), "nothing to wake for");
     assert_eq!(life.advance(&sys, &shared, vec![exited(3), Change::Empty], t0), Next::Ended);
     assert!(sys.calls().is_empty());
-    let o = life.finish(&sys);
+    let o = life.finish(&sys, &shared);
     assert_eq!((o.reason, o.status.code, o.spawn), (Reason::Exited, Some(3), SpawnPath::Clone3));
 }
 
@@ -132,7 +132,7 @@ fn members_left_by_the_leader_are_stopped_then_killed_when_the_grace_ends() {
     life.advance(&sys, &shared, vec![], t0 + GRACE * 2);
     assert_eq!(sys.calls(), [Call::Stop(Signal::TERM), Call::Kill]);
     assert_eq!(life.advance(&sys, &shared, vec![Change::Empty], t0 + GRACE * 2), Next::Ended);
-    assert_eq!(life.finish(&sys).reason, Reason::Exited, "the leader's own end, not a kill, is the reason");
+    assert_eq!(life.finish(&sys, &shared).reason, Reason::Exited, "the leader's own end, not a kill, is the reason");
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn the_timeout_stops_gracefully_and_is_the_reason() {
     assert_eq!(sys.calls(), [Call::Stop(Signal::TERM)]);
     let signalled = Change::LeaderExited(ExitStatus { code: None, signal: Some(15) });
     assert_eq!(life.advance(&sys, &shared, vec![signalled, Change::Empty], t0 + ten), Next::Ended);
-    assert_eq!(life.finish(&sys).reason, Reason::Timeout);
+    assert_eq!(life.finish(&sys, &shared).reason, Reason::Timeout);
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn a_limit_hit_kills_at_once_and_wins_over_a_later_stop() {
     shared.request(Request::Stop);
     life.advance(&sys, &shared, vec![exited(137), Change::Empty], t0);
     assert_eq!(sys.calls(), [Call::Kill], "no stop after the kill");
-    assert_eq!(life.finish(&sys).reason, Reason::MemoryLimit);
+    assert_eq!(life.finish(&sys, &shared).reason, Reason::MemoryLimit);
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn cpu_time_is_checked_no_sooner_than_the_group_could_reach_it() {
     life.advance(&sys, &shared, vec![], t0 + Duration::from_secs(2));
     assert_eq!(sys.calls(), [Call::Kill]);
     life.advance(&sys, &shared, vec![exited(0), Change::Empty], t0 + Duration::from_secs(2));
-    assert_eq!(life.finish(&sys).reason, Reason::CpuTimeLimit);
+    assert_eq!(life.finish(&sys, &shared).reason, Reason::CpuTimeLimit);
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn a_kill_request_overrides_a_pending_stop() {
     life.advance(&sys, &shared, vec![], t0);
     assert_eq!(sys.calls(), [Call::Kill], "a stop after a kill does nothing");
     life.advance(&sys, &shared, vec![exited(0), Change::Empty], t0);
-    assert_eq!(life.finish(&sys).reason, Reason::Killed);
+    assert_eq!(life.finish(&sys, &shared).reason, Reason::Killed);
 }
 
 #[test]

@@ -62,6 +62,11 @@ impl CgroupV1 {
         self.dirs.iter().find(|(c, _)| c == controller).map(|(_, d)| d.as_path())
     }
 
+    /// Every (controller, directory) of the group.
+    pub(crate) fn dirs(&self) -> &[(String, PathBuf)] {
+        &self.dirs
+    }
+
     pub(crate) fn has(&self, controller: &str) -> bool {
         self.dir(controller).is_some()
     }

@@ -24,6 +24,28 @@ fn tagged() -> io::Result<BTreeMap<String, Vec<procfs::Stat>>> {
     Ok(by_id)
 }
 
+/// The group `pid` belongs to, by its tag, with every live member: those
+/// that carry the same tag, and those in the same cgroup when that is the
+/// group's own (an escapee that cleared its environment stays in it).
+pub(crate) fn group_of(pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
+    let Some(id) = procfs::environ_value(pid, TAG) else { return Ok(None) };
+    let mut tag = TAG.to_vec();
+    tag.extend_from_slice(&id);
+    let id = String::from_utf8_lossy(&id).into_owned();
+    let own_cgroup = procfs::cgroup_v2_path(pid).filter(|p| p.rsplit('/').next() == Some(id.as_str()));
+    let me = std::process::id();
+    let mut members = Vec::new();
+    for p in procfs::all_pids()? {
+        if p == me || procfs::stat(p).is_none_or(|s| s.is_zombie()) {
+            continue;
+        }
+        if procfs::environ_has(p, &tag) || own_cgroup.is_some() && procfs::cgroup_v2_path(p) == own_cgroup {
+            members.push(p);
+        }
+    }
+    Ok(Some((id, members)))
+}
+
 /// The controller's pid in a group id (`<controller pid>-<seq>`).
 fn controller_of(id: &str) -> Option<u32> {
     id.split_once('-')?.0.parse().ok()
@@ -63,6 +85,7 @@ pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
             .filter_map(|p| procfs::stat(p).filter(|s| !s.is_zombie()))
             .collect();
         if found.is_empty() || Instant::now() > end {
+            remove_dirs(id);
             return Ok(killed.len());
         }
         if controller_alive(id, &found) {
@@ -77,6 +100,23 @@ pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
             }
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Removes the group's cgroup directories once they are empty (a group
+/// meant to outlive its controller is spared by every stale sweep, so the
+/// reap is where they go).
+fn remove_dirs(id: &str) {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return;
+    }
+    let l = super::layout();
+    for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
+        let dir = root.join(id);
+        let end = Instant::now() + Duration::from_secs(2);
+        while dir.exists() && std::fs::remove_dir(&dir).is_err() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 

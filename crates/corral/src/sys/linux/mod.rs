@@ -13,6 +13,7 @@
 //! - A cgroup cannot be removed while it holds a task; teardown kills,
 //!   waits for `populated 0`, reaps, then removes.
 
+mod adopt;
 mod cgroup_v1;
 mod cgroup_v2;
 mod fds;
@@ -86,6 +87,9 @@ struct Leader {
     pid: u32,
     pidfd: Option<OwnedFd>,
     status: Option<ExitStatus>,
+    /// Not our child (an adopted tree): its end comes from the pidfd and
+    /// its status is unknown.
+    adopted: bool,
 }
 
 /// One Linux group.
@@ -276,6 +280,9 @@ impl Group {
 
     fn reap_leader(&self) -> Option<ExitStatus> {
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        if l.adopted {
+            return adopted_leader_ended(&mut l);
+        }
         let pid = l.pid;
         let (st, ru) = unix::reap_once(pid, &mut l.status)?;
         l.pidfd = None;
@@ -315,7 +322,9 @@ impl SysGroup for Group {
         reaper::ensure();
         let l = layout();
         let kind = select::choose(spec.backend, l)?;
-        if kind != BackendKind::Pgid {
+        // A re-attach runs before anything else of a restarted daemon: the
+        // sweep would kill the very groups it takes back.
+        if kind != BackendKind::Pgid && !spec.reattach {
             STALE_SWEPT.get_or_init(|| {
                 stale::sweep(l);
             });
@@ -429,6 +438,7 @@ impl SysGroup for Group {
         let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
+        let death_signal = !self.spec.outlive;
         // SAFETY: the closure runs between fork and exec and only makes
         // async-signal-safe syscalls on fds and values captured by copy.
         unsafe {
@@ -438,12 +448,14 @@ impl SysGroup for Group {
                         return Err(io::Error::last_os_error());
                     }
                 }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The parent may have died before pdeathsig was armed.
-                if libc::getppid() != parent {
-                    libc::_exit(137);
+                if death_signal {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // The parent may have died before pdeathsig was armed.
+                    if libc::getppid() != parent {
+                        libc::_exit(137);
+                    }
                 }
                 unix::apply_rlimits(&rlimits)?;
                 unix::hygiene::reset_ignored_signals();
@@ -460,6 +472,14 @@ impl SysGroup for Group {
         drop(guard);
         drop(fds);
         Ok(Spawned::from_child(child, SpawnPath::Fork))
+    }
+
+    fn adopt_leader(&self, pid: u32) -> crate::Result<Spawned> {
+        self.take_running(pid, None)
+    }
+
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<Spawned> {
+        self.take_running(pid, Some((id, start)))
     }
 
     fn kind(&self) -> BackendKind {
@@ -527,6 +547,13 @@ impl SysGroup for Group {
     }
 
     fn teardown(&self, deadline: Instant) -> usize {
+        if self.pgid() == 0 {
+            // Nothing ever ran (the spawn or the adoption failed). On the
+            // pgid backend process group 0 would mean this process's own:
+            // a failed spawn used to stop and kill its caller's group.
+            self.remove_dirs();
+            return 0;
+        }
         let owner = self.owner().cloned();
         let mut remaining: Vec<u32>;
         let settle_by = Instant::now() + Duration::from_millis(500);
@@ -579,6 +606,10 @@ impl SysGroup for Group {
             w.untrack(t);
         }
         leftover
+    }
+
+    fn observes_lineage(&self) -> bool {
+        self.tracked.get().is_some()
     }
 
     fn take_events(&self) -> Option<Vec<crate::Event>> {
@@ -683,6 +714,7 @@ impl Group {
             leaf.as_ref().map(|f| f.as_raw_fd()),
             joins.iter().map(|f| f.as_raw_fd()).collect(),
             rlimits,
+            !self.spec.outlive,
         );
         let started = match started {
             Ok(s) => s,
@@ -721,6 +753,9 @@ impl Group {
         let _ = self.owner.set(owner);
         if let Some(w) = proc_events::watcher() {
             let t = proc_events::Tracked::new(self.wake.clone());
+            if self.spec.record_events {
+                t.listen();
+            }
             w.track(pid, &t);
             let _ = self.tracked.set(t);
         }
@@ -749,6 +784,8 @@ impl Group {
                 self.note_members(&killed);
                 Ok(())
             }
+            // No leader yet: process group 0 would be our own.
+            (None, None) if self.pgid() == 0 => Ok(()),
             (None, None) => {
                 let _ = self.pgid_members();
                 pgid::kill(self.pgid(), &self.tag)
@@ -809,6 +846,7 @@ impl Group {
         let me = std::process::id();
         let pgid = self.pgid();
         let leader = self.leader.lock().map(|l| (l.pid, l.status.is_some())).unwrap_or((0, true));
+        let adopted = self.leader.lock().map(|l| l.adopted).unwrap_or(false);
         let known =
             owner.as_ref().map(|o| o.known.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
         let leaf = (self.kind != BackendKind::Pgid).then_some(self.spec.id.as_str());
@@ -818,7 +856,13 @@ impl Group {
                 continue;
             }
             let Some(st) = procfs::stat(pid) else { continue };
-            let ours = st.pgid == pgid
+            // An adopted tree's pgid may be shared with processes outside
+            // it, and its zombies belong to whoever is their parent: only
+            // what corral can reap counts as left over.
+            if adopted && st.is_zombie() && st.ppid != me {
+                continue;
+            }
+            let ours = (st.pgid == pgid && !adopted)
                 || known.get(&pid).is_some_and(|start| *start == st.starttime)
                 || leaf
                     .is_some_and(|leaf| procfs::cgroup_paths(pid).iter().any(|c| c.rsplit('/').next() == Some(leaf)));
@@ -853,8 +897,122 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
     }
 }
 
+/// The names of corral's cgroup roots, which tell its groups' cgroups.
+fn corral_roots(l: &Layout) -> Vec<String> {
+    l.v2_root
+        .iter()
+        .chain(l.v1_roots.iter().map(|(_, r)| r))
+        .filter_map(|r| r.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// [`crate::sys::adopt_check`]: the refusals that need no group yet.
+pub(crate) fn adopt_check(pid: u32) -> crate::Result<()> {
+    adopt::check(pid, &corral_roots(layout())).map(|_| ())
+}
+
+/// The start time of `pid` (clock ticks since boot), which with the pid
+/// names one process across pid reuse.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    procfs::stat(pid).filter(|s| !s.is_zombie()).map(|s| s.starttime)
+}
+
+/// Whether an adopted leader has ended, from its pidfd (`None`: not yet).
+/// A leader with no pidfd (the kernel lacks pidfd_open) is watched by its
+/// start time.
+fn adopted_leader_ended(l: &mut Leader) -> Option<ExitStatus> {
+    if l.status.is_some() {
+        return None;
+    }
+    let ended = match &l.pidfd {
+        Some(fd) => fds::poll_ready(&[(fd.as_raw_fd(), false)], Some(Duration::ZERO)).map(|r| r[0]).unwrap_or(false),
+        None => procfs::stat(l.pid).is_none_or(|s| s.is_zombie()),
+    };
+    if !ended {
+        return None;
+    }
+    l.pidfd = None;
+    // A process that owns its children (a daemon re-executed in place is
+    // still its services' parent) reaps the leader and learns its status;
+    // a library caller's own children keep theirs.
+    let reaped = if reaper::reaping_all() { unix::try_reap(l.pid).ok().flatten() } else { None };
+    l.status = Some(reaped.map_or(ExitStatus::UNKNOWN, |(st, _)| st));
+    l.status
+}
+
+impl Group {
+    /// [`SysGroup::adopt_leader`] (`old`: `None`) and
+    /// [`SysGroup::reattach_leader`] (`old`: the recorded group id and the
+    /// leader's start time): checks, stops, moves, continues.
+    fn take_running(&self, pid: u32, old: Option<(&str, u64)>) -> crate::Result<Spawned> {
+        if self.kind == BackendKind::Pgid {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("cannot adopt process {pid} with the pgid backend: a running process cannot be moved into another process group"),
+            )
+            .hint("adopting needs a cgroup: run as root, or under `systemd-run --user -p Delegate=yes`"));
+        }
+        let l = layout();
+        let roots = corral_roots(l);
+        let st = match old {
+            None => adopt::check(pid, &roots)?,
+            Some((id, start)) => adopt::check_recorded(pid, start, id)?,
+        };
+        // Opened before anything is stopped: from here on, the pid's end
+        // is seen even if the number is reused.
+        let pidfd = fds::pidfd_open(pid).ok();
+        if procfs::stat(pid).map(|s| s.starttime) != Some(st.starttime) {
+            return Err(Error::new(ErrorKind::NotFound, format!("cannot adopt process {pid}: it exited")));
+        }
+        let mut dests = Vec::new();
+        if let (Some(v2), Some(mount)) = (&self.v2, &l.v2_mount) {
+            dests.push(adopt::Dest { procs: v2.file("cgroup.procs"), mount: mount.clone(), controller: None });
+        }
+        if let Some(v1) = &self.v1 {
+            let mounts =
+                hierarchy::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
+            let mut seen = Vec::new();
+            for (c, dir) in v1.dirs() {
+                let Some(m) = mounts.iter().find(|m| !m.v2 && m.controllers.iter().any(|x| x == c)) else { continue };
+                if seen.contains(dir) {
+                    continue;
+                }
+                seen.push(dir.clone());
+                dests.push(adopt::Dest {
+                    procs: dir.join("cgroup.procs"),
+                    mount: m.path.clone(),
+                    controller: Some(c.clone()),
+                });
+            }
+        }
+        let members = adopt::take(pid, st.starttime, &roots, old.map(|(id, _)| id), &dests)?;
+        if let Some((id, _)) = old {
+            // Emptied by the move: the old group's directories go.
+            for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
+                let _ = std::fs::remove_dir(root.join(id));
+            }
+        }
+        let owner = Arc::new(Owner {
+            cgroup_leaf: Some(self.spec.id.clone()),
+            known: Mutex::new(members.into_iter().collect()),
+            ..Owner::default()
+        });
+        reaper::register(pid, owner.clone());
+        let _ = self.owner.set(owner);
+        let mut ld = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+        ld.pid = pid;
+        ld.pidfd = pidfd;
+        ld.adopted = true;
+        Ok(Spawned { pid, stdin: None, stdout: None, stderr: None, path: SpawnPath::Adopted })
+    }
+}
+
 /// `(ppid, exe)` for events.
-pub(crate) use leftovers::{orphaned_groups, reap_group};
+pub(crate) use leftovers::{group_of, orphaned_groups, reap_group};
+
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    procfs::argv(pid)
+}
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
@@ -868,16 +1026,26 @@ pub(crate) fn reap_all_orphans(yes: bool) {
 pub(crate) use super::unix::minidump;
 
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
-    let mut out = Vec::new();
-    for pid in procfs::all_pids()? {
-        let Some(st) = procfs::stat(pid) else { continue };
-        let group = procfs::cgroup_v2_path(pid)
-            .filter(|p| p != "/")
-            .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "pids").filter(|p| p != "/"))
-            .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "memory"));
-        out.push(ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid)));
-    }
-    Ok(out)
+    Ok(procfs::all_pids()?.into_iter().filter_map(process_info).collect())
+}
+
+/// The processes `pids` that are alive, read one by one: a group's tree
+/// costs its own members, not the whole host's table.
+pub(crate) fn process_infos(pids: &[u32]) -> io::Result<Vec<ProcessInfo>> {
+    Ok(pids.iter().copied().filter_map(process_info).collect())
+}
+
+fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let st = procfs::stat(pid)?;
+    let group = procfs::cgroup_v2_path(pid)
+        .filter(|p| p != "/")
+        .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "pids").filter(|p| p != "/"))
+        .or_else(|| procfs::cgroup_v1_path(&pid.to_string(), "memory"));
+    let cpu_ms = (st.utime + st.stime).saturating_mul(1000) / unix::clock_ticks().max(1);
+    Some(
+        ProcessInfo::new(pid, st.ppid, st.pgid, st.sid, group, procfs::cmdline(pid))
+            .with_usage(Some(cpu_ms), procfs::rss_bytes(pid)),
+    )
 }
 
 pub(crate) fn host_report() -> HostReport {

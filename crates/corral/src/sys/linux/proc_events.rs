@@ -28,9 +28,13 @@ const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
 const PROC_EVENT_FORK: u32 = 0x1;
+const PROC_EVENT_EXEC: u32 = 0x2;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 /// nlmsghdr (16) + cn_msg (20): where `struct proc_event` starts.
 const EVENT_AT: usize = 36;
+
+/// The most events held between two reads by the group's loop.
+const MAX_HELD: usize = 1 << 16;
 
 /// One group as the connector follows it.
 pub(crate) struct Tracked {
@@ -100,7 +104,13 @@ impl Tracked {
 
     fn push(&self, e: Event) {
         if self.listening.load(Ordering::Relaxed) {
-            self.events.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+            let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            // Held for a subscriber that has not come yet (`record_events`):
+            // bounded, so a group nobody reads cannot grow without end.
+            if events.len() < MAX_HELD {
+                events.push(e);
+            }
+            drop(events);
             self.waker.wake();
         }
     }
@@ -112,7 +122,21 @@ struct Provisional {
     alive: u64,
     exited: Vec<(u32, u64)>,
     seen: std::time::Instant,
+    /// What happened in the subtree before the claim, for a group that
+    /// records its events from the start (bounded by [`MAX_EARLY`]).
+    events: Vec<Event>,
 }
+
+impl Provisional {
+    fn note(&mut self, e: Event) {
+        if self.events.len() < MAX_EARLY {
+            self.events.push(e);
+        }
+    }
+}
+
+/// The most events kept for one provisional subtree.
+const MAX_EARLY: usize = 1024;
 
 #[derive(Default)]
 struct State {
@@ -160,6 +184,9 @@ impl Watcher {
             t.total.store(p.count, Ordering::Relaxed);
             t.alive.store(p.alive, Ordering::Relaxed);
             t.exited.lock().unwrap_or_else(|e| e.into_inner()).extend(p.exited);
+            if t.listening.load(Ordering::Relaxed) {
+                t.events.lock().unwrap_or_else(|e| e.into_inner()).extend(p.events);
+            }
             let pids: Vec<(u32, u64)> =
                 st.provisional.iter().filter(|(_, (r, _))| *r == leader).map(|(p, (_, ts))| (*p, *ts)).collect();
             for (p, ts) in pids {
@@ -195,14 +222,41 @@ impl Watcher {
             let live: std::collections::HashSet<u32> = st.roots.keys().copied().collect();
             st.provisional.retain(|_, (r, _)| live.contains(r));
             st.provisional.insert(child, (child, ts));
-            st.roots.insert(child, Provisional { count: 1, alive: 0, exited: Vec::new(), seen: now });
+            let mut root = Provisional { count: 1, alive: 0, exited: Vec::new(), seen: now, events: Vec::new() };
+            root.note(Event::Started { pid: child, ppid: Some(parent), exe: None });
+            st.roots.insert(child, root);
         } else if let Some((root, _)) = st.provisional.get(&parent).copied() {
             st.provisional.insert(child, (root, ts));
             if let Some(p) = st.roots.get_mut(&root) {
                 p.count += 1;
                 p.alive += 1;
+                p.note(Event::Started { pid: child, ppid: Some(parent), exe: None });
             }
         }
+    }
+
+    /// An exec of a member, for lineage: its new image and arguments are
+    /// read now, while the process surely lives (a short life ends before
+    /// any subscriber could look).
+    fn exec(&self, pid: u32) {
+        let t = {
+            let st = self.lock();
+            match st.by_pid.get(&pid) {
+                Some((t, _)) if t.listening.load(Ordering::Relaxed) => t.clone(),
+                Some(_) => return,
+                None => {
+                    // Not claimed yet: kept with its provisional subtree.
+                    let Some((root, _)) = st.provisional.get(&pid).copied() else { return };
+                    drop(st);
+                    let e = exec_event(pid);
+                    if let Some(p) = self.lock().roots.get_mut(&root) {
+                        p.note(e);
+                    }
+                    return;
+                }
+            }
+        };
+        t.push(exec_event(pid));
     }
 
     fn exit(&self, pid: u32, raw_status: u32) {
@@ -217,6 +271,9 @@ impl Watcher {
             return;
         }
         if let Some((root, ts)) = st.provisional.remove(&pid) {
+            if let Some(p) = st.roots.get_mut(&root) {
+                p.note(Event::Exited { pid, status: Some(unix::exit_status(raw_status as i32)) });
+            }
             if root != pid {
                 if let Some(p) = st.roots.get_mut(&root) {
                     p.alive = p.alive.saturating_sub(1);
@@ -234,6 +291,16 @@ impl Watcher {
             t.lost.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// An `Exec` read from `/proc` now. A program that exits at once may be a
+/// zombie already: its arguments are gone, its name (`[comm]`) is not.
+fn exec_event(pid: u32) -> Event {
+    let mut argv = super::procfs::argv(pid);
+    if argv.is_empty() {
+        argv.extend(Some(super::procfs::cmdline(pid)).filter(|c| c != "[]"));
+    }
+    Event::Exec { pid, exe: super::procfs::exe(pid), argv }
 }
 
 fn open() -> io::Result<OwnedFd> {
@@ -287,16 +354,17 @@ fn open() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Lets only fork and exit events through, in the kernel: exec, uid, sid,
+/// Lets only fork, exec and exit events through, in the kernel: uid, sid,
 /// comm and the other kinds would wake this process for nothing on a busy
-/// host. Classic BPF loads words in network byte order, so the native
+/// host (exec is kept for lineage: what a process became). Classic BPF loads words in network byte order, so the native
 /// little-endian `what` values appear byte-swapped here.
 fn drop_other_events(fd: &OwnedFd) {
     let what = |v: u32| if cfg!(target_endian = "little") { v.swap_bytes() } else { v };
     let ins = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
     let prog = [
         ins(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, EVENT_AT as u32),
-        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, what(PROC_EVENT_FORK)),
+        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 3, 0, what(PROC_EVENT_FORK)),
+        ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 2, 0, what(PROC_EVENT_EXEC)),
         ins(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 1, 0, what(PROC_EVENT_EXIT)),
         ins(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
         ins(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
@@ -351,6 +419,13 @@ fn read_loop(fd: OwnedFd) {
                     if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, ts) {
                         if c == ct {
                             w.fork(p, c, ts);
+                        }
+                    }
+                }
+                Some(PROC_EVENT_EXEC) => {
+                    if let (Some(p), Some(t)) = (u32_at(b, 52), u32_at(b, 56)) {
+                        if p == t {
+                            w.exec(p);
                         }
                     }
                 }

@@ -83,6 +83,13 @@ pub(crate) fn cmdline(pid: u32) -> String {
     }
 }
 
+/// The arguments, program name first; empty for a kernel thread, a zombie
+/// or a process gone.
+pub(crate) fn argv(pid: u32) -> Vec<String> {
+    let b = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    b.split(|&c| c == 0).filter(|p| !p.is_empty()).map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+}
+
 pub(crate) fn exe(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/exe")).ok()
 }

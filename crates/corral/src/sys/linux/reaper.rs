@@ -81,6 +81,11 @@ fn reaper() -> &'static Reaper {
 }
 
 /// Whether this process is a subreaper (for `doctor`).
+/// True in reap-all mode (the process owns every child it has).
+pub(crate) fn reaping_all() -> bool {
+    REAP_ALL.load(Ordering::Relaxed)
+}
+
 pub(crate) fn is_subreaper() -> bool {
     let mut v: libc::c_int = 0;
     // SAFETY: v is valid for writes.

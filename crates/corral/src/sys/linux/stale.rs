@@ -10,7 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The controller pid encoded in a group directory name.
+/// The controller pid encoded in a group directory name. A group meant to
+/// outlive its controller (`…-outlive`) names none: it is its next
+/// controller's to take back or reap, never a sweep's.
 fn owner_pid(name: &str) -> Option<u32> {
     let (pid, seq) = name.split_once('-')?;
     seq.parse::<u64>().ok()?;
@@ -91,5 +93,6 @@ mod tests {
         assert_eq!(owner_pid("1234-7"), Some(1234));
         assert_eq!(owner_pid("corral-ctl"), None);
         assert_eq!(owner_pid("12-x"), None);
+        assert_eq!(owner_pid("1234-7-outlive"), None, "a group meant to outlive its controller is never stale");
     }
 }

@@ -28,6 +28,7 @@
 //!   job or (from outside) in a process. corral reports those limits as
 //!   not enforced there, and those usage fields as zero or `None`.
 
+mod adopt;
 mod console;
 mod error;
 mod handle;
@@ -178,6 +179,18 @@ impl SysGroup for Group {
         }
         let _ = self.leader.set((pid, leader.handle));
         Ok(super::Spawned::from_child(leader.child, crate::SpawnPath::CreateProcess))
+    }
+
+    fn adopt_leader(&self, pid: u32) -> crate::Result<super::Spawned> {
+        let (root, members) = adopt::take(&self.job, pid)?;
+        {
+            let mut st = lock(&self.st);
+            for (p, h) in members {
+                st.members.insert(p, h);
+            }
+        }
+        let _ = self.leader.set((pid, root));
+        Ok(super::Spawned { pid, stdin: None, stdout: None, stderr: None, path: crate::SpawnPath::Adopted })
     }
 
     fn kind(&self) -> BackendKind {

@@ -136,12 +136,14 @@ unsafe fn run(p: &Plan) -> ! {
             }
         }
         // After the user switch, which clears it.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-            fail(p, Step::DeathSignal, errno());
-        }
-        // The parent may have died before the signal was armed.
-        if libc::getppid() != p.parent {
-            libc::_exit(137);
+        if p.death_signal {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                fail(p, Step::DeathSignal, errno());
+            }
+            // The parent may have died before the signal was armed.
+            if libc::getppid() != p.parent {
+                libc::_exit(137);
+            }
         }
         if let Some(cwd) = &p.cwd {
             if libc::chdir(cwd.as_ptr()) != 0 {

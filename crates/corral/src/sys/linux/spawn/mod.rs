@@ -90,9 +90,11 @@ pub(super) fn spawn(
     cgroup: Option<RawFd>,
     joins: Vec<RawFd>,
     rlimits: Vec<Rlimit>,
+    death_signal: bool,
 ) -> Result<Started, NotStarted> {
-    let (plan, fds) =
+    let (mut plan, fds) =
         Plan::new(cmd, extra_env, joins, rlimits).map_err(|err| NotStarted::Failed { step: None, err })?;
+    plan.death_signal = death_signal;
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
         flags: CLONE_PIDFD,

@@ -36,6 +36,9 @@ pub(super) struct Plan {
     pub joins: Vec<RawFd>,
     pub rlimits: Vec<Rlimit>,
     pub parent: libc::pid_t,
+    /// Arm `PR_SET_PDEATHSIG` (off for a leader meant to outlive its
+    /// controller: `GroupBuilder::outlive_controller`).
+    pub death_signal: bool,
     /// How the child marks inherited fds close-on-exec (decided here).
     pub sweep: FdSweep,
     /// Write end of the failure pipe (close-on-exec).
@@ -156,6 +159,7 @@ impl Plan {
             joins,
             rlimits,
             parent,
+            death_signal: true,
             sweep: FdSweep::prepare(),
             report: report_write.as_raw_fd(),
         };
