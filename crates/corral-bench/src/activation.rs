@@ -215,10 +215,7 @@ pub fn write(sec: &Section, out: Option<PathBuf>) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// This section of an existing BENCHMARKS.md, for `all` to keep.
-pub fn kept_section(doc: &str) -> Option<String> {
-    let at = doc.find(&format!("## {TITLE}\n"))?;
-    let rest = &doc[at..];
-    let end = rest[1..].find("\n## ").map_or(rest.len(), |e| e + 2);
-    Some(rest[..end].to_string())
+/// This section's heading in BENCHMARKS.md, which `all` keeps.
+pub fn heading() -> String {
+    format!("## {TITLE}")
 }

@@ -323,13 +323,10 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         }
         // The soak is not part of `all`: its last results stay.
         let old = std::fs::read_to_string(tools::workspace().join("BENCHMARKS.md")).unwrap_or_default();
-        for heading in ["## 9. soak", dashboard::HEADING] {
-            if let Some(kept) = soak::kept_section(&old, heading) {
+        for heading in ["## 9. soak".to_string(), dashboard::HEADING.to_string(), activation::heading()] {
+            if let Some(kept) = soak::kept_section(&old, &heading) {
                 s.push_str(&kept);
             }
-        }
-        if let Some(kept) = activation::kept_section(&old) {
-            s.push_str(&kept);
         }
         s
     }

@@ -130,15 +130,15 @@ fn a_missed_watchdog_ends_the_run_as_a_failed_liveness_check_and_it_restarts() {
 #[test]
 fn extend_timeout_keeps_a_slow_start_alive_and_without_it_the_start_fails() {
     let mut d = Daemon::start(&format!(
-        "[services.slow]\ncommand = [{tk}, \"notify\", \"--extend\", \"60000000\", \"--ready-after\", \"2\"]\n\
-         notify = true\nstart_timeout = \"500ms\"\nrestart = \"no\"\n\
+        "[services.slow]\ncommand = [{tk}, \"notify\", \"--extend\", \"60000000\", \"--ready-after\", \"5\"]\n\
+         notify = true\nstart_timeout = \"2500ms\"\nrestart = \"no\"\n\
          [services.stuck]\ncommand = [{tk}, \"notify\", \"--ready-after\", \"50\"]\n\
-         notify = true\nstart_timeout = \"500ms\"\nrestart = \"no\"\n",
+         notify = true\nstart_timeout = \"2500ms\"\nrestart = \"no\"\n",
         tk = tk()
     ));
     let e = d.wait_transition("stuck", "failed");
     assert!(
-        reason(&e).starts_with("startup: notify: not ready within the start timeout (500ms)"),
+        reason(&e).starts_with("startup: notify: not ready within the start timeout (2.5s)"),
         "no READY=1 in time is a failed start: {e:#}"
     );
     d.wait_event("slow ready", |e| e["service"] == "slow" && e["ready"] == true);

@@ -605,7 +605,8 @@ impl Task {
         // Without a startup or readiness probe a running instance is ready;
         // with one, readiness stays as it is until the new probe crosses a
         // threshold. The old probes' results no longer apply.
-        let ready = was || !self.spec.health.gates_ready();
+        // A notify service stays as it said.
+        let ready = was || (!self.spec.health.gates_ready() && !self.spec.notify.gates_ready());
         self.status.send_modify(|s| {
             s.ready = ready;
             s.probes.clear();
@@ -690,9 +691,6 @@ impl Task {
         // No probe may judge a group that is being stopped.
         drop(w);
         drop(post_start);
-        // Nor the notification watcher (there is none off Unix).
-        #[cfg(unix)]
-        drop(notify);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
@@ -705,6 +703,11 @@ impl Task {
             group.stop();
         }
         let outcome = group.wait_async().await;
+        // The notification socket outlives the group: a service that says
+        // STOPPING=1 while it stops is heard (what it says is ignored now),
+        // not refused. There is no watcher off Unix.
+        #[cfg(unix)]
+        drop(notify);
         // Every writer of the pipes is gone once the group is torn down, so
         // the capture ends by itself, unless a full disk holds it: then it
         // gets this long to write what it holds, and is ended (it reports

@@ -27,9 +27,9 @@ pub use auth::Token;
 pub(crate) use budget::clients_for;
 pub use budget::FdBudget;
 pub use listen::{local_address, serve_local};
+pub use members::{Member, MAX_MEMBERS};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
-pub use members::{Member, MAX_MEMBERS};
 pub use web_listen::BoundWeb;
 
 use crate::logs::{tail, Follower};

@@ -3,10 +3,14 @@
 //! group whose members alone may speak. It only reports [`Update`]s; the
 //! instance task acts on them.
 
-use super::message::{parse, Field};
+#[cfg(target_os = "linux")]
+use super::message::parse;
+use super::message::Field;
 use super::spec::NotifySpec;
 use super::timers::{Expired, RateLimit, Timers};
-use super::{MAX_DATAGRAM, RATE};
+#[cfg(target_os = "linux")]
+use super::MAX_DATAGRAM;
+use super::RATE;
 use crate::health::Cause;
 use corral::{Command, Group};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -26,6 +30,7 @@ pub(crate) enum Update {
     /// An accepted `MAINPID=`.
     MainPid(u32),
     /// Datagrams dropped so far in this run.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     Dropped(u64),
     /// End the run, like a failed probe of this kind.
     Failed { cause: Cause, reason: String },
@@ -106,14 +111,28 @@ pub(crate) fn prepare(spec: &NotifySpec, cmd: &mut Command) -> Result<Option<Pre
     }))
 }
 
+/// A close-on-exec pipe: (read end, write end).
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is valid for two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    #[cfg(target_os = "linux")]
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    // SAFETY: as above. macOS has no pipe2; its spawns go through std's
+    // fork path, whose child marks every fd from 3 close-on-exec anyway.
+    #[cfg(not(target_os = "linux"))]
+    let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: pipe2 just returned two fresh fds.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    // SAFETY: pipe just returned two fresh fds.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for fd in [&r, &w] {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_SETFD on an fd we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok((r, w))
 }
 
 impl Prepared {
@@ -153,6 +172,9 @@ impl Prepared {
     }
 }
 
+/// Off Linux only the readiness pipe is watched: no socket, so no
+/// sender to check and nothing to rate.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 struct Watch {
     group: Arc<Group>,
     timers: Timers,

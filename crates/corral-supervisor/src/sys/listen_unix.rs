@@ -80,10 +80,21 @@ pub(crate) fn bind(path: &Path, owner: Option<(u32, u32)>, backlog: i32) -> io::
         // SAFETY: a name in a folder we hold open.
         cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), cname.as_ptr(), 0) })?;
     }
+    #[cfg(target_os = "linux")]
+    let flags = libc::SOCK_STREAM | libc::SOCK_CLOEXEC;
+    #[cfg(not(target_os = "linux"))]
+    let flags = libc::SOCK_STREAM;
     // SAFETY: plain socket(2) call.
-    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, flags, 0) })?;
     // SAFETY: socket just returned this fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // macOS has no SOCK_CLOEXEC: set it at once (its spawns mark every fd
+    // from 3 close-on-exec in the child anyway).
+    #[cfg(not(target_os = "linux"))]
+    // SAFETY: F_SETFD on an fd we own.
+    unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC)
+    };
     #[cfg(target_os = "linux")]
     let via = {
         let mut v = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
