@@ -22,6 +22,7 @@ pub struct GroupBuilder {
     stop: StopPolicy,
     kill_on_drop: Option<bool>,
     backend: Option<BackendKind>,
+    isolation: crate::Isolation,
 }
 
 impl GroupBuilder {
@@ -50,6 +51,15 @@ impl GroupBuilder {
     /// the environment variable `CORRAL_BACKEND` may force one.
     pub fn backend(mut self, kind: BackendKind) -> Self {
         self.backend = Some(kind);
+        self
+    }
+
+    /// Namespaces, a private view of the filesystem and dropped
+    /// privileges for the whole group (Linux; elsewhere a non-empty
+    /// isolation is refused with [`ErrorKind::Unsupported`]). Needs a
+    /// [`crate::Command`], started through corral's own spawn path.
+    pub fn isolate(mut self, isolation: crate::Isolation) -> Self {
+        self.isolation = isolation;
         self
     }
 
@@ -90,6 +100,8 @@ impl GroupBuilder {
 
     fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
+        self.isolation.validate()?;
+        sys::check_isolation(&self.isolation)?;
         let backend = match self.backend {
             Some(b) => Some(b),
             None => backend_from_env()?,
@@ -99,6 +111,7 @@ impl GroupBuilder {
             limits: self.limits,
             backend,
             force_fork: spawn_from_env()? == Some(SpawnPath::Fork),
+            isolation: self.isolation,
         };
         let cfg = monitor::Config {
             timeout: self.timeout,

@@ -241,6 +241,8 @@ impl SysGroup for Group {
     }
 }
 
+pub(crate) use crate::isolation::linux_only as check_isolation;
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (bsdinfo(pid).map(|i| i.pbi_ppid), None)
 }

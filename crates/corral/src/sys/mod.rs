@@ -25,7 +25,8 @@ mod imp;
 mod imp;
 
 pub(crate) use imp::{
-    describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
+    check_isolation, describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group,
+    Group as Imp,
 };
 #[cfg(target_os = "linux")]
 pub(crate) use imp::{poll_ready, EventFd};
@@ -42,6 +43,9 @@ pub(crate) struct Spec {
     /// where `clone3` would work (tests cover both paths with it).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub force_fork: bool,
+    /// Namespaces, mounts and privileges (checked by `check_isolation`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub isolation: crate::Isolation,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,

@@ -650,8 +650,15 @@ impl Group {
     /// Gives the command back, as a std one, for the fork path when
     /// `clone3` is refused, forced off, or the command is std's own.
     fn try_clone3(&self, cmd: LeaderCmd) -> crate::Result<Result<Spawned, Command>> {
+        let isolated = !self.spec.isolation.is_empty();
         let cmd = match cmd {
-            LeaderCmd::Own(c) if !self.spec.force_fork && spawn::enabled() => c,
+            // An isolated spawn is fork-like already: CORRAL_SPAWN=fork
+            // changes nothing for it.
+            LeaderCmd::Own(c) if isolated || (!self.spec.force_fork && spawn::enabled()) => c,
+            LeaderCmd::Std(_) if isolated => {
+                return Err(Error::new(ErrorKind::Unsupported, "isolation needs a corral::Command as the leader")
+                    .hint("build the leader with corral::Command; std's Command keeps its settings private"))
+            }
             other => return Ok(Err(other.into_std())),
         };
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -674,17 +681,23 @@ impl Group {
             leaf.as_ref().map(|f| f.as_raw_fd()),
             joins.iter().map(|f| f.as_raw_fd()).collect(),
             rlimits,
+            &self.spec.isolation,
         );
         let started = match started {
             Ok(s) => s,
+            Err(spawn::NotStarted::Refused) if isolated => {
+                return Err(Error::new(ErrorKind::Unsupported, format!("starting {program}: clone3 was refused"))
+                    .hint("isolation needs clone3 (Linux 5.7+, no seccomp filter on it); see `corral doctor`"))
+            }
             Err(spawn::NotStarted::Refused) => return Ok(Err(cmd.into_std())),
-            Err(spawn::NotStarted::Failed { step: Some(spawn::Step::Exec), err }) => {
+            Err(spawn::NotStarted::Failed { step: Some(spawn::Step::Exec), err, .. }) => {
                 return Err(spawn_error(&program, err))
             }
-            Err(spawn::NotStarted::Failed { step: Some(step), err }) => {
-                return Err(Error::os(format!("starting {program}: {}", step.doing()), err))
+            Err(spawn::NotStarted::Failed { step: Some(step), detail, err }) => {
+                let doing = detail.unwrap_or_else(|| step.doing().to_string());
+                return Err(Error::os(format!("starting {program}: {doing}"), err));
             }
-            Err(spawn::NotStarted::Failed { step: None, err }) => {
+            Err(spawn::NotStarted::Failed { step: None, err, .. }) => {
                 return Err(Error::os(format!("starting {program}"), err))
             }
         };
@@ -847,6 +860,8 @@ fn spawn_error(program: &str, e: io::Error) -> Error {
 /// `(ppid, exe)` for events.
 pub(crate) use leftovers::{orphaned_groups, reap_group};
 
+pub(crate) use spawn::check_isolation;
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
 }
@@ -906,6 +921,7 @@ pub(crate) fn host_report() -> HostReport {
     // SAFETY: geteuid has no preconditions.
     notes.push(format!("running as uid {}", unsafe { libc::geteuid() }));
     notes.push(spawn::describe());
+    notes.push(spawn::describe_isolation());
     notes.push(format!(
         "child subreaper: {} (corral sets it when it creates a group)",
         if reaper::is_subreaper() { "on" } else { "available" }

@@ -477,6 +477,8 @@ impl Drop for Group {
 }
 
 /// `(ppid, exe)` for events.
+pub(crate) use crate::isolation::linux_only as check_isolation;
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     match process::open(pid) {
         Ok(h) => (process::parent(handle::raw(&h)), process::image(handle::raw(&h))),

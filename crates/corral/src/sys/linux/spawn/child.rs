@@ -11,6 +11,7 @@
 //! parent reads as success.
 
 use super::plan::Plan;
+use super::{confine, init};
 use crate::sys::unix::hygiene;
 
 /// The step that failed, as reported to the parent.
@@ -28,14 +29,43 @@ pub(crate) enum Step {
     Cwd,
     Fds,
     Exec,
+    Mount,
+    Network,
+    Hostname,
+    Capabilities,
+    NoNewPrivileges,
+    Init,
 }
 
 impl Step {
     pub(super) fn from_raw(v: u32) -> Option<Step> {
         use Step::*;
-        [ProcessGroup, JoinCgroup, Rlimit, Stdio, Groups, Gid, Uid, DeathSignal, Cwd, Fds, Exec]
-            .into_iter()
-            .find(|s| *s as u32 == v)
+        [
+            ProcessGroup,
+            JoinCgroup,
+            Rlimit,
+            Stdio,
+            Groups,
+            Gid,
+            Uid,
+            DeathSignal,
+            Cwd,
+            Fds,
+            Exec,
+            Mount,
+            Network,
+            Hostname,
+            Capabilities,
+            NoNewPrivileges,
+            Init,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v & 0xff)
+    }
+
+    /// The index a step reported along with itself (which mount failed).
+    pub(super) fn index_of(v: u32) -> u32 {
+        v >> 8
     }
 
     /// What the step was doing, for an error message.
@@ -52,6 +82,12 @@ impl Step {
             Step::Cwd => "changing to its working directory",
             Step::Fds => "marking inherited fds close-on-exec",
             Step::Exec => "executing the program",
+            Step::Mount => "setting up its mounts",
+            Step::Network => "setting up its network namespace",
+            Step::Hostname => "setting its hostname",
+            Step::Capabilities => "dropping capabilities",
+            Step::NoNewPrivileges => "setting no_new_privs",
+            Step::Init => "starting the leader under the PID namespace's init",
         }
     }
 }
@@ -62,11 +98,17 @@ fn errno() -> i32 {
 }
 
 /// Reports `step` and the current errno, then exits.
-unsafe fn fail(p: &Plan, step: Step, err: i32) -> ! {
+pub(super) unsafe fn fail(p: &Plan, step: Step, err: i32) -> ! {
+    // SAFETY: as for fail_at.
+    unsafe { fail_at(p, step, 0, err) }
+}
+
+/// Reports `step`, which of its items failed (`index`), and `err`, then exits.
+pub(super) unsafe fn fail_at(p: &Plan, step: Step, index: u32, err: i32) -> ! {
     // SAFETY: the child's own stack and a fd the plan names; see `run`.
     unsafe {
         let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+        msg[..4].copy_from_slice(&((step as u32) | (index << 8)).to_ne_bytes());
         msg[4..].copy_from_slice(&err.to_ne_bytes());
         libc::write(p.report, msg.as_ptr().cast(), msg.len());
         libc::_exit(127)
@@ -111,6 +153,9 @@ unsafe fn run(p: &Plan) -> ! {
                 }
             }
         }
+        if let Some(iso) = &p.isolate {
+            confine::before_user_switch(p, iso);
+        }
         if p.drop_groups {
             // Without CAP_SETGID this fails harmlessly, as in std.
             if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
@@ -129,12 +174,17 @@ unsafe fn run(p: &Plan) -> ! {
                 fail(p, Step::Uid, errno());
             }
         }
+        if let Some(iso) = &p.isolate {
+            confine::after_user_switch(p, iso);
+        }
         // After the user switch, which clears it.
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
             fail(p, Step::DeathSignal, errno());
         }
-        // The parent may have died before the signal was armed.
-        if libc::getppid() != p.parent {
+        // The parent may have died before the signal was armed. In a PID
+        // namespace the parent is outside it, and getppid() answers 0.
+        let pid_ns = p.isolate.as_ref().is_some_and(|i| i.pid_ns);
+        if !pid_ns && libc::getppid() != p.parent {
             libc::_exit(137);
         }
         if let Some(cwd) = &p.cwd {
@@ -145,6 +195,10 @@ unsafe fn run(p: &Plan) -> ! {
         // Only 0, 1 and 2 pass; the same sweep as the fork path's.
         if hygiene::close_inherited_fds(p.sweep, 3).is_err() {
             fail(p, Step::Fds, errno());
+        }
+        if pid_ns {
+            // Returns in the leader only; this task stays as the init.
+            init::fork_leader(p);
         }
         let mut err = libc::ENOENT;
         let mut denied = false;
@@ -207,12 +261,14 @@ mod tests {
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for v in 1..=11 {
+        for v in 1..=17 {
             let s = Step::from_raw(v).expect("a step");
             assert_eq!(s as u32, v);
             assert!(!s.doing().is_empty());
         }
         assert_eq!(Step::from_raw(0), None);
-        assert_eq!(Step::from_raw(12), None);
+        assert_eq!(Step::from_raw(18), None);
+        assert_eq!(Step::from_raw(Step::Mount as u32 | (3 << 8)), Some(Step::Mount));
+        assert_eq!(Step::index_of(Step::Mount as u32 | (3 << 8)), 3);
     }
 }
