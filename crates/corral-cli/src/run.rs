@@ -1,6 +1,8 @@
 //! `corral run`: GNU `timeout`, but for the whole tree, with limits and a
 //! report.
 
+mod isolate;
+
 use crate::exit;
 use crate::report::Report;
 use clap::Parser;
@@ -42,6 +44,8 @@ pub struct Args {
     /// Exit with the command's status even on timeout (like GNU timeout).
     #[arg(long = "preserve-status")]
     preserve_status: bool,
+    #[command(flatten)]
+    isolate: isolate::IsolateArgs,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -81,7 +85,8 @@ pub fn main(a: Args) -> u8 {
     // GNU timeout: a duration of 0 disables what it bounds. No timeout,
     // and with `-k 0` no kill: the longest grace there is never runs out.
     let grace = if a.kill_after.is_zero() { units::MAX_DURATION } else { a.kill_after };
-    let mut builder = Group::builder().limits(limits.clone()).stop(StopPolicy::new(a.signal, grace));
+    let mut builder =
+        Group::builder().limits(limits.clone()).stop(StopPolicy::new(a.signal, grace)).isolate(a.isolate.isolation());
     if let Some(t) = a.timeout.filter(|t| !t.is_zero()) {
         builder = builder.timeout(t);
     }

@@ -45,7 +45,7 @@ fn as_user(_cmd: &mut Command, _acc: &crate::user::Account) {}
 
 /// The group settings of every instance of the service.
 pub(crate) fn builder(spec: &ServiceSpec) -> corral::GroupBuilder {
-    let b = corral::Group::builder().limits(spec.limits.clone()).stop(spec.stop);
+    let b = corral::Group::builder().limits(spec.limits.clone()).stop(spec.stop).isolate(spec.isolate.clone());
     match spec.timeout {
         Some(t) => b.timeout(t),
         None => b,

@@ -100,8 +100,7 @@ impl GroupBuilder {
 
     fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
-        self.isolation.validate()?;
-        sys::check_isolation(&self.isolation)?;
+        self.isolation.check()?;
         let backend = match self.backend {
             Some(b) => Some(b),
             None => backend_from_env()?,

@@ -189,6 +189,16 @@ impl Isolation {
             .map(|names| names.iter().filter_map(|n| capability_number(n)).fold(0u64, |m, c| m | (1 << c)))
     }
 
+    /// Checks that a group could be built with this isolation here: the
+    /// values, the paths they name, and what this host and process can
+    /// provide (namespaces in the kernel, the privileges to make them).
+    /// [`crate::GroupBuilder::spawn`] runs the same check; a config
+    /// reader calls it to refuse a setting before anything starts.
+    pub fn check(&self) -> Result<()> {
+        self.validate()?;
+        crate::sys::check_isolation(self)
+    }
+
     /// Checks the values themselves and that every path they name exists;
     /// whether this host can provide them is the backend's check.
     pub(crate) fn validate(&self) -> Result<()> {

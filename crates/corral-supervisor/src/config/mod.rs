@@ -6,6 +6,7 @@ mod diagnostic;
 pub(crate) mod file;
 mod fleet;
 mod inherit_env;
+mod isolate;
 mod paths;
 mod probes;
 mod raw;
@@ -122,6 +123,8 @@ pub struct ServiceSpec {
     pub health: crate::health::HealthSpec,
     /// Memory and CPU alerts on the whole group.
     pub alerts: Vec<crate::alerts::AlertSpec>,
+    /// Namespaces, private filesystem view and privileges (`isolate`).
+    pub isolate: corral::Isolation,
 }
 
 impl ServiceSpec {

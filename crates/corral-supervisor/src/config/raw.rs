@@ -55,6 +55,9 @@ pub(crate) struct RawService {
     pub health: Option<de::IgnoredAny>,
     #[allow(dead_code)]
     pub alerts: Option<de::IgnoredAny>,
+    /// Read on its own (`config/isolate.rs`).
+    #[allow(dead_code)]
+    pub isolate: Option<de::IgnoredAny>,
     /// Fleet specs only; read on its own (`config/fleet.rs`).
     #[allow(dead_code)]
     pub placement: Option<de::IgnoredAny>,

@@ -558,6 +558,7 @@ fn service_spec(
     }
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
+    let isolate = super::isolate::isolation(sink, &what, table, base);
     if sink.out.len() > errors_before {
         return None;
     }
@@ -580,6 +581,7 @@ fn service_spec(
         user: raw.user,
         health,
         alerts,
+        isolate,
     })
 }
 
