@@ -293,6 +293,23 @@ impl Group {
         self.sys.graceful_stop(signal).map_err(|e| Error::os(format!("sending {signal} to the group"), e))
     }
 
+    /// Changes the group's limits while it runs: memory, `max_procs`,
+    /// `cpus` and which of them only notify. Limits the group was created
+    /// without may need a controller it does not have (then the error
+    /// says so: restart the group with them); `memory_per_process` and
+    /// `cpu_time` are fixed at the start. Linux (cgroups); elsewhere the
+    /// error is of kind [`ErrorKind::Unsupported`].
+    pub fn set_limits(&self, limits: Limits) -> Result<()> {
+        limits.validate()?;
+        self.sys.set_limits(&limits)
+    }
+
+    /// How often each notify-only limit was hit so far (see
+    /// [`Limits::notify`]); a hit is also an [`Event::LimitHit`].
+    pub fn limit_notices(&self) -> Vec<(crate::LimitKind, u64)> {
+        self.shared.limit_notices()
+    }
+
     /// Kills every member now, inescapably. Returns once the kill has been
     /// delivered; [`Group::wait`] tells when everything is reaped.
     pub fn kill(&self) -> Result<()> {

@@ -31,6 +31,14 @@ pub struct Limits {
     pub cpu_time: Option<Duration>,
     /// CPU rate in cores, like `docker --cpus`: `0.5` is half of one core.
     pub cpus: Option<f64>,
+    /// Limits whose hit is news, not a death (`on_limit = "notify"`): the
+    /// OS throttles or refuses instead of killing (memory above the limit
+    /// is reclaimed and throttled, forks past `max_procs` fail, the CPU
+    /// rate is throttled) and each hit is an [`crate::Event::LimitHit`]
+    /// counted by [`crate::Group::limit_notices`]. Only
+    /// [`LimitKind::Memory`], [`LimitKind::Processes`] and
+    /// [`LimitKind::CpuRate`] can be notify-only.
+    pub notify: Vec<LimitKind>,
 }
 
 impl Limits {
@@ -64,10 +72,27 @@ impl Limits {
         self
     }
 
+    /// Makes a hit of `kind` news, not a death (see [`Limits::notify`]).
+    pub fn notify_on(mut self, kind: LimitKind) -> Self {
+        if !self.notify.contains(&kind) {
+            self.notify.push(kind);
+        }
+        self
+    }
+
+    /// Whether a hit of `kind` only notifies.
+    pub fn notifies(&self, kind: LimitKind) -> bool {
+        self.notify.contains(&kind)
+    }
+
     /// Checks the values themselves, before anything is created.
     pub(crate) fn validate(&self) -> crate::Result<()> {
         use crate::{Error, ErrorKind};
         let bad = |what: &str| Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: {what}")));
+        if let Some(k) = self.notify.iter().find(|k| !NOTIFIABLE.contains(k)) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: the {k} cannot only notify"))
+                .hint("on_limit = \"notify\" is for memory, max_procs and cpus, which the OS can throttle or refuse"));
+        }
         if self.memory == Some(0) || self.memory_per_process == Some(0) {
             return bad("memory must be greater than 0");
         }
@@ -113,6 +138,9 @@ impl Limits {
         out
     }
 }
+
+/// The limits the OS can enforce without ending the group.
+const NOTIFIABLE: [LimitKind; 3] = [LimitKind::Memory, LimitKind::Processes, LimitKind::CpuRate];
 
 /// One kind of limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -44,6 +44,8 @@ struct State {
     subscribers: Vec<Subscriber>,
     /// Members last seen, for Started/Exited diffs; only kept while someone listens.
     known: BTreeSet<u32>,
+    /// Hits of notify-only limits so far, by kind.
+    notices: Vec<(crate::LimitKind, u64)>,
 }
 
 /// What the handle and the monitor thread share.
@@ -159,6 +161,20 @@ impl Shared {
         self.done.notify_all();
         #[cfg(feature = "tokio")]
         self.notify.notify_waiters();
+    }
+
+    /// Counts a hit of a notify-only limit.
+    fn note_limit(&self, kind: crate::LimitKind) {
+        let mut st = self.lock();
+        match st.notices.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => st.notices.push((kind, 1)),
+        }
+    }
+
+    /// Hits of notify-only limits so far.
+    pub(crate) fn limit_notices(&self) -> Vec<(crate::LimitKind, u64)> {
+        self.lock().notices.clone()
     }
 
     fn emit(&self, e: Event) {

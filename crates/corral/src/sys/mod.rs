@@ -89,6 +89,9 @@ pub(crate) enum Change {
     /// The OS reports a limit hit (the OS may already have killed a member).
     #[cfg_attr(target_os = "macos", allow(dead_code))]
     Limit(LimitKind),
+    /// A notify-only limit was hit: the OS throttled or refused, nothing died.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    LimitNotice(LimitKind),
 }
 
 /// Interrupts a [`SysGroup::wait`] from another thread.
@@ -128,6 +131,14 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// After the kill: reaps everything, removes the container, and counts
     /// what is still alive (or unreaped) by `deadline`.
     fn teardown(&self, deadline: Instant) -> usize;
+    /// Changes the limits of the running group (see `Group::set_limits`).
+    fn set_limits(&self, _limits: &Limits) -> crate::Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} backend cannot change limits while the group runs", self.kind()),
+        )
+        .hint("restart the group with the new limits"))
+    }
     /// Where the group lives, for people (a cgroup path, a job name).
     fn location(&self) -> String;
     /// Started/Exited events the OS pushed since the last call, or `None`

@@ -18,6 +18,7 @@ mod cgroup_v2;
 mod fds;
 mod hierarchy;
 mod leftovers;
+mod live_limits;
 mod pgid;
 mod proc_events;
 mod procfs;
@@ -102,6 +103,12 @@ pub(crate) struct Group {
     watched: Vec<Watched>,
     seen_oom: AtomicU64,
     seen_pids_max: AtomicU64,
+    /// The limits in force: the spec's, until `set_limits` changes them.
+    live: Mutex<crate::Limits>,
+    /// Notify-only limits: counters last seen (see `live_limits.rs`).
+    seen_high: AtomicU64,
+    seen_throttled: AtomicU64,
+    above_soft: std::sync::atomic::AtomicBool,
     enforcement: Vec<Enforcement>,
     final_usage: Mutex<Option<Usage>>,
     tag: Vec<u8>,
@@ -144,13 +151,15 @@ impl Group {
     }
 
     fn limit_changes(&self) -> Vec<Change> {
-        let mut out = Vec::new();
+        let live = self.live_limits();
+        let mut out = self.limit_notices(&live);
         let ooms = match (&self.v2, &self.v1) {
             (_, Some(v1)) if v1.has("memory") => v1.oom_kills(),
             (Some(v2), _) if self.kind == BackendKind::CgroupV2 => v2.oom_kills(),
             _ => 0,
         };
-        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && self.spec.limits.memory.is_some() {
+        let kill_on_memory = live.memory.is_some() && !live.notifies(LimitKind::Memory);
+        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && kill_on_memory {
             out.push(Change::Limit(LimitKind::Memory));
         }
         let hits = match (&self.v2, &self.v1) {
@@ -158,15 +167,18 @@ impl Group {
             (Some(v2), _) if self.kind == BackendKind::CgroupV2 => v2.pids_max_hits(),
             _ => 0,
         };
-        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && self.spec.limits.max_procs.is_some() {
-            out.push(Change::Limit(LimitKind::Processes));
+        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && live.max_procs.is_some() {
+            out.push(match live.notifies(LimitKind::Processes) {
+                true => Change::LimitNotice(LimitKind::Processes),
+                false => Change::Limit(LimitKind::Processes),
+            });
         }
         out
     }
 
     /// The pgid backend's sampled limits.
     fn sampled_limits(&self) -> Vec<Change> {
-        let l = &self.spec.limits;
+        let l = &self.live_limits();
         if self.kind != BackendKind::Pgid || (l.memory.is_none() && l.max_procs.is_none()) {
             return vec![];
         }
@@ -327,6 +339,13 @@ impl SysGroup for Group {
             .into_iter()
             .map(|k| Enforcement { limit: k, support: select::limit_support(kind, k, l, true) })
             .collect();
+        if kind == BackendKind::Pgid && !spec.limits.notify.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "notify-only limits need cgroups, which throttle and refuse; the pgid backend can only kill",
+            )
+            .hint("run as root or with a delegated cgroup, or let these limits kill (on_limit = \"kill\")"));
+        }
         if let Some(e) = enforcement.iter().find(|e| matches!(e.support, Support::No(_))) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -381,6 +400,10 @@ impl SysGroup for Group {
             watched: Vec::new(),
             seen_oom: AtomicU64::new(0),
             seen_pids_max: AtomicU64::new(0),
+            live: Mutex::new(spec.limits.clone()),
+            seen_high: AtomicU64::new(0),
+            seen_throttled: AtomicU64::new(0),
+            above_soft: Default::default(),
             enforcement,
             final_usage: Mutex::new(None),
             tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
@@ -582,6 +605,10 @@ impl SysGroup for Group {
         }
     }
 
+    fn set_limits(&self, limits: &crate::Limits) -> crate::Result<()> {
+        self.change_limits(limits)
+    }
+
     fn location(&self) -> String {
         match (&self.v2, &self.v1) {
             (Some(v2), _) => v2.dir.display().to_string(),
@@ -611,9 +638,10 @@ impl Group {
             fds.push((e.raw(), false));
         }
         // Sample what the kernel cannot notify.
-        let lim = &self.spec.limits;
+        let lim = &self.live_limits();
         let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
-            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
+            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some())
+            || !lim.notify.is_empty();
         let must_sample =
             sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
         (fds, must_sample)
@@ -767,7 +795,7 @@ impl Group {
         if let Some(v2) = &self.v2 {
             watched.push(Watched::open(&v2.file("cgroup.events"))?);
             if self.kind == BackendKind::CgroupV2 {
-                if let Some(m) = lim.memory {
+                if let Some(m) = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory)) {
                     v2.set_memory_max(m)?;
                     watched.push(Watched::open(&v2.file("memory.events"))?);
                 }
@@ -780,8 +808,14 @@ impl Group {
                 }
             }
         }
+        if let Some(m) = lim.memory.filter(|_| lim.notifies(LimitKind::Memory)) {
+            self.configure_notify_memory(m)?;
+            if let (Some(v2), BackendKind::CgroupV2) = (&self.v2, self.kind) {
+                watched.push(Watched::open(&v2.file("memory.events"))?);
+            }
+        }
         if let Some(v1) = &mut self.v1 {
-            if let Some(m) = lim.memory {
+            if let Some(m) = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory)) {
                 v1.set_memory(m)?;
             }
             if let Some(n) = lim.max_procs {
