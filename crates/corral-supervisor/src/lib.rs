@@ -34,6 +34,7 @@ mod event;
 pub mod fleet;
 pub mod health;
 mod instance;
+mod live_limits;
 pub mod logs;
 pub mod metrics;
 mod persist;
@@ -48,6 +49,7 @@ mod user;
 mod watch;
 
 pub use event::{Event, EventKind, EventLog};
+pub use live_limits::{LimitChange, LimitResult};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
 pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};

@@ -83,7 +83,7 @@ impl GroupBuilder {
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
         let started = monitor::start(spec.clone(), cmd, cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
-        Ok(Group::from_started(spec.id, started, kill_on_drop))
+        Ok(Group::from_started(spec.id, spec.limits, started, kill_on_drop))
     }
 
     /// [`GroupBuilder::spawn`] for async code: the task awaits the start
@@ -95,7 +95,7 @@ impl GroupBuilder {
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
         let started = monitor::start_async(spec.clone(), cmd, cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
-        Ok(Group::from_started(spec.id, started, kill_on_drop))
+        Ok(Group::from_started(spec.id, spec.limits, started, kill_on_drop))
     }
 
     fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
@@ -180,6 +180,8 @@ pub struct Group {
     spawn: SpawnPath,
     sys: Arc<sys::Imp>,
     shared: Arc<Shared>,
+    /// The limits in force (changed by `set_limits`).
+    limits: std::sync::Mutex<Limits>,
     kill_on_drop: bool,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
@@ -197,9 +199,10 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
+    fn from_started(id: String, limits: Limits, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
         Group {
             id,
+            limits: std::sync::Mutex::new(limits),
             pid: started.pid,
             spawn: started.child.path,
             sys: started.sys,
@@ -301,7 +304,16 @@ impl Group {
     /// error is of kind [`ErrorKind::Unsupported`].
     pub fn set_limits(&self, limits: Limits) -> Result<()> {
         limits.validate()?;
-        self.sys.set_limits(&limits)
+        let mut now = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        self.sys.set_limits(&limits)?;
+        *now = limits;
+        Ok(())
+    }
+
+    /// The limits in force: the builder's, or the last ones
+    /// [`Group::set_limits`] applied.
+    pub fn limits(&self) -> Limits {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// How often each notify-only limit was hit so far (see

@@ -58,7 +58,7 @@ pub struct EventsArgs {
     lines: usize,
 }
 
-fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
+pub(super) fn call(c: &Common, method: &str, path: &str) -> Result<Reply, u8> {
     let client = client(c)?;
     match runtime().block_on(client.request(method, path)) {
         Ok(r) if r.status < 400 => Ok(r),

@@ -5,6 +5,7 @@
 mod admit;
 mod auth;
 mod budget;
+mod limits;
 mod listen;
 mod metrics_listen;
 #[cfg(windows)]
@@ -68,6 +69,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/daemon", get(daemon))
         .route("/v1/services", get(list))
         .route("/v1/services/{name}", get(one))
+        .route("/v1/services/{name}/limits", post(limits::set))
         .route("/v1/services/{name}/{action}", post(act_one))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))

@@ -7,6 +7,7 @@ pub(crate) mod file;
 mod fleet;
 mod inherit_env;
 mod isolate;
+mod on_limit;
 mod paths;
 mod probes;
 mod raw;
@@ -136,12 +137,17 @@ impl ServiceSpec {
         *self == o
     }
 
-    /// True when only the probes (`health`) and the `alerts` differ, so a
-    /// reload can give the running instances new ones without a restart.
+    /// True when only the probes (`health`), the `alerts` and the limits a
+    /// running group can take (memory, max_procs, cpus, on_limit) differ,
+    /// so a reload can give the running instances new ones without a
+    /// restart.
     pub fn same_but_health(&self, other: &ServiceSpec) -> bool {
         let mut o = other.clone();
         o.health = self.health.clone();
         o.alerts = self.alerts.clone();
+        if crate::live_limits::live_changeable(&self.limits, &other.limits) {
+            o.limits = self.limits.clone();
+        }
         *self == o
     }
 }

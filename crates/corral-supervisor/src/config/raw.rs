@@ -158,6 +158,7 @@ pub(crate) struct RawLimits {
     pub cpus: Option<f64>,
     pub cpu_time: Option<Dur>,
     pub timeout: Option<Dur>,
+    pub on_limit: Option<super::on_limit::RawOnLimit>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -454,6 +454,7 @@ fn service_spec(
     }
     let mut limits = corral::Limits::new();
     let mut timeout = None;
+    let mut on_limit = None;
     if let Some(l) = raw.limits {
         let lspan = key_span(table, "limits");
         let mut bad = |m: &str, e: &str| sink.push(lspan.clone(), format!("{what}: {m}"), Some(e.into()), None);
@@ -488,7 +489,9 @@ fn service_spec(
             limits = limits.cpu_time(d.0);
         }
         timeout = l.timeout.map(|d| d.0);
+        on_limit = l.on_limit;
     }
+    let limits = super::on_limit::apply(sink, &what, key_span(table, "limits"), limits, on_limit);
     let mut depends_on = BTreeMap::new();
     let dtable = table.get("depends_on").and_then(|i| i.as_table_like());
     for (dep, cond) in raw.depends_on.into_iter().flatten() {
