@@ -71,7 +71,9 @@ fn corral_limit_changes_the_running_group_and_a_limits_only_reload_keeps_the_pid
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "web.0: limits changed");
     assert_eq!(read_limit(pid), (64u64 << 20).to_string(), "read back from the cgroup");
-    d.wait_event("a limit event", |e| e["kind"] == "limit" && e["reason"].as_str().unwrap().contains("memory 64.0 MiB"));
+    d.wait_event("a limit event", |e| {
+        e["kind"] == "limit" && e["reason"].as_str().unwrap().contains("memory 64.0 MiB")
+    });
     assert_eq!(d.pid_of("web"), Some(pid), "same run");
 
     // A reload that changes only the memory limit: retuned, same pid.
