@@ -29,6 +29,9 @@ pub struct Args {
     /// CPU time limit for the whole group (user + system).
     #[arg(long = "cpu-time", value_name = "DUR", value_parser = parse_duration)]
     cpu_time: Option<Duration>,
+    /// CPU time limit for each process (RLIMIT_CPU; the kernel kills a process past it).
+    #[arg(long = "cpu-time-per-process", value_name = "DUR", value_parser = parse_duration)]
+    cpu_time_per_process: Option<Duration>,
     /// CPU rate in cores, like `docker --cpus` (0.5, 2).
     #[arg(long, value_name = "N", value_parser = parse_cpus, allow_negative_numbers = true)]
     cpus: Option<f64>,
@@ -78,6 +81,7 @@ pub fn main(a: Args) -> u8 {
     limits.memory = a.memory;
     limits.memory_per_process = a.memory_per_process;
     limits.cpu_time = a.cpu_time;
+    limits.cpu_time_per_process = a.cpu_time_per_process;
     limits.cpus = a.cpus;
     limits.max_procs = a.max_procs;
     let mut cmd = Command::new(&a.command[0]);

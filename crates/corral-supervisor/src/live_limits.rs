@@ -10,7 +10,9 @@ use std::time::Duration;
 /// limits the kernel can change under a running group differ (memory,
 /// `max_procs`, `cpus`, and which of them only notify).
 pub fn live_changeable(old: &Limits, new: &Limits) -> bool {
-    old.memory_per_process == new.memory_per_process && old.cpu_time == new.cpu_time
+    old.memory_per_process == new.memory_per_process
+        && old.cpu_time == new.cpu_time
+        && old.cpu_time_per_process == new.cpu_time_per_process
 }
 
 /// What `corral limit SERVICE` changes; `None` keeps the value in force.

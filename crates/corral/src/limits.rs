@@ -29,6 +29,10 @@ pub struct Limits {
     pub max_procs: Option<u32>,
     /// CPU time (user + system) the whole group may consume.
     pub cpu_time: Option<Duration>,
+    /// CPU time each process may consume (`RLIMIT_CPU`, whole seconds
+    /// rounded up; Windows: the job's `PerProcessUserTimeLimit`). A
+    /// process past it is killed by the kernel, not the group.
+    pub cpu_time_per_process: Option<Duration>,
     /// CPU rate in cores, like `docker --cpus`: `0.5` is half of one core.
     pub cpus: Option<f64>,
     /// Limits whose hit is news, not a death (`on_limit = "notify"`): the
@@ -66,6 +70,11 @@ impl Limits {
         self.cpu_time = Some(d);
         self
     }
+    /// Sets the CPU time each process may consume.
+    pub fn cpu_time_per_process(mut self, d: Duration) -> Self {
+        self.cpu_time_per_process = Some(d);
+        self
+    }
     /// Sets the CPU rate, in cores.
     pub fn cpus(mut self, cores: f64) -> Self {
         self.cpus = Some(cores);
@@ -99,7 +108,7 @@ impl Limits {
         if self.max_procs == Some(0) || self.max_procs > Some(MAX_PROCS) {
             return bad("max_procs must be from 1 to 4194304");
         }
-        if self.cpu_time == Some(Duration::ZERO) {
+        if self.cpu_time == Some(Duration::ZERO) || self.cpu_time_per_process == Some(Duration::ZERO) {
             return bad("cpu_time must be greater than 0");
         }
         if let Some(c) = self.cpus {
@@ -111,7 +120,7 @@ impl Limits {
         if sizes.iter().flatten().any(|&m| m > crate::units::MAX_SIZE) {
             return bad("memory must be at most 1 PiB");
         }
-        if self.cpu_time.is_some_and(|t| t > crate::units::MAX_DURATION) {
+        if [self.cpu_time, self.cpu_time_per_process].iter().flatten().any(|t| *t > crate::units::MAX_DURATION) {
             return bad("cpu_time must be at most 36525d (100 years)");
         }
         Ok(())

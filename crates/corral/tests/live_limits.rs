@@ -175,3 +175,23 @@ fn a_kind_that_cannot_only_notify_is_refused() {
         .unwrap_err();
     assert!(e.to_string().contains("CPU time limit cannot only notify"), "{e}");
 }
+
+#[test]
+fn a_per_process_cpu_time_limit_kills_the_spinner_not_the_group() {
+    // RLIMIT_CPU needs no cgroup: every backend.
+    let mut c = Command::new("/bin/sh");
+    c.args(["-c", &format!("{} --spin 20 --sleep 20; echo spinner-ended", testkit())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let mut g = Group::builder().limits(Limits::new().cpu_time_per_process(Duration::from_secs(1))).spawn(c).unwrap();
+    let pids = snapshot(&g);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut g.take_stdout().unwrap(), &mut out).unwrap();
+    let o = g.wait_timeout(Duration::from_secs(60)).expect("the spinner is killed long before it ends by itself");
+    assert!(out.contains("spinner-ended"), "the shell outlives its spinning child: {out}");
+    assert_eq!(o.reason, Reason::Exited, "{o:?}");
+    assert!(started.elapsed() < Duration::from_secs(19), "killed at ~1 s of CPU, not at the end of its spin");
+    assert_gone(&pids);
+}

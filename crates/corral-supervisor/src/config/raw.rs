@@ -157,6 +157,7 @@ pub(crate) struct RawLimits {
     pub max_procs: Option<u32>,
     pub cpus: Option<f64>,
     pub cpu_time: Option<Dur>,
+    pub cpu_time_per_process: Option<Dur>,
     pub timeout: Option<Dur>,
     pub on_limit: Option<super::on_limit::RawOnLimit>,
 }

@@ -488,6 +488,12 @@ fn service_spec(
             }
             limits = limits.cpu_time(d.0);
         }
+        if let Some(d) = l.cpu_time_per_process {
+            if d.0.is_zero() {
+                bad("limits.cpu_time_per_process is 0", "a duration like \"10s\"");
+            }
+            limits = limits.cpu_time_per_process(d.0);
+        }
         timeout = l.timeout.map(|d| d.0);
         on_limit = l.on_limit;
     }

@@ -118,7 +118,7 @@ impl SysGroup for Group {
         if let Some(m) = l.memory_per_process.or(l.memory) {
             rl.push(unix::Rlimit { resource: libc::RLIMIT_AS, value: m });
         }
-        if let Some(t) = l.cpu_time {
+        if let Some(t) = [l.cpu_time, l.cpu_time_per_process].into_iter().flatten().min() {
             rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
         }
         let sweep = unix::hygiene::FdSweep::prepare();

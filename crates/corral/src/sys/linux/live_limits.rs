@@ -41,10 +41,13 @@ impl Group {
 
     pub(super) fn change_limits(&self, new: &Limits) -> crate::Result<()> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if new.memory_per_process != live.memory_per_process || new.cpu_time != live.cpu_time {
+        if new.memory_per_process != live.memory_per_process
+            || new.cpu_time != live.cpu_time
+            || new.cpu_time_per_process != live.cpu_time_per_process
+        {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
-                "memory_per_process and cpu_time are fixed when the group starts",
+                "memory_per_process, cpu_time and cpu_time_per_process are fixed when the group starts",
             )
             .hint("restart the group to change them"));
         }

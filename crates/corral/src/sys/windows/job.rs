@@ -36,7 +36,7 @@ use windows_sys::Win32::System::JobObjects::{
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
     JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
     JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_JOB_TIME, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-    JOB_OBJECT_LIMIT_PROCESS_MEMORY,
+    JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME,
 };
 use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, WaitForSingleObject};
 
@@ -257,6 +257,10 @@ pub(super) fn limit_info(l: &Limits) -> JOBOBJECT_EXTENDED_LIMIT_INFORMATION {
     if let Some(t) = l.cpu_time {
         flags |= JOB_OBJECT_LIMIT_JOB_TIME;
         info.BasicLimitInformation.PerJobUserTimeLimit = duration_to_ticks(t);
+    }
+    if let Some(t) = l.cpu_time_per_process {
+        flags |= JOB_OBJECT_LIMIT_PROCESS_TIME;
+        info.BasicLimitInformation.PerProcessUserTimeLimit = duration_to_ticks(t);
     }
     info.BasicLimitInformation.LimitFlags = flags;
     info
