@@ -101,6 +101,10 @@ pub struct Isolation {
     /// The only capabilities the group keeps (bounding, permitted,
     /// effective, inheritable and ambient sets); `None` leaves them alone.
     pub capabilities: Option<Vec<String>>,
+    /// A new root (`pivot_root`; the old one is detached, not reachable):
+    /// a directory owned by root, not writable by others, with `/bin/sh`.
+    /// Bind targets, read-only paths, `/proc` and `/tmp` are inside it.
+    pub root: Option<PathBuf>,
 }
 
 impl Isolation {
@@ -170,6 +174,20 @@ impl Isolation {
         self
     }
 
+    /// A new root for the group (see [`Isolation::root`]).
+    pub fn root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.root = Some(dir.into());
+        self
+    }
+
+    /// `path` as the host sees it: under the new root when there is one.
+    pub(crate) fn host_path(&self, path: &Path) -> PathBuf {
+        match &self.root {
+            Some(r) => r.join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_path_buf(),
+        }
+    }
+
     /// True when nothing is isolated.
     pub fn is_empty(&self) -> bool {
         *self == Isolation::default()
@@ -178,7 +196,12 @@ impl Isolation {
     /// Whether the group needs a mount namespace of its own.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn needs_mount_ns(&self) -> bool {
-        self.mount || self.pid || self.private_tmp || !self.read_only.is_empty() || !self.binds.is_empty()
+        self.mount
+            || self.pid
+            || self.private_tmp
+            || !self.read_only.is_empty()
+            || !self.binds.is_empty()
+            || self.root.is_some()
     }
 
     /// The kept capabilities as a bit mask (checked by `validate`).
@@ -220,12 +243,25 @@ impl Isolation {
                 "bind or protect a parent directory instead",
             );
         }
+        if let Some(r) = &self.root {
+            usable_root(r)?;
+            for (wanted, dir) in [(self.pid, "proc"), (self.private_tmp, "tmp")] {
+                if wanted && !r.join(dir).is_dir() {
+                    return bad(
+                        format!("root {} has no /{dir} directory", r.display()),
+                        "create it in the new root: it is mounted over for the group",
+                    );
+                }
+            }
+        }
         for p in &self.read_only {
             existing(p, "read-only path")?;
+            existing(&self.host_path(p), "read-only path in the new root")?;
         }
         for b in &self.binds {
             existing(&b.src, "bind source")?;
             existing(&b.dst, "bind target")?;
+            existing(&self.host_path(&b.dst), "bind target in the new root")?;
         }
         if let Network::Join(p) = &self.net {
             existing(p, "network namespace")?;
@@ -253,6 +289,43 @@ pub(crate) fn linux_only(iso: &Isolation) -> Result<()> {
         format!("isolation (namespaces, mounts, capabilities) is Linux-only; this host runs {}", std::env::consts::OS),
     )
     .hint("drop the isolation settings on this host"))
+}
+
+/// A directory that can be a root: owned by root (or by corral's own
+/// user), writable by no one else, with a `/bin/sh` (a root without one
+/// is a typo far more often than a choice).
+fn usable_root(r: &Path) -> Result<()> {
+    existing(r, "root")?;
+    let bad = |why: String, hint: &str| Err(Error::new(ErrorKind::InvalidInput, why).hint(hint));
+    let meta = std::fs::metadata(r).map_err(|e| Error::os(format!("root {}", r.display()), e))?;
+    if !meta.is_dir() {
+        return bad(format!("root {} is not a directory", r.display()), "give the directory of a root filesystem");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != 0 && meta.uid() != me {
+            return bad(
+                format!("root {} is owned by uid {}, not by root", r.display(), meta.uid()),
+                "chown root: a root another user owns can be changed under the group",
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
+            return bad(
+                format!("root {} is writable by group or others (mode {:o})", r.display(), meta.mode() & 0o7777),
+                "chmod go-w it",
+            );
+        }
+    }
+    if !r.join("bin/sh").exists() {
+        return bad(
+            format!("root {} has no /bin/sh: it is not a usable root", r.display()),
+            "give the directory of a root filesystem (with /bin/sh)",
+        );
+    }
+    Ok(())
 }
 
 /// An absolute path that exists (a symlink is fine: the mount follows it

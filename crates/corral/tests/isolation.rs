@@ -304,3 +304,60 @@ fn bad_isolation_is_refused_before_anything_starts() {
     assert!(e.to_string().contains("binding /usr to"), "{e}");
     assert!(!mountinfo().contains(&dir.0.display().to_string()));
 }
+
+/// A minimal root: a copy of dash as /bin/sh with the libraries `ldd`
+/// names, and empty /proc and /tmp.
+fn minimal_root(name: &str) -> Option<TempDir> {
+    let root = TempDir::new(name);
+    let ldd = std::process::Command::new("ldd").arg("/bin/dash").output().ok()?;
+    if !ldd.status.success() {
+        return None;
+    }
+    for dir in ["bin", "proc", "tmp"] {
+        std::fs::create_dir_all(root.0.join(dir)).unwrap();
+    }
+    std::fs::copy("/bin/dash", root.0.join("bin/sh")).unwrap();
+    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+        if word.starts_with('/') && Path::new(word).exists() {
+            let to = root.0.join(word.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(word, &to).unwrap();
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&root.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(root)
+}
+
+#[test]
+fn a_new_root_hides_the_host_and_leaves_no_mount_behind() {
+    require_root!();
+    let Some(root) = minimal_root("root") else {
+        eprintln!("SKIPPED: no /bin/dash with ldd to build a minimal root from");
+        return;
+    };
+    let iso = Isolation::new().root(&root.0).pid(true).private_tmp(true);
+    let script = "for f in /*; do echo \"$f\"; done; [ -e /work ] && echo host-visible || echo host-hidden";
+    let mut c = Command::new("/bin/sh");
+    c.args(["-c", script]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let out = run(iso, c);
+    assert!(out.contains("host-hidden"), "{out}");
+    let entries: Vec<&str> = out.lines().filter(|l| l.starts_with('/')).collect();
+    assert!(entries.contains(&"/bin") && entries.contains(&"/proc") && !entries.contains(&"/usr"), "{out}");
+    assert!(!mountinfo().contains(&root.0.display().to_string()), "no mount of the new root is left on the host");
+}
+
+#[test]
+fn a_root_that_is_not_usable_is_refused_before_anything_starts() {
+    let dir = TempDir::new("badroot");
+    let e = Group::builder().isolate(Isolation::new().root(&dir.0)).spawn(sh("exit 0")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("has no /bin/sh: it is not a usable root"), "{e}");
+    std::fs::write(dir.0.join("file"), "").unwrap();
+    let e = Group::builder().isolate(Isolation::new().root(dir.0.join("file"))).spawn(sh("exit 0")).unwrap_err();
+    assert!(e.to_string().contains("is not a directory"), "{e}");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = Group::builder().isolate(Isolation::new().root(&dir.0)).spawn(sh("exit 0")).unwrap_err();
+    assert!(e.to_string().contains("writable by group or others"), "{e}");
+}

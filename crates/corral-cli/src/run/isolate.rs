@@ -27,6 +27,9 @@ pub struct IsolateArgs {
     /// A bind mount, SRC:DST or SRC:DST:ro (repeatable).
     #[arg(long = "bind", value_name = "SRC:DST[:ro]", value_parser = parse_bind)]
     bind: Vec<Bind>,
+    /// Move the group into this root (pivot_root): owned by root, with /bin/sh.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
     /// Set no_new_privs: setuid bits and file capabilities raise nothing.
     #[arg(long = "no-new-privileges")]
     no_new_privileges: bool,
@@ -91,6 +94,9 @@ impl IsolateArgs {
         }
         if let Some(h) = &self.hostname {
             iso = iso.hostname(h.clone());
+        }
+        if let Some(r) = &self.root {
+            iso = iso.root(r.clone());
         }
         for p in &self.read_only {
             iso = iso.read_only(p.clone());

@@ -77,7 +77,7 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     let Some(raw) = read_table::<RawIsolate>(sink, item, key.span(), &iwhat) else { return iso };
     let Some(it) = item.as_table_like() else { return iso };
     let at = |k: &str| key_span(it, k).or(key.span());
-    let not_yet = [("user", raw.user.is_some()), ("root", raw.root.is_some()), ("seccomp", raw.seccomp.is_some())];
+    let not_yet = [("user", raw.user.is_some()), ("seccomp", raw.seccomp.is_some())];
     for (k, given) in not_yet {
         if given {
             sink.push(
@@ -113,6 +113,9 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     for b in raw.bind.into_iter().flatten() {
         iso = iso.bind(Bind::new(anchor(base, &b.src), b.dst).read_only(b.read_only));
     }
+    if let Some(r) = raw.root {
+        iso = iso.root(anchor(base, &r));
+    }
     if let Some(caps) = raw.capabilities {
         iso = iso.keep_capabilities(caps);
     }
@@ -137,6 +140,8 @@ fn blame(it: &dyn TableLike, context: &str) -> Span {
         "capabilities"
     } else if context.starts_with("network namespace") {
         "net"
+    } else if context.starts_with("root") {
+        "root"
     } else if context.starts_with("hostname") {
         "uts"
     } else {
@@ -171,6 +176,16 @@ mod tests {
         let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { capabilities = [\"CAP_FLY\"] }\n");
         assert!(e.contains("corral.toml:3:"), "{e}");
         assert!(e.contains("unknown capability \"CAP_FLY\""), "{e}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_root_without_a_shell_is_not_a_usable_root() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\n[services.a.isolate]\nroot = \"/proc\"\n");
+        assert!(
+            e.contains("corral.toml:4:8: service `a`: isolate: root /proc has no /bin/sh: it is not a usable root"),
+            "{e}"
+        );
     }
 
     #[test]

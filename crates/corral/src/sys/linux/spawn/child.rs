@@ -35,6 +35,7 @@ pub(crate) enum Step {
     Capabilities,
     NoNewPrivileges,
     Init,
+    Root,
 }
 
 impl Step {
@@ -58,6 +59,7 @@ impl Step {
             Capabilities,
             NoNewPrivileges,
             Init,
+            Root,
         ]
         .into_iter()
         .find(|s| *s as u32 == v & 0xff)
@@ -88,6 +90,7 @@ impl Step {
             Step::Capabilities => "dropping capabilities",
             Step::NoNewPrivileges => "setting no_new_privs",
             Step::Init => "starting the leader under the PID namespace's init",
+            Step::Root => "moving into its new root (pivot_root)",
         }
     }
 }
@@ -261,13 +264,13 @@ mod tests {
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for v in 1..=17 {
+        for v in 1..=18 {
             let s = Step::from_raw(v).expect("a step");
             assert_eq!(s as u32, v);
             assert!(!s.doing().is_empty());
         }
         assert_eq!(Step::from_raw(0), None);
-        assert_eq!(Step::from_raw(18), None);
+        assert_eq!(Step::from_raw(19), None);
         assert_eq!(Step::from_raw(Step::Mount as u32 | (3 << 8)), Some(Step::Mount));
         assert_eq!(Step::index_of(Step::Mount as u32 | (3 << 8)), 3);
     }

@@ -56,6 +56,18 @@ pub(super) unsafe fn before_user_switch(p: &Plan, iso: &Prepared) {
                 fail_at(p, Step::Mount, i as u32, errno());
             }
         }
+        if let Some(root) = &iso.root {
+            // The old root is stacked under the new one and detached at
+            // once: nothing of the host stays reachable (pivot_root(2),
+            // "pivot_root(".", ".")").
+            if libc::chdir(root.as_ptr()) != 0
+                || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+                || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+                || libc::chdir(c"/".as_ptr()) != 0
+            {
+                fail(p, Step::Root, errno());
+            }
+        }
         if iso.loopback && loopback_up().is_err() {
             fail(p, Step::Network, errno());
         }

@@ -45,6 +45,8 @@ pub(super) struct Prepared {
     /// The kernel's highest capability number.
     pub last_cap: u32,
     pub no_new_privs: bool,
+    /// The new root to `pivot_root` into, after the mounts.
+    pub root: Option<CString>,
 }
 
 impl Prepared {
@@ -145,17 +147,22 @@ impl Prepared {
                 what: "making every mount private to the group".into(),
             });
         }
+        if let Some(r) = &iso.root {
+            // pivot_root wants the new root to be a mount point.
+            bind(r, r, false, &mut mounts)?;
+        }
         for b in &iso.binds {
-            bind(&b.src, &b.dst, b.read_only, &mut mounts)?;
+            bind(&b.src, &iso.host_path(&b.dst), b.read_only, &mut mounts)?;
         }
         for p in &iso.read_only {
-            bind(p, p, true, &mut mounts)?;
+            let inside = iso.host_path(p);
+            bind(&inside, &inside, true, &mut mounts)?;
         }
         if iso.pid {
             // A /proc of the new namespace: `ps` sees the group only.
             mounts.push(Mount {
                 source: Some(c"proc".into()),
-                target: c"/proc".into(),
+                target: cpath(&iso.host_path(Path::new("/proc")))?,
                 fstype: Some(c"proc".into()),
                 flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 data: None,
@@ -166,7 +173,7 @@ impl Prepared {
             // Its pages are charged to the group's memory limit.
             mounts.push(Mount {
                 source: Some(c"tmpfs".into()),
-                target: c"/tmp".into(),
+                target: cpath(&iso.host_path(Path::new("/tmp")))?,
                 fstype: Some(c"tmpfs".into()),
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
                 data: Some(c"mode=1777".into()),
@@ -202,6 +209,7 @@ impl Prepared {
             keep_caps: iso.capability_mask(),
             last_cap: last_cap(),
             no_new_privs: iso.no_new_privileges,
+            root: iso.root.as_deref().map(cpath).transpose()?,
         }))
     }
 }
