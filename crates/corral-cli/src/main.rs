@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a command and everything it starts as one group.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Show what this host can enforce, with each backend.
     Doctor(doctor::Args),
     /// Show a live process tree with pgid, sid and group.
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::usage_error(e),
     };
     let code = match cli.cmd {
-        Cmd::Run(a) => run::main(a),
+        Cmd::Run(a) => run::main(*a),
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),
         Cmd::Supervisor(c) => supervise::main(c),

@@ -1,6 +1,7 @@
 //! `corral run`: GNU `timeout`, but for the whole tree, with limits and a
 //! report.
 
+mod io;
 mod isolate;
 
 use crate::exit;
@@ -49,6 +50,8 @@ pub struct Args {
     preserve_status: bool,
     #[command(flatten)]
     isolate: isolate::IsolateArgs,
+    #[command(flatten)]
+    io: io::IoArgs,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -84,6 +87,7 @@ pub fn main(a: Args) -> u8 {
     limits.cpu_time_per_process = a.cpu_time_per_process;
     limits.cpus = a.cpus;
     limits.max_procs = a.max_procs;
+    let limits = a.io.apply(limits);
     let mut cmd = Command::new(&a.command[0]);
     cmd.args(&a.command[1..]);
     // GNU timeout: a duration of 0 disables what it bounds. No timeout,

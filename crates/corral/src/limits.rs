@@ -43,6 +43,8 @@ pub struct Limits {
     /// [`LimitKind::Memory`], [`LimitKind::Processes`] and
     /// [`LimitKind::CpuRate`] can be notify-only.
     pub notify: Vec<LimitKind>,
+    /// I/O throttles, one per block device (Linux cgroups; see [`crate::IoLimit`]).
+    pub io: Vec<crate::IoLimit>,
 }
 
 impl Limits {
@@ -81,6 +83,12 @@ impl Limits {
         self
     }
 
+    /// Adds an I/O throttle.
+    pub fn io(mut self, limit: crate::IoLimit) -> Self {
+        self.io.push(limit);
+        self
+    }
+
     /// Makes a hit of `kind` news, not a death (see [`Limits::notify`]).
     pub fn notify_on(mut self, kind: LimitKind) -> Self {
         if !self.notify.contains(&kind) {
@@ -98,6 +106,12 @@ impl Limits {
     pub(crate) fn validate(&self) -> crate::Result<()> {
         use crate::{Error, ErrorKind};
         let bad = |what: &str| Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: {what}")));
+        if self.io.len() > crate::MAX_IO_DEVICES {
+            return bad("at most 64 I/O limits");
+        }
+        for l in &self.io {
+            l.validate()?;
+        }
         if let Some(k) = self.notify.iter().find(|k| !NOTIFIABLE.contains(k)) {
             return Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: the {k} cannot only notify"))
                 .hint("on_limit = \"notify\" is for memory, max_procs and cpus, which the OS can throttle or refuse"));

@@ -6,6 +6,7 @@ mod diagnostic;
 pub(crate) mod file;
 mod fleet;
 mod inherit_env;
+mod io_limits;
 mod isolate;
 mod on_limit;
 mod paths;

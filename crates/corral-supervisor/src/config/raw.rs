@@ -160,6 +160,7 @@ pub(crate) struct RawLimits {
     pub cpu_time_per_process: Option<Dur>,
     pub timeout: Option<Dur>,
     pub on_limit: Option<super::on_limit::RawOnLimit>,
+    pub io: Option<Vec<super::io_limits::RawIo>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

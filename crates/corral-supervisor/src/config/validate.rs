@@ -455,6 +455,7 @@ fn service_spec(
     let mut limits = corral::Limits::new();
     let mut timeout = None;
     let mut on_limit = None;
+    let mut io = None;
     if let Some(l) = raw.limits {
         let lspan = key_span(table, "limits");
         let mut bad = |m: &str, e: &str| sink.push(lspan.clone(), format!("{what}: {m}"), Some(e.into()), None);
@@ -496,7 +497,9 @@ fn service_spec(
         }
         timeout = l.timeout.map(|d| d.0);
         on_limit = l.on_limit;
+        io = l.io;
     }
+    let limits = super::io_limits::apply(sink, &what, key_span(table, "limits"), base, limits, io);
     let limits = super::on_limit::apply(sink, &what, key_span(table, "limits"), limits, on_limit);
     let mut depends_on = BTreeMap::new();
     let dtable = table.get("depends_on").and_then(|i| i.as_table_like());

@@ -94,6 +94,7 @@ impl Group {
 
 impl SysGroup for Group {
     fn create(spec: &Spec) -> crate::Result<Self> {
+        crate::io_limit::refuse_off_linux(&spec.limits)?;
         if let Some(k) = spec.backend.filter(|k| *k != BackendKind::Pgid) {
             return Err(Error::new(ErrorKind::Unsupported, format!("backend {k} does not exist on macOS"))
                 .hint("macOS offers only the pgid backend; unset CORRAL_BACKEND"));

@@ -13,10 +13,12 @@
 //! - A cgroup cannot be removed while it holds a task; teardown kills,
 //!   waits for `populated 0`, reaps, then removes.
 
+mod block_device;
 mod cgroup_v1;
 mod cgroup_v2;
 mod fds;
 mod hierarchy;
+mod io_throttle;
 mod leftovers;
 mod live_limits;
 mod pgid;
@@ -32,6 +34,7 @@ use self::cgroup_v2::CgroupV2;
 use self::fds::Watched;
 pub(crate) use self::fds::{poll_ready, EventFd};
 use self::hierarchy::Layout;
+use self::io_throttle::io_devices;
 use self::reaper::Owner;
 use super::{unix, Change, Spawned, Spec, SysGroup, Wake};
 use crate::command::Leader as LeaderCmd;
@@ -311,11 +314,17 @@ fn needed_v1(kind: BackendKind, spec: &Spec) -> Vec<&'static str> {
             if l.cpus.is_some() {
                 c.push("cpu");
             }
+            if !l.io.is_empty() {
+                c.push("blkio");
+            }
         }
         BackendKind::CgroupV1 => {
             c.extend(["freezer", "pids", "memory", "cpuacct"]);
             if l.cpus.is_some() {
                 c.push("cpu");
+            }
+            if !l.io.is_empty() {
+                c.push("blkio");
             }
         }
         _ => {}
@@ -339,6 +348,7 @@ impl SysGroup for Group {
             .into_iter()
             .map(|k| Enforcement { limit: k, support: select::limit_support(kind, k, l, true) })
             .collect();
+        let io_devices = io_devices(kind, spec, l)?;
         if kind == BackendKind::Pgid && !spec.limits.notify.is_empty() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -368,7 +378,10 @@ impl SysGroup for Group {
             let mut ctl: Vec<&str> = Vec::new();
             if kind == BackendKind::CgroupV2 {
                 let lim = &spec.limits;
-                for (want, c) in [(true, "memory"), (lim.max_procs.is_some(), "pids"), (lim.cpus.is_some(), "cpu")] {
+                let io = !lim.io.is_empty();
+                for (want, c) in
+                    [(true, "memory"), (lim.max_procs.is_some(), "pids"), (lim.cpus.is_some(), "cpu"), (io, "io")]
+                {
                     if want && l.v2_controllers.iter().any(|x| x == c) {
                         ctl.push(c);
                     }
@@ -413,6 +426,7 @@ impl SysGroup for Group {
         proc_events::watcher();
         // On failure, Drop removes the directories: no leader ever ran.
         me.configure().map_err(|e| cg_err("setting the limits", e))?;
+        me.configure_io(&io_devices).map_err(|e| cg_err("setting the I/O limits", e))?;
         Ok(me)
     }
 

@@ -122,6 +122,7 @@ pub(crate) struct Group {
 
 impl SysGroup for Group {
     fn create(spec: &Spec) -> crate::Result<Self> {
+        crate::io_limit::refuse_off_linux(&spec.limits)?;
         if let Some(k) = spec.backend.filter(|k| *k != BackendKind::Job) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
