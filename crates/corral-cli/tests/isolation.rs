@@ -130,7 +130,8 @@ fn a_timeout_kills_a_pid_namespace_with_its_setsid_escapees() {
 #[test]
 fn run_refuses_bad_isolation_in_one_line_and_starts_nothing() {
     let mut w = World::new("pgid");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (&["--seccomp", "strict"], "expected default, deny=NAME,... or allow=NAME,..."),
         (&["--bind", "/nonexistent/corral-src:/mnt"], "bind source /nonexistent/corral-src cannot be used"),
         (&["--cap-keep", "CAP_FLY"], "unknown capability \"CAP_FLY\""),
         (&["--bind", "/usr"], "expected SRC:DST or SRC:DST:ro"),

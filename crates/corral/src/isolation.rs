@@ -43,6 +43,61 @@ pub enum Network {
     Join(PathBuf),
 }
 
+/// A seccomp filter for the whole group. Any filter implies
+/// `no_new_privileges` (the kernel's rule for a process that may drop
+/// root before `exec`, as systemd does for `SystemCallFilter`). A denied
+/// call fails with EPERM; nothing is killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Seccomp {
+    /// Deny [`DEFAULT_DENY`]: what a service has no business calling.
+    Default,
+    /// Deny these syscalls (by name, like `mount`), allow the rest.
+    Deny(Vec<String>),
+    /// Allow only these syscalls (plus the few corral needs to start the
+    /// program: `execve`, `exit_group` and the steps before `exec`).
+    Allow(Vec<String>),
+}
+
+/// The default deny-list: loading kernel code, rebooting, swapping,
+/// changing the clock, tracing or reading other processes, kernel
+/// keyrings, BPF and perf, mounts and namespaces, raw port I/O.
+pub const DEFAULT_DENY: &[&str] = &[
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "delete_module",
+    "finit_module",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mount",
+    "move_mount",
+    "open_by_handle_at",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "setns",
+    "settimeofday",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "umount2",
+    "unshare",
+    "userfaultfd",
+];
+
 /// A bind mount: `src` of the host appears at `dst` inside the group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -101,6 +156,8 @@ pub struct Isolation {
     /// The only capabilities the group keeps (bounding, permitted,
     /// effective, inheritable and ambient sets); `None` leaves them alone.
     pub capabilities: Option<Vec<String>>,
+    /// A seccomp filter (see [`Seccomp`]).
+    pub seccomp: Option<Seccomp>,
     /// A new root (`pivot_root`; the old one is detached, not reachable):
     /// a directory owned by root, not writable by others, with `/bin/sh`.
     /// Bind targets, read-only paths, `/proc` and `/tmp` are inside it.
@@ -171,6 +228,12 @@ impl Isolation {
         S: Into<String>,
     {
         self.capabilities = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A seccomp filter for the group.
+    pub fn seccomp(mut self, filter: Seccomp) -> Self {
+        self.seccomp = Some(filter);
         self
     }
 

@@ -361,3 +361,32 @@ fn a_root_that_is_not_usable_is_refused_before_anything_starts() {
     let e = Group::builder().isolate(Isolation::new().root(&dir.0)).spawn(sh("exit 0")).unwrap_err();
     assert!(e.to_string().contains("writable by group or others"), "{e}");
 }
+
+#[test]
+fn a_seccomp_deny_list_makes_the_call_fail_and_the_default_one_is_installed_with_no_new_privs() {
+    require_root!();
+    let dir = TempDir::new("seccomp");
+    let script = format!(
+        "if mkdir {d}/x 2>/dev/null; then echo made; else echo denied; fi; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+        d = dir.0.display()
+    );
+    let deny = corral::Seccomp::Deny(vec!["mkdir".into(), "mkdirat".into()]);
+    let out = run(Isolation::new().seccomp(deny), sh(&script));
+    assert!(out.starts_with("denied"), "{out}");
+    assert_eq!(status_field(&out, "Seccomp:"), "2", "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1", "a filter implies no_new_privs: {out}");
+    assert!(!dir.0.join("x").exists());
+    // The default deny-list leaves mkdir alone.
+    let out = run(Isolation::new().seccomp(corral::Seccomp::Default), sh(&script));
+    assert!(out.starts_with("made"), "{out}");
+    assert_eq!(status_field(&out, "Seccomp:"), "2", "{out}");
+}
+
+#[test]
+fn an_unknown_syscall_in_a_filter_is_refused_before_anything_starts() {
+    require_root!();
+    let iso = Isolation::new().seccomp(corral::Seccomp::Deny(vec!["fly_to_the_moon".into()]));
+    let e = Group::builder().isolate(iso).spawn(sh("exit 0")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("fly_to_the_moon"), "{e}");
+}

@@ -3,7 +3,7 @@
 //! checks the rest (paths that exist, known capabilities, what this host
 //! can do) before anything starts.
 
-use corral::{Bind, Isolation, Network};
+use corral::{Bind, Isolation, Network, Seccomp};
 use std::path::PathBuf;
 
 #[derive(Debug, Default, clap::Args)]
@@ -30,6 +30,9 @@ pub struct IsolateArgs {
     /// Move the group into this root (pivot_root): owned by root, with /bin/sh.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// A seccomp filter: `default` (the documented deny-list), `deny=NAME,...` or `allow=NAME,...`.
+    #[arg(long, value_name = "FILTER", value_parser = parse_seccomp)]
+    seccomp: Option<Seccomp>,
     /// Set no_new_privs: setuid bits and file capabilities raise nothing.
     #[arg(long = "no-new-privileges")]
     no_new_privileges: bool,
@@ -58,6 +61,16 @@ fn parse_ns(s: &str) -> Result<Ns, String> {
         "user" => return Err("a user namespace is not supported by this corral yet".into()),
         other => return Err(format!("unknown namespace '{other}': expected pid, net, mount, ipc or uts")),
     })
+}
+
+fn parse_seccomp(s: &str) -> Result<Seccomp, String> {
+    let names = |v: &str| v.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect::<Vec<_>>();
+    match s.split_once('=') {
+        None if s == "default" => Ok(Seccomp::Default),
+        Some(("deny", v)) if !names(v).is_empty() => Ok(Seccomp::Deny(names(v))),
+        Some(("allow", v)) if !names(v).is_empty() => Ok(Seccomp::Allow(names(v))),
+        _ => Err(format!("invalid seccomp filter '{s}': expected default, deny=NAME,... or allow=NAME,...")),
+    }
 }
 
 fn parse_bind(s: &str) -> Result<Bind, String> {
@@ -94,6 +107,9 @@ impl IsolateArgs {
         }
         if let Some(h) = &self.hostname {
             iso = iso.hostname(h.clone());
+        }
+        if let Some(f) = &self.seccomp {
+            iso = iso.seccomp(f.clone());
         }
         if let Some(r) = &self.root {
             iso = iso.root(r.clone());

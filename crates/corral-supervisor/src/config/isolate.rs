@@ -7,7 +7,7 @@
 use super::diagnostic::Sink;
 use super::paths::anchor;
 use super::validate::{key_span, read_table, Span};
-use corral::{Bind, Isolation, Network};
+use corral::{Bind, Isolation, Network, Seccomp};
 use serde::{de, Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use toml_edit::TableLike;
@@ -26,8 +26,46 @@ struct RawIsolate {
     root: Option<PathBuf>,
     no_new_privileges: Option<bool>,
     capabilities: Option<Vec<String>>,
-    #[allow(dead_code)]
-    seccomp: Option<de::IgnoredAny>,
+    seccomp: Option<RawSeccomp>,
+}
+
+/// `seccomp = "default"`, `{ deny = [...] }` or `{ allow = [...] }`.
+#[derive(Debug)]
+enum RawSeccomp {
+    Default,
+    Lists { deny: Option<Vec<String>>, allow: Option<Vec<String>> },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeccompLists {
+    deny: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawSeccomp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawSeccomp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"default\", { deny = [\"mount\", ...] } or { allow = [\"read\", ...] }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSeccomp, E> {
+                match v {
+                    "default" => Ok(RawSeccomp::Default),
+                    other => Err(E::custom(format!(
+                        "seccomp is {other:?}: expected \"default\", {{ deny = [...] }} or {{ allow = [...] }}"
+                    ))),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawSeccomp, A::Error> {
+                let l = SeccompLists::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawSeccomp::Lists { deny: l.deny, allow: l.allow })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +115,7 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     let Some(raw) = read_table::<RawIsolate>(sink, item, key.span(), &iwhat) else { return iso };
     let Some(it) = item.as_table_like() else { return iso };
     let at = |k: &str| key_span(it, k).or(key.span());
-    let not_yet = [("user", raw.user.is_some()), ("seccomp", raw.seccomp.is_some())];
+    let not_yet = [("user", raw.user.is_some())];
     for (k, given) in not_yet {
         if given {
             sink.push(
@@ -113,6 +151,18 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     for b in raw.bind.into_iter().flatten() {
         iso = iso.bind(Bind::new(anchor(base, &b.src), b.dst).read_only(b.read_only));
     }
+    match raw.seccomp {
+        None => {}
+        Some(RawSeccomp::Default) => iso = iso.seccomp(Seccomp::Default),
+        Some(RawSeccomp::Lists { deny: Some(d), allow: None }) => iso = iso.seccomp(Seccomp::Deny(d)),
+        Some(RawSeccomp::Lists { deny: None, allow: Some(a) }) => iso = iso.seccomp(Seccomp::Allow(a)),
+        Some(RawSeccomp::Lists { .. }) => sink.push(
+            at("seccomp"),
+            format!("{iwhat}.seccomp needs exactly one of `deny` and `allow`"),
+            Some("seccomp = { deny = [\"mount\", \"ptrace\"] }".into()),
+            None,
+        ),
+    }
     if let Some(r) = raw.root {
         iso = iso.root(anchor(base, &r));
     }
@@ -140,6 +190,8 @@ fn blame(it: &dyn TableLike, context: &str) -> Span {
         "capabilities"
     } else if context.starts_with("network namespace") {
         "net"
+    } else if context.contains("seccomp") {
+        "seccomp"
     } else if context.starts_with("root") {
         "root"
     } else if context.starts_with("hostname") {
@@ -204,7 +256,16 @@ mod tests {
 
     #[test]
     fn keys_not_supported_yet_are_refused_not_ignored() {
-        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { seccomp = \"default\" }\n");
-        assert!(e.contains("isolate.seccomp is not supported by this corral yet"), "{e}");
+        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { user = true }\n");
+        assert!(e.contains("isolate.user is not supported by this corral yet"), "{e}");
+    }
+
+    #[test]
+    fn a_seccomp_value_is_default_or_one_list() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { seccomp = \"strict\" }\n");
+        assert!(e.contains("seccomp is \"strict\""), "{e}");
+        let e =
+            errors("[services.a]\ncommand = [\"a\"]\nisolate = { seccomp = { deny = [\"a\"], allow = [\"b\"] } }\n");
+        assert!(e.contains("needs exactly one of `deny` and `allow`"), "{e}");
     }
 }

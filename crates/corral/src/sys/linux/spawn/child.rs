@@ -36,6 +36,7 @@ pub(crate) enum Step {
     NoNewPrivileges,
     Init,
     Root,
+    Seccomp,
 }
 
 impl Step {
@@ -60,6 +61,7 @@ impl Step {
             NoNewPrivileges,
             Init,
             Root,
+            Seccomp,
         ]
         .into_iter()
         .find(|s| *s as u32 == v & 0xff)
@@ -91,6 +93,7 @@ impl Step {
             Step::NoNewPrivileges => "setting no_new_privs",
             Step::Init => "starting the leader under the PID namespace's init",
             Step::Root => "moving into its new root (pivot_root)",
+            Step::Seccomp => "installing its seccomp filter",
         }
     }
 }
@@ -264,13 +267,13 @@ mod tests {
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for v in 1..=18 {
+        for v in 1..=19 {
             let s = Step::from_raw(v).expect("a step");
             assert_eq!(s as u32, v);
             assert!(!s.doing().is_empty());
         }
         assert_eq!(Step::from_raw(0), None);
-        assert_eq!(Step::from_raw(19), None);
+        assert_eq!(Step::from_raw(20), None);
         assert_eq!(Step::from_raw(Step::Mount as u32 | (3 << 8)), Some(Step::Mount));
         assert_eq!(Step::index_of(Step::Mount as u32 | (3 << 8)), 3);
     }

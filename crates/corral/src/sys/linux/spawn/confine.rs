@@ -124,6 +124,11 @@ pub(super) unsafe fn after_user_switch(p: &Plan, iso: &Prepared) {
         if iso.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             fail(p, Step::NoNewPrivileges, errno());
         }
+        if let Some(prog) = &iso.seccomp {
+            if !super::seccomp::install(prog) {
+                fail(p, Step::Seccomp, errno());
+            }
+        }
     }
 }
 

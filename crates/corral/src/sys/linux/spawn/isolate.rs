@@ -47,6 +47,8 @@ pub(super) struct Prepared {
     pub no_new_privs: bool,
     /// The new root to `pivot_root` into, after the mounts.
     pub root: Option<CString>,
+    /// The seccomp filter, installed last.
+    pub seccomp: Option<seccompiler::BpfProgram>,
 }
 
 impl Prepared {
@@ -208,8 +210,10 @@ impl Prepared {
             hostname,
             keep_caps: iso.capability_mask(),
             last_cap: last_cap(),
-            no_new_privs: iso.no_new_privileges,
+            // Any filter implies no_new_privs (see `Seccomp`).
+            no_new_privs: iso.no_new_privileges || iso.seccomp.is_some(),
             root: iso.root.as_deref().map(cpath).transpose()?,
+            seccomp: iso.seccomp.as_ref().map(super::seccomp::compile).transpose()?,
         }))
     }
 }
@@ -255,6 +259,13 @@ pub(crate) fn check(iso: &Isolation) -> crate::Result<()> {
                 "use a kernel built with it (CONFIG_*_NS), or drop that isolation",
             );
         }
+    }
+    if let Some(f) = &iso.seccomp {
+        super::seccomp::compile(f).map_err(|e| {
+            Error::os("the seccomp filter", e)
+                .with_kind(ErrorKind::InvalidInput)
+                .hint("name syscalls as in syscalls(2), like \"mount\" or \"ptrace\"")
+        })?;
     }
     let caps = effective_caps();
     let needs_admin =

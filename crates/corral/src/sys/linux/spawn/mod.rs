@@ -16,6 +16,7 @@ mod confine;
 mod init;
 mod isolate;
 mod plan;
+mod seccomp;
 
 use crate::sys::unix::Rlimit;
 pub(super) use child::Step;
