@@ -971,6 +971,15 @@ pub(crate) fn host_report() -> HostReport {
     notes.push(spawn::describe());
     notes.push(spawn::describe_isolation());
     notes.push(format!(
+        "I/O limits: {}; live limit changes and notify-only limits (memory.high / soft limit, pids.max, cpu \
+         throttling) on every cgroup backend, not on pgid",
+        match (l.v2_controllers.iter().any(|c| c == "io"), l.v1_root("blkio")) {
+            (true, _) => "cgroup2 io.max".to_string(),
+            (false, Some(d)) => format!("v1 blkio throttle at {}", d.display()),
+            (false, None) => "none (no io controller, no blkio hierarchy)".to_string(),
+        }
+    ));
+    notes.push(format!(
         "child subreaper: {} (corral sets it when it creates a group)",
         if reaper::is_subreaper() { "on" } else { "available" }
     ));
