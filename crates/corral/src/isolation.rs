@@ -158,6 +158,12 @@ pub struct Isolation {
     pub capabilities: Option<Vec<String>>,
     /// A seccomp filter (see [`Seccomp`]).
     pub seccomp: Option<Seccomp>,
+    /// Windows: the job's UI restrictions (`JOB_OBJECT_UILIMIT_*`): no
+    /// switching desktops, changing display settings or system
+    /// parameters, exiting Windows, using global atoms or USER handles of
+    /// processes outside the group, reading or writing the clipboard.
+    /// Refused elsewhere.
+    pub ui_restrictions: bool,
     /// A new root (`pivot_root`; the old one is detached, not reachable):
     /// a directory owned by root, not writable by others, with `/bin/sh`.
     /// Bind targets, read-only paths, `/proc` and `/tmp` are inside it.
@@ -228,6 +234,12 @@ impl Isolation {
         S: Into<String>,
     {
         self.capabilities = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Windows UI restrictions for the group (see [`Isolation::ui_restrictions`]).
+    pub fn ui_restrictions(mut self, yes: bool) -> Self {
+        self.ui_restrictions = yes;
         self
     }
 
@@ -344,7 +356,9 @@ impl Isolation {
 /// The check of hosts without namespaces: any isolation is refused.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn linux_only(iso: &Isolation) -> Result<()> {
-    if iso.is_empty() {
+    // Windows has its own kind: UI restrictions on the job.
+    let rest = Isolation { ui_restrictions: iso.ui_restrictions && !cfg!(windows), ..iso.clone() };
+    if rest.is_empty() {
         return Ok(());
     }
     Err(Error::new(

@@ -390,3 +390,10 @@ fn an_unknown_syscall_in_a_filter_is_refused_before_anything_starts() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("fly_to_the_moon"), "{e}");
 }
+
+#[test]
+fn windows_ui_restrictions_are_refused_on_linux() {
+    let e = Group::builder().isolate(Isolation::new().ui_restrictions(true)).spawn(sh("exit 0")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("UI restrictions are a limit of Windows jobs"), "{e}");
+}

@@ -155,6 +155,9 @@ impl SysGroup for Group {
         if let Some(c) = spec.limits.cpus {
             job.set_cpu_rate(c).map_err(|e| error::limits("CPU rate", e))?;
         }
+        if spec.isolation.ui_restrictions {
+            job.set_ui_restrictions().map_err(|e| error::os("setting the job's UI restrictions", e))?;
+        }
         let stop = StopEvent::create(&spec.id).map_err(|e| error::os("creating the stop event", e))?;
         lock(&LIVE_JOBS).push((job.raw() as usize, job.name().to_string()));
         Ok(Group {

@@ -239,6 +239,12 @@ pub(crate) fn check(iso: &Isolation) -> crate::Result<()> {
         return Ok(());
     }
     let unsupported = |what: String, hint: &str| Err(Error::new(ErrorKind::Unsupported, what).hint(hint));
+    if iso.ui_restrictions {
+        return unsupported(
+            "UI restrictions are a limit of Windows jobs; Linux has no such thing".into(),
+            "drop ui_restrictions on this host",
+        );
+    }
     if let Err(e) = super::clone3::available() {
         return unsupported(
             format!("isolation needs clone3, which this kernel or its seccomp policy refuses ({e})"),
