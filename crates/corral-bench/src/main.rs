@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Parts: `spawn` (1), `kill` (2), `footprint` (3, 4, 5), `restart` (6),
-//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9), `fleet` (12, needs etcd). The benchmarks are Linux-only: the peers
+//! `stop` (7), `crashloop` (7b), `logs` (8), `soak` (9), `fleet` (12, needs etcd), `activation` (16). The benchmarks are Linux-only: the peers
 //! and the measuring tools (pidfds, smaps_rollup, cgroups) are.
 
+#[cfg(target_os = "linux")]
+mod activation;
 #[cfg(target_os = "linux")]
 mod daemons;
 #[cfg(target_os = "linux")]
@@ -57,7 +59,7 @@ pub struct Opts {
 #[cfg(target_os = "linux")]
 mod linux {
     use crate::report::{self, Section};
-    use crate::{fleet, kill, logs, soak, spawn, supervise, sys, tools, Opts};
+    use crate::{activation, fleet, kill, logs, soak, spawn, supervise, sys, tools, Opts};
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -78,6 +80,9 @@ usage: corral-bench PART [--quick] [--out FILE] [--minutes N]
                     Not part of `all`.
     fleet       12  etcd + 5 daemons: apply to running, steady-state writes (needs etcd; not part
                     of `all`)
+    activation  16  20 restarts under load: a socket-activated service against one that binds
+                    its own port (refused/reset requests); updates its section of
+                    BENCHMARKS.md (or --out). Not part of `all`.
   --quick       fewer rounds and shorter windows: each part within a minute
   --out FILE    also write the report (of any part) to FILE
 Peers (supervisord, PM2) are installed when missing by scripts/install-peers.sh
@@ -86,7 +91,7 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
 
     const PARTS: [&str; 7] = ["spawn", "kill", "footprint", "restart", "stop", "crashloop", "logs"];
     /// Parts that run only when named.
-    const ALONE: [&str; 2] = ["soak", "fleet"];
+    const ALONE: [&str; 3] = ["soak", "fleet", "activation"];
 
     pub fn main() -> i32 {
         let mut part = None;
@@ -137,6 +142,9 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         let opts = Opts { quick, bins, peers };
         if part == "soak" {
             return run_soak(&opts, minutes, out);
+        }
+        if part == "activation" {
+            return run_activation(&opts, out);
         }
 
         let parts: Vec<&str> = if part == "all" { PARTS.to_vec() } else { vec![part.as_str()] };
@@ -206,6 +214,29 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         i32::from(failed)
     }
 
+    /// Socket activation alone: its section replaces its own in
+    /// BENCHMARKS.md (or `out`).
+    fn run_activation(opts: &Opts, out: Option<PathBuf>) -> i32 {
+        let sec = match activation::run(opts) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("corral-bench: activation failed: {e}");
+                return 1;
+            }
+        };
+        sys::reap_zombie_children();
+        println!("{}", sec.markdown());
+        println!("{}", report::verdict_table(&sec.verdicts));
+        match activation::write(&sec, out) {
+            Ok(p) => eprintln!("corral-bench: wrote its section into {}", p.display()),
+            Err(e) => {
+                eprintln!("corral-bench: {e}");
+                return 1;
+            }
+        }
+        i32::from(sec.verdicts.iter().any(|v| v.met != Some(true)))
+    }
+
     /// The soak alone: its section replaces its own in BENCHMARKS.md (or
     /// `out`); the rest of the file stays as `all` wrote it.
     fn run_soak(opts: &Opts, minutes: u64, out: Option<PathBuf>) -> i32 {
@@ -272,6 +303,9 @@ into $CORRAL_BENCH_PEERS (default ~/.cache/corral-bench).
         // The soak is not part of `all`: its last results stay.
         let old = std::fs::read_to_string(tools::workspace().join("BENCHMARKS.md")).unwrap_or_default();
         if let Some(kept) = soak::kept_section(&old) {
+            s.push_str(&kept);
+        }
+        if let Some(kept) = activation::kept_section(&old) {
             s.push_str(&kept);
         }
         s

@@ -1,6 +1,7 @@
 //! The `corral` binary: parses arguments, calls the libraries, and maps
 //! errors to exit codes. It holds no policy of its own.
 
+mod completions;
 mod doctor;
 mod exit;
 #[cfg(feature = "fleet")]
@@ -9,6 +10,7 @@ mod report;
 mod run;
 mod service;
 mod signals;
+mod startup;
 mod supervise;
 mod tree;
 
@@ -45,6 +47,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
+    /// Print (or --install) the systemd unit, OpenRC script or launchd plist that runs `corral up` at boot.
+    Startup(startup::StartupArgs),
+    /// Print a shell completion script: bash, zsh, fish or powershell.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per verb with --dir.
+    Manpage(completions::ManpageArgs),
     /// Run the supervisor as a Windows service: install, uninstall, start, stop.
     Service {
         #[command(subcommand)]
@@ -73,6 +81,9 @@ fn main() -> ExitCode {
             );
             supervise::FAILED
         }
+        Cmd::Startup(a) => startup::main(a),
+        Cmd::Completions(a) => completions::completions(a),
+        Cmd::Manpage(a) => completions::manpage(a),
         Cmd::Service { cmd } => service::main(cmd),
     };
     ExitCode::from(code)

@@ -149,7 +149,8 @@ fn apply_runs_each_service_on_every_node_it_places_and_scale_follows() {
         .unwrap();
     let actions: Vec<Value> = evs.kvs().iter().map(|kv| serde_json::from_slice(kv.value()).unwrap()).collect();
     assert_eq!(actions.iter().map(|a| a["action"].as_str().unwrap()).collect::<Vec<_>>(), ["apply", "scale"]);
-    assert!(actions.iter().all(|a| a["who"].as_str().is_some_and(|w| !w.is_empty())));
+    assert!(actions.iter().all(|a| a["actor"]["via"] == "fleet"));
+    assert!(actions.iter().all(|a| a["actor"]["user"].as_str().is_some_and(|w| !w.is_empty())));
     for mut d in nodes {
         let ev = d.wait_event("fleet applied", |e| {
             e["kind"] == "fleet" && e["reason"].as_str().is_some_and(|r| r.contains("applied revision"))
@@ -575,6 +576,48 @@ fn an_operator_pauses_resumes_promotes_and_rolls_back_a_rollout() {
     for what in ["paused", "resumed", "done: every node on revision 2", "rolled back to revision 1"] {
         assert!(history.iter().any(|h| h.starts_with(what)), "no {what:?} in {history:#?}");
     }
+    for d in nodes {
+        d.down();
+    }
+}
+
+#[test]
+fn a_fleet_service_waits_for_its_dependency_and_is_held_back_where_it_is_missing() {
+    let etcd = Etcd::start();
+    let url = etcd.url();
+    let mut nodes: Vec<Daemon> = [("n1", "zone = \"a\""), ("n2", "zone = \"b\"")]
+        .iter()
+        .map(|(n, l)| Daemon::start(&node_toml(&url, n, l, "3s")))
+        .collect();
+    let dir = Daemon::dir();
+    let spec = [
+        sleeper("db", "placement = { labels = { zone = \"a\" } }"),
+        sleeper("web", "depends_on = { db = \"started\" }"),
+    ]
+    .concat();
+    let file = spec_file(dir.path(), "services.toml", &spec);
+    ok(fleet(&url, "apply", &["-f", &file]));
+    let s = wait_fleet(&url, "db and web on n1", |s| running(s, "db", 1).len() == 1 && running(s, "web", 1).len() == 1);
+    assert_eq!(running(&s, "web", 1), ["n1/0"], "{s:#}");
+    // n2 lacks db: web is held back there, and says why.
+    let ev = nodes[1].wait_event("web held back", |e| {
+        e["service"] == "web" && e["reason"].as_str().is_some_and(|r| r.contains("not started on this node"))
+    });
+    assert!(ev["reason"].as_str().unwrap().contains("depends on `db`, which this node does not run"), "{ev}");
+    assert!(nodes[1].status().iter().all(|i| i["service"] != "web"), "{:#?}", nodes[1].status());
+    // On n1, web started after db.
+    let db = wait_running(&nodes[0], "db");
+    let web = wait_running(&nodes[0], "web");
+    assert!(web["pid"] != db["pid"]);
+    // db placed everywhere: n2 now runs both.
+    let file = spec_file(
+        dir.path(),
+        "services.toml",
+        &[sleeper("db", ""), sleeper("web", "depends_on = { db = \"started\" }")].concat(),
+    );
+    ok(fleet(&url, "apply", &["-f", &file]));
+    wait_fleet(&url, "web on both nodes", |s| running(s, "web", 1).len() == 2 && running(s, "db", 2).len() == 2);
+    wait_running(&nodes[1], "web");
     for d in nodes {
         d.down();
     }

@@ -10,8 +10,9 @@
 //! 2. what `inherit_env` lets through from the daemon;
 //! 3. `HOME`, `USER`, `LOGNAME`, `SHELL` of the account the service runs as
 //!    (`user =`, else the daemon's own), from its passwd entry;
-//! 4. the config's `env`;
-//! 5. `CORRAL_SERVICE` and `CORRAL_INSTANCE`.
+//! 4. the service's `env_file`s, in order (read at each start);
+//! 5. the config's `env`;
+//! 6. `CORRAL_SERVICE` and `CORRAL_INSTANCE`.
 //!
 //! The library adds its own tag (`CORRAL_GROUP`, `CORRAL_STOP_EVENT` on
 //! Windows) at spawn.
@@ -62,6 +63,7 @@ pub(crate) fn build(
     spec: &ServiceSpec,
     instance: u32,
     account: Option<&Account>,
+    files: &[(String, String)],
     daemon: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Vec<(OsString, OsString)> {
     let mut out: Vec<(OsString, OsString)> = Vec::new();
@@ -76,6 +78,7 @@ pub(crate) fn build(
             out.push((k.into(), v.into()));
         }
     }
+    out.extend(files.iter().map(|(k, v)| (k.into(), v.into())));
     out.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
     out.push(("CORRAL_SERVICE".into(), spec.name.clone().into()));
     out.push(("CORRAL_INSTANCE".into(), instance.to_string().into()));
@@ -134,7 +137,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn by_default_nothing_of_the_daemon_but_lang() {
-        let env = build(&spec(InheritEnv::Nothing), 2, None, daemon());
+        let env = build(&spec(InheritEnv::Nothing), 2, None, &[], daemon());
         assert_eq!(get(&env, "PATH").as_deref(), Some(DEFAULT_PATH));
         assert_eq!(get(&env, "LANG").as_deref(), Some("C.UTF-8"));
         assert_eq!(get(&env, "AWS_SECRET_ACCESS_KEY"), None);
@@ -148,10 +151,10 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn inherit_env_passes_all_or_the_listed_names() {
-        let all = build(&spec(InheritEnv::All), 0, None, daemon());
+        let all = build(&spec(InheritEnv::All), 0, None, &[], daemon());
         assert_eq!(get(&all, "AWS_SECRET_ACCESS_KEY").as_deref(), Some("s3cr3t"));
         assert_eq!(get(&all, "PATH").as_deref(), Some("/root/bin:/usr/bin"));
-        let some = build(&spec(InheritEnv::Only(vec!["TZ".into()])), 0, None, daemon());
+        let some = build(&spec(InheritEnv::Only(vec!["TZ".into()])), 0, None, &[], daemon());
         assert_eq!(get(&some, "TZ").as_deref(), Some("UTC"));
         assert_eq!(get(&some, "AWS_SECRET_ACCESS_KEY"), None);
         assert_eq!(get(&some, "PATH").as_deref(), Some(DEFAULT_PATH));
@@ -162,10 +165,12 @@ mod tests {
         let mut s = spec(InheritEnv::All);
         let daemon = daemon().into_iter().chain([("HOME".into(), "/root".into())]);
         s.env.insert("SHELL".into(), "/bin/dash".into());
-        let env = build(&s, 0, Some(&nobody()), daemon);
+        let files = [("SHELL".to_string(), "/bin/zsh".to_string()), ("FROM_FILE".to_string(), "1".to_string())];
+        let env = build(&s, 0, Some(&nobody()), &files, daemon);
         assert_eq!(get(&env, "HOME").as_deref(), Some("/nonexistent"));
         assert_eq!(get(&env, "USER").as_deref(), Some("nobody"));
         assert_eq!(get(&env, "LOGNAME").as_deref(), Some("nobody"));
-        assert_eq!(get(&env, "SHELL").as_deref(), Some("/bin/dash"));
+        assert_eq!(get(&env, "SHELL").as_deref(), Some("/bin/dash"), "env wins over an env file");
+        assert_eq!(get(&env, "FROM_FILE").as_deref(), Some("1"));
     }
 }

@@ -45,6 +45,16 @@ pub enum EventKind {
     /// or the limits of the running instance changed (`corral limit`, a
     /// reload). `from` and `to` are the state it happened in.
     Limit,
+    /// A schedule's tick: a run started, skipped, queued or replaced, or
+    /// a `cron_restart` (`schedule/`). `from` and `to` are `stopped`.
+    Schedule,
+    /// A watched file changed and the service is restarted or signalled
+    /// (`watch_restart.rs`). `from` and `to` are `stopped`.
+    Watch,
+    /// A hook (`pre_start`, `post_start`, `pre_stop`, `post_stop`) or a
+    /// `corral reload-service` ran: the `hook` field says which, how it
+    /// ended and how long it took.
+    Hook,
 }
 
 impl EventKind {
@@ -60,6 +70,9 @@ impl EventKind {
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
             EventKind::Limit => "limit",
+            EventKind::Schedule => "schedule",
+            EventKind::Watch => "watch",
+            EventKind::Hook => "hook",
         }
     }
 
@@ -103,6 +116,12 @@ pub struct Event {
     /// The alert, on `alert` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<crate::alerts::AlertReport>,
+    /// The hook's name, exit and duration, on `hook` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<crate::hooks::HookReport>,
+    /// Who asked, on events a client's request caused (see `api/actor.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::api::Actor>,
 }
 
 impl Event {
@@ -123,6 +142,8 @@ impl Event {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: None,
         }
     }
 }
@@ -301,6 +322,8 @@ mod tests {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: None,
         }
     }
 

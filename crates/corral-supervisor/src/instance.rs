@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+mod hooks;
+
 /// Groups created at once, daemon-wide. The kernel serializes cgroup
 /// creation and removal anyway; unbounded, a thousand instances that fail
 /// to spawn held a thousand blocking threads while they queued for it.
@@ -54,6 +56,8 @@ pub(crate) struct Ctx {
     pub sampler: Arc<Sampler>,
     /// `state_dir/dumps`.
     pub dumps: PathBuf,
+    /// The listening sockets of socket activation, held across runs.
+    pub sockets: crate::activation::Registry,
 }
 
 /// A dependency to wait for before the first start.
@@ -98,6 +102,8 @@ pub(crate) struct Snapshot {
     pub reason: String,
     /// The last result of each probe in this run.
     pub probes: Vec<ProbeResult>,
+    /// What a notify service said about itself in this run.
+    pub notify: Option<crate::sd_notify::NotifyStatus>,
 }
 
 /// The daemon's handle on one instance task.
@@ -107,6 +113,8 @@ pub(crate) struct Instance {
     pub status: watch::Receiver<Snapshot>,
     group: Arc<Mutex<Option<Arc<Group>>>>,
     pub task: JoinHandle<()>,
+    /// Who asked for the start or stop under way (see `asked.rs`).
+    by: crate::asked::AskedBy,
 }
 
 impl Instance {
@@ -122,8 +130,10 @@ impl Instance {
             last_exit: None,
             reason: "created".into(),
             probes: Vec::new(),
+            notify: None,
         });
         let group = Arc::new(Mutex::new(None));
+        let by = crate::asked::AskedBy::default();
         let seed = (std::process::id() as u64) << 32 ^ u64::from(index) ^ ctx.origin.elapsed().as_nanos() as u64;
         let task = Task {
             ctx,
@@ -135,9 +145,10 @@ impl Instance {
             attempt: 0,
             starts: VecDeque::new(),
             rng: seed | 1,
+            by: by.clone(),
         };
         let task = tokio::spawn(task.run());
-        Instance { index, tx, status, group, task }
+        Instance { index, tx, status, group, task, by }
     }
 
     /// The cell holding the running group, for work that must not hold
@@ -170,6 +181,16 @@ impl Instance {
     }
 
     pub fn send(&self, c: Control) {
+        if matches!(c, Control::Start(_) | Control::Stop) {
+            self.by.set(None);
+        }
+        let _ = self.tx.send(c);
+    }
+
+    /// Sends a start or a stop asked for by `by`: the transitions it
+    /// causes name it.
+    pub fn send_by(&self, c: Control, by: Option<crate::api::Actor>) {
+        self.by.set(by);
         let _ = self.tx.send(c);
     }
 
@@ -198,6 +219,8 @@ impl Instance {
             memory_bytes: usage.as_ref().and_then(|u| u.memory_now),
             processes: usage.as_ref().map(|u| u.processes_active),
             probes: s.probes,
+            next_run: None,
+            notify: s.notify,
         }
     }
 }
@@ -235,6 +258,7 @@ struct Task {
     /// Start times (since `ctx.origin`) inside the start-limit window.
     starts: VecDeque<Duration>,
     rng: u64,
+    by: crate::asked::AskedBy,
 }
 
 impl Task {
@@ -362,6 +386,15 @@ impl Task {
     /// Spawns the group and watches it (`running`, then `stopping` when it
     /// is ended) until the run is over; a spawn that fails is a run too.
     async fn enter_running(&mut self) -> RunEnd {
+        // Before the spawn turn: a slow pre_start must not hold one.
+        match self.pre_start().await {
+            Err(end) => return end,
+            Ok(Some(why)) => {
+                let exit = LastExit { code: None, signal: None, reason: why };
+                return RunEnd::Ended { result: RunResult::SpawnFailed, exit, ran_for: Duration::ZERO };
+            }
+            Ok(None) => {}
+        }
         let permit = match self.spawn_turn().await {
             Ok(p) => p,
             Err(end) => return end,
@@ -371,7 +404,7 @@ impl Task {
         // no more than SPAWNS_AT_ONCE instances run at all.
         drop(permit);
         match spawned {
-            Ok((group, capture, follower)) => self.watch_run(group, capture, follower).await,
+            Ok((group, capture, follower, notify)) => self.watch_run(group, capture, follower, notify).await,
             Err(e) => RunEnd::Ended {
                 result: RunResult::SpawnFailed,
                 exit: LastExit { code: None, signal: None, reason: format!("spawn failed: {e}") },
@@ -453,8 +486,15 @@ impl Task {
         }
     }
 
-    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>, Follower), String> {
-        let cmd = crate::spawn::command(&self.spec, self.index)?;
+    async fn spawn(&mut self) -> Result<(Arc<Group>, JoinHandle<()>, Follower, Option<NotifyRun>), String> {
+        #[allow(unused_mut)]
+        let mut cmd = crate::spawn::command(&self.spec, self.index)?;
+        // The protocol variables are cleared first, then set for what the
+        // service declares.
+        #[cfg(unix)]
+        let notify = crate::sd_notify::prepare(&self.spec.notify, &mut cmd)?;
+        #[cfg(unix)]
+        self.ctx.sockets.pass(&self.spec, &mut cmd)?;
         let builder = crate::spawn::builder(&self.spec);
         // Log probes follow the log from before the spawn: no line slips
         // past. The follower also marks where this run's lines begin, for a
@@ -473,6 +513,12 @@ impl Task {
             label: label.clone(),
             status: self.status.subscribe(),
         });
+        let origin = logs::ship::Origin { service: self.spec.name.clone(), instance: self.index };
+        let delivery = logs::capture::Delivery {
+            format: self.spec.log_output.format,
+            pid: Some(group.pid()),
+            ship: logs::ship::Shipper::start(&self.spec.log_output, origin, stall.clone()),
+        };
         let capture = tokio::spawn(logs::capture(
             src,
             self.ctx.logs.clone(),
@@ -481,6 +527,7 @@ impl Task {
             label,
             self.spec.logs,
             stall,
+            delivery,
         ));
         let group = Arc::new(group);
         self.ctx.persist.set(GroupRecord {
@@ -492,7 +539,11 @@ impl Task {
             location: group.location(),
         });
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group.clone());
-        Ok((group, capture, follower))
+        #[cfg(unix)]
+        let notify = notify.map(|n| n.start(group.clone())).transpose()?;
+        #[cfg(not(unix))]
+        let notify = None;
+        Ok((group, capture, follower, notify))
     }
 
     /// A follower of this instance's log: from its end, or from `mark`.
@@ -559,13 +610,21 @@ impl Task {
     }
 
     /// Watches one run until it ends, for whatever reason.
-    async fn watch_run(&mut self, group: Arc<Group>, capture: JoinHandle<()>, follower: Follower) -> RunEnd {
+    async fn watch_run(
+        &mut self,
+        group: Arc<Group>,
+        capture: JoinHandle<()>,
+        follower: Follower,
+        mut notify: Option<NotifyRun>,
+    ) -> RunEnd {
         let started = Instant::now();
         self.status.send_modify(|s| {
             s.since = Some(started);
             s.probes.clear();
+            s.notify = notify.as_ref().map(|_| Default::default());
         });
         self.transition(State::Running, "spawned", Some(group.pid()), None);
+        let post_start = self.post_start(&group);
         let mut run = RunHealth { log: follower.mark(), startup_passed: self.spec.health.startup.is_none() };
         // Verdicts about this run only, from the watchers in force.
         let mut w = self.watch_health(&group, follower, Resume::FRESH);
@@ -596,6 +655,12 @@ impl Task {
                     }
                     None => {}
                 },
+                Some(n) = next_notify(&mut notify) => {
+                    if let Some(end) = self.on_notify(n) {
+                        unhealthy = Some(end);
+                        break None;
+                    }
+                }
                 c = self.rx.recv() => match c {
                     Some(Control::Stop) => break Some((State::Stopped, "stop requested", RunEnd::Stopped)),
                     Some(Control::Shutdown) | None => break Some((State::Stopped, "daemon stopping", RunEnd::Shutdown)),
@@ -618,13 +683,19 @@ impl Task {
         };
         // No probe may judge a group that is being stopped.
         drop(w);
+        drop(post_start);
+        // Nor the notification watcher (there is none off Unix).
+        #[cfg(unix)]
+        drop(notify);
         let pid = Some(group.pid());
         if let Some((_, why)) = &unhealthy {
             self.transition(State::Stopping, why.clone(), pid, None);
+            self.pre_stop(&group).await;
             group.stop();
         }
         if let Some((_, why, _)) = &request {
             self.transition(State::Stopping, *why, pid, None);
+            self.pre_stop(&group).await;
             group.stop();
         }
         let outcome = group.wait_async().await;
@@ -639,6 +710,7 @@ impl Task {
         }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
+        self.post_stop(group.pid(), outcome.status).await;
         let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
         if outcome.leftover > 0 {
             eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);
@@ -657,6 +729,38 @@ impl Task {
                 RunEnd::Ended { result, exit, ran_for: started.elapsed() }
             }
         }
+    }
+
+    /// Acts on what a notify service said; `Some` ends the run as a failed
+    /// probe of that kind would.
+    #[cfg(unix)]
+    fn on_notify(&mut self, u: crate::sd_notify::Update) -> Option<(Cause, String)> {
+        use crate::sd_notify::Update;
+        match u {
+            Update::Failed { cause, reason } => return Some((cause, reason)),
+            Update::Ready(r, why) => {
+                if self.status.borrow().ready != r {
+                    // The event first, as for a probe: a dependant acts after it.
+                    self.note(Note { kind: EventKind::Probe, reason: why, ready: Some(r), probe: None, alert: None });
+                    self.status.send_modify(|s| s.ready = r);
+                }
+            }
+            Update::Status(text) => {
+                self.status.send_modify(|s| s.notify.get_or_insert_with(Default::default).status = Some(text))
+            }
+            Update::MainPid(p) => {
+                self.status.send_modify(|s| s.notify.get_or_insert_with(Default::default).main_pid = Some(p))
+            }
+            Update::Dropped(n) => {
+                self.status.send_modify(|s| s.notify.get_or_insert_with(Default::default).dropped = n)
+            }
+        }
+        None
+    }
+
+    #[cfg(not(unix))]
+    fn on_notify(&mut self, u: NotifyRun) -> Option<(Cause, String)> {
+        match u {}
     }
 
     /// Keeps the probe's last result for `status`, counts it, flips
@@ -733,8 +837,9 @@ impl Task {
         self.status.send_modify(|s| {
             s.state = to;
             s.reason = reason.clone();
-            // With a startup or readiness probe, a probe says when.
-            s.ready = to == State::Running && !self.spec.health.gates_ready();
+            // With a startup or readiness probe, a probe says when; a
+            // notify service says so itself.
+            s.ready = to == State::Running && !self.spec.health.gates_ready() && !self.spec.notify.gates_ready();
             s.pid = if to == State::Running || to == State::Stopping { pid.or(s.pid) } else { None };
             if exit.is_some() {
                 s.last_exit = exit.clone();
@@ -755,6 +860,8 @@ impl Task {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: self.by.take_for(to),
         });
     }
 
@@ -766,6 +873,28 @@ impl Task {
         let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The notification watcher of a run (`sd_notify`).
+#[cfg(unix)]
+type NotifyRun = crate::sd_notify::Listener;
+/// No notification watcher off Unix (the config refuses what needs one).
+#[cfg(not(unix))]
+enum NotifyRun {}
+
+/// The next update of the run's notification watcher; `None` (the arm is
+/// off) when the run has none or it has ended.
+#[cfg(unix)]
+async fn next_notify(n: &mut Option<NotifyRun>) -> Option<crate::sd_notify::Update> {
+    match n {
+        Some(l) => l.rx.recv().await,
+        None => None,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_notify(_: &mut Option<NotifyRun>) -> Option<NotifyRun> {
+    None
 }
 
 /// The probe runner and alert watch of a run, and the channel they report
@@ -822,6 +951,8 @@ impl Note {
             ready: self.ready,
             probe: self.probe,
             alert: self.alert,
+            hook: None,
+            actor: None,
         }
     }
 }

@@ -23,8 +23,10 @@
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod alerts;
 pub mod api;
+mod asked;
 pub mod client;
 pub mod config;
 pub mod daemon;
@@ -32,13 +34,17 @@ pub mod diff;
 mod environment;
 mod event;
 pub mod fleet;
+mod groups;
 pub mod health;
+pub mod hooks;
 mod instance;
 mod live_limits;
 pub mod logs;
 pub mod metrics;
 mod persist;
 pub mod policy;
+pub mod schedule;
+pub mod sd_notify;
 mod spawn;
 mod state;
 mod supervisor;
@@ -47,9 +53,12 @@ pub mod time;
 pub mod tls;
 mod user;
 mod watch;
+pub mod watch_restart;
 
 pub use event::{Event, EventKind, EventLog};
 pub use live_limits::{LimitChange, LimitResult};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
-pub use supervisor::{DumpResult, Health, ReloadError, Supervisor, Target, UnknownService};
+pub use supervisor::{
+    DumpResult, Health, OpError, ReloadError, Reloaded, Signalled, Supervisor, Target, UnknownService,
+};

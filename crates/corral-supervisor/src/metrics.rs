@@ -20,6 +20,7 @@
 //! | `corral_alerts_total` | counter | service, instance, metric, action |
 //! | `corral_log_holds_total` | counter | service, instance |
 //! | `corral_log_held` | gauge (1 while held) | service, instance |
+//! | `corral_log_ship_dropped_total` | counter | service, instance, sink (`journald`, `syslog-udp`, …) |
 //! | `process_resident_memory_bytes` | gauge | (the daemon; Linux) |
 //! | `process_cpu_seconds_total` | counter | (the daemon; Unix) |
 
@@ -80,6 +81,7 @@ pub struct Metrics {
     alerts: Family<Labels, Counter>,
     log_holds: Family<Labels, Counter>,
     log_held: Family<Labels, Gauge>,
+    log_ship_dropped: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +93,7 @@ impl Default for Metrics {
             alerts: Family::default(),
             log_holds: Family::default(),
             log_held: Family::default(),
+            log_ship_dropped: Family::default(),
         }
     }
 }
@@ -137,6 +140,13 @@ impl Metrics {
         self.log_held.get_or_create(&l).set(i64::from(held));
     }
 
+    /// A line of an instance's output was not shipped to `sink`.
+    pub(crate) fn log_ship_dropped(&self, service: &str, instance: u32, sink: &str) {
+        let mut l = labels(service, instance);
+        l.push(("sink", sink.to_string()));
+        self.log_ship_dropped.get_or_create(&l).inc();
+    }
+
     /// Everything, with the instances as they are now.
     pub fn render(&self, instances: Vec<InstanceStatus>, fleet: Option<crate::fleet::Link>, format: Format) -> String {
         let mut reg = Registry::default();
@@ -158,6 +168,11 @@ impl Metrics {
             self.log_holds.clone(),
         );
         reg.register("corral_log_held", "1 while the instance's output is held for the disk", self.log_held.clone());
+        reg.register(
+            "corral_log_ship_dropped",
+            "Lines of the instance's output a log sink did not take (full queue, absent or failing sink)",
+            self.log_ship_dropped.clone(),
+        );
         reg.register_collector(Box::new(Daemon));
         let mut out = String::new();
         let r = match format {

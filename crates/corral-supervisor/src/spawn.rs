@@ -18,10 +18,12 @@ pub(crate) fn with_argv(spec: &ServiceSpec, instance: u32, argv: &[String]) -> R
         Some(user) => Some(crate::user::lookup(user)?),
         None => crate::user::current(),
     };
+    // Read at every start, as systemd reads EnvironmentFile=.
+    let files = crate::config::read_env_files(&spec.env_files)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
-        .envs(crate::environment::build(spec, instance, account.as_ref(), std::env::vars_os()))
+        .envs(crate::environment::build(spec, instance, account.as_ref(), &files, std::env::vars_os()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -31,7 +33,31 @@ pub(crate) fn with_argv(spec: &ServiceSpec, instance: u32, argv: &[String]) -> R
     if let (Some(_), Some(acc)) = (&spec.user, &account) {
         as_user(&mut cmd, acc);
     }
+    identity(&mut cmd, &spec.identity)?;
     Ok(cmd)
+}
+
+/// `group`, `supplementary_groups` and `umask`, resolved now (a group
+/// renamed since the load is found by its new name's absence here).
+#[cfg(unix)]
+fn identity(cmd: &mut Command, id: &crate::config::Identity) -> Result<(), String> {
+    if let Some(g) = &id.group {
+        cmd.gid(crate::groups::lookup(g)?);
+    }
+    if let Some(names) = &id.supplementary_groups {
+        let gids = names.iter().map(|g| crate::groups::lookup(g)).collect::<Result<Vec<u32>, String>>()?;
+        cmd.groups(&gids);
+    }
+    if let Some(m) = id.umask {
+        cmd.umask(m);
+    }
+    Ok(())
+}
+
+/// The config check refused these keys off Unix.
+#[cfg(not(unix))]
+fn identity(_cmd: &mut Command, _id: &crate::config::Identity) -> Result<(), String> {
+    Ok(())
 }
 
 #[cfg(unix)]

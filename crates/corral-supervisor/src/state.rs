@@ -92,4 +92,12 @@ pub struct InstanceStatus {
     /// readiness, liveness order); empty without probes.
     #[serde(default)]
     pub probes: Vec<crate::health::ProbeResult>,
+    /// The next tick of the service's `schedule`, `every` or
+    /// `cron_restart`, RFC 3339 in UTC, while it is armed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// What a notify service said about itself in the current run
+    /// (`STATUS=`, `MAINPID=`, datagrams dropped); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::sd_notify::NotifyStatus>,
 }

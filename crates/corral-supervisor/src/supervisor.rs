@@ -2,6 +2,7 @@
 //! operations on them (start, stop, restart, reload) in dependency order.
 
 use crate::alerts::sampler::Sampler;
+use crate::api::Actor;
 use crate::config::{Config, ConfigErrors, ServiceSpec};
 use crate::diff::{diff, Diff};
 use crate::event::{Event, EventLog};
@@ -15,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::broadcast;
+
+mod ops;
+pub use ops::{OpError, Reloaded, Signalled};
 
 /// How long a rollout waits for each new instance to become ready.
 pub const ROLL_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -95,6 +99,9 @@ impl std::fmt::Display for UnknownService {
 struct Service {
     spec: Arc<ServiceSpec>,
     instances: Vec<Instance>,
+    /// The timer of `schedule`, `every` or `cron_restart` and the
+    /// `watch`, while the service is started (`schedule/`).
+    armed: Vec<crate::schedule::Armed>,
 }
 
 /// The supervisor of one config. Cheap to clone.
@@ -136,6 +143,7 @@ impl Supervisor {
             metrics: Arc::new(Metrics::default()),
             sampler: Sampler::new(crate::alerts::sampler::PERIOD),
             dumps: config.daemon.state_dir.join("dumps"),
+            sockets: Default::default(),
         });
         let mut services = BTreeMap::new();
         for spec in config.services.values() {
@@ -152,6 +160,13 @@ impl Supervisor {
                 fleet: Mutex::new(Default::default()),
             }),
         })
+    }
+
+    /// Binds the listening sockets of the config in force (socket
+    /// activation), before anything starts: an address in use is an error
+    /// at its entry's place.
+    pub fn bind_sockets(&self) -> Result<(), ConfigErrors> {
+        self.inner.ctx.sockets.bind_missing(&self.config().services)
     }
 
     /// The config in force.
@@ -177,7 +192,13 @@ impl Supervisor {
     /// Every instance, by service then index.
     pub fn status(&self) -> Vec<InstanceStatus> {
         let services = self.services();
-        services.values().flat_map(|s| s.instances.iter().map(|i| i.status(&s.spec.name))).collect()
+        let next = |s: &Service| s.armed.iter().find_map(|a| a.next_run());
+        services
+            .values()
+            .flat_map(|s| {
+                s.instances.iter().map(move |i| InstanceStatus { next_run: next(s), ..i.status(&s.spec.name) })
+            })
+            .collect()
     }
 
     /// `GET /metrics`: every instance and the daemon, in `format`. Reads
@@ -217,17 +238,31 @@ impl Supervisor {
     /// for its dependencies itself, so independent services start in
     /// parallel. Returns once every instance has been told.
     pub async fn start(&self, target: &Target) -> Result<(), UnknownService> {
+        self.start_by(target, None).await
+    }
+
+    /// [`Supervisor::start`] asked for by a client: the transitions it
+    /// causes name `by`.
+    pub async fn start_by(&self, target: &Target, by: Option<Actor>) -> Result<(), UnknownService> {
         let names = self.resolve(target)?;
         let _op = self.inner.op.lock().await;
-        self.start_locked(&names);
+        self.start_locked_by(&names, by.as_ref());
         Ok(())
     }
 
     fn start_locked(&self, names: &[String]) {
+        self.start_locked_by(names, None)
+    }
+
+    fn start_locked_by(&self, names: &[String], by: Option<&Actor>) {
         if self.is_stopping() {
             return;
         }
-        let services = self.services();
+        let skip = {
+            let c = self.config();
+            vec![c.daemon.state_dir, c.daemon.log_dir]
+        };
+        let mut services = self.services();
         let mut todo: BTreeSet<String> = BTreeSet::new();
         let mut stack: Vec<String> = names.to_vec();
         while let Some(n) = stack.pop() {
@@ -238,6 +273,14 @@ impl Supervisor {
             }
         }
         for name in &todo {
+            let s = services.get_mut(name).expect("todo holds services");
+            if s.armed.is_empty() {
+                s.armed = crate::schedule::arm(self.downgrade(), &s.spec, skip.clone());
+            }
+            // A scheduled service is started by its ticks, not now.
+            if s.spec.schedule.is_some() {
+                continue;
+            }
             let s = &services[name];
             let explicitly = names.contains(name);
             for inst in &s.instances {
@@ -249,7 +292,9 @@ impl Supervisor {
                 if !explicitly && state == crate::State::Exited {
                     continue;
                 }
-                inst.send(Control::Start(self.deps_of(&services, &s.spec)));
+                // An instance already up is not started by this request.
+                let by = by.filter(|_| state.is_down() || state == crate::State::Backoff).cloned();
+                inst.send_by(Control::Start(self.deps_of(&services, &s.spec)), by);
             }
         }
     }
@@ -257,13 +302,23 @@ impl Supervisor {
     /// Stops the services, each after the services among them that depend
     /// on it. Returns when they are all down.
     pub async fn stop(&self, target: &Target) -> Result<(), UnknownService> {
+        self.stop_by(target, None).await
+    }
+
+    /// [`Supervisor::stop`] asked for by a client: the transitions it
+    /// causes name `by`.
+    pub async fn stop_by(&self, target: &Target, by: Option<Actor>) -> Result<(), UnknownService> {
         let names = self.resolve(target)?;
         let _op = self.inner.op.lock().await;
-        self.stop_locked(&names).await;
+        self.stop_locked_by(&names, by.as_ref()).await;
         Ok(())
     }
 
     async fn stop_locked(&self, names: &[String]) {
+        self.stop_locked_by(names, None).await
+    }
+
+    async fn stop_locked_by(&self, names: &[String], by: Option<&Actor>) {
         let graph = {
             let services = self.services();
             services
@@ -280,11 +335,12 @@ impl Supervisor {
             let done_tx = done_tx.clone();
             let me = self.clone();
             let name = name.clone();
+            let by = by.cloned();
             tasks.insert(
                 name.clone(),
                 tokio::spawn(async move {
                     let _ = done_rx.wait_for(|d| waits_for.iter().all(|w| d.contains(w))).await;
-                    me.stop_one(&name).await;
+                    me.stop_one(&name, by).await;
                     done_tx.send_modify(|d| {
                         d.insert(name.clone());
                     });
@@ -296,12 +352,16 @@ impl Supervisor {
         }
     }
 
-    async fn stop_one(&self, name: &str) {
+    async fn stop_one(&self, name: &str, by: Option<Actor>) {
         let waits: Vec<_> = {
-            let services = self.services();
-            let Some(s) = services.get(name) else { return };
+            let mut services = self.services();
+            let Some(s) = services.get_mut(name) else { return };
+            // First, so that no tick starts a run behind this stop.
+            s.armed.clear();
             for i in &s.instances {
-                i.send(Control::Stop);
+                // A stopped instance is not stopped by this request.
+                let stopped = i.status.borrow().state == crate::State::Stopped;
+                i.send_by(Control::Stop, by.clone().filter(|_| !stopped));
             }
             s.instances.iter().map(|i| i.status.clone()).collect()
         };
@@ -312,11 +372,26 @@ impl Supervisor {
 
     /// Stops, then starts, in dependency order.
     pub async fn restart(&self, target: &Target) -> Result<(), UnknownService> {
+        self.restart_by(target, None).await
+    }
+
+    /// [`Supervisor::restart`] asked for by a client: the transitions it
+    /// causes name `by`.
+    pub async fn restart_by(&self, target: &Target, by: Option<Actor>) -> Result<(), UnknownService> {
         let names = self.resolve(target)?;
         let _op = self.inner.op.lock().await;
-        self.stop_locked(&names).await;
-        self.start_locked(&names);
+        self.stop_locked_by(&names, by.as_ref()).await;
+        self.start_locked_by(&names, by.as_ref());
         Ok(())
+    }
+
+    /// Tells, as a `daemon` event naming `by`, that a client asked for
+    /// `what` (a reload, a shutdown): the daemon's own record of who did it.
+    pub fn requested(&self, what: &str, by: Option<&Actor>) {
+        let Some(by) = by else { return };
+        let mut e = Event::daemon(format!("{what} requested"));
+        e.actor = Some(by.clone());
+        self.inner.ctx.events.emit(e);
     }
 
     /// Writes a diagnostic snapshot of every running instance of the
@@ -393,6 +468,8 @@ impl Supervisor {
         if !always && old.services == new.services {
             return Ok(None);
         }
+        // New sockets bind before anything changes; the ones held stay.
+        self.inner.ctx.sockets.bind_missing(&new.services).map_err(ReloadError::Config)?;
         let mut d = diff(&old.services, &new.services);
         // A halted rollout left two specs running: whatever the file says
         // now, the service changes (the config in force names the new
@@ -493,6 +570,7 @@ impl Supervisor {
         let rolling: Vec<(String, Arc<ServiceSpec>)> =
             d.rolled.iter().map(|n| (n.clone(), Arc::new(new.services[n].clone()))).collect();
         *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
+        self.inner.ctx.sockets.retain(&self.config().services);
         self.start_locked(&to_start);
         for (name, spec) in rolling {
             if let Err(why) = self.roll(&name, spec).await {
@@ -515,6 +593,10 @@ impl Supervisor {
         let gone = || format!("service `{name}` went away");
         if let Some(s) = self.services().get_mut(name) {
             s.spec = spec.clone();
+            if !s.armed.is_empty() {
+                let c = self.config();
+                s.armed = crate::schedule::arm(self.downgrade(), &spec, vec![c.daemon.state_dir, c.daemon.log_dir]);
+            }
         }
         for i in 0..want {
             if self.is_stopping() {
@@ -657,7 +739,76 @@ mod limits;
 fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
     let spec = Arc::new(spec.clone());
     let instances = (0..spec.instances).map(|i| Instance::spawn(ctx.clone(), spec.clone(), i)).collect();
-    Service { spec, instances }
+    Service { spec, instances, armed: Vec::new() }
+}
+
+/// A supervisor that a timer can reach without keeping it alive.
+#[derive(Clone)]
+pub(crate) struct WeakSupervisor(std::sync::Weak<Inner>);
+
+impl WeakSupervisor {
+    pub(crate) fn upgrade(&self) -> Option<Supervisor> {
+        self.0.upgrade().map(|inner| Supervisor { inner })
+    }
+}
+
+/// What a schedule's timer does, each checked against its `token` under
+/// the services' lock: once the timer is disarmed (a stop, a reload), the
+/// calls of its task that is still finishing change nothing.
+impl Supervisor {
+    pub(crate) fn downgrade(&self) -> WeakSupervisor {
+        WeakSupervisor(Arc::downgrade(&self.inner))
+    }
+
+    fn armed_with<'a>(services: &'a BTreeMap<String, Service>, name: &str, token: u64) -> Option<&'a Service> {
+        services.get(name).filter(|s| s.armed.iter().any(|a| a.token == token))
+    }
+
+    /// For each instance slot of `name`: whether a run is going.
+    pub(crate) fn busy_slots(&self, name: &str) -> Vec<bool> {
+        let services = self.services();
+        let slots = services.get(name).map(|s| s.instances.as_slice()).unwrap_or_default();
+        slots.iter().map(|i| !i.status.borrow().state.is_down()).collect()
+    }
+
+    /// Starts a run in slot `slot` (after its dependencies, like any start).
+    pub(crate) fn start_slot(&self, name: &str, slot: usize, token: u64) -> bool {
+        if self.is_stopping() {
+            return false;
+        }
+        let services = self.services();
+        let Some(s) = Self::armed_with(&services, name, token) else { return false };
+        let Some(i) = s.instances.get(slot) else { return false };
+        i.send(Control::Start(self.deps_of(&services, &s.spec)));
+        true
+    }
+
+    /// Stops the run in slot `slot`; its status, to wait for the end.
+    pub(crate) fn stop_slot(
+        &self,
+        name: &str,
+        slot: usize,
+        token: u64,
+    ) -> Option<tokio::sync::watch::Receiver<crate::instance::Snapshot>> {
+        let services = self.services();
+        let i = Self::armed_with(&services, name, token)?.instances.get(slot)?;
+        i.send(Control::Stop);
+        Some(i.status.clone())
+    }
+
+    /// Sends `signal` to every member of each running instance of `name`.
+    pub(crate) fn signal_groups(&self, name: &str, signal: corral::Signal, token: u64) {
+        let services = self.services();
+        let Some(s) = Self::armed_with(&services, name, token) else { return };
+        for i in &s.instances {
+            let group = i.group_handle().lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(g) = group {
+                if let Err(e) = g.signal(signal) {
+                    eprintln!("corral: {name}.{}: {e}", i.index);
+                }
+            }
+        }
+    }
 }
 
 impl Supervisor {

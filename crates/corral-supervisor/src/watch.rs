@@ -13,6 +13,10 @@
 //! Content that loads to the services in force is no change either: the
 //! daemon started with it, or `corral reload` applied it first.
 //!
+//! With `include`, the folders its patterns search are watched too, and
+//! the content compared is the main file with every included file (their
+//! names and bytes): an edit there, or a file added to `conf.d/`, reloads.
+//!
 //! Some changes raise no event here: a network mount changed by another
 //! host, or a symlinked config whose target is swapped elsewhere. A slow
 //! poll ([`SAFETY_POLL`]) catches those; where no watcher can be set up at
@@ -36,9 +40,13 @@ const SETTLE_ROUNDS: u32 = 20;
 
 /// Runs until aborted.
 pub(crate) async fn config_file(sup: Supervisor) {
-    let path = sup.config().path;
+    let config = sup.config();
+    let path = config.path;
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = watch_folder(&path, tx);
+    let watcher = watch_folder(&path, tx.clone());
+    // Dropped with the task; the folders of the includes in force at start
+    // (a new pattern is seen by the safety poll, then by a restart).
+    let _included: Vec<_> = config.included.folders.iter().filter_map(|f| watch_any(f, tx.clone())).collect();
     let idle = if watcher.is_some() { SAFETY_POLL } else { POLL };
     // Nothing acted on yet: the first settled content is compared with the
     // config in force, so a save made while the daemon started counts.
@@ -74,12 +82,22 @@ async fn settled(path: &Path, events: &mut mpsc::Receiver<()>) -> Option<Vec<u8>
     None
 }
 
-/// The config loader's own bounded read (a regular file of at most 1 MiB),
-/// off the runtime: a FIFO or a device put in the config's place must
-/// neither block nor balloon the daemon.
+/// The config loader's own bounded reads (regular files of at most 1 MiB,
+/// the included ones too), off the runtime: a FIFO or a device put in the
+/// config's place must neither block nor balloon the daemon.
 async fn read(path: &Path) -> Option<Vec<u8>> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::config::file::read(&path).ok()).await.ok().flatten()
+    tokio::task::spawn_blocking(move || crate::config::include::snapshot(&path)).await.ok().flatten()
+}
+
+/// Watches an include pattern's folder: any event in it may be a change.
+fn watch_any(folder: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = wake.try_send(());
+    })
+    .ok()?;
+    watcher.watch(folder, notify::RecursiveMode::Recursive).ok()?;
+    Some(watcher)
 }
 
 /// Watches the folder of `path` and sends a wake-up for every event that

@@ -35,7 +35,7 @@ limits = { memory = "lots" }
     corral.toml:7:21: service `web`: invalid size 'lots'
         expected: a number with an optional unit, like 512MiB, 1.5G, 64M or 4096
     corral.toml:9:2: unknown top-level key `deamon`
-        expected: `daemon`, `services` or `fleet`
+        expected: `daemon`, `services`, `include` or `fleet`
         help: did you mean `daemon`?
     "#);
 }

@@ -44,7 +44,11 @@ usage: corral-testkit [OPTIONS]
                         --http-fail-file exists
   --http-port-file PATH write the port to PATH (implies --http-port 0)
   --http-fail-file PATH /health fails while PATH exists
+  --http-body-file PATH /health answers 200 with the bytes in PATH, read at
+                        each request (a JSON body as application/json)
   --exec-child PROG ARGS...  spawn PROG with ARGS (must be last)
+modes (Unix, first argument; see protocols.rs):
+  notify | ready-fd FD | activated-http | bound-http PORT
 ";
 
 /// Which part of the tree this process plays. Only `Top` is started by a test;
@@ -116,6 +120,7 @@ pub struct Opts {
     pub http_port: Option<u16>,
     pub http_port_file: Option<PathBuf>,
     pub http_fail_file: Option<PathBuf>,
+    pub http_body_file: Option<PathBuf>,
     /// `--exec-child PROG ARGS...`; empty when absent.
     pub exec: Vec<OsString>,
     pub help: bool,
@@ -170,6 +175,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
         http_port: None,
         http_port_file: None,
         http_fail_file: None,
+        http_body_file: None,
         exec: Vec::new(),
         help: false,
     };
@@ -206,6 +212,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Opts, String> {
                 o.http_port.get_or_insert(0);
             }
             "--http-fail-file" => o.http_fail_file = Some(value()?.into()),
+            "--http-body-file" => o.http_body_file = Some(value()?.into()),
             "--role" => {
                 let v = value()?;
                 o.role = Role::parse(&v).ok_or_else(|| format!("unknown role {v:?}"))?;

@@ -8,6 +8,8 @@
 
 mod args;
 mod http;
+#[cfg(unix)]
+mod protocols;
 
 #[cfg(unix)]
 #[path = "unix.rs"]
@@ -23,6 +25,13 @@ use std::time::{Duration, Instant};
 use args::{Opts, Role};
 
 fn main() {
+    #[cfg(unix)]
+    {
+        let words: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        if let Some(code) = protocols::dispatch(&words) {
+            std::process::exit(code);
+        }
+    }
     let opts = match args::parse(std::env::args_os().skip(1)) {
         Ok(o) => o,
         Err(e) => {
@@ -106,7 +115,7 @@ fn run_top(opts: &Opts, deadline: Instant) -> Result<i32, String> {
     // Dropping a std Child neither kills nor waits; reaping is left to linger.
     drop(spawned);
     if let Some(port) = opts.http_port {
-        http::serve(port, opts.http_port_file.as_deref(), opts.http_fail_file.clone())?;
+        http::serve(port, opts.http_port_file.as_deref(), opts.http_fail_file.clone(), opts.http_body_file.clone())?;
     }
     {
         let mut out = io::stdout().lock();

@@ -86,6 +86,17 @@ pub struct Command {
     pub(crate) uid: Option<u32>,
     #[cfg(unix)]
     pub(crate) gid: Option<u32>,
+    /// Supplementary groups, set before the gid and the uid.
+    #[cfg(unix)]
+    pub(crate) groups: Option<Vec<u32>>,
+    #[cfg(unix)]
+    pub(crate) umask: Option<u32>,
+    /// fds the leader gets at fixed numbers (`pass_fd`).
+    #[cfg(unix)]
+    pub(crate) passed: Vec<(std::os::fd::OwnedFd, std::os::fd::RawFd)>,
+    /// Variables set to the leader's own pid (`env_leader_pid`).
+    #[cfg(unix)]
+    pub(crate) pid_vars: Vec<OsString>,
 }
 
 impl Command {
@@ -104,6 +115,13 @@ impl Command {
             uid: None,
             #[cfg(unix)]
             gid: None,
+            #[cfg(unix)]
+            groups: None,
+            #[cfg(unix)]
+            umask: None,
+            passed: Vec::new(),
+            #[cfg(unix)]
+            pid_vars: Vec::new(),
         }
     }
 
@@ -182,6 +200,42 @@ impl Command {
         self.gid = Some(gid);
         self
     }
+    /// Runs the leader with exactly these supplementary groups (they are
+    /// set before the gid and the uid, which needs `CAP_SETGID`: a spawn
+    /// that cannot set them fails rather than run with the controller's).
+    #[cfg(unix)]
+    pub fn groups(&mut self, groups: &[u32]) -> &mut Command {
+        self.groups = Some(groups.to_vec());
+        self
+    }
+    /// The leader's file mode creation mask (`0o027`: no write for the
+    /// group, nothing for others). Only the permission bits count.
+    #[cfg(unix)]
+    pub fn umask(&mut self, mask: u32) -> &mut Command {
+        self.umask = Some(mask & 0o777);
+        self
+    }
+
+    /// Gives the leader `fd` as fd number `target` (3 or above), open
+    /// across `exec`: how a supervisor hands a service its listening
+    /// sockets (systemd's socket activation passes them from 3). The
+    /// command owns `fd` until the spawn; the controller's own copy, if it
+    /// keeps one, is not touched. Every other fd above 2 is still closed
+    /// at exec.
+    #[cfg(unix)]
+    pub fn pass_fd(&mut self, fd: std::os::fd::OwnedFd, target: std::os::fd::RawFd) -> &mut Command {
+        self.passed.push((fd, target));
+        self
+    }
+
+    /// Sets `key` to the leader's own pid, written in the child between
+    /// fork and exec (the parent cannot know it sooner): `LISTEN_PID` and
+    /// `WATCHDOG_PID` of systemd's protocols.
+    #[cfg(unix)]
+    pub fn env_leader_pid(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.pid_vars.push(key.as_ref().to_owned());
+        self
+    }
 
     /// The program.
     pub fn get_program(&self) -> &OsStr {
@@ -229,15 +283,15 @@ impl Command {
             c.current_dir(d);
         }
         #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            if let Some(u) = self.uid {
-                c.uid(u);
-            }
-            if let Some(g) = self.gid {
-                c.gid(g);
-            }
-        }
+        crate::sys::unix::identity::apply_to_std(
+            &mut c,
+            crate::sys::unix::identity::Identity {
+                uid: self.uid,
+                gid: self.gid,
+                groups: self.groups,
+                umask: self.umask,
+            },
+        );
         c.stdin(self.stdin.into_std()).stdout(self.stdout.into_std()).stderr(self.stderr.into_std());
         c
     }

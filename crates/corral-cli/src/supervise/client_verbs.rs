@@ -39,6 +39,10 @@ pub struct LogsArgs {
     /// How many past lines to print first.
     #[arg(short = 'n', long, default_value_t = 20)]
     lines: usize,
+    /// One JSON object per line (`ts`, `service`, `instance`, `stream`,
+    /// `pid`, `line`), whatever the format of the files.
+    #[arg(long)]
+    json: bool,
     /// One service (default: all).
     service: Option<String>,
 }
@@ -96,6 +100,7 @@ pub fn status(a: StatusArgs) -> u8 {
     }
     let list: Vec<InstanceStatus> = serde_json::from_value(r.json()["instances"].clone()).unwrap_or_default();
     print_table(&list);
+    super::schedules::print(&list);
     if let Ok(link) = serde_json::from_value::<corral_supervisor::fleet::Link>(r.json()["fleet"].clone()) {
         println!("{link}");
     }
@@ -124,6 +129,14 @@ fn print_table(list: &[InstanceStatus]) {
             i.memory_bytes.map_or("-".into(), format_size),
             health(i),
         ]);
+    }
+    // A notify service's own STATUS= line, as a last column when any has one.
+    let said = |i: &InstanceStatus| i.notify.as_ref().and_then(|n| n.status.clone());
+    if list.iter().any(|i| said(i).is_some()) {
+        rows[0].push("STATUS".into());
+        for (r, i) in rows.iter_mut().skip(1).zip(list) {
+            r.push(said(i).unwrap_or_else(|| "-".into()));
+        }
     }
     let widths: Vec<usize> =
         (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
@@ -258,7 +271,7 @@ pub fn down(a: Common) -> u8 {
 }
 
 pub fn logs(a: LogsArgs) -> u8 {
-    let mut path = format!("/v1/logs?n={}&follow={}", a.lines, a.follow);
+    let mut path = format!("/v1/logs?n={}&follow={}&json={}", a.lines, a.follow, a.json);
     if let Some(s) = &a.service {
         path.push_str(&format!("&service={s}"));
     }
@@ -278,12 +291,18 @@ fn print_event(e: &serde_json::Value, json: bool) {
         return;
     }
     match serde_json::from_value::<Event>(e.clone()) {
-        Ok(ev) if ev.kind == EventKind::Daemon => println!("{} daemon {}", ev.ts, ev.reason),
-        // Their reasons start with the probe (`liveness: ...`) or `alert`.
-        Ok(ev) if ev.kind != EventKind::Transition => {
-            println!("{} {}.{} {}", ev.ts, ev.service, ev.instance, ev.reason)
+        Ok(ev) => {
+            // Who asked, when a client's request caused it.
+            let by = ev.actor.as_ref().map(|a| format!(" {a}")).unwrap_or_default();
+            match ev.kind {
+                EventKind::Daemon => println!("{} daemon {}{by}", ev.ts, ev.reason),
+                // Their reasons start with the probe (`liveness: ...`) or `alert`.
+                EventKind::Transition => {
+                    println!("{} {}.{} {} -> {} ({}){by}", ev.ts, ev.service, ev.instance, ev.from, ev.to, ev.reason)
+                }
+                _ => println!("{} {}.{} {}{by}", ev.ts, ev.service, ev.instance, ev.reason),
+            }
         }
-        Ok(ev) => println!("{} {}.{} {} -> {} ({})", ev.ts, ev.service, ev.instance, ev.from, ev.to, ev.reason),
         Err(_) => println!("{e}"),
     }
 }

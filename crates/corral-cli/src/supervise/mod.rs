@@ -6,6 +6,8 @@
 mod client_verbs;
 mod endpoint;
 mod limit;
+mod ops_verbs;
+mod schedules;
 mod up;
 
 use clap::{Args, Subcommand};
@@ -44,6 +46,12 @@ pub enum Cmd {
     Events(client_verbs::EventsArgs),
     /// Stop every service and the daemon.
     Down(Common),
+    /// Send a signal to a service's leaders (or, with --all-members, to every process of its groups).
+    Signal(ops_verbs::SignalArgs),
+    /// Reload a service in place (its reload_signal or reload command); nothing restarts.
+    ReloadService(ops_verbs::ServiceArg),
+    /// Run a service with N instances until the next reload that changes it.
+    Scale(ops_verbs::ScaleArgs),
 }
 
 /// `-c FILE`.
@@ -89,6 +97,9 @@ pub fn main(cmd: Cmd) -> u8 {
         Cmd::Reload(a) => client_verbs::reload(a),
         Cmd::Events(a) => client_verbs::events(a),
         Cmd::Down(a) => client_verbs::down(a),
+        Cmd::Signal(a) => ops_verbs::signal(a),
+        Cmd::ReloadService(a) => ops_verbs::reload_service(a),
+        Cmd::Scale(a) => ops_verbs::scale(a),
     }
 }
 

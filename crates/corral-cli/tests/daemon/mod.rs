@@ -100,7 +100,9 @@ impl Daemon {
     }
 
     pub fn corral(&self, args: &[&str]) -> Output {
-        Command::new(CORRAL).args(args).arg("-c").arg(self.path("corral.toml")).output().unwrap()
+        let mut c = Command::new(CORRAL);
+        c.args(args).arg("-c").arg(self.path("corral.toml"));
+        bounded_output(c)
     }
 
     pub fn events(&self) -> Vec<Value> {
@@ -288,4 +290,35 @@ pub fn spawn_up_with(config: &std::path::Path, tweak: impl FnOnce(&mut Command))
         }
     });
     (child, rx)
+}
+
+/// A client verb may not hang a test: a daemon that stops answering fails
+/// it (the verb killed by pid) instead of blocking the suite.
+pub fn bounded_output(mut c: Command) -> Output {
+    const VERB_LIMIT: Duration = Duration::from_secs(120);
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let read = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = read(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = read(child.stderr.take().map(|r| Box::new(r) as _));
+    let end = Instant::now() + VERB_LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{c:?} did not answer within {VERB_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }

@@ -262,6 +262,11 @@ impl<S> Admitted<S> {
     pub(crate) fn new(io: S, slot: Slot) -> Admitted<S> {
         Admitted { io, _slot: slot }
     }
+
+    /// The connection itself (to ask who is at the other end).
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.io
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Admitted<S> {

@@ -2,12 +2,15 @@
 //! for every endpoint. A bad request gets a 4xx with `{"error": …}` and
 //! changes nothing.
 
+mod actor;
 mod admit;
 mod auth;
 mod budget;
 mod limits;
 mod listen;
+mod log_lines;
 mod metrics_listen;
+mod ops;
 #[cfg(windows)]
 pub(crate) mod pipe;
 mod query;
@@ -15,6 +18,7 @@ mod serve;
 mod stall;
 mod tcp;
 
+pub use actor::Actor;
 pub use admit::{Caps, Clients};
 pub use auth::Token;
 pub(crate) use budget::clients_for;
@@ -23,10 +27,10 @@ pub use listen::{local_address, serve_local};
 pub use metrics_listen::BoundMetrics;
 pub use tcp::{BoundTcp, TcpTls};
 
-use crate::logs::{tail, Batch, Follower};
+use crate::logs::{tail, Follower};
 use crate::supervisor::{ReloadError, Supervisor, Target, UnknownService};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -76,6 +80,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events/stream", get(event_stream))
         .route("/v1/logs", get(logs))
         .route("/metrics", get(metrics))
+        .merge(ops::router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/services") })
         .method_not_allowed_fallback(|| async { error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .with_state(api)
@@ -135,22 +140,30 @@ async fn one(State(api): State<Api>, Path(name): Path<String>) -> Response {
     Json(json!({ "service": name, "instances": instances })).into_response()
 }
 
-async fn act_one(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
-    act(api, Target::Some(vec![name]), &action).await
+/// Who asked, as the listener saw it (see `actor.rs`).
+type By = Option<Extension<Actor>>;
+
+async fn act_one(State(api): State<Api>, by: By, Path((name, action)): Path<(String, String)>) -> Response {
+    act(api, Target::Some(vec![name]), &action, by.map(|b| b.0)).await
 }
 
-async fn act_all(State(api): State<Api>, Path(action): Path<String>) -> Response {
+async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> Response {
+    let by = by.map(|b| b.0);
     match action.as_str() {
-        "reload" => reload(api).await,
+        "reload" => {
+            api.sup.requested("reload", by.as_ref());
+            reload(api).await
+        }
         "shutdown" => {
+            api.sup.requested("shutdown", by.as_ref());
             api.shutdown.notify_one();
             Json(json!({ "ok": true })).into_response()
         }
-        _ => act(api, Target::All, &action).await,
+        _ => act(api, Target::All, &action, by).await,
     }
 }
 
-async fn act(api: Api, target: Target, action: &str) -> Response {
+async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Response {
     if action == "dump" {
         return match api.sup.dump(&target).await {
             Ok(list) => Json(json!({ "ok": list.iter().all(|d| d.dir.is_some()), "dumps": list })).into_response(),
@@ -158,9 +171,9 @@ async fn act(api: Api, target: Target, action: &str) -> Response {
         };
     }
     let r = match action {
-        "start" => api.sup.start(&target).await,
-        "stop" => api.sup.stop(&target).await,
-        "restart" => api.sup.restart(&target).await,
+        "start" => api.sup.start_by(&target, by).await,
+        "stop" => api.sup.stop_by(&target, by).await,
+        "restart" => api.sup.restart_by(&target, by).await,
         other => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -226,24 +239,14 @@ struct LogsQuery {
     service: Option<String>,
     n: Option<usize>,
     follow: Option<bool>,
+    json: Option<bool>,
 }
 
 /// The most lines `GET /v1/logs?n=` answers with.
 const MAX_TAIL: usize = 10_000;
 
-/// A followed batch as text: the marker of what was skipped, then the lines.
-fn follow_text(label: &str, batch: &Batch) -> String {
-    let mut text = String::new();
-    if batch.skipped > 0 {
-        text.push_str(&format!("{label} | -- skipped {} bytes: this reader fell behind --\n", batch.skipped));
-    }
-    for l in &batch.lines {
-        text.push_str(&format!("{label} | {l}\n"));
-    }
-    text
-}
-
-/// Plain text, one line per log line: `<label> | <ts> <stream> <text>`.
+/// Plain text, one line per log line: `<label> | <ts> <stream> <text>`;
+/// with `json=true`, one JSON object per line (see `log_lines.rs`).
 async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Response {
     let target = match &q.service {
         Some(s) => Target::Some(vec![s.clone()]),
@@ -260,7 +263,8 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
         let n = counts.get(name).copied().unwrap_or(1);
         for i in 0..n {
             let label = if n > 1 { format!("{name}.{i}") } else { name.clone() };
-            sources.push((label, hub.path(name, i), hub.watch(name, i)));
+            let src = log_lines::Source { label, service: name.clone(), instance: i };
+            sources.push((src, hub.path(name, i), hub.watch(name, i)));
         }
     }
     let n = q.n.unwrap_or(20);
@@ -268,6 +272,8 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
         return error(StatusCode::BAD_REQUEST, format!("n = {n} is too many lines: ask for at most {MAX_TAIL}"));
     }
     let follow = q.follow.unwrap_or(false);
+    let json = q.json.unwrap_or(false);
+    let kind = if json { "application/x-ndjson" } else { "text/plain; charset=utf-8" };
     // Followers start before the tail is read, so no line falls between.
     let followers: Vec<_> = if follow {
         sources.iter().map(|(l, p, w)| (l.clone(), Follower::new(p.clone(), w.clone()))).collect()
@@ -277,18 +283,18 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
     let paths: Vec<_> = sources.iter().map(|(l, p, _)| (l.clone(), p.clone())).collect();
     let mut history: Vec<String> = tokio::task::spawn_blocking(move || {
         let mut all: Vec<(String, String)> = Vec::new();
-        for (label, path) in paths {
-            all.extend(tail(&path, n).into_iter().map(|l| (l, label.clone())));
+        for (src, path) in paths {
+            all.extend(tail(&path, n).into_iter().map(|l| (log_lines::when(&l), src.render(&l, json))));
         }
-        // Lines start with their timestamp: a sort merges the instances.
-        all.sort();
+        // A stable sort on the timestamps merges the instances.
+        all.sort_by(|a, b| a.0.cmp(&b.0));
         let skip = all.len().saturating_sub(n);
-        all.into_iter().skip(skip).map(|(l, label)| format!("{label} | {l}\n")).collect()
+        all.into_iter().skip(skip).map(|(_, l)| l).collect()
     })
     .await
     .unwrap_or_default();
     if !follow {
-        return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], history.concat()).into_response();
+        return ([(header::CONTENT_TYPE, kind)], history.concat()).into_response();
     }
     // A follower holds at most one batch (READ_MAX bytes of the file, with
     // labels) and each channel a few: a reader that does not read costs a
@@ -300,7 +306,7 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
             return;
         }
         let (ltx, mut lrx) = tokio::sync::mpsc::channel::<String>(1);
-        for (label, mut f) in followers {
+        for (src, mut f) in followers {
             let ltx = ltx.clone();
             tokio::spawn(async move {
                 loop {
@@ -308,7 +314,7 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
                         _ = ltx.closed() => return,
                         batch = f.next() => {
                             let Some(batch) = batch else { return };
-                            if ltx.send(follow_text(&label, &batch)).await.is_err() {
+                            if ltx.send(src.batch(&batch, json)).await.is_err() {
                                 return;
                             }
                         }
@@ -329,5 +335,5 @@ async fn logs(State(api): State<Api>, JsonQuery(q): JsonQuery<LogsQuery>) -> Res
             }
         }
     });
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from_stream(ReceiverStream::new(rx))).into_response()
+    ([(header::CONTENT_TYPE, kind)], Body::from_stream(ReceiverStream::new(rx))).into_response()
 }

@@ -288,6 +288,17 @@ impl Drop for PipeAcl {
     }
 }
 
+/// Who is at the other end of `pipe`: its user SID (as `S-1-5-…`) and its
+/// pid, each `None` when the system does not say.
+pub(super) fn client_identity(pipe: &NamedPipeServer) -> (Option<String>, Option<u32>) {
+    let mut pid = 0u32;
+    // SAFETY: a connected server handle; `pid` is writable.
+    let pid = (unsafe { GetNamedPipeClientProcessId(pipe.as_raw_handle(), &mut pid) } != 0).then_some(pid);
+    let token = impersonated_token(pipe).or_else(|_| client_process_token(pipe));
+    let sid = token.ok().and_then(|t| token_user(&t).ok()).and_then(|s| sid_string(&s).ok());
+    (sid, pid)
+}
+
 /// Protected (no inherited entries): full access for `sid`, and in
 /// service mode for SYSTEM and BUILTIN\Administrators too.
 pub(super) fn pipe_sddl(sid: &str, access: Access) -> String {
@@ -401,6 +412,18 @@ mod tests {
         drop(server);
         let e = connect(&name).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_client_is_named_by_its_sid_and_pid() {
+        let acl = PipeAcl::new(Access::Owner).unwrap();
+        let name = unique("who");
+        let server = acl.create_first(&name).unwrap();
+        let _client = connect(&name).await.unwrap();
+        server.connect().await.unwrap();
+        let (sid, pid) = client_identity(&server);
+        assert_eq!(sid, Some(sid_string(&acl.sid).unwrap()), "the client runs as this user");
+        assert_eq!(pid, Some(std::process::id()), "the client is this process");
     }
 
     #[tokio::test]

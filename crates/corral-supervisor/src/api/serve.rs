@@ -10,8 +10,10 @@
 //! that is quiet for minutes stays open, while a silent or half-sent
 //! request is dropped after `timeout`.
 
+use super::actor::Identify;
 use axum::serve::Listener;
 use hyper::server::conn::http1;
+use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -39,7 +41,7 @@ pub(crate) async fn serve<L>(
 ) -> std::io::Result<()>
 where
     L: Listener,
-    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    L::Io: AsyncRead + AsyncWrite + Unpin + Send + Identify + 'static,
 {
     let (stopping, stop_seen) = watch::channel(false);
     // Each connection holds a clone; `closed()` completes when all are gone.
@@ -50,7 +52,16 @@ where
             c = listener.accept() => c,
             _ = &mut stop => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Who is at the other end, asked once per connection; every
+        // request on it carries the answer to the handlers.
+        let actor = io.actor();
+        let inner = TowerToHyperService::new(app.clone());
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            if let Some(a) = &actor {
+                req.extensions_mut().insert(a.clone());
+            }
+            inner.call(req)
+        });
         let mut stop_seen = stop_seen.clone();
         let open = open.clone();
         tokio::spawn(async move {

@@ -37,6 +37,8 @@ pub struct TcpTls {
     listen: SocketAddr,
     tls: Arc<ServerConfig>,
     token: Token,
+    /// The token file's name: what events say was presented.
+    token_name: Arc<str>,
 }
 
 impl std::fmt::Debug for TcpTls {
@@ -56,7 +58,8 @@ impl TcpTls {
         let tls = server_config(cert, key)?;
         let token = Token::from_file(token_file)?;
         auth::warn_if_shared(token_file);
-        Ok(TcpTls { listen: cfg.listen, tls, token })
+        let token_name = token_file.file_name().map_or("token".into(), |n| n.to_string_lossy().into());
+        Ok(TcpTls { listen: cfg.listen, tls, token, token_name })
     }
 
     /// The address from the config (the port may be 0).
@@ -95,7 +98,10 @@ impl BoundTcp {
         clients: &Clients,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        let app = app.layer(axum::middleware::from_fn_with_state(self.tls.token.clone(), auth::require_bearer));
+        // The token is named inside the bearer check: only for requests that passed it.
+        let app = app
+            .layer(axum::middleware::from_fn_with_state(self.tls.token_name.clone(), super::actor::name_token))
+            .layer(axum::middleware::from_fn_with_state(self.tls.token.clone(), auth::require_bearer));
         let admit = Admission {
             gate: clients.gate("the TCP listener", Caps::TCP),
             acceptor: TlsAcceptor::from(self.tls.tls),

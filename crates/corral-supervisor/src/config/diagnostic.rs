@@ -91,6 +91,23 @@ impl<'a> Sink<'a> {
         });
     }
 
+    /// `file:line:col` of a span, for a message about another place.
+    pub(crate) fn place(&self, span: &Option<Range<usize>>) -> String {
+        match span {
+            Some(s) => {
+                let (line, column) = line_col(self.src, s.start);
+                format!("{}:{line}:{column}", self.file)
+            }
+            None => self.file.to_string(),
+        }
+    }
+
+    /// The file, and the 1-based line and column of `span` (0, 0 without).
+    pub(crate) fn place_parts(&self, span: Option<Range<usize>>) -> (String, usize, usize) {
+        let (line, column) = span.map_or((0, 0), |s| line_col(self.src, s.start));
+        (self.file.to_string(), line, column)
+    }
+
     /// Sorted by place so the output reads top to bottom.
     pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
         self.out.sort_by_key(|d| (d.line == 0, d.line, d.column));

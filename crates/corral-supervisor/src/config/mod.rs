@@ -3,22 +3,37 @@
 
 mod bounds;
 mod diagnostic;
+mod dotenv;
+mod env_file;
 pub(crate) mod file;
 mod fleet;
+mod hooks;
+mod identity;
+pub(crate) mod include;
 mod inherit_env;
 mod io_limits;
 mod isolate;
+mod log_output;
 mod on_limit;
 mod paths;
+mod probe_body;
 mod probes;
+mod protocols;
 mod raw;
+mod schedule;
 mod validate;
+mod watch_restart;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};
+pub(crate) use env_file::read_all as read_env_files;
+pub use env_file::{EnvFile, MAX_ENV_FILES, MAX_ENV_FILE_BYTES};
 pub use file::MAX_CONFIG_BYTES;
 pub(crate) use fleet::valid_segment;
 pub use fleet::{check_endpoint, host_name, FleetAuth, FleetConfig, DEFAULT_TTL, TTL_RANGE};
+pub use hooks::{HookCommand, Hooks, ReloadAction, HOOK_TIMEOUT_DEFAULT, HOOK_TIMEOUT_RANGE};
+pub use identity::{Identity, MAX_SUPPLEMENTARY_GROUPS};
+pub use include::{Included, MAX_INCLUDED_BYTES, MAX_INCLUDED_FILES};
 pub use inherit_env::InheritEnv;
 pub use paths::default_config_path;
 
@@ -39,6 +54,8 @@ pub struct Config {
     pub fleet: Option<FleetConfig>,
     /// Services by name.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// The files `include` read, and the folders its patterns search.
+    pub included: Included,
 }
 
 /// `[daemon]`. Relative paths are relative to the config file's folder.
@@ -63,6 +80,9 @@ pub struct DaemonConfig {
     /// handshake or send a request head, and may sit idle between requests
     /// (default 10 s, within [`DaemonConfig::CLIENT_TIMEOUT_RANGE`]).
     pub client_timeout: Duration,
+    /// `logs = { format }`: the format of every service's files unless
+    /// the service says (default text).
+    pub log_format: crate::logs::LogFormat,
 }
 
 impl DaemonConfig {
@@ -119,6 +139,8 @@ pub struct ServiceSpec {
     pub depends_on: BTreeMap<String, Condition>,
     /// Log rotation.
     pub logs: LogPolicy,
+    /// The log files' format and where lines are shipped.
+    pub log_output: crate::logs::LogOutput,
     /// The user it runs as (Unix).
     pub user: Option<String>,
     /// Startup, readiness and liveness probes.
@@ -127,6 +149,25 @@ pub struct ServiceSpec {
     pub alerts: Vec<crate::alerts::AlertSpec>,
     /// Namespaces, private filesystem view and privileges (`isolate`).
     pub isolate: corral::Isolation,
+    /// `schedule` / `every`: a run at each tick (`instances` is then
+    /// `max_concurrent`, each instance a slot for one run).
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// `cron_restart`: a graceful restart at each tick.
+    pub cron_restart: Option<crate::schedule::CronSpec>,
+    /// `watch`: restart or signal on file changes.
+    pub watch: Option<crate::watch_restart::WatchSpec>,
+    /// `env_file`: dotenv files, read at every start (`env` wins over them).
+    pub env_files: Vec<EnvFile>,
+    /// `umask`, `group`, `supplementary_groups` (Unix).
+    pub identity: Identity,
+    /// `pre_start`, `post_start`, `pre_stop`, `post_stop`.
+    pub hooks: Hooks,
+    /// `reload_signal` or `reload`, for `corral reload-service`.
+    pub reload: Option<ReloadAction>,
+    /// `notify`, `notify_fd`, `watchdog`, `start_timeout`.
+    pub notify: crate::sd_notify::NotifySpec,
+    /// `sockets`: bound by the daemon, passed from fd 3.
+    pub sockets: Vec<crate::activation::ListenSpec>,
 }
 
 impl ServiceSpec {

@@ -45,6 +45,16 @@ struct RawProbe {
     timeout: Option<Dur>,
     success_threshold: Option<Count>,
     failure_threshold: Option<Count>,
+    body: Option<String>,
+    json: Option<RawJsonBody>,
+}
+
+/// `json = { path = "/status", equals = "up" }` of an http probe.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJsonBody {
+    path: String,
+    equals: serde_json::Value,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,11 +135,13 @@ fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Sp
             );
         }
         let trust = trust(sink, what, &url, raw.ca, raw.insecure, &at, base);
+        let body = super::probe_body::body_check(sink, what, raw.body, raw.json.map(|j| (j.path, j.equals)), &at);
         Check::Http {
             url,
             headers: raw.headers.unwrap_or_default(),
             status: raw.status.map_or_else(|| vec![(200, 299)], |s| s.0),
             trust,
+            body,
         }
     } else if let Some(addr) = raw.tcp {
         if let Err(e) = check::tcp_addr(&addr) {
@@ -163,7 +175,7 @@ fn probe(sink: &mut Sink<'_>, what: &str, kind: ProbeKind, item: &Item, span: Sp
         Check::Log { pattern }
     };
     if !matches!(check, Check::Http { .. }) {
-        for key in ["headers", "status"] {
+        for key in ["headers", "status", "body", "json"] {
             if pt.contains_key(key) {
                 sink.push(at(key), format!("{what}: `{key}` applies to http probes only"), None, None);
             }

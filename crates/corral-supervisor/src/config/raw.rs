@@ -18,6 +18,7 @@ pub(crate) struct RawDaemon {
     pub watch_config: Option<bool>,
     pub client_timeout: Option<Dur>,
     pub events: Option<RawLogs>,
+    pub logs: Option<super::log_output::RawDaemonLogs>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,8 +48,14 @@ pub(crate) struct RawService {
     pub stop: Option<RawStop>,
     pub limits: Option<RawLimits>,
     pub depends_on: Option<BTreeMap<String, RawCondition>>,
-    pub logs: Option<RawLogs>,
+    pub logs: Option<super::log_output::RawServiceLogs>,
     pub user: Option<String>,
+    /// Readiness by notification and socket activation (`protocols.rs`).
+    pub notify: Option<bool>,
+    pub notify_fd: Option<i64>,
+    pub watchdog: Option<Dur>,
+    pub start_timeout: Option<Dur>,
+    pub sockets: Option<Vec<String>>,
     /// Read on their own from the document (`probes.rs`), so that their
     /// errors carry their own place; here the keys are only known.
     #[allow(dead_code)]
@@ -58,9 +65,47 @@ pub(crate) struct RawService {
     /// Read on its own (`config/isolate.rs`).
     #[allow(dead_code)]
     pub isolate: Option<de::IgnoredAny>,
+    /// Read on their own (`config/schedule.rs`).
+    #[allow(dead_code)]
+    pub schedule: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub every: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub schedule_tz: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub max_concurrent: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub on_overlap: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub cron_restart: Option<de::IgnoredAny>,
+    /// Read on its own (`config/watch_restart.rs`).
+    #[allow(dead_code)]
+    pub watch: Option<de::IgnoredAny>,
     /// Fleet specs only; read on its own (`config/fleet.rs`).
     #[allow(dead_code)]
     pub placement: Option<de::IgnoredAny>,
+    /// Read on their own from the document (`env_file.rs`, `identity.rs`,
+    /// `hooks.rs`), so that their errors carry their own place.
+    #[allow(dead_code)]
+    pub env_file: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub umask: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub group: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub supplementary_groups: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub pre_start: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub post_start: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub pre_stop: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub post_stop: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub reload_signal: Option<de::IgnoredAny>,
+    #[allow(dead_code)]
+    pub reload: Option<de::IgnoredAny>,
 }
 
 /// `[fleet]`, checked in `config/fleet.rs`.

@@ -23,8 +23,13 @@ pub(crate) fn parse(src: &str, path: &Path) -> Result<Config, ConfigErrors> {
     parse_as(src, path, false).map(|(c, _)| c)
 }
 
+/// A service as read, with the index of the file that defines it (0: the
+/// main file, then the included files in order).
+type Found<'d> = (String, Span, RawService, &'d dyn TableLike, usize);
+
 /// With `fleet_spec`, the text is desired state for a fleet: only
-/// `[services.*]`, each with an optional `placement`, no `depends_on`.
+/// `[services.*]`, each with an optional `placement`; a `depends_on` may name
+/// services the spec does not hold.
 pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Config, Placements), ConfigErrors> {
     let file = path.display().to_string();
     let mut sink = Sink::new(&file, src);
@@ -37,103 +42,165 @@ pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Conf
         }
     };
     let root = doc.as_table();
+    let base = base_dir(path);
+    let (sources, included) =
+        if fleet_spec { (Vec::new(), Default::default()) } else { super::include::read(&mut sink, root, path, &base) };
     let mut daemon = RawDaemon::default();
     let (mut fleet, mut placements) = (None, Placements::new());
-    let mut services: Vec<(String, Span, RawService, &dyn TableLike)> = Vec::new();
+    let mut services: Vec<Found<'_>> = Vec::new();
     for (key, item) in root.iter() {
         let key_span = root.key(key).and_then(|k| k.span());
         match key {
-            "daemon" | "fleet" if fleet_spec => {
+            "daemon" | "fleet" | "include" if fleet_spec => {
                 sink.push(key_span, format!("a fleet spec holds only services, not [{key}]"), None, None)
             }
+            "include" => {}
             "fleet" => fleet = Some((item, key_span)),
             "daemon" => {
                 if let Some(d) = read_table::<RawDaemon>(&mut sink, item, key_span, "[daemon]") {
                     daemon = d;
                 }
             }
-            "services" => {
-                let Some(table) = item.as_table_like() else {
-                    sink.push(key_span, "`services` must be a table", Some("[services.NAME] sections".into()), None);
-                    continue;
-                };
-                for (name, sitem) in table.iter() {
-                    let span = table.get_key_value(name).and_then(|(k, _)| k.span());
-                    let what = format!("service `{name}`");
-                    if let Some(raw) = read_table::<RawService>(&mut sink, sitem, span.clone(), &what) {
-                        if let Some(t) = sitem.as_table_like() {
-                            services.push((name.to_string(), span, raw, t));
-                        }
-                    }
-                }
-            }
+            "services" => read_services(&mut sink, item, key_span, 0, &mut services),
             other => sink.push(
                 key_span,
                 format!("unknown top-level key `{other}`"),
-                Some("`daemon`, `services` or `fleet`".into()),
-                did_you_mean(other, ["daemon", "services", "fleet"]),
+                Some("`daemon`, `services`, `include` or `fleet`".into()),
+                did_you_mean(other, ["daemon", "services", "include", "fleet"]),
             ),
         }
     }
-
-    let base = base_dir(path);
-    let daemon = daemon_config(&mut sink, daemon, &base, root);
-    let fleet = fleet.and_then(|(item, span)| super::fleet::fleet_config(&mut sink, item, span, &base));
+    let mut sinks = vec![sink];
+    sinks.extend(sources.iter().map(|s| Sink::new(&s.shown, &s.text)));
+    let docs: Vec<Option<ImDocument<String>>> = sources
+        .iter()
+        .zip(sinks.iter_mut().skip(1))
+        .map(|(s, sink)| match ImDocument::parse(s.text.clone()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let msg = e.message().trim().replace('\n', ", ");
+                sink.push(e.span(), format!("invalid TOML: {msg}"), None, None);
+                None
+            }
+        })
+        .collect();
+    for (i, doc) in docs.iter().enumerate() {
+        let Some(doc) = doc else { continue };
+        let (root, sink) = (doc.as_table(), &mut sinks[i + 1]);
+        for (key, item) in root.iter() {
+            let key_span = root.key(key).and_then(|k| k.span());
+            if key == "services" {
+                read_services(sink, item, key_span, i + 1, &mut services);
+            } else {
+                let hint = Some(
+                    "only [services.NAME] sections; `daemon`, `fleet` and `include` stay in the main config".into(),
+                );
+                sink.push(key_span, format!("an included file holds only services, not `{key}`"), hint, None);
+            }
+        }
+    }
+    let shown_at = |sinks: &[Sink<'_>], idx: usize, span: &Span| sinks[idx].place(span);
+    let mut first_place: BTreeMap<String, String> = BTreeMap::new();
+    let mut unique: Vec<Found<'_>> = Vec::new();
+    for found in services {
+        let place = shown_at(&sinks, found.4, &found.1);
+        match first_place.get(&found.0) {
+            Some(first) => {
+                let msg = format!("service `{}` is defined twice: here and at {first}", found.0);
+                let hint = Some("one definition per service name, across the main config and its includes".into());
+                sinks[found.4].push(found.1.clone(), msg, hint, None);
+            }
+            None => {
+                first_place.insert(found.0.clone(), place);
+                unique.push(found);
+            }
+        }
+    }
+    let services = unique;
+    let sink = &mut sinks[0];
+    let daemon = daemon_config(sink, daemon, &base, root);
+    let fleet = fleet.and_then(|(item, span)| super::fleet::fleet_config(sink, item, span, &base));
     let names: Vec<String> = services.iter().map(|s| s.0.clone()).collect();
     let mut specs = BTreeMap::new();
     let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut dep_spans: BTreeMap<String, Span> = BTreeMap::new();
-    let mut spans: BTreeMap<String, Span> = BTreeMap::new();
-    for (name, span, raw, table) in services {
-        spans.insert(name.clone(), span.clone());
+    let mut dep_spans: BTreeMap<String, (usize, Span)> = BTreeMap::new();
+    let mut spans: BTreeMap<String, (usize, Span)> = BTreeMap::new();
+    for (name, span, raw, table, idx) in services {
+        let sink = &mut sinks[idx];
+        spans.insert(name.clone(), (idx, span.clone()));
         deps.insert(name.clone(), raw.depends_on.iter().flatten().map(|(d, _)| d.clone()).collect());
-        dep_spans.insert(name.clone(), key_span(table, "depends_on").or(span.clone()));
+        dep_spans.insert(name.clone(), (idx, key_span(table, "depends_on").or(span.clone())));
         let what = format!("service `{name}`");
-        if fleet_spec && raw.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
-            sink.push(
-                key_span(table, "depends_on"),
-                format!("{what}: a fleet service cannot depend on another"),
-                None,
-                None,
-            );
-        }
+        // A fleet service may depend on a service this spec does not hold:
+        // another fleet service, or one of a node's local services. Each
+        // node resolves it against what it runs (fleet::Overlay).
+        let known: Vec<String> = if fleet_spec {
+            names.iter().cloned().chain(raw.depends_on.iter().flatten().map(|(d, _)| d.clone())).collect()
+        } else {
+            names.clone()
+        };
         if fleet_spec {
-            placements.extend(super::fleet::placement(&mut sink, &what, table).map(|p| (name.clone(), p)));
+            placements.extend(super::fleet::placement(sink, &what, table).map(|p| (name.clone(), p)));
         } else if table.contains_key("placement") {
             let hint = Some("placement only in specs for `corral fleet apply`".into());
             sink.push(key_span(table, "placement"), format!("{what}: `placement` is for fleet services"), hint, None);
         }
-        if let Some(spec) = service_spec(&mut sink, &name, span, raw, table, &names, &base) {
+        if let Some(spec) = service_spec(sink, &name, span, raw, table, &known, (&base, daemon.log_format)) {
             specs.insert(name, spec);
         }
     }
-    total_instances(&mut sink, &specs, &spans);
+    total_instances(&mut sinks, &specs, &spans);
     if let Some(cycle) = find_cycle(&deps) {
-        sink.push(
-            dep_spans.get(&cycle[0]).cloned().flatten(),
+        let (idx, span) = dep_spans.get(&cycle[0]).cloned().unwrap_or((0, None));
+        sinks[idx].push(
+            span,
             format!("dependency cycle: {}", cycle.join(" -> ")),
             Some("services that depend on each other in one direction only".into()),
             None,
         );
     }
-    let errors = sink.finish();
+    let errors: Vec<_> = sinks.into_iter().flat_map(Sink::finish).collect();
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    Ok((Config { path: path.to_path_buf(), daemon, fleet, services: specs }, placements))
+    let config = Config { path: path.to_path_buf(), daemon, fleet, services: specs, included };
+    Ok((config, placements))
+}
+
+/// The `[services.NAME]` tables of one file.
+fn read_services<'d>(sink: &mut Sink<'_>, item: &'d Item, key_span: Span, idx: usize, out: &mut Vec<Found<'d>>) {
+    let Some(table) = item.as_table_like() else {
+        sink.push(key_span, "`services` must be a table", Some("[services.NAME] sections".into()), None);
+        return;
+    };
+    for (name, sitem) in table.iter() {
+        let span = table.get_key_value(name).and_then(|(k, _)| k.span());
+        let what = format!("service `{name}`");
+        if let Some(raw) = read_table::<RawService>(sink, sitem, span.clone(), &what) {
+            if let Some(t) = sitem.as_table_like() {
+                out.push((name.to_string(), span, raw, t, idx));
+            }
+        }
+    }
 }
 
 /// The daemon-wide bound on instances, reported at the service that
-/// crosses it (in file order).
-fn total_instances(sink: &mut Sink<'_>, specs: &BTreeMap<String, ServiceSpec>, spans: &BTreeMap<String, Span>) {
-    let mut in_order: Vec<(&Span, u32)> =
-        specs.iter().map(|(name, s)| (spans.get(name).unwrap_or(&None), s.instances)).collect();
-    in_order.sort_by_key(|(span, _)| span.as_ref().map_or(usize::MAX, |r| r.start));
+/// crosses it (in file order, the main file first).
+fn total_instances(
+    sinks: &mut [Sink<'_>],
+    specs: &BTreeMap<String, ServiceSpec>,
+    spans: &BTreeMap<String, (usize, Span)>,
+) {
+    let mut in_order: Vec<(usize, &Span, u32)> = specs
+        .iter()
+        .map(|(name, s)| spans.get(name).map_or((0, &None, s.instances), |(i, span)| (*i, span, s.instances)))
+        .collect();
+    in_order.sort_by_key(|(i, span, _)| (*i, span.as_ref().map_or(usize::MAX, |r| r.start)));
     let mut total = 0u32;
-    for (span, n) in in_order {
+    for (idx, span, n) in in_order {
         total = total.saturating_add(n);
         if total > MAX_TOTAL_INSTANCES {
-            sink.push(
+            sinks[idx].push(
                 span.clone(),
                 format!("more than {MAX_TOTAL_INSTANCES} instances in all services together"),
                 Some("fewer services or instances; spread them over several daemons".into()),
@@ -291,6 +358,7 @@ fn daemon_config(sink: &mut Sink<'_>, raw: RawDaemon, base: &Path, root: &toml_e
         metrics_listen: raw.metrics_listen.map(|a| a.0),
         watch_config: raw.watch_config.unwrap_or(true),
         client_timeout: client_timeout.clamp(shortest, longest),
+        log_format: raw.logs.and_then(|l| l.format).unwrap_or_default(),
     }
 }
 
@@ -333,10 +401,10 @@ fn service_spec(
     sink: &mut Sink<'_>,
     name: &str,
     span: Span,
-    raw: RawService,
+    mut raw: RawService,
     table: &dyn TableLike,
     names: &[String],
-    base: &Path,
+    (base, log_format): (&Path, crate::logs::LogFormat),
 ) -> Option<ServiceSpec> {
     let errors_before = sink.out.len();
     let what = format!("service `{name}`");
@@ -401,6 +469,10 @@ fn service_spec(
         RawRestart::OnFailure => RestartPolicy::OnFailure,
         RawRestart::Always => RestartPolicy::Always,
     };
+    let scheduled = super::schedule::read(sink, &what, table, raw.instances.is_some(), raw.restart);
+    let instances = scheduled.schedule.as_ref().map_or(instances, |s| s.max_concurrent);
+    // A scheduled run that fails waits for the next tick unless asked.
+    let restart = if scheduled.schedule.is_some() && raw.restart.is_none() { RestartPolicy::No } else { restart };
     let mut backoff = Backoff::default();
     if let Some(b) = raw.backoff {
         let bspan = key_span(table, "backoff");
@@ -523,6 +595,7 @@ fn service_spec(
         };
         depends_on.insert(dep, cond);
     }
+    let log_output = super::log_output::output(sink, name, raw.logs.as_mut(), table, log_format, base);
     let mut logs = LogPolicy::default();
     if let Some(l) = raw.logs {
         logs.max_size = l.max_size.map_or(logs.max_size, |s| s.0);
@@ -568,9 +641,17 @@ fn service_spec(
             );
         }
     }
+    let watch = super::watch_restart::read(sink, &what, table, base);
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
     let isolate = super::isolate::isolation(sink, &what, table, base);
+    let env_files = super::env_file::env_files(sink, &what, table, base);
+    let identity = super::identity::identity(sink, &what, table);
+    let path_var = raw.env.as_ref().and_then(|e| e.get("PATH")).cloned();
+    let (hooks, reload) = super::hooks::hooks(sink, &what, table, path_var.as_deref(), cwd.as_deref());
+    let notify =
+        super::protocols::notify(sink, &what, (raw.notify, raw.notify_fd, raw.watchdog, raw.start_timeout), table);
+    let sockets = super::protocols::sockets(sink, &what, raw.sockets, table, &notify);
     if sink.out.len() > errors_before {
         return None;
     }
@@ -590,10 +671,20 @@ fn service_spec(
         timeout,
         depends_on,
         logs,
+        log_output,
         user: raw.user,
         health,
         alerts,
         isolate,
+        schedule: scheduled.schedule,
+        cron_restart: scheduled.cron_restart,
+        watch,
+        env_files,
+        identity,
+        hooks,
+        reload,
+        notify,
+        sockets,
     })
 }
 

@@ -15,13 +15,10 @@ use super::status::InstanceValue;
 use super::{emit, now_ms, AbortOnDrop};
 use crate::event::EventLog;
 use crate::supervisor::Supervisor;
-use etcd_client::{Client, Compare, CompareOp, GetOptions, LockOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, LockOptions, Txn, TxnOp, WatchOptions};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// How often a driver reads the status of a step (bounded work: a few
-/// ranges a second for the one node that drives).
-const POLL: Duration = Duration::from_millis(300);
 /// A step whose instances are not all ready by then has failed.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -96,7 +93,12 @@ async fn drive(mut client: Client, keys: Keys, service: String, node: String, le
             continue;
         }
         if r.state == RolloutState::Paused {
-            tokio::time::sleep(POLL).await;
+            // Until an operator moves it: the next write of the rollout.
+            let from = WatchOptions::new().with_start_revision(rrev + 1);
+            let Ok(mut w) = client.watch(keys.rollout(&service), Some(from)).await else { break };
+            if !matches!(w.message().await, Ok(Some(_))) {
+                break;
+            }
             continue;
         }
         let percent = r.steps[r.step.min(r.steps.len() - 1)];
@@ -157,7 +159,13 @@ async fn gate(
     r: &Rollout,
     rrev: i64,
 ) -> Gate {
-    let deadline = Instant::now() + STEP_TIMEOUT;
+    // Woken by any write in the cluster (status, nodes, the rollout),
+    // never by a timer but for the pause's end and the deadline. Opened
+    // before the first read, so no change falls between the two.
+    let Ok(mut changes) = client.watch(keys.root(), Some(WatchOptions::new().with_prefix())).await else {
+        return Gate::Lost;
+    };
+    let deadline = corral::deadline::after(Instant::now(), STEP_TIMEOUT);
     let pause = Duration::from_millis(r.pause_ms);
     let mut healthy_since: Option<Instant> = None;
     loop {
@@ -186,7 +194,17 @@ async fn gate(
                 }
             }
         }
-        tokio::time::sleep(POLL).await;
+        let wake = healthy_since.map_or(deadline, |t| corral::deadline::after(t, pause).min(deadline));
+        tokio::select! {
+            m = changes.message() => {
+                if !matches!(m, Ok(Some(_))) {
+                    return Gate::Lost;
+                }
+                // A burst of writes (every instance of a step) is one look.
+                while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::from_millis(5), changes.message()).await {}
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
     }
 }
 
@@ -230,7 +248,8 @@ pub(crate) async fn write(
         ops.push(TxnOp::put(keys.service(service), serde_json::to_vec(d).unwrap_or_default(), None));
     }
     let what = r.and_then(|r| r.history.last()).map(|e| e.what.clone()).unwrap_or_default();
-    let audit = serde_json::json!({ "who": by, "at": crate::time::now_rfc3339(), "action": "rollout", "service": service, "what": what });
+    let actor = crate::api::Actor::fleet(by);
+    let audit = serde_json::json!({ "actor": actor, "ts": crate::time::now_rfc3339(), "action": "rollout", "service": service, "what": what });
     ops.push(TxnOp::put(keys.event(now_ms(), by, 0), audit.to_string(), None));
     let ok = client.txn(Txn::new().when(guard).and_then(ops)).await.map_err(|e| e.to_string())?.succeeded();
     if let (true, Some(events)) = (ok, events) {

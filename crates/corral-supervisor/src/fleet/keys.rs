@@ -24,6 +24,11 @@ impl Keys {
         Keys { root: format!("/corral/{cluster}/") }
     }
 
+    /// Prefix of every key of the cluster.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
     /// Prefix of every registration.
     pub fn nodes(&self) -> String {
         format!("{}nodes/", self.root)

@@ -4,6 +4,7 @@
 //! - [`spec`]: a desired service (the `[services.*]` schema plus
 //!   [`placement`]) as etcd holds it.
 //! - [`placement`]: which services a node runs (pure).
+//! - `deps`: fleet services held back on a node that lacks a dependency.
 //! - [`connect`]: TLS, credentials and one-line errors.
 //! - `registration` (lease + keep-alive), `watch` (desired state,
 //!   resumed or resynced), `status` (published on change only), `cache`
@@ -14,6 +15,7 @@
 mod cache;
 #[cfg(feature = "fleet")]
 pub mod connect;
+mod deps;
 #[cfg(feature = "fleet")]
 mod driver;
 pub mod keys;
@@ -45,6 +47,9 @@ pub(crate) struct Overlay {
     pub applied: BTreeSet<String>,
     /// How the node's link to etcd is.
     pub link: Option<Link>,
+    /// Fleet services not run here, with why (a dependency this node
+    /// lacks); reported once per change.
+    pub held: BTreeMap<String, String>,
 }
 
 impl Overlay {
@@ -67,6 +72,14 @@ impl Overlay {
             config.services.insert(name.clone(), spec.clone());
             self.applied.insert(name.clone());
         }
+        let held = deps::hold_back(&mut config.services, &self.applied);
+        for (name, why) in &held {
+            self.applied.remove(name);
+            if self.held.get(name) != Some(why) {
+                emit(events, name, format!("fleet: service `{name}` is not started on this node: {why}"));
+            }
+        }
+        self.held = held;
         config
     }
 }
@@ -149,6 +162,8 @@ pub(crate) fn emit(events: &EventLog, service: &str, reason: String) {
         ready: None,
         probe: None,
         alert: None,
+        hook: None,
+        actor: None,
     });
 }
 

@@ -171,7 +171,15 @@ impl Node {
             tokio::select! {
                 why = &mut keep.0 => return why.unwrap_or_else(|e| e.to_string()),
                 u = watch::next(stream, &self.keys, &mut self.desired) => match u {
-                    Ok(Update::Changed) => self.apply().await,
+                    Ok(Update::Changed) => {
+                        self.apply().await;
+                        // A change that leaves this node's spec alone (say,
+                        // another node's placement) still moves the revision
+                        // it runs; no instance event would publish it.
+                        if let Err(e) = self.publish(client, lease).await {
+                            return e;
+                        }
+                    }
                     Ok(Update::Compacted) => {
                         emit(self.sup.events(), "fleet", "fleet: the last revision seen was compacted: resync".into());
                         self.desired.revision = 0;

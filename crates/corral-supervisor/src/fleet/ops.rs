@@ -25,13 +25,15 @@ pub struct Target {
     pub auth: FleetAuth,
 }
 
-/// An audit event under `events/`.
+/// An audit event under `events/`. Its field names are the daemon's
+/// events' own (`actor`, `ts`), so one reader reads both.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// Who (etcd user, client certificate, or OS user).
-    pub who: String,
+    /// Who: `via = "fleet"` and the etcd user, client certificate
+    /// (`cert:<CN>`) or OS user (`<user>@<host>`) as `user`.
+    pub actor: crate::api::Actor,
     /// When (RFC 3339 UTC).
-    pub at: String,
+    pub ts: String,
     /// What: `apply`, `scale`.
     pub action: String,
     /// Services changed, with their new revision.
@@ -175,7 +177,8 @@ async fn commit(
     mut puts: Vec<TxnOp>,
 ) -> Result<(), String> {
     let at = crate::time::now_rfc3339();
-    let ev = AuditEvent { who: who.into(), at, action: action.into(), services: changed.clone() };
+    let ev =
+        AuditEvent { actor: crate::api::Actor::fleet(who), ts: at, action: action.into(), services: changed.clone() };
     puts.push(TxnOp::put(keys.event(now_ms(), who, 0), serde_json::to_vec(&ev).unwrap_or_default(), None));
     let r = client.txn(Txn::new().when(checks).and_then(puts)).await.map_err(|e| format!("cannot write: {e}"))?;
     if !r.succeeded() {

@@ -46,7 +46,7 @@ pub(crate) async fn check(argv: &[String], env: &ExecEnv, timeout: Duration) -> 
 }
 
 /// Reads to the end, keeping the last `KEEP` bytes.
-async fn tail<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
+pub(crate) async fn tail<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     let Some(mut r) = r else { return Vec::new() };
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
@@ -62,7 +62,7 @@ async fn tail<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     kept
 }
 
-fn last_line(bytes: &[u8]) -> Option<String> {
+pub(crate) fn last_line(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);
     text.lines().map(str::trim).rfind(|l| !l.is_empty()).map(|l| l.chars().take(200).collect())
 }

@@ -1,11 +1,13 @@
 //! `http = "http://host:port/path"` (or `https://`): one GET on a fresh
 //! connection, passed when the status is one of the expected ones (2xx by
-//! default). The body is not read past what the status line needs. An
+//! default). The body is not read past what the status line needs, unless
+//! the probe asks about it ([`BodyCheck`]: at most [`MAX_BODY`] bytes). An
 //! https probe verifies the server as its [`Trust`] says, against the
 //! URL's host.
 
+use super::body::{BodyCheck, MAX_BODY};
 use crate::tls::Trust;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::rt::{Read, Write};
 use hyper::Uri;
@@ -42,6 +44,7 @@ pub async fn check(
     headers: &BTreeMap<String, String>,
     status: &[(u16, u16)],
     trust: &Trust,
+    body: Option<&BodyCheck>,
 ) -> Result<String, String> {
     let uri: Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let https = is_https(url);
@@ -52,10 +55,10 @@ pub async fn check(
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = stream.set_nodelay(true);
     if !https {
-        return get(hyper_util::rt::TokioIo::new(stream), &uri, &host, headers, status).await;
+        return get(hyper_util::rt::TokioIo::new(stream), &uri, &host, headers, status, body).await;
     }
     let tls = crate::tls::connect(stream, &host, trust).await.map_err(|e| format!("{host}:{port}: {e}"))?;
-    get(hyper_util::rt::TokioIo::new(tls), &uri, &host, headers, status).await
+    get(hyper_util::rt::TokioIo::new(tls), &uri, &host, headers, status, body).await
 }
 
 /// The request itself, over plain TCP or TLS.
@@ -65,6 +68,7 @@ async fn get<IO: Read + Write + Unpin + Send + 'static>(
     host: &str,
     headers: &BTreeMap<String, String>,
     status: &[(u16, u16)],
+    body: Option<&BodyCheck>,
 ) -> Result<String, String> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("http: {e}"))?;
     // The connection is driven beside the request and dropped with it.
@@ -85,10 +89,21 @@ async fn get<IO: Read + Write + Unpin + Send + 'static>(
         Some(r) => format!("status {} {r}", code.as_u16()),
         None => format!("status {}", code.as_u16()),
     };
-    if accepted(code.as_u16(), status) {
-        Ok(shown)
-    } else {
-        Err(shown)
+    if !accepted(code.as_u16(), status) {
+        return Err(shown);
+    }
+    let Some(want) = body else { return Ok(shown) };
+    let read = Limited::new(resp.into_body(), MAX_BODY).collect().await;
+    let bytes = match read {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(format!("{shown}, but the body is over {} KiB", MAX_BODY >> 10));
+        }
+        Err(e) => return Err(format!("{shown}, but reading the body failed: {e}")),
+    };
+    match want.check(&bytes) {
+        Ok(()) => Ok(format!("{shown}, body ok")),
+        Err(why) => Err(format!("{shown}, but {why}")),
     }
 }
 

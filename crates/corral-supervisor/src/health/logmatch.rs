@@ -60,9 +60,9 @@ async fn follow(mut follower: Follower, mut pending: Vec<(Regex, watch::Sender<b
     while !pending.is_empty() {
         let Some(batch) = follower.next().await else { return };
         for line in &batch.lines {
-            let text = text_of(line);
+            let text = crate::logs::text_of(line);
             pending.retain(|(re, tx)| {
-                if re.is_match(text) {
+                if re.is_match(&text) {
                     let _ = tx.send(true);
                     false
                 } else {
@@ -70,24 +70,5 @@ async fn follow(mut follower: Follower, mut pending: Vec<(Regex, watch::Sender<b
                 }
             });
         }
-    }
-}
-
-/// A log line is `<ts> <out|err> <text>`; patterns see only the text.
-fn text_of(line: &str) -> &str {
-    let mut parts = line.splitn(3, ' ');
-    let _ts = parts.next();
-    let _tag = parts.next();
-    parts.next().unwrap_or("")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_see_the_text_only() {
-        assert_eq!(text_of("2024-05-01T12:00:00.000Z out listening on 8080"), "listening on 8080");
-        assert_eq!(text_of("2024-05-01T12:00:00.000Z err"), "");
     }
 }

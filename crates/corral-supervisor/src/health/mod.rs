@@ -16,7 +16,8 @@
 //! The runner of one run (`runner.rs`) only reports verdicts; the
 //! instance task acts on them. Thresholds are pure ([`policy`]).
 
-mod exec;
+mod body;
+pub(crate) mod exec;
 mod http;
 mod logmatch;
 pub mod policy;
@@ -26,6 +27,7 @@ mod spec;
 mod tcp;
 mod verdict;
 
+pub use body::{BodyCheck, MAX_BODY};
 pub(crate) use exec::ExecEnv;
 pub use spec::{Check, HealthSpec, Probe, ProbeKind};
 pub use verdict::Cause;

@@ -23,8 +23,8 @@ const EXEC_SLACK: Duration = Duration::from_secs(10);
 pub(crate) async fn check(check: &Check, ctx: &CheckCtx, timeout: Duration) -> Result<String, String> {
     let timed_out = || format!("timed out after {}", corral::units::format_duration(timeout));
     match check {
-        Check::Http { url, headers, status, trust } => {
-            tokio::time::timeout(timeout, http::check(url, headers, status, trust))
+        Check::Http { url, headers, status, trust, body } => {
+            tokio::time::timeout(timeout, http::check(url, headers, status, trust, body.as_ref()))
                 .await
                 .unwrap_or_else(|_| Err(timed_out()))
         }

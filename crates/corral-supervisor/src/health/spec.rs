@@ -116,6 +116,8 @@ pub enum Check {
         /// Whom an https probe trusts: Mozilla's roots, `ca = "ca.pem"`,
         /// or nobody checked (`insecure = true`). `Roots` for http.
         trust: crate::tls::Trust,
+        /// What the body must say besides (`body` or `json`), if anything.
+        body: Option<super::BodyCheck>,
     },
     /// `tcp = "host:port"`: the port accepts a connection.
     Tcp {

@@ -8,7 +8,8 @@
 //! read's worth per stream) and goes out first, from the exact byte where
 //! the file stopped.
 
-use super::{LineSplitter, LogHub, RotatingFile, Stream, MAX_LINE};
+use super::ship::Shipper;
+use super::{LineSplitter, LogFormat, LogHub, LogLine, RotatingFile, Stream, MAX_LINE};
 use crate::config::LogPolicy;
 use std::io;
 use std::sync::Arc;
@@ -45,8 +46,19 @@ pub struct Source {
     pub stderr: Option<std::process::ChildStderr>,
 }
 
+/// How each line is written and where else it goes.
+pub struct Delivery {
+    /// The file's format.
+    pub format: LogFormat,
+    /// The leader's pid, for JSON lines and shipped ones.
+    pub pid: Option<u32>,
+    /// The sinks lines are shipped to, if any.
+    pub ship: Option<Shipper>,
+}
+
 /// Captures until both pipes reach end of file, which happens once every
 /// process that held them is gone.
+#[allow(clippy::too_many_arguments)]
 pub async fn capture(
     src: Source,
     hub: Arc<LogHub>,
@@ -55,6 +67,7 @@ pub async fn capture(
     label: String,
     policy: LogPolicy,
     stall: Arc<dyn Stall>,
+    delivery: Delivery,
 ) {
     let path = hub.path(&service, instance);
     let mut file = match RotatingFile::open(&path, policy.max_size, policy.keep) {
@@ -82,6 +95,7 @@ pub async fn capture(
         stall: &*stall,
         held: None,
         echo: Vec::new(),
+        delivery,
     };
     while out.is_some() || err.is_some() {
         tokio::select! {
@@ -154,6 +168,7 @@ struct Writer<'a> {
     held: Option<io::Error>,
     /// Echoed lines of the current read, printed together in `publish`.
     echo: Vec<u8>,
+    delivery: Delivery,
 }
 
 impl Writer<'_> {
@@ -175,8 +190,18 @@ impl Writer<'_> {
             (Stream::Err, false) => "err",
             (Stream::Err, true) => "err+",
         };
+        let record = (self.delivery.format == LogFormat::Json || self.delivery.ship.is_some()).then(|| {
+            let pid = self.delivery.pid;
+            Arc::new(LogLine { ts: ts.to_string(), stream, continued, pid, bytes: piece.to_vec() })
+        });
         if let Some(f) = self.file.as_mut() {
-            f.write_parts(&[ts.as_bytes(), b" ", tag.as_bytes(), b" ", piece]);
+            match (&record, self.delivery.format) {
+                (Some(r), LogFormat::Json) => f.write_parts(&[r.to_json(self.service, self.instance).as_bytes()]),
+                _ => f.write_parts(&[ts.as_bytes(), b" ", tag.as_bytes(), b" ", piece]),
+            }
+        }
+        if let (Some(ship), Some(r)) = (&self.delivery.ship, &record) {
+            ship.ship(r);
         }
         if let Some(echo) = self.hub.echo() {
             echo.format(&mut self.echo, self.label, piece);

@@ -11,7 +11,10 @@ pub mod capture;
 mod follow;
 mod hub;
 mod line;
+pub mod output;
+mod record;
 mod rotate;
+pub mod ship;
 mod stall;
 
 pub use capture::capture;
@@ -19,6 +22,8 @@ pub(crate) use follow::{last_lines, Mark};
 pub use follow::{tail, Batch, Follower, READ_MAX};
 pub use hub::{Echo, LogHub};
 pub use line::LineSplitter;
+pub use output::LogOutput;
+pub use record::{text_of, LogFormat, LogLine};
 pub use rotate::RotatingFile;
 pub(crate) use stall::StallReport;
 

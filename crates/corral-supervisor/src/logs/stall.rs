@@ -20,7 +20,7 @@ pub(crate) struct StallReport {
 }
 
 impl StallReport {
-    fn emit(&self, reason: String) {
+    pub(crate) fn emit(&self, reason: String) {
         let (state, pid) = {
             let s = self.status.borrow();
             (s.state, s.pid)
@@ -40,6 +40,8 @@ impl StallReport {
             ready: None,
             probe: None,
             alert: None,
+            hook: None,
+            actor: None,
         });
     }
 }

@@ -2,5 +2,13 @@
 //! rest of the crate stays platform-neutral. Process effects (groups,
 //! leftovers) belong to the `corral` library, not here.
 
+#[cfg(windows)]
+pub(crate) mod eventlog;
+#[cfg(unix)]
+pub(crate) mod listen_unix;
 pub(crate) mod nofile;
+#[cfg(target_os = "linux")]
+pub(crate) mod notify_socket;
+pub(crate) mod read_config;
 pub(crate) mod safe_fs;
+pub(crate) mod signal;

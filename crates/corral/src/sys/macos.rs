@@ -111,6 +111,12 @@ impl SysGroup for Group {
 
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
         unix::hygiene::restore_sigchld()?;
+        // Passed fds and pid variables: the last hook execs the leader itself.
+        let image = match &cmd {
+            crate::command::Leader::Own(c) => unix::passing::ExecImage::of(c, &[("CORRAL_GROUP", &self.spec.id)])
+                .map_err(|e| Error::os(format!("starting {}", c.get_program().to_string_lossy()), e))?,
+            crate::command::Leader::Std(_) => None,
+        };
         let mut cmd = cmd.into_std();
         cmd.env("CORRAL_GROUP", &self.spec.id);
         cmd.process_group(0);
@@ -131,6 +137,9 @@ impl SysGroup for Group {
                 unix::hygiene::reset_ignored_signals();
                 unix::hygiene::close_inherited_fds(sweep, 3)
             });
+        }
+        if let Some(image) = image {
+            image.install(&mut cmd);
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
         let child = cmd.spawn().map_err(|e| match e.raw_os_error() {

@@ -46,7 +46,6 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -432,11 +431,18 @@ impl SysGroup for Group {
 
     fn spawn_leader(&self, cmd: LeaderCmd) -> crate::Result<Spawned> {
         unix::hygiene::restore_sigchld()?;
-        let mut cmd = match self.try_clone3(cmd)? {
+        let leader = match self.try_clone3(cmd)? {
             Ok(started) => return Ok(started),
-            Err(std_cmd) => std_cmd,
+            Err(leader) => leader,
         };
         let id = self.spec.id.clone();
+        // Passed fds and pid variables: the last hook execs the leader itself.
+        let image = match &leader {
+            LeaderCmd::Own(c) => unix::passing::ExecImage::of(c, &[("CORRAL_GROUP", &id)])
+                .map_err(|e| Error::os(format!("starting {}", c.get_program().to_string_lossy()), e))?,
+            LeaderCmd::Std(_) => None,
+        };
+        let mut cmd = leader.into_std();
         cmd.env("CORRAL_GROUP", &id);
         cmd.process_group(0);
         let mut files: Vec<PathBuf> = Vec::new();
@@ -480,6 +486,9 @@ impl SysGroup for Group {
                 unix::hygiene::reset_ignored_signals();
                 unix::hygiene::close_inherited_fds(sweep, 3)
             });
+        }
+        if let Some(image) = image {
+            image.install(&mut cmd);
         }
         let program = cmd.get_program().to_string_lossy().into_owned();
         let guard = reaper::spawning();
@@ -689,9 +698,9 @@ impl Group {
 
 impl Group {
     /// Starts a corral `Command` with `clone3` straight into the group.
-    /// Gives the command back, as a std one, for the fork path when
-    /// `clone3` is refused, forced off, or the command is std's own.
-    fn try_clone3(&self, cmd: LeaderCmd) -> crate::Result<Result<Spawned, Command>> {
+    /// Gives the command back for the fork path when `clone3` is
+    /// refused, forced off, or the command is std's own.
+    fn try_clone3(&self, cmd: LeaderCmd) -> crate::Result<Result<Spawned, LeaderCmd>> {
         let isolated = !self.spec.isolation.is_empty();
         let cmd = match cmd {
             // An isolated spawn is fork-like already: CORRAL_SPAWN=fork
@@ -701,7 +710,7 @@ impl Group {
                 return Err(Error::new(ErrorKind::Unsupported, "isolation needs a corral::Command as the leader")
                     .hint("build the leader with corral::Command; std's Command keeps its settings private"))
             }
-            other => return Ok(Err(other.into_std())),
+            other => return Ok(Err(other)),
         };
         let program = cmd.get_program().to_string_lossy().into_owned();
         let not_writable = |p: &std::path::Path, e: io::Error| {
@@ -731,7 +740,7 @@ impl Group {
                 return Err(Error::new(ErrorKind::Unsupported, format!("starting {program}: clone3 was refused"))
                     .hint("isolation needs clone3 (Linux 5.7+, no seccomp filter on it); see `corral doctor`"))
             }
-            Err(spawn::NotStarted::Refused) => return Ok(Err(cmd.into_std())),
+            Err(spawn::NotStarted::Refused) => return Ok(Err(LeaderCmd::Own(cmd))),
             Err(spawn::NotStarted::Failed { step: Some(spawn::Step::Exec), err, .. }) => {
                 return Err(spawn_error(&program, err))
             }

@@ -4,6 +4,8 @@
 //! async-signal-safe: raw syscalls only, no allocation, no locks.
 
 pub(crate) mod hygiene;
+pub(crate) mod identity;
+pub(crate) mod passing;
 
 use crate::{ExitStatus, Signal};
 use std::io;

@@ -79,12 +79,12 @@ impl Step {
             Step::JoinCgroup => "joining the group's v1 cgroups",
             Step::Rlimit => "setting its rlimits",
             Step::Stdio => "connecting its stdin/stdout/stderr",
-            Step::Groups => "dropping supplementary groups",
+            Step::Groups => "setting its supplementary groups",
             Step::Gid => "switching to the group id",
             Step::Uid => "switching to the user id",
             Step::DeathSignal => "arming its parent-death signal",
             Step::Cwd => "changing to its working directory",
-            Step::Fds => "marking inherited fds close-on-exec",
+            Step::Fds => "marking inherited fds close-on-exec and placing passed ones",
             Step::Exec => "executing the program",
             Step::Mount => "setting up its mounts",
             Step::Network => "setting up its network namespace",
@@ -162,7 +162,13 @@ unsafe fn run(p: &Plan) -> ! {
         if let Some(iso) = &p.isolate {
             confine::before_user_switch(p, iso);
         }
-        if p.drop_groups {
+        if let Some(groups) = &p.groups {
+            // Asked for: a refusal (no CAP_SETGID) is a failure, not a
+            // leader that runs with the controller's groups.
+            if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+                fail(p, Step::Groups, errno());
+            }
+        } else if p.drop_groups {
             // Without CAP_SETGID this fails harmlessly, as in std.
             if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
                 && errno() != libc::EPERM
@@ -198,18 +204,24 @@ unsafe fn run(p: &Plan) -> ! {
                 fail(p, Step::Cwd, errno());
             }
         }
-        // Only 0, 1 and 2 pass; the same sweep as the fork path's.
-        if hygiene::close_inherited_fds(p.sweep, 3).is_err() {
+        if let Some(mask) = p.umask {
+            libc::umask(mask);
+        }
+        // Only 0, 1 and 2 pass; the same sweep as the fork path's. Then the
+        // fds passed on purpose, at their numbers, and the pid variables.
+        if hygiene::close_inherited_fds(p.sweep, 3).is_err() || p.passing.apply().is_err() {
             fail(p, Step::Fds, errno());
         }
         if pid_ns {
             // Returns in the leader only; this task stays as the init.
             init::fork_leader(p);
         }
+        // In the leader: with a PID namespace, its pid is not the clone's.
+        p.env.fill_pids();
         let mut err = libc::ENOENT;
         let mut denied = false;
         for c in &p.candidates {
-            libc::execve(c.as_ptr(), p.argv_ptrs.as_ptr(), p.envp_ptrs.as_ptr());
+            libc::execve(c.as_ptr(), p.argv_ptrs.as_ptr(), p.env.ptrs.as_ptr());
             err = errno();
             match err {
                 // execvp's rule: a denied candidate is remembered, the search goes on.

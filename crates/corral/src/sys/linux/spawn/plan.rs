@@ -4,14 +4,13 @@
 
 use crate::command::{Command, StdioKind};
 use crate::sys::unix::hygiene::FdSweep;
+pub(super) use crate::sys::unix::passing::candidates;
+use crate::sys::unix::passing::{Envp, Passing};
 use crate::sys::unix::Rlimit;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-
-/// Where `execvp` looks when `PATH` is unset (glibc's default).
-const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
 pub(super) struct Plan {
     /// Full paths to try in order (one unless a `PATH` search).
@@ -19,14 +18,18 @@ pub(super) struct Plan {
     /// Owns the strings `argv_ptrs` points to.
     _argv: Vec<CString>,
     pub argv_ptrs: Vec<*const libc::c_char>,
-    /// Owns the strings `envp_ptrs` points to.
-    _envp: Vec<CString>,
-    pub envp_ptrs: Vec<*const libc::c_char>,
+    /// The environment, with the pid variables the child fills.
+    pub env: Envp,
+    /// fds put at fixed numbers after the sweep (socket activation).
+    pub passing: Passing,
     pub cwd: Option<CString>,
     pub uid: Option<libc::uid_t>,
     pub gid: Option<libc::gid_t>,
     /// Drop supplementary groups along with the uid (root only, like std).
     pub drop_groups: bool,
+    /// Set exactly these supplementary groups (instead of dropping them).
+    pub groups: Option<Vec<libc::gid_t>>,
+    pub umask: Option<libc::mode_t>,
     /// The fd to put on 0, 1 and 2; `None` inherits.
     pub stdio: [Option<RawFd>; 3],
     /// v1 `tasks` files the child writes `0` into.
@@ -80,28 +83,6 @@ fn above_stdio(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(d) })
 }
 
-/// The paths `execvp` would try for `program`, given the `PATH` in effect.
-pub(super) fn candidates(program: &OsStr, path: Option<&OsStr>) -> Vec<OsString> {
-    if program.as_bytes().contains(&b'/') || program.is_empty() {
-        return vec![program.to_owned()];
-    }
-    let path = path.map(|p| p.as_bytes()).unwrap_or(DEFAULT_PATH.as_bytes());
-    path.split(|b| *b == b':')
-        .map(|dir| {
-            if dir.is_empty() {
-                // An empty entry is the working directory, as for execvp.
-                return program.to_owned();
-            }
-            let mut c = dir.to_vec();
-            if !c.ends_with(b"/") {
-                c.push(b'/');
-            }
-            c.extend_from_slice(program.as_bytes());
-            OsString::from(std::ffi::OsStr::from_bytes(&c))
-        })
-        .collect()
-}
-
 impl Plan {
     /// Prepares `cmd`, with `extra_env` set over its environment and the
     /// leader joining `joins` (fds the caller keeps open).
@@ -132,18 +113,7 @@ impl Plan {
         for a in &cmd.args {
             argv.push(cstring(a)?);
         }
-        let mut envp = Vec::with_capacity(env.len());
-        for (k, v) in &env {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            envp.push(
-                CString::new(kv)
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))?,
-            );
-        }
         let argv_ptrs = argv.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        let envp_ptrs = envp.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let cwd = cmd.cwd.as_ref().map(|d| cstring(d.as_os_str())).transpose()?;
 
         let mut parent_ends: [Option<OwnedFd>; 3] = [None, None, None];
@@ -177,12 +147,14 @@ impl Plan {
             candidates,
             _argv: argv,
             argv_ptrs,
-            _envp: envp,
-            envp_ptrs,
+            env: Envp::new(&env, &cmd.pid_vars)?,
+            passing: Passing::prepare(&cmd.passed)?,
             cwd,
             uid: cmd.uid,
             gid: cmd.gid,
             drop_groups: cmd.uid.is_some() && euid == 0,
+            groups: cmd.groups.as_ref().map(|g| g.iter().map(|&g| g as libc::gid_t).collect()),
+            umask: cmd.umask.map(|m| m as libc::mode_t),
             stdio,
             joins,
             rlimits,
@@ -192,27 +164,5 @@ impl Plan {
             isolate: super::isolate::Prepared::new(isolation)?,
         };
         Ok((plan, Fds { parent_ends, child_ends, report_read, report_write }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_program_with_a_slash_is_run_as_given() {
-        assert_eq!(candidates(OsStr::new("./x"), Some(OsStr::new("/a:/b"))), vec![OsString::from("./x")]);
-    }
-
-    #[test]
-    fn path_entries_are_tried_in_order_and_an_empty_one_is_the_cwd() {
-        let c = candidates(OsStr::new("ls"), Some(OsStr::new("/usr/bin::/bin/")));
-        assert_eq!(c, vec![OsString::from("/usr/bin/ls"), OsString::from("ls"), OsString::from("/bin/ls")]);
-    }
-
-    #[test]
-    fn without_path_the_default_of_execvp_is_searched() {
-        let c = candidates(OsStr::new("sh"), None);
-        assert_eq!(c, vec![OsString::from("/bin/sh"), OsString::from("/usr/bin/sh")]);
     }
 }
