@@ -130,7 +130,9 @@ fn sleeper(name: &str) -> String {
 
 #[test]
 fn a_restart_through_the_unix_socket_names_the_callers_uid_and_pid() {
-    let mut d = Daemon::start(&sleeper("web"));
+    // The reload below is asked for through the socket, not by the watcher.
+    let toml = format!("[daemon]\nwatch_config = false\n{}", sleeper("web"));
+    let mut d = Daemon::start(&toml);
     d.wait_transition("web", "running");
     let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/services/web/restart");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
@@ -151,6 +153,32 @@ fn a_restart_through_the_unix_socket_names_the_callers_uid_and_pid() {
         shown.contains(&format!("web.0 running -> stopping (stop requested) by uid {uid} pid {pid} (unix)")),
         "{shown}"
     );
+    // A snapshot asked through the socket names its asker too.
+    let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/services/web/dump");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    d.wait_event("the dump event, named", |e| e["kind"] == "dump" && e["service"] == "web" && asked(e));
+    // A reload through the socket: told with its asker, and the restart of
+    // the changed service names it too.
+    std::fs::write(d.path("corral.toml"), toml.replace("120", "121")).unwrap();
+    let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/reload");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    d.wait_event("the reload told with its asker", |e| {
+        e["kind"] == "daemon" && e["reason"] == "reload requested" && asked(e)
+    });
+    wait_for("the reloaded web running, named", || {
+        let evs = d.events();
+        let n = evs.iter().filter(|e| is_transition(e) && e["to"] == "running" && asked(e)).count();
+        (n == 2).then_some(())
+    });
+    // A scale through the socket: the new instance's start names the asker.
+    let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/services/web/scale?instances=2");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    d.wait_event("web.1 running, named", |e| {
+        is_transition(e) && e["instance"] == 1 && e["to"] == "running" && asked(e)
+    });
+    d.wait_event("the scale told", |e| {
+        e["kind"] == "daemon" && e["reason"] == "scale of `web` to 2 requested" && asked(e)
+    });
     // A shutdown through the socket is told with its asker too.
     let reply = unix_request(&d.path(".corral/corral.sock"), "POST", "/v1/shutdown");
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");

@@ -178,6 +178,21 @@ fn cron_restart_with_seconds_restarts_a_long_running_service_and_nothing_is_left
 }
 
 #[test]
+fn a_reload_that_changes_a_schedule_keeps_it_armed() {
+    let job =
+        |code: u8| format!("[services.job]\ncommand = [{tk}, \"--exit\", \"{code}\"]\nevery = \"1s\"\n", tk = tk());
+    let dir = Daemon::dir();
+    std::fs::write(dir.path().join("corral.toml"), job(3)).unwrap();
+    let mut d = Daemon::restart_in(dir);
+    d.wait_event("a run ending with 3", |e| is_transition(e) && e["service"] == "job" && e["exit"]["code"] == 3);
+    std::fs::write(d.path("corral.toml"), job(4)).unwrap();
+    let out = d.corral(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    d.wait_event("a run of the new spec", |e| is_transition(e) && e["service"] == "job" && e["exit"]["code"] == 4);
+    d.down();
+}
+
+#[test]
 fn a_bad_cron_field_or_an_unknown_zone_is_an_error_at_load_with_its_place() {
     let dir = Daemon::dir();
     let path = dir.path().join("corral.toml");
@@ -210,7 +225,7 @@ fn a_change_restarts_the_service_once_per_burst_and_ignored_files_do_nothing() {
         r#"
         [services.web]
         command = [{tk}, "--children", "1", "--sleep", "60"]
-        watch = {{ paths = ["src"], ignore = ["*.log"], debounce = "300ms" }}
+        watch = {{ paths = ["src"], ignore = ["*.log"], debounce = "1s" }}
         "#,
         tk = tk()
     );
@@ -235,24 +250,44 @@ fn a_change_restarts_the_service_once_per_burst_and_ignored_files_do_nothing() {
 
 #[test]
 fn signal_action_signals_the_group_instead_of_restarting_it() {
+    watch_without_restart("action = \"signal:HUP\"", "");
+}
+
+#[test]
+fn reload_action_runs_the_services_own_reload_instead_of_restarting_it() {
+    watch_without_restart("action = \"reload\"", "reload_signal = \"HUP\"");
+}
+
+/// A change under `conf/` must reach the service as a SIGHUP (by `action`,
+/// with `extra` keys in the service), and not restart it.
+fn watch_without_restart(action: &str, extra: &str) {
     let dir = Daemon::dir();
     std::fs::create_dir(dir.path().join("conf")).unwrap();
     let got = dir.path().join("hups");
-    // A loop that ends by itself within a minute, recording each SIGHUP.
+    let trapped = dir.path().join("trapped");
+    // A loop that ends by itself within a minute, recording each SIGHUP
+    // (and saying when its trap is set: a SIGHUP before would end it).
     let script = format!(
-        "trap 'echo hup >> {f}' HUP; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
-        f = got.display()
+        "trap 'echo hup >> {f}' HUP; echo > {t}; i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+        f = got.display(),
+        t = trapped.display()
     );
     let toml = format!(
         r#"
         [services.app]
         command = ["sh", "-c", {script}]
-        watch = {{ paths = ["conf"], debounce = "50ms", action = "signal:HUP" }}
+        watch = {{ paths = ["conf"], debounce = "50ms", {action} }}
+        {extra}
         "#,
         script = q(&script)
     );
     let mut d = Daemon::start_in(dir, &toml);
     d.wait_transition("app", "running");
+    let end = Instant::now() + LONG;
+    while !trapped.exists() {
+        assert!(Instant::now() < end, "the service never set its trap");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::write(d.path("conf/app.yml"), "a: 1").unwrap();
     let end = Instant::now() + LONG;
     while !std::fs::read_to_string(&got).unwrap_or_default().contains("hup") {

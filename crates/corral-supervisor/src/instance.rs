@@ -165,6 +165,7 @@ impl Instance {
         status: watch::Receiver<Snapshot>,
         service: &str,
         index: u32,
+        by: Option<crate::api::Actor>,
     ) -> Result<String, String> {
         let group = cell.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let state = status.borrow().state;
@@ -173,7 +174,9 @@ impl Instance {
         tokio::task::spawn_blocking(move || {
             let (reason, dir) = snapshot(&ctx, &service, index, &group, "requested by a client");
             let note = Note { kind: EventKind::Dump, reason: reason.clone(), ready: None, probe: None, alert: None };
-            ctx.events.emit(note.into_event(&service, index, state, Some(group.pid())));
+            let mut event = note.into_event(&service, index, state, Some(group.pid()));
+            event.actor = by;
+            ctx.events.emit(event);
             dir.ok_or(reason)
         })
         .await

@@ -250,10 +250,6 @@ impl Supervisor {
         Ok(())
     }
 
-    fn start_locked(&self, names: &[String]) {
-        self.start_locked_by(names, None)
-    }
-
     fn start_locked_by(&self, names: &[String], by: Option<&Actor>) {
         if self.is_stopping() {
             return;
@@ -399,6 +395,11 @@ impl Supervisor {
     /// without stopping anything. One result per instance: the folder, or
     /// why there is none.
     pub async fn dump(&self, target: &Target) -> Result<Vec<DumpResult>, UnknownService> {
+        self.dump_by(target, None).await
+    }
+
+    /// [`Supervisor::dump`] asked for by a client: each `dump` event names `by`.
+    pub async fn dump_by(&self, target: &Target, by: Option<Actor>) -> Result<Vec<DumpResult>, UnknownService> {
         let names = self.resolve(target)?;
         let mut out = Vec::new();
         for name in names {
@@ -415,7 +416,7 @@ impl Supervisor {
                     })
                 };
                 let Some((ctx, status, group)) = job else { continue };
-                let r = Instance::dump_group(ctx, group, status, &name, index as u32).await;
+                let r = Instance::dump_group(ctx, group, status, &name, index as u32, by.clone()).await;
                 out.push(DumpResult {
                     service: name.clone(),
                     instance: index as u32,
@@ -442,7 +443,13 @@ impl Supervisor {
     /// A config that does not load changes nothing, nor does a reload once
     /// the daemon is stopping.
     pub async fn reload(&self, new: Result<Config, ConfigErrors>) -> Result<Diff, ReloadError> {
-        self.apply(new, true).await.map(Option::unwrap_or_default)
+        self.reload_by(new, None).await
+    }
+
+    /// [`Supervisor::reload`] asked for by a client: the starts and stops
+    /// it causes name `by`.
+    pub async fn reload_by(&self, new: Result<Config, ConfigErrors>, by: Option<Actor>) -> Result<Diff, ReloadError> {
+        self.apply(new, true, by.as_ref()).await.map(Option::unwrap_or_default)
     }
 
     /// A reload by the config file watcher: `None`, and nothing done, when
@@ -454,10 +461,15 @@ impl Supervisor {
         &self,
         new: Result<Config, ConfigErrors>,
     ) -> Result<Option<Diff>, ReloadError> {
-        self.apply(new, false).await
+        self.apply(new, false, None).await
     }
 
-    async fn apply(&self, new: Result<Config, ConfigErrors>, always: bool) -> Result<Option<Diff>, ReloadError> {
+    async fn apply(
+        &self,
+        new: Result<Config, ConfigErrors>,
+        always: bool,
+        by: Option<&Actor>,
+    ) -> Result<Option<Diff>, ReloadError> {
         let new = new.map_err(ReloadError::Config)?;
         let _op = self.inner.op.lock().await;
         if self.is_stopping() {
@@ -491,7 +503,10 @@ impl Supervisor {
                 .iter()
                 .chain(&d.changed)
                 .filter(|n| {
-                    services.get(*n).is_some_and(|s| s.instances.iter().any(|i| !i.status.borrow().state.is_down()))
+                    // An armed job between two runs is up too: its timer is.
+                    services.get(*n).is_some_and(|s| {
+                        !s.armed.is_empty() || s.instances.iter().any(|i| !i.status.borrow().state.is_down())
+                    })
                 })
                 .cloned()
                 .collect()
@@ -510,7 +525,7 @@ impl Supervisor {
         // Removed and changed services stop first, dependants before dependencies.
         let mut going: Vec<String> = d.removed.clone();
         going.extend(d.changed.iter().filter(|n| !d.rolled.contains(n)).cloned());
-        self.stop_locked(&going).await;
+        self.stop_locked_by(&going, by).await;
         let mut to_start: Vec<String> = Vec::new();
         let mut retired: Vec<Instance> = Vec::new();
         let mut retuning = Vec::new();
@@ -571,9 +586,9 @@ impl Supervisor {
             d.rolled.iter().map(|n| (n.clone(), Arc::new(new.services[n].clone()))).collect();
         *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
         self.inner.ctx.sockets.retain(&self.config().services);
-        self.start_locked(&to_start);
+        self.start_locked_by(&to_start, by);
         for (name, spec) in rolling {
-            if let Err(why) = self.roll(&name, spec).await {
+            if let Err(why) = self.roll(&name, spec, by).await {
                 eprintln!("corral: the rollout of {name} halted: {why}");
                 d.halted.insert(name, why);
             }
@@ -588,7 +603,7 @@ impl Supervisor {
     /// has one). A new instance that fails, exits or is not ready within
     /// [`ROLL_WAIT`] halts the rollout; the instances not replaced yet keep
     /// running with the old spec.
-    async fn roll(&self, name: &str, spec: Arc<ServiceSpec>) -> Result<(), String> {
+    async fn roll(&self, name: &str, spec: Arc<ServiceSpec>, by: Option<&Actor>) -> Result<(), String> {
         let want = spec.instances as usize;
         let gone = || format!("service `{name}` went away");
         if let Some(s) = self.services().get_mut(name) {
@@ -606,7 +621,7 @@ impl Supervisor {
                 let services = self.services();
                 let s = services.get(name).ok_or_else(gone)?;
                 s.instances.get(i).map(|o| {
-                    o.send(Control::Stop);
+                    o.send_by(Control::Stop, by.cloned());
                     o.status.clone()
                 })
             };
@@ -620,7 +635,7 @@ impl Supervisor {
             let mut st = fresh.status.clone();
             let replaced = {
                 let mut services = self.services();
-                fresh.send(Control::Start(self.deps_of(&services, &spec)));
+                fresh.send_by(Control::Start(self.deps_of(&services, &spec)), by.cloned());
                 let s = services.get_mut(name).ok_or_else(gone)?;
                 if i < s.instances.len() {
                     Some(std::mem::replace(&mut s.instances[i], fresh))
@@ -717,7 +732,7 @@ impl Supervisor {
             c.services.retain(|n, _| !f.applied.contains(n));
             c
         };
-        self.apply(Ok(local), false).await
+        self.apply(Ok(local), false, None).await
     }
 
     pub(crate) fn fleet(&self) -> std::sync::MutexGuard<'_, crate::fleet::Overlay> {

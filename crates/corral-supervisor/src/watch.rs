@@ -46,7 +46,8 @@ pub(crate) async fn config_file(sup: Supervisor) {
     let watcher = watch_folder(&path, tx.clone());
     // Dropped with the task; the folders of the includes in force at start
     // (a new pattern is seen by the safety poll, then by a restart).
-    let _included: Vec<_> = config.included.folders.iter().filter_map(|f| watch_any(f, tx.clone())).collect();
+    let _included: Vec<_> =
+        config.included.folders.iter().filter_map(|(f, deep)| watch_any(f, *deep, tx.clone())).collect();
     let idle = if watcher.is_some() { SAFETY_POLL } else { POLL };
     // Nothing acted on yet: the first settled content is compared with the
     // config in force, so a save made while the daemon started counts.
@@ -90,13 +91,16 @@ async fn read(path: &Path) -> Option<Vec<u8>> {
     tokio::task::spawn_blocking(move || crate::config::include::snapshot(&path)).await.ok().flatten()
 }
 
-/// Watches an include pattern's folder: any event in it may be a change.
-fn watch_any(folder: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+/// Watches an include pattern's folder (and below it for a `**` pattern
+/// only: a `*.toml` beside the config must not wake on every log line
+/// written under `.corral/`): any event in it may be a change.
+fn watch_any(folder: &Path, deep: bool, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
         let _ = wake.try_send(());
     })
     .ok()?;
-    watcher.watch(folder, notify::RecursiveMode::Recursive).ok()?;
+    let mode = if deep { notify::RecursiveMode::Recursive } else { notify::RecursiveMode::NonRecursive };
+    watcher.watch(folder, mode).ok()?;
     Some(watcher)
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 /// Events held between the watcher's thread and the service's task.
 pub const MAX_BUFFERED: usize = 1024;
 /// The longest burst, in debounces.
-const MAX_BURST_DEBOUNCES: u32 = 20;
+pub const MAX_BURST_DEBOUNCES: u32 = 20;
 
 /// What a change does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub enum WatchAction {
     /// Send this signal to every member of each instance's group (a
     /// program that reloads on SIGHUP).
     Signal(corral::Signal),
+    /// The service's own reload (`reload_signal` or `reload`), as
+    /// `corral reload-service` does.
+    Reload,
 }
 
 /// A service's `watch`.
@@ -159,6 +162,7 @@ async fn run(
         let act = match spec.action {
             WatchAction::Restart => "restarting".to_string(),
             WatchAction::Signal(s) => format!("sending {s}"),
+            WatchAction::Reload => "reloading".to_string(),
         };
         let mut e = Event::daemon(format!("watch: {what} changed ({changed} event(s)); {act}"));
         e.service = name.clone();
@@ -170,6 +174,11 @@ async fn run(
                 crate::schedule::restart_slots(&sup, &name, token).await;
             }
             WatchAction::Signal(sig) => strong.signal_groups(&name, sig, token),
+            WatchAction::Reload => {
+                if let Err(e) = strong.reload_service(&name).await {
+                    eprintln!("corral: {name}: the reload asked by `watch` failed: {e}");
+                }
+            }
         }
     }
 }

@@ -119,6 +119,7 @@ impl Command {
             groups: None,
             #[cfg(unix)]
             umask: None,
+            #[cfg(unix)]
             passed: Vec::new(),
             #[cfg(unix)]
             pid_vars: Vec::new(),

@@ -78,6 +78,12 @@ pub fn main(a: StartupArgs) -> u8 {
 }
 
 fn run(a: StartupArgs) -> Result<u8, (u8, String)> {
+    if cfg!(windows) {
+        return Err((
+            FAILED,
+            "on Windows the daemon starts at boot as a service: corral service install -c FILE".into(),
+        ));
+    }
     if a.user && a.init == Init::Openrc {
         return Err((FAILED, "OpenRC starts services for the system only: drop --user".into()));
     }

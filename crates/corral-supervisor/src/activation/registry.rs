@@ -100,7 +100,7 @@ impl Registry {
     }
 
     /// How many sockets are held (for tests and `doctor`-like views).
-    #[cfg(test)]
+    #[cfg(all(test, unix))]
     fn len(&self) -> usize {
         self.held().len()
     }

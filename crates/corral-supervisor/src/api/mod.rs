@@ -152,7 +152,7 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
     match action.as_str() {
         "reload" => {
             api.sup.requested("reload", by.as_ref());
-            reload(api).await
+            reload(api, by).await
         }
         "shutdown" => {
             api.sup.requested("shutdown", by.as_ref());
@@ -165,7 +165,7 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
 
 async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Response {
     if action == "dump" {
-        return match api.sup.dump(&target).await {
+        return match api.sup.dump_by(&target, by).await {
             Ok(list) => Json(json!({ "ok": list.iter().all(|d| d.dir.is_some()), "dumps": list })).into_response(),
             Err(e) => unknown(e),
         };
@@ -191,11 +191,11 @@ async fn act(api: Api, target: Target, action: &str, by: Option<Actor>) -> Respo
     }
 }
 
-async fn reload(api: Api) -> Response {
+async fn reload(api: Api, by: Option<Actor>) -> Response {
     let path = api.sup.config().path;
     let new = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
     let Ok(new) = new else { return error(StatusCode::INTERNAL_SERVER_ERROR, "reading the config failed") };
-    match api.sup.reload(new).await {
+    match api.sup.reload_by(new, by).await {
         Ok(diff) => Json(json!({ "ok": true, "diff": diff })).into_response(),
         Err(ReloadError::Stopping) => {
             error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping; nothing was reloaded")

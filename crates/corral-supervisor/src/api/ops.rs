@@ -43,11 +43,20 @@ struct SignalQuery {
     instance: Option<u32>,
 }
 
-async fn signal(State(api): State<Api>, Path(name): Path<String>, JsonQuery(q): JsonQuery<SignalQuery>) -> Response {
+/// Who asked, as the listener saw it (see `actor.rs`).
+type By = Option<axum::extract::Extension<super::Actor>>;
+
+async fn signal(
+    State(api): State<Api>,
+    by: By,
+    Path(name): Path<String>,
+    JsonQuery(q): JsonQuery<SignalQuery>,
+) -> Response {
     let sig: corral::Signal = match q.signal.parse() {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    api.sup.requested(&format!("signal {sig} to `{name}`"), by.map(|b| b.0).as_ref());
     match api.sup.signal(&name, sig, q.all_members.unwrap_or(false), q.instance).await {
         Ok(list) => {
             let ok = list.iter().all(|s| s.error.is_none());
@@ -57,7 +66,8 @@ async fn signal(State(api): State<Api>, Path(name): Path<String>, JsonQuery(q): 
     }
 }
 
-async fn reload(State(api): State<Api>, Path(name): Path<String>) -> Response {
+async fn reload(State(api): State<Api>, by: By, Path(name): Path<String>) -> Response {
+    api.sup.requested(&format!("reload of `{name}`"), by.map(|b| b.0).as_ref());
     match api.sup.reload_service(&name).await {
         Ok(list) => Json(json!({ "ok": list.iter().all(|r| r.ok), "instances": list })).into_response(),
         Err(e) => refused(e),
@@ -69,8 +79,15 @@ struct ScaleQuery {
     instances: u32,
 }
 
-async fn scale(State(api): State<Api>, Path(name): Path<String>, JsonQuery(q): JsonQuery<ScaleQuery>) -> Response {
-    match api.sup.scale(&name, q.instances).await {
+async fn scale(
+    State(api): State<Api>,
+    by: By,
+    Path(name): Path<String>,
+    JsonQuery(q): JsonQuery<ScaleQuery>,
+) -> Response {
+    let by = by.map(|b| b.0);
+    api.sup.requested(&format!("scale of `{name}` to {}", q.instances), by.as_ref());
+    match api.sup.scale_by(&name, q.instances, by).await {
         Ok(()) => {
             let instances: Vec<_> = api.sup.status().into_iter().filter(|i| i.service == name).collect();
             Json(json!({ "ok": true, "instances": instances })).into_response()

@@ -219,7 +219,8 @@ fn runnable(p: &Path) -> bool {
     p.is_file()
 }
 
-#[cfg(test)]
+// Every hook test runs real programs' paths of a Unix host.
+#[cfg(all(test, unix))]
 mod tests {
     use crate::config::{parse, ReloadAction};
     use std::path::Path;

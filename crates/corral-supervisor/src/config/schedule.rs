@@ -156,3 +156,56 @@ pub(super) fn read(
     out.schedule = when.map(|when| ScheduleSpec { when, max_concurrent, on_overlap });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use crate::policy::RestartPolicy;
+    use crate::schedule::{Overlap, When};
+    use std::path::Path;
+
+    fn errors(toml: &str) -> Vec<String> {
+        parse(toml, Path::new("/tmp/c.toml")).unwrap_err().0.iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn a_job_defaults_to_one_slot_no_restart_and_skip() {
+        let c = parse("[services.j]\ncommand = [\"x\"]\nevery = \"10m\"\n", Path::new("/tmp/c.toml")).unwrap();
+        let j = &c.services["j"];
+        let s = j.schedule.as_ref().unwrap();
+        assert_eq!(
+            (s.when.clone(), s.max_concurrent, s.on_overlap),
+            (When::Every(std::time::Duration::from_secs(600)), 1, Overlap::Skip)
+        );
+        assert_eq!((j.instances, j.restart), (1, RestartPolicy::No));
+        let c = parse(
+            "[services.j]\ncommand = [\"x\"]\nschedule = \"0 3 * * *\"\nmax_concurrent = 3\non_overlap = \"queue\"\nrestart = \"on-failure\"\n",
+            Path::new("/tmp/c.toml"),
+        )
+        .unwrap();
+        assert_eq!((c.services["j"].instances, c.services["j"].restart), (3, RestartPolicy::OnFailure));
+    }
+
+    #[test]
+    fn keys_that_contradict_each_other_are_each_reported_at_their_place() {
+        let e = errors(
+            "[services.j]\ncommand = [\"x\"]\nschedule = \"* * * * *\"\nevery = \"1s\"\ninstances = 2\nrestart = \"always\"\ncron_restart = \"0 3 * * *\"\n",
+        );
+        assert!(e.iter().any(|e| e.contains("c.toml:4:9: service `j`: `schedule` and `every` together")), "{e:#?}");
+        assert!(
+            e.iter().any(|e| e.contains(":5:13: service `j`: a scheduled service starts one instance per run")),
+            "{e:#?}"
+        );
+        assert!(e.iter().any(|e| e.contains(":6:11: service `j`: a scheduled run that is always restarted")), "{e:#?}");
+        assert!(
+            e.iter().any(|e| e.contains(":7:16: service `j`: `cron_restart` is for long-running services")),
+            "{e:#?}"
+        );
+        let e = errors("[services.j]\ncommand = [\"x\"]\nmax_concurrent = 0\non_overlap = \"wait\"\nevery = \"0s\"\n");
+        assert!(e.iter().any(|e| e.contains("`max_concurrent` is out of range")), "{e:#?}");
+        assert!(e.iter().any(|e| e.contains("unknown `on_overlap` value `wait`")), "{e:#?}");
+        assert!(e.iter().any(|e| e.contains("`every` is not a duration in range")), "{e:#?}");
+        let e = errors("[services.j]\ncommand = [\"x\"]\nschedule_tz = \"UTC\"\n");
+        assert!(e[0].contains("`schedule_tz` without a cron expression"), "{e:#?}");
+    }
+}

@@ -10,7 +10,8 @@ use std::path::Path;
 use toml_edit::{TableLike, Value};
 
 const KEYS: [&str; 4] = ["paths", "ignore", "debounce", "action"];
-const ACTION: &str = "\"restart\", or \"signal:NAME\" like \"signal:HUP\"";
+const ACTION: &str =
+    "\"restart\", \"reload\" (the service's `reload_signal` or `reload`), or \"signal:NAME\" like \"signal:HUP\"";
 
 pub(super) fn read(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, base: &Path) -> Option<WatchSpec> {
     let item = table.get("watch")?;
@@ -102,6 +103,17 @@ pub(super) fn read(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, base:
     };
     let action = match w.get("action").map(|i| i.as_str()) {
         None | Some(Some("restart")) => WatchAction::Restart,
+        Some(Some("reload")) if table.contains_key("reload_signal") || table.contains_key("reload") => {
+            WatchAction::Reload
+        }
+        Some(Some("reload")) => {
+            let expected = Some(
+                "reload_signal = \"HUP\" or reload = [\"cmd\", ...] in the service, or action = \"restart\"".into(),
+            );
+            let msg = format!("{what}: `watch.action = \"reload\"` needs the service's `reload_signal` or `reload`");
+            sink.push(key_span(w, "action"), msg, expected, None);
+            WatchAction::Restart
+        }
         Some(Some(a)) if a.starts_with("signal:") => match a["signal:".len()..].parse::<corral::Signal>() {
             Ok(s) => WatchAction::Signal(s),
             Err(e) => {
@@ -111,7 +123,7 @@ pub(super) fn read(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, base:
         },
         Some(other) => {
             let word = other.unwrap_or_default();
-            let hint = did_you_mean(word, ["restart"]);
+            let hint = did_you_mean(word, ["restart", "reload"]);
             sink.push(
                 key_span(w, "action"),
                 format!("{what}: unknown `watch.action` `{word}`"),
@@ -125,4 +137,44 @@ pub(super) fn read(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, base:
         return None;
     }
     Some(WatchSpec { paths: abs, ignore, debounce, action, base: base.to_path_buf() })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use crate::watch_restart::WatchAction;
+
+    #[test]
+    fn paths_are_anchored_at_the_config_and_the_action_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        let path = dir.path().join("corral.toml");
+        let c = parse(
+            "[services.w]\ncommand = [\"x\"]\nwatch = { paths = [\"src\"], ignore = [\"*.log\"], action = \"signal:HUP\" }\n",
+            &path,
+        )
+        .unwrap();
+        let w = c.services["w"].watch.clone().unwrap();
+        assert_eq!(w.paths, [dir.path().join("src")]);
+        assert_eq!(w.action, WatchAction::Signal(corral::Signal::HUP));
+        assert_eq!(w.debounce, crate::watch_restart::WatchSpec::DEBOUNCE_DEFAULT);
+    }
+
+    #[test]
+    fn a_bad_glob_action_or_key_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corral.toml");
+        let e = parse(
+            "[services.w]\ncommand = [\"x\"]\nwatch = { paths = [\".\"], ignore = [\"a[\"], action = \"reloa\", debounc = \"1s\" }\n",
+            &path,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`a[` is not a valid glob"), "{e}");
+        assert!(e.contains("unknown `watch.action` `reloa`") && e.contains("did you mean `reload`"), "{e}");
+        assert!(e.contains("unknown key `debounc` in `watch`") && e.contains("did you mean `debounce`"), "{e}");
+        let reload =
+            parse("[services.w]\ncommand = [\"x\"]\nwatch = { paths = [\".\"], action = \"reload\" }\n", &path);
+        assert!(reload.unwrap_err().to_string().contains("needs the service's `reload_signal` or `reload`"));
+    }
 }

@@ -30,7 +30,8 @@ pub struct CronSpec {
     pub source: String,
     /// The zone.
     pub zone: Zone,
-    cron: Cron,
+    /// Boxed: a parsed pattern is a few hundred bytes, carried in every spec.
+    cron: Box<Cron>,
 }
 
 impl PartialEq for CronSpec {
@@ -92,7 +93,7 @@ impl CronSpec {
             }
             CronError { offset: 0, message: format!("not a valid cron expression: {}", plain(&e)) }
         })?;
-        let spec = CronSpec { source: source.to_string(), zone, cron };
+        let spec = CronSpec { source: source.to_string(), zone, cron: Box::new(cron) };
         if spec.next_after(Utc::now()).is_none() {
             return Err(CronError { offset: 0, message: "this cron expression never fires".into() });
         }

@@ -128,6 +128,12 @@ impl Supervisor {
     /// Runs `name` with `count` instances: the highest-numbered ones stop
     /// gracefully, or new ones start (when the service is up).
     pub async fn scale(&self, name: &str, count: u32) -> Result<(), OpError> {
+        self.scale_by(name, count, None).await
+    }
+
+    /// [`Supervisor::scale`] asked for by a client: the starts and stops it
+    /// causes name `by`.
+    pub async fn scale_by(&self, name: &str, count: u32, by: Option<crate::api::Actor>) -> Result<(), OpError> {
         self.resolve(&Target::Some(vec![name.to_string()])).map_err(OpError::Unknown)?;
         if !(1..=MAX_INSTANCES).contains(&count) {
             return Err(OpError::BadInput(format!("{count} instances: a service runs 1 to {MAX_INSTANCES}")));
@@ -165,7 +171,7 @@ impl Supervisor {
         };
         // All at once, each with its own stop policy and pre_stop.
         for i in &retired {
-            i.send(Control::Stop);
+            i.send_by(Control::Stop, by.clone());
         }
         for i in retired {
             i.wait_down().await;
@@ -176,7 +182,7 @@ impl Supervisor {
         if let Some(s) = services.get(name) {
             for index in fresh {
                 if let Some(i) = s.instances.get(index) {
-                    i.send(Control::Start(self.deps_of(&services, &spec)));
+                    i.send_by(Control::Start(self.deps_of(&services, &spec)), by.clone());
                 }
             }
         }
