@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a command and everything it starts as one group.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Take a running process and its descendants into a group, as `run` would hold them.
     Adopt(adopt::Args),
     /// Show what this host can enforce, with each backend.
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::usage_error(e),
     };
     let code = match cli.cmd {
-        Cmd::Run(a) => run::main(a),
+        Cmd::Run(a) => run::main(*a),
         Cmd::Adopt(a) => adopt::main(a),
         Cmd::Doctor(a) => doctor::main(a),
         Cmd::Tree(a) => tree::main(a),

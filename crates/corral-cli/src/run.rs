@@ -1,6 +1,9 @@
 //! `corral run`: GNU `timeout`, but for the whole tree, with limits and a
 //! report.
 
+mod io;
+mod isolate;
+
 use crate::exit;
 use crate::report::Report;
 use clap::Parser;
@@ -18,6 +21,13 @@ use std::time::Duration;
 pub struct Args {
     #[command(flatten)]
     flags: GroupFlags,
+    /// CPU time limit for each process (RLIMIT_CPU; the kernel kills a process past it).
+    #[arg(long = "cpu-time-per-process", value_name = "DUR", value_parser = parse_duration)]
+    cpu_time_per_process: Option<Duration>,
+    #[command(flatten)]
+    isolate: isolate::IsolateArgs,
+    #[command(flatten)]
+    io: io::IoArgs,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -136,7 +146,11 @@ pub fn main(a: Args) -> u8 {
         Err(code) => return code,
     };
     let signals = crate::signals::Forwarder::install();
-    let group = match a.flags.builder().record_events(trace.is_some()).spawn(cmd) {
+    // Set at spawn, so `run` only: an adopted tree is already started.
+    let mut limits = a.flags.limits();
+    limits.cpu_time_per_process = a.cpu_time_per_process;
+    let builder = a.flags.builder().limits(a.io.apply(limits)).isolate(a.isolate.isolation());
+    let group = match builder.record_events(trace.is_some()).spawn(cmd) {
         Ok(g) => Arc::new(g),
         Err(e) => return spawn_failure(&e),
     };

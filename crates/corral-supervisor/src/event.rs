@@ -41,6 +41,10 @@ pub enum EventKind {
     /// (the service waits in `write`), or it is written again. `from` and
     /// `to` are the state it happened in.
     Log,
+    /// A notify-only limit was hit (throttled or refused, nothing killed),
+    /// or the limits of the running instance changed (`corral limit`, a
+    /// reload). `from` and `to` are the state it happened in.
+    Limit,
     /// A schedule's tick: a run started, skipped, queued or replaced, or
     /// a `cron_restart` (`schedule/`). `from` and `to` are `stopped`.
     Schedule,
@@ -65,6 +69,7 @@ impl EventKind {
             EventKind::Fleet => "fleet",
             EventKind::Daemon => "daemon",
             EventKind::Log => "log",
+            EventKind::Limit => "limit",
             EventKind::Schedule => "schedule",
             EventKind::Watch => "watch",
             EventKind::Hook => "hook",
@@ -99,7 +104,7 @@ pub struct Event {
     /// How the run ended, on transitions out of `running` or `stopping`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<LastExit>,
-    /// `probe` or `alert`; absent for transitions.
+    /// `probe`, `alert`, `limit`, …; absent for transitions.
     #[serde(default, skip_serializing_if = "EventKind::is_transition")]
     pub kind: EventKind,
     /// Readiness after this event, when it changed it.

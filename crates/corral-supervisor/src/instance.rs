@@ -596,10 +596,25 @@ impl Task {
         Watchers { _probes: probes, _alerts: alerts, _tx: tx, rx }
     }
 
-    /// A reload's new probes and alerts for the running run: the old runner
-    /// and watch stop, with their channel, before the new ones start.
-    fn retune_run(&mut self, spec: Arc<ServiceSpec>, w: &mut Watchers, group: &Arc<Group>, run: &RunHealth) {
-        self.spec = spec;
+    /// A reload's new probes, alerts and live limits for the running run:
+    /// the old runner and watch stop, with their channel, before the new
+    /// ones start. Returns why the run must end instead, when the group
+    /// refuses the new limits (a controller it was created without).
+    fn retune_run(
+        &mut self,
+        spec: Arc<ServiceSpec>,
+        w: &mut Watchers,
+        group: &Arc<Group>,
+        run: &RunHealth,
+    ) -> Option<String> {
+        let old_limits = std::mem::replace(&mut self.spec, spec).limits.clone();
+        if self.spec.limits != old_limits {
+            if let Err(e) = group.set_limits(self.spec.limits.clone()) {
+                return Some(format!("reload: the running group cannot take the new limits ({e}); restarting"));
+            }
+            let reason = "reload: limits changed live (same run)".to_string();
+            self.note(Note { kind: EventKind::Limit, reason, ready: None, probe: None, alert: None });
+        }
         *w = Watchers::none();
         let was = self.status.borrow().ready;
         // Without a startup or readiness probe a running instance is ready;
@@ -620,6 +635,7 @@ impl Task {
         let reason = format!("reload: {probes} probe(s) and {alerts} alert(s) now, same run (ready: {ready})");
         let flipped = (ready != was).then_some(ready);
         self.note(Note { kind: EventKind::Retuned, reason, ready: flipped, probe: None, alert: None });
+        None
     }
 
     /// Watches one run until it ends, for whatever reason.
@@ -643,9 +659,12 @@ impl Task {
         // Verdicts about this run only, from the watchers in force.
         let mut w = self.watch_health(&group, follower, Resume::FRESH);
         let mut unhealthy: Option<(Cause, String)> = None;
+        let mut notices = crate::live_limits::Notices::default();
+        let mut notice_tick = tokio::time::interval(crate::live_limits::NOTICE_PERIOD);
         let request = loop {
             tokio::select! {
                 _ = group.wait_async() => break None,
+                _ = notice_tick.tick(), if !self.spec.limits.notify.is_empty() => self.tell_notices(&group, &mut notices),
                 v = w.rx.recv() => match v {
                     Some(Verdict::Probe { result, took, note, ready }) => {
                         // Startup passes once: a pass ends its probe.
@@ -681,8 +700,12 @@ impl Task {
                         break None;
                     }
                     Some(Control::Retune { spec, done }) => {
-                        self.retune_run(spec, &mut w, &group, &run);
+                        let refused = self.retune_run(spec, &mut w, &group, &run);
                         let _ = done.send(());
+                        if let Some(why) = refused {
+                            unhealthy = Some((Cause::Reported, why));
+                            break None;
+                        }
                     }
                     Some(Control::Start(_)) => {}
                 },
@@ -819,6 +842,17 @@ impl Task {
             ctx.events.emit(note.into_event(&service, index, state, Some(group.pid())));
         });
         None
+    }
+
+    /// Hits of notify-only limits since the last look: an event, a line on
+    /// stderr and the alert counter each, and the run goes on.
+    fn tell_notices(&self, group: &Group, notices: &mut crate::live_limits::Notices) {
+        for (kind, n) in notices.fresh(group) {
+            let reason = crate::live_limits::notice_reason(kind, n, &group.limits());
+            self.ctx.metrics.alert(&self.spec.name, self.index, kind.as_str(), "notify");
+            eprintln!("corral: {}.{}: {reason}", self.spec.name, self.index);
+            self.note(Note { kind: EventKind::Limit, reason, ready: None, probe: None, alert: None });
+        }
     }
 
     /// An event that is not a transition, in the state the instance is in.

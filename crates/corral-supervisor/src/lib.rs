@@ -42,6 +42,7 @@ pub mod health;
 pub mod holder;
 pub mod hooks;
 mod instance;
+mod live_limits;
 pub mod logs;
 pub mod metrics;
 mod persist;
@@ -63,6 +64,7 @@ pub mod watch_restart;
 pub mod web;
 
 pub use event::{Event, EventKind, EventLog};
+pub use live_limits::{LimitChange, LimitResult};
 pub use persist::{GroupRecord, Leftovers};
 pub use state::{InstanceStatus, LastExit, State};
 pub use supervisor::{

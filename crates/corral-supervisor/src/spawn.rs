@@ -78,7 +78,8 @@ pub(crate) fn builder(spec: &ServiceSpec) -> corral::GroupBuilder {
         .limits(spec.limits.clone())
         .stop(spec.stop)
         .outlive_controller(true)
-        .record_events(true);
+        .record_events(true)
+        .isolate(spec.isolate.clone());
     match spec.timeout {
         Some(t) => b.timeout(t),
         None => b,

@@ -790,6 +790,8 @@ impl Supervisor {
     }
 }
 
+mod limits;
+
 fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
     let spec = Arc::new(spec.clone());
     let instances = (0..spec.instances).map(|i| Instance::spawn(ctx.clone(), spec.clone(), i)).collect();

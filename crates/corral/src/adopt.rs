@@ -48,7 +48,7 @@ impl GroupBuilder {
         let (spec, cfg, kill_on_drop) = self.prepare()?;
         let cfg = monitor::Config { spawn: SpawnPath::Adopted, ..cfg };
         let started = monitor::start(spec.clone(), Start::Adopt(pid), cfg)?;
-        Ok(Group::from_started(spec.id, started, kill_on_drop))
+        Ok(Group::from_started(spec.id, spec.limits, started, kill_on_drop))
     }
 }
 
@@ -70,7 +70,7 @@ impl GroupBuilder {
         spec.reattach = true;
         let how = Start::Reattach { id: id.to_string(), pid, start };
         let started = monitor::start(spec.clone(), how, cfg)?;
-        Ok(Group::from_started(spec.id, started, kill_on_drop))
+        Ok(Group::from_started(spec.id, spec.limits, started, kill_on_drop))
     }
 }
 

@@ -44,6 +44,7 @@ pub struct GroupBuilder {
     backend: Option<BackendKind>,
     outlive: bool,
     record_events: bool,
+    isolation: crate::Isolation,
 }
 
 impl GroupBuilder {
@@ -95,6 +96,15 @@ impl GroupBuilder {
         self
     }
 
+    /// Namespaces, a private view of the filesystem and dropped
+    /// privileges for the whole group (Linux; elsewhere a non-empty
+    /// isolation is refused with [`ErrorKind::Unsupported`]). Needs a
+    /// [`crate::Command`], started through corral's own spawn path.
+    pub fn isolate(mut self, isolation: crate::Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
     /// Starts `cmd` as the leader of a new group. The leader is a member
     /// before it runs a single instruction of the program, so nothing it
     /// starts can be outside the group.
@@ -115,7 +125,7 @@ impl GroupBuilder {
         let cwd = cmd.current_dir().map(std::path::Path::to_path_buf);
         check_cwd(cwd.as_deref())?;
         let started = monitor::start(spec.clone(), cmd.into(), cfg).map_err(|e| cwd_error(cwd.as_deref(), e))?;
-        Ok(Group::from_started(spec.id, started, kill_on_drop))
+        Ok(Group::from_started(spec.id, spec.limits, started, kill_on_drop))
     }
 
     /// [`GroupBuilder::spawn`] for async code: the task awaits the start
@@ -128,11 +138,12 @@ impl GroupBuilder {
         check_cwd(cwd.as_deref())?;
         let started =
             monitor::start_async(spec.clone(), cmd.into(), cfg).await.map_err(|e| cwd_error(cwd.as_deref(), e))?;
-        Ok(Group::from_started(spec.id, started, kill_on_drop))
+        Ok(Group::from_started(spec.id, spec.limits, started, kill_on_drop))
     }
 
     pub(crate) fn prepare(self) -> Result<(sys::Spec, monitor::Config, bool)> {
         self.limits.validate()?;
+        self.isolation.check()?;
         let backend = match self.backend {
             Some(b) => Some(b),
             None => backend_from_env()?,
@@ -152,6 +163,7 @@ impl GroupBuilder {
             reattach: false,
             outlive: self.outlive,
             record_events: self.record_events,
+            isolation: self.isolation,
         };
         let cfg = monitor::Config {
             timeout: self.timeout,
@@ -221,6 +233,8 @@ pub struct Group {
     spawn: SpawnPath,
     sys: Arc<sys::Imp>,
     shared: Arc<Shared>,
+    /// The limits in force (changed by `set_limits`).
+    limits: std::sync::Mutex<Limits>,
     kill_on_drop: bool,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
@@ -238,9 +252,15 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    pub(crate) fn from_started(id: String, started: monitor::Started<sys::Imp>, kill_on_drop: bool) -> Group {
+    pub(crate) fn from_started(
+        id: String,
+        limits: Limits,
+        started: monitor::Started<sys::Imp>,
+        kill_on_drop: bool,
+    ) -> Group {
         Group {
             id,
+            limits: std::sync::Mutex::new(limits),
             pid: started.pid,
             spawn: started.child.path,
             sys: started.sys,
@@ -341,6 +361,32 @@ impl Group {
     /// and WM_CLOSE.
     pub fn signal(&self, signal: crate::Signal) -> Result<()> {
         self.sys.graceful_stop(signal).map_err(|e| Error::os(format!("sending {signal} to the group"), e))
+    }
+
+    /// Changes the group's limits while it runs: memory, `max_procs`,
+    /// `cpus` and which of them only notify. Limits the group was created
+    /// without may need a controller it does not have (then the error
+    /// says so: restart the group with them); `memory_per_process` and
+    /// `cpu_time` are fixed at the start. Linux (cgroups); elsewhere the
+    /// error is of kind [`ErrorKind::Unsupported`].
+    pub fn set_limits(&self, limits: Limits) -> Result<()> {
+        limits.validate()?;
+        let mut now = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        self.sys.set_limits(&limits)?;
+        *now = limits;
+        Ok(())
+    }
+
+    /// The limits in force: the builder's, or the last ones
+    /// [`Group::set_limits`] applied.
+    pub fn limits(&self) -> Limits {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How often each notify-only limit was hit so far (see
+    /// [`Limits::notify`]); a hit is also an [`Event::LimitHit`].
+    pub fn limit_notices(&self) -> Vec<(crate::LimitKind, u64)> {
+        self.shared.limit_notices()
     }
 
     /// Kills every member now, inescapably. Returns once the kill has been

@@ -29,8 +29,22 @@ pub struct Limits {
     pub max_procs: Option<u32>,
     /// CPU time (user + system) the whole group may consume.
     pub cpu_time: Option<Duration>,
+    /// CPU time each process may consume (`RLIMIT_CPU`, whole seconds
+    /// rounded up; Windows: the job's `PerProcessUserTimeLimit`). A
+    /// process past it is killed by the kernel, not the group.
+    pub cpu_time_per_process: Option<Duration>,
     /// CPU rate in cores, like `docker --cpus`: `0.5` is half of one core.
     pub cpus: Option<f64>,
+    /// Limits whose hit is news, not a death (`on_limit = "notify"`): the
+    /// OS throttles or refuses instead of killing (memory above the limit
+    /// is reclaimed and throttled, forks past `max_procs` fail, the CPU
+    /// rate is throttled) and each hit is an [`crate::Event::LimitHit`]
+    /// counted by [`crate::Group::limit_notices`]. Only
+    /// [`LimitKind::Memory`], [`LimitKind::Processes`] and
+    /// [`LimitKind::CpuRate`] can be notify-only.
+    pub notify: Vec<LimitKind>,
+    /// I/O throttles, one per block device (Linux cgroups; see [`crate::IoLimit`]).
+    pub io: Vec<crate::IoLimit>,
 }
 
 impl Limits {
@@ -58,23 +72,57 @@ impl Limits {
         self.cpu_time = Some(d);
         self
     }
+    /// Sets the CPU time each process may consume.
+    pub fn cpu_time_per_process(mut self, d: Duration) -> Self {
+        self.cpu_time_per_process = Some(d);
+        self
+    }
     /// Sets the CPU rate, in cores.
     pub fn cpus(mut self, cores: f64) -> Self {
         self.cpus = Some(cores);
         self
     }
 
+    /// Adds an I/O throttle.
+    pub fn io(mut self, limit: crate::IoLimit) -> Self {
+        self.io.push(limit);
+        self
+    }
+
+    /// Makes a hit of `kind` news, not a death (see [`Limits::notify`]).
+    pub fn notify_on(mut self, kind: LimitKind) -> Self {
+        if !self.notify.contains(&kind) {
+            self.notify.push(kind);
+        }
+        self
+    }
+
+    /// Whether a hit of `kind` only notifies.
+    pub fn notifies(&self, kind: LimitKind) -> bool {
+        self.notify.contains(&kind)
+    }
+
     /// Checks the values themselves, before anything is created.
     pub(crate) fn validate(&self) -> crate::Result<()> {
         use crate::{Error, ErrorKind};
         let bad = |what: &str| Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: {what}")));
+        if self.io.len() > crate::MAX_IO_DEVICES {
+            return bad("at most 64 I/O limits");
+        }
+        for l in &self.io {
+            l.validate()?;
+        }
+        if let Some(k) = self.notify.iter().find(|k| !NOTIFIABLE.contains(k)) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("invalid limit: the {k} cannot only notify"))
+                .hint("on_limit = \"notify\" is for memory, max_procs and cpus, which the OS can throttle or refuse"));
+        }
         if self.memory == Some(0) || self.memory_per_process == Some(0) {
             return bad("memory must be greater than 0");
         }
         if self.max_procs == Some(0) || self.max_procs > Some(MAX_PROCS) {
             return bad("max_procs must be from 1 to 4194304");
         }
-        if self.cpu_time == Some(Duration::ZERO) {
+        if self.cpu_time == Some(Duration::ZERO) || self.cpu_time_per_process == Some(Duration::ZERO) {
             return bad("cpu_time must be greater than 0");
         }
         if let Some(c) = self.cpus {
@@ -86,7 +134,7 @@ impl Limits {
         if sizes.iter().flatten().any(|&m| m > crate::units::MAX_SIZE) {
             return bad("memory must be at most 1 PiB");
         }
-        if self.cpu_time.is_some_and(|t| t > crate::units::MAX_DURATION) {
+        if [self.cpu_time, self.cpu_time_per_process].iter().flatten().any(|t| *t > crate::units::MAX_DURATION) {
             return bad("cpu_time must be at most 36525d (100 years)");
         }
         Ok(())
@@ -113,6 +161,9 @@ impl Limits {
         out
     }
 }
+
+/// The limits the OS can enforce without ending the group.
+const NOTIFIABLE: [LimitKind; 3] = [LimitKind::Memory, LimitKind::Processes, LimitKind::CpuRate];
 
 /// One kind of limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

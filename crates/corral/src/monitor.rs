@@ -47,6 +47,8 @@ struct State {
     /// What the group's own first subscriber (`record_events`) kept for the
     /// caller's first one.
     hold: Option<Arc<Mutex<Vec<Event>>>>,
+    /// Hits of notify-only limits so far, by kind.
+    notices: Vec<(crate::LimitKind, u64)>,
 }
 
 /// The most events held for a first subscriber that has not come yet.
@@ -222,6 +224,20 @@ impl Shared {
         self.done.notify_all();
         #[cfg(feature = "tokio")]
         self.notify.notify_waiters();
+    }
+
+    /// Counts a hit of a notify-only limit.
+    fn note_limit(&self, kind: crate::LimitKind) {
+        let mut st = self.lock();
+        match st.notices.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => st.notices.push((kind, 1)),
+        }
+    }
+
+    /// Hits of notify-only limits so far.
+    pub(crate) fn limit_notices(&self) -> Vec<(crate::LimitKind, u64)> {
+        self.lock().notices.clone()
     }
 
     fn emit(&self, e: Event) {

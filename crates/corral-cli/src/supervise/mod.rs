@@ -6,6 +6,7 @@
 mod client_verbs;
 mod daemon_verbs;
 mod endpoint;
+mod limit;
 mod ops_verbs;
 mod schedules;
 mod up;
@@ -41,6 +42,8 @@ pub enum Cmd {
     Logs(client_verbs::LogsArgs),
     /// Write a diagnostic snapshot of running services to state_dir/dumps, without stopping them.
     Dump(client_verbs::Which),
+    /// Change the limits of a service's running instances, without a restart.
+    Limit(limit::LimitArgs),
     /// Re-read the config and apply only what changed.
     Reload(Common),
     /// Show state transitions.
@@ -99,6 +102,7 @@ pub fn main(cmd: Cmd) -> u8 {
         Cmd::Restart(a) => client_verbs::act("restart", a),
         Cmd::Logs(a) => client_verbs::logs(a),
         Cmd::Dump(a) => client_verbs::dump(a),
+        Cmd::Limit(a) => limit::main(a),
         Cmd::Reload(a) => client_verbs::reload(a),
         Cmd::Events(a) => client_verbs::events(a),
         Cmd::Down(a) => client_verbs::down(a),

@@ -6,6 +6,7 @@ mod actor;
 mod admit;
 mod auth;
 mod budget;
+mod limits;
 mod listen;
 mod log_lines;
 mod members;
@@ -80,6 +81,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/services/{name}", get(one))
         .route("/v1/services/{name}/tree", get(tree::tree))
         .route("/v1/services/{name}/members", get(members::members_of))
+        .route("/v1/services/{name}/limits", post(limits::set))
         .route("/v1/services/{name}/{action}", post(act_one))
         .route("/v1/{action}", post(act_all))
         .route("/v1/events", get(events))

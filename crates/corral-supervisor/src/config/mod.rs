@@ -11,7 +11,10 @@ mod hooks;
 mod identity;
 pub(crate) mod include;
 mod inherit_env;
+mod io_limits;
+mod isolate;
 mod log_output;
+mod on_limit;
 mod paths;
 mod probe_body;
 mod probes;
@@ -151,6 +154,8 @@ pub struct ServiceSpec {
     /// Record each run's lineage to `log_dir/<service>/<instance>.trace.jsonl`
     /// (see [`crate::tree`]).
     pub trace: bool,
+    /// Namespaces, private filesystem view and privileges (`isolate`).
+    pub isolate: corral::Isolation,
     /// `schedule` / `every`: a run at each tick (`instances` is then
     /// `max_concurrent`, each instance a slot for one run).
     pub schedule: Option<crate::schedule::ScheduleSpec>,
@@ -181,12 +186,17 @@ impl ServiceSpec {
         *self == o
     }
 
-    /// True when only the probes (`health`) and the `alerts` differ, so a
-    /// reload can give the running instances new ones without a restart.
+    /// True when only the probes (`health`), the `alerts` and the limits a
+    /// running group can take (memory, max_procs, cpus, on_limit) differ,
+    /// so a reload can give the running instances new ones without a
+    /// restart.
     pub fn same_but_health(&self, other: &ServiceSpec) -> bool {
         let mut o = other.clone();
         o.health = self.health.clone();
         o.alerts = self.alerts.clone();
+        if crate::live_limits::live_changeable(&self.limits, &other.limits) {
+            o.limits = self.limits.clone();
+        }
         *self == o
     }
 }

@@ -66,6 +66,9 @@ pub(crate) struct RawService {
     pub health: Option<de::IgnoredAny>,
     #[allow(dead_code)]
     pub alerts: Option<de::IgnoredAny>,
+    /// Read on its own (`config/isolate.rs`).
+    #[allow(dead_code)]
+    pub isolate: Option<de::IgnoredAny>,
     /// Read on their own (`config/schedule.rs`).
     #[allow(dead_code)]
     pub schedule: Option<de::IgnoredAny>,
@@ -203,7 +206,10 @@ pub(crate) struct RawLimits {
     pub max_procs: Option<u32>,
     pub cpus: Option<f64>,
     pub cpu_time: Option<Dur>,
+    pub cpu_time_per_process: Option<Dur>,
     pub timeout: Option<Dur>,
+    pub on_limit: Option<super::on_limit::RawOnLimit>,
+    pub io: Option<Vec<super::io_limits::RawIo>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

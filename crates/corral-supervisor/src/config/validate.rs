@@ -529,6 +529,8 @@ fn service_spec(
     }
     let mut limits = corral::Limits::new();
     let mut timeout = None;
+    let mut on_limit = None;
+    let mut io = None;
     if let Some(l) = raw.limits {
         let lspan = key_span(table, "limits");
         let mut bad = |m: &str, e: &str| sink.push(lspan.clone(), format!("{what}: {m}"), Some(e.into()), None);
@@ -562,8 +564,18 @@ fn service_spec(
             }
             limits = limits.cpu_time(d.0);
         }
+        if let Some(d) = l.cpu_time_per_process {
+            if d.0.is_zero() {
+                bad("limits.cpu_time_per_process is 0", "a duration like \"10s\"");
+            }
+            limits = limits.cpu_time_per_process(d.0);
+        }
         timeout = l.timeout.map(|d| d.0);
+        on_limit = l.on_limit;
+        io = l.io;
     }
+    let limits = super::io_limits::apply(sink, &what, key_span(table, "limits"), base, limits, io);
+    let limits = super::on_limit::apply(sink, &what, key_span(table, "limits"), limits, on_limit);
     let mut depends_on = BTreeMap::new();
     let dtable = table.get("depends_on").and_then(|i| i.as_table_like());
     for (dep, cond) in raw.depends_on.into_iter().flatten() {
@@ -635,6 +647,7 @@ fn service_spec(
     let watch = super::watch_restart::read(sink, &what, table, base);
     let health = super::probes::health(sink, &what, table, base);
     let alerts = super::probes::alerts(sink, &what, table);
+    let isolate = super::isolate::isolation(sink, &what, table, base);
     let env_files = super::env_file::env_files(sink, &what, table, base);
     let identity = super::identity::identity(sink, &what, table);
     let path_var = raw.env.as_ref().and_then(|e| e.get("PATH")).cloned();
@@ -666,6 +679,7 @@ fn service_spec(
         health,
         alerts,
         trace: raw.trace.unwrap_or(false),
+        isolate,
         schedule: scheduled.schedule,
         cron_restart: scheduled.cron_restart,
         watch,

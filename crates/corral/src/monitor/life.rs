@@ -132,6 +132,10 @@ impl Life {
                     }
                 }
                 Change::Empty => self.empty = true,
+                Change::LimitNotice(kind) => {
+                    shared.note_limit(kind);
+                    shared.emit(Event::LimitHit { kind });
+                }
                 Change::Limit(kind) => {
                     shared.emit(Event::LimitHit { kind });
                     if let Some(r) = limit_reason(kind) {

@@ -94,6 +94,7 @@ impl Group {
 
 impl SysGroup for Group {
     fn create(spec: &Spec) -> crate::Result<Self> {
+        crate::io_limit::refuse_off_linux(&spec.limits)?;
         if let Some(k) = spec.backend.filter(|k| *k != BackendKind::Pgid) {
             return Err(Error::new(ErrorKind::Unsupported, format!("backend {k} does not exist on macOS"))
                 .hint("macOS offers only the pgid backend; unset CORRAL_BACKEND"));
@@ -124,7 +125,7 @@ impl SysGroup for Group {
         if let Some(m) = l.memory_per_process.or(l.memory) {
             rl.push(unix::Rlimit { resource: libc::RLIMIT_AS, value: m });
         }
-        if let Some(t) = l.cpu_time {
+        if let Some(t) = [l.cpu_time, l.cpu_time_per_process].into_iter().flatten().min() {
             rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
         }
         let sweep = unix::hygiene::FdSweep::prepare();
@@ -249,6 +250,8 @@ impl SysGroup for Group {
         format!("process group {}", self.pgid())
     }
 }
+
+pub(crate) use crate::isolation::linux_only as check_isolation;
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (bsdinfo(pid).map(|i| i.pbi_ppid), None)

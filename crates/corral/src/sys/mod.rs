@@ -35,7 +35,8 @@ pub(crate) fn start_time(_pid: u32) -> Option<u64> {
     None
 }
 pub(crate) use imp::{
-    describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group, Group as Imp,
+    check_isolation, describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group,
+    Group as Imp,
 };
 
 /// The refusals of an adoption that need no group yet (elsewhere than on
@@ -68,6 +69,9 @@ pub(crate) struct Spec {
     /// ([`crate::GroupBuilder::record_events`]).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub record_events: bool,
+    /// Namespaces, mounts and privileges (checked by `check_isolation`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub isolation: crate::Isolation,
 }
 
 /// A leader just started: its pid, the controller's ends of its pipes,
@@ -141,6 +145,9 @@ pub(crate) enum Change {
     /// The OS reports a limit hit (the OS may already have killed a member).
     #[cfg_attr(target_os = "macos", allow(dead_code))]
     Limit(LimitKind),
+    /// A notify-only limit was hit: the OS throttled or refused, nothing died.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    LimitNotice(LimitKind),
 }
 
 /// Interrupts a [`SysGroup::wait`] from another thread.
@@ -199,6 +206,14 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// After the kill: reaps everything, removes the container, and counts
     /// what is still alive (or unreaped) by `deadline`.
     fn teardown(&self, deadline: Instant) -> usize;
+    /// Changes the limits of the running group (see `Group::set_limits`).
+    fn set_limits(&self, _limits: &Limits) -> crate::Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} backend cannot change limits while the group runs", self.kind()),
+        )
+        .hint("restart the group with the new limits"))
+    }
     /// Where the group lives, for people (a cgroup path, a job name).
     fn location(&self) -> String;
     /// Started/Exited events the OS pushed since the last call, or `None`

@@ -14,11 +14,14 @@
 //!   waits for `populated 0`, reaps, then removes.
 
 mod adopt;
+mod block_device;
 mod cgroup_v1;
 mod cgroup_v2;
 mod fds;
 mod hierarchy;
+mod io_throttle;
 mod leftovers;
+mod live_limits;
 mod pgid;
 mod proc_events;
 mod procfs;
@@ -32,6 +35,7 @@ use self::cgroup_v2::CgroupV2;
 use self::fds::Watched;
 pub(crate) use self::fds::{poll_ready, EventFd};
 use self::hierarchy::Layout;
+use self::io_throttle::io_devices;
 use self::reaper::Owner;
 use super::{unix, Change, Spawned, Spec, SysGroup, Wake};
 use crate::command::Leader as LeaderCmd;
@@ -105,6 +109,12 @@ pub(crate) struct Group {
     watched: Vec<Watched>,
     seen_oom: AtomicU64,
     seen_pids_max: AtomicU64,
+    /// The limits in force: the spec's, until `set_limits` changes them.
+    live: Mutex<crate::Limits>,
+    /// Notify-only limits: counters last seen (see `live_limits.rs`).
+    seen_high: AtomicU64,
+    seen_throttled: AtomicU64,
+    above_soft: std::sync::atomic::AtomicBool,
     enforcement: Vec<Enforcement>,
     final_usage: Mutex<Option<Usage>>,
     tag: Vec<u8>,
@@ -147,13 +157,15 @@ impl Group {
     }
 
     fn limit_changes(&self) -> Vec<Change> {
-        let mut out = Vec::new();
+        let live = self.live_limits();
+        let mut out = self.limit_notices(&live);
         let ooms = match (&self.v2, &self.v1) {
             (_, Some(v1)) if v1.has("memory") => v1.oom_kills(),
             (Some(v2), _) if self.kind == BackendKind::CgroupV2 => v2.oom_kills(),
             _ => 0,
         };
-        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && self.spec.limits.memory.is_some() {
+        let kill_on_memory = live.memory.is_some() && !live.notifies(LimitKind::Memory);
+        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && kill_on_memory {
             out.push(Change::Limit(LimitKind::Memory));
         }
         let hits = match (&self.v2, &self.v1) {
@@ -161,15 +173,18 @@ impl Group {
             (Some(v2), _) if self.kind == BackendKind::CgroupV2 => v2.pids_max_hits(),
             _ => 0,
         };
-        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && self.spec.limits.max_procs.is_some() {
-            out.push(Change::Limit(LimitKind::Processes));
+        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && live.max_procs.is_some() {
+            out.push(match live.notifies(LimitKind::Processes) {
+                true => Change::LimitNotice(LimitKind::Processes),
+                false => Change::Limit(LimitKind::Processes),
+            });
         }
         out
     }
 
     /// The pgid backend's sampled limits.
     fn sampled_limits(&self) -> Vec<Change> {
-        let l = &self.spec.limits;
+        let l = &self.live_limits();
         if self.kind != BackendKind::Pgid || (l.memory.is_none() && l.max_procs.is_none()) {
             return vec![];
         }
@@ -305,11 +320,17 @@ fn needed_v1(kind: BackendKind, spec: &Spec) -> Vec<&'static str> {
             if l.cpus.is_some() {
                 c.push("cpu");
             }
+            if !l.io.is_empty() {
+                c.push("blkio");
+            }
         }
         BackendKind::CgroupV1 => {
             c.extend(["freezer", "pids", "memory", "cpuacct"]);
             if l.cpus.is_some() {
                 c.push("cpu");
+            }
+            if !l.io.is_empty() {
+                c.push("blkio");
             }
         }
         _ => {}
@@ -335,6 +356,14 @@ impl SysGroup for Group {
             .into_iter()
             .map(|k| Enforcement { limit: k, support: select::limit_support(kind, k, l, true) })
             .collect();
+        let io_devices = io_devices(kind, spec, l)?;
+        if kind == BackendKind::Pgid && !spec.limits.notify.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "notify-only limits need cgroups, which throttle and refuse; the pgid backend can only kill",
+            )
+            .hint("run as root or with a delegated cgroup, or let these limits kill (on_limit = \"kill\")"));
+        }
         if let Some(e) = enforcement.iter().find(|e| matches!(e.support, Support::No(_))) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -357,7 +386,10 @@ impl SysGroup for Group {
             let mut ctl: Vec<&str> = Vec::new();
             if kind == BackendKind::CgroupV2 {
                 let lim = &spec.limits;
-                for (want, c) in [(true, "memory"), (lim.max_procs.is_some(), "pids"), (lim.cpus.is_some(), "cpu")] {
+                let io = !lim.io.is_empty();
+                for (want, c) in
+                    [(true, "memory"), (lim.max_procs.is_some(), "pids"), (lim.cpus.is_some(), "cpu"), (io, "io")]
+                {
                     if want && l.v2_controllers.iter().any(|x| x == c) {
                         ctl.push(c);
                     }
@@ -389,6 +421,10 @@ impl SysGroup for Group {
             watched: Vec::new(),
             seen_oom: AtomicU64::new(0),
             seen_pids_max: AtomicU64::new(0),
+            live: Mutex::new(spec.limits.clone()),
+            seen_high: AtomicU64::new(0),
+            seen_throttled: AtomicU64::new(0),
+            above_soft: Default::default(),
             enforcement,
             final_usage: Mutex::new(None),
             tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
@@ -398,6 +434,7 @@ impl SysGroup for Group {
         proc_events::watcher();
         // On failure, Drop removes the directories: no leader ever ran.
         me.configure().map_err(|e| cg_err("setting the limits", e))?;
+        me.configure_io(&io_devices).map_err(|e| cg_err("setting the I/O limits", e))?;
         Ok(me)
     }
 
@@ -622,6 +659,10 @@ impl SysGroup for Group {
         }
     }
 
+    fn set_limits(&self, limits: &crate::Limits) -> crate::Result<()> {
+        self.change_limits(limits)
+    }
+
     fn location(&self) -> String {
         match (&self.v2, &self.v1) {
             (Some(v2), _) => v2.dir.display().to_string(),
@@ -651,9 +692,10 @@ impl Group {
             fds.push((e.raw(), false));
         }
         // Sample what the kernel cannot notify.
-        let lim = &self.spec.limits;
+        let lim = &self.live_limits();
         let sampled = (self.kind == BackendKind::Pgid && (lim.memory.is_some() || lim.max_procs.is_some()))
-            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some());
+            || (self.v1.as_ref().is_some_and(|v| v.has("pids")) && lim.max_procs.is_some())
+            || !lim.notify.is_empty();
         let must_sample =
             sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
         (fds, must_sample)
@@ -690,8 +732,15 @@ impl Group {
     /// Gives the command back for the fork path when `clone3` is
     /// refused, forced off, or the command is std's own.
     fn try_clone3(&self, cmd: LeaderCmd) -> crate::Result<Result<Spawned, LeaderCmd>> {
+        let isolated = !self.spec.isolation.is_empty();
         let cmd = match cmd {
-            LeaderCmd::Own(c) if !self.spec.force_fork && spawn::enabled() => c,
+            // An isolated spawn is fork-like already: CORRAL_SPAWN=fork
+            // changes nothing for it.
+            LeaderCmd::Own(c) if isolated || (!self.spec.force_fork && spawn::enabled()) => c,
+            LeaderCmd::Std(_) if isolated => {
+                return Err(Error::new(ErrorKind::Unsupported, "isolation needs a corral::Command as the leader")
+                    .hint("build the leader with corral::Command; std's Command keeps its settings private"))
+            }
             other => return Ok(Err(other)),
         };
         let program = cmd.get_program().to_string_lossy().into_owned();
@@ -715,17 +764,23 @@ impl Group {
             joins.iter().map(|f| f.as_raw_fd()).collect(),
             rlimits,
             !self.spec.outlive,
+            &self.spec.isolation,
         );
         let started = match started {
             Ok(s) => s,
+            Err(spawn::NotStarted::Refused) if isolated => {
+                return Err(Error::new(ErrorKind::Unsupported, format!("starting {program}: clone3 was refused"))
+                    .hint("isolation needs clone3 (Linux 5.7+, no seccomp filter on it); see `corral doctor`"))
+            }
             Err(spawn::NotStarted::Refused) => return Ok(Err(LeaderCmd::Own(cmd))),
-            Err(spawn::NotStarted::Failed { step: Some(spawn::Step::Exec), err }) => {
+            Err(spawn::NotStarted::Failed { step: Some(spawn::Step::Exec), err, .. }) => {
                 return Err(spawn_error(&program, err))
             }
-            Err(spawn::NotStarted::Failed { step: Some(step), err }) => {
-                return Err(Error::os(format!("starting {program}: {}", step.doing()), err))
+            Err(spawn::NotStarted::Failed { step: Some(step), detail, err }) => {
+                let doing = detail.unwrap_or_else(|| step.doing().to_string());
+                return Err(Error::os(format!("starting {program}: {doing}"), err));
             }
-            Err(spawn::NotStarted::Failed { step: None, err }) => {
+            Err(spawn::NotStarted::Failed { step: None, err, .. }) => {
                 return Err(Error::os(format!("starting {program}"), err))
             }
         };
@@ -800,7 +855,7 @@ impl Group {
         if let Some(v2) = &self.v2 {
             watched.push(Watched::open(&v2.file("cgroup.events"))?);
             if self.kind == BackendKind::CgroupV2 {
-                if let Some(m) = lim.memory {
+                if let Some(m) = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory)) {
                     v2.set_memory_max(m)?;
                     watched.push(Watched::open(&v2.file("memory.events"))?);
                 }
@@ -813,8 +868,14 @@ impl Group {
                 }
             }
         }
+        if let Some(m) = lim.memory.filter(|_| lim.notifies(LimitKind::Memory)) {
+            self.configure_notify_memory(m)?;
+            if let (Some(v2), BackendKind::CgroupV2) = (&self.v2, self.kind) {
+                watched.push(Watched::open(&v2.file("memory.events"))?);
+            }
+        }
         if let Some(v1) = &mut self.v1 {
-            if let Some(m) = lim.memory {
+            if let Some(m) = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory)) {
                 v1.set_memory(m)?;
             }
             if let Some(n) = lim.max_procs {
@@ -1014,6 +1075,8 @@ pub(crate) fn argv(pid: u32) -> Vec<String> {
     procfs::argv(pid)
 }
 
+pub(crate) use spawn::check_isolation;
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
 }
@@ -1083,6 +1146,16 @@ pub(crate) fn host_report() -> HostReport {
     // SAFETY: geteuid has no preconditions.
     notes.push(format!("running as uid {}", unsafe { libc::geteuid() }));
     notes.push(spawn::describe());
+    notes.push(spawn::describe_isolation());
+    notes.push(format!(
+        "I/O limits: {}; live limit changes and notify-only limits (memory.high / soft limit, pids.max, cpu \
+         throttling) on every cgroup backend, not on pgid",
+        match (l.v2_controllers.iter().any(|c| c == "io"), l.v1_root("blkio")) {
+            (true, _) => "cgroup2 io.max".to_string(),
+            (false, Some(d)) => format!("v1 blkio throttle at {}", d.display()),
+            (false, None) => "none (no io controller, no blkio hierarchy)".to_string(),
+        }
+    ));
     notes.push(format!(
         "child subreaper: {} (corral sets it when it creates a group)",
         if reaper::is_subreaper() { "on" } else { "available" }

@@ -142,6 +142,11 @@ pub(crate) fn process_rlimits(limits: &crate::Limits) -> Vec<Rlimit> {
         #[allow(clippy::unnecessary_cast)] // RLIMIT_AS is u32 on glibc, i32 on macOS
         out.push(Rlimit { resource: libc::RLIMIT_AS as i32, value: m });
     }
+    if let Some(t) = limits.cpu_time_per_process {
+        // Soft and hard alike: the kernel kills (SIGKILL) at the limit.
+        #[allow(clippy::unnecessary_cast)]
+        out.push(Rlimit { resource: libc::RLIMIT_CPU as i32, value: t.as_secs_f64().ceil().max(1.0) as u64 });
+    }
     out
 }
 

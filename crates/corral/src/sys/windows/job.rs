@@ -30,13 +30,17 @@ use windows_sys::Win32::Foundation::{ERROR_MORE_DATA, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectAssociateCompletionPortInformation,
     JobObjectBasicAccountingInformation, JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList,
-    JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation, QueryInformationJobObject,
-    SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
-    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION,
+    JobObjectBasicUIRestrictions, JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation,
+    QueryInformationJobObject, SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
+    JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_ACCOUNTING_INFORMATION,
+    JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_UI_RESTRICTIONS,
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
     JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
     JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_JOB_TIME, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-    JOB_OBJECT_LIMIT_PROCESS_MEMORY,
+    JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME, JOB_OBJECT_UILIMIT_DESKTOP,
+    JOB_OBJECT_UILIMIT_DISPLAYSETTINGS, JOB_OBJECT_UILIMIT_EXITWINDOWS, JOB_OBJECT_UILIMIT_GLOBALATOMS,
+    JOB_OBJECT_UILIMIT_HANDLES, JOB_OBJECT_UILIMIT_READCLIPBOARD, JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS,
+    JOB_OBJECT_UILIMIT_WRITECLIPBOARD,
 };
 use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, WaitForSingleObject};
 
@@ -117,6 +121,12 @@ impl Job {
     /// limits in one call (they share one structure).
     pub(super) fn set_extended(&self, l: &Limits) -> io::Result<()> {
         self.set(JobObjectExtendedLimitInformation, &limit_info(l))
+    }
+
+    /// Every `JOB_OBJECT_UILIMIT_*` restriction.
+    pub(super) fn set_ui_restrictions(&self) -> io::Result<()> {
+        let info = JOBOBJECT_BASIC_UI_RESTRICTIONS { UIRestrictionsClass: UI_LIMITS };
+        self.set(JobObjectBasicUIRestrictions, &info)
     }
 
     /// Caps the job at `cores` of CPU, like `docker --cpus`.
@@ -233,6 +243,16 @@ impl Job {
     }
 }
 
+/// Every UI restriction a job can hold.
+pub(super) const UI_LIMITS: u32 = JOB_OBJECT_UILIMIT_DESKTOP
+    | JOB_OBJECT_UILIMIT_DISPLAYSETTINGS
+    | JOB_OBJECT_UILIMIT_EXITWINDOWS
+    | JOB_OBJECT_UILIMIT_GLOBALATOMS
+    | JOB_OBJECT_UILIMIT_HANDLES
+    | JOB_OBJECT_UILIMIT_READCLIPBOARD
+    | JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS
+    | JOB_OBJECT_UILIMIT_WRITECLIPBOARD;
+
 /// The structure that puts `l` on a job. Under Wine this is the only
 /// place the values can be checked: Wine 8 accepts them but answers
 /// every query of them with zeroes.
@@ -257,6 +277,10 @@ pub(super) fn limit_info(l: &Limits) -> JOBOBJECT_EXTENDED_LIMIT_INFORMATION {
     if let Some(t) = l.cpu_time {
         flags |= JOB_OBJECT_LIMIT_JOB_TIME;
         info.BasicLimitInformation.PerJobUserTimeLimit = duration_to_ticks(t);
+    }
+    if let Some(t) = l.cpu_time_per_process {
+        flags |= JOB_OBJECT_LIMIT_PROCESS_TIME;
+        info.BasicLimitInformation.PerProcessUserTimeLimit = duration_to_ticks(t);
     }
     info.BasicLimitInformation.LimitFlags = flags;
     info

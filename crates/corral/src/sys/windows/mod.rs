@@ -123,6 +123,7 @@ pub(crate) struct Group {
 
 impl SysGroup for Group {
     fn create(spec: &Spec) -> crate::Result<Self> {
+        crate::io_limit::refuse_off_linux(&spec.limits)?;
         if let Some(k) = spec.backend.filter(|k| *k != BackendKind::Job) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -154,6 +155,9 @@ impl SysGroup for Group {
         job.set_extended(&spec.limits).map_err(|e| error::limits("limits", e))?;
         if let Some(c) = spec.limits.cpus {
             job.set_cpu_rate(c).map_err(|e| error::limits("CPU rate", e))?;
+        }
+        if spec.isolation.ui_restrictions {
+            job.set_ui_restrictions().map_err(|e| error::os("setting the job's UI restrictions", e))?;
         }
         let stop = StopEvent::create(&spec.id).map_err(|e| error::os("creating the stop event", e))?;
         lock(&LIVE_JOBS).push((job.raw() as usize, job.name().to_string()));
@@ -490,6 +494,8 @@ impl Drop for Group {
 }
 
 /// `(ppid, exe)` for events.
+pub(crate) use crate::isolation::linux_only as check_isolation;
+
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     match process::open(pid) {
         Ok(h) => (process::parent(handle::raw(&h)), process::image(handle::raw(&h))),

@@ -11,6 +11,7 @@
 //! parent reads as success.
 
 use super::plan::Plan;
+use super::{confine, init};
 use crate::sys::unix::hygiene;
 
 /// The step that failed, as reported to the parent.
@@ -28,14 +29,47 @@ pub(crate) enum Step {
     Cwd,
     Fds,
     Exec,
+    Mount,
+    Network,
+    Hostname,
+    Capabilities,
+    NoNewPrivileges,
+    Init,
+    Root,
+    Seccomp,
 }
 
 impl Step {
     pub(super) fn from_raw(v: u32) -> Option<Step> {
         use Step::*;
-        [ProcessGroup, JoinCgroup, Rlimit, Stdio, Groups, Gid, Uid, DeathSignal, Cwd, Fds, Exec]
-            .into_iter()
-            .find(|s| *s as u32 == v)
+        [
+            ProcessGroup,
+            JoinCgroup,
+            Rlimit,
+            Stdio,
+            Groups,
+            Gid,
+            Uid,
+            DeathSignal,
+            Cwd,
+            Fds,
+            Exec,
+            Mount,
+            Network,
+            Hostname,
+            Capabilities,
+            NoNewPrivileges,
+            Init,
+            Root,
+            Seccomp,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v & 0xff)
+    }
+
+    /// The index a step reported along with itself (which mount failed).
+    pub(super) fn index_of(v: u32) -> u32 {
+        v >> 8
     }
 
     /// What the step was doing, for an error message.
@@ -52,6 +86,14 @@ impl Step {
             Step::Cwd => "changing to its working directory",
             Step::Fds => "marking inherited fds close-on-exec and placing passed ones",
             Step::Exec => "executing the program",
+            Step::Mount => "setting up its mounts",
+            Step::Network => "setting up its network namespace",
+            Step::Hostname => "setting its hostname",
+            Step::Capabilities => "dropping capabilities",
+            Step::NoNewPrivileges => "setting no_new_privs",
+            Step::Init => "starting the leader under the PID namespace's init",
+            Step::Root => "moving into its new root (pivot_root)",
+            Step::Seccomp => "installing its seccomp filter",
         }
     }
 }
@@ -62,11 +104,17 @@ fn errno() -> i32 {
 }
 
 /// Reports `step` and the current errno, then exits.
-unsafe fn fail(p: &Plan, step: Step, err: i32) -> ! {
+pub(super) unsafe fn fail(p: &Plan, step: Step, err: i32) -> ! {
+    // SAFETY: as for fail_at.
+    unsafe { fail_at(p, step, 0, err) }
+}
+
+/// Reports `step`, which of its items failed (`index`), and `err`, then exits.
+pub(super) unsafe fn fail_at(p: &Plan, step: Step, index: u32, err: i32) -> ! {
     // SAFETY: the child's own stack and a fd the plan names; see `run`.
     unsafe {
         let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+        msg[..4].copy_from_slice(&((step as u32) | (index << 8)).to_ne_bytes());
         msg[4..].copy_from_slice(&err.to_ne_bytes());
         libc::write(p.report, msg.as_ptr().cast(), msg.len());
         libc::_exit(127)
@@ -111,6 +159,9 @@ unsafe fn run(p: &Plan) -> ! {
                 }
             }
         }
+        if let Some(iso) = &p.isolate {
+            confine::before_user_switch(p, iso);
+        }
         if let Some(groups) = &p.groups {
             // Asked for: a refusal (no CAP_SETGID) is a failure, not a
             // leader that runs with the controller's groups.
@@ -135,13 +186,18 @@ unsafe fn run(p: &Plan) -> ! {
                 fail(p, Step::Uid, errno());
             }
         }
+        if let Some(iso) = &p.isolate {
+            confine::after_user_switch(p, iso);
+        }
+        let pid_ns = p.isolate.as_ref().is_some_and(|i| i.pid_ns);
         // After the user switch, which clears it.
         if p.death_signal {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                 fail(p, Step::DeathSignal, errno());
             }
-            // The parent may have died before the signal was armed.
-            if libc::getppid() != p.parent {
+            // The parent may have died before the signal was armed. In a PID
+            // namespace the parent is outside it, and getppid() answers 0.
+            if !pid_ns && libc::getppid() != p.parent {
                 libc::_exit(137);
             }
         }
@@ -158,6 +214,11 @@ unsafe fn run(p: &Plan) -> ! {
         if hygiene::close_inherited_fds(p.sweep, 3).is_err() || p.passing.apply().is_err() {
             fail(p, Step::Fds, errno());
         }
+        if pid_ns {
+            // Returns in the leader only; this task stays as the init.
+            init::fork_leader(p);
+        }
+        // In the leader: with a PID namespace, its pid is not the clone's.
         p.env.fill_pids();
         let mut err = libc::ENOENT;
         let mut denied = false;
@@ -220,12 +281,14 @@ mod tests {
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for v in 1..=11 {
+        for v in 1..=19 {
             let s = Step::from_raw(v).expect("a step");
             assert_eq!(s as u32, v);
             assert!(!s.doing().is_empty());
         }
         assert_eq!(Step::from_raw(0), None);
-        assert_eq!(Step::from_raw(12), None);
+        assert_eq!(Step::from_raw(20), None);
+        assert_eq!(Step::from_raw(Step::Mount as u32 | (3 << 8)), Some(Step::Mount));
+        assert_eq!(Step::index_of(Step::Mount as u32 | (3 << 8)), 3);
     }
 }

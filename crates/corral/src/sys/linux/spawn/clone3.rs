@@ -97,17 +97,23 @@ impl Drop for Stack {
     }
 }
 
-/// Starts the child; returns its pid in the parent.
+/// Starts the child; returns its pid in the parent. `share_memory: false`
+/// asks for the fork-like shape even where the vfork-like one exists.
 ///
 /// # Safety
 /// `arg` must stay valid until the child execs or exits, and `entry` may
-/// only make async-signal-safe calls. Without `SHARES_MEMORY`, `entry` runs
+/// only make async-signal-safe calls. In the fork-like shape, `entry` runs
 /// in a copy of this process that must not return into Rust code.
-pub(super) unsafe fn clone3(args: &mut CloneArgs, entry: Entry, arg: *const libc::c_void) -> io::Result<libc::pid_t> {
+pub(super) unsafe fn clone3(
+    args: &mut CloneArgs,
+    entry: Entry,
+    arg: *const libc::c_void,
+    share_memory: bool,
+) -> io::Result<libc::pid_t> {
     // SAFETY: the caller upholds the contract above.
     unsafe {
         let size = std::mem::size_of::<CloneArgs>();
-        let ret = imp(args, size, entry, arg);
+        let ret = if share_memory { imp(args, size, entry, arg) } else { fork_like(args, size, entry, arg) };
         if ret < 0 {
             return Err(io::Error::from_raw_os_error(-ret as i32));
         }
@@ -160,6 +166,13 @@ unsafe fn imp(args: &mut CloneArgs, size: usize, entry: Entry, arg: *const libc:
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn imp(args: &mut CloneArgs, size: usize, entry: Entry, arg: *const libc::c_void) -> isize {
+    // SAFETY: the caller upholds `clone3`'s contract.
+    unsafe { fork_like(args, size, entry, arg) }
+}
+
+/// `clone3` that returns twice, like `fork`: the child runs `entry` on a
+/// copy of this task's stack.
+unsafe fn fork_like(args: &mut CloneArgs, size: usize, entry: Entry, arg: *const libc::c_void) -> isize {
     // SAFETY: the caller upholds `clone3`'s contract.
     unsafe {
         let ret = libc::syscall(libc::SYS_clone3, args as *mut CloneArgs, size);

@@ -12,11 +12,16 @@
 
 mod child;
 mod clone3;
+mod confine;
+mod init;
+mod isolate;
 mod plan;
+mod seccomp;
 
 use crate::sys::unix::Rlimit;
 pub(super) use child::Step;
 use clone3::{CloneArgs, CLONE_INTO_CGROUP, CLONE_PIDFD};
+pub(crate) use isolate::{check as check_isolation, describe as describe_isolation};
 use plan::Plan;
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -38,8 +43,9 @@ pub(super) struct Started {
 pub(super) enum NotStarted {
     /// The kernel or its policy refused the call: use the fork path.
     Refused,
-    /// A real failure, in the child's `step` (`None`: before it ran).
-    Failed { step: Option<Step>, err: io::Error },
+    /// A real failure, in the child's `step` (`None`: before it ran),
+    /// with what exactly (which mount) where the step has several.
+    Failed { step: Option<Step>, detail: Option<String>, err: io::Error },
 }
 
 /// What an errno from `clone3` means.
@@ -83,7 +89,8 @@ pub(super) fn describe() -> String {
 }
 
 /// Starts `cmd` with `clone3`, inside the cgroup `cgroup` (a v2 leaf dir
-/// fd) if given, after joining `joins` (v1 `tasks` fds) in the child.
+/// fd) if given, after joining `joins` (v1 `tasks` fds) in the child, in
+/// the namespaces and with the privileges `isolation` asks for.
 pub(super) fn spawn(
     cmd: &crate::Command,
     extra_env: &[(&str, &str)],
@@ -91,13 +98,22 @@ pub(super) fn spawn(
     joins: Vec<RawFd>,
     rlimits: Vec<Rlimit>,
     death_signal: bool,
+    isolation: &crate::Isolation,
 ) -> Result<Started, NotStarted> {
-    let (mut plan, fds) =
-        Plan::new(cmd, extra_env, joins, rlimits).map_err(|err| NotStarted::Failed { step: None, err })?;
+    let (mut plan, fds) = Plan::new(cmd, extra_env, joins, rlimits, isolation).map_err(|err| NotStarted::Failed {
+        step: None,
+        detail: None,
+        err,
+    })?;
     plan.death_signal = death_signal;
     let mut pidfd: libc::c_int = -1;
+    let ns_flags = plan.isolate.as_ref().map_or(0, |i| i.clone_flags);
+    // See isolate.rs: an isolated child may become an init that never execs.
+    let share_memory = plan.isolate.is_none();
+    let mount_names: Vec<String> =
+        plan.isolate.as_ref().map(|i| i.mounts.iter().map(|m| m.what.clone()).collect()).unwrap_or_default();
     let mut args = CloneArgs {
-        flags: CLONE_PIDFD,
+        flags: CLONE_PIDFD | ns_flags,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
@@ -110,7 +126,7 @@ pub(super) fn spawn(
     // SAFETY: the plan lives on this frame until clone3 returns, which is
     // after the child exec'd or exited (CLONE_VFORK), or is a copy (no
     // CLONE_VM); child::main only makes raw syscalls.
-    let r = unsafe { clone3::clone3(&mut args, child::main, (&plan as *const Plan).cast()) };
+    let r = unsafe { clone3::clone3(&mut args, child::main, (&plan as *const Plan).cast(), share_memory) };
     restore_signals(&saved);
     let pid = match r {
         Ok(pid) => pid,
@@ -121,7 +137,7 @@ pub(super) fn spawn(
                     NotStarted::Refused
                 }
                 Some(Refusal::ThisCgroup) => NotStarted::Refused,
-                None => NotStarted::Failed { step: None, err: e },
+                None => NotStarted::Failed { step: None, detail: None, err: e },
             })
         }
     };
@@ -150,9 +166,14 @@ pub(super) fn spawn(
     let mut status = 0;
     // SAFETY: waits for our own child; status is valid for writes.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    let step = Step::from_raw(u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]));
+    let raw = u32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+    let step = Step::from_raw(raw);
+    let detail = match step {
+        Some(Step::Mount) => mount_names.get(Step::index_of(raw) as usize).cloned(),
+        _ => None,
+    };
     let errno = i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]);
-    Err(NotStarted::Failed { step, err: io::Error::from_raw_os_error(errno) })
+    Err(NotStarted::Failed { step, detail, err: io::Error::from_raw_os_error(errno) })
 }
 
 /// Blocks every signal on this thread, so that no handler of ours runs in

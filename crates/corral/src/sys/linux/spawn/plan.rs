@@ -43,6 +43,8 @@ pub(super) struct Plan {
     pub sweep: FdSweep,
     /// Write end of the failure pipe (close-on-exec).
     pub report: RawFd,
+    /// Namespaces, mounts, privileges; `None` when nothing is isolated.
+    pub isolate: Option<super::isolate::Prepared>,
 }
 
 /// The fds a plan refers to, owned here so they outlive the spawn.
@@ -92,6 +94,7 @@ impl Plan {
         extra_env: &[(&str, &str)],
         joins: Vec<RawFd>,
         rlimits: Vec<Rlimit>,
+        isolation: &crate::Isolation,
     ) -> io::Result<(Plan, Fds)> {
         let mut env = cmd.resolved_env();
         for (k, v) in extra_env {
@@ -162,6 +165,7 @@ impl Plan {
             death_signal: true,
             sweep: FdSweep::prepare(),
             report: report_write.as_raw_fd(),
+            isolate: super::isolate::Prepared::new(isolation)?,
         };
         Ok((plan, Fds { parent_ends, child_ends, report_read, report_write }))
     }
