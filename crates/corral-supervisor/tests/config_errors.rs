@@ -23,7 +23,7 @@ limits = { memory = "lots" }
     corral.toml:2:11: service `web` has no `command`
         expected: command = ["program", "arg", ...]
     corral.toml:3:1: service `web`: unknown key `comand`
-        expected: one of `command`, `shell`, `env`, `inherit_env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `trace`, `notify`, `notify_fd`, `watchdog`, `start_timeout`, `sockets`, `health`, `alerts`, `schedule`, `every`, `schedule_tz`, `max_concurrent`, `on_overlap`, `cron_restart`, `watch`, `placement`, `env_file`, `umask`, `group`, `supplementary_groups`, `pre_start`, `post_start`, `pre_stop`, `post_stop`, `reload_signal`, `reload`
+        expected: one of `command`, `shell`, `env`, `inherit_env`, `cwd`, `instances`, `restart`, `success_exit_codes`, `backoff`, `start_limit`, `stop`, `limits`, `depends_on`, `logs`, `user`, `trace`, `notify`, `notify_fd`, `watchdog`, `start_timeout`, `sockets`, `health`, `alerts`, `isolate`, `schedule`, `every`, `schedule_tz`, `max_concurrent`, `on_overlap`, `cron_restart`, `watch`, `placement`, `env_file`, `umask`, `group`, `supplementary_groups`, `pre_start`, `post_start`, `pre_stop`, `post_stop`, `reload_signal`, `reload`
         help: did you mean `command`?
     corral.toml:4:13: service `web`: invalid type: string "two"
         expected: a whole number, 0 or more

@@ -266,6 +266,26 @@ impl Command {
         map.into_iter().collect()
     }
 
+    /// [`Command::resolved_env`] with `extra` set over it, and the `PATH`
+    /// the program is searched in: std searches the child's when the
+    /// command set one, else the controller's.
+    #[cfg(unix)]
+    pub(crate) fn exec_env(&self, extra: &[(&str, &str)]) -> (Vec<(OsString, OsString)>, Option<OsString>) {
+        let mut env = self.resolved_env();
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((OsString::from(k), OsString::from(v)));
+        }
+        let path = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| std::env::var_os("PATH"));
+        (env, path)
+    }
+
     /// The same command for std's spawn path (other OSes, and the fork
     /// fallback on Linux).
     pub(crate) fn into_std(self) -> std::process::Command {

@@ -246,20 +246,7 @@ impl ExecImage {
         if cmd.passed.is_empty() && cmd.pid_vars.is_empty() {
             return Ok(None);
         }
-        let mut env = cmd.resolved_env();
-        for (k, v) in extra {
-            env.retain(|(ek, _)| ek != k);
-            env.push((OsString::from(k), OsString::from(v)));
-        }
-        // std searches the child's PATH when the command set one, else the
-        // controller's.
-        let path = cmd
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| std::env::var_os("PATH"));
+        let (env, path) = cmd.exec_env(extra);
         let candidates = candidates(&cmd.program, path.as_deref())
             .iter()
             .map(|c| cstring(c.as_bytes()))

@@ -7,7 +7,7 @@ use crate::sys::unix::hygiene::FdSweep;
 pub(super) use crate::sys::unix::passing::candidates;
 use crate::sys::unix::passing::{Envp, Passing};
 use crate::sys::unix::Rlimit;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -96,20 +96,7 @@ impl Plan {
         rlimits: Vec<Rlimit>,
         isolation: &crate::Isolation,
     ) -> io::Result<(Plan, Fds)> {
-        let mut env = cmd.resolved_env();
-        for (k, v) in extra_env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((OsString::from(k), OsString::from(v)));
-        }
-        // std searches the child's PATH when the command set one, else
-        // the controller's.
-        let path = cmd
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| std::env::var_os("PATH"));
+        let (env, path) = cmd.exec_env(extra_env);
         let candidates =
             candidates(&cmd.program, path.as_deref()).iter().map(|c| cstring(c)).collect::<io::Result<Vec<_>>>()?;
         let mut argv = vec![cstring(&cmd.program)?];
