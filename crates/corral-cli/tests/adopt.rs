@@ -314,3 +314,52 @@ fn a_recorded_leader_whose_start_time_differs_is_killed_not_taken_back() {
     d.latest_ready_pids("s0", 0);
     d.down();
 }
+
+/// One HTTP request to `port`; whether an answer came.
+fn answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() && s.read_to_end(&mut buf).is_ok() && buf.starts_with(b"HTTP/")
+}
+
+fn running_pid(d: &daemon::Daemon, service: &str) -> Option<u64> {
+    d.status().into_iter().find(|i| i["service"] == service && i["state"] == "running")?["pid"].as_u64()
+}
+
+#[test]
+fn a_socket_activated_service_taken_back_keeps_its_socket_and_the_next_run_gets_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let toml = format!(
+        "[services.web]\ncommand = [{tk}, \"activated-http\", \"--sleep\", \"120\"]\nsockets = [{addr}]\n",
+        tk = daemon::tk(),
+        addr = daemon::q(format!("tcp://127.0.0.1:{port}"))
+    );
+    let d = daemon::Daemon::start(&toml);
+    let end = std::time::Instant::now() + daemon::LONG;
+    while running_pid(&d, "web").is_none() || !answers(port) {
+        assert!(std::time::Instant::now() < end, "web never answered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = running_pid(&d, "web").unwrap();
+    recorded(d.dir.path(), 1);
+    // The service still listens on the address: the new daemon takes the
+    // socket back from it instead of failing to bind.
+    let mut d = crash_and_restart(d, |_| {});
+    d.wait_event("re-attached", |e| {
+        daemon::is_transition(e) && e["service"] == "web" && e["reason"] == "re-attached after a daemon restart"
+    });
+    assert_eq!(running_pid(&d, "web"), Some(pid));
+    assert!(answers(port), "the service taken back still answers");
+    // The daemon holds the socket again: the next run is passed it.
+    let out = d.corral(&["restart", "web"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let end = std::time::Instant::now() + daemon::LONG;
+    while running_pid(&d, "web").is_none_or(|p| p == pid) || !answers(port) {
+        assert!(std::time::Instant::now() < end, "the next run never answered: {:#?}", d.status());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(daemon::gone(pid as u32));
+    d.down();
+}

@@ -65,7 +65,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let socket = config.daemon.socket.clone();
     let logs = LogHub::new(&config.daemon.log_dir, opts.echo.clone());
     let sup = Supervisor::new(config, logs).map_err(|e| format!("cannot set up {}: {e}", state_dir.display()))?;
-    sup.bind_sockets().map_err(|e| e.to_string())?;
+    sup.bind_sockets_taking(&taken).map_err(|e| e.to_string())?;
     if let Some(u) = unreadable {
         sup.emit(crate::Event::daemon(u));
     }

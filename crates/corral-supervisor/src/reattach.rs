@@ -37,6 +37,13 @@ impl TakenBack {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(service.to_string(), index))
     }
 
+    /// The leader of each group taken back, by service.
+    #[cfg(target_os = "linux")]
+    pub fn leaders(&self) -> Vec<(String, u32)> {
+        let taken = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        taken.iter().map(|((service, _), b)| (service.clone(), b.group.pid())).collect()
+    }
+
     pub fn put(&self, other: TakenBack) {
         let more = other.0.into_inner().unwrap_or_else(|p| p.into_inner());
         self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(more);

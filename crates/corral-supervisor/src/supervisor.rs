@@ -169,6 +169,20 @@ impl Supervisor {
     /// activation), before anything starts: an address in use is an error
     /// at its entry's place.
     pub fn bind_sockets(&self) -> Result<(), ConfigErrors> {
+        self.bind_sockets_taking(&Default::default())
+    }
+
+    /// [`Supervisor::bind_sockets`], first taking back the sockets that
+    /// the groups of a previous daemon still listen on.
+    pub(crate) fn bind_sockets_taking(&self, taken: &crate::reattach::TakenBack) -> Result<(), ConfigErrors> {
+        #[cfg(target_os = "linux")]
+        for (service, leader) in taken.leaders() {
+            if let Some(spec) = self.config().services.get(&service) {
+                self.inner.ctx.sockets.take_back(spec, leader);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = taken;
         self.inner.ctx.sockets.bind_missing(&self.config().services)
     }
 

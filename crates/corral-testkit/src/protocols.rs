@@ -257,6 +257,9 @@ fn answer(mut s: UnixStream) {
     let mut buf = [0u8; 1024];
     while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match s.read(&mut buf) {
+            // The SIGTERM handler has no SA_RESTART: a stop arriving while
+            // a request is read must not drop that request.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }

@@ -71,6 +71,25 @@ impl Registry {
         Ok(())
     }
 
+    /// Takes the sockets of `spec` back from `leader`, a running instance
+    /// a previous daemon started and passed them to (fd 3 on, as
+    /// declared): the addresses are still its, so they cannot be bound
+    /// again. A socket that is not there, or not the declared one, is left
+    /// to [`Registry::bind_missing`] (which then says the address is in use).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn take_back(&self, spec: &ServiceSpec, leader: u32) {
+        for (i, s) in spec.sockets.iter().enumerate() {
+            let key = (spec.name.clone(), s.addr.clone());
+            if self.held().contains_key(&key) {
+                continue;
+            }
+            let Ok(fd) = crate::sys::take_fd::take_listener(leader, 3 + i as i32) else { continue };
+            if let Some(h) = same_listener(fd, &s.addr) {
+                self.held().insert(key, Arc::new(h));
+            }
+        }
+    }
+
     /// Lets go of every socket no service of `services` declares.
     pub(crate) fn retain(&self, services: &BTreeMap<String, ServiceSpec>) {
         self.held()
@@ -103,6 +122,27 @@ impl Registry {
     #[cfg(all(test, unix))]
     fn len(&self) -> usize {
         self.held().len()
+    }
+}
+
+/// `fd` as held, when it listens on `addr`.
+#[cfg(target_os = "linux")]
+fn same_listener(fd: std::os::fd::OwnedFd, addr: &ListenAddr) -> Option<Held> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    match addr {
+        ListenAddr::Tcp(a) => {
+            let l = std::net::TcpListener::from(fd);
+            (l.local_addr().ok()? == *a).then(|| Held { fd: l.into(), unix: None })
+        }
+        ListenAddr::Unix(p) => {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            if l.local_addr().ok()?.as_pathname() != Some(p.as_path()) {
+                return None;
+            }
+            // The file the previous daemon made, removed with the socket.
+            let m = std::fs::symlink_metadata(p).ok().filter(|m| m.file_type().is_socket());
+            Some(Held { fd: l.into(), unix: m.map(|m| (p.clone(), m.ino())) })
+        }
     }
 }
 

@@ -15,3 +15,5 @@ pub(crate) mod proc_usage;
 pub(crate) mod read_config;
 pub(crate) mod safe_fs;
 pub(crate) mod signal;
+#[cfg(target_os = "linux")]
+pub(crate) mod take_fd;
