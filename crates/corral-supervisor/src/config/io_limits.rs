@@ -66,6 +66,7 @@ pub(super) fn apply(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
     fn parse(src: &str) -> Result<corral::Limits, String> {
         crate::config::parse(
             &format!("[services.a]\ncommand = [\"a\"]\n{src}"),
@@ -84,6 +85,8 @@ mod tests {
         assert_eq!(l.io[0].write_iops, Some(100));
     }
 
+    // Unix paths and Unix-only keys; Windows refuses them at load.
+    #[cfg(unix)]
     #[test]
     fn a_missing_device_or_no_rate_is_an_error_at_load() {
         let e = parse("limits = { io = [{ device = \"/nonexistent/disk\", write_bps = \"1M\" }] }\n").unwrap_err();

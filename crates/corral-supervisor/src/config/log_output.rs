@@ -167,7 +167,9 @@ fn syslog(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
     use crate::logs::output::SyslogAddress;
+    #[cfg(unix)]
     use crate::logs::LogFormat;
     use std::path::Path;
 
@@ -175,6 +177,8 @@ mod tests {
         crate::config::parse(src, Path::new("/etc/corral/corral.toml")).map_err(|e| e.to_string())
     }
 
+    // Unix paths and Unix-only keys; Windows refuses them at load.
+    #[cfg(unix)]
     #[test]
     fn format_and_sinks_are_read_with_the_daemons_default() {
         let c = parse(

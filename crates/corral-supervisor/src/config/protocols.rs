@@ -138,8 +138,10 @@ pub(super) fn sockets(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
     use std::path::Path;
 
+    #[cfg(unix)]
     fn errors(body: &str) -> String {
         let src = format!("[services.web]\ncommand = [\"true\"]\n{body}\n");
         match crate::config::parse(&src, Path::new("/x/corral.toml")) {
@@ -148,11 +150,14 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     fn spec(body: &str) -> crate::config::ServiceSpec {
         let src = format!("[services.web]\ncommand = [\"true\"]\n{body}\n");
         crate::config::parse(&src, Path::new("/x/corral.toml")).unwrap().services["web"].clone()
     }
 
+    // Unix paths and Unix-only keys; Windows refuses them at load.
+    #[cfg(unix)]
     #[test]
     fn the_keys_are_read_with_their_defaults() {
         let s = spec("notify = true\nwatchdog = \"2s\"\nsockets = [\"tcp://127.0.0.1:8080\", \"unix:/run/x.sock\"]");
@@ -164,6 +169,8 @@ mod tests {
         assert!(!spec("").notify.is_active());
     }
 
+    // Unix paths and Unix-only keys; Windows refuses them at load.
+    #[cfg(unix)]
     #[test]
     fn bad_values_are_errors_at_their_place() {
         assert!(errors("notify_fd = 2").starts_with("/x/corral.toml:3:13: service `web`: `notify_fd` is 2"));

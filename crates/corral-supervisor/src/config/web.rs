@@ -118,12 +118,16 @@ pub(super) fn web_config(
 #[cfg(test)]
 mod tests {
     use crate::config::validate::parse;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
+    #[cfg(unix)]
+    use std::path::PathBuf;
 
     fn web(src: &str) -> Result<Option<super::WebConfig>, String> {
         parse(src, Path::new("/etc/c.toml")).map(|c| c.daemon.web).map_err(|e| e.to_string())
     }
 
+    // Unix paths and Unix-only keys; Windows refuses them at load.
+    #[cfg(unix)]
     #[test]
     fn plain_http_is_for_loopback_and_only_when_asked() {
         let w = web("[daemon]\nweb = { listen = \"127.0.0.1:8080\", token_file = \"t\", plain_http = true }\n")
@@ -139,6 +143,8 @@ mod tests {
         assert!(e.contains("needs TLS"), "{e}");
     }
 
+    // Unix paths and Unix-only keys; Windows refuses them at load.
+    #[cfg(unix)]
     #[test]
     fn the_short_form_shares_the_tcp_listener_token_and_certificate() {
         let src = "[daemon]\nweb = \"127.0.0.1:8443\"\n[daemon.tcp]\nlisten = \"127.0.0.1:7070\"\ncert = \"c.pem\"\nkey = \"k.pem\"\ntoken_file = \"tok\"\n";
