@@ -116,6 +116,14 @@ pub fn write_minidump(pid: u32, path: &std::path::Path) -> Result<()> {
     })
 }
 
+/// Whether this process holds the host-wide process-event connector
+/// (Linux) open now; always false elsewhere. For tests of when corral
+/// opens it (only while a group needs it).
+#[doc(hidden)]
+pub fn process_event_connector_open() -> bool {
+    sys::connector_open()
+}
+
 /// Adopts and reaps orphaned processes of this whole process, not only
 /// those corral can attribute to one of its groups.
 ///

@@ -27,7 +27,13 @@ mod imp;
 #[cfg(target_os = "linux")]
 pub(crate) use imp::{adopt_check, start_time};
 #[cfg(target_os = "linux")]
-pub(crate) use imp::{argv, group_of, process_infos};
+pub(crate) use imp::{argv, connector_open, group_of, process_infos};
+
+/// The process-event connector is Linux's.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn connector_open() -> bool {
+    false
+}
 
 /// A process's start time, where the OS tells it.
 #[cfg(not(target_os = "linux"))]
@@ -69,6 +75,9 @@ pub(crate) struct Spec {
     /// ([`crate::GroupBuilder::record_events`]).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub record_events: bool,
+    /// Count every process started ([`crate::GroupBuilder::count_processes`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub count_processes: bool,
     /// Namespaces, mounts and privileges (checked by `check_isolation`).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub isolation: crate::Isolation,

@@ -17,6 +17,7 @@ mod adopt;
 mod block_device;
 mod cgroup_v1;
 mod cgroup_v2;
+mod connector;
 mod fds;
 mod hierarchy;
 mod io_throttle;
@@ -122,6 +123,8 @@ pub(crate) struct Group {
     tag: Vec<u8>,
     /// Followed by the process-event connector, where it is permitted.
     tracked: OnceLock<Arc<proc_events::Tracked>>,
+    /// Held while this group needs the connector (`connector.rs`).
+    connector: Mutex<Option<proc_events::Lease>>,
 }
 
 impl Group {
@@ -431,9 +434,13 @@ impl SysGroup for Group {
             final_usage: Mutex::new(None),
             tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
             tracked: OnceLock::new(),
+            // Open before the spawn, so that it sees the leader's first forks.
+            connector: Mutex::new(
+                proc_events::needed(kind, spec.record_events, spec.count_processes)
+                    .then(proc_events::Lease::take)
+                    .flatten(),
+            ),
         };
-        // Started before the spawn, so that it sees the leader's first forks.
-        proc_events::watcher();
         // On failure, Drop removes the directories: no leader ever ran.
         me.configure().map_err(|e| cg_err("setting the limits", e))?;
         me.configure_io(&io_devices).map_err(|e| cg_err("setting the I/O limits", e))?;
@@ -620,6 +627,11 @@ impl SysGroup for Group {
                 }
                 remaining = match tracked {
                     Some(t) if t.settled() => t.unreaped(),
+                    // A cgroup lists its members: once it is empty, what is
+                    // left are this process's children not reaped yet.
+                    _ if self.kind != BackendKind::Pgid => {
+                        owner.as_deref().map(reaper::unreaped_children).unwrap_or_default()
+                    }
                     _ => self.remaining(&owner),
                 };
                 if remaining.is_empty() {
@@ -641,9 +653,7 @@ impl SysGroup for Group {
             let pid = self.leader.lock().map(|l| l.pid).unwrap_or(0);
             reaper::unregister(pid, o);
         }
-        if let (Some(w), Some(t)) = (proc_events::watcher(), self.tracked.get()) {
-            w.untrack(t);
-        }
+        drop(self.connector.lock().unwrap_or_else(|p| p.into_inner()).take());
         leftover
     }
 
@@ -808,12 +818,12 @@ impl Group {
         });
         reaper::register(pid, owner.clone());
         let _ = self.owner.set(owner);
-        if let Some(w) = proc_events::watcher() {
+        if let Some(c) = self.connector.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let t = proc_events::Tracked::new(self.wake.clone());
             if self.spec.record_events {
                 t.listen();
             }
-            w.track(pid, &t);
+            c.track(pid, &t);
             let _ = self.tracked.set(t);
         }
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
@@ -1049,6 +1059,8 @@ impl Group {
             }
         }
         let members = adopt::take(pid, st.starttime, &roots, old.map(|(id, _)| id), &dests)?;
+        // A running tree's past forks were never seen: it is not followed.
+        drop(self.connector.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some((id, _)) = old {
             // Emptied by the move: the old group's directories go.
             for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
@@ -1072,6 +1084,8 @@ impl Group {
 
 /// `(ppid, exe)` for events.
 pub(crate) use leftovers::{group_of, orphaned_groups, reap_group};
+
+pub(crate) use connector::is_open as connector_open;
 
 pub(crate) fn argv(pid: u32) -> Vec<String> {
     procfs::argv(pid)
