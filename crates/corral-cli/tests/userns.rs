@@ -74,7 +74,7 @@ fn an_unprivileged_corral_gets_user_pid_mount_net_and_its_escapee_dies_with_the_
     let script = format!(
         "setsid sleep 30 </dev/null >/dev/null 2>&1 & \
          if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then net=host; else net=none; fi; \
-         echo uid=$(id -u) map=$(cat /proc/self/uid_map) procs=$(ls /proc | grep -cE '^[0-9]+$') \
+         echo uid=$(id -u) map=$(echo $(cat /proc/self/uid_map)) procs=$(ls /proc | grep -cE '^[0-9]+$') \
          tmp=$(ls -A /tmp | wc -l) net=$net; read go; exit 3"
     );
     let mut c = std::process::Command::new("setpriv");
@@ -129,7 +129,7 @@ fn a_root_daemon_runs_a_service_as_nobody_on_the_host_and_root_inside() {
     if !usable() {
         return;
     }
-    let script = "echo uid=$(id -u) map=$(cat /proc/self/uid_map); exec sleep 30";
+    let script = "echo uid=$(id -u) map=$(echo $(cat /proc/self/uid_map)); exec sleep 30";
     let toml = format!(
         "[services.box]\ncommand = [\"/bin/sh\", \"-c\", {}]\nuser = \"nobody\"\nrestart = \"no\"\n\
          [services.box.isolate]\nuser = true\npid = true\n",
