@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn a_user_value_is_a_flag_root_or_self() {
         let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { user = \"nobody\" }\n");
-        assert!(e.contains("corral.toml:3:13: service `a`: isolate.user is \"nobody\""), "{e}");
+        assert!(e.contains("corral.toml:3:20: service `a`: isolate.user is \"nobody\""), "{e}");
         assert!(e.contains("\"self\" (it keeps its own ids)"), "{e}");
     }
 
@@ -298,7 +298,7 @@ mod tests {
             "[services.a]\ncommand = [\"a\"]\n[services.a.isolate]\nnet = \"/proc/self/ns/net\"\nuser = \"self\"\n",
         );
         assert!(
-            e.contains("corral.toml:5:1: service `a`: isolate: network namespace /proc/self/ns/net cannot be joined"),
+            e.contains("corral.toml:4:7: service `a`: isolate: network namespace /proc/self/ns/net cannot be joined"),
             "{e}"
         );
     }
