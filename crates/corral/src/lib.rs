@@ -89,7 +89,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
 pub use io_limit::{IoLimit, MAX_IO_DEVICES};
-pub use isolation::{Bind, Isolation, Network, Seccomp, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
+pub use isolation::{Bind, Isolation, Network, Seccomp, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
 pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};

@@ -755,6 +755,7 @@ impl Group {
             }
             other => return Ok(Err(other)),
         };
+        spawn::check_user_switch(&cmd, &self.spec.isolation)?;
         let program = cmd.get_program().to_string_lossy().into_owned();
         let not_writable = |p: &std::path::Path, e: io::Error| {
             Error::os(format!("opening {}", p.display()), e).hint("the cgroup is not writable by this user")
@@ -1163,6 +1164,7 @@ pub(crate) fn host_report() -> HostReport {
     notes.push(format!("running as uid {}", unsafe { libc::geteuid() }));
     notes.push(spawn::describe());
     notes.push(spawn::describe_isolation());
+    notes.push(spawn::describe_user_namespaces());
     notes.push(format!(
         "I/O limits: {}; live limit changes and notify-only limits (memory.high / soft limit, pids.max, cpu \
          throttling) on every cgroup backend, not on pgid",
