@@ -41,9 +41,10 @@ const BACKUP: Duration = Duration::from_secs(1);
 /// The most passes of one [`Group::track`]; the next event or sample goes on.
 const TRACK_PASSES: usize = 8;
 
-/// The processes the kqueue watches for a group.
+/// What the kqueue watches for a group.
 #[derive(Default)]
 struct Watch {
+    /// Members seen, each watched where the kqueue allowed it.
     pids: HashSet<u32>,
     /// When the leader's `NOTE_EXIT` came.
     leader_exit_heard: Option<Instant>,
@@ -113,12 +114,10 @@ impl Group {
             let now: HashSet<u32> = members.into_iter().collect();
             let mut found = false;
             for &pid in now.difference(&w.pids.clone()) {
-                found = true;
-                // A watch that fails leaves the pid unwatched: the next
-                // pass or the backup sample tries again.
-                if kqueue::watch(pid, self.token).is_ok() {
-                    w.pids.insert(pid);
-                }
+                // A process that cannot be watched (gone, or refused) is
+                // not tried again: the samples list the group anyway.
+                found |= matches!(kqueue::watch(pid, self.token), Ok(true));
+                w.pids.insert(pid);
             }
             w.pids.retain(|p| now.contains(p));
             if !found {

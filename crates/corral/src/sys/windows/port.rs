@@ -149,3 +149,26 @@ impl super::super::Wake for KeyWake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_carry_their_key_and_a_wake_is_no_job_message() {
+        // A port of the test's own: the shared one belongs to the event loop.
+        let port = Port::new().unwrap();
+        let (a, b) = (new_key(), new_key());
+        assert!(a > KEY_LOOP && b > a, "keys are fresh: {a}, {b}");
+        port.wake(a).unwrap();
+        // What the kernel posts for a job's new process: the message id in
+        // the byte count, the pid in place of the OVERLAPPED pointer.
+        // SAFETY: the port is live; the "pointer" is never dereferenced.
+        check(unsafe { PostQueuedCompletionStatus(port.raw(), JOB_OBJECT_MSG_NEW_PROCESS, b, 4242 as *const _) })
+            .unwrap();
+        port.wake(KEY_LOOP).unwrap();
+        let got = port.wait(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(got, vec![(a, Msg::Wake), (b, Msg::NewProcess(4242)), (KEY_LOOP, Msg::Wake)]);
+        assert_eq!(port.wait(Some(Duration::ZERO)).unwrap(), Vec::new(), "nothing else was queued");
+    }
+}
