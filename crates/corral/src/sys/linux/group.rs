@@ -5,6 +5,7 @@
 
 use super::fds::{EventFd, Watched};
 use super::io_throttle::io_devices;
+use super::leaf_pool::{self, Shape};
 use super::parts::{Holder, Parts};
 use super::reaper::{self, Owner};
 use super::{layout, pgid, proc_events, procfs, select, stale, unix, SAMPLE, STALE_SWEPT};
@@ -14,7 +15,7 @@ use crate::{BackendKind, Enforcement, Error, ErrorKind, ExitStatus, Signal, Supp
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 pub(super) struct WakeFd(pub(super) EventFd);
@@ -57,6 +58,17 @@ pub(crate) struct Group {
     pub(super) tag: Vec<u8>,
     /// Followed by the process-event connector, where it is permitted.
     pub(super) tracked: OnceLock<Arc<proc_events::Tracked>>,
+    /// Set when its directories may go back to the pool (`leaf_pool.rs`).
+    pub(super) shape: Option<Shape>,
+    /// True once the directories went back to the pool: from then on they
+    /// are the next group's, and this one must not touch them. Read-held
+    /// by whatever acts on them, so the release waits for it.
+    pub(super) released: RwLock<bool>,
+    /// CPU time a reused leaf had counted before this group (`cpu.stat`
+    /// cannot be reset).
+    pub(super) cpu_base: (Duration, Duration),
+    /// `cgroup.kill` was written: the leaf is never reused (see `leaf_pool.rs`).
+    pub(super) leaf_killed: AtomicBool,
 }
 
 impl Group {
@@ -70,6 +82,13 @@ impl Group {
 
     pub(super) fn owner(&self) -> Option<&Arc<Owner>> {
         self.owner.get()
+    }
+
+    /// Held while acting on the directories; `None` once they went back to
+    /// the pool.
+    pub(super) fn hold(&self) -> Option<RwLockReadGuard<'_, bool>> {
+        let g = self.released.read().unwrap_or_else(|p| p.into_inner());
+        (!*g).then_some(g)
     }
 
     pub(super) fn leader_done(&self) -> bool {
@@ -144,7 +163,11 @@ impl SysGroup for Group {
             };
             Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
-        let parts = Parts::create(kind, spec, l, cg_err)?;
+        let shape = leaf_pool::shape(kind, spec, l);
+        let (parts, reused) = match shape.as_ref().and_then(leaf_pool::take) {
+            Some(p) => (p.parts, Some(p.limits)),
+            None => (Parts::create(kind, spec, l, cg_err)?, None),
+        };
         let mut me = Group {
             parts,
             spec: spec.clone(),
@@ -162,7 +185,14 @@ impl SysGroup for Group {
             final_usage: Mutex::new(None),
             tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
             tracked: OnceLock::new(),
+            shape,
+            released: RwLock::new(false),
+            cpu_base: Default::default(),
+            leaf_killed: AtomicBool::new(false),
         };
+        if let Some(old) = reused {
+            me.prepare_reuse(&old).map_err(|e| cg_err("resetting a reused cgroup", e))?;
+        }
         // Started before the spawn, so that it sees the leader's first forks.
         proc_events::watcher();
         // On failure, Drop removes the directories: no leader ever ran.
@@ -196,10 +226,12 @@ impl SysGroup for Group {
     }
 
     fn members(&self) -> io::Result<Vec<u32>> {
+        let Some(_held) = self.hold() else { return Ok(Vec::new()) };
         self.members_inner()
     }
 
     fn graceful_stop(&self, signal: Signal) -> io::Result<()> {
+        let Some(_held) = self.hold() else { return Ok(()) };
         let members = self.members_inner()?;
         self.note_members(&members);
         if let Holder::Pgid = self.parts.holder() {
@@ -211,6 +243,7 @@ impl SysGroup for Group {
     }
 
     fn kill(&self) -> io::Result<()> {
+        let Some(_held) = self.hold() else { return Ok(()) };
         match self.kill_members() {
             // The monitor's teardown removes the cgroups once every member
             // is reaped; a kill that races it finds them gone (ENOENT) or
@@ -266,6 +299,9 @@ impl SysGroup for Group {
     }
 
     fn set_limits(&self, limits: &crate::Limits) -> crate::Result<()> {
+        let Some(_held) = self.hold() else {
+            return Err(Error::new(ErrorKind::InvalidInput, "the group has ended: its limits cannot change"));
+        };
         self.change_limits(limits)
     }
 

@@ -14,11 +14,7 @@ impl Group {
     /// Takes charge of a leader just started, whichever path started it:
     /// the reaper learns whose it is, the event connector follows it.
     pub(super) fn adopt(&self, pid: u32, pidfd: Option<OwnedFd>) {
-        let owner = Arc::new(Owner {
-            cgroup_leaf: Some(self.spec.id.clone()).filter(|_| self.parts.in_cgroup()),
-            pgid: pid,
-            ..Owner::default()
-        });
+        let owner = Arc::new(Owner { cgroup_leaf: self.parts.leaf_name(), pgid: pid, ..Owner::default() });
         reaper::register(pid, owner.clone());
         let _ = self.owner.set(owner);
         if let Some(w) = proc_events::watcher() {

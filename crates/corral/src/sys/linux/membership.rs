@@ -49,7 +49,10 @@ impl Group {
     /// The kill of [`crate::sys::SysGroup::kill`], best mechanism first.
     pub(super) fn kill_members(&self) -> io::Result<()> {
         match self.parts.holder() {
-            Holder::Leaf(v2) if v2.has_kill() => v2.kill(),
+            Holder::Leaf(v2) if v2.has_kill() => {
+                self.leaf_killed.store(true, std::sync::atomic::Ordering::Relaxed);
+                v2.kill()
+            }
             // Before Linux 5.14 a v2 leaf has no atomic kill (and a hybrid
             // group has no v1 freezer).
             Holder::Leaf(v2) => {
@@ -82,7 +85,8 @@ impl Group {
         let adopted = self.leader.lock().map(|l| l.adopted).unwrap_or(false);
         let known =
             owner.as_ref().map(|o| o.known.lock().unwrap_or_else(|p| p.into_inner()).clone()).unwrap_or_default();
-        let leaf = self.parts.in_cgroup().then_some(self.spec.id.as_str());
+        let leaf_name = self.parts.leaf_name();
+        let leaf = leaf_name.as_deref();
         let mut out = Vec::new();
         for pid in procfs::all_pids().unwrap_or_default() {
             if pid == me || (pid == leader.0 && leader.1) {

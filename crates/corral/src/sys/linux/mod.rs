@@ -29,6 +29,7 @@ mod host_report;
 mod io_throttle;
 mod launch;
 mod leader;
+mod leaf_pool;
 mod leftovers;
 mod live_limits;
 mod membership;
@@ -39,6 +40,7 @@ mod proc_events;
 mod process_table;
 mod procfs;
 mod reaper;
+mod reuse;
 mod select;
 mod spawn;
 mod stale;
@@ -76,6 +78,7 @@ fn layout() -> &'static Layout {
 /// the process spares a mkdir and an rmdir per hierarchy on every spawn.
 /// An rmdir fails harmlessly while another process's group lives there.
 extern "C" fn remove_empty_roots() {
+    leaf_pool::remove_all();
     if let Some(l) = LAYOUT.get() {
         for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {
             let _ = std::fs::remove_dir(root);

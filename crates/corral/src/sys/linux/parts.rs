@@ -12,7 +12,7 @@
 //! this table.
 
 use super::cgroup_v1::CgroupV1;
-use super::cgroup_v2::CgroupV2;
+use super::cgroup_v2::{read_keyed, read_pids, CgroupV2};
 use super::hierarchy::Layout;
 use crate::sys::Spec;
 use crate::{BackendKind, Error};
@@ -145,6 +145,47 @@ impl Parts {
         !matches!(self, Parts::Pgid)
     }
 
+    /// The name of the group's cgroups, by which `/proc/<pid>/cgroup`
+    /// tells a member: its id, or the id of the group that made a pooled
+    /// leaf.
+    pub(super) fn leaf_name(&self) -> Option<String> {
+        let dir = match self {
+            Parts::CgroupV2(v2) | Parts::Hybrid { v2, .. } => v2.dir.as_path(),
+            Parts::CgroupV1(v1) => v1.dirs().first()?.1.as_path(),
+            Parts::Pgid => return None,
+        };
+        Some(dir.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// True only when the kernel says no process is left (a failed read is
+    /// not "empty"): a v2 leaf's `populated 0` covers every process that
+    /// joined the group, descendants included; v1 has no such statement,
+    /// so each directory's `cgroup.procs` is read.
+    pub(super) fn is_provably_empty(&self) -> bool {
+        match self {
+            Parts::CgroupV2(v2) | Parts::Hybrid { v2, .. } => {
+                read_keyed(&v2.file("cgroup.events"), "populated") == Some(0)
+            }
+            Parts::CgroupV1(v1) => {
+                v1.dirs().iter().all(|(_, d)| read_pids(&d.join("cgroup.procs")).is_ok_and(|m| m.is_empty()))
+            }
+            Parts::Pgid => false,
+        }
+    }
+
+    /// The same directories, for the pool; the group keeps its own copy
+    /// (and its OOM eventfd) but never touches them again.
+    pub(super) fn detached(&self) -> Parts {
+        match self {
+            Parts::CgroupV2(v2) => Parts::CgroupV2(CgroupV2 { dir: v2.dir.clone() }),
+            Parts::Hybrid { v2, v1 } => {
+                Parts::Hybrid { v2: CgroupV2 { dir: v2.dir.clone() }, v1: CgroupV1::adopt(v1.dirs().to_vec()) }
+            }
+            Parts::CgroupV1(v1) => Parts::CgroupV1(CgroupV1::adopt(v1.dirs().to_vec())),
+            Parts::Pgid => Parts::Pgid,
+        }
+    }
+
     /// Removes every directory (they must be empty).
     pub(super) fn remove(&self) {
         if let Some(v2) = self.v2() {
@@ -158,7 +199,7 @@ impl Parts {
 
 /// The v2 controllers a cgroup2 group enables for its limits (a hybrid
 /// host's v2 tree has none: its limits live in v1).
-fn v2_controllers(kind: BackendKind, spec: &Spec, l: &Layout) -> Vec<&'static str> {
+pub(super) fn v2_controllers(kind: BackendKind, spec: &Spec, l: &Layout) -> Vec<&'static str> {
     let mut ctl = Vec::new();
     if kind == BackendKind::CgroupV2 {
         let lim = &spec.limits;
@@ -175,7 +216,7 @@ fn v2_controllers(kind: BackendKind, spec: &Spec, l: &Layout) -> Vec<&'static st
 
 /// The v1 controllers a group needs: memory always on a hybrid host (for
 /// its accounting), the freezer and cpuacct on cgroup1 (kill, CPU time).
-fn needed_v1(kind: BackendKind, spec: &Spec) -> Vec<&'static str> {
+pub(super) fn needed_v1(kind: BackendKind, spec: &Spec) -> Vec<&'static str> {
     let l = &spec.limits;
     let mut c = Vec::new();
     match kind {

@@ -62,7 +62,7 @@ impl Group {
             }
         }
         let owner = Arc::new(Owner {
-            cgroup_leaf: Some(self.spec.id.clone()),
+            cgroup_leaf: self.parts.leaf_name(),
             known: Mutex::new(members.into_iter().collect()),
             ..Owner::default()
         });

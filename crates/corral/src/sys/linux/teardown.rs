@@ -61,7 +61,7 @@ impl Group {
         *self.final_usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(usage);
         let leftover = remaining.len();
         if leftover == 0 {
-            self.parts.remove();
+            self.release();
         }
         if let Some(o) = &owner {
             let pid = self.leader.lock().map(|l| l.pid).unwrap_or(0);

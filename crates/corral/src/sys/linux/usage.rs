@@ -21,8 +21,8 @@ impl Group {
         };
         match cpu {
             Some((user, sys)) => {
-                u.cpu_user = user;
-                u.cpu_system = sys;
+                u.cpu_user = user.saturating_sub(self.cpu_base.0);
+                u.cpu_system = sys.saturating_sub(self.cpu_base.1);
             }
             None => self.proc_usage(&members, &mut u),
         }
