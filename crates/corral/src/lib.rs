@@ -124,6 +124,16 @@ pub fn process_event_connector_open() -> bool {
     sys::connector_open()
 }
 
+/// Remembers this process's soft open-file limit (RLIMIT_NOFILE) as the one
+/// every leader started afterwards gets back. Call it before raising your
+/// own: a daemon that needs many fds then does not hand its raised limit
+/// to the programs it starts. The first call wins; the leaders' hard limit
+/// is this process's. Does nothing where there is no such limit (Windows).
+pub fn keep_open_file_limit_for_leaders() {
+    #[cfg(unix)]
+    sys::unix::fd_limit::remember();
+}
+
 /// Adopts and reaps orphaned processes of this whole process, not only
 /// those corral can attribute to one of its groups.
 ///

@@ -165,11 +165,12 @@ impl SysGroup for Group {
         let l = &self.spec.limits;
         let mut rl = Vec::new();
         if let Some(m) = l.memory_per_process.or(l.memory) {
-            rl.push(unix::Rlimit { resource: libc::RLIMIT_AS, value: m });
+            rl.push(unix::Rlimit::fixed(libc::RLIMIT_AS, m));
         }
         if let Some(t) = [l.cpu_time, l.cpu_time_per_process].into_iter().flatten().min() {
-            rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
+            rl.push(unix::Rlimit::fixed(libc::RLIMIT_CPU, t.as_secs_f64().ceil().max(1.0) as u64));
         }
+        rl.extend(unix::fd_limit::for_child());
         let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: the closure only calls setrlimit, sigaction and fcntl,
         // which are async-signal-safe.

@@ -147,7 +147,7 @@ unsafe fn run(p: &Plan) -> ! {
             }
         }
         for l in &p.rlimits {
-            let rl = libc::rlimit { rlim_cur: l.value as libc::rlim_t, rlim_max: l.value as libc::rlim_t };
+            let rl = libc::rlimit { rlim_cur: l.soft as libc::rlim_t, rlim_max: l.hard as libc::rlim_t };
             #[allow(clippy::useless_conversion)]
             if libc::setrlimit(l.resource as _, &rl) != 0 {
                 fail(p, Step::Rlimit, errno());
