@@ -5,8 +5,9 @@
 //! re-parented to us, and zombies hold pids until reaped.
 
 use super::group::Group;
-use super::{proc_events, reaper};
+use super::reaper;
 use crate::sys::SysGroup;
+use crate::BackendKind;
 use std::time::{Duration, Instant};
 
 impl Group {
