@@ -214,9 +214,13 @@ pub(crate) fn describe() -> String {
     match host.refusal(caps) {
         Some((what, hint)) => format!("user namespaces: refused: {what} ({hint})"),
         None => format!(
-            "user namespaces: available{} (user.max_user_namespaces = {}): `user` gives a group pid, net, \
-             mount, ipc and uts namespaces without root; its user is root inside (or itself with `self`)",
-            if caps & CAP_SYS_ADMIN != 0 { "" } else { " to this unprivileged user" },
+            "user namespaces: available{} (user.max_user_namespaces = {}): with `user` a group's user is root \
+             inside its own namespaces (or itself with `self`) and nothing on the host",
+            if caps & CAP_SYS_ADMIN != 0 {
+                ""
+            } else {
+                " to this unprivileged user, who gets pid, net, mount, ipc and uts namespaces with them"
+            },
             host.max.map_or("unknown".to_string(), |m| m.to_string())
         ),
     }
