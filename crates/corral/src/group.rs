@@ -44,6 +44,7 @@ pub struct GroupBuilder {
     backend: Option<BackendKind>,
     outlive: bool,
     record_events: bool,
+    count_processes: bool,
     isolation: crate::Isolation,
 }
 
@@ -91,8 +92,23 @@ impl GroupBuilder {
     /// even after the group ended, misses no process that started and
     /// ended in between (lineage traces need every one). Held up to 65536
     /// events; past that the rest is dropped until the subscriber comes.
+    ///
+    /// On Linux this opens the host-wide process-event connector for the
+    /// group's life (where it is permitted), which wakes this process for
+    /// every fork on the host: ask for it where lineage is wanted.
     pub fn record_events(mut self, yes: bool) -> Self {
         self.record_events = yes;
+        self
+    }
+
+    /// Counts every process the group starts over its life
+    /// ([`Usage::processes_total`]). On Linux cgroups count only the live
+    /// ones, so this opens the process-event connector for the group's
+    /// life (where it is permitted), which wakes this process for every
+    /// fork on the host: fit for a run, not for a long-lived service.
+    /// The pgid backend and Windows always count; macOS never does.
+    pub fn count_processes(mut self, yes: bool) -> Self {
+        self.count_processes = yes;
         self
     }
 
@@ -163,6 +179,7 @@ impl GroupBuilder {
             reattach: false,
             outlive: self.outlive,
             record_events: self.record_events,
+            count_processes: self.count_processes,
             isolation: self.isolation,
         };
         let cfg = monitor::Config {
@@ -328,8 +345,10 @@ impl Group {
     /// True when this group's [`Event`]s carry lineage: each `Started` names
     /// the process that forked it (even one re-parented since), and execs
     /// arrive as `Exec`. Linux with the process-event connector (root, or
-    /// CAP_NET_ADMIN); elsewhere a `Started`'s parent is only the one its
-    /// process had when it was seen.
+    /// CAP_NET_ADMIN), for a group that records its events
+    /// ([`GroupBuilder::record_events`]) or runs on the pgid backend;
+    /// elsewhere a `Started`'s parent is only the one its process had when
+    /// it was seen.
     pub fn observes_lineage(&self) -> bool {
         self.sys.observes_lineage()
     }

@@ -89,7 +89,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
 pub use io_limit::{IoLimit, MAX_IO_DEVICES};
-pub use isolation::{Bind, Isolation, Network, Seccomp, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
+pub use isolation::{Bind, Isolation, Network, Seccomp, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
 pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
@@ -124,6 +124,14 @@ pub fn write_minidump(pid: u32, path: &std::path::Path) -> Result<()> {
 pub fn keep_open_file_limit_for_leaders() {
     #[cfg(unix)]
     sys::unix::fd_limit::remember();
+}
+
+/// Whether this process holds the host-wide process-event connector
+/// (Linux) open now; always false elsewhere. For tests of when corral
+/// opens it (only while a group needs it).
+#[doc(hidden)]
+pub fn process_event_connector_open() -> bool {
+    sys::connector_open()
 }
 
 /// Adopts and reaps orphaned processes of this whole process, not only

@@ -58,6 +58,8 @@ pub(crate) struct Group {
     pub(super) tag: Vec<u8>,
     /// Followed by the process-event connector, where it is permitted.
     pub(super) tracked: OnceLock<Arc<proc_events::Tracked>>,
+    /// Held while this group needs the connector (`connector.rs`).
+    pub(super) connector: Mutex<Option<proc_events::Lease>>,
     /// Set when its directories may go back to the pool (`leaf_pool.rs`).
     pub(super) shape: Option<Shape>,
     /// True once the directories went back to the pool: from then on they
@@ -185,6 +187,12 @@ impl SysGroup for Group {
             final_usage: Mutex::new(None),
             tag: format!("CORRAL_GROUP={}", spec.id).into_bytes(),
             tracked: OnceLock::new(),
+            // Open before the spawn, so that it sees the leader's first forks.
+            connector: Mutex::new(
+                proc_events::needed(kind, spec.record_events, spec.count_processes)
+                    .then(proc_events::Lease::take)
+                    .flatten(),
+            ),
             shape,
             released: RwLock::new(false),
             cpu_base: Default::default(),
@@ -193,8 +201,6 @@ impl SysGroup for Group {
         if let Some(old) = reused {
             me.prepare_reuse(&old).map_err(|e| cg_err("resetting a reused cgroup", e))?;
         }
-        // Started before the spawn, so that it sees the leader's first forks.
-        proc_events::watcher();
         // On failure, Drop removes the directories: no leader ever ran.
         me.configure().map_err(|e| cg_err("setting the limits", e))?;
         me.configure_io(&io_devices).map_err(|e| cg_err("setting the I/O limits", e))?;

@@ -40,6 +40,7 @@ pub(crate) fn host_report() -> HostReport {
     notes.push(format!("running as uid {}", unsafe { libc::geteuid() }));
     notes.push(spawn::describe());
     notes.push(spawn::describe_isolation());
+    notes.push(spawn::describe_user_namespaces());
     notes.push(format!(
         "I/O limits: {}; live limit changes and notify-only limits (memory.high / soft limit, pids.max, cpu \
          throttling) on every cgroup backend, not on pgid",

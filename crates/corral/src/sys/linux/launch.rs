@@ -102,6 +102,7 @@ impl Group {
             }
             other => return Ok(Err(other)),
         };
+        spawn::check_user_switch(&cmd, &self.spec.isolation)?;
         let program = cmd.get_program().to_string_lossy().into_owned();
         let not_writable = |p: &std::path::Path, e: io::Error| {
             Error::os(format!("opening {}", p.display()), e).hint("the cgroup is not writable by this user")

@@ -17,12 +17,12 @@ impl Group {
         let owner = Arc::new(Owner { cgroup_leaf: self.parts.leaf_name(), pgid: pid, ..Owner::default() });
         reaper::register(pid, owner.clone());
         let _ = self.owner.set(owner);
-        if let Some(w) = proc_events::watcher() {
+        if let Some(c) = self.connector.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let t = proc_events::Tracked::new(self.wake.clone());
             if self.spec.record_events {
                 t.listen();
             }
-            w.track(pid, &t);
+            c.track(pid, &t);
             let _ = self.tracked.set(t);
         }
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());

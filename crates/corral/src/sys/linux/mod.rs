@@ -21,6 +21,7 @@ mod adopt;
 mod block_device;
 mod cgroup_v1;
 mod cgroup_v2;
+mod connector;
 mod enforce;
 mod fds;
 mod group;
@@ -36,6 +37,7 @@ mod membership;
 mod parts;
 mod pgid;
 mod poll;
+mod poller;
 mod proc_events;
 mod process_table;
 mod procfs;
@@ -52,6 +54,7 @@ pub(crate) use self::fds::{poll_ready, EventFd};
 pub(crate) use self::group::Group;
 use self::hierarchy::Layout;
 pub(crate) use self::host_report::host_report;
+pub(crate) use self::poller::Poller;
 pub(crate) use self::process_table::{process_infos, process_table};
 use super::unix;
 use std::path::PathBuf;
@@ -108,6 +111,8 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 
 /// `(ppid, exe)` for events.
 pub(crate) use leftovers::{group_of, orphaned_groups, reap_group};
+
+pub(crate) use connector::is_open as connector_open;
 
 pub(crate) fn argv(pid: u32) -> Vec<String> {
     procfs::argv(pid)

@@ -55,6 +55,8 @@ impl Group {
             }
         }
         let members = adopt::take(pid, st.starttime, &roots, old.map(|(id, _)| id), &dests)?;
+        // A running tree's past forks were never seen: it is not followed.
+        drop(self.connector.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some((id, _)) = old {
             // Emptied by the move: the old group's directories go.
             for root in l.v2_root.iter().chain(l.v1_roots.iter().map(|(_, r)| r)) {

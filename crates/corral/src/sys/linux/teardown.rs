@@ -5,7 +5,7 @@
 //! re-parented to us, and zombies hold pids until reaped.
 
 use super::group::Group;
-use super::{proc_events, reaper};
+use super::reaper;
 use crate::sys::SysGroup;
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ impl Group {
                 }
                 remaining = match tracked {
                     Some(t) if t.settled() => t.unreaped(),
+                    // A cgroup lists its members: once it is empty, what is
+                    // left are this process's children not reaped yet.
+                    _ if self.parts.in_cgroup() => owner.as_deref().map(reaper::unreaped_children).unwrap_or_default(),
                     _ => self.remaining(&owner),
                 };
                 if remaining.is_empty() {
@@ -67,9 +70,7 @@ impl Group {
             let pid = self.leader.lock().map(|l| l.pid).unwrap_or(0);
             reaper::unregister(pid, o);
         }
-        if let (Some(w), Some(t)) = (proc_events::watcher(), self.tracked.get()) {
-            w.untrack(t);
-        }
+        drop(self.connector.lock().unwrap_or_else(|p| p.into_inner()).take());
         leftover
     }
 }
