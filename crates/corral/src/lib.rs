@@ -116,14 +116,6 @@ pub fn write_minidump(pid: u32, path: &std::path::Path) -> Result<()> {
     })
 }
 
-/// Whether this process holds the host-wide process-event connector
-/// (Linux) open now; always false elsewhere. For tests of when corral
-/// opens it (only while a group needs it).
-#[doc(hidden)]
-pub fn process_event_connector_open() -> bool {
-    sys::connector_open()
-}
-
 /// Remembers this process's soft open-file limit (RLIMIT_NOFILE) as the one
 /// every leader started afterwards gets back. Call it before raising your
 /// own: a daemon that needs many fds then does not hand its raised limit
@@ -132,6 +124,14 @@ pub fn process_event_connector_open() -> bool {
 pub fn keep_open_file_limit_for_leaders() {
     #[cfg(unix)]
     sys::unix::fd_limit::remember();
+}
+
+/// Whether this process holds the host-wide process-event connector
+/// (Linux) open now; always false elsewhere. For tests of when corral
+/// opens it (only while a group needs it).
+#[doc(hidden)]
+pub fn process_event_connector_open() -> bool {
+    sys::connector_open()
 }
 
 /// Adopts and reaps orphaned processes of this whole process, not only

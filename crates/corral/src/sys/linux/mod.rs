@@ -55,6 +55,7 @@ pub(crate) use self::group::Group;
 pub(crate) use self::poller::Poller;
 use self::hierarchy::Layout;
 pub(crate) use self::host_report::host_report;
+pub(crate) use self::poller::Poller;
 pub(crate) use self::process_table::{process_infos, process_table};
 use super::unix;
 use std::path::PathBuf;

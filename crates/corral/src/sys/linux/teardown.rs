@@ -7,7 +7,6 @@
 use super::group::Group;
 use super::reaper;
 use crate::sys::SysGroup;
-use crate::BackendKind;
 use std::time::{Duration, Instant};
 
 impl Group {
@@ -49,9 +48,7 @@ impl Group {
                     Some(t) if t.settled() => t.unreaped(),
                     // A cgroup lists its members: once it is empty, what is
                     // left are this process's children not reaped yet.
-                    _ if self.kind() != BackendKind::Pgid => {
-                        owner.as_deref().map(reaper::unreaped_children).unwrap_or_default()
-                    }
+                    _ if self.parts.in_cgroup() => owner.as_deref().map(reaper::unreaped_children).unwrap_or_default(),
                     _ => self.remaining(&owner),
                 };
                 if remaining.is_empty() {
