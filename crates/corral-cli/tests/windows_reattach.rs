@@ -3,7 +3,8 @@
 //! numbered lines, and started again on the same folder. Its services
 //! keep their pids, every line is in the log once and in order (the log
 //! holder kept the pipes), and a record whose leader's creation time does
-//! not match is never taken back, but killed.
+//! not match is never taken back, but killed. `corral daemon restart`
+//! starts a successor daemon with the same guarantees.
 //!
 //! Every pid the testkit prints is opened by the test itself and must be
 //! ended at the end. A failed test still ends what it started: the jobs
@@ -32,6 +33,8 @@ struct World {
     dir: PathBuf,
     cfg: PathBuf,
     daemon: Option<Child>,
+    /// A daemon started by `corral daemon restart` (not the test's child).
+    successor: Option<u32>,
     /// The daemon's stderr lines since it started.
     said: Vec<String>,
     stderr: Option<mpsc::Receiver<String>>,
@@ -44,7 +47,7 @@ impl World {
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("corral.toml");
         std::fs::write(&cfg, toml).unwrap();
-        World { dir, cfg, daemon: None, said: Vec::new(), stderr: None }
+        World { dir, cfg, daemon: None, successor: None, said: Vec::new(), stderr: None }
     }
 
     fn up(&mut self) {
@@ -148,6 +151,9 @@ impl Drop for World {
             let _ = c.kill();
             let _ = c.wait();
         }
+        if let Some(pid) = self.successor {
+            kill_pid(pid);
+        }
         for g in self.state()["groups"].as_array().cloned().unwrap_or_default() {
             if let Some(name) = g["location"].as_str() {
                 kill_job(name);
@@ -199,16 +205,69 @@ fn services() -> String {
     )
 }
 
-#[test]
-fn a_killed_daemon_restarted_takes_back_its_services_with_the_same_pids_and_every_log_line() {
-    let mut w = World::new("winre", &services());
-    w.up();
+/// The services' pids once they run and are recorded, and `w` writes.
+fn running(w: &World) -> (Vec<u32>, Vec<u32>, Vec<Proc>) {
     let wp = until(60, "w's ready line", || ready_pids(&w.log("w"), 0));
     let sp = until(60, "s's ready line", || ready_pids(&w.log("s"), 0));
     assert_eq!(sp.len(), 2, "s's leader and its child: {sp:?}");
     let procs: Vec<Proc> = wp.iter().chain(&sp).map(|p| Proc::open(*p)).collect();
     w.recorded(2);
     w.wait_line("w", 20);
+    (wp, sp, procs)
+}
+
+/// After a restart: the same leaders, every process alive, every line
+/// once and in order.
+fn assert_taken_back(w: &mut World, wp: &[u32], sp: &[u32], procs: &[Proc]) {
+    w.wait_said("re-attached 2 group(s)");
+    let lines = w.wait_line("w", LINES);
+    assert_eq!(lines, (1..=LINES).collect::<Vec<u32>>(), "every line once, in order");
+    assert!(procs.iter().all(Proc::running), "every process lives on");
+    let out = corral(&w.cfg, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut leaders: Vec<u64> = v["instances"].as_array().unwrap().iter().filter_map(|i| i["pid"].as_u64()).collect();
+    leaders.sort_unstable();
+    let mut want = vec![u64::from(wp[0]), u64::from(sp[0])];
+    want.sort_unstable();
+    assert_eq!(leaders, want, "the same leaders: {v}");
+}
+
+#[test]
+fn daemon_restart_starts_a_successor_that_keeps_the_services_and_every_log_line() {
+    let mut w = World::new("winre-restart", &services());
+    w.up();
+    let (wp, sp, procs) = running(&w);
+    let out = corral(&w.cfg, &["daemon", "restart"]);
+    assert!(out.status.success(), "daemon restart: {}{}", text(&out.stdout), text(&out.stderr));
+    let said = text(&out.stdout);
+    let pid: u32 = said
+        .split_once("(pid ")
+        .and_then(|(_, r)| r.split(')').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said}"));
+    w.successor = Some(pid);
+    let successor = Proc::open(pid);
+    let mut first = w.daemon.take().unwrap();
+    let code = until(60, "the first daemon to exit", || first.try_wait().unwrap());
+    assert!(code.success(), "the first daemon exits 0: {code:?}");
+    assert_ne!(pid, first.id(), "a new process answers");
+    assert_taken_back(&mut w, &wp, &sp, &procs);
+    let holder = w.holder().expect("the successor's log holder");
+
+    let out = corral(&w.cfg, &["down"]);
+    assert!(out.status.success(), "down: {}", text(&out.stderr));
+    until(60, "the successor to exit", || (!successor.running()).then_some(()));
+    w.successor = None;
+    for p in &procs {
+        assert!(!p.running(), "process {} survived corral down", p.pid);
+    }
+    until(30, "the log holder to end with its daemon", || (!holder.running()).then_some(()));
+}
+
+#[test]
+fn a_killed_daemon_restarted_takes_back_its_services_with_the_same_pids_and_every_log_line() {
+    let mut w = World::new("winre", &services());
+    w.up();
+    let (wp, sp, procs) = running(&w);
     let old_holder = w.holder().expect("a log holder runs");
 
     w.kill_daemon();
@@ -224,17 +283,7 @@ fn a_killed_daemon_restarted_takes_back_its_services_with_the_same_pids_and_ever
         panic!("a service died with its daemon");
     }
     w.up();
-    w.wait_said("re-attached 2 group(s)");
-    let lines = w.wait_line("w", LINES);
-    assert_eq!(lines, (1..=LINES).collect::<Vec<u32>>(), "every line once, in order");
-    assert!(procs.iter().all(Proc::running), "every process lives on");
-    let out = corral(&w.cfg, &["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut leaders: Vec<u64> = v["instances"].as_array().unwrap().iter().filter_map(|i| i["pid"].as_u64()).collect();
-    leaders.sort_unstable();
-    let mut want = vec![u64::from(wp[0]), u64::from(sp[0])];
-    want.sort_unstable();
-    assert_eq!(leaders, want, "the same leaders: {v}");
+    assert_taken_back(&mut w, &wp, &sp, &procs);
     until(30, "the old holder to end", || (!old_holder.running()).then_some(()));
     let holder = w.holder().expect("the new daemon's log holder");
 

@@ -3,6 +3,8 @@
 //! leftovers) belong to the `corral` library, not here.
 
 #[cfg(windows)]
+pub(crate) mod cancel_read;
+#[cfg(windows)]
 pub(crate) mod eventlog;
 #[cfg(target_os = "linux")]
 pub(crate) mod fd_pass;
