@@ -48,8 +48,9 @@ pub(super) fn take_back(job: &Job, id: &str, pid: u32, start: u64) -> Result<(Ow
     let leader = open_for_assign(pid).map_err(|e| refused(format!("its leader {pid} is gone ({e})")))?;
     let born = process::created(raw(&leader));
     if born != Some(start) || !process::running(&leader) {
+        let born = born.map_or("unknown".to_string(), |b| b.to_string());
         return Err(refused(format!(
-            "process {pid} is not the recorded leader (created at {born:?}, recorded {start}: the pid was reused)"
+            "process {pid} is not the recorded leader (created at {born}, recorded {start}: the pid was reused)"
         )));
     }
     if !old.contains(raw(&leader)).unwrap_or(false) {
