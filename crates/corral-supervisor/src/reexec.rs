@@ -56,6 +56,24 @@ pub fn image() -> &'static str {
     })
 }
 
+static REFUSED: OnceLock<&'static str> = OnceLock::new();
+
+/// A daemon run by a service manager that follows one process (the
+/// Windows Service Control Manager: `Options::stop` is its handler) must
+/// not restart as a new process: the manager would see its service end.
+pub(crate) fn refuse_under_a_manager(managed: bool) {
+    if cfg!(windows) && managed {
+        let _ = REFUSED.set(
+            "the daemon runs as a Windows service, which must stay one process: restart it with `corral service stop` and `corral service start`",
+        );
+    }
+}
+
+/// Why a restart is refused, if it is.
+pub(crate) fn refused() -> Option<&'static str> {
+    REFUSED.get().copied()
+}
+
 /// A client asked for a re-exec; the daemon's stop path then re-executes
 /// instead of stopping the services.
 pub(crate) fn request() {

@@ -170,6 +170,9 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
         }
         // `corral daemon restart`: the stop path re-executes instead.
         "reexec" if cfg!(any(target_os = "linux", windows)) => {
+            if let Some(why) = crate::reexec::refused() {
+                return error(StatusCode::CONFLICT, why);
+            }
             api.sup.requested("reexec", by.as_ref());
             crate::reexec::request();
             api.shutdown.notify_one();
