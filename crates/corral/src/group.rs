@@ -74,8 +74,10 @@ impl GroupBuilder {
     /// leader dies with its controller (`PR_SET_PDEATHSIG` on Linux); a
     /// daemon that means to take its groups back after a crash or a
     /// re-exec ([`GroupBuilder::reattach`]) turns that off. The group's
-    /// cgroup still holds every member meanwhile. Linux only (elsewhere
-    /// nothing is armed to begin with, or a Job Object ends with its handle).
+    /// cgroup still holds every member meanwhile. On Windows the group's
+    /// job is then made without `KILL_ON_JOB_CLOSE` (its kill is explicit:
+    /// a stop, a timeout, or a drop with [`GroupBuilder::kill_on_drop`]).
+    /// On macOS nothing is armed to begin with.
     pub fn outlive_controller(mut self, yes: bool) -> Self {
         self.outlive = yes;
         self

@@ -35,8 +35,11 @@ pub(crate) fn connector_open() -> bool {
     false
 }
 
+#[cfg(windows)]
+pub(crate) use imp::start_time;
+
 /// A process's start time, where the OS tells it.
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 pub(crate) fn start_time(_pid: u32) -> Option<u64> {
     None
 }
@@ -68,8 +71,9 @@ pub(crate) struct Spec {
     /// must not run (it would kill what is taken back).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub reattach: bool,
-    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`;
+    /// on Windows no `KILL_ON_JOB_CLOSE`).
+    #[cfg_attr(target_os = "macos", allow(dead_code))]
     pub outlive: bool,
     /// Collect pushed events from the start, before anyone subscribes
     /// ([`crate::GroupBuilder::record_events`]).

@@ -4,10 +4,12 @@
 //! resumed (`spawn.rs`), so it and everything it ever starts is a member
 //! before running user code; membership is inherited and cannot be left.
 //! The job is created with `KILL_ON_JOB_CLOSE`, so a controller that dies
-//! takes its groups with it. Its messages arrive on the one I/O completion
-//! port of the process (`port.rs`), under the group's own key, where the
-//! one event loop waits for every group at once (`poller.rs`); they become
-//! the group's Started/Exited events.
+//! takes its groups with it, unless the group is meant to outlive its
+//! controller: then the next controller takes it back by the job's name
+//! or reaps it (`reattach.rs`). Its messages arrive on the one I/O
+//! completion port of the process (`port.rs`), under the group's own key,
+//! where the one event loop waits for every group at once (`poller.rs`);
+//! they become the group's Started/Exited events.
 //! A stop sets the group's named event, sends CTRL_BREAK and WM_CLOSE
 //! where they can arrive (`console.rs`); the kill is `TerminateJobObject`.
 //!
@@ -40,6 +42,7 @@ mod ntdll;
 mod poller;
 mod port;
 mod process;
+mod reattach;
 mod spawn;
 
 use self::console::StopEvent;
@@ -162,7 +165,7 @@ impl SysGroup for Group {
             .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
         }
         let job =
-            Job::create(&format!(r"Local\corral-job-{}", spec.id)).map_err(|e| error::os("CreateJobObjectW", e))?;
+            Job::create(&reattach::job_name(&spec.id), spec.outlive).map_err(|e| error::os("CreateJobObjectW", e))?;
         let shared = port::shared().map_err(|e| error::os("CreateIoCompletionPort", e))?;
         let key = port::new_key();
         job.associate(shared.raw(), key).map_err(|e| error::os("associating the job with the completion port", e))?;
@@ -201,6 +204,18 @@ impl SysGroup for Group {
 
     fn adopt_leader(&self, pid: u32) -> crate::Result<super::Spawned> {
         let (root, members) = adopt::take(&self.job, pid)?;
+        {
+            let mut st = lock(&self.st);
+            for (p, h) in members {
+                st.members.insert(p, h);
+            }
+        }
+        let _ = self.leader.set((pid, root));
+        Ok(super::Spawned { pid, stdin: None, stdout: None, stderr: None, path: crate::SpawnPath::Adopted })
+    }
+
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<super::Spawned> {
+        let (root, members) = reattach::take_back(&self.job, id, pid, start)?;
         {
             let mut st = lock(&self.st);
             for (p, h) in members {
@@ -540,14 +555,22 @@ pub(crate) fn minidump(pid: u32, path: &std::path::Path) -> io::Result<()> {
 pub(crate) fn reap_all_orphans(_yes: bool) {}
 
 /// A Job Object kills its members when its controller's last handle
-/// closes: a dead controller leaves nothing.
+/// closes: a dead controller leaves nothing, except groups meant to
+/// outlive it, which only their record names (see [`reap_group`]).
 pub(crate) fn orphaned_groups() -> io::Result<Vec<(String, Vec<u32>)>> {
     Ok(Vec::new())
 }
 
-/// See [`orphaned_groups`].
-pub(crate) fn reap_group(_id: &str, _leader: u32) -> io::Result<usize> {
-    Ok(0)
+/// Kills a recorded group that outlived its controller, found by its
+/// job's name.
+pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
+    reattach::reap(id)
+}
+
+/// The creation time of the live process `pid` (100 ns ticks since 1601).
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let h = process::open(pid).ok()?;
+    process::running(&h).then(|| process::created(handle::raw(&h))).flatten()
 }
 
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {
