@@ -134,7 +134,7 @@ fn a_reused_leaf_carries_no_member_limit_or_counter_of_the_group_before() {
         let (g, pid) =
             start(b, shaped(None, 8, 1.0), &format!("echo ready; exec {tk} --alloc 48 --sleep 0.1 >/dev/null"));
         assert_eq!(g.location() == a_leaf, after_kill, "[{b}] A's leaf is reused only where a kill leaves no trace");
-        let leaf = g.location();
+        let kept = g.location();
         let o = finish(g, pid);
         assert_eq!((o.reason, o.status.code), (Reason::Exited, Some(0)), "[{b}] no 32 MiB limit left: {o:?}");
         let b_peak = o.usage.peak_memory.unwrap();
@@ -144,7 +144,7 @@ fn a_reused_leaf_carries_no_member_limit_or_counter_of_the_group_before() {
         // C: a memory limit again (A's OOM kill must not count against it),
         // a process limit of 4, and CPU time of its own.
         let (g, pid) = start(b, shaped(Some(256 << 20), 4, 1.0), &format!("echo ready; {WORK}"));
-        assert_eq!(g.location(), leaf, "[{b}] B's leaf is reused");
+        assert_eq!(g.location(), kept, "[{b}] B's leaf is reused");
         let c = finish(g, pid);
         assert_eq!((c.reason, c.status.code), (Reason::Exited, Some(0)), "[{b}] no stale OOM kill: {c:?}");
         let c_peak = c.usage.peak_memory.unwrap();
@@ -155,7 +155,7 @@ fn a_reused_leaf_carries_no_member_limit_or_counter_of_the_group_before() {
         // E: only its own member, its own limits in the files, and none of
         // C's CPU time.
         let (g, pid) = start(b, shaped(Some(256 << 20), 8, 0.5), "echo ready; exec sleep 1");
-        assert_eq!(g.location(), leaf, "[{b}] C's leaf is reused");
+        assert_eq!(g.location(), kept, "[{b}] C's leaf is reused");
         assert_eq!(g.members().unwrap(), vec![pid], "[{b}] only E's leader is in the leaf");
         assert_eq!(cgroup_file(pid, "pids.max"), "8", "[{b}] C's limit of 4 is rewritten");
         assert_eq!(cgroup_file(pid, "cpu.cfs_quota_us"), "50000", "[{b}]");
@@ -165,16 +165,44 @@ fn a_reused_leaf_carries_no_member_limit_or_counter_of_the_group_before() {
         let e_cpu = e.usage.cpu_total();
         assert!(e_cpu < c_cpu / 2, "[{b}] E's CPU time ({e_cpu:?}) does not hold C's ({c_cpu:?})");
 
+        // G: a member without its environment (no tag) is still found to
+        // be G's by its cgroup, though the reused leaf has another group's
+        // name.
+        let (g, pid) = start(b, shaped(Some(256 << 20), 8, 0.5), "echo ready; env -i sleep 1 & exec sleep 3");
+        assert_eq!(g.location(), kept, "[{b}] E's leaf is reused");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let untagged = loop {
+            let bare = g
+                .members()
+                .unwrap()
+                .into_iter()
+                .find(|&m| m != pid && std::fs::read(format!("/proc/{m}/environ")).is_ok_and(|e| e.is_empty()));
+            if let Some(m) = bare {
+                break m;
+            }
+            assert!(std::time::Instant::now() < end, "[{b}] env -i never ran");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let found = corral::find_group(pid).unwrap().expect("the leader is found");
+        assert_eq!(found.id, g.id(), "[{b}]");
+        // Only a v2 leaf names a process's group from outside: the cgroup1
+        // backend finds members by their tag alone.
+        if b != BackendKind::CgroupV1 {
+            assert!(found.members.contains(&untagged), "[{b}] {untagged} is found by its cgroup: {found:?}");
+        }
+        let g_end = finish(g, pid);
+        assert_eq!(g_end.reason, Reason::Exited, "[{b}] {g_end:?}");
+
         // D: killed for its process limit (a `max` counted in pids.events).
         let (g, pid) =
             start(b, shaped(None, 4, 1.0), "echo ready; for j in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>/dev/null; wait");
-        assert_eq!(g.location(), leaf, "[{b}] E's leaf is reused");
+        assert_eq!(g.location(), kept, "[{b}] E's leaf is reused");
         let d = finish(g, pid);
         assert_eq!(d.reason, Reason::ProcessLimit, "[{b}] {d:?}");
 
         // F: D's process-limit hit does not count against it.
         let (g, pid) = start(b, shaped(None, 8, 1.0), "echo ready; exec sleep 0.3");
-        assert_eq!(g.location() == leaf, after_kill, "[{b}] D's leaf is reused only where a kill leaves no trace");
+        assert_eq!(g.location() == kept, after_kill, "[{b}] D's leaf is reused only where a kill leaves no trace");
         let f = finish(g, pid);
         assert_eq!((f.reason, f.status.code), (Reason::Exited, Some(0)), "[{b}] no stale process-limit hit: {f:?}");
     }

@@ -16,6 +16,9 @@
 //! - A pooled leaf keeps the name of the group that made it
 //!   (`<pid>-<seq>`): the stale sweep of the next corral process still
 //!   reaps it if this one dies, and members are found by the leaf's name.
+//!   It cannot take the new group's name: cgroup2 refuses rename(2)
+//!   (EPERM). So `leftovers::group_of` takes a leaf named after any group
+//!   of the same controller as the group's own.
 //! - A group whose leaf went back to the pool must not touch it again (a
 //!   late `kill()` would hit the next group): see `Group::released`.
 //! - A v2 leaf once written `cgroup.kill` is never reused: the kernel

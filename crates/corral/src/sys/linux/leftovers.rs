@@ -32,7 +32,14 @@ pub(crate) fn group_of(pid: u32) -> io::Result<Option<(String, Vec<u32>)>> {
     let mut tag = TAG.to_vec();
     tag.extend_from_slice(&id);
     let id = String::from_utf8_lossy(&id).into_owned();
-    let own_cgroup = procfs::cgroup_v2_path(pid).filter(|p| p.rsplit('/').next() == Some(id.as_str()));
+    // The process's leaf is its group's when named after it, or after an
+    // earlier group of the same controller: a leaf reused from the pool
+    // (`leaf_pool.rs`) keeps its first group's name, since cgroup2 refuses
+    // to rename a cgroup.
+    let own_cgroup = procfs::cgroup_v2_path(pid).filter(|p| {
+        let leaf = p.rsplit('/').next().unwrap_or("");
+        leaf == id || controller_of(leaf).is_some_and(|c| Some(c) == controller_of(&id))
+    });
     let me = std::process::id();
     let mut members = Vec::new();
     for p in procfs::all_pids()? {

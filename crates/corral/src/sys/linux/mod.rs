@@ -52,7 +52,6 @@ mod usage;
 
 pub(crate) use self::fds::{poll_ready, EventFd};
 pub(crate) use self::group::Group;
-pub(crate) use self::poller::Poller;
 use self::hierarchy::Layout;
 pub(crate) use self::host_report::host_report;
 pub(crate) use self::poller::Poller;
