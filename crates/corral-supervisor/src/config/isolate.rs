@@ -7,7 +7,7 @@
 use super::diagnostic::Sink;
 use super::paths::anchor;
 use super::validate::{key_span, read_table, Span};
-use corral::{Bind, Isolation, Network, Seccomp};
+use corral::{Bind, Isolation, Network, Seccomp, Token};
 use serde::{de, Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use toml_edit::TableLike;
@@ -27,6 +27,7 @@ struct RawIsolate {
     no_new_privileges: Option<bool>,
     capabilities: Option<Vec<String>>,
     seccomp: Option<RawSeccomp>,
+    token: Option<String>,
 }
 
 /// `seccomp = "default"`, `{ deny = [...] }` or `{ allow = [...] }`.
@@ -169,6 +170,11 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     if let Some(caps) = raw.capabilities {
         iso = iso.keep_capabilities(caps);
     }
+    match raw.token.as_deref().map(str::parse::<Token>) {
+        None => {}
+        Some(Ok(t)) => iso = iso.token(t),
+        Some(Err(e)) => sink.push(at("token"), format!("{iwhat}.{e}"), Some("Windows only".into()), None),
+    }
     if sink.out.len() > before {
         return Isolation::new();
     }
@@ -196,6 +202,8 @@ fn blame(it: &dyn TableLike, context: &str) -> Span {
         "root"
     } else if context.starts_with("hostname") {
         "uts"
+    } else if context.contains(" token ") {
+        "token"
     } else {
         return None;
     };
@@ -258,6 +266,27 @@ mod tests {
     fn keys_not_supported_yet_are_refused_not_ignored() {
         let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { user = true }\n");
         assert!(e.contains("isolate.user is not supported by this corral yet"), "{e}");
+    }
+
+    #[test]
+    fn a_token_is_one_of_two_names() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { token = \"low\" }\n");
+        assert!(
+            e.contains(
+                "corral.toml:3:21: service `a`: isolate.token is \"low\": expected \"restricted\" or \"low-integrity\""
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    #[cfg(not(windows))]
+    fn a_token_is_refused_off_windows_at_its_key() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\n[services.a.isolate]\ntoken = \"restricted\"\n");
+        assert!(
+            e.contains("corral.toml:4:9: service `a`: isolate: a restricted token is a Windows access token"),
+            "{e}"
+        );
     }
 
     #[test]
