@@ -34,6 +34,7 @@ mod create_as_user;
 mod error;
 mod handle;
 mod host;
+mod isolation_notes;
 mod job;
 mod minidump;
 mod ntdll;
