@@ -290,6 +290,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg(windows)]
+    fn a_token_reaches_the_isolation() {
+        let c = crate::config::parse(
+            "[services.a]\ncommand = [\"a\"]\nisolate = { token = \"low-integrity\" }\n",
+            std::path::Path::new("corral.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.services["a"].isolate.token, Some(corral::Token::LowIntegrity));
+    }
+
+    #[test]
     fn a_seccomp_value_is_default_or_one_list() {
         let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { seccomp = \"strict\" }\n");
         assert!(e.contains("seccomp is \"strict\""), "{e}");
