@@ -75,7 +75,7 @@ enum Cmd {
     },
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 fn holder(socket: &std::path::Path) -> u8 {
     match corral_supervisor::holder::serve(socket) {
         Ok(()) => 0,
@@ -86,9 +86,9 @@ fn holder(socket: &std::path::Path) -> u8 {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 fn holder(_socket: &std::path::Path) -> u8 {
-    exit::error("the log holder is Linux only");
+    exit::error("the log holder is Linux and Windows only");
     exit::FAILURE
 }
 

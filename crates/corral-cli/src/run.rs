@@ -154,6 +154,8 @@ pub fn main(a: Args) -> u8 {
     limits.cpu_time_per_process = a.cpu_time_per_process;
     let limits = a.windows.limits(a.io.apply(limits));
     let builder = a.flags.builder().limits(limits).isolate(a.windows.isolation(a.isolate.isolation()));
+    // The report's `processes_total` needs every fork counted.
+    let builder = builder.count_processes(a.flags.report.is_some());
     let group = match builder.record_events(trace.is_some()).spawn(cmd) {
         Ok(g) => Arc::new(g),
         Err(e) => return spawn_failure(&e),

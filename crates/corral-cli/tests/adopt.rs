@@ -363,3 +363,40 @@ fn a_socket_activated_service_taken_back_keeps_its_socket_and_the_next_run_gets_
     assert!(daemon::gone(pid as u32));
     d.down();
 }
+
+#[test]
+fn a_run_taken_back_does_not_run_its_start_hooks_again() {
+    let dir = daemon::Daemon::dir();
+    let log = dir.path().join("hooks.log");
+    let hook = |name: &str| format!("[\"sh\", \"-c\", \"echo {name} >> {}\"]", log.display());
+    let toml = format!(
+        "[services.s]\ncommand = [{tk}, \"--sleep\", \"120\"]\npre_start = {}\npost_start = {}\n",
+        hook("pre_start"),
+        hook("post_start"),
+        tk = daemon::tk()
+    );
+    let mut d = daemon::Daemon::start_in(dir, &toml);
+    let pid = d.latest_ready_pids("s", 0)[0];
+    recorded(d.dir.path(), 1);
+    let hooks_ran = |want: &str| {
+        let end = std::time::Instant::now() + daemon::LONG;
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text == want {
+                return;
+            }
+            assert!(std::time::Instant::now() < end, "hooks.log is {text:?}, not {want:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    hooks_ran("pre_start\npost_start\n");
+    let mut d = crash_and_restart(d, |_| {});
+    let ev = d.wait_event("re-attached", |e| {
+        daemon::is_transition(e) && e["service"] == "s" && e["reason"] == "re-attached after a daemon restart"
+    });
+    assert_eq!(ev["pid"].as_u64(), Some(u64::from(pid)), "{ev}");
+    // post_start would start beside the run at once; give it time to show.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    hooks_ran("pre_start\npost_start\n");
+    d.down();
+}

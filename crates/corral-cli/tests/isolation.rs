@@ -135,7 +135,7 @@ fn run_refuses_bad_isolation_in_one_line_and_starts_nothing() {
         (&["--bind", "/nonexistent/corral-src:/mnt"], "bind source /nonexistent/corral-src cannot be used"),
         (&["--cap-keep", "CAP_FLY"], "unknown capability \"CAP_FLY\""),
         (&["--bind", "/usr"], "expected SRC:DST or SRC:DST:ro"),
-        (&["--isolate", "user"], "a user namespace is not supported by this corral yet"),
+        (&["--isolate", "user", "--net-ns", "/proc/self/ns/net"], "cannot be joined from a user namespace"),
     ];
     let marker = w.dir.join("started");
     for (flags, want) in cases {

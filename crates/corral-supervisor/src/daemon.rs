@@ -29,7 +29,9 @@ pub struct Options {
 pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     // The daemon owns its process: orphans of its services are its to reap.
     corral::reap_all_orphans(true);
+    crate::reexec::wait_for_predecessor();
     crate::reexec::remember_exe();
+    crate::reexec::refuse_under_a_manager(opts.stop.is_some());
     // The TCP listener's certificate, key and token are read before
     // anything is touched: a bad one stops the daemon here.
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;

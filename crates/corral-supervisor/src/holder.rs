@@ -18,18 +18,28 @@
 //!
 //! Trap: bytes the dead daemon had read but not yet written to the log
 //! (a few microseconds' worth, and a line cut in two) are lost with it;
-//! everything still in the pipe is not. Linux only (macOS lacks the
-//! close-on-exec and no-SIGPIPE socket flags this relies on, and cannot
-//! take groups back anyway): elsewhere the client does nothing.
+//! everything still in the pipe is not. Linux here; Windows has its own
+//! holder (`sys/holder_windows.rs`, handles duplicated into a waiting
+//! process); on macOS (which lacks the close-on-exec and no-SIGPIPE socket
+//! flags this relies on, and cannot take groups back anyway) the client
+//! does nothing.
+
+#[cfg(windows)]
+pub use crate::sys::holder_windows::serve;
+#[cfg(windows)]
+pub(crate) use crate::sys::holder_windows::{Client, Taken};
 
 #[cfg(target_os = "linux")]
 use crate::sys::fd_pass;
+#[cfg(not(windows))]
 use std::collections::BTreeMap;
 #[cfg(target_os = "linux")]
 use std::io;
 #[cfg(target_os = "linux")]
 use std::os::fd::{AsFd, OwnedFd};
+#[cfg(not(windows))]
 use std::path::Path;
+#[cfg(not(windows))]
 use std::process::{ChildStderr, ChildStdout};
 #[cfg(target_os = "linux")]
 use std::sync::Mutex;
@@ -109,6 +119,7 @@ fn serve_one(conn: &OwnedFd, held: &mut BTreeMap<String, [OwnedFd; 2]>) {
 }
 
 /// The daemon's side: its connection to the holder, if there is one.
+#[cfg(not(windows))]
 #[derive(Default)]
 pub(crate) struct Client {
     #[cfg(target_os = "linux")]
@@ -116,9 +127,10 @@ pub(crate) struct Client {
 }
 
 /// Read ends taken back from a holder, by the group id they were put under.
+#[cfg(not(windows))]
 pub(crate) type Taken = BTreeMap<String, (ChildStdout, ChildStderr)>;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 impl Client {
     pub fn connect(_state_dir: &Path) -> (Client, Taken) {
         (Client::default(), Taken::new())

@@ -104,7 +104,7 @@ impl Persist {
 
     /// Waits (at most `limit`) until every change so far is on disk; false
     /// if it was not by then.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // for a re-exec, Linux only
+    #[cfg_attr(target_os = "macos", allow(dead_code))] // for a re-exec, Linux and Windows
     pub fn flush(&self, limit: std::time::Duration) -> bool {
         let end = corral::deadline::after(std::time::Instant::now(), limit);
         let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -37,6 +37,13 @@ impl TakenBack {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&(service.to_string(), index))
     }
 
+    /// Whether a group of instance `index` of `service` waits to be picked
+    /// up: its run already started under the previous daemon, so the start
+    /// hooks (`pre_start`, `post_start`) ran then and must not run again.
+    pub fn holds(&self, service: &str, index: u32) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&(service.to_string(), index))
+    }
+
     /// The leader of each group taken back, by service.
     #[cfg(target_os = "linux")]
     pub fn leaders(&self) -> Vec<(String, u32)> {

@@ -73,12 +73,14 @@ fn as_user(_cmd: &mut Command, _acc: &crate::user::Account) {}
 pub(crate) fn builder(spec: &ServiceSpec) -> corral::GroupBuilder {
     // A restarted daemon takes its groups back (see `reattach`): a leader
     // must not die with the daemon. Events are held from the start for the
-    // lineage follower (`tree::follow`).
+    // lineage follower (`tree::follow`) of a traced service only: recording
+    // them keeps the host-wide process-event connector open, which costs
+    // the idle daemon a wake-up for every fork on the host.
     let b = corral::Group::builder()
         .limits(spec.limits.clone())
         .stop(spec.stop)
         .outlive_controller(true)
-        .record_events(true)
+        .record_events(spec.trace)
         .isolate(spec.isolate.clone());
     match spec.timeout {
         Some(t) => b.timeout(t),

@@ -194,7 +194,7 @@ impl Supervisor {
     }
 
     /// Waits (at most `limit`) until the state file holds every group.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // for a re-exec, Linux only
+    #[cfg_attr(target_os = "macos", allow(dead_code))] // for a re-exec, Linux and Windows
     pub(crate) fn flush_state(&self, limit: std::time::Duration) -> bool {
         self.inner.ctx.persist.flush(limit)
     }

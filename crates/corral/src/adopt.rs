@@ -75,7 +75,8 @@ impl GroupBuilder {
 }
 
 /// The start time of the live process `pid` in an OS-specific clock
-/// (Linux: clock ticks since boot), which with the pid names one process
+/// (Linux: clock ticks since boot; Windows: the creation time in 100 ns
+/// ticks since 1601), which with the pid names one process
 /// across pid reuse; `None` when it is gone or the OS does not tell.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     sys::start_time(pid)

@@ -44,6 +44,7 @@ pub struct GroupBuilder {
     backend: Option<BackendKind>,
     outlive: bool,
     record_events: bool,
+    count_processes: bool,
     isolation: crate::Isolation,
 }
 
@@ -73,8 +74,10 @@ impl GroupBuilder {
     /// leader dies with its controller (`PR_SET_PDEATHSIG` on Linux); a
     /// daemon that means to take its groups back after a crash or a
     /// re-exec ([`GroupBuilder::reattach`]) turns that off. The group's
-    /// cgroup still holds every member meanwhile. Linux only (elsewhere
-    /// nothing is armed to begin with, or a Job Object ends with its handle).
+    /// cgroup still holds every member meanwhile. On Windows the group's
+    /// job is then made without `KILL_ON_JOB_CLOSE` (its kill is explicit:
+    /// a stop, a timeout, or a drop with [`GroupBuilder::kill_on_drop`]).
+    /// On macOS nothing is armed to begin with.
     pub fn outlive_controller(mut self, yes: bool) -> Self {
         self.outlive = yes;
         self
@@ -91,8 +94,23 @@ impl GroupBuilder {
     /// even after the group ended, misses no process that started and
     /// ended in between (lineage traces need every one). Held up to 65536
     /// events; past that the rest is dropped until the subscriber comes.
+    ///
+    /// On Linux this opens the host-wide process-event connector for the
+    /// group's life (where it is permitted), which wakes this process for
+    /// every fork on the host: ask for it where lineage is wanted.
     pub fn record_events(mut self, yes: bool) -> Self {
         self.record_events = yes;
+        self
+    }
+
+    /// Counts every process the group starts over its life
+    /// ([`Usage::processes_total`]). On Linux cgroups count only the live
+    /// ones, so this opens the process-event connector for the group's
+    /// life (where it is permitted), which wakes this process for every
+    /// fork on the host: fit for a run, not for a long-lived service.
+    /// The pgid backend and Windows always count; macOS never does.
+    pub fn count_processes(mut self, yes: bool) -> Self {
+        self.count_processes = yes;
         self
     }
 
@@ -163,6 +181,7 @@ impl GroupBuilder {
             reattach: false,
             outlive: self.outlive,
             record_events: self.record_events,
+            count_processes: self.count_processes,
             isolation: self.isolation,
         };
         let cfg = monitor::Config {
@@ -328,8 +347,10 @@ impl Group {
     /// True when this group's [`Event`]s carry lineage: each `Started` names
     /// the process that forked it (even one re-parented since), and execs
     /// arrive as `Exec`. Linux with the process-event connector (root, or
-    /// CAP_NET_ADMIN); elsewhere a `Started`'s parent is only the one its
-    /// process had when it was seen.
+    /// CAP_NET_ADMIN), for a group that records its events
+    /// ([`GroupBuilder::record_events`]) or runs on the pgid backend;
+    /// elsewhere a `Started`'s parent is only the one its process had when
+    /// it was seen.
     pub fn observes_lineage(&self) -> bool {
         self.sys.observes_lineage()
     }

@@ -15,12 +15,14 @@
 
 mod capability;
 mod token;
+mod user;
 
 pub(crate) use capability::number as capability_number;
 #[cfg(target_os = "linux")]
 pub(crate) use capability::LAST as LAST_CAPABILITY;
 pub(crate) use token::refuse_off_windows as refuse_token_off_windows;
 pub use token::Token;
+pub use user::UserMap;
 
 use crate::{Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
@@ -174,6 +176,10 @@ pub struct Isolation {
     /// a directory owned by root, not writable by others, with `/bin/sh`.
     /// Bind targets, read-only paths, `/proc` and `/tmp` are inside it.
     pub root: Option<PathBuf>,
+    /// A user namespace that owns the group's other namespaces, mapping
+    /// its one user and group as [`UserMap`] says: so that a controller
+    /// that is not root can have them too.
+    pub user: Option<UserMap>,
 }
 
 impl Isolation {
@@ -258,6 +264,23 @@ impl Isolation {
     /// A seccomp filter for the group.
     pub fn seccomp(mut self, filter: Seccomp) -> Self {
         self.seccomp = Some(filter);
+        self
+    }
+
+    /// A user namespace of the group's own, mapping its user to root
+    /// inside ([`UserMap::Root`]); `false` removes it.
+    pub fn user(mut self, yes: bool) -> Self {
+        self.user = match (yes, self.user) {
+            (true, Some(map)) => Some(map),
+            (true, None) => Some(UserMap::default()),
+            (false, _) => None,
+        };
+        self
+    }
+
+    /// A user namespace of the group's own, with this mapping.
+    pub fn user_map(mut self, map: UserMap) -> Self {
+        self.user = Some(map);
         self
     }
 

@@ -90,7 +90,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
 pub use io_limit::{IoLimit, MAX_IO_DEVICES};
-pub use isolation::{Bind, Isolation, Network, Seccomp, Token, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
+pub use isolation::{Bind, Isolation, Network, Seccomp, Token, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
 pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
@@ -116,6 +116,24 @@ pub fn write_minidump(pid: u32, path: &std::path::Path) -> Result<()> {
             _ => err,
         }
     })
+}
+
+/// Remembers this process's soft open-file limit (RLIMIT_NOFILE) as the one
+/// every leader started afterwards gets back. Call it before raising your
+/// own: a daemon that needs many fds then does not hand its raised limit
+/// to the programs it starts. The first call wins; the leaders' hard limit
+/// is this process's. Does nothing where there is no such limit (Windows).
+pub fn keep_open_file_limit_for_leaders() {
+    #[cfg(unix)]
+    sys::unix::fd_limit::remember();
+}
+
+/// Whether this process holds the host-wide process-event connector
+/// (Linux) open now; always false elsewhere. For tests of when corral
+/// opens it (only while a group needs it).
+#[doc(hidden)]
+pub fn process_event_connector_open() -> bool {
+    sys::connector_open()
 }
 
 /// Adopts and reaps orphaned processes of this whole process, not only

@@ -1,24 +1,21 @@
 //! What a group's handle shares with whatever drives the group, and the
-//! two drivers: on Linux one event loop for every group (`reactor`), on
-//! other OSes one monitor thread per group that sleeps in the backend's
-//! `wait`. Both feed the same state machine (`life`), which decides every
-//! stop and kill; the loop wakes only for a change, a request, a
+//! driver: one event loop for every group of the process (`reactor`), on
+//! every OS. It feeds each group's state machine (`life`), which decides
+//! every stop and kill; the loop wakes only for a change, a request, a
 //! deadline, or an adaptive CPU-time check.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader ends,
-//! so leaders are spawned on a thread that outlives them: the reactor
-//! thread (which lives as long as the process), or the group's own thread.
+//! so leaders are spawned on the reactor thread, which lives as long as
+//! the process.
 
 mod life;
-#[cfg(target_os = "linux")]
 mod reactor;
 
-use self::life::{Life, Next};
 use crate::deadline;
 use crate::sys::{self, SysGroup, Wake};
 use crate::{Event, Outcome, StopPolicy};
 use std::collections::BTreeSet;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Config {
@@ -257,10 +254,8 @@ pub(crate) struct Started<S> {
 /// taking it (an aborted task dropped the future that awaited it), no one
 /// could ever stop the group: it is killed instead, as a dropped handle's
 /// group would be.
-#[cfg_attr(all(not(target_os = "linux"), not(feature = "tokio")), allow(dead_code))]
 pub(crate) struct Delivery<S: SysGroup>(Option<Started<S>>);
 
-#[cfg_attr(all(not(target_os = "linux"), not(feature = "tokio")), allow(dead_code))]
 impl<S: SysGroup> Delivery<S> {
     pub(crate) fn new(s: Started<S>) -> Self {
         Delivery(Some(s))
@@ -280,89 +275,14 @@ impl<S: SysGroup> Drop for Delivery<S> {
     }
 }
 
-/// Creates the group and spawns the leader. On Linux one event loop
-/// drives every group; elsewhere each group has a monitor thread.
+/// Creates the group and spawns the leader; the one event loop drives it
+/// from then on.
 pub(crate) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
-    #[cfg(target_os = "linux")]
-    return reactor::start(spec, cmd, cfg);
-    #[cfg(not(target_os = "linux"))]
-    return start_thread::<sys::Imp>(spec, cmd, cfg);
+    reactor::start(spec, cmd, cfg)
 }
 
 /// [`start`] for async callers: no thread blocks while the group starts.
 #[cfg(feature = "tokio")]
 pub(crate) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
-    #[cfg(target_os = "linux")]
-    return reactor::start_async(spec, cmd, cfg).await;
-    #[cfg(not(target_os = "linux"))]
-    {
-        let gone = || crate::Error::new(crate::ErrorKind::Os, "the task starting the group panicked");
-        let d = tokio::task::spawn_blocking(move || start(spec, cmd, cfg).map(Delivery::new))
-            .await
-            .unwrap_or_else(|_| Err(gone()))?;
-        d.take().ok_or_else(gone)
-    }
-}
-
-/// Creates the group and spawns the leader on a new monitor thread, which
-/// then runs the group's whole life. The leader is spawned on this thread
-/// on purpose: it lives exactly as long as the group, which is what
-/// `PR_SET_PDEATHSIG` needs where the OS has it.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
-fn start_thread<S: SysGroup>(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<S>> {
-    let (tx, rx) = mpsc::sync_channel::<crate::Result<Started<S>>>(1);
-    let name = format!("corral-{}", spec.id);
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            let sys = match S::create(&spec) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            let child = match sys::begin(&*sys, cmd) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Nothing ran; remove the empty container.
-                    sys.teardown(Instant::now());
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            let shared = Arc::new(Shared::new(sys.waker()));
-            if spec.record_events {
-                shared.hold(&*sys);
-            }
-            let pid = child.pid;
-            let cfg = Config { spawn: child.path, ..cfg };
-            let started = Instant::now();
-            let _ = tx.send(Ok(Started { pid, sys: sys.clone(), shared: shared.clone(), child }));
-            let outcome = run(&*sys, &shared, &cfg, started, pid);
-            shared.end(outcome);
-        })
-        .map_err(|e| crate::Error::os("starting the group's monitor thread", e))?;
-    rx.recv().unwrap_or_else(|_| Err(crate::Error::new(crate::ErrorKind::Os, "the group's monitor thread died")))
-}
-
-#[cfg_attr(target_os = "linux", allow(dead_code))]
-/// Drives one group on the calling thread: sleeps in the backend's `wait`
-/// and feeds what it reports to the group's [`Life`].
-fn run<S: SysGroup>(sys: &S, shared: &Shared, cfg: &Config, started: Instant, leader_pid: u32) -> Outcome {
-    let mut life = Life::new(sys, cfg, started, leader_pid);
-    let mut changes = Vec::new();
-    while let Next::Wait(at) = life.advance(sys, shared, std::mem::take(&mut changes), Instant::now()) {
-        let timeout = at.map(|w| w.saturating_duration_since(Instant::now()));
-        changes = match sys.wait(timeout) {
-            Ok(c) => c,
-            Err(_) => {
-                // A transient failure of the notification source: fall back
-                // to a short sleep rather than spinning or giving up.
-                std::thread::sleep(Duration::from_millis(10));
-                Vec::new()
-            }
-        };
-    }
-    life.finish(sys, shared)
+    reactor::start_async(spec, cmd, cfg).await
 }

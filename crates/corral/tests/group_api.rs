@@ -128,12 +128,19 @@ fn events_report_started_exited_and_empty() {
 fn usage_accounts_for_the_whole_group() {
     let tkp = testkit();
     for b in backends() {
-        // The leader only sleeps; all the CPU time is burnt by a child.
+        // The leader only sleeps; all the CPU time is burnt by a child. It
+        // spins until the group has used 100 ms, however loaded the host:
+        // a spin for a fixed wall time gets little CPU on a busy machine.
         let mut g = Group::builder()
             .backend(b)
-            .spawn(tk(&["--sleep", "0.6", "--exec-child", tkp.to_str().unwrap(), "--spin", "0.4", "--sleep", "0.4"]))
+            .spawn(tk(&["--sleep", "20", "--exec-child", tkp.to_str().unwrap(), "--spin", "15", "--sleep", "15"]))
             .unwrap();
         let (_r, pids) = ready(&mut g);
+        let end = std::time::Instant::now() + Duration::from_secs(15);
+        while g.usage().cpu_total() < Duration::from_millis(100) && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        g.stop();
         let o = g.wait();
         let cpu = o.usage.cpu_total();
         assert!(cpu >= Duration::from_millis(100), "[{b}] the child's CPU is counted: {cpu:?}");

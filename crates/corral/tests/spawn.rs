@@ -146,3 +146,46 @@ fn exec_and_setup_failures_are_typed_errors() {
     let e = Group::spawn(c).unwrap_err();
     assert!(e.to_string().contains("NUL"), "{e}");
 }
+
+fn open_file_limit() -> (u64, u64) {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    (r.rlim_cur, r.rlim_max)
+}
+
+fn set_open_file_soft_limit(soft: u64) {
+    let r = libc::rlimit { rlim_cur: soft, rlim_max: open_file_limit().1 };
+    // SAFETY: setrlimit reads the struct we own.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
+}
+
+/// A daemon raises its own soft open-file limit; the services it starts
+/// get the limit its launcher gave it back (hard limit untouched), on the
+/// clone3 path and on the fork path alike.
+#[test]
+fn leaders_get_the_launchers_open_file_limit_back_after_a_raise() {
+    let (soft, hard) = open_file_limit();
+    // The launcher's limit must sit below the hard one for a raise to show.
+    let launcher = if soft < hard { soft } else { (hard / 2).max(64) };
+    set_open_file_soft_limit(launcher);
+    corral::keep_open_file_limit_for_leaders();
+    set_open_file_soft_limit(hard);
+    let want = format!("{launcher} {hard}");
+
+    let (out, o, path) = sh("echo \"$(ulimit -Sn) $(ulimit -Hn)\"", |_| {});
+    assert_eq!(path, SpawnPath::Clone3);
+    assert_eq!(o.status.code, Some(0));
+    assert_eq!(out.trim(), want, "clone3 path");
+
+    let mut std_cmd = std::process::Command::new("sh");
+    std_cmd.args(["-c", "echo \"$(ulimit -Sn) $(ulimit -Hn)\""]).stdout(std::process::Stdio::piped());
+    let mut g = Group::spawn(std_cmd).unwrap();
+    assert_eq!(g.spawn_path(), SpawnPath::Fork);
+    let mut out = String::new();
+    g.take_stdout().unwrap().read_to_string(&mut out).unwrap();
+    let o = g.wait();
+    assert_eq!((o.status.code, o.leftover), (Some(0), 0));
+    assert_eq!(out.trim(), want, "fork path");
+    assert_eq!(open_file_limit(), (hard, hard), "the controller keeps its raised limit");
+}

@@ -3,15 +3,20 @@
 //! checks the rest (paths that exist, known capabilities, what this host
 //! can do) before anything starts.
 
-use corral::{Bind, Isolation, Network, Seccomp};
+use corral::{Bind, Isolation, Network, Seccomp, UserMap};
 use std::path::PathBuf;
 
 #[derive(Debug, Default, clap::Args)]
 pub struct IsolateArgs {
     /// Namespaces of the group's own, comma-separated: pid, net (loopback
-    /// only), mount, ipc, uts (Linux, root).
+    /// only), mount, ipc, uts (Linux, root), user (the others without
+    /// root; the group is root inside).
     #[arg(long = "isolate", value_name = "NS", value_delimiter = ',', value_parser = parse_ns)]
     namespaces: Vec<Ns>,
+    /// In the user namespace, the group is `root` (the default) or keeps
+    /// its own ids (`self`); implies `--isolate user`.
+    #[arg(long = "user-map", value_name = "root|self", value_parser = parse_user_map)]
+    user_map: Option<UserMap>,
     /// Join this network namespace instead (/run/netns/NAME).
     #[arg(long = "net-ns", value_name = "PATH")]
     net_ns: Option<PathBuf>,
@@ -49,6 +54,7 @@ enum Ns {
     Mount,
     Ipc,
     Uts,
+    User,
 }
 
 fn parse_ns(s: &str) -> Result<Ns, String> {
@@ -58,9 +64,13 @@ fn parse_ns(s: &str) -> Result<Ns, String> {
         "mount" | "mnt" => Ns::Mount,
         "ipc" => Ns::Ipc,
         "uts" => Ns::Uts,
-        "user" => return Err("a user namespace is not supported by this corral yet".into()),
-        other => return Err(format!("unknown namespace '{other}': expected pid, net, mount, ipc or uts")),
+        "user" => Ns::User,
+        other => return Err(format!("unknown namespace '{other}': expected pid, net, mount, ipc, uts or user")),
     })
+}
+
+fn parse_user_map(s: &str) -> Result<UserMap, String> {
+    UserMap::parse(s).ok_or_else(|| format!("invalid user map '{s}': expected root or self"))
 }
 
 fn parse_seccomp(s: &str) -> Result<Seccomp, String> {
@@ -97,10 +107,14 @@ impl IsolateArgs {
             .mount(has(Ns::Mount))
             .ipc(has(Ns::Ipc))
             .uts(has(Ns::Uts))
+            .user(has(Ns::User))
             .private_tmp(self.private_tmp)
             .no_new_privileges(self.no_new_privileges);
         if has(Ns::Net) {
             iso = iso.network(Network::None);
+        }
+        if let Some(m) = self.user_map {
+            iso = iso.user_map(m);
         }
         if let Some(p) = &self.net_ns {
             iso = iso.network(Network::Join(p.clone()));
@@ -141,9 +155,11 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_are_named_and_user_is_refused_in_one_line() {
+    fn namespaces_are_named_and_an_unknown_one_is_refused_in_one_line() {
         assert_eq!(parse_ns("mnt").unwrap(), Ns::Mount);
-        assert!(parse_ns("user").unwrap_err().contains("not supported"));
-        assert!(parse_ns("cgroup").unwrap_err().contains("expected pid, net, mount, ipc or uts"));
+        assert_eq!(parse_ns("user").unwrap(), Ns::User);
+        assert!(parse_ns("cgroup").unwrap_err().contains("expected pid, net, mount, ipc, uts or user"));
+        assert_eq!(parse_user_map("self").unwrap(), UserMap::Same);
+        assert!(parse_user_map("nobody").unwrap_err().contains("expected root or self"));
     }
 }

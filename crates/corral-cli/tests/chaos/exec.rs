@@ -260,3 +260,51 @@ fn passwd_of(user: &str) -> Passwd {
     let shell = if f[6].is_empty() { "/bin/sh" } else { f[6] };
     Passwd { name: f[0].into(), home: f[5].into(), shell: shell.into() }
 }
+
+/// The daemon raises its own soft open-file limit (clients, pipes, logs);
+/// a service starts with the soft limit the daemon's launcher gave it
+/// (systemd gives services 1024), not the raised one, and with the hard
+/// limit unchanged.
+#[test]
+fn a_service_gets_the_launchers_open_file_limit_not_the_daemons_raised_one() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    let (launcher, hard) = (512.min(r.rlim_max), r.rlim_max);
+    if hard <= launcher {
+        eprintln!("SKIPPED: the hard open-file limit ({hard}) leaves no room for the daemon's raise");
+        return;
+    }
+    let script = q("echo \"NOFILE $(ulimit -Sn) $(ulimit -Hn)\"; echo END");
+    let dir = Daemon::dir();
+    std::fs::write(
+        dir.path().join("corral.toml"),
+        format!("[services.n]\ncommand = [\"sh\", \"-c\", {script}]\nrestart = \"no\"\n"),
+    )
+    .unwrap();
+    let d = Daemon::restart_in_with(dir, move |c| {
+        // SAFETY: between fork and exec, only setrlimit on a value built before.
+        unsafe {
+            c.pre_exec(move || {
+                let low = libc::rlimit { rlim_cur: launcher, rlim_max: hard };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &low) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let log = log_until_end(&d, "n");
+    let seen = log.lines().find_map(|l| l.split_once(" NOFILE ").map(|(_, v)| v.trim().to_string()));
+    assert_eq!(seen, Some(format!("{launcher} {hard}")), "{log}");
+    // The control: the daemon did raise its own.
+    let pid = d.child.as_ref().unwrap().id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let own: u64 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no open-file limit in {limits}"));
+    assert!(own > launcher, "the daemon raised its soft limit to {own}");
+    d.down();
+}

@@ -169,7 +169,10 @@ async fn act_all(State(api): State<Api>, by: By, Path(action): Path<String>) -> 
             Json(json!({ "ok": true })).into_response()
         }
         // `corral daemon restart`: the stop path re-executes instead.
-        "reexec" if cfg!(target_os = "linux") => {
+        "reexec" if cfg!(any(target_os = "linux", windows)) => {
+            if let Some(why) = crate::reexec::refused() {
+                return error(StatusCode::CONFLICT, why);
+            }
             api.sup.requested("reexec", by.as_ref());
             crate::reexec::request();
             api.shutdown.notify_one();

@@ -7,7 +7,7 @@
 use super::diagnostic::Sink;
 use super::paths::anchor;
 use super::validate::{key_span, read_table, Span};
-use corral::{Bind, Isolation, Network, Seccomp, Token};
+use corral::{Bind, Isolation, Network, Seccomp, Token, UserMap};
 use serde::{de, Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use toml_edit::TableLike;
@@ -19,7 +19,7 @@ struct RawIsolate {
     net: Option<String>,
     ipc: Option<bool>,
     uts: Option<Uts>,
-    user: Option<bool>,
+    user: Option<UserKey>,
     private_tmp: Option<bool>,
     read_only: Option<Vec<PathBuf>>,
     bind: Option<Vec<RawBind>>,
@@ -105,6 +105,32 @@ impl<'de> Deserialize<'de> for Uts {
     }
 }
 
+/// `user = true` (root inside), `false`, `"root"` or `"self"`.
+#[derive(Debug)]
+enum UserKey {
+    Flag(bool),
+    Map(String),
+}
+
+impl<'de> Deserialize<'de> for UserKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = UserKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, \"root\" or \"self\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<UserKey, E> {
+                Ok(UserKey::Flag(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<UserKey, E> {
+                Ok(UserKey::Map(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The isolation of service `what`; the default (nothing) when there is
 /// none or it has errors (which are in the sink). `base` anchors relative
 /// bind sources.
@@ -116,16 +142,18 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     let Some(raw) = read_table::<RawIsolate>(sink, item, key.span(), &iwhat) else { return iso };
     let Some(it) = item.as_table_like() else { return iso };
     let at = |k: &str| key_span(it, k).or(key.span());
-    let not_yet = [("user", raw.user.is_some())];
-    for (k, given) in not_yet {
-        if given {
-            sink.push(
-                at(k),
-                format!("{iwhat}.{k} is not supported by this corral yet"),
-                Some("remove it; see the README's isolation section for what is".into()),
+    match raw.user {
+        None => {}
+        Some(UserKey::Flag(yes)) => iso = iso.user(yes),
+        Some(UserKey::Map(m)) => match UserMap::parse(&m) {
+            Some(map) => iso = iso.user_map(map),
+            None => sink.push(
+                at("user"),
+                format!("{iwhat}.user is {m:?}"),
+                Some("true or \"root\" (the service is root inside), \"self\" (it keeps its own ids), or false".into()),
                 None,
-            );
-        }
+            ),
+        },
     }
     iso = iso.pid(raw.pid.unwrap_or(false)).ipc(raw.ipc.unwrap_or(false));
     iso = iso.private_tmp(raw.private_tmp.unwrap_or(false));
@@ -204,6 +232,8 @@ fn blame(it: &dyn TableLike, context: &str) -> Span {
         "uts"
     } else if context.contains(" token ") {
         "token"
+    } else if context.contains("user namespace") {
+        "user"
     } else {
         return None;
     };
@@ -263,9 +293,22 @@ mod tests {
     }
 
     #[test]
-    fn keys_not_supported_yet_are_refused_not_ignored() {
-        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { user = true }\n");
-        assert!(e.contains("isolate.user is not supported by this corral yet"), "{e}");
+    fn a_user_value_is_a_flag_root_or_self() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { user = \"nobody\" }\n");
+        assert!(e.contains("corral.toml:3:20: service `a`: isolate.user is \"nobody\""), "{e}");
+        assert!(e.contains("\"self\" (it keeps its own ids)"), "{e}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_user_namespace_that_cannot_join_a_network_namespace_is_refused_at_its_key() {
+        let e = errors(
+            "[services.a]\ncommand = [\"a\"]\n[services.a.isolate]\nnet = \"/proc/self/ns/net\"\nuser = \"self\"\n",
+        );
+        assert!(
+            e.contains("corral.toml:4:7: service `a`: isolate: network namespace /proc/self/ns/net cannot be joined"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ impl Task {
     /// wait (the instance is stopped, or the daemon stopping).
     pub(super) async fn pre_start(&mut self) -> Result<Option<String>, RunEnd> {
         let Some(hook) = self.spec.hooks.pre_start.clone() else { return Ok(None) };
+        // A run taken back after a daemon restart started long ago; its
+        // hooks ran then (systemd's daemon-reexec reruns none either).
+        if self.ctx.reattached.holds(&self.spec.name, self.index) {
+            return Ok(None);
+        }
         let spec = self.spec.clone();
         let run = hooks::run(&spec, self.index, HookName::PreStart, &hook, HookEnv::default());
         tokio::pin!(run);
@@ -67,6 +72,9 @@ impl Task {
     /// Starts `post_start`, if any, beside the run of `group`.
     pub(super) fn post_start(&self, group: &Arc<Group>) -> PostStart {
         let Some(hook) = self.spec.hooks.post_start.clone() else { return PostStart(None) };
+        if self.reattached {
+            return PostStart(None);
+        }
         let (spec, index, ctx, pid) = (self.spec.clone(), self.index, self.ctx.clone(), group.pid());
         let status = self.status.subscribe();
         PostStart(Some(tokio::spawn(async move {

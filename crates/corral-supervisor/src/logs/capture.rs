@@ -102,7 +102,23 @@ pub async fn capture(
     let mut active = hub.handover.begin();
     while out.is_some() || err.is_some() {
         tokio::select! {
-            _ = super::handover::asked(&mut active.stop) => break,
+            _ = super::handover::asked(&mut active.stop) => {
+                // Windows reads in a thread of tokio's: the read in flight
+                // is cancelled, and what it already took is written here.
+                #[cfg(windows)]
+                {
+                    if let Some(n) = super::handover::last_read(&mut out, obuf.space()).await {
+                        w.chunk(Stream::Out, &mut osplit, obuf.filled(n));
+                    }
+                    if let Some(n) = super::handover::last_read(&mut err, ebuf.space()).await {
+                        w.chunk(Stream::Err, &mut esplit, ebuf.filled(n));
+                    }
+                    if let Err(e) = w.publish() {
+                        w.hold(e).await;
+                    }
+                }
+                break;
+            }
             r = read_some(&mut out, obuf.space()) => match r {
                 Some(n) => w.chunk(Stream::Out, &mut osplit, obuf.filled(n)),
                 None => { w.end(Stream::Out, &mut osplit); out = None; }

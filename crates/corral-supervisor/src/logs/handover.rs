@@ -41,7 +41,7 @@ impl Handover {
 
     /// Asks every capture to stop, and waits (at most `limit`) until none
     /// runs. False if some still did.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // a re-exec is Linux only
+    #[cfg_attr(target_os = "macos", allow(dead_code))] // a re-exec is Linux and Windows only
     pub async fn stop_all(&self, limit: Duration) -> bool {
         self.stop.send_replace(true);
         let end = corral::deadline::after(Instant::now(), limit);
@@ -53,6 +53,37 @@ impl Handover {
         }
         true
     }
+}
+
+/// How long the last read of a stopping capture may take on Windows: a
+/// cancelled read returns at once; this bounds a host that does not cancel.
+#[cfg(windows)]
+const LAST_READ: Duration = Duration::from_millis(200);
+
+/// Windows: the last read of a stopping capture. tokio reads a child's
+/// pipe in a thread of its own, so a read is in flight whenever the
+/// capture waits, and it would take the next chunk after the stop (lost
+/// with this image). It is cancelled (`CancelIoEx`), and whatever it had
+/// already taken is returned; anything later stays in the pipe for the
+/// next daemon.
+#[cfg(windows)]
+pub(crate) async fn last_read<R>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize>
+where
+    R: tokio::io::AsyncRead + Unpin + std::os::windows::io::AsRawHandle,
+{
+    use tokio::io::AsyncReadExt;
+    let r = r.as_mut()?;
+    // Twice: a stream with no read in flight starts one here, which the
+    // second cancel ends.
+    for _ in 0..2 {
+        crate::sys::cancel_read::cancel(&*r);
+        match tokio::time::timeout(LAST_READ, r.read(buf)).await {
+            Ok(Ok(n)) if n > 0 => return Some(n),
+            Ok(_) => return None,
+            Err(_) => continue,
+        }
+    }
+    None
 }
 
 /// Resolves once a stop was asked for.

@@ -3,9 +3,13 @@
 //! leftovers) belong to the `corral` library, not here.
 
 #[cfg(windows)]
+pub(crate) mod cancel_read;
+#[cfg(windows)]
 pub(crate) mod eventlog;
 #[cfg(target_os = "linux")]
 pub(crate) mod fd_pass;
+#[cfg(windows)]
+pub(crate) mod holder_windows;
 #[cfg(unix)]
 pub(crate) mod listen_unix;
 pub(crate) mod nofile;

@@ -6,7 +6,8 @@
 //! the daemon raises it to the hard limit at start, but never past
 //! [`CEILING`]: an unlimited hard limit would otherwise make every
 //! fd-sized table (and the children's inherited limit) absurdly large.
-//! Services get their own limits through the library, not this one.
+//! Services get the launcher's soft limit back (the library restores it
+//! in each leader), and their own limits through the library.
 
 /// The soft limit is never raised past this.
 #[cfg(any(unix, test))]
@@ -24,6 +25,8 @@ pub(crate) fn target(soft: u64, hard: u64) -> u64 {
 /// no such limit (Windows: handles are not bounded this way).
 #[cfg(unix)]
 pub(crate) fn raise() -> Option<u64> {
+    // Services start with the limit the daemon was given, not this one.
+    corral::keep_open_file_limit_for_leaders();
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {

@@ -1,7 +1,6 @@
 //! One group's life as a state machine: fed what the OS reported, it
-//! decides the stops and kills and says when to look again. Whatever
-//! drives it (the reactor on Linux, a thread per group elsewhere) only
-//! waits and feeds; the decisions are all here, and unit-tested against a
+//! decides the stops and kills and says when to look again. What drives
+//! it (the reactor, on every OS) only waits and feeds; the decisions are all here, and unit-tested against a
 //! scripted [`SysGroup`].
 
 use super::{Config, Request, Shared};

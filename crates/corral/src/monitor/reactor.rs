@@ -1,25 +1,24 @@
-//! One event loop for every group of this process (Linux): one thread
-//! polls the pidfds, `cgroup.events`-style files and wake eventfds of all
-//! groups at once, sleeps until the earliest deadline or sample, and feeds
-//! each group's [`Life`] only when something of its own happened. A
-//! daemon with a hundred services has one monitor thread, not a hundred.
+//! One event loop for every group of this process, on every OS: one
+//! thread sleeps in the OS's poller ([`sys::Poll`]: `poll` over pidfds
+//! and cgroup files on Linux, the one completion port every job posts to
+//! on Windows, one kqueue on macOS) until the earliest deadline or
+//! sample, and feeds each group's [`Life`] only when something of its own
+//! happened. A daemon with a hundred services has one monitor thread, not
+//! a hundred.
 //!
 //! Traps:
 //! - `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader
 //!   ends. Leaders are therefore spawned here, on this thread, which lives
 //!   as long as the process: a leader dies with its controller process,
-//!   never with a short-lived thread of it.
+//!   never with a short-lived thread of it. (Windows' job associates with
+//!   the port here too, before its leader is assigned.)
 //! - Teardown may wait (up to `TEARDOWN_LIMIT`) for members to be reaped;
 //!   it runs on a short-lived thread of its own so that one stuck group
 //!   never delays another's deadline.
-//! - `poll` over every group's fds costs a pass over a few hundred fds per
-//!   wake-up, which is rare when idle; epoll would spare that pass but
-//!   needs care with fds closed and reused between registrations.
 
 use super::life::{later, Life, Next};
 use super::{Config, Delivery, Shared, Started};
-use crate::sys::{self, EventFd, SysGroup};
-use std::ops::Range;
+use crate::sys::{self, Poll, SysGroup, Wake};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -55,7 +54,7 @@ impl Reply {
 
 struct Handle {
     jobs: mpsc::Sender<Job>,
-    wake: Arc<EventFd>,
+    wake: Arc<dyn Wake>,
 }
 
 /// One group the loop drives.
@@ -77,12 +76,12 @@ fn handle() -> crate::Result<&'static Handle> {
     static HANDLE: OnceLock<Result<Handle, String>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let wake = Arc::new(EventFd::new().map_err(|e| format!("creating an eventfd: {e}"))?);
+            let poller = sys::Poller::new().map_err(|e| format!("creating corral's event loop: {e}"))?;
+            let wake = poller.waker();
             let (jobs, rx) = mpsc::channel();
-            let w = wake.clone();
             std::thread::Builder::new()
                 .name("corral-reactor".into())
-                .spawn(move || run(rx, w))
+                .spawn(move || run(rx, poller))
                 .map_err(|e| format!("starting corral's event loop thread: {e}"))?;
             Ok(Handle { jobs, wake })
         })
@@ -110,11 +109,11 @@ pub(super) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -
 fn submit(job: Job) -> crate::Result<()> {
     let h = handle()?;
     h.jobs.send(job).map_err(|_| died())?;
-    h.wake.signal();
+    h.wake.wake();
     Ok(())
 }
 
-fn run(jobs: mpsc::Receiver<Job>, wake: Arc<EventFd>) {
+fn run(jobs: mpsc::Receiver<Job>, mut poller: sys::Poller) {
     let mut groups: Vec<Entry> = Vec::new();
     loop {
         while let Ok(job) = jobs.try_recv() {
@@ -122,22 +121,21 @@ fn run(jobs: mpsc::Receiver<Job>, wake: Arc<EventFd>) {
                 groups.push(e);
             }
         }
-        let (fds, spans, earliest) = poll_set(&wake, &groups);
-        let timeout = earliest.map(|t| t.saturating_duration_since(Instant::now()));
-        let ready = match sys::poll_ready(&fds, timeout) {
-            Ok(r) => r,
+        let timeout = earliest(&groups).map(|t| t.saturating_duration_since(Instant::now()));
+        let sys: Vec<&G> = groups.iter().map(|g| &*g.sys).collect();
+        let news = match poller.wait(&sys, timeout) {
+            Ok(n) => n,
             Err(_) => {
                 // A transient failure (ENOMEM): retry shortly, never spin.
                 std::thread::sleep(Duration::from_millis(10));
-                vec![false; fds.len()]
+                Vec::new()
             }
         };
-        wake.drain();
         let now = Instant::now();
         // Backwards, so that `swap_remove` only moves a group already seen.
         for i in (0..groups.len()).rev() {
             let g = &mut groups[i];
-            let news = ready[spans[i].clone()].iter().any(|r| *r);
+            let news = news.get(i).copied().unwrap_or(false);
             let due = [g.wake_at, g.sample_at].into_iter().flatten().any(|t| t <= now);
             if (news || due) && step(g, now) {
                 finish(groups.swap_remove(i));
@@ -146,23 +144,9 @@ fn run(jobs: mpsc::Receiver<Job>, wake: Arc<EventFd>) {
     }
 }
 
-/// Every group's fds after the loop's own wake fd, the range each group
-/// owns, and the earliest instant any group must be looked at.
-type PollSet = (Vec<(i32, bool)>, Vec<Range<usize>>, Option<Instant>);
-
-fn poll_set(wake: &EventFd, groups: &[Entry]) -> PollSet {
-    let mut fds = vec![(wake.raw(), false)];
-    let mut spans = Vec::with_capacity(groups.len());
-    let mut earliest: Option<Instant> = None;
-    for g in groups {
-        let start = fds.len();
-        fds.extend(g.sys.readiness().unwrap_or_default().fds);
-        spans.push(start..fds.len());
-        for t in [g.wake_at, g.sample_at].into_iter().flatten() {
-            earliest = Some(earliest.map_or(t, |e| e.min(t)));
-        }
-    }
-    (fds, spans, earliest)
+/// The earliest instant any group must be looked at.
+fn earliest(groups: &[Entry]) -> Option<Instant> {
+    groups.iter().flat_map(|g| [g.wake_at, g.sample_at]).flatten().min()
 }
 
 /// Looks at one group; true once it has ended.

@@ -6,51 +6,52 @@
 //! effort against fork races; memory and CPU time are per-process rlimits;
 //! there is no process-count limit (RLIMIT_NPROC counts every process of
 //! the user) and no CPU throttling.
+//!
+//! The one event loop hears each member's forks and exit from one kqueue
+//! (`kqueue.rs`); what it cannot hear (a member leaving the process group
+//! by `setsid`) is sampled while the group waits for its last members.
+
+#[path = "macos/kqueue.rs"]
+mod kqueue;
+pub(crate) use self::kqueue::Poller;
 
 use super::{unix, Change, Spec, SysGroup, Wake};
 use crate::{
     BackendKind, BackendReport, Capability, Enforcement, Error, ErrorKind, ExitStatus, HostReport, LimitKind,
     ProcessInfo, Signal, Support, Usage,
 };
+use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Without a process-exit notification for a group, the leader and the
-/// group's emptiness are sampled at this period.
+/// Once the leader is gone, how often the group is listed while it waits
+/// for its last members (one that leaves by `setsid` sends no event).
 const SAMPLE: Duration = Duration::from_millis(20);
+/// How often, and for how long at most, the leader is reaped once its
+/// exit was heard (the event may come a moment before the exit can be
+/// reaped); after that, at the [`BACKUP`] pace.
+const SETTLE: Duration = Duration::from_millis(2);
+const SETTLE_LIMIT: Duration = Duration::from_secs(1);
+/// How often a running group is looked at without news, in case a watch
+/// could not be set (kqueue out of memory).
+const BACKUP: Duration = Duration::from_secs(1);
+/// The most passes of one [`Group::track`]; the next event or sample goes on.
+const TRACK_PASSES: usize = 8;
 
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
+/// What the kqueue watches for a group.
+#[derive(Default)]
+struct Watch {
+    /// Members seen, each watched where the kqueue allowed it.
+    pids: HashSet<u32>,
+    /// When the leader's `NOTE_EXIT` came.
+    leader_exit_heard: Option<Instant>,
 }
 
-impl Wake for Pipe {
-    fn wake(&self) {
-        let b = 1u8;
-        // SAFETY: writes one byte from a valid location.
-        unsafe { libc::write(self.write.as_raw_fd(), (&b as *const u8).cast(), 1) };
-    }
-}
-
-fn pipe() -> io::Result<Pipe> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is valid for two ints.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for fd in fds {
-        // SAFETY: fd is a fresh pipe end.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
-        }
-    }
-    // SAFETY: the fds are fresh and owned by nobody else.
-    Ok(unsafe { Pipe { read: OwnedFd::from_raw_fd(fds[0]), write: OwnedFd::from_raw_fd(fds[1]) } })
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[derive(Default)]
@@ -63,7 +64,9 @@ struct Leader {
 pub(crate) struct Group {
     spec: Spec,
     leader: Mutex<Leader>,
-    wake: Arc<Pipe>,
+    /// Its token on the shared kqueue.
+    token: usize,
+    watch: Mutex<Watch>,
 }
 
 fn support(limit: LimitKind) -> Support {
@@ -90,6 +93,44 @@ impl Group {
         l.usage.add(&ru);
         Some(st)
     }
+
+    pub(crate) fn token(&self) -> usize {
+        self.token
+    }
+
+    /// The kqueue said `pid`, watched for this group, exited.
+    pub(crate) fn heard_exit(&self, pid: u32) {
+        if pid == self.pgid() {
+            lock(&self.watch).leader_exit_heard.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Watches every member not yet watched, pass after pass until one
+    /// finds none new, and forgets the ones gone.
+    fn track(&self) {
+        let mut w = lock(&self.watch);
+        for _ in 0..TRACK_PASSES {
+            let Ok(members) = self.members() else { return };
+            let now: HashSet<u32> = members.into_iter().collect();
+            let mut found = false;
+            for &pid in now.difference(&w.pids.clone()) {
+                // A process that cannot be watched (gone, or refused) is
+                // not tried again: the samples list the group anyway.
+                found |= matches!(kqueue::watch(pid, self.token), Ok(true));
+                w.pids.insert(pid);
+            }
+            w.pids.retain(|p| now.contains(p));
+            if !found {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kqueue::remove_wake(self.token);
+    }
 }
 
 impl SysGroup for Group {
@@ -105,8 +146,9 @@ impl SysGroup for Group {
                     .hint("drop that limit, or run on Linux or Windows"));
             }
         }
-        let wake = Arc::new(pipe().map_err(|e| Error::os("creating a pipe", e))?);
-        Ok(Group { spec: spec.clone(), leader: Mutex::new(Leader::default()), wake })
+        let token = kqueue::new_token();
+        kqueue::add_wake(token).map_err(|e| Error::os("registering the group with the kqueue", e))?;
+        Ok(Group { spec: spec.clone(), leader: Mutex::new(Leader::default()), token, watch: Mutex::default() })
     }
 
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
@@ -123,11 +165,12 @@ impl SysGroup for Group {
         let l = &self.spec.limits;
         let mut rl = Vec::new();
         if let Some(m) = l.memory_per_process.or(l.memory) {
-            rl.push(unix::Rlimit { resource: libc::RLIMIT_AS, value: m });
+            rl.push(unix::Rlimit::fixed(libc::RLIMIT_AS, m));
         }
         if let Some(t) = [l.cpu_time, l.cpu_time_per_process].into_iter().flatten().min() {
-            rl.push(unix::Rlimit { resource: libc::RLIMIT_CPU, value: t.as_secs_f64().ceil().max(1.0) as u64 });
+            rl.push(unix::Rlimit::fixed(libc::RLIMIT_CPU, t.as_secs_f64().ceil().max(1.0) as u64));
         }
+        rl.extend(unix::fd_limit::for_child());
         let sweep = unix::hygiene::FdSweep::prepare();
         // SAFETY: the closure only calls setrlimit, sigaction and fcntl,
         // which are async-signal-safe.
@@ -150,6 +193,11 @@ impl SysGroup for Group {
             _ => Error::os(format!("starting {program}"), e),
         })?;
         self.leader.lock().unwrap_or_else(|p| p.into_inner()).pid = child.id();
+        // The leader first: its exit is what the group waits for.
+        if matches!(kqueue::watch(child.id(), self.token), Ok(true)) {
+            lock(&self.watch).pids.insert(child.id());
+        }
+        self.track();
         Ok(super::Spawned::from_child(child, crate::SpawnPath::Fork))
     }
 
@@ -209,14 +257,8 @@ impl SysGroup for Group {
         }
     }
 
-    fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
-        let t = timeout.map_or(SAMPLE, |t| t.min(SAMPLE));
-        let mut p = libc::pollfd { fd: self.wake.read.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: p is one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, t.as_millis().max(1) as libc::c_int) };
-        let mut buf = [0u8; 64];
-        // SAFETY: buf is valid for writes of its length.
-        while unsafe { libc::read(self.wake.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    fn wait(&self, _timeout: Option<Duration>) -> io::Result<Vec<Change>> {
+        self.track();
         let mut out = Vec::new();
         if let Some(st) = self.reap_leader() {
             out.push(Change::LeaderExited(st));
@@ -228,8 +270,20 @@ impl SysGroup for Group {
         Ok(out)
     }
 
+    fn readiness(&self) -> Option<super::Readiness> {
+        let done = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        let sample = if done {
+            SAMPLE
+        } else if lock(&self.watch).leader_exit_heard.is_some_and(|t| t.elapsed() < SETTLE_LIMIT) {
+            SETTLE
+        } else {
+            BACKUP
+        };
+        Some(super::Readiness { fds: Vec::new(), sample: Some(sample) })
+    }
+
     fn waker(&self) -> Arc<dyn Wake> {
-        self.wake.clone()
+        Arc::new(kqueue::TokenWake(self.token))
     }
 
     fn teardown(&self, deadline: Instant) -> usize {

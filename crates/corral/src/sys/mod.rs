@@ -25,18 +25,27 @@ mod imp;
 mod imp;
 
 #[cfg(target_os = "linux")]
-pub(crate) use imp::{adopt_check, poll_ready, start_time, EventFd};
+pub(crate) use imp::{adopt_check, start_time};
 #[cfg(target_os = "linux")]
-pub(crate) use imp::{argv, group_of, process_infos};
+pub(crate) use imp::{argv, connector_open, group_of, process_infos};
+
+/// The process-event connector is Linux's.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn connector_open() -> bool {
+    false
+}
+
+#[cfg(windows)]
+pub(crate) use imp::start_time;
 
 /// A process's start time, where the OS tells it.
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
 pub(crate) fn start_time(_pid: u32) -> Option<u64> {
     None
 }
 pub(crate) use imp::{
     check_isolation, describe, host_report, minidump, orphaned_groups, process_table, reap_all_orphans, reap_group,
-    Group as Imp,
+    Group as Imp, Poller,
 };
 
 /// The refusals of an adoption that need no group yet (elsewhere than on
@@ -62,13 +71,17 @@ pub(crate) struct Spec {
     /// must not run (it would kill what is taken back).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub reattach: bool,
-    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`).
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// The leader survives its controller's death (no `PR_SET_PDEATHSIG`;
+    /// on Windows no `KILL_ON_JOB_CLOSE`).
+    #[cfg_attr(target_os = "macos", allow(dead_code))]
     pub outlive: bool,
     /// Collect pushed events from the start, before anyone subscribes
     /// ([`crate::GroupBuilder::record_events`]).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub record_events: bool,
+    /// Count every process started ([`crate::GroupBuilder::count_processes`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub count_processes: bool,
     /// Namespaces, mounts and privileges (checked by `check_isolation`).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub isolation: crate::Isolation,
@@ -123,12 +136,14 @@ pub(crate) fn begin<S: SysGroup>(sys: &S, start: Start) -> crate::Result<Spawned
     }
 }
 
-/// What a shared event loop watches for one group.
+/// What the event loop watches for one group.
 #[derive(Debug, Clone, Default)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct Readiness {
-    /// Fds whose readiness means [`SysGroup::wait`] has news; `true` for a
-    /// file the kernel signals with POLLPRI (cgroup `*.events`).
+    /// Linux: fds whose readiness means [`SysGroup::wait`] has news; `true`
+    /// for a file the kernel signals with POLLPRI (cgroup `*.events`).
+    /// Elsewhere empty: the group's news comes through the one port or
+    /// queue that [`Poll`] waits on.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fds: Vec<(i32, bool)>,
     /// Look at the group this often even without news (what the kernel
     /// cannot notify is sampled).
@@ -150,9 +165,24 @@ pub(crate) enum Change {
     LimitNotice(LimitKind),
 }
 
-/// Interrupts a [`SysGroup::wait`] from another thread.
+/// Makes the event loop look at a group (or at its own queue) now.
 pub(crate) trait Wake: Send + Sync {
     fn wake(&self);
+}
+
+/// The OS half of the one event loop that drives every group of this
+/// process (`monitor::reactor`): what it sleeps in, and how it tells
+/// whose news came. Linux polls every group's fds; Windows waits on the
+/// one completion port that every job posts to; macOS on one kqueue.
+pub(crate) trait Poll: Send + Sized + 'static {
+    fn new() -> io::Result<Self>;
+    /// Makes a [`Poll::wait`] in progress return, so that the loop takes
+    /// the work queued for it.
+    fn waker(&self) -> std::sync::Arc<dyn Wake>;
+    /// Sleeps until one of `groups` has news, the loop is woken, or
+    /// `timeout` passes (`None`: no timeout). Says, for each group in
+    /// order, whether it has news for its next [`SysGroup::wait`].
+    fn wait(&mut self, groups: &[&Imp], timeout: Option<Duration>) -> io::Result<Vec<bool>>;
 }
 
 /// One group, held by one OS mechanism. Every method takes `&self`: the
@@ -193,13 +223,15 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// The inescapable phase: every member, atomically where the OS can.
     fn kill(&self) -> io::Result<()>;
     fn usage(&self) -> Usage;
-    /// Blocks until something changes, `wake()` is called, or `timeout`.
+    /// What changed since the last call. The event loop calls it when
+    /// [`Poll::wait`] said this group has news, or when the group's
+    /// deadline or sample came due, always with a zero `timeout`: only a
+    /// backend that polls its own fds (Linux) looks at it.
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>>;
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
-    /// For one event loop shared by every group: what to watch. `None`
-    /// (the default): this backend is driven by a thread of its own that
-    /// sleeps in [`SysGroup::wait`].
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// What the event loop watches for this group, and how often it
+    /// samples it anyway. `None` (the default): only the group's own
+    /// deadlines and requests wake it.
     fn readiness(&self) -> Option<Readiness> {
         None
     }

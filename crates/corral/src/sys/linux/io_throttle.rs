@@ -5,8 +5,8 @@
 //! the group), v2 does.
 
 use super::block_device::disk_of;
+use super::group::Group;
 use super::hierarchy::Layout;
-use super::Group;
 use crate::sys::Spec;
 use crate::{BackendKind, Error, ErrorKind, IoLimit};
 use std::io;
@@ -49,14 +49,14 @@ pub(super) fn io_devices(kind: BackendKind, spec: &Spec, l: &Layout) -> crate::R
 impl Group {
     pub(super) fn configure_io(&self, devices: &[(String, IoLimit)]) -> io::Result<()> {
         for (dev, lim) in devices {
-            if let Some(v2) = self.v2.as_ref().filter(|_| self.kind == BackendKind::CgroupV2) {
+            if let Some(v2) = self.parts.controls().v2() {
                 let keys = ["rbps", "wbps", "riops", "wiops"];
                 let line: Vec<String> =
                     keys.iter().zip(lim.rates()).filter_map(|(k, r)| r.map(|r| format!("{k}={r}"))).collect();
                 std::fs::write(v2.file("io.max"), format!("{dev} {}", line.join(" ")))?;
                 continue;
             }
-            let dir = self.v1.as_ref().and_then(|v| v.dir("blkio")).ok_or(io::ErrorKind::Unsupported)?;
+            let dir = self.parts.controls().v1().and_then(|v| v.dir("blkio")).ok_or(io::ErrorKind::Unsupported)?;
             let files = ["read_bps_device", "write_bps_device", "read_iops_device", "write_iops_device"];
             for (f, r) in files.iter().zip(lim.rates()) {
                 if let Some(r) = r {

@@ -17,9 +17,9 @@
 //! pids cgroup, and the error says to restart it with one.
 
 use super::cgroup_v2::read_keyed;
-use super::Group;
+use super::group::Group;
 use crate::sys::Change;
-use crate::{BackendKind, Error, ErrorKind, LimitKind, Limits};
+use crate::{Error, ErrorKind, LimitKind, Limits};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -58,10 +58,10 @@ impl Group {
                 }
                 _ => "the kernel refused the value: memory below what the group uses now may be refused (EBUSY)",
             };
-            Error::os(format!("changing the {what} of the running group ({} backend)", self.kind), e).hint(hint)
+            Error::os(format!("changing the {what} of the running group ({} backend)", self.kind()), e).hint(hint)
         };
         let unsupported = || io::Error::from(io::ErrorKind::Unsupported);
-        let (v2, v1) = (self.v2.as_ref().filter(|_| self.kind == BackendKind::CgroupV2), self.v1.as_ref());
+        let (v2, v1) = (self.parts.controls().v2(), self.parts.controls().v1());
         let notify_mem = new.notifies(LimitKind::Memory);
         if new.memory != live.memory || notify_mem != live.notifies(LimitKind::Memory) {
             let (hard, soft) = match (new.memory, notify_mem) {
@@ -119,10 +119,10 @@ impl Group {
 
     /// Writes a notify-only memory limit at creation (instead of the hard one).
     pub(super) fn configure_notify_memory(&self, bytes: u64) -> io::Result<()> {
-        if let Some(v2) = self.v2.as_ref().filter(|_| self.kind == BackendKind::CgroupV2) {
+        if let Some(v2) = self.parts.controls().v2() {
             return write(&v2.file("memory.high"), bytes);
         }
-        match self.v1.as_ref().and_then(|v| v.dir("memory")) {
+        match self.parts.controls().v1().and_then(|v| v.dir("memory")) {
             Some(d) => write(&d.join("memory.soft_limit_in_bytes"), bytes),
             None => Err(io::ErrorKind::Unsupported.into()),
         }
@@ -131,14 +131,14 @@ impl Group {
     /// Hits of notify-only memory and CPU-rate limits since the last look.
     pub(super) fn limit_notices(&self, live: &Limits) -> Vec<Change> {
         let mut out = Vec::new();
-        let v2 = self.v2.as_ref().filter(|_| self.kind == BackendKind::CgroupV2);
+        let (v2, v1) = (self.parts.controls().v2(), self.parts.controls().v1());
         if let (Some(limit), true) = (live.memory, live.notifies(LimitKind::Memory)) {
             if let Some(v2) = v2 {
                 let high = read_keyed(&v2.file("memory.events"), "high").unwrap_or(0);
                 if high > self.seen_high.swap(high, Ordering::Relaxed) {
                     out.push(Change::LimitNotice(LimitKind::Memory));
                 }
-            } else if let Some(v1) = &self.v1 {
+            } else if let Some(v1) = v1 {
                 // One notice per crossing, not one per sample above it.
                 let over = v1.memory_current().is_some_and(|now| now > limit);
                 if over && !self.above_soft.swap(true, Ordering::Relaxed) {
@@ -149,7 +149,7 @@ impl Group {
             }
         }
         if live.cpus.is_some() && live.notifies(LimitKind::CpuRate) {
-            let stat = match (v2, self.v1.as_ref().and_then(|v| v.dir("cpu"))) {
+            let stat = match (v2, v1.and_then(|v| v.dir("cpu"))) {
                 (Some(v2), _) => Some(v2.file("cpu.stat")),
                 (None, Some(d)) => Some(d.join("cpu.stat")),
                 _ => None,

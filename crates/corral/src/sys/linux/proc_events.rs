@@ -14,6 +14,10 @@
 //!   lost; every group alive then is marked `lost`, and its total is
 //!   reported as unknown rather than guessed.
 //! - Thread creation is a fork event too; only `pid == tgid` is a process.
+//! - The socket wakes this process for every fork, exec and exit on the
+//!   host, so it is open only while a group needs it (see `connector.rs`):
+//!   a group takes a [`Lease`] before its leader is spawned and drops it at
+//!   teardown.
 
 use crate::sys::{unix, Wake};
 use crate::Event;
@@ -23,10 +27,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub(crate) use super::connector::{needed, Lease};
+
 const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_CN_MCAST_IGNORE: u32 = 2;
 const PROC_EVENT_FORK: u32 = 0x1;
 const PROC_EVENT_EXEC: u32 = 0x2;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
@@ -155,18 +162,11 @@ pub(crate) struct Watcher {
     state: Mutex<State>,
 }
 
-static WATCHER: OnceLock<Option<Watcher>> = OnceLock::new();
-
-/// The host's watcher, started on first use; `None` where the connector is
-/// not permitted (then corral falls back to polling).
-pub(crate) fn watcher() -> Option<&'static Watcher> {
-    WATCHER
-        .get_or_init(|| {
-            let fd = open().ok()?;
-            std::thread::Builder::new().name("corral-proc-events".into()).spawn(move || read_loop(fd)).ok()?;
-            Some(Watcher { state: Mutex::new(State::default()) })
-        })
-        .as_ref()
+/// What the connector follows; it outlives the socket, which opens and
+/// closes with the groups that need it.
+pub(crate) fn watcher() -> &'static Watcher {
+    static WATCHER: OnceLock<Watcher> = OnceLock::new();
+    WATCHER.get_or_init(|| Watcher { state: Mutex::new(State::default()) })
 }
 
 impl Watcher {
@@ -285,6 +285,14 @@ impl Watcher {
         }
     }
 
+    /// The socket closed: what was followed provisionally can no longer
+    /// be claimed completely.
+    pub(super) fn closed(&self) {
+        let mut st = self.lock();
+        st.provisional.clear();
+        st.roots.clear();
+    }
+
     fn overflowed(&self) {
         let st = self.lock();
         for (t, _) in st.by_pid.values() {
@@ -303,7 +311,8 @@ fn exec_event(pid: u32) -> Event {
     Event::Exec { pid, exe: super::procfs::exe(pid), argv }
 }
 
-fn open() -> io::Result<OwnedFd> {
+/// A connector socket that receives every process event of the host.
+pub(super) fn open() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_CONNECTOR) };
     if fd < 0 {
@@ -354,6 +363,27 @@ fn open() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Tells the kernel this socket stops listening: the kernel counts
+/// listeners and sends process events only while there is one.
+pub(super) fn stop_listening(fd: &OwnedFd) {
+    let mut msg = Vec::with_capacity(40);
+    msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&std::process::id().to_ne_bytes());
+    msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&PROC_CN_MCAST_IGNORE.to_ne_bytes());
+    // SAFETY: msg is valid for its length. A failure leaves the kernel
+    // counting one listener too many, which costs it a little, not us.
+    unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), libc::MSG_DONTWAIT) };
+}
+
 /// Lets only fork, exec and exit events through, in the kernel: uid, sid,
 /// comm and the other kinds would wake this process for nothing on a busy
 /// host (exec is kept for lineage: what a process became). Classic BPF loads words in network byte order, so the native
@@ -387,62 +417,79 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-fn read_loop(fd: OwnedFd) {
+/// Reads events until `stop` is signalled, then stops listening; the
+/// socket closes as the thread ends.
+pub(super) fn read_loop(fd: OwnedFd, stop: &super::EventFd) {
     let mut buf = vec![0u8; 64 * 1024];
+    let w = watcher();
     loop {
-        // SAFETY: buf is valid for writes of its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOBUFS) => {
-                    if let Some(w) = WATCHER.get().and_then(|w| w.as_ref()) {
-                        w.overflowed();
-                    }
-                    continue;
-                }
-                Some(libc::EINTR) => continue,
-                _ => return,
+        let ready = match super::poll_ready(&[(fd.as_raw_fd(), false), (stop.raw(), false)], None) {
+            Ok(r) => r,
+            Err(_) => {
+                // A transient failure (ENOMEM): retry shortly, never spin.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
             }
+        };
+        if ready[1] {
+            stop_listening(&fd);
+            return;
         }
-        let Some(w) = WATCHER.get().and_then(|w| w.as_ref()) else { continue };
-        let mut off = 0usize;
-        let n = n as usize;
-        // One datagram may hold several netlink messages.
-        while off + EVENT_AT + 16 <= n {
-            let len = u32_at(&buf, off).unwrap_or(0) as usize;
-            let b = &buf[off..n];
-            match u32_at(b, EVENT_AT) {
-                Some(PROC_EVENT_FORK) => {
-                    let (ptgid, cpid, ctgid) = (u32_at(b, 56), u32_at(b, 60), u32_at(b, 64));
-                    let ts = b.get(EVENT_AT + 8..EVENT_AT + 16).and_then(|x| x.try_into().ok()).map(u64::from_ne_bytes);
-                    if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, ts) {
-                        if c == ct {
-                            w.fork(p, c, ts);
-                        }
-                    }
+        // Everything queued, one wake-up for all of it.
+        loop {
+            // SAFETY: buf is valid for writes of its length.
+            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::ENOBUFS) => w.overflowed(),
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) => break,
+                    _ => return,
                 }
-                Some(PROC_EVENT_EXEC) => {
-                    if let (Some(p), Some(t)) = (u32_at(b, 52), u32_at(b, 56)) {
-                        if p == t {
-                            w.exec(p);
-                        }
-                    }
-                }
-                Some(PROC_EVENT_EXIT) => {
-                    let (pid, tgid, code) = (u32_at(b, 52), u32_at(b, 56), u32_at(b, 60));
-                    if let (Some(p), Some(t), Some(c)) = (pid, tgid, code) {
-                        if p == t {
-                            w.exit(p, c);
-                        }
-                    }
-                }
-                _ => {}
+                continue;
             }
-            if len == 0 {
-                break;
-            }
-            off += (len + 3) & !3;
+            dispatch(w, &buf[..n as usize]);
         }
+    }
+}
+
+/// One datagram, which may hold several netlink messages.
+fn dispatch(w: &Watcher, buf: &[u8]) {
+    let mut off = 0usize;
+    let n = buf.len();
+    while off + EVENT_AT + 16 <= n {
+        let len = u32_at(buf, off).unwrap_or(0) as usize;
+        let b = &buf[off..n];
+        match u32_at(b, EVENT_AT) {
+            Some(PROC_EVENT_FORK) => {
+                let (ptgid, cpid, ctgid) = (u32_at(b, 56), u32_at(b, 60), u32_at(b, 64));
+                let ts = b.get(EVENT_AT + 8..EVENT_AT + 16).and_then(|x| x.try_into().ok()).map(u64::from_ne_bytes);
+                if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, ts) {
+                    if c == ct {
+                        w.fork(p, c, ts);
+                    }
+                }
+            }
+            Some(PROC_EVENT_EXEC) => {
+                if let (Some(p), Some(t)) = (u32_at(b, 52), u32_at(b, 56)) {
+                    if p == t {
+                        w.exec(p);
+                    }
+                }
+            }
+            Some(PROC_EVENT_EXIT) => {
+                let (pid, tgid, code) = (u32_at(b, 52), u32_at(b, 56), u32_at(b, 60));
+                if let (Some(p), Some(t), Some(c)) = (pid, tgid, code) {
+                    if p == t {
+                        w.exit(p, c);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if len == 0 {
+            break;
+        }
+        off += (len + 3) & !3;
     }
 }

@@ -161,6 +161,20 @@ pub(crate) fn sweep(only: Option<&Arc<Owner>>) -> usize {
     n
 }
 
+/// The children of this process that `owner` claims, zombies or not,
+/// other groups' leaders aside. Once a group's cgroup is empty, these are
+/// all that can be left of it: a member's orphans come to this subreaper,
+/// and a member no longer in its cgroup is still exiting. Reads this
+/// process's children only, not the host's process table.
+pub(crate) fn unreaped_children(owner: &Owner) -> Vec<u32> {
+    let leaders = reaper().leaders.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    procfs::own_children()
+        .into_iter()
+        .filter(|pid| *pid == owner.pgid || !leaders.contains(pid))
+        .filter(|&pid| procfs::stat(pid).is_some_and(|st| owner.claims(pid, &st, &procfs::cgroup_paths(pid))))
+        .collect()
+}
+
 /// In reap-all mode, also reaps zombies no group claims (teardown calls
 /// this so the process can exit without leaving them to PID 1).
 pub(crate) fn sweep_unattributed_if_reaping_all() {

@@ -25,12 +25,18 @@ fn stale_names(root: &Path) -> Vec<String> {
     rd.flatten()
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| matches!(owner_pid(n), Some(p) if p != me && !Path::new(&format!("/proc/{p}")).exists()))
+        .filter(|n| matches!(owner_pid(n), Some(p) if p == me || !Path::new(&format!("/proc/{p}")).exists()))
         .collect()
 }
 
 /// Kills and removes every stale group under the layout's roots. Returns
 /// the names reaped.
+///
+/// Runs once per process image, before its first group is made: a group
+/// named after this very pid is then a previous image's (a daemon that
+/// re-executed itself in place keeps its pid, and its pooled leaves and
+/// groups outlive the exec), and its names would collide with this
+/// image's, which count from 1 again.
 pub(crate) fn sweep(layout: &Layout) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     if let Some(r) = &layout.v2_root {

@@ -3,6 +3,7 @@
 //! Everything called between `fork` and `exec` (in `pre_exec`) must be
 //! async-signal-safe: raw syscalls only, no allocation, no locks.
 
+pub(crate) mod fd_limit;
 pub(crate) mod hygiene;
 pub(crate) mod identity;
 pub(crate) mod passing;
@@ -113,16 +114,24 @@ pub(crate) fn reap_once(pid: u32, status: &mut Option<ExitStatus>) -> Option<(Ex
 }
 
 /// An rlimit to set in the child before `exec`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rlimit {
     pub resource: i32,
-    pub value: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+impl Rlimit {
+    /// Soft and hard alike: the process cannot raise it again.
+    pub(crate) fn fixed(resource: i32, value: u64) -> Rlimit {
+        Rlimit { resource, soft: value, hard: value }
+    }
 }
 
 /// Sets the rlimits. Async-signal-safe: meant for `pre_exec`.
 pub(crate) fn apply_rlimits(limits: &[Rlimit]) -> io::Result<()> {
     for l in limits {
-        let rl = libc::rlimit { rlim_cur: l.value as libc::rlim_t, rlim_max: l.value as libc::rlim_t };
+        let rl = libc::rlimit { rlim_cur: l.soft as libc::rlim_t, rlim_max: l.hard as libc::rlim_t };
         // SAFETY: rl is a valid rlimit for the duration of the call.
         #[allow(clippy::useless_conversion)]
         let r = unsafe { libc::setrlimit(l.resource as _, &rl) };
@@ -133,20 +142,22 @@ pub(crate) fn apply_rlimits(limits: &[Rlimit]) -> io::Result<()> {
     Ok(())
 }
 
-/// The per-process rlimits. Group CPU time is never an rlimit: RLIMIT_CPU
+/// The per-process rlimits, and the launcher's open-file limit where
+/// this process raised its own (see `fd_limit`). Group CPU time is never an rlimit: RLIMIT_CPU
 /// counts one process, and its kill would hide the real reason.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn process_rlimits(limits: &crate::Limits) -> Vec<Rlimit> {
     let mut out = Vec::new();
     if let Some(m) = limits.memory_per_process {
         #[allow(clippy::unnecessary_cast)] // RLIMIT_AS is u32 on glibc, i32 on macOS
-        out.push(Rlimit { resource: libc::RLIMIT_AS as i32, value: m });
+        out.push(Rlimit::fixed(libc::RLIMIT_AS as i32, m));
     }
     if let Some(t) = limits.cpu_time_per_process {
         // Soft and hard alike: the kernel kills (SIGKILL) at the limit.
         #[allow(clippy::unnecessary_cast)]
-        out.push(Rlimit { resource: libc::RLIMIT_CPU as i32, value: t.as_secs_f64().ceil().max(1.0) as u64 });
+        out.push(Rlimit::fixed(libc::RLIMIT_CPU as i32, t.as_secs_f64().ceil().max(1.0) as u64));
     }
+    out.extend(fd_limit::for_child());
     out
 }
 

@@ -22,10 +22,9 @@ use crate::{Error, ErrorKind, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::os::windows::io::OwnedHandle;
-use windows_sys::Win32::Foundation::FILETIME;
 use windows_sys::Win32::System::Threading::{
-    GetProcessTimes, OpenProcess, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA,
-    PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
+    OpenProcess, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA, PROCESS_SYNCHRONIZE,
+    PROCESS_TERMINATE,
 };
 
 /// How many snapshot passes a growing tree may need.
@@ -38,19 +37,9 @@ const ASSIGN: u32 = PROCESS_SET_QUOTA
     | PROCESS_QUERY_INFORMATION
     | PROCESS_QUERY_LIMITED_INFORMATION;
 
-fn open_for_assign(pid: u32) -> io::Result<OwnedHandle> {
+pub(super) fn open_for_assign(pid: u32) -> io::Result<OwnedHandle> {
     // SAFETY: OpenProcess takes no pointers; the result is checked.
     handle::from_null(unsafe { OpenProcess(ASSIGN, 0, pid) })
-}
-
-/// When the process was created (100 ns ticks), to tell a parent from a
-/// process that later got its pid.
-fn created(h: &OwnedHandle) -> Option<u64> {
-    let z = FILETIME { dwLowDateTime: 0, dwHighDateTime: 0 };
-    let (mut c, mut e, mut k, mut u) = (z, z, z, z);
-    // SAFETY: `h` is live with query rights; the four FILETIMEs are writable.
-    let ok = unsafe { GetProcessTimes(raw(h), &mut c, &mut e, &mut k, &mut u) };
-    (ok != 0).then(|| (u64::from(c.dwHighDateTime) << 32) | u64::from(c.dwLowDateTime))
 }
 
 /// The refusals that need no group: the pid runs and may be opened, and is
@@ -106,7 +95,7 @@ pub(super) fn take(job: &Job, root: u32) -> Result<(OwnedHandle, Vec<(u32, Owned
                 continue;
             }
             let Ok(h) = open_for_assign(pid) else { continue };
-            let born = created(&h);
+            let born = process::created(raw(&h));
             // A recycled parent pid: the "child" is older than its parent.
             if pid != root {
                 let parent_born = parent_of.get(&pid).and_then(|pp| members.get(pp)).and_then(|(_, b)| *b);

@@ -27,11 +27,12 @@ use std::mem::{size_of, zeroed};
 use std::os::windows::io::OwnedHandle;
 use std::time::Duration;
 use windows_sys::Win32::Foundation::{ERROR_MORE_DATA, HANDLE, WAIT_OBJECT_0};
+use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, IsProcessInJob, JobObjectAssociateCompletionPortInformation,
     JobObjectBasicAccountingInformation, JobObjectBasicAndIoAccountingInformation, JobObjectBasicProcessIdList,
     JobObjectBasicUIRestrictions, JobObjectCpuRateControlInformation, JobObjectExtendedLimitInformation,
-    QueryInformationJobObject, SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
+    OpenJobObjectW, QueryInformationJobObject, SetInformationJobObject, TerminateJobObject, JOBOBJECTINFOCLASS,
     JOBOBJECT_ASSOCIATE_COMPLETION_PORT, JOBOBJECT_BASIC_ACCOUNTING_INFORMATION,
     JOBOBJECT_BASIC_AND_IO_ACCOUNTING_INFORMATION, JOBOBJECT_BASIC_UI_RESTRICTIONS,
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
@@ -41,6 +42,9 @@ use windows_sys::Win32::System::JobObjects::{
     JOB_OBJECT_UILIMIT_DESKTOP, JOB_OBJECT_UILIMIT_DISPLAYSETTINGS, JOB_OBJECT_UILIMIT_EXITWINDOWS,
     JOB_OBJECT_UILIMIT_GLOBALATOMS, JOB_OBJECT_UILIMIT_HANDLES, JOB_OBJECT_UILIMIT_READCLIPBOARD,
     JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS, JOB_OBJECT_UILIMIT_WRITECLIPBOARD,
+};
+use windows_sys::Win32::System::SystemServices::{
+    JOB_OBJECT_ASSIGN_PROCESS, JOB_OBJECT_QUERY, JOB_OBJECT_SET_ATTRIBUTES, JOB_OBJECT_TERMINATE,
 };
 use windows_sys::Win32::System::Threading::{GetActiveProcessorCount, WaitForSingleObject};
 
@@ -56,6 +60,11 @@ fn duration_to_ticks(d: Duration) -> i64 {
     i64::try_from(d.as_nanos() / 100).unwrap_or(i64::MAX)
 }
 
+/// What a controller that takes a job back needs of it: list, assign,
+/// watch (its completion port) and kill.
+const REOPEN: u32 =
+    JOB_OBJECT_QUERY | JOB_OBJECT_ASSIGN_PROCESS | JOB_OBJECT_SET_ATTRIBUTES | JOB_OBJECT_TERMINATE | SYNCHRONIZE;
+
 /// `ALL_PROCESSOR_GROUPS`: count the processors of every group.
 const ALL_PROCESSOR_GROUPS: u16 = 0xffff;
 
@@ -70,22 +79,39 @@ pub(super) struct Accounting {
     pub write_bytes: Option<u64>,
 }
 
-/// One job, owned: closing it kills whatever is left in it.
+/// One job, owned: closing it kills whatever is left in it, unless it
+/// was made to outlive its controller.
 pub(super) struct Job {
     handle: OwnedHandle,
     name: String,
+    kill_on_close: bool,
 }
 
 impl Job {
-    /// Creates the named job with `KILL_ON_JOB_CLOSE` and no limits yet.
+    /// Creates the named job with no limits yet, and with
+    /// `KILL_ON_JOB_CLOSE` unless `outlive`: then its members live on when
+    /// the controller dies, and its kill is only ever explicit.
     /// `name` is a base: a taken one gets a suffix (see `create_named`).
-    pub(super) fn create(name: &str) -> io::Result<Job> {
+    pub(super) fn create(name: &str, outlive: bool) -> io::Result<Job> {
         // SAFETY: the name is NUL-terminated; null attributes give a
         // non-inheritable handle with the default security descriptor.
         let (h, name) = handle::create_named(name, |w| unsafe { CreateJobObjectW(std::ptr::null(), w) })?;
-        let job = Job { handle: h, name };
+        let job = Job { handle: h, name, kill_on_close: !outlive };
         job.set_extended(&Limits::default())?;
         Ok(job)
+    }
+
+    /// Opens the existing job `name` (one a previous controller made to
+    /// outlive it). Its limits are left as they are.
+    ///
+    /// Trap: a job's name lives only while someone holds a handle to it
+    /// (on Windows; Wine keeps it while members live), so a controller that
+    /// means to find it again by name keeps a handle in another process.
+    pub(super) fn open(name: &str) -> io::Result<Job> {
+        let w = handle::wide(name);
+        // SAFETY: `w` is NUL-terminated; the handle is not inheritable.
+        let h = handle::from_null(unsafe { OpenJobObjectW(REOPEN, 0, w.as_ptr()) })?;
+        Ok(Job { handle: h, name: name.to_string(), kill_on_close: false })
     }
 
     pub(super) fn name(&self) -> &str {
@@ -120,7 +146,7 @@ impl Job {
     /// Sets the kill-on-close flag and the memory, process and CPU-time
     /// limits in one call (they share one structure).
     pub(super) fn set_extended(&self, l: &Limits) -> io::Result<()> {
-        self.set(JobObjectExtendedLimitInformation, &limit_info(l))
+        self.set(JobObjectExtendedLimitInformation, &limit_info(l, self.kill_on_close))
     }
 
     /// Every `JOB_OBJECT_UILIMIT_*` restriction.
@@ -256,12 +282,15 @@ pub(super) const UI_LIMITS: u32 = JOB_OBJECT_UILIMIT_DESKTOP
 /// The structure that puts `l` on a job. Under Wine this is the only
 /// place the values can be checked: Wine 8 accepts them but answers
 /// every query of them with zeroes.
-pub(super) fn limit_info(l: &Limits) -> JOBOBJECT_EXTENDED_LIMIT_INFORMATION {
+pub(super) fn limit_info(l: &Limits, kill_on_close: bool) -> JOBOBJECT_EXTENDED_LIMIT_INFORMATION {
     // SAFETY: plain C struct; zeroes mean "no limit".
     let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
     // A member that crashes dies at once instead of waiting on an error
     // dialog that nobody will answer.
-    let mut flags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
+    let mut flags = JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
+    if kill_on_close {
+        flags |= JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+    }
     if let Some(m) = l.memory {
         flags |= JOB_OBJECT_LIMIT_JOB_MEMORY;
         info.JobMemoryLimit = usize::try_from(m).unwrap_or(usize::MAX);
@@ -341,12 +370,20 @@ mod tests {
 
     #[test]
     fn no_limits_still_kill_on_close() {
-        let i = limit_info(&Limits::default());
+        let i = limit_info(&Limits::default(), true);
         assert_eq!(
             i.BasicLimitInformation.LimitFlags,
             JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION
         );
         assert_eq!((i.JobMemoryLimit, i.ProcessMemoryLimit), (0, 0));
+    }
+
+    #[test]
+    fn a_job_meant_to_outlive_its_controller_does_not_kill_on_close() {
+        let i = limit_info(&Limits::new().max_procs(3), false);
+        let f = i.BasicLimitInformation.LimitFlags;
+        assert_eq!(f & JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, 0);
+        assert_ne!(f & JOB_OBJECT_LIMIT_ACTIVE_PROCESS, 0, "its limits still hold");
     }
 
     #[test]
@@ -356,7 +393,7 @@ mod tests {
             .memory_per_process(48 << 20)
             .max_procs(7)
             .cpu_time(Duration::from_millis(30_500));
-        let i = limit_info(&l);
+        let i = limit_info(&l, true);
         let b = i.BasicLimitInformation;
         for flag in [
             JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
@@ -375,11 +412,11 @@ mod tests {
 
     #[test]
     fn a_working_set_lands_in_both_fields_with_its_flag() {
-        let i = limit_info(&Limits::new().working_set(crate::WorkingSet::new(1 << 20, 64 << 20)));
+        let i = limit_info(&Limits::new().working_set(crate::WorkingSet::new(1 << 20, 64 << 20)), true);
         let b = i.BasicLimitInformation;
         assert_ne!(b.LimitFlags & JOB_OBJECT_LIMIT_WORKINGSET, 0, "{:#x}", b.LimitFlags);
         assert_eq!((b.MinimumWorkingSetSize, b.MaximumWorkingSetSize), (1 << 20, 64 << 20));
-        let none = limit_info(&Limits::new()).BasicLimitInformation;
+        let none = limit_info(&Limits::new(), true).BasicLimitInformation;
         assert_eq!(none.LimitFlags & JOB_OBJECT_LIMIT_WORKINGSET, 0);
     }
 
@@ -388,9 +425,9 @@ mod tests {
     #[test]
     fn a_taken_name_gets_a_suffix_never_the_namesake() {
         let base = format!(r"Local\corral-job-test-taken-{}", std::process::id());
-        let stale = Job::create(&base).unwrap();
+        let stale = Job::create(&base, false).unwrap();
         assert_eq!(stale.name(), base);
-        let fresh = Job::create(&base).unwrap();
+        let fresh = Job::create(&base, false).unwrap();
         assert_eq!(fresh.name(), format!("{base}.1"));
         assert_ne!(stale.raw(), fresh.raw());
         // Not the same object: a limit set on one is not seen on the other.

@@ -4,16 +4,19 @@
 //! resumed (`spawn.rs`), so it and everything it ever starts is a member
 //! before running user code; membership is inherited and cannot be left.
 //! The job is created with `KILL_ON_JOB_CLOSE`, so a controller that dies
-//! takes its groups with it. Its messages arrive on an I/O completion port
-//! (`port.rs`) that also carries corral's wake-ups, so the monitor sleeps
-//! in one kernel call, and they become the group's Started/Exited events.
+//! takes its groups with it, unless the group is meant to outlive its
+//! controller: then the next controller takes it back by the job's name
+//! or reaps it (`reattach.rs`). Its messages arrive on the one I/O
+//! completion port of the process (`port.rs`), under the group's own key,
+//! where the one event loop waits for every group at once (`poller.rs`);
+//! they become the group's Started/Exited events.
 //! A stop sets the group's named event, sends CTRL_BREAK and WM_CLOSE
 //! where they can arrive (`console.rs`); the kill is `TerminateJobObject`.
 //!
 //! Traps this module exists to avoid:
 //! - Completion messages can be lost. The group is empty only when the
 //!   job's `ActiveProcesses` is 0, whether or not `ACTIVE_PROCESS_ZERO`
-//!   came; the port wait never sleeps longer than [`BACKUP_POLL`]; and
+//!   came; the event loop samples each group at least every [`BACKUP_POLL`]; and
 //!   members announced as started get their `Exited` when the group
 //!   empties even if their exit message never came.
 //! - A pid is reused once the last handle to the dead process closes.
@@ -38,14 +41,17 @@ mod isolation_notes;
 mod job;
 mod minidump;
 mod ntdll;
+mod poller;
 mod port;
 mod process;
+mod reattach;
 mod spawn;
 mod token;
 
 use self::console::StopEvent;
 use self::job::Job;
-use self::port::{Msg, Port, KEY_JOB};
+pub(crate) use self::poller::Poller;
+use self::port::{KeyWake, Msg};
 use super::{Change, Spec, SysGroup, Wake};
 use crate::{
     BackendKind, Enforcement, Error, ErrorKind, Event, ExitStatus, HostReport, LimitKind, ProcessInfo, Signal, Support,
@@ -59,16 +65,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The longest the monitor sleeps on the port without looking at the
+/// The longest the event loop leaves a group without looking at the
 /// job's counts and the leader's handle, in case a message was lost.
 const BACKUP_POLL: Duration = Duration::from_millis(200);
 
 /// The exit code of members that corral kills (`TerminateJobObject`).
 pub(crate) const KILLED: u32 = 137;
 
-/// How long to wait for the leader's handle to be signalled once the job
-/// says it is empty (the two are set by the same exit, not atomically).
+/// How long the leader's handle is looked at every [`PENDING_POLL`] once
+/// the job says it is empty (the same exit sets the two, not atomically);
+/// after that, at the [`BACKUP_POLL`] pace.
 const LEADER_SETTLE: Duration = Duration::from_secs(1);
+
+/// The most messages a group holds between two looks of the event loop;
+/// beyond that they count as lost (the job's counts are the truth).
+const MAX_INBOX: usize = 1 << 14;
 
 /// Events not taken for this long mean nobody listens any more: stop
 /// collecting them, so a long-lived group does not hoard them.
@@ -109,13 +120,18 @@ struct State {
     /// only once the process runs), with when they were heard of.
     pending: Vec<(u32, Instant)>,
     events: Vec<Event>,
+    /// The job's messages the event loop routed here, not yet read.
+    inbox: Vec<Msg>,
+    /// Since when the job is empty and the leader's handle not yet signalled.
+    settling: Option<Instant>,
 }
 
-/// One Windows group: a job, its completion port and its stop event.
+/// One Windows group: a job, its key on the shared completion port and
+/// its stop event.
 pub(crate) struct Group {
     spec: Spec,
     job: Job,
-    port: Arc<Port>,
+    key: usize,
     stop: StopEvent,
     enforcement: Vec<Enforcement>,
     wine: bool,
@@ -152,9 +168,10 @@ impl SysGroup for Group {
             .hint("run `corral doctor` to see what this host enforces, or drop that limit"));
         }
         let job =
-            Job::create(&format!(r"Local\corral-job-{}", spec.id)).map_err(|e| error::os("CreateJobObjectW", e))?;
-        let port = Port::new().map_err(|e| error::os("CreateIoCompletionPort", e))?;
-        job.associate(port.raw(), KEY_JOB).map_err(|e| error::os("associating the job with its completion port", e))?;
+            Job::create(&reattach::job_name(&spec.id), spec.outlive).map_err(|e| error::os("CreateJobObjectW", e))?;
+        let shared = port::shared().map_err(|e| error::os("CreateIoCompletionPort", e))?;
+        let key = port::new_key();
+        job.associate(shared.raw(), key).map_err(|e| error::os("associating the job with the completion port", e))?;
         job.set_extended(&spec.limits).map_err(|e| error::limits("limits", e))?;
         if let Some(c) = spec.limits.cpus {
             job.set_cpu_rate(c).map_err(|e| error::limits("CPU rate", e))?;
@@ -167,7 +184,7 @@ impl SysGroup for Group {
         Ok(Group {
             spec: spec.clone(),
             job,
-            port: Arc::new(port),
+            key,
             stop,
             enforcement,
             wine: ntdll::wine_version().is_some(),
@@ -192,6 +209,18 @@ impl SysGroup for Group {
 
     fn adopt_leader(&self, pid: u32) -> crate::Result<super::Spawned> {
         let (root, members) = adopt::take(&self.job, pid)?;
+        {
+            let mut st = lock(&self.st);
+            for (p, h) in members {
+                st.members.insert(p, h);
+            }
+        }
+        let _ = self.leader.set((pid, root));
+        Ok(super::Spawned { pid, stdin: None, stdout: None, stderr: None, path: crate::SpawnPath::Adopted })
+    }
+
+    fn reattach_leader(&self, id: &str, pid: u32, start: u64) -> crate::Result<super::Spawned> {
+        let (root, members) = reattach::take_back(&self.job, id, pid, start)?;
         {
             let mut st = lock(&self.st);
             for (p, h) in members {
@@ -245,16 +274,12 @@ impl SysGroup for Group {
         self.live_usage()
     }
 
-    fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>> {
-        let mut timeout = timeout.map_or(BACKUP_POLL, |t| t.min(BACKUP_POLL));
-        if !lock(&self.st).pending.is_empty() {
-            timeout = timeout.min(PENDING_POLL);
-        }
-        let msgs = self.port.wait(Some(timeout))?;
+    fn wait(&self, _timeout: Option<Duration>) -> io::Result<Vec<Change>> {
         let mut out = Vec::new();
         let mut zero = false;
         {
             let mut st = lock(&self.st);
+            let msgs = std::mem::take(&mut st.inbox);
             if st.listening && st.taken.is_some_and(|t| t.elapsed() > UNCLAIMED) {
                 st.listening = false;
                 st.events.clear();
@@ -285,9 +310,12 @@ impl SysGroup for Group {
             }
         }
         // The job's count is the truth; the message only says when to look.
-        let leader_done = lock(&self.st).leader_reported;
-        let empty = (zero || leader_done || self.leader_exit(Duration::ZERO).is_some()) && self.is_empty();
-        if let Some(status) = self.leader_exit(if empty { LEADER_SETTLE } else { Duration::ZERO }) {
+        let (leader_done, settling) = {
+            let st = lock(&self.st);
+            (st.leader_reported, st.settling.is_some())
+        };
+        let empty = (zero || leader_done || settling || self.leader_exit().is_some()) && self.is_empty();
+        if let Some(status) = self.leader_exit() {
             let mut st = lock(&self.st);
             if !st.leader_reported {
                 st.leader_reported = true;
@@ -295,6 +323,9 @@ impl SysGroup for Group {
             }
         }
         let mut st = lock(&self.st);
+        // Never sleep on the loop's thread for the leader's handle: look
+        // again soon instead.
+        st.settling = if empty && !st.leader_reported { st.settling.or(Some(Instant::now())) } else { None };
         if empty && st.leader_reported {
             // Exits whose message was lost still get their event.
             announce_pending(&mut st, true);
@@ -307,8 +338,15 @@ impl SysGroup for Group {
         Ok(out)
     }
 
+    fn readiness(&self) -> Option<super::Readiness> {
+        let st = lock(&self.st);
+        let settling = st.settling.is_some_and(|t| t.elapsed() < LEADER_SETTLE);
+        let soon = settling || !st.pending.is_empty();
+        Some(super::Readiness { fds: Vec::new(), sample: Some(if soon { PENDING_POLL } else { BACKUP_POLL }) })
+    }
+
     fn waker(&self) -> Arc<dyn Wake> {
-        self.port.clone()
+        Arc::new(KeyWake(self.key))
     }
 
     fn teardown(&self, deadline: Instant) -> usize {
@@ -322,8 +360,8 @@ impl SysGroup for Group {
                 break active.max(live.len());
             }
             let _ = self.job.terminate(KILLED);
-            // Exits arrive on the port; this only paces the re-check.
-            let _ = self.port.wait(Some(Duration::from_millis(5)));
+            // This only paces the re-check: the counts are the truth.
+            std::thread::sleep(Duration::from_millis(5));
         };
         let usage = self.live_usage();
         let mut st = lock(&self.st);
@@ -436,18 +474,21 @@ impl Group {
         }
     }
 
-    /// The leader's status once it has ended, waiting up to `settle`.
-    fn leader_exit(&self, settle: Duration) -> Option<ExitStatus> {
-        let h = handle::raw(&self.leader.get()?.1);
-        let deadline = Instant::now() + settle;
-        loop {
-            if let Some(code) = process::exit_code(h) {
-                return Some(status(code));
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+    /// The leader's status once it has ended.
+    fn leader_exit(&self) -> Option<ExitStatus> {
+        process::exit_code(handle::raw(&self.leader.get()?.1)).map(status)
+    }
+
+    /// Its key on the shared completion port.
+    fn key(&self) -> usize {
+        self.key
+    }
+
+    /// A message of its job, routed here by the event loop.
+    fn deliver(&self, msg: Msg) {
+        let mut st = lock(&self.st);
+        if st.inbox.len() < MAX_INBOX {
+            st.inbox.push(msg);
         }
     }
 
@@ -519,14 +560,22 @@ pub(crate) fn minidump(pid: u32, path: &std::path::Path) -> io::Result<()> {
 pub(crate) fn reap_all_orphans(_yes: bool) {}
 
 /// A Job Object kills its members when its controller's last handle
-/// closes: a dead controller leaves nothing.
+/// closes: a dead controller leaves nothing, except groups meant to
+/// outlive it, which only their record names (see [`reap_group`]).
 pub(crate) fn orphaned_groups() -> io::Result<Vec<(String, Vec<u32>)>> {
     Ok(Vec::new())
 }
 
-/// See [`orphaned_groups`].
-pub(crate) fn reap_group(_id: &str, _leader: u32) -> io::Result<usize> {
-    Ok(0)
+/// Kills a recorded group that outlived its controller, found by its
+/// job's name.
+pub(crate) fn reap_group(id: &str, _leader: u32) -> io::Result<usize> {
+    reattach::reap(id)
+}
+
+/// The creation time of the live process `pid` (100 ns ticks since 1601).
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let h = process::open(pid).ok()?;
+    process::running(&h).then(|| process::created(handle::raw(&h))).flatten()
 }
 
 pub(crate) fn process_table() -> io::Result<Vec<ProcessInfo>> {

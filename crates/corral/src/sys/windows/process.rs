@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use windows_sys::Wdk::System::Threading::{
     NtQueryInformationProcess, ProcessBasicInformation, ProcessCommandLineInformation,
 };
-use windows_sys::Win32::Foundation::{HANDLE, UNICODE_STRING, WAIT_OBJECT_0};
+use windows_sys::Win32::Foundation::{FILETIME, HANDLE, UNICODE_STRING, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
 };
@@ -26,8 +26,9 @@ use windows_sys::Win32::System::ProcessStatus::{
 };
 use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
 use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, OpenProcess, QueryFullProcessImageNameW, WaitForSingleObject, PROCESS_BASIC_INFORMATION,
-    PROCESS_NAME_WIN32, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    GetExitCodeProcess, GetProcessTimes, OpenProcess, QueryFullProcessImageNameW, WaitForSingleObject,
+    PROCESS_BASIC_INFORMATION, PROCESS_NAME_WIN32, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SYNCHRONIZE,
 };
 
 /// Enough access to wait for a process and query it; granted for any
@@ -41,6 +42,17 @@ pub(super) fn open(pid: u32) -> io::Result<OwnedHandle> {
     handle::from_null(unsafe { OpenProcess(WATCH | PROCESS_QUERY_INFORMATION, 0, pid) })
         // SAFETY: as above.
         .or_else(|_| handle::from_null(unsafe { OpenProcess(WATCH, 0, pid) }))
+}
+
+/// When the process was created, in 100 ns ticks since 1601: with the pid
+/// it names one process across pid reuse (and tells a parent from a
+/// process that later got its pid).
+pub(super) fn created(h: HANDLE) -> Option<u64> {
+    let z = FILETIME { dwLowDateTime: 0, dwHighDateTime: 0 };
+    let (mut c, mut e, mut k, mut u) = (z, z, z, z);
+    // SAFETY: `h` is live with query rights; the four FILETIMEs are writable.
+    let ok = unsafe { GetProcessTimes(h, &mut c, &mut e, &mut k, &mut u) };
+    (ok != 0).then(|| (u64::from(c.dwHighDateTime) << 32) | u64::from(c.dwLowDateTime))
 }
 
 /// `Some(code)` once the process has ended, `None` while it runs.

@@ -37,6 +37,7 @@ pub(crate) enum Step {
     Init,
     Root,
     Seccomp,
+    UserNs,
 }
 
 impl Step {
@@ -62,6 +63,7 @@ impl Step {
             Init,
             Root,
             Seccomp,
+            UserNs,
         ]
         .into_iter()
         .find(|s| *s as u32 == v & 0xff)
@@ -94,6 +96,7 @@ impl Step {
             Step::Init => "starting the leader under the PID namespace's init",
             Step::Root => "moving into its new root (pivot_root)",
             Step::Seccomp => "installing its seccomp filter",
+            Step::UserNs => "entering its user namespace (its uid/gid maps)",
         }
     }
 }
@@ -144,7 +147,7 @@ unsafe fn run(p: &Plan) -> ! {
             }
         }
         for l in &p.rlimits {
-            let rl = libc::rlimit { rlim_cur: l.value as libc::rlim_t, rlim_max: l.value as libc::rlim_t };
+            let rl = libc::rlimit { rlim_cur: l.soft as libc::rlim_t, rlim_max: l.hard as libc::rlim_t };
             #[allow(clippy::useless_conversion)]
             if libc::setrlimit(l.resource as _, &rl) != 0 {
                 fail(p, Step::Rlimit, errno());
@@ -281,13 +284,13 @@ mod tests {
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for v in 1..=19 {
+        for v in 1..=20 {
             let s = Step::from_raw(v).expect("a step");
             assert_eq!(s as u32, v);
             assert!(!s.doing().is_empty());
         }
         assert_eq!(Step::from_raw(0), None);
-        assert_eq!(Step::from_raw(20), None);
+        assert_eq!(Step::from_raw(21), None);
         assert_eq!(Step::from_raw(Step::Mount as u32 | (3 << 8)), Some(Step::Mount));
         assert_eq!(Step::index_of(Step::Mount as u32 | (3 << 8)), 3);
     }

@@ -3,6 +3,7 @@
 //! was cloned into its new namespaces already (`CLONE_NEW*`).
 //!
 //! Order matters:
+//! - in a user namespace, nothing before its maps are written (`userns.rs`);
 //! - mounts and the hostname need CAP_SYS_ADMIN, and the bounding set
 //!   needs CAP_SETPCAP: both before the user switch;
 //! - `PR_SET_KEEPCAPS` before the switch keeps the permitted set across
@@ -44,6 +45,9 @@ const CAP_V3: u32 = 0x2008_0522;
 pub(super) unsafe fn before_user_switch(p: &Plan, iso: &Prepared) {
     // SAFETY: raw syscalls on values the parent prepared (module note).
     unsafe {
+        if let Some(u) = &iso.userns {
+            super::userns::enter(p, u);
+        }
         if let Some(fd) = iso.netns_fd() {
             if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                 fail(p, Step::Network, errno());

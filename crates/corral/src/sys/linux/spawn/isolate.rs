@@ -49,6 +49,8 @@ pub(super) struct Prepared {
     pub root: Option<CString>,
     /// The seccomp filter, installed last.
     pub seccomp: Option<seccompiler::BpfProgram>,
+    /// A user namespace: the child waits for its maps first (`userns.rs`).
+    pub userns: Option<super::userns::UserNs>,
 }
 
 impl Prepared {
@@ -120,17 +122,29 @@ fn last_cap() -> u32 {
 }
 
 impl Prepared {
-    /// `None` when nothing is isolated.
-    pub(super) fn new(iso: &Isolation) -> io::Result<Option<Prepared>> {
+    /// `None` when nothing is isolated; `cmd` gives the ids a user
+    /// namespace maps.
+    pub(super) fn new(iso: &Isolation, cmd: &crate::Command) -> io::Result<Option<Prepared>> {
         if iso.is_empty() {
             return Ok(None);
         }
+        let userns = match iso.user {
+            Some(map) => {
+                let me = super::userns::Caller::this_process();
+                let ids = super::userns::ids(map, cmd.uid, cmd.gid, cmd.groups.as_deref(), me)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                Some(super::userns::UserNs::new(ids)?)
+            }
+            None => None,
+        };
         let mut flags = 0u64;
         let mut add = |yes: bool, f: libc::c_int| {
             if yes {
                 flags |= f as u64;
             }
         };
+        // The kernel makes the user namespace first: it owns the others.
+        add(userns.is_some(), libc::CLONE_NEWUSER);
         add(iso.pid, libc::CLONE_NEWPID);
         add(iso.ipc, libc::CLONE_NEWIPC);
         add(iso.uts || iso.hostname.is_some(), libc::CLONE_NEWUTS);
@@ -214,12 +228,13 @@ impl Prepared {
             no_new_privs: iso.no_new_privileges || iso.seccomp.is_some(),
             root: iso.root.as_deref().map(cpath).transpose()?,
             seccomp: iso.seccomp.as_ref().map(super::seccomp::compile).transpose()?,
+            userns,
         }))
     }
 }
 
 /// This process's effective capabilities (`CapEff` of /proc/self/status).
-fn effective_caps() -> u64 {
+pub(super) fn effective_caps() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -275,8 +290,17 @@ pub(crate) fn check(iso: &Isolation) -> crate::Result<()> {
         })?;
     }
     let caps = effective_caps();
-    let needs_admin =
-        iso.pid || iso.net != Network::Host || iso.ipc || iso.uts || iso.hostname.is_some() || iso.needs_mount_ns();
+    super::userns::check(iso, &super::userns::Host::read(), caps)?;
+    // In a user namespace of its own the group holds every capability
+    // over its other namespaces, whatever corral holds over the host.
+    let own_userns = iso.user.is_some();
+    let needs_admin = !own_userns
+        && (iso.pid
+            || iso.net != Network::Host
+            || iso.ipc
+            || iso.uts
+            || iso.hostname.is_some()
+            || iso.needs_mount_ns());
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     if needs_admin && caps & CAP_SYS_ADMIN == 0 {
@@ -284,9 +308,9 @@ pub(crate) fn check(iso: &Isolation) -> crate::Result<()> {
             ErrorKind::PermissionDenied,
             format!("namespaces and mounts need CAP_SYS_ADMIN, which corral (uid {uid}) does not hold"),
         )
-        .hint("run corral as root; user namespaces (for unprivileged users) are not supported yet"));
+        .hint("run corral as root, or add `user` (a user namespace of the group's own) where the host allows it"));
     }
-    if iso.capabilities.is_some() && caps & CAP_SETPCAP == 0 {
+    if iso.capabilities.is_some() && !own_userns && caps & CAP_SETPCAP == 0 {
         return Err(Error::new(
             ErrorKind::PermissionDenied,
             format!("dropping capabilities needs CAP_SETPCAP, which corral (uid {uid}) does not hold"),
@@ -309,7 +333,8 @@ pub(crate) fn describe() -> String {
         "corral holds CAP_SYS_ADMIN: namespaces, private /tmp, read-only paths, binds, capabilities and \
          no_new_privileges are available"
     } else {
-        "corral lacks CAP_SYS_ADMIN: only no_new_privileges is available (run as root for the rest)"
+        "corral lacks CAP_SYS_ADMIN: without `user` only no_new_privileges and seccomp are available (with \
+         `user`, see the user namespaces line; or run as root)"
     };
     format!("isolation: namespaces in this kernel: {}; {privileged}", have.join(" "))
 }
@@ -321,20 +346,27 @@ mod tests {
 
     #[test]
     fn the_flags_follow_what_is_asked() {
-        let p = Prepared::new(&Isolation::new().pid(true).network(Network::None)).unwrap().unwrap();
+        let p = Prepared::new(&Isolation::new().pid(true).network(Network::None), &sh()).unwrap().unwrap();
         let want = (libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS) as u64;
         assert_eq!(p.clone_flags, want);
         assert!(p.loopback && p.pid_ns);
         // Private first, then the namespace's /proc.
         assert_eq!(p.mounts.len(), 2);
         assert_eq!(p.mounts[1].target.as_bytes(), b"/proc");
-        assert!(Prepared::new(&Isolation::new()).unwrap().is_none());
+        assert!(Prepared::new(&Isolation::new(), &sh()).unwrap().is_none());
+        let u = Prepared::new(&Isolation::new().user(true).pid(true), &sh()).unwrap().unwrap();
+        assert_eq!(u.clone_flags, (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64);
+        assert_eq!(u.userns.as_ref().map(|n| (n.ids.inside_uid, n.ids.inside_gid)), Some((0, 0)));
+    }
+
+    fn sh() -> crate::Command {
+        crate::Command::new("/bin/sh")
     }
 
     #[test]
     fn a_read_only_bind_is_a_bind_then_a_remount() {
         let iso = Isolation::new().bind(Bind::new("/usr", "/mnt").read_only(true));
-        let p = Prepared::new(&iso).unwrap().unwrap();
+        let p = Prepared::new(&iso, &sh()).unwrap().unwrap();
         let m = &p.mounts[1..];
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].flags & libc::MS_BIND, libc::MS_BIND);

@@ -17,6 +17,7 @@ mod init;
 mod isolate;
 mod plan;
 mod seccomp;
+mod userns;
 
 use crate::sys::unix::Rlimit;
 pub(super) use child::Step;
@@ -26,6 +27,7 @@ use plan::Plan;
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+pub(super) use userns::{check_leader as check_user_switch, describe as describe_user_namespaces};
 
 /// Set once `clone3` itself was refused: later spawns go straight to fork.
 static REFUSED: AtomicBool = AtomicBool::new(false);
@@ -130,6 +132,18 @@ pub(super) fn spawn(
     restore_signals(&saved);
     let pid = match r {
         Ok(pid) => pid,
+        // With CLONE_NEWUSER these are the user namespace's refusals (a
+        // chroot, a security module, the count of namespaces), not clone3's.
+        Err(e)
+            if ns_flags & libc::CLONE_NEWUSER as u64 != 0
+                && matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSPC | libc::EUSERS)) =>
+        {
+            return Err(NotStarted::Failed {
+                step: Some(Step::UserNs),
+                detail: Some("creating its user namespace (refused by the kernel; see `corral doctor`)".into()),
+                err: e,
+            })
+        }
         Err(e) => {
             return Err(match e.raw_os_error().and_then(refusal) {
                 Some(Refusal::Always) => {
@@ -143,6 +157,17 @@ pub(super) fn spawn(
     };
     // SAFETY: CLONE_PIDFD stored a fresh fd that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    if let Some(u) = plan.isolate.as_ref().and_then(|i| i.userns.as_ref()) {
+        if let Err((doing, err)) = u.map(pid) {
+            // It is still waiting for its maps: it never ran the program.
+            // SAFETY: kill and waitpid on our own unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(NotStarted::Failed { step: Some(Step::UserNs), detail: Some(doing), err });
+        }
+    }
     let plan::Fds { parent_ends, child_ends, report_read, report_write } = fds;
     // Only the child's copy of the write end may keep the pipe open.
     drop(report_write);

@@ -131,6 +131,9 @@ impl Plan {
             child_ends.push(child_end);
         }
         let (report_read, report_write) = pipe()?;
+        let isolate = super::isolate::Prepared::new(isolation, cmd)?;
+        // In a user namespace the switch is to the ids mapped inside.
+        let inside = isolate.as_ref().and_then(|i| i.userns.as_ref()).map(|u| (u.ids.inside_uid, u.ids.inside_gid));
         // SAFETY: getpid and geteuid have no preconditions.
         let (parent, euid) = unsafe { (libc::getpid(), libc::geteuid()) };
         let plan = Plan {
@@ -140,8 +143,8 @@ impl Plan {
             env: Envp::new(&env, &cmd.pid_vars)?,
             passing: Passing::prepare(&cmd.passed)?,
             cwd,
-            uid: cmd.uid,
-            gid: cmd.gid,
+            uid: inside.map_or(cmd.uid, |(u, _)| Some(u)),
+            gid: inside.map_or(cmd.gid, |(_, g)| Some(g)),
             drop_groups: cmd.uid.is_some() && euid == 0,
             groups: cmd.groups.as_ref().map(|g| g.iter().map(|&g| g as libc::gid_t).collect()),
             umask: cmd.umask.map(|m| m as libc::mode_t),
@@ -152,7 +155,7 @@ impl Plan {
             death_signal: true,
             sweep: FdSweep::prepare(),
             report: report_write.as_raw_fd(),
-            isolate: super::isolate::Prepared::new(isolation)?,
+            isolate,
         };
         Ok((plan, Fds { parent_ends, child_ends, report_read, report_write }))
     }

@@ -1,0 +1,103 @@
+//! The group's limits at creation, and their hits: written to and read
+//! from the group's [`Controls`] (v2 or v1 controllers), or sampled from
+//! `/proc` on the pgid backend.
+
+use super::fds::Watched;
+use super::group::Group;
+use super::parts::{Controls, Holder};
+use super::procfs;
+use crate::sys::Change;
+use crate::LimitKind;
+use std::io;
+use std::sync::atomic::Ordering;
+
+impl Group {
+    /// Applies the limits and arms the notifications.
+    pub(super) fn configure(&mut self) -> io::Result<()> {
+        let lim = self.spec.limits.clone();
+        let hard_memory = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory));
+        let mut watched = Vec::new();
+        if let Holder::Leaf(v2) = self.parts.holder() {
+            watched.push(Watched::open(&v2.file("cgroup.events"))?);
+        }
+        if let Controls::V2(v2) = self.parts.controls() {
+            if let Some(m) = hard_memory {
+                v2.set_memory_max(m)?;
+                watched.push(Watched::open(&v2.file("memory.events"))?);
+            }
+            if let Some(n) = lim.max_procs {
+                v2.set_pids_max(n)?;
+                watched.push(Watched::open(&v2.file("pids.events"))?);
+            }
+            if let Some(c) = lim.cpus {
+                v2.set_cpu_max(c)?;
+            }
+        }
+        if let Some(m) = lim.memory.filter(|_| lim.notifies(LimitKind::Memory)) {
+            self.configure_notify_memory(m)?;
+            if let Controls::V2(v2) = self.parts.controls() {
+                watched.push(Watched::open(&v2.file("memory.events"))?);
+            }
+        }
+        if let Some(v1) = self.parts.v1_mut() {
+            if let Some(m) = hard_memory {
+                v1.set_memory(m)?;
+            }
+            if let Some(n) = lim.max_procs {
+                // v1 `pids.events` is not signalled: it is sampled instead
+                // (see `wait`).
+                v1.set_pids_max(n)?;
+            }
+            if let Some(c) = lim.cpus {
+                v1.set_cpus(c)?;
+            }
+        }
+        self.watched = watched;
+        Ok(())
+    }
+
+    /// Kills for a limit (and process-limit notices) the kernel counted
+    /// since the last look.
+    pub(super) fn limit_changes(&self) -> Vec<Change> {
+        let live = self.live_limits();
+        let mut out = self.limit_notices(&live);
+        let (ooms, hits) = match self.parts.controls() {
+            Controls::V2(v2) => (v2.oom_kills(), v2.pids_max_hits()),
+            Controls::V1(v1) => (v1.oom_kills(), v1.pids_max_hits()),
+            Controls::None => (0, 0),
+        };
+        let kill_on_memory = live.memory.is_some() && !live.notifies(LimitKind::Memory);
+        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && kill_on_memory {
+            out.push(Change::Limit(LimitKind::Memory));
+        }
+        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && live.max_procs.is_some() {
+            out.push(match live.notifies(LimitKind::Processes) {
+                true => Change::LimitNotice(LimitKind::Processes),
+                false => Change::Limit(LimitKind::Processes),
+            });
+        }
+        out
+    }
+
+    /// The pgid backend's sampled limits.
+    pub(super) fn sampled_limits(&self) -> Vec<Change> {
+        let l = &self.live_limits();
+        if !matches!(self.parts.holder(), Holder::Pgid) || (l.memory.is_none() && l.max_procs.is_none()) {
+            return vec![];
+        }
+        let Ok(m) = self.pgid_members() else { return vec![] };
+        let mut out = Vec::new();
+        if let Some(max) = l.max_procs {
+            if m.len() > max as usize {
+                out.push(Change::Limit(LimitKind::Processes));
+            }
+        }
+        if let Some(mem) = l.memory {
+            let rss: u64 = m.iter().filter_map(|p| procfs::rss_bytes(*p)).sum();
+            if rss > mem {
+                out.push(Change::Limit(LimitKind::Memory));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,62 @@
+//! What the event loop watches for one group, and what it learns once
+//! something is ready.
+
+use super::group::Group;
+use super::parts::Holder;
+use crate::sys::Change;
+use std::os::fd::{AsRawFd, RawFd};
+
+impl Group {
+    /// The fds whose readiness is news (with `true` for the cgroup files
+    /// signalled by POLLPRI), and whether the group must be looked at
+    /// every `SAMPLE` anyway, for what the kernel cannot notify.
+    pub(super) fn poll_set(&self) -> (Vec<(RawFd, bool)>, bool) {
+        let (pidfd, leader_done) = {
+            let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
+            (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
+        };
+        let mut fds = vec![(self.wake.0.raw(), false)];
+        if let Some(p) = pidfd {
+            fds.push((p, false));
+        }
+        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
+        let v1 = self.parts.v1();
+        if let Some(e) = v1.and_then(|v| v.oom_event.as_ref()) {
+            fds.push((e.raw(), false));
+        }
+        // Sample what the kernel cannot notify.
+        let lim = &self.live_limits();
+        let sampled = (matches!(self.parts.holder(), Holder::Pgid)
+            && (lim.memory.is_some() || lim.max_procs.is_some()))
+            || (v1.is_some_and(|v| v.has("pids")) && lim.max_procs.is_some())
+            || !lim.notify.is_empty();
+        let must_sample =
+            sampled || (leader_done && !self.has_empty_notification()) || (pidfd.is_none() && !leader_done);
+        (fds, must_sample)
+    }
+
+    /// What changed, once `poll` reported `ready` for `fds`; re-arms the
+    /// notifications it consumed. Never blocks.
+    pub(super) fn collect(&self, fds: &[(RawFd, bool)], ready: &[bool]) -> Vec<Change> {
+        self.wake.0.drain();
+        for w in &self.watched {
+            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
+                w.rearm();
+            }
+        }
+        if let Some(e) = self.parts.v1().and_then(|v| v.oom_event.as_ref()) {
+            e.drain();
+        }
+        let mut out = Vec::new();
+        if let Some(st) = self.reap_leader() {
+            out.push(Change::LeaderExited(st));
+        }
+        out.extend(self.limit_changes());
+        out.extend(self.sampled_limits());
+        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        if leader_gone && self.is_empty() {
+            out.push(Change::Empty);
+        }
+        out
+    }
+}

@@ -1,0 +1,72 @@
+//! A group on a pooled leaf (see `leaf_pool.rs`): what it resets when it
+//! takes one, and how it hands its own back at the end.
+
+use super::group::Group;
+use super::leaf_pool::{self, Pooled};
+use super::parts::{Controls, Holder};
+use crate::Limits;
+use std::fs;
+use std::io;
+use std::sync::atomic::Ordering;
+
+impl Group {
+    /// Before `configure`: undoes the limits the previous group left that
+    /// this one does not set (the same shape keeps the same controllers,
+    /// but v1 memory and cgroup1's pids are there with or without a
+    /// limit), resets the peak, and starts the counters the kernel cannot
+    /// reset from what they read now.
+    pub(super) fn prepare_reuse(&mut self, old: &Limits) -> io::Result<()> {
+        let new = &self.spec.limits;
+        if let Some(v1) = self.parts.v1() {
+            if let Some(d) = v1.dir("memory") {
+                if old.memory.is_some() && old.memory != new.memory {
+                    // memsw must stay >= the limit: raise it first.
+                    let _ = fs::write(d.join("memory.memsw.limit_in_bytes"), "-1");
+                    fs::write(d.join("memory.limit_in_bytes"), "-1")?;
+                }
+                // The peak restarts from what is charged now (the page
+                // cache a previous group left, which anyone may reclaim;
+                // `force_empty` would drain every CPU's lists to take it
+                // back, at a cost above the mkdir this saves).
+                fs::write(d.join("memory.max_usage_in_bytes"), "0")?;
+                let _ = fs::write(d.join("memory.memsw.max_usage_in_bytes"), "0");
+            }
+            if let Some(d) = v1.dir("pids") {
+                if old.max_procs.is_some() && new.max_procs.is_none() {
+                    fs::write(d.join("pids.max"), "max")?;
+                }
+            }
+        }
+        self.cpu_base = match self.parts.holder() {
+            Holder::Leaf(v2) => v2.cpu(),
+            Holder::V1(v1) => v1.cpu(),
+            Holder::Pgid => None,
+        }
+        .unwrap_or_default();
+        let (ooms, hits) = match self.parts.controls() {
+            Controls::V2(v2) => (v2.oom_kills(), v2.pids_max_hits()),
+            Controls::V1(v1) => (v1.oom_kills(), v1.pids_max_hits()),
+            Controls::None => (0, 0),
+        };
+        self.seen_oom.store(ooms, Ordering::Relaxed);
+        self.seen_pids_max.store(hits, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// At the end, once nothing is left: the directories go back to the
+    /// pool when the group may share them and the kernel says they are
+    /// empty; else (or when the pool is full) they are removed.
+    pub(super) fn release(&self) {
+        let killed = self.leaf_killed.load(Ordering::Relaxed);
+        let Some(shape) = self.shape.clone().filter(|_| !killed && self.parts.is_provably_empty()) else {
+            self.parts.remove();
+            return;
+        };
+        // Waits for whatever acts on the directories now (a late kill).
+        let mut released = self.released.write().unwrap_or_else(|p| p.into_inner());
+        match leaf_pool::give(Pooled { shape, parts: self.parts.detached(), limits: self.live_limits() }) {
+            None => *released = true,
+            Some(surplus) => surplus.parts.remove(),
+        }
+    }
+}
