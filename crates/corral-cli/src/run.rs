@@ -3,6 +3,7 @@
 
 mod io;
 mod isolate;
+mod windows;
 
 use crate::exit;
 use crate::report::Report;
@@ -28,6 +29,8 @@ pub struct Args {
     isolate: isolate::IsolateArgs,
     #[command(flatten)]
     io: io::IoArgs,
+    #[command(flatten)]
+    windows: windows::WindowsArgs,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -149,7 +152,8 @@ pub fn main(a: Args) -> u8 {
     // Set at spawn, so `run` only: an adopted tree is already started.
     let mut limits = a.flags.limits();
     limits.cpu_time_per_process = a.cpu_time_per_process;
-    let builder = a.flags.builder().limits(a.io.apply(limits)).isolate(a.isolate.isolation());
+    let limits = a.windows.limits(a.io.apply(limits));
+    let builder = a.flags.builder().limits(limits).isolate(a.windows.isolation(a.isolate.isolation()));
     // The report's `processes_total` needs every fork counted.
     let builder = builder.count_processes(a.flags.report.is_some());
     let group = match builder.record_events(trace.is_some()).spawn(cmd) {

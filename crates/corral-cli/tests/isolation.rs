@@ -201,3 +201,29 @@ fn a_config_with_a_missing_bind_source_is_refused_at_load() {
     );
     assert!(!dir.path().join(".corral/events.jsonl").exists(), "nothing started: {err}");
 }
+
+/// The Windows-only flags of `corral run`: one line, exit 125, and the
+/// command never ran.
+#[test]
+fn windows_token_and_working_set_flags_are_refused_on_linux_in_one_line() {
+    let dir = DiskDir::new("winflags");
+    let ran = dir.0.join("ran");
+    let script = format!("touch {}", ran.display());
+    for (flags, want) in [
+        (["--token", "low-integrity"], "a low-integrity token is a Windows access token; linux has none"),
+        (["--working-set", "1MiB:64MiB"], "a working-set limit is a limit of Windows jobs; linux has no"),
+    ] {
+        let out = std::process::Command::new(corral())
+            .arg("run")
+            .args(flags)
+            .args(["--", "/bin/sh", "-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!ran.exists(), "nothing starts: {flags:?}");
+    }
+}

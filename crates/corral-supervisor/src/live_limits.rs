@@ -13,6 +13,7 @@ pub fn live_changeable(old: &Limits, new: &Limits) -> bool {
     old.memory_per_process == new.memory_per_process
         && old.cpu_time == new.cpu_time
         && old.cpu_time_per_process == new.cpu_time_per_process
+        && old.working_set == new.working_set
 }
 
 /// What `corral limit SERVICE` changes; `None` keeps the value in force.

@@ -14,11 +14,14 @@
 //! process left in the namespace.
 
 mod capability;
+mod token;
 mod user;
 
 pub(crate) use capability::number as capability_number;
 #[cfg(target_os = "linux")]
 pub(crate) use capability::LAST as LAST_CAPABILITY;
+pub(crate) use token::refuse_off_windows as refuse_token_off_windows;
+pub use token::Token;
 pub use user::UserMap;
 
 use crate::{Error, ErrorKind, Result};
@@ -166,6 +169,9 @@ pub struct Isolation {
     /// processes outside the group, reading or writing the clipboard.
     /// Refused elsewhere.
     pub ui_restrictions: bool,
+    /// Windows: the leader's access token (see [`Token`]). Needs a
+    /// [`crate::Command`]. Refused elsewhere.
+    pub token: Option<Token>,
     /// A new root (`pivot_root`; the old one is detached, not reachable):
     /// a directory owned by root, not writable by others, with `/bin/sh`.
     /// Bind targets, read-only paths, `/proc` and `/tmp` are inside it.
@@ -246,6 +252,12 @@ impl Isolation {
     /// Windows UI restrictions for the group (see [`Isolation::ui_restrictions`]).
     pub fn ui_restrictions(mut self, yes: bool) -> Self {
         self.ui_restrictions = yes;
+        self
+    }
+
+    /// Windows: the leader's access token (see [`Isolation::token`]).
+    pub fn token(mut self, token: Token) -> Self {
+        self.token = Some(token);
         self
     }
 
@@ -379,8 +391,9 @@ impl Isolation {
 /// The check of hosts without namespaces: any isolation is refused.
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn linux_only(iso: &Isolation) -> Result<()> {
-    // Windows has its own kind: UI restrictions on the job.
-    let rest = Isolation { ui_restrictions: iso.ui_restrictions && !cfg!(windows), ..iso.clone() };
+    refuse_token_off_windows(iso.token)?;
+    // Windows has its own kinds: UI restrictions on the job, the token.
+    let rest = Isolation { ui_restrictions: iso.ui_restrictions && !cfg!(windows), token: None, ..iso.clone() };
     if rest.is_empty() {
         return Ok(());
     }

@@ -81,6 +81,7 @@ mod sys;
 mod tree;
 pub mod units;
 mod usage;
+mod working_set;
 
 pub use adopt::process_start_time;
 pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforcement, HostReport, Support};
@@ -89,13 +90,14 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
 pub use group::{Events, Group, GroupBuilder};
 pub use io_limit::{IoLimit, MAX_IO_DEVICES};
-pub use isolation::{Bind, Isolation, Network, Seccomp, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
+pub use isolation::{Bind, Isolation, Network, Seccomp, Token, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
 pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
 pub use outcome::{ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
 pub use tree::{describe_processes, find_group, process_argv, process_table, FoundGroup, ProcessInfo, ProcessTree};
 pub use usage::Usage;
+pub use working_set::WorkingSet;
 
 /// Writes a minidump of the live process `pid` to `path`: its threads and
 /// their stacks, the memory those point to, its handles and its memory

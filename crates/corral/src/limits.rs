@@ -33,6 +33,10 @@ pub struct Limits {
     /// rounded up; Windows: the job's `PerProcessUserTimeLimit`). A
     /// process past it is killed by the kernel, not the group.
     pub cpu_time_per_process: Option<Duration>,
+    /// The resident memory each process keeps (Windows jobs'
+    /// `JOB_OBJECT_LIMIT_WORKINGSET`; refused elsewhere): pages past the
+    /// max are trimmed, nothing is killed. See [`crate::WorkingSet`].
+    pub working_set: Option<crate::WorkingSet>,
     /// CPU rate in cores, like `docker --cpus`: `0.5` is half of one core.
     pub cpus: Option<f64>,
     /// Limits whose hit is news, not a death (`on_limit = "notify"`): the
@@ -75,6 +79,11 @@ impl Limits {
     /// Sets the CPU time each process may consume.
     pub fn cpu_time_per_process(mut self, d: Duration) -> Self {
         self.cpu_time_per_process = Some(d);
+        self
+    }
+    /// Sets the working set of each process (Windows; see [`Limits::working_set`]).
+    pub fn working_set(mut self, ws: crate::WorkingSet) -> Self {
+        self.working_set = Some(ws);
         self
     }
     /// Sets the CPU rate, in cores.
@@ -136,6 +145,9 @@ impl Limits {
         }
         if [self.cpu_time, self.cpu_time_per_process].iter().flatten().any(|t| *t > crate::units::MAX_DURATION) {
             return bad("cpu_time must be at most 36525d (100 years)");
+        }
+        if let Some(ws) = &self.working_set {
+            ws.check()?;
         }
         Ok(())
     }

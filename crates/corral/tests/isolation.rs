@@ -397,3 +397,19 @@ fn windows_ui_restrictions_are_refused_on_linux() {
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.to_string().contains("UI restrictions are a limit of Windows jobs"), "{e}");
 }
+
+#[test]
+fn a_windows_token_is_refused_on_linux_before_anything_starts() {
+    let e =
+        Group::builder().isolate(Isolation::new().token(corral::Token::LowIntegrity)).spawn(sh("exit 0")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("a low-integrity token is a Windows access token; linux has none"), "{e}");
+}
+
+#[test]
+fn a_working_set_limit_is_refused_on_linux_before_anything_starts() {
+    let ws = corral::WorkingSet::new(1 << 20, 64 << 20);
+    let e = Group::builder().limits(corral::Limits::new().working_set(ws)).spawn(sh("exit 0")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("a working-set limit is a limit of Windows jobs; linux has no"), "{e}");
+}

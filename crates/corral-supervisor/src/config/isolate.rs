@@ -7,7 +7,7 @@
 use super::diagnostic::Sink;
 use super::paths::anchor;
 use super::validate::{key_span, read_table, Span};
-use corral::{Bind, Isolation, Network, Seccomp, UserMap};
+use corral::{Bind, Isolation, Network, Seccomp, Token, UserMap};
 use serde::{de, Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use toml_edit::TableLike;
@@ -27,6 +27,7 @@ struct RawIsolate {
     no_new_privileges: Option<bool>,
     capabilities: Option<Vec<String>>,
     seccomp: Option<RawSeccomp>,
+    token: Option<String>,
 }
 
 /// `seccomp = "default"`, `{ deny = [...] }` or `{ allow = [...] }`.
@@ -197,6 +198,11 @@ pub(super) fn isolation(sink: &mut Sink<'_>, what: &str, table: &dyn TableLike, 
     if let Some(caps) = raw.capabilities {
         iso = iso.keep_capabilities(caps);
     }
+    match raw.token.as_deref().map(str::parse::<Token>) {
+        None => {}
+        Some(Ok(t)) => iso = iso.token(t),
+        Some(Err(e)) => sink.push(at("token"), format!("{iwhat}.{e}"), Some("Windows only".into()), None),
+    }
     if sink.out.len() > before {
         return Isolation::new();
     }
@@ -224,6 +230,8 @@ fn blame(it: &dyn TableLike, context: &str) -> Span {
         "root"
     } else if context.starts_with("hostname") {
         "uts"
+    } else if context.contains(" token ") {
+        "token"
     } else if context.contains("user namespace") {
         "user"
     } else {
@@ -301,6 +309,38 @@ mod tests {
             e.contains("corral.toml:4:7: service `a`: isolate: network namespace /proc/self/ns/net cannot be joined"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_token_is_one_of_two_names() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\nisolate = { token = \"low\" }\n");
+        assert!(
+            e.contains(
+                "corral.toml:3:21: service `a`: isolate.token is \"low\": expected \"restricted\" or \"low-integrity\""
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    #[cfg(not(windows))]
+    fn a_token_is_refused_off_windows_at_its_key() {
+        let e = errors("[services.a]\ncommand = [\"a\"]\n[services.a.isolate]\ntoken = \"restricted\"\n");
+        assert!(
+            e.contains("corral.toml:4:9: service `a`: isolate: a restricted token is a Windows access token"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    #[cfg(windows)]
+    fn a_token_reaches_the_isolation() {
+        let c = crate::config::parse(
+            "[services.a]\ncommand = [\"a\"]\nisolate = { token = \"low-integrity\" }\n",
+            std::path::Path::new("corral.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.services["a"].isolate.token, Some(corral::Token::LowIntegrity));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod schedule;
 mod validate;
 mod watch_restart;
 mod web;
+mod working_set;
 
 pub use bounds::*;
 pub use diagnostic::{did_you_mean, ConfigErrors, Diagnostic};

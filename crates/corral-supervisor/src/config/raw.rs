@@ -210,6 +210,7 @@ pub(crate) struct RawLimits {
     pub timeout: Option<Dur>,
     pub on_limit: Option<super::on_limit::RawOnLimit>,
     pub io: Option<Vec<super::io_limits::RawIo>>,
+    pub working_set: Option<super::working_set::RawWorkingSet>,
 }
 
 #[derive(Debug, Default, Deserialize)]

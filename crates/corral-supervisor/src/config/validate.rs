@@ -531,6 +531,7 @@ fn service_spec(
     let mut timeout = None;
     let mut on_limit = None;
     let mut io = None;
+    let mut working_set = None;
     if let Some(l) = raw.limits {
         let lspan = key_span(table, "limits");
         let mut bad = |m: &str, e: &str| sink.push(lspan.clone(), format!("{what}: {m}"), Some(e.into()), None);
@@ -573,7 +574,9 @@ fn service_spec(
         timeout = l.timeout.map(|d| d.0);
         on_limit = l.on_limit;
         io = l.io;
+        working_set = l.working_set;
     }
+    let limits = super::working_set::apply(sink, &what, table, limits, working_set);
     let limits = super::io_limits::apply(sink, &what, key_span(table, "limits"), base, limits, io);
     let limits = super::on_limit::apply(sink, &what, key_span(table, "limits"), limits, on_limit);
     let mut depends_on = BTreeMap::new();

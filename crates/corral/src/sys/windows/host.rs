@@ -134,6 +134,7 @@ pub(super) fn report() -> HostReport {
         "graceful stop: sets the event named in CORRAL_STOP_EVENT (Local\\corral-stop-<id>); programs that cooperate wait on it"
             .to_string(),
     );
+    notes.extend(super::isolation_notes::notes(ntdll::wine_version().is_some()));
     HostReport {
         os: std::env::consts::OS,
         chosen: Some(BackendKind::Job).filter(|_| available().is_ok()),

@@ -38,10 +38,10 @@ use windows_sys::Win32::System::JobObjects::{
     JOBOBJECT_CPU_RATE_CONTROL_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
     JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION,
     JOB_OBJECT_LIMIT_JOB_MEMORY, JOB_OBJECT_LIMIT_JOB_TIME, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-    JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME, JOB_OBJECT_UILIMIT_DESKTOP,
-    JOB_OBJECT_UILIMIT_DISPLAYSETTINGS, JOB_OBJECT_UILIMIT_EXITWINDOWS, JOB_OBJECT_UILIMIT_GLOBALATOMS,
-    JOB_OBJECT_UILIMIT_HANDLES, JOB_OBJECT_UILIMIT_READCLIPBOARD, JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS,
-    JOB_OBJECT_UILIMIT_WRITECLIPBOARD,
+    JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME, JOB_OBJECT_LIMIT_WORKINGSET,
+    JOB_OBJECT_UILIMIT_DESKTOP, JOB_OBJECT_UILIMIT_DISPLAYSETTINGS, JOB_OBJECT_UILIMIT_EXITWINDOWS,
+    JOB_OBJECT_UILIMIT_GLOBALATOMS, JOB_OBJECT_UILIMIT_HANDLES, JOB_OBJECT_UILIMIT_READCLIPBOARD,
+    JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS, JOB_OBJECT_UILIMIT_WRITECLIPBOARD,
 };
 use windows_sys::Win32::System::SystemServices::{
     JOB_OBJECT_ASSIGN_PROCESS, JOB_OBJECT_QUERY, JOB_OBJECT_SET_ATTRIBUTES, JOB_OBJECT_TERMINATE,
@@ -311,6 +311,12 @@ pub(super) fn limit_info(l: &Limits, kill_on_close: bool) -> JOBOBJECT_EXTENDED_
         flags |= JOB_OBJECT_LIMIT_PROCESS_TIME;
         info.BasicLimitInformation.PerProcessUserTimeLimit = duration_to_ticks(t);
     }
+    if let Some(ws) = l.working_set {
+        // Both or neither: a max without a min is ERROR_INVALID_PARAMETER.
+        flags |= JOB_OBJECT_LIMIT_WORKINGSET;
+        info.BasicLimitInformation.MinimumWorkingSetSize = usize::try_from(ws.min).unwrap_or(usize::MAX);
+        info.BasicLimitInformation.MaximumWorkingSetSize = usize::try_from(ws.max).unwrap_or(usize::MAX);
+    }
     info.BasicLimitInformation.LimitFlags = flags;
     info
 }
@@ -402,6 +408,16 @@ mod tests {
         assert_eq!(i.ProcessMemoryLimit, 48 << 20);
         assert_eq!(b.ActiveProcessLimit, 7);
         assert_eq!(b.PerJobUserTimeLimit, 305_000_000);
+    }
+
+    #[test]
+    fn a_working_set_lands_in_both_fields_with_its_flag() {
+        let i = limit_info(&Limits::new().working_set(crate::WorkingSet::new(1 << 20, 64 << 20)), true);
+        let b = i.BasicLimitInformation;
+        assert_ne!(b.LimitFlags & JOB_OBJECT_LIMIT_WORKINGSET, 0, "{:#x}", b.LimitFlags);
+        assert_eq!((b.MinimumWorkingSetSize, b.MaximumWorkingSetSize), (1 << 20, 64 << 20));
+        let none = limit_info(&Limits::new(), true).BasicLimitInformation;
+        assert_eq!(none.LimitFlags & JOB_OBJECT_LIMIT_WORKINGSET, 0);
     }
 
     /// The Wine flake: a job left by a dead controller with the same pid

@@ -33,9 +33,11 @@
 
 mod adopt;
 mod console;
+mod create_as_user;
 mod error;
 mod handle;
 mod host;
+mod isolation_notes;
 mod job;
 mod minidump;
 mod ntdll;
@@ -44,6 +46,7 @@ mod port;
 mod process;
 mod reattach;
 mod spawn;
+mod token;
 
 use self::console::StopEvent;
 use self::job::Job;
@@ -191,15 +194,17 @@ impl SysGroup for Group {
     }
 
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
-        let cmd = cmd.into_std();
         let env = [("CORRAL_GROUP", self.spec.id.as_str()), ("CORRAL_STOP_EVENT", self.stop.name())];
-        let leader = spawn::spawn_in_job(&self.job, cmd, &env)?;
-        let pid = leader.child.id();
+        let leader = match self.spec.isolation.token {
+            Some(t) => spawn::spawn_in_job_as(&self.job, cmd, &env, t)?,
+            None => spawn::spawn_in_job(&self.job, cmd.into_std(), &env)?,
+        };
+        let pid = leader.spawned.pid;
         if let Ok(h) = leader.handle.try_clone() {
             lock(&self.st).members.insert(pid, h);
         }
         let _ = self.leader.set((pid, leader.handle));
-        Ok(super::Spawned::from_child(leader.child, crate::SpawnPath::CreateProcess))
+        Ok(leader.spawned)
     }
 
     fn adopt_leader(&self, pid: u32) -> crate::Result<super::Spawned> {

@@ -18,33 +18,81 @@
 //! leader's console exists but is never shown.
 //! If the assignment fails, the suspended child is terminated before it
 //! ever ran, so nothing escapes.
+//!
+//! A leader with a token of its own (`Isolation::token`) is created by
+//! `CreateProcessAsUserW` instead (`create_as_user.rs`), then goes through
+//! the same assignment and resume.
 
 use super::error;
 use super::job::Job;
-use super::ntdll;
-use crate::Result;
+use super::{create_as_user, ntdll, token};
+use crate::sys::Spawned;
+use crate::{Error, ErrorKind, Result, SpawnPath, Token};
 use std::os::windows::io::{AsHandle, AsRawHandle, OwnedHandle};
 use std::os::windows::process::CommandExt;
 use std::process::{Child, Command};
+use std::time::Duration;
 use windows_sys::Win32::System::Threading::{
-    TerminateProcess, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, CREATE_SUSPENDED,
+    TerminateProcess, WaitForSingleObject, CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW, CREATE_SUSPENDED,
 };
 
 /// Exit code of a leader that corral terminated before it ran.
 const NEVER_RAN: u32 = 1;
 
+/// How long a leader terminated before it ran may take to end.
+const ABORT_WAIT: Duration = Duration::from_secs(5);
+
 /// The running leader, and a handle of corral's own to it.
 pub(super) struct Leader {
-    pub child: Child,
+    pub spawned: Spawned,
     pub handle: OwnedHandle,
+}
+
+fn flags() -> u32 {
+    let no_window = if super::console::has_console() { 0 } else { CREATE_NO_WINDOW };
+    CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | no_window
+}
+
+/// Starts `cmd` under a `token` of its own (see the module docs).
+pub(super) fn spawn_in_job_as(
+    job: &Job,
+    cmd: crate::command::Leader,
+    env: &[(&str, &str)],
+    kind: Token,
+) -> Result<Leader> {
+    let crate::command::Leader::Own(cmd) = cmd else {
+        return Err(Error::new(ErrorKind::InvalidInput, format!("a {kind} token needs a corral::Command leader"))
+            .hint("std's Command keeps its stdio private; build the leader with corral::Command"));
+    };
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let token = token::for_leader(kind).map_err(|e| error::os(format!("making the leader's {kind} token"), e))?;
+    let c = create_as_user::create_suspended(&token, cmd, env, flags()).map_err(|e| error::spawn(&program, e))?;
+    let abort = |h: &OwnedHandle| {
+        // SAFETY: `h` is the live, still suspended process, with
+        // PROCESS_TERMINATE and SYNCHRONIZE (CreateProcess grants all).
+        unsafe {
+            TerminateProcess(h.as_raw_handle(), NEVER_RAN);
+            WaitForSingleObject(h.as_raw_handle(), ABORT_WAIT.as_millis() as u32);
+        }
+    };
+    if let Err(e) = job.assign(c.process.as_raw_handle()) {
+        abort(&c.process);
+        return Err(error::assign(e));
+    }
+    if let Err(e) = ntdll::resume_process(c.process.as_raw_handle()) {
+        abort(&c.process);
+        return Err(error::os("resuming the leader (NtResumeProcess)", e));
+    }
+    let spawned =
+        Spawned { pid: c.pid, stdin: c.stdin, stdout: c.stdout, stderr: c.stderr, path: SpawnPath::CreateProcess };
+    Ok(Leader { spawned, handle: c.process })
 }
 
 pub(super) fn spawn_in_job(job: &Job, mut cmd: Command, env: &[(&str, &str)]) -> Result<Leader> {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let no_window = if super::console::has_console() { 0 } else { CREATE_NO_WINDOW };
-    cmd.creation_flags(CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | no_window);
+    cmd.creation_flags(flags());
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().map_err(|e| error::spawn(&program, e))?;
     let abort = |child: &mut Child| {
@@ -68,5 +116,5 @@ pub(super) fn spawn_in_job(job: &Job, mut cmd: Command, env: &[(&str, &str)]) ->
         abort(&mut child);
         return Err(error::os("resuming the leader (NtResumeProcess)", e));
     }
-    Ok(Leader { child, handle })
+    Ok(Leader { spawned: Spawned::from_child(child, SpawnPath::CreateProcess), handle })
 }

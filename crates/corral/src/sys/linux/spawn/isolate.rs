@@ -254,6 +254,7 @@ pub(crate) fn check(iso: &Isolation) -> crate::Result<()> {
         return Ok(());
     }
     let unsupported = |what: String, hint: &str| Err(Error::new(ErrorKind::Unsupported, what).hint(hint));
+    crate::isolation::refuse_token_off_windows(iso.token)?;
     if iso.ui_restrictions {
         return unsupported(
             "UI restrictions are a limit of Windows jobs; Linux has no such thing".into(),
