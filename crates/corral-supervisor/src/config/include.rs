@@ -114,6 +114,26 @@ pub(crate) fn read(sink: &mut Sink<'_>, root: &Table, main: &Path, base: &Path) 
     out
 }
 
+/// The `include` patterns of a main file's content. The config watcher
+/// snapshots the file every few seconds while nothing changes: the last
+/// content's patterns are kept, so an unchanged file is compared, not
+/// parsed again (a parse of a hundred services is most of an idle
+/// daemon's CPU).
+fn include_patterns(content: &[u8]) -> Option<Vec<String>> {
+    type Last = (Vec<u8>, Option<Vec<String>>);
+    static LAST: std::sync::Mutex<Option<Last>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, found)) = last.as_ref().filter(|(seen, _)| seen == content) {
+        return found.clone();
+    }
+    let found = std::str::from_utf8(content)
+        .ok()
+        .and_then(|s| toml_edit::ImDocument::parse(s.to_string()).ok())
+        .and_then(|doc| doc.as_table().get("include").and_then(patterns));
+    *last = Some((content.to_vec(), found.clone()));
+    found
+}
+
 fn patterns(item: &Item) -> Option<Vec<String>> {
     let array = item.as_array()?;
     array.iter().map(|v| v.as_str().map(str::to_string)).collect()
@@ -200,11 +220,7 @@ fn walk(
 /// when the main file cannot be read.
 pub(crate) fn snapshot(main: &Path) -> Option<Vec<u8>> {
     let mut out = super::file::read(main).ok()?;
-    let Some(doc) = std::str::from_utf8(&out).ok().and_then(|s| toml_edit::ImDocument::parse(s.to_string()).ok())
-    else {
-        return Some(out);
-    };
-    let Some(patterns) = doc.as_table().get("include").and_then(patterns) else { return Some(out) };
+    let Some(patterns) = include_patterns(&out) else { return Some(out) };
     let base = super::paths::base_dir(main);
     let mut files = 0;
     for p in patterns {
@@ -327,5 +343,20 @@ mod tests {
         assert_ne!(before, added);
         std::fs::write(d.path().join("conf.d/a.toml"), "# edited").unwrap();
         assert_ne!(added, snapshot(&main).unwrap());
+    }
+
+    #[test]
+    fn the_snapshot_follows_new_include_patterns_not_the_last_ones_kept() {
+        let (d, main) =
+            setup("include = [\"conf.d/a.toml\"]\n", &[("conf.d/a.toml", "# one"), ("conf.d/b.toml", "# two")]);
+        let one = snapshot(&main).unwrap();
+        assert_eq!(one, snapshot(&main).unwrap(), "unchanged content, same snapshot");
+        assert!(one.ends_with(b"# one"), "{}", String::from_utf8_lossy(&one));
+        std::fs::write(&main, "include = [\"conf.d/b.toml\"]\n").unwrap();
+        let two = snapshot(&main).unwrap();
+        assert!(two.ends_with(b"# two"), "{}", String::from_utf8_lossy(&two));
+        std::fs::write(&main, "# no includes\n").unwrap();
+        assert_eq!(snapshot(&main).unwrap(), b"# no includes\n");
+        drop(d);
     }
 }
