@@ -6,6 +6,8 @@
 pub(crate) mod eventlog;
 #[cfg(target_os = "linux")]
 pub(crate) mod fd_pass;
+#[cfg(target_os = "linux")]
+pub(crate) mod folder_watch;
 #[cfg(unix)]
 pub(crate) mod listen_unix;
 pub(crate) mod nofile;
