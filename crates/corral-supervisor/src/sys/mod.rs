@@ -10,6 +10,7 @@ pub(crate) mod fd_pass;
 pub(crate) mod folder_watch;
 #[cfg(unix)]
 pub(crate) mod listen_unix;
+pub(crate) mod malloc;
 pub(crate) mod nofile;
 #[cfg(target_os = "linux")]
 pub(crate) mod notify_socket;
