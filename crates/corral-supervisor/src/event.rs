@@ -168,6 +168,13 @@ struct Appender {
 
 const NAME: &str = "events.jsonl";
 
+/// Events a stream subscriber may fall behind by before it misses some.
+/// Every slot is allocated (and an `Event` is some 550 bytes) from the
+/// start, and a sent event stays in its slot until overwritten: 4096 of
+/// them were 2.2 MiB of the daemon's memory. A start of 100 services is
+/// some 300 events.
+const STREAM_SLACK: usize = 1024;
+
 impl EventLog {
     /// Appends to `state_dir/events.jsonl`, creating it, and rotates it by
     /// `policy`. A torn last line (a crash mid-write) is cut off first, so
@@ -176,7 +183,7 @@ impl EventLog {
         let dir = PrivateDir::create_or_check(state_dir)?;
         let file = dir.append(NAME)?;
         let size = cut_torn_tail(&dir, &file)?;
-        let (tx, _) = broadcast::channel(4096);
+        let (tx, _) = broadcast::channel(STREAM_SLACK);
         Ok(EventLog { file: Mutex::new(Appender { dir, file, size, policy, failing: false }), tx })
     }
 

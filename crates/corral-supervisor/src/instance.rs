@@ -476,11 +476,18 @@ impl Task {
 
     /// Sleeps out the backoff; `Some` when a request ended it otherwise.
     async fn backoff(&mut self, delay: Duration) -> Option<Flow> {
-        let sleep = tokio::time::sleep(delay);
+        // No delay is no wait: tokio's timer would round even a zero sleep
+        // up to its next millisecond tick (a restart at once waited ~1 ms).
+        let sleep = async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await
+            }
+        };
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = &mut sleep => return None,
+                // A request already queued wins over an elapsed backoff.
+                biased;
                 c = self.rx.recv() => match c {
                     Some(Control::Stop) => {
                         self.transition(State::Stopped, "stop requested", None, None);
@@ -494,6 +501,7 @@ impl Task {
                     Some(Control::Retune { spec, done }) => self.retune_later(spec, done),
                     Some(_) => {}
                 },
+                _ = &mut sleep => return None,
             }
         }
     }

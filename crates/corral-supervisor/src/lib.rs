@@ -49,6 +49,7 @@ mod persist;
 pub mod policy;
 mod reattach;
 pub mod reexec;
+pub mod runtime;
 pub mod schedule;
 pub mod sd_notify;
 mod spawn;

@@ -53,12 +53,13 @@ struct StateFile {
 ///
 /// Changes are written by a thread of its own, newest first: two fsyncs
 /// per write must not stall an instance task, and a burst of changes (100
-/// services starting) coalesces into a few writes. A group not yet written
-/// when the daemon dies is still found: its id names the dead daemon (see
-/// [`reap_previous`]).
+/// services starting) coalesces into a few writes. The thread lives only
+/// while there is something to write: an idle daemon keeps no thread (and
+/// no malloc arena) for a file that changes when a service restarts. A
+/// group not yet written when the daemon dies is still found: its id
+/// names the dead daemon (see [`reap_previous`]).
 pub(crate) struct Persist {
     shared: Arc<Shared>,
-    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Shared {
@@ -74,7 +75,8 @@ struct Pending {
     version: u64,
     /// The last version on disk.
     written: u64,
-    closed: bool,
+    /// A writer thread is running; it ends once `written == version`.
+    writing: bool,
 }
 
 impl Persist {
@@ -85,9 +87,7 @@ impl Persist {
             changed: Condvar::new(),
         });
         shared.write(&BTreeMap::new());
-        let s = shared.clone();
-        let writer = std::thread::Builder::new().name("corral-persist".into()).spawn(move || s.run())?;
-        Ok(Persist { shared, writer: Some(writer) })
+        Ok(Persist { shared })
     }
 
     pub fn set(&self, rec: GroupRecord) {
@@ -123,39 +123,48 @@ impl Persist {
         let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut p.groups);
         p.version += 1;
-        self.shared.changed.notify_all();
+        if p.writing {
+            // The running writer looks at the version before it ends.
+            return;
+        }
+        p.writing = true;
+        drop(p);
+        let s = self.shared.clone();
+        if std::thread::Builder::new().name("corral-persist".into()).spawn(move || s.run()).is_err() {
+            // No thread to be had: write here rather than never.
+            self.shared.run();
+        }
     }
 }
 
 /// The last change is written before the daemon goes.
 impl Drop for Persist {
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
-        self.shared.changed.notify_all();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
+        let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        while p.writing {
+            p = self.shared.changed.wait(p).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
 
 impl Shared {
+    /// Writes the newest version until nothing is left to write, then
+    /// ends the writer's turn.
     fn run(&self) {
-        let mut written = 0;
         loop {
             let (groups, version) = {
                 let mut p = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                while p.version == written && !p.closed {
-                    p = self.changed.wait(p).unwrap_or_else(|p| p.into_inner());
-                }
-                if p.version == written {
+                if p.version == p.written {
+                    p.writing = false;
+                    drop(p);
+                    // `flush` and `drop` wait on this.
+                    self.changed.notify_all();
                     return;
                 }
                 (p.groups.clone(), p.version)
             };
             self.write(&groups);
-            written = version;
             self.state.lock().unwrap_or_else(|p| p.into_inner()).written = version;
-            // Both the writer and a `flush` wait on this.
             self.changed.notify_all();
         }
     }

@@ -2,8 +2,10 @@
 //! default).
 //!
 //! The folder that holds the file is watched for filesystem events
-//! (inotify, kqueue, ReadDirectoryChangesW through `notify`), so an idle
-//! daemon does not wake to poll. The folder and not the file: editors save
+//! (inotify on the runtime's own event loop on Linux, see
+//! `sys::folder_watch`; kqueue and ReadDirectoryChangesW through `notify`,
+//! which runs a thread per watcher), so an idle daemon does not wake to
+//! poll. The folder and not the file: editors save
 //! by writing a new file and renaming it over the old one, which a watch on
 //! the old inode would never see. Events are only a hint to look again:
 //! what counts is the content. A change is applied once two reads
@@ -91,27 +93,75 @@ async fn read(path: &Path) -> Option<Vec<u8>> {
     tokio::task::spawn_blocking(move || crate::config::include::snapshot(&path)).await.ok().flatten()
 }
 
+/// A watch in force; dropping it ends it.
+enum Watch {
+    /// On the runtime's event loop (Linux, one folder deep).
+    #[cfg(target_os = "linux")]
+    Folder(tokio::task::JoinHandle<()>),
+    /// On a thread of `notify`'s (other OSes, and `**` includes).
+    #[allow(dead_code)] // held for its drop only
+    Notify(notify::RecommendedWatcher),
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Watch::Folder(task) = self {
+            task.abort();
+        }
+    }
+}
+
+/// Watches `folder` (not below it) on the runtime: a wake-up for every
+/// event that names `name` (any entry: `None`). Ends when the watch fails.
+#[cfg(target_os = "linux")]
+fn watch_here(folder: &Path, name: Option<std::ffi::OsString>, wake: mpsc::Sender<()>) -> Option<Watch> {
+    let mut w = crate::sys::folder_watch::FolderWatch::new(folder).ok()?;
+    Some(Watch::Folder(tokio::spawn(async move {
+        while w.changed(name.as_deref()).await.is_ok() {
+            // A full channel already holds a wake-up; one is enough.
+            let _ = wake.try_send(());
+        }
+    })))
+}
+
 /// Watches an include pattern's folder (and below it for a `**` pattern
 /// only: a `*.toml` beside the config must not wake on every log line
 /// written under `.corral/`): any event in it may be a change.
-fn watch_any(folder: &Path, deep: bool, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch_any(folder: &Path, deep: bool, wake: mpsc::Sender<()>) -> Option<Watch> {
+    #[cfg(target_os = "linux")]
+    if !deep {
+        return watch_here(folder, None, wake);
+    }
     let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
         let _ = wake.try_send(());
     })
     .ok()?;
     let mode = if deep { notify::RecursiveMode::Recursive } else { notify::RecursiveMode::NonRecursive };
     watcher.watch(folder, mode).ok()?;
-    Some(watcher)
+    Some(Watch::Notify(watcher))
 }
 
 /// Watches the folder of `path` and sends a wake-up for every event that
 /// names the file. `None` where the OS gives no watcher.
-fn watch_folder(path: &Path, wake: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn watch_folder(path: &Path, wake: mpsc::Sender<()>) -> Option<Watch> {
     let name = path.file_name()?.to_owned();
     let folder: PathBuf = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    #[cfg(target_os = "linux")]
+    {
+        watch_here(&folder, Some(name), wake)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        notify_folder(&folder, name, wake)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn notify_folder(folder: &Path, name: std::ffi::OsString, wake: mpsc::Sender<()>) -> Option<Watch> {
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         // An error (an overflowed queue) may hide a change: look again.
         let ours = ev.map(|e| e.paths.iter().any(|p| p.file_name() == Some(&name))).unwrap_or(true);
@@ -121,6 +171,6 @@ fn watch_folder(path: &Path, wake: mpsc::Sender<()>) -> Option<notify::Recommend
         }
     })
     .ok()?;
-    watcher.watch(&folder, notify::RecursiveMode::NonRecursive).ok()?;
-    Some(watcher)
+    watcher.watch(folder, notify::RecursiveMode::NonRecursive).ok()?;
+    Some(Watch::Notify(watcher))
 }

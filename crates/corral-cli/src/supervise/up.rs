@@ -33,7 +33,14 @@ pub fn main(a: UpArgs) -> u8 {
     }
     let color = !a.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let echo = (!a.quiet).then_some(Echo { color });
-    match runtime().block_on(daemon::run(config, Options { echo, ..Options::default() })) {
+    let rt = match corral_supervisor::runtime::daemon() {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::exit::error(format!("cannot start the daemon's runtime: {e}"));
+            return FAILED;
+        }
+    };
+    match rt.block_on(daemon::run(config, Options { echo, ..Options::default() })) {
         Ok(()) => 0,
         Err(e) => {
             crate::exit::error(e);

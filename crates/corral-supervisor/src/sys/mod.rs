@@ -10,8 +10,11 @@ pub(crate) mod eventlog;
 pub(crate) mod fd_pass;
 #[cfg(windows)]
 pub(crate) mod holder_windows;
+#[cfg(target_os = "linux")]
+pub(crate) mod folder_watch;
 #[cfg(unix)]
 pub(crate) mod listen_unix;
+pub(crate) mod malloc;
 pub(crate) mod nofile;
 #[cfg(target_os = "linux")]
 pub(crate) mod notify_socket;
