@@ -78,7 +78,7 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
             Some((n, p))
         })
         .collect();
-    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.sort_by_key(|f| std::cmp::Reverse(f.0));
     numbered.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -51,7 +51,8 @@ pub struct Plan {
 /// Line `i` (from 1) of `which`, without its newline:
 /// `<out|err> <i> <filler>`.
 pub fn line(plan: &Plan, which: Which, i: u32) -> Vec<u8> {
-    let long = plan.long_every > 0 && i % plan.long_every == 0;
+    // i is at least 1, so `--long-every 0` makes no line long.
+    let long = i.is_multiple_of(plan.long_every);
     let len = if long { plan.long_bytes } else { (i % 40) as usize };
     let mut l = format!("{} {i} ", which.word()).into_bytes();
     let start = i as usize % ALPHABET.len();
