@@ -4,7 +4,9 @@
 //! length. What the pass leaves (an overlong line, a line that would need
 //! a rotation first, the unfinished last line) goes the general way,
 //! through the `LineSplitter`, which then starts from a clean state: the
-//! file reads exactly as if every line had gone that way.
+//! file reads exactly as if every line had gone that way. A line the last
+//! read left unfinished is ended by the splitter at the read's first
+//! newline; the rest of the read takes the fast path again.
 
 /// Appends `prefix`, the line without its `\r\n` or `\n`, and `\n` for
 /// each whole line at the front of `data`, while the line is at most
@@ -65,6 +67,16 @@ mod tests {
         let mut out = Vec::new();
         for c in chunks {
             let mut rest: &[u8] = c;
+            if !split.is_idle() {
+                if let Some(nl) = memchr::memchr(b'\n', rest) {
+                    split.push(&rest[..=nl], &mut |piece: &[u8], continued: bool| {
+                        out.extend_from_slice(if continued { MORE } else { PREFIX });
+                        out.extend_from_slice(piece);
+                        out.push(b'\n');
+                    });
+                    rest = &rest[nl + 1..];
+                }
+            }
             if split.is_idle() {
                 let n = prefixed_lines(rest, PREFIX, max, room, &mut out);
                 rest = &rest[n..];
@@ -100,6 +112,10 @@ mod tests {
                 for cut in 0..=input.len() {
                     let (a, b) = input.split_at(cut);
                     assert_eq!(fast(max, u64::MAX, &[a, b]), want, "max {max}, {input:?} cut at {cut}");
+                    for cut2 in cut..=input.len() {
+                        let (b, c) = input[cut..].split_at(cut2 - cut);
+                        assert_eq!(fast(max, u64::MAX, &[a, b, c]), want, "max {max}, {input:?} cut at {cut}, {cut2}");
+                    }
                 }
                 // However little room is left, what is done is the same.
                 for room in 0..80 {

@@ -220,6 +220,15 @@ impl Writer<'_> {
     /// together.
     fn chunk(&mut self, ts: &str, stream: Stream, split: &mut LineSplitter, mut data: &[u8]) {
         self.prefix.set(ts, stream);
+        if self.plain() && !split.is_idle() {
+            // The line the last read left unfinished ends at this read's
+            // first newline; the splitter ends it, and the rest of the read
+            // can take the fast path.
+            if let Some(nl) = memchr::memchr(b'\n', data) {
+                split.push(&data[..=nl], &mut |piece, continued| self.line(ts, stream, piece, continued));
+                data = &data[nl + 1..];
+            }
+        }
         if self.plain() && split.is_idle() {
             if let Some(f) = self.file.as_mut() {
                 let prefix = self.prefix.of(false);
