@@ -54,8 +54,10 @@ usage: corral-testkit [OPTIONS]
   --http-body-file PATH /health answers 200 with the bytes in PATH, read at
                         each request (a JSON body as application/json)
   --exec-child PROG ARGS...  spawn PROG with ARGS (must be last)
-modes (Unix, first argument; see protocols.rs):
-  notify | ready-fd FD | activated-http | bound-http PORT
+modes (first argument):
+  numbered N [--long-every K] [--long-bytes B]   N numbered lines to stdout and
+                        to stderr at once, every K-th B bytes long (numbered.rs)
+  notify | ready-fd FD | activated-http | bound-http PORT   (Unix; protocols.rs)
 ";
 
 /// Which part of the tree this process plays. Only `Top` is started by a test;

@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub mod numbered;
+
 /// The path of a fresh `corral-testkit` binary next to the running test.
 ///
 /// Panics with a clear message when it cannot be built: a test without its

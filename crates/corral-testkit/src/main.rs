@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 use args::{Opts, Role};
 
 fn main() {
+    let words: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(code) = corral_testkit::numbered::dispatch(&words) {
+        std::process::exit(code);
+    }
     #[cfg(unix)]
-    {
-        let words: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
-        if let Some(code) = protocols::dispatch(&words) {
-            std::process::exit(code);
-        }
+    if let Some(code) = protocols::dispatch(&words) {
+        std::process::exit(code);
     }
     let opts = match args::parse(std::env::args_os().skip(1)) {
         Ok(o) => o,

@@ -8,13 +8,16 @@
 //! read's worth per stream) and goes out first, from the exact byte where
 //! the file stopped.
 
+use super::hub::Growth;
 use super::ship::Shipper;
+use super::stamp::Stamp;
 use super::{LineSplitter, LogFormat, LogHub, LogLine, RotatingFile, Stream, MAX_LINE};
 use crate::config::LogPolicy;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 
 /// Who hears that an instance's log is held. Each method is called once
 /// per episode, never once per line.
@@ -70,9 +73,10 @@ pub async fn capture(
     delivery: Delivery,
 ) {
     let path = hub.path(&service, instance);
+    let growth = hub.signal(&service, instance);
     let mut file = match RotatingFile::open(&path, policy.max_size, policy.keep) {
         Ok(f) => {
-            hub.opened(&service, instance, f.size());
+            super::hub::opened(&growth, f.size());
             Some(f)
         }
         Err(e) => {
@@ -86,15 +90,18 @@ pub async fn capture(
     let mut ebuf = ReadBuf::new();
     let mut osplit = LineSplitter::new(MAX_LINE);
     let mut esplit = LineSplitter::new(MAX_LINE);
+    let mut stamp = Stamp::new();
     let mut w = Writer {
         file: file.as_mut(),
         hub: &hub,
+        growth,
         service: &service,
         instance,
         label: &label,
         stall: &*stall,
         held: None,
         echo: Vec::new(),
+        prefix: Prefix::default(),
         delivery,
     };
     // A re-exec stops capture between two reads; what is left stays in
@@ -120,12 +127,12 @@ pub async fn capture(
                 break;
             }
             r = read_some(&mut out, obuf.space()) => match r {
-                Some(n) => w.chunk(Stream::Out, &mut osplit, obuf.filled(n)),
-                None => { w.end(Stream::Out, &mut osplit); out = None; }
+                Some(n) => w.chunk(stamp.now(), Stream::Out, &mut osplit, obuf.filled(n)),
+                None => { w.end(stamp.now(), Stream::Out, &mut osplit); out = None; }
             },
             r = read_some(&mut err, ebuf.space()) => match r {
-                Some(n) => w.chunk(Stream::Err, &mut esplit, ebuf.filled(n)),
-                None => { w.end(Stream::Err, &mut esplit); err = None; }
+                Some(n) => w.chunk(stamp.now(), Stream::Err, &mut esplit, ebuf.filled(n)),
+                None => { w.end(stamp.now(), Stream::Err, &mut esplit); err = None; }
             },
         }
         // Nothing more is read until what was read is on disk.
@@ -180,6 +187,9 @@ async fn read_some<R: AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> O
 struct Writer<'a> {
     file: Option<&'a mut RotatingFile>,
     hub: &'a LogHub,
+    /// This instance's growth signal, held so that a write tells followers
+    /// without looking it up.
+    growth: watch::Sender<Growth>,
     service: &'a str,
     instance: u32,
     label: &'a str,
@@ -188,28 +198,75 @@ struct Writer<'a> {
     held: Option<io::Error>,
     /// Echoed lines of the current read, printed together in `publish`.
     echo: Vec<u8>,
+    /// `<ts> <tag> ` of the current read, in front of each of its lines.
+    prefix: Prefix,
     delivery: Delivery,
 }
 
-impl Writer<'_> {
-    fn chunk(&mut self, stream: Stream, split: &mut LineSplitter, data: &[u8]) {
-        // One timestamp per read: the lines of one chunk arrived together.
-        let ts = crate::time::now_rfc3339();
-        split.push(data, &mut |piece, continued| self.line(&ts, stream, piece, continued));
+/// The text format's `<ts> <tag> ` for one read: built once, copied in
+/// front of each line with the line in one step.
+#[derive(Default)]
+struct Prefix {
+    first: Vec<u8>,
+    continued: Vec<u8>,
+}
+
+impl Prefix {
+    fn set(&mut self, ts: &str, stream: Stream) {
+        for (buf, continued) in [(&mut self.first, false), (&mut self.continued, true)] {
+            buf.clear();
+            buf.extend_from_slice(ts.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(stream.tag(continued).as_bytes());
+            buf.push(b' ');
+        }
     }
 
-    fn end(&mut self, stream: Stream, split: &mut LineSplitter) {
-        let ts = crate::time::now_rfc3339();
-        split.finish(&mut |piece, continued| self.line(&ts, stream, piece, continued));
+    fn of(&self, continued: bool) -> &[u8] {
+        if continued {
+            &self.continued
+        } else {
+            &self.first
+        }
+    }
+}
+
+impl Writer<'_> {
+    /// The lines of one read. They share one timestamp: they arrived
+    /// together.
+    fn chunk(&mut self, ts: &str, stream: Stream, split: &mut LineSplitter, mut data: &[u8]) {
+        self.prefix.set(ts, stream);
+        if self.plain() && !split.is_idle() {
+            // The line the last read left unfinished ends at this read's
+            // first newline; the splitter ends it, and the rest of the read
+            // can take the fast path.
+            if let Some(nl) = memchr::memchr(b'\n', data) {
+                split.push(&data[..=nl], &mut |piece, continued| self.line(ts, stream, piece, continued));
+                data = &data[nl + 1..];
+            }
+        }
+        if self.plain() && split.is_idle() {
+            if let Some(f) = self.file.as_mut() {
+                let prefix = self.prefix.of(false);
+                let n = f.queue_whole(|queue, room| super::batch::prefixed_lines(data, prefix, MAX_LINE, room, queue));
+                data = &data[n..];
+            }
+        }
+        split.push(data, &mut |piece, continued| self.line(ts, stream, piece, continued));
+    }
+
+    /// Lines go to the text file alone: nothing else needs them one by
+    /// one, so whole lines take the fast path (`batch`).
+    fn plain(&self) -> bool {
+        self.delivery.format == LogFormat::Text && self.delivery.ship.is_none() && self.hub.echo().is_none()
+    }
+
+    fn end(&mut self, ts: &str, stream: Stream, split: &mut LineSplitter) {
+        self.prefix.set(ts, stream);
+        split.finish(&mut |piece, continued| self.line(ts, stream, piece, continued));
     }
 
     fn line(&mut self, ts: &str, stream: Stream, piece: &[u8], continued: bool) {
-        let tag = match (stream, continued) {
-            (Stream::Out, false) => "out",
-            (Stream::Out, true) => "out+",
-            (Stream::Err, false) => "err",
-            (Stream::Err, true) => "err+",
-        };
         let record = (self.delivery.format == LogFormat::Json || self.delivery.ship.is_some()).then(|| {
             let pid = self.delivery.pid;
             Arc::new(LogLine { ts: ts.to_string(), stream, continued, pid, bytes: piece.to_vec() })
@@ -217,7 +274,7 @@ impl Writer<'_> {
         if let Some(f) = self.file.as_mut() {
             match (&record, self.delivery.format) {
                 (Some(r), LogFormat::Json) => f.write_parts(&[r.to_json(self.service, self.instance).as_bytes()]),
-                _ => f.write_parts(&[ts.as_bytes(), b" ", tag.as_bytes(), b" ", piece]),
+                _ => f.write_parts(&[self.prefix.of(continued), piece]),
             }
         }
         if let (Some(ship), Some(r)) = (&self.delivery.ship, &record) {
@@ -237,7 +294,7 @@ impl Writer<'_> {
         let Some(f) = self.file.as_mut() else { return Ok(()) };
         let (written, rotations) = (f.written(), f.rotations());
         let r = f.flush();
-        self.hub.grew(self.service, self.instance, f.written() - written, f.rotations() - rotations, f.size());
+        super::hub::grew(&self.growth, f.written() - written, f.rotations() - rotations, f.size());
         r
     }
 

@@ -55,36 +55,48 @@ impl LogHub {
         g.entry((service.to_string(), instance)).or_insert_with(|| watch::channel(Growth::default()).0).clone()
     }
 
-    /// A capture opened the log, which holds `size` bytes. The first
-    /// open counts them as written, so `written` and a follower's count of
-    /// bytes read start from the same origin.
-    pub(crate) fn opened(&self, service: &str, instance: u32, size: u64) {
-        self.sender(service, instance).send_if_modified(|g| {
-            let first = *g == Growth::default();
-            if first {
-                *g = Growth { written: size, rotations: 0, size };
-            }
-            first
-        });
+    /// The growth signal of one instance, for its capture to hold: a write
+    /// then tells followers without a lookup (see [`opened`], [`grew`]).
+    pub(crate) fn signal(&self, service: &str, instance: u32) -> watch::Sender<Growth> {
+        self.sender(service, instance)
     }
 
-    /// Tells followers that the log grew by `bytes` and rotated `rotated`
-    /// times, and that the current file now holds `size` bytes.
+    /// [`grew`], by name.
+    #[cfg(test)]
     pub(crate) fn grew(&self, service: &str, instance: u32, bytes: u64, rotated: u64, size: u64) {
-        if bytes == 0 && rotated == 0 {
-            return;
-        }
-        self.sender(service, instance).send_modify(|g| {
-            g.written += bytes;
-            g.rotations += rotated;
-            g.size = size;
-        });
+        grew(&self.sender(service, instance), bytes, rotated, size)
     }
 
     /// A signal that changes whenever the log grows or rotates.
     pub fn watch(&self, service: &str, instance: u32) -> watch::Receiver<Growth> {
         self.sender(service, instance).subscribe()
     }
+}
+
+/// A capture opened the log, which holds `size` bytes. The first open
+/// counts them as written, so `written` and a follower's count of bytes
+/// read start from the same origin.
+pub(crate) fn opened(signal: &watch::Sender<Growth>, size: u64) {
+    signal.send_if_modified(|g| {
+        let first = *g == Growth::default();
+        if first {
+            *g = Growth { written: size, rotations: 0, size };
+        }
+        first
+    });
+}
+
+/// Tells followers that the log grew by `bytes` and rotated `rotated`
+/// times, and that the current file now holds `size` bytes.
+pub(crate) fn grew(signal: &watch::Sender<Growth>, bytes: u64, rotated: u64, size: u64) {
+    if bytes == 0 && rotated == 0 {
+        return;
+    }
+    signal.send_modify(|g| {
+        g.written += bytes;
+        g.rotations += rotated;
+        g.size = size;
+    });
 }
 
 /// Prints lines to stdout with a coloured `name |` prefix.

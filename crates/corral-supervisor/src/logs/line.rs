@@ -43,6 +43,11 @@ impl LineSplitter {
         self.drain_full(emit, true);
     }
 
+    /// True when no part of a line waits: the next chunk starts a line.
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty() && !self.continued
+    }
+
     /// Emits what is left at end of stream.
     pub fn finish(&mut self, emit: &mut impl FnMut(&[u8], bool)) {
         if !self.buf.is_empty() {

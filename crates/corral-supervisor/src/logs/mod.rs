@@ -7,6 +7,7 @@
 //! Followers read the file in bounded steps, so a slow one costs disk,
 //! not memory.
 
+mod batch;
 pub mod capture;
 mod follow;
 mod handover;
@@ -17,6 +18,7 @@ mod record;
 mod rotate;
 pub mod ship;
 mod stall;
+mod stamp;
 
 pub use capture::capture;
 pub(crate) use follow::{last_lines, Mark};

@@ -72,7 +72,7 @@ impl Stream {
     }
 
     /// The tag of the text format.
-    fn tag(self, continued: bool) -> &'static str {
+    pub(crate) fn tag(self, continued: bool) -> &'static str {
         match (self, continued) {
             (Stream::Out, false) => "out",
             (Stream::Out, true) => "out+",

@@ -12,7 +12,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// The queue's capacity kept between flushes; more is given back.
+/// The queue's capacity kept between flushes at least; more is given back
+/// unless the last flush needed it.
 const KEEP_QUEUE: usize = 64 * 1024;
 
 /// Appends lines to `path`, rotating before a line would take the file
@@ -82,10 +83,28 @@ impl RotatingFile {
         self.planned += len;
     }
 
+    /// Queues whole lines that `fill` appends straight to the queue. `fill`
+    /// is told how many bytes fit before the file must rotate, and appends
+    /// at most that many, ending with a `\n` (nothing, or whole lines):
+    /// then no rotation falls among them, as if each had been queued by
+    /// [`write_parts`].
+    ///
+    /// [`write_parts`]: RotatingFile::write_parts
+    pub fn queue_whole<R>(&mut self, fill: impl FnOnce(&mut Vec<u8>, u64) -> R) -> R {
+        let room = self.max_size.saturating_sub(self.planned);
+        let before = self.pending.len();
+        let r = fill(&mut self.pending, room);
+        let added = (self.pending.len() - before) as u64;
+        debug_assert!(added <= room && self.pending.last().is_none_or(|&b| b == b'\n'));
+        self.planned += added;
+        r
+    }
+
     /// Writes what is queued, rotating where a line would not fit. On an
     /// error the bytes not written stay queued, in order, for the next
     /// call; what was written is never written again.
     pub fn flush(&mut self) -> io::Result<()> {
+        let queued = self.pending.len();
         while !self.pending.is_empty() || !self.cuts.is_empty() || self.out.is_none() {
             if self.cuts.front() == Some(&0) {
                 self.rotate()?;
@@ -104,8 +123,11 @@ impl RotatingFile {
             }
         }
         // A burst (a 64 KiB read of short lines, each with its timestamp)
-        // may have grown the queue to megabytes: give that back.
-        self.pending.shrink_to(KEEP_QUEUE);
+        // may have grown the queue to megabytes: give back what the next
+        // burst like this one will not need. A chatty service keeps room
+        // for one burst instead of growing it again at every read; a quiet
+        // one is back to `KEEP_QUEUE` at its next write.
+        self.pending.shrink_to(KEEP_QUEUE.max(queued.saturating_mul(2)));
         Ok(())
     }
 
@@ -225,6 +247,25 @@ mod tests {
         assert_eq!(f.pending(), 0);
         assert_eq!(f.rotations(), 19);
         assert_eq!(f.written(), 100 * 19);
+    }
+
+    #[test]
+    fn whole_lines_queued_in_place_count_toward_the_next_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut f = RotatingFile::open(&path, 10, 3).unwrap();
+        let room = f.queue_whole(|q, room| {
+            q.extend_from_slice(b"aaaa\n");
+            room
+        });
+        assert_eq!(room, 10);
+        assert_eq!(f.queue_whole(|_, room| room), 5);
+        f.write_line(b"bbbb");
+        f.write_line(b"cccc");
+        f.flush().unwrap();
+        let read = |n: u32| fs::read_to_string(if n == 0 { path.clone() } else { numbered(&path, n) }).unwrap();
+        assert_eq!([read(1), read(0)], ["aaaa\nbbbb\n", "cccc\n"]);
+        assert_eq!(f.queue_whole(|_, room| room), 5);
     }
 
     #[test]
