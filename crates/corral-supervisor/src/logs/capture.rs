@@ -115,10 +115,10 @@ pub async fn capture(
                 #[cfg(windows)]
                 {
                     if let Some(n) = super::handover::last_read(&mut out, obuf.space()).await {
-                        w.chunk(Stream::Out, &mut osplit, obuf.filled(n));
+                        w.chunk(stamp.now(), Stream::Out, &mut osplit, obuf.filled(n));
                     }
                     if let Some(n) = super::handover::last_read(&mut err, ebuf.space()).await {
-                        w.chunk(Stream::Err, &mut esplit, ebuf.filled(n));
+                        w.chunk(stamp.now(), Stream::Err, &mut esplit, ebuf.filled(n));
                     }
                     if let Err(e) = w.publish() {
                         w.hold(e).await;

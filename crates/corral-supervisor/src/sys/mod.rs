@@ -8,10 +8,10 @@ pub(crate) mod cancel_read;
 pub(crate) mod eventlog;
 #[cfg(target_os = "linux")]
 pub(crate) mod fd_pass;
-#[cfg(windows)]
-pub(crate) mod holder_windows;
 #[cfg(target_os = "linux")]
 pub(crate) mod folder_watch;
+#[cfg(windows)]
+pub(crate) mod holder_windows;
 #[cfg(unix)]
 pub(crate) mod listen_unix;
 pub(crate) mod malloc;
