@@ -11,7 +11,7 @@
 //!
 //! Windows has no exec: the daemon starts its successor (same binary path,
 //! same arguments, same stdio, told the predecessor's pid in
-//! [`SUCCESSOR_OF`]) and exits without stopping anything; the successor
+//! `CORRAL_SUCCESSOR_OF`) and exits without stopping anything; the successor
 //! waits for it to be gone, then starts as after a crash. Its pid is new,
 //! the services' are not. Under the Service Control Manager the service
 //! process ends with it: restart the service there instead. macOS cannot

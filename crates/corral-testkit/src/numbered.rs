@@ -2,7 +2,7 @@
 //! numbered lines to stdout and N to stderr at the same time (one thread
 //! per stream, as fast as the pipes take them), then exits.
 //!
-//! Line `i` of a stream is [`line`]: its stream, its number and a filler
+//! Line `i` of a stream is [`line()`]: its stream, its number and a filler
 //! whose length and bytes follow from `i`, so a reader can rebuild every
 //! line it should have received and compare byte for byte. Every K-th line
 //! is B bytes long, longer than a log capture reads at once, so it crosses
