@@ -112,7 +112,7 @@ enum Handle {
     Std(Child),
     Wrap(Box<dyn process_wrap::std::ChildWrapper>),
     Kit(Box<(processkit::ProcessGroup, tokio::process::Child)>),
-    Corral(corral::Group),
+    Corral(Box<corral::Group>),
 }
 
 struct Trial {
@@ -143,7 +143,7 @@ fn trial(who: Who, testkit: &Path, args: &[String], rt: &tokio::runtime::Runtime
             let c = g.spawn(tokio::process::Command::from(cmd)).map_err(|e| e.to_string())?;
             Handle::Kit(Box::new((g, c)))
         }
-        Who::Corral => Handle::Corral(corral::Group::builder().spawn(cmd).map_err(|e| e.to_string())?),
+        Who::Corral => Handle::Corral(Box::new(corral::Group::builder().spawn(cmd).map_err(|e| e.to_string())?)),
     };
     // The command (and its copy of the pipe's write end) is gone; only the
     // tree holds it now.
