@@ -4,6 +4,7 @@
 use crate::daemons::{self, CorralUp, Fifo, Pm2, Policy, Service, Supervisor, Supervisord};
 use crate::report::{Section, Table, Verdict};
 use crate::stats::{mib, ratio, rotation, secs, Samples};
+use crate::svg::{self, Spread};
 use crate::sys::{self, Pidfd};
 use crate::Opts;
 use std::collections::HashSet;
@@ -53,6 +54,14 @@ impl Contenders {
             "**corral** (`corral up`)".into()
         } else {
             self.names[i].into()
+        }
+    }
+
+    fn color(&self, i: usize) -> &'static str {
+        match self.names[i] {
+            "corral" => "#d62728",
+            "supervisord" => "#1f77b4",
+            _ => "#2ca02c",
         }
     }
 
@@ -322,6 +331,26 @@ pub fn restart(opts: &Opts) -> Result<Section, String> {
         ]);
     }
     sec.table(&t);
+    let spreads: Vec<Spread> = res
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Spread {
+            label: c.names[i].into(),
+            color: c.color(i).into(),
+            p50: s.median() * 1e3,
+            p90: s.quantile(0.9) * 1e3,
+            min: s.min() * 1e3,
+            max: s.max() * 1e3,
+        })
+        .collect();
+    let plot = svg::spread_plot(
+        "Restart latency after an external SIGKILL",
+        "ms until the new process announced itself",
+        "ms",
+        &spreads,
+    );
+    sec.files.push(("benchmarks/restart-latency.svg".into(), plot));
+    sec.para("![restart latency: p50, p90 and min–max per daemon](benchmarks/restart-latency.svg)");
     sec.verdicts.push(Verdict::new(
         "6",
         "restart p50 ≤ 2 ms",
