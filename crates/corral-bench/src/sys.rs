@@ -204,6 +204,25 @@ pub fn threads(pid: u32) -> io::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?.count())
 }
 
+/// How often `threads_most` counts.
+pub const THREADS_EVERY: Duration = Duration::from_millis(500);
+
+/// Waits `window`, counting the threads of `pid` every `THREADS_EVERY`
+/// (a thread that lives between two counts is missed); returns the most
+/// seen, the count at the end included.
+pub fn threads_most(pid: u32, window: Duration) -> io::Result<usize> {
+    let end = Instant::now() + window;
+    let mut most = threads(pid)?;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        std::thread::sleep(left.min(THREADS_EVERY));
+        most = most.max(threads(pid)?);
+        if left <= THREADS_EVERY {
+            return Ok(most);
+        }
+    }
+}
+
 /// Resident and proportional set size, in bytes, from `smaps_rollup`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Memory {
