@@ -106,14 +106,19 @@ fn limits_that_cannot_change_live_are_refused_and_nothing_changes() {
     assert_gone(&pids);
 }
 
-/// Waits for a `LimitHit` of `kind`.
-fn wait_hit(events: &corral::Events, kind: LimitKind) -> bool {
+/// Waits for a `LimitHit` of `kind`, or for the group's count of such
+/// notices: the testkit acts right after its ready line, without waiting
+/// for the test to subscribe, so a hit may come before `events()` did.
+fn wait_hit(g: &Group, events: &corral::Events, kind: LimitKind) -> bool {
     let end = Instant::now() + Duration::from_secs(30);
     while Instant::now() < end {
         if let Some(Event::LimitHit { kind: k }) = events.next_timeout(Duration::from_millis(200)) {
             if k == kind {
                 return true;
             }
+        }
+        if g.limit_notices().iter().any(|(k, n)| *k == kind && *n >= 1) {
+            return true;
         }
     }
     false
@@ -131,7 +136,7 @@ fn a_notify_only_process_limit_refuses_forks_reports_and_the_group_keeps_running
     let mut line = String::new();
     BufReader::new(g.take_stdout().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("\"ready\":true"), "{line}");
-    assert!(wait_hit(&events, LimitKind::Processes), "[{b}] a LimitHit event");
+    assert!(wait_hit(&g, &events, LimitKind::Processes), "[{b}] a LimitHit event");
     assert!(g.try_wait().is_none(), "[{b}] the group keeps running");
     let members = g.members().unwrap();
     assert!(members.len() <= 3 && !members.is_empty(), "[{b}] forks were refused: {members:?}");
@@ -159,7 +164,7 @@ fn a_notify_only_memory_limit_reports_and_the_group_keeps_running() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "the testkit allocated");
     }
-    assert!(wait_hit(&events, LimitKind::Memory), "[{b}] a LimitHit event");
+    assert!(wait_hit(&g, &events, LimitKind::Memory), "[{b}] a LimitHit event");
     assert!(g.try_wait().is_none(), "[{b}] the group keeps running above its notify-only limit");
     g.kill().unwrap();
     let o = g.wait();
@@ -193,5 +198,27 @@ fn a_per_process_cpu_time_limit_kills_the_spinner_not_the_group() {
     assert!(out.contains("spinner-ended"), "the shell outlives its spinning child: {out}");
     assert_eq!(o.reason, Reason::Exited, "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(19), "killed at ~1 s of CPU, not at the end of its spin");
+    assert_gone(&pids);
+}
+
+#[test]
+fn a_notify_only_cpu_rate_limit_throttles_reports_and_the_group_keeps_running() {
+    let Some(b) = cgroup_backend() else { return };
+    // Spins for up to 15 s after its ready line: far above a tenth of a CPU.
+    let mut c = Command::new(testkit());
+    c.args(["--spin", "15", "--sleep", "20"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let limits = Limits::new().cpus(0.1).notify_on(LimitKind::CpuRate);
+    let mut g = Group::builder().backend(b).limits(limits).spawn(c).unwrap();
+    let events = g.events();
+    let pids = snapshot(&g);
+    let mut line = String::new();
+    BufReader::new(g.take_stdout().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("\"ready\":true"), "{line}");
+    assert!(wait_hit(&g, &events, LimitKind::CpuRate), "[{b}] a LimitHit event for the throttling");
+    assert!(g.try_wait().is_none(), "[{b}] the group keeps running while throttled");
+    assert!(g.limit_notices().iter().any(|(k, n)| *k == LimitKind::CpuRate && *n >= 1), "{:?}", g.limit_notices());
+    g.kill().unwrap();
+    let o = g.wait();
+    assert_eq!(o.reason, Reason::Killed, "[{b}] killed by the test, not by the limit: {o:?}");
     assert_gone(&pids);
 }
