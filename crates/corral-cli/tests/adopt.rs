@@ -255,7 +255,17 @@ fn an_upgrade_in_place_keeps_10_services_and_every_log_line() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
+    // A file just written may be busy for a moment (ETXTBSY): a process
+    // another test thread forks can hold its write fd until it execs.
+    let mut child = (0..50)
+        .find_map(|_| match c.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            }
+            r => Some(r.unwrap()),
+        })
+        .expect("the copied corral stayed busy for 1 s");
     let (tx, stderr) = std::sync::mpsc::channel();
     let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {

@@ -10,7 +10,8 @@
 //!   small machine while the API answers;
 //! - at most [`BLOCKING`] blocking-pool threads, for the bounded work kept
 //!   off the workers (config reads, `/proc` walks, snapshots); more of it
-//!   waits its turn instead of adding a thread per request;
+//!   waits its turn instead of adding a thread per request (not on
+//!   Windows, where each pending pipe read holds one);
 //! - an idle blocking thread ends after [`KEEP_ALIVE`], not tokio's 10 s:
 //!   the config watcher's safety poll would otherwise keep one alive for
 //!   good.
@@ -20,7 +21,13 @@ use std::time::Duration;
 /// Worker threads of the runtime.
 pub const WORKERS: usize = 2;
 /// The most blocking-pool threads at once.
+#[cfg(unix)]
 pub const BLOCKING: usize = 2;
+/// On Windows tokio reads a child's pipe with a blocking-pool thread per
+/// pending read (two per running instance, for as long as it runs): a cap
+/// of two starved every log but the first instance's. tokio's own bound.
+#[cfg(windows)]
+pub const BLOCKING: usize = 512;
 /// How long an idle blocking-pool thread waits for work before it ends.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
