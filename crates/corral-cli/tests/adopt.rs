@@ -87,8 +87,11 @@ fn an_adopted_tree_with_setsid_escapees_is_killed_by_the_timeout() {
 #[test]
 fn the_pgid_backend_adopts_a_process_group_with_a_setsid_escapee_and_the_timeout_kills_all_of_it() {
     let mut w = World::new("pgid");
-    let (mut top, ready) =
-        outside_in(&mut w, &["--children", "2", "--grandchildren", "1", "--setsid", "1", "--sleep", "30.5"], true);
+    let (mut top, ready) = outside_in(
+        &mut w,
+        &["--children", "2", "--grandchildren", "1", "--setsid", "1", "--ignore-term", "--sleep", "60"],
+        true,
+    );
     assert_eq!(w.seen(), 6, "{ready}");
     let report = w.report_path();
     let pid = top.id().to_string();
@@ -99,6 +102,8 @@ fn the_pgid_backend_adopts_a_process_group_with_a_setsid_escapee_and_the_timeout
     assert_eq!(code, 124, "{err}");
     assert!(err.contains("leaves the process group after the adoption"), "the weaker hold is said: {err}");
     let r = w.report();
+    // SIGTERM is ignored: only the kill ends them, long before they would.
+    assert!(r["duration_ms"].as_u64().unwrap() < 30_000, "{r}");
     assert_eq!(
         (&r["reason"], &r["leftover"], &r["backend"], &r["spawn"]),
         (&"timeout".into(), &0.into(), &"pgid".into(), &"adopted".into()),

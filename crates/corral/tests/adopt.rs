@@ -8,7 +8,7 @@
 use corral::{BackendKind, ErrorKind, ExitStatus, Group, Reason, Signal, SpawnPath, StopPolicy};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A testkit tree started by this test, not by corral, marked with an
@@ -17,6 +17,8 @@ struct Outside {
     child: Child,
     mark: String,
     ready: String,
+    /// The top's stdout, past its first line.
+    out: BufReader<ChildStdout>,
 }
 
 impl Outside {
@@ -45,9 +47,10 @@ impl Outside {
             .spawn()
             .unwrap();
         let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        assert!(ready.contains("\"ready\":true"), "{ready}");
-        Outside { child, mark, ready }
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut ready).unwrap();
+        assert!(ready.contains("\"ready\":true") || ready.starts_with("ready "), "{ready}");
+        Outside { child, mark, ready, out }
     }
 
     fn pid(&self) -> u32 {
@@ -223,7 +226,9 @@ fn bad_pids_are_refused_and_nothing_changes() {
 
 #[test]
 fn the_pgid_backend_adopts_a_process_group_with_its_setsid_escapees_and_a_timeout_kills_all_of_it() {
-    let t = Outside::start_in(&["--children", "2", "--grandchildren", "1", "--setsid", "2", "--sleep", "30.5"], true);
+    let args = ["--children", "2", "--grandchildren", "1", "--setsid", "2", "--ignore-term", "--sleep", "60"];
+    // SIGTERM ignored: only the kill ends the escapees.
+    let t = Outside::start_in(&args, true);
     let all = pids_of(&t.ready, "all");
     let g = Group::builder()
         .backend(BackendKind::Pgid)
@@ -240,7 +245,29 @@ fn the_pgid_backend_adopts_a_process_group_with_its_setsid_escapees_and_a_timeou
     }
     let o = g.wait();
     assert_eq!((o.reason, o.leftover, o.backend), (Reason::Timeout, 0, BackendKind::Pgid));
+    assert!(o.duration < Duration::from_secs(30), "the escapees ended by themselves, not by the kill: {o:?}");
     assert_eq!((o.spawn, o.status), (SpawnPath::Adopted, ExitStatus::UNKNOWN));
+    t.assert_gone();
+}
+
+#[test]
+fn the_pgid_backend_follows_a_setsid_after_the_adoption_while_the_escapee_s_parent_is_a_member() {
+    let trigger = std::env::temp_dir().join(format!("corral-late-escape-{}", std::process::id()));
+    let _ = std::fs::remove_file(&trigger);
+    let mut t = Outside::start_in(&["late-escape", trigger.to_str().unwrap(), "60"], true);
+    let g = Group::builder().backend(BackendKind::Pgid).adopt(t.pid()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&trigger, b"").unwrap();
+    let mut line = String::new();
+    t.out.read_line(&mut line).unwrap();
+    std::fs::remove_file(&trigger).unwrap();
+    let escapee: u32 =
+        line.trim().strip_prefix("escaped ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    let members = g.members().unwrap();
+    assert!(members.contains(&escapee), "{escapee} not in {members:?}");
+    g.kill().unwrap();
+    let o = g.wait();
+    assert_eq!((o.reason, o.leftover), (Reason::Killed, 0));
+    assert!(o.duration < Duration::from_secs(30), "the escapee ended by itself, not by the kill: {o:?}");
     t.assert_gone();
 }
 
