@@ -272,6 +272,20 @@ fn the_pgid_backend_follows_a_setsid_after_the_adoption_while_the_escapee_s_pare
 }
 
 #[test]
+fn the_pgid_backend_refuses_a_leader_another_pgid_group_holds_and_stops_nothing() {
+    let mut cmd = corral::Command::new(corral_testkit::binary());
+    cmd.args(["--sleep", "30.5"]).stdout(corral::Stdio::piped());
+    let mut held = Group::builder().backend(BackendKind::Pgid).spawn(cmd).unwrap();
+    let mut line = String::new();
+    BufReader::new(held.take_stdout().unwrap()).read_line(&mut line).unwrap();
+    let e = Group::builder().backend(BackendKind::Pgid).adopt(held.pid()).unwrap_err();
+    assert!(e.to_string().contains("corral already holds it"), "{e}");
+    assert_ne!(state(held.pid()), Some('T'), "the held leader was not stopped");
+    held.kill().unwrap();
+    assert_eq!(held.wait().leftover, 0);
+}
+
+#[test]
 fn the_pgid_backend_refuses_a_pid_that_leads_no_process_group_and_stops_nothing() {
     let t = Outside::start(&["--children", "1", "--sleep", "30.5"]);
     let e = Group::builder().backend(BackendKind::Pgid).adopt(t.pid()).unwrap_err();
