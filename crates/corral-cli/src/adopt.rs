@@ -32,5 +32,11 @@ pub fn main(a: Args) -> u8 {
             return exit::FAILURE;
         }
     };
+    if group.backend() == corral::BackendKind::Pgid {
+        exit::error(format!(
+            "note: the pgid backend holds process group {} and the members found at adoption; a process that leaves the process group after the adoption is followed only while its parent is a member",
+            a.pid
+        ));
+    }
     crate::run::hold(&a.flags, group, signals, trace)
 }

@@ -13,7 +13,20 @@ use support::*;
 
 /// A testkit tree started by the test itself, marked for the leak check.
 fn outside(w: &mut World, args: &[&str]) -> (Child, serde_json::Value) {
-    let mut child = Command::new(testkit())
+    outside_in(w, args, false)
+}
+
+/// With `own_group`, the top leads a session and process group of its own
+/// (setsid), as a daemon started from a shell does.
+fn outside_in(w: &mut World, args: &[&str], own_group: bool) -> (Child, serde_json::Value) {
+    let mut cmd = Command::new(testkit());
+    if own_group {
+        // SAFETY: setsid(2) is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+        }
+    }
+    let mut child = cmd
         .args(args)
         .env("CORRAL_TEST_MARK", &w.mark)
         .stdin(Stdio::null())
@@ -40,7 +53,7 @@ fn kill_marked(w: &World, mut top: Child) {
     w.assert_nothing_alive();
 }
 
-/// The cgroup backends; the pgid backend refuses to adopt.
+/// The cgroup backends (the pgid backend holds less, and is tested below).
 fn cgroup_backends() -> Vec<String> {
     backends().into_iter().filter(|b| b != "pgid").collect()
 }
@@ -69,6 +82,51 @@ fn an_adopted_tree_with_setsid_escapees_is_killed_by_the_timeout() {
         w.assert_nothing_alive();
         w.assert_no_cgroup_dirs();
     }
+}
+
+#[test]
+fn the_pgid_backend_adopts_a_process_group_with_a_setsid_escapee_and_the_timeout_kills_all_of_it() {
+    let mut w = World::new("pgid");
+    let (mut top, ready) = outside_in(
+        &mut w,
+        &["--children", "2", "--grandchildren", "1", "--setsid", "1", "--ignore-term", "--sleep", "60"],
+        true,
+    );
+    assert_eq!(w.seen(), 6, "{ready}");
+    let report = w.report_path();
+    let pid = top.id().to_string();
+    let mut c = w.corral(&["adopt", "-t", "1", "-k", "2", "--report", report.to_str().unwrap(), &pid]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let corral = w.spawn(c);
+    let (code, err) = w.finish(corral);
+    assert_eq!(code, 124, "{err}");
+    assert!(err.contains("leaves the process group after the adoption"), "the weaker hold is said: {err}");
+    let r = w.report();
+    // SIGTERM is ignored: only the kill ends them, long before they would.
+    assert!(r["duration_ms"].as_u64().unwrap() < 30_000, "{r}");
+    assert_eq!(
+        (&r["reason"], &r["leftover"], &r["backend"], &r["spawn"]),
+        (&"timeout".into(), &0.into(), &"pgid".into(), &"adopted".into()),
+        "{r}"
+    );
+    let _ = top.wait();
+    w.assert_nothing_alive();
+}
+
+#[test]
+fn the_pgid_backend_refuses_a_pid_that_leads_no_process_group_in_one_line_and_stops_nothing() {
+    let mut w = World::new("pgid");
+    let (top, _) = outside(&mut w, &["--children", "1", "--sleep", "30.5"]);
+    let out = output(w.corral(&["adopt", &top.id().to_string()]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not a process-group leader") && err.contains("use a cgroup backend"), "{err}");
+    for s in w.survivors() {
+        let pid: u32 = s.split(' ').next().unwrap().parse().unwrap();
+        assert_ne!(state(pid), "T", "{pid} was left stopped");
+    }
+    kill_marked(&w, top);
 }
 
 #[test]

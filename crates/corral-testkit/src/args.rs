@@ -58,6 +58,8 @@ modes (first argument):
   numbered N [--long-every K] [--long-bytes B]   N numbered lines to stdout and
                         to stderr at once, every K-th B bytes long (numbered.rs)
   notify | ready-fd FD | activated-http | bound-http PORT   (Unix; protocols.rs)
+  late-escape TRIGGER SECS   once the file TRIGGER exists, start a child that
+                        calls setsid; all ends after SECS (max 120) (Unix; late_escape.rs)
 ";
 
 /// Which part of the tree this process plays. Only `Top` is started by a test;

@@ -9,6 +9,8 @@
 mod args;
 mod http;
 #[cfg(unix)]
+mod late_escape;
+#[cfg(unix)]
 mod protocols;
 
 #[cfg(unix)]
@@ -27,6 +29,10 @@ use args::{Opts, Role};
 fn main() {
     let words: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(code) = corral_testkit::numbered::dispatch(&words) {
+        std::process::exit(code);
+    }
+    #[cfg(unix)]
+    if let Some(code) = late_escape::dispatch(&words) {
         std::process::exit(code);
     }
     #[cfg(unix)]

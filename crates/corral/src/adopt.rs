@@ -8,9 +8,14 @@
 //!   already stopped stay stopped. The tree is found by ancestry, so a
 //!   process that left it *before* the adoption (a double fork whose
 //!   middle already exited) is not found. From then on nothing escapes.
-//! - **Linux pgid backend and macOS:** refused: a running process cannot
-//!   be moved into another session's process group, so corral could not
-//!   honestly hold what it adopted.
+//! - **Linux pgid backend and macOS:** weaker, and said so. A running
+//!   process cannot be moved into another process group, so only a
+//!   process-group leader is adopted (any other pid is refused, nothing stopped); the tree is
+//!   stopped the same way, recorded by pid and start time, and continued.
+//!   The process group holds its members; escapees present at the adoption
+//!   are held by pid and start time, and a later one only while ancestry
+//!   leads back to a held member (`sys/linux/pgid_adopt.rs`,
+//!   `sys/macos/adopt.rs`).
 //! - **Windows:** every process found by parent pid (a Toolhelp snapshot)
 //!   is assigned to the group's job, and the walk repeats until a pass
 //!   finds nobody new: a member's new children are born in the job, so the
@@ -39,8 +44,8 @@ impl GroupBuilder {
     ///
     /// Refused, with nothing changed: a pid that does not exist, one this
     /// user may not signal, one that corral already holds, this process or
-    /// one of its ancestors, and backends that cannot move a running
-    /// process (see the module notes).
+    /// one of its ancestors, and on the pgid backend (macOS too) a pid
+    /// that leads no process group (see the module notes).
     pub fn adopt(self, pid: u32) -> Result<Group> {
         check_not_self(pid)?;
         // Before any group exists: a refusal leaves nothing behind.
@@ -105,7 +110,6 @@ fn check_not_self(pid: u32) -> Result<()> {
 
 /// Every pid under `root` (itself included) in a `(pid, ppid)` table,
 /// leaving out `skip` and whatever lies under it. Pure, for the tests.
-#[cfg_attr(target_os = "macos", allow(dead_code))]
 pub(crate) fn descendants(root: u32, table: &[(u32, u32)], skip: &BTreeSet<u32>) -> Vec<u32> {
     let mut children: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for &(pid, ppid) in table {

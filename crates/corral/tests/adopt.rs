@@ -7,7 +7,8 @@
 
 use corral::{BackendKind, ErrorKind, ExitStatus, Group, Reason, Signal, SpawnPath, StopPolicy};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A testkit tree started by this test, not by corral, marked with an
@@ -16,13 +17,28 @@ struct Outside {
     child: Child,
     mark: String,
     ready: String,
+    /// The top's stdout, past its first line.
+    out: BufReader<ChildStdout>,
 }
 
 impl Outside {
     fn start(args: &[&str]) -> Outside {
+        Outside::start_in(args, false)
+    }
+
+    /// With `own_group`, the top leads a session and process group of its
+    /// own (setsid), as a daemon started by a shell does.
+    fn start_in(args: &[&str], own_group: bool) -> Outside {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let mark = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let mut child = Command::new(corral_testkit::binary())
+        let mut cmd = Command::new(corral_testkit::binary());
+        if own_group {
+            // SAFETY: setsid(2) is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+            }
+        }
+        let mut child = cmd
             .args(args)
             .env("CORRAL_ADOPT_TEST", &mark)
             .stdin(Stdio::null())
@@ -31,9 +47,10 @@ impl Outside {
             .spawn()
             .unwrap();
         let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-        assert!(ready.contains("\"ready\":true"), "{ready}");
-        Outside { child, mark, ready }
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut ready).unwrap();
+        assert!(ready.contains("\"ready\":true") || ready.starts_with("ready "), "{ready}");
+        Outside { child, mark, ready, out }
     }
 
     fn pid(&self) -> u32 {
@@ -99,7 +116,7 @@ fn pids_of(ready: &str, key: &str) -> Vec<u32> {
     rest[..rest.find(']').unwrap()].split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-/// The cgroup backends: the pgid backend refuses to adopt (tested below).
+/// The cgroup backends (the pgid backend holds less, and is tested below).
 fn cgroup_backends() -> Vec<BackendKind> {
     corral::host_report()
         .backends
@@ -208,10 +225,74 @@ fn bad_pids_are_refused_and_nothing_changes() {
 }
 
 #[test]
-fn the_pgid_backend_refuses_to_adopt_and_leaves_the_tree_running() {
+fn the_pgid_backend_adopts_a_process_group_with_its_setsid_escapees_and_a_timeout_kills_all_of_it() {
+    let args = ["--children", "2", "--grandchildren", "1", "--setsid", "2", "--ignore-term", "--sleep", "60"];
+    // SIGTERM ignored: only the kill ends the escapees.
+    let t = Outside::start_in(&args, true);
+    let all = pids_of(&t.ready, "all");
+    let g = Group::builder()
+        .backend(BackendKind::Pgid)
+        .timeout(Duration::from_secs(1))
+        .stop(StopPolicy::new(Signal::TERM, Duration::from_secs(2)))
+        .adopt(t.pid())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let members = g.members().unwrap();
+    for p in all.iter().chain([&t.pid()]) {
+        assert!(members.contains(p), "{p} not in {members:?} ({})", t.ready);
+    }
+    for p in &members {
+        assert_ne!(state(*p), Some('T'), "{p} still stopped");
+    }
+    let o = g.wait();
+    assert_eq!((o.reason, o.leftover, o.backend), (Reason::Timeout, 0, BackendKind::Pgid));
+    assert!(o.duration < Duration::from_secs(30), "the escapees ended by themselves, not by the kill: {o:?}");
+    assert_eq!((o.spawn, o.status), (SpawnPath::Adopted, ExitStatus::UNKNOWN));
+    t.assert_gone();
+}
+
+#[test]
+fn the_pgid_backend_follows_a_setsid_after_the_adoption_while_the_escapee_s_parent_is_a_member() {
+    let trigger = std::env::temp_dir().join(format!("corral-late-escape-{}", std::process::id()));
+    let _ = std::fs::remove_file(&trigger);
+    let mut t = Outside::start_in(&["late-escape", trigger.to_str().unwrap(), "60"], true);
+    let g = Group::builder().backend(BackendKind::Pgid).adopt(t.pid()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&trigger, b"").unwrap();
+    let mut line = String::new();
+    t.out.read_line(&mut line).unwrap();
+    std::fs::remove_file(&trigger).unwrap();
+    let escapee: u32 =
+        line.trim().strip_prefix("escaped ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line:?}"));
+    let members = g.members().unwrap();
+    assert!(members.contains(&escapee), "{escapee} not in {members:?}");
+    g.kill().unwrap();
+    let o = g.wait();
+    assert_eq!((o.reason, o.leftover), (Reason::Killed, 0));
+    assert!(o.duration < Duration::from_secs(30), "the escapee ended by itself, not by the kill: {o:?}");
+    t.assert_gone();
+}
+
+#[test]
+fn the_pgid_backend_refuses_a_leader_another_pgid_group_holds_and_stops_nothing() {
+    let mut cmd = corral::Command::new(corral_testkit::binary());
+    cmd.args(["--sleep", "30.5"]).stdout(corral::Stdio::piped());
+    let mut held = Group::builder().backend(BackendKind::Pgid).spawn(cmd).unwrap();
+    let mut line = String::new();
+    BufReader::new(held.take_stdout().unwrap()).read_line(&mut line).unwrap();
+    let e = Group::builder().backend(BackendKind::Pgid).adopt(held.pid()).unwrap_err();
+    assert!(e.to_string().contains("corral already holds it"), "{e}");
+    assert_ne!(state(held.pid()), Some('T'), "the held leader was not stopped");
+    held.kill().unwrap();
+    assert_eq!(held.wait().leftover, 0);
+}
+
+#[test]
+fn the_pgid_backend_refuses_a_pid_that_leads_no_process_group_and_stops_nothing() {
     let t = Outside::start(&["--children", "1", "--sleep", "30.5"]);
     let e = Group::builder().backend(BackendKind::Pgid).adopt(t.pid()).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    let line = e.to_string();
+    assert!(line.contains("not a process-group leader") && line.contains("use a cgroup backend"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
     for p in t.marked() {
         assert_ne!(state(p), Some('T'), "{p} was left stopped");
     }

@@ -11,6 +11,8 @@
 //! (`kqueue.rs`); what it cannot hear (a member leaving the process group
 //! by `setsid`) is sampled while the group waits for its last members.
 
+#[path = "macos/adopt.rs"]
+mod adopt;
 #[path = "macos/kqueue.rs"]
 mod kqueue;
 pub(crate) use self::kqueue::Poller;
@@ -67,6 +69,8 @@ pub(crate) struct Group {
     /// Its token on the shared kqueue.
     token: usize,
     watch: Mutex<Watch>,
+    /// Set for an adopted tree: what it holds besides its process group.
+    adopted: Mutex<Option<adopt::Held>>,
 }
 
 fn support(limit: LimitKind) -> Support {
@@ -87,6 +91,9 @@ impl Group {
     }
 
     fn reap_leader(&self) -> Option<ExitStatus> {
+        if let Some(ended) = self.adopted_leader_ended() {
+            return ended.then_some(ExitStatus::UNKNOWN);
+        }
         let mut l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
         let pid = l.pid;
         let (st, ru) = unix::reap_once(pid, &mut l.status)?;
@@ -148,7 +155,13 @@ impl SysGroup for Group {
         }
         let token = kqueue::new_token();
         kqueue::add_wake(token).map_err(|e| Error::os("registering the group with the kqueue", e))?;
-        Ok(Group { spec: spec.clone(), leader: Mutex::new(Leader::default()), token, watch: Mutex::default() })
+        Ok(Group {
+            spec: spec.clone(),
+            leader: Mutex::new(Leader::default()),
+            token,
+            watch: Mutex::default(),
+            adopted: Mutex::default(),
+        })
     }
 
     fn spawn_leader(&self, cmd: crate::command::Leader) -> crate::Result<super::Spawned> {
@@ -201,6 +214,10 @@ impl SysGroup for Group {
         Ok(super::Spawned::from_child(child, crate::SpawnPath::Fork))
     }
 
+    fn adopt_leader(&self, pid: u32) -> crate::Result<super::Spawned> {
+        self.take_running(pid)
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Pgid
     }
@@ -224,15 +241,19 @@ impl SysGroup for Group {
             return Err(io::Error::last_os_error());
         }
         let count = (n as usize / 4).min(buf.len());
-        Ok(buf[..count].iter().filter(|p| **p > 0).map(|p| *p as u32).collect())
+        Ok(self.with_held(buf[..count].iter().filter(|p| **p > 0).map(|p| *p as u32).collect()))
     }
 
     fn graceful_stop(&self, signal: Signal) -> io::Result<()> {
+        let pgid = self.pgid();
+        let outside: Vec<u32> = self.with_held(Vec::new()).into_iter().filter(|p| *p != pgid).collect();
+        unix::signal_then_cont(&outside, signal);
         unix::killpg(self.pgid(), signal.as_raw())?;
         unix::killpg(self.pgid(), libc::SIGCONT)
     }
 
     fn kill(&self) -> io::Result<()> {
+        self.kill_held();
         let pgid = self.pgid();
         for _ in 0..100 {
             unix::killpg(pgid, libc::SIGSTOP)?;

@@ -138,7 +138,7 @@ pub(super) fn check_recorded(pid: u32, start: u64, id: &str) -> Result<procfs::S
 
 /// A process table as `(pid, ppid)`, zombies left out (they cannot fork or
 /// be moved).
-fn table() -> io::Result<Vec<(u32, u32)>> {
+pub(super) fn table() -> io::Result<Vec<(u32, u32)>> {
     Ok(procfs::all_pids()?
         .into_iter()
         .filter_map(procfs::stat)

@@ -105,7 +105,9 @@ impl Group {
                 k.insert(*pid, st.starttime);
             }
         }
-        Ok(found.into_iter().map(|(p, _)| p).collect())
+        let mut out: Vec<u32> = found.into_iter().map(|(p, _)| p).collect();
+        out.extend(self.held_by_pid());
+        Ok(out)
     }
 
     /// Remembers members by pid and start time, so that their zombies can

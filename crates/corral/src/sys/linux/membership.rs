@@ -70,7 +70,9 @@ impl Group {
             Holder::Pgid if self.pgid() == 0 => Ok(()),
             Holder::Pgid => {
                 let _ = self.pgid_members();
-                pgid::kill(self.pgid(), &self.tag)
+                let killed = pgid::kill(self.pgid(), &self.tag);
+                self.kill_held_by_pid();
+                killed
             }
         }
     }

@@ -36,6 +36,7 @@ mod live_limits;
 mod membership;
 mod parts;
 mod pgid;
+mod pgid_adopt;
 mod poll;
 mod poller;
 mod proc_events;

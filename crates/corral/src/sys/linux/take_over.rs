@@ -14,12 +14,15 @@ impl Group {
     /// [`crate::sys::SysGroup::reattach_leader`] (`old`: the recorded group id and the
     /// leader's start time): checks, stops, moves, continues.
     pub(super) fn take_running(&self, pid: u32, old: Option<(&str, u64)>) -> crate::Result<Spawned> {
+        if !self.parts.in_cgroup() && old.is_none() {
+            return self.take_running_pgid(pid);
+        }
         if !self.parts.in_cgroup() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("cannot adopt process {pid} with the pgid backend: a running process cannot be moved into another process group"),
+                format!("cannot re-attach process {pid} with the pgid backend: a running process cannot be moved into another process group"),
             )
-            .hint("adopting needs a cgroup: run as root, or under `systemd-run --user -p Delegate=yes`"));
+            .hint("re-attaching needs a cgroup: run as root, or under `systemd-run --user -p Delegate=yes`"));
         }
         let l = layout();
         let roots = corral_roots(l);
