@@ -35,7 +35,11 @@ struct DiskDir(PathBuf);
 
 impl DiskDir {
     fn new(name: &str) -> DiskDir {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-iso-{}-{name}", std::process::id()));
+        // Not under /tmp, which `private_tmp` hides inside the group (a
+        // checkout under /tmp puts the target dir there).
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let base = if base.starts_with("/tmp") { Path::new("/var/tmp") } else { base };
+        let d = base.join(format!("cli-iso-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         DiskDir(d)
