@@ -165,7 +165,16 @@ fn bad_pids_get_one_line_and_nothing_changes() {
     }
     let mut w = World::new(&backend);
     let (top, _) = outside(&mut w, &["--children", "1", "--sleep", "30.5"]);
-    let out = Command::new(corral()).args(["adopt", &top.id().to_string()]).uid(65534).gid(65534).output().unwrap();
+    let out = match Command::new(corral()).args(["adopt", &top.id().to_string()]).uid(65534).gid(65534).output() {
+        Ok(out) => out,
+        // A checkout in a 0700 folder (mktemp -d) is closed to nobody.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!("SKIPPED the other-user case: nobody cannot run {}: {e}", corral().display());
+            kill_marked(&w, top);
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
     one_line(&out, "belongs to another user");
     assert_ne!(state(top.id()), "T", "the root-owned tree is running, not stopped");
     kill_marked(&w, top);
