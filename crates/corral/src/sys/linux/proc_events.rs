@@ -343,19 +343,7 @@ pub(super) fn open() -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::c_int>() as u32,
         )
     };
-    let mut msg = Vec::with_capacity(40);
-    msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
-    msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
-    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&std::process::id().to_ne_bytes());
-    msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
-    msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
-    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
-    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
-    msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    let msg = control_message(PROC_CN_MCAST_LISTEN);
     // SAFETY: msg is valid for its length.
     if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
         return Err(io::Error::last_os_error());
@@ -366,6 +354,16 @@ pub(super) fn open() -> io::Result<OwnedFd> {
 /// Tells the kernel this socket stops listening: the kernel counts
 /// listeners and sends process events only while there is one.
 pub(super) fn stop_listening(fd: &OwnedFd) {
+    let msg = control_message(PROC_CN_MCAST_IGNORE);
+    // SAFETY: msg is valid for its length. A failure leaves the kernel
+    // counting one listener too many, which costs it a little, not us.
+    unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), libc::MSG_DONTWAIT) };
+}
+
+/// The 40-byte netlink message that asks the process connector to start
+/// (`PROC_CN_MCAST_LISTEN`) or stop (`PROC_CN_MCAST_IGNORE`) multicasting to
+/// this socket: an `nlmsghdr`, a `cn_msg` and the op as its payload.
+fn control_message(op: u32) -> Vec<u8> {
     let mut msg = Vec::with_capacity(40);
     msg.extend_from_slice(&40u32.to_ne_bytes()); // nlmsg_len
     msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
@@ -376,12 +374,10 @@ pub(super) fn stop_listening(fd: &OwnedFd) {
     msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
     msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
-    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
+    msg.extend_from_slice(&4u16.to_ne_bytes()); // len of the op
     msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
-    msg.extend_from_slice(&PROC_CN_MCAST_IGNORE.to_ne_bytes());
-    // SAFETY: msg is valid for its length. A failure leaves the kernel
-    // counting one listener too many, which costs it a little, not us.
-    unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), libc::MSG_DONTWAIT) };
+    msg.extend_from_slice(&op.to_ne_bytes());
+    msg
 }
 
 /// Lets only fork, exec and exit events through, in the kernel: uid, sid,
@@ -491,5 +487,21 @@ fn dispatch(w: &Watcher, buf: &[u8]) {
             break;
         }
         off += (len + 3) & !3;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_message_is_one_nlmsg_of_40_bytes_ending_in_its_op() {
+        for op in [PROC_CN_MCAST_LISTEN, PROC_CN_MCAST_IGNORE] {
+            let msg = control_message(op);
+            assert_eq!(msg.len(), 40);
+            assert_eq!(u32_at(&msg, 0), Some(40));
+            assert_eq!(u32_at(&msg, 16), Some(CN_IDX_PROC));
+            assert_eq!(u32_at(&msg, 36), Some(op));
+        }
     }
 }
