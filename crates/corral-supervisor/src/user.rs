@@ -65,8 +65,7 @@ pub fn lookup(user: &str) -> Result<Account, String> {
 /// (a container may run under a uid it does not list).
 #[cfg(unix)]
 pub fn current() -> Option<Account> {
-    // SAFETY: geteuid has no preconditions.
-    lookup(&unsafe { libc::geteuid() }.to_string()).ok()
+    lookup(&crate::sys::euid::euid().to_string()).ok()
 }
 
 /// Windows services run as the daemon's account, whose variables the

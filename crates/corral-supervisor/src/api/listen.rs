@@ -145,8 +145,7 @@ mod unix {
         remove_stale(path).await?;
         let inner = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = crate::sys::euid::euid();
         let listener = OwnerOnly { inner, uid, gate: clients.gate("the local socket", Caps::LOCAL) };
         let timeout = clients.timeout();
         Ok(tokio::spawn(super::super::serve::serve(listener, app, timeout, stop)))

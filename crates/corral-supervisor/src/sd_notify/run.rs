@@ -13,7 +13,7 @@ use super::MAX_DATAGRAM;
 use super::RATE;
 use crate::health::Cause;
 use corral::{Command, Group};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -95,9 +95,11 @@ pub(crate) fn prepare(spec: &NotifySpec, cmd: &mut Command) -> Result<Option<Pre
     }
     let pipe = match spec.fd {
         Some(n) => {
-            let (r, w) = pipe().map_err(|e| format!("cannot make the readiness pipe: {e}"))?;
-            cmd.pass_fd(w, n);
-            Some(r)
+            // std's pipe is close-on-exec on every Unix; pass_fd places the
+            // write end in the service alone.
+            let (r, w) = std::io::pipe().map_err(|e| format!("cannot make the readiness pipe: {e}"))?;
+            cmd.pass_fd(w.into(), n);
+            Some(OwnedFd::from(r))
         }
         None => None,
     };
@@ -109,30 +111,6 @@ pub(crate) fn prepare(spec: &NotifySpec, cmd: &mut Command) -> Result<Option<Pre
         timers: Timers::new(start_timeout, spec.watchdog, Instant::now()),
         start_timeout: spec.start_timeout,
     }))
-}
-
-/// A close-on-exec pipe: (read end, write end).
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is valid for two ints.
-    #[cfg(target_os = "linux")]
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    // SAFETY: as above. macOS has no pipe2; its spawns go through std's
-    // fork path, whose child marks every fd from 3 close-on-exec anyway.
-    #[cfg(not(target_os = "linux"))]
-    let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe just returned two fresh fds.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    #[cfg(not(target_os = "linux"))]
-    for fd in [&r, &w] {
-        use std::os::fd::AsRawFd;
-        // SAFETY: F_SETFD on an fd we own.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    Ok((r, w))
 }
 
 impl Prepared {

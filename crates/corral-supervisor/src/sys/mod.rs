@@ -4,6 +4,8 @@
 
 #[cfg(windows)]
 pub(crate) mod cancel_read;
+#[cfg(unix)]
+pub(crate) mod euid;
 #[cfg(windows)]
 pub(crate) mod eventlog;
 #[cfg(target_os = "linux")]

@@ -8,6 +8,7 @@
 //! passes every other check, hence the link count.
 
 use super::Unsafe;
+use crate::sys::euid::euid;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, CWD};
 use std::fs::File;
 use std::io;
@@ -25,10 +26,6 @@ pub(super) enum How {
 pub(super) struct Dir(OwnedFd);
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
-
-fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
 
 impl Dir {
     pub(super) fn create_or_check(path: &Path) -> io::Result<Dir> {
