@@ -14,11 +14,27 @@ use super::plan::Plan;
 use super::{confine, init};
 use crate::sys::unix::hygiene;
 
-/// The step that failed, as reported to the parent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub(crate) enum Step {
-    ProcessGroup = 1,
+/// Declares `Step` and `Step::ALL` from one list, numbered from 1, so a
+/// new step is written once and the parent can always read it back.
+macro_rules! steps {
+    ($first:ident $(, $rest:ident)* $(,)?) => {
+        /// The step that failed, as reported to the parent.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u32)]
+        pub(crate) enum Step {
+            $first = 1,
+            $($rest,)*
+        }
+
+        impl Step {
+            /// Every step, in the order of its number.
+            pub(super) const ALL: &'static [Step] = &[Step::$first $(, Step::$rest)*];
+        }
+    };
+}
+
+steps!(
+    ProcessGroup,
     JoinCgroup,
     Rlimit,
     Stdio,
@@ -38,37 +54,9 @@ pub(crate) enum Step {
     Root,
     Seccomp,
     UserNs,
-}
+);
 
 impl Step {
-    /// Every step in the order of its number, which starts at 1: the one
-    /// list `from_raw` reads. A new step goes at the end of both.
-    pub(super) const ALL: [Step; 20] = {
-        use Step::*;
-        [
-            ProcessGroup,
-            JoinCgroup,
-            Rlimit,
-            Stdio,
-            Groups,
-            Gid,
-            Uid,
-            DeathSignal,
-            Cwd,
-            Fds,
-            Exec,
-            Mount,
-            Network,
-            Hostname,
-            Capabilities,
-            NoNewPrivileges,
-            Init,
-            Root,
-            Seccomp,
-            UserNs,
-        ]
-    };
-
     /// The step a child reported; the low byte is the step, the rest its index.
     pub(super) fn from_raw(v: u32) -> Option<Step> {
         let n = (v & 0xff).checked_sub(1)?;
@@ -290,7 +278,7 @@ mod tests {
 
     #[test]
     fn every_step_survives_the_trip_through_the_pipe() {
-        for (i, s) in Step::ALL.into_iter().enumerate() {
+        for (i, &s) in Step::ALL.iter().enumerate() {
             assert_eq!(s as u32, i as u32 + 1, "ALL is in the order of the steps' numbers");
             assert_eq!(Step::from_raw(s as u32), Some(s));
             assert_eq!(Step::from_raw(s as u32 | (7 << 8)), Some(s), "the index byte is not the step");
