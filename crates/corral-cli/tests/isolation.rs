@@ -12,45 +12,13 @@ mod support;
 
 use daemon::{q, Daemon};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use support::*;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use corral_testkit::require_root;
+use corral_testkit::test_support::DiskDir;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("SKIPPED: namespaces and mounts need root");
-            return;
-        }
-    };
-}
-
-/// A directory on the real disk (a private /tmp hides /tmp), removed on drop.
-struct DiskDir(PathBuf);
-
-impl DiskDir {
-    fn new(name: &str) -> DiskDir {
-        // Not under /tmp, which `private_tmp` hides inside the group (a
-        // checkout under /tmp puts the target dir there).
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let base = if base.starts_with("/tmp") { Path::new("/var/tmp") } else { base };
-        let d = base.join(format!("cli-iso-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        DiskDir(d)
-    }
-}
-
-impl Drop for DiskDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+const ROOT: &str = "namespaces and mounts need root";
 
 /// `corral run [flags] -- sh -c script` to its end: (code, stdout, stderr).
 fn run_sh(w: &mut World, flags: &[&str], script: &str) -> (i32, String, String) {
@@ -68,8 +36,8 @@ fn run_sh(w: &mut World, flags: &[&str], script: &str) -> (i32, String, String) 
 
 #[test]
 fn run_isolates_pid_net_uts_tmp_read_only_and_capabilities() {
-    require_root!();
-    let ro = DiskDir::new("ro");
+    require_root!(ROOT);
+    let ro = DiskDir::new("cli-iso-ro");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     for b in backends() {
@@ -81,9 +49,9 @@ fn run_isolates_pid_net_uts_tmp_read_only_and_capabilities() {
              if touch {d}/x 2>/dev/null; then echo ro=no; else echo ro=yes; fi; \
              if bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null; then echo net=host; else echo net=none; fi; \
              grep CapEff /proc/self/status",
-            d = ro.0.display()
+            d = ro.path().display()
         );
-        let ro_arg = ro.0.display().to_string();
+        let ro_arg = ro.path().display().to_string();
         let flags = [
             "--isolate",
             "pid,net,ipc",
@@ -103,7 +71,7 @@ fn run_isolates_pid_net_uts_tmp_read_only_and_capabilities() {
         for want in ["host=iso-box", "tmp=0", "ro=yes", "net=none", "CapEff:\t0000000000000400"] {
             assert!(out.contains(want), "[{b}] {want} in:\n{out}");
         }
-        assert!(!ro.0.join("x").exists());
+        assert!(!ro.path().join("x").exists());
         w.assert_nothing_left();
     }
     drop(listener);
@@ -111,7 +79,7 @@ fn run_isolates_pid_net_uts_tmp_read_only_and_capabilities() {
 
 #[test]
 fn a_timeout_kills_a_pid_namespace_with_its_setsid_escapees() {
-    require_root!();
+    require_root!(ROOT);
     for b in backends() {
         let mut w = World::new(&b);
         let c = w
@@ -153,7 +121,7 @@ fn run_refuses_bad_isolation_in_one_line_and_starts_nothing() {
 
 #[test]
 fn a_service_runs_isolated_under_the_daemon() {
-    require_root!();
+    require_root!(ROOT);
     let script = "echo procs=$(ls /proc | grep -cE '^[0-9]+$') host=$(cat /proc/sys/kernel/hostname) \
                   tmp=$(ls -A /tmp | wc -l) $(grep CapEff /proc/self/status); exec sleep 30";
     let toml = format!(
@@ -210,8 +178,8 @@ fn a_config_with_a_missing_bind_source_is_refused_at_load() {
 /// command never ran.
 #[test]
 fn windows_token_and_working_set_flags_are_refused_on_linux_in_one_line() {
-    let dir = DiskDir::new("winflags");
-    let ran = dir.0.join("ran");
+    let dir = DiskDir::new("cli-iso-winflags");
+    let ran = dir.path().join("ran");
     let script = format!("touch {}", ran.display());
     for (flags, want) in [
         (["--token", "low-integrity"], "a low-integrity token is a Windows access token; linux has none"),

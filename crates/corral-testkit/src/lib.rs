@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub mod numbered;
+#[cfg(unix)]
+pub mod test_support;
 
 /// The path of a fresh `corral-testkit` binary next to the running test.
 ///

@@ -13,6 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use corral_testkit::test_support::{alive, assert_gone, is_root};
+
 /// The connector is per process: these tests take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -68,8 +70,7 @@ fn assert_connector(open: bool, what: &str) {
 
 /// The connector needs CAP_NET_ADMIN; without it nothing here can be shown.
 fn permitted() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = is_root();
     if !root {
         eprintln!("SKIPPED: the process-event connector needs root (CAP_NET_ADMIN)");
     }
@@ -91,12 +92,6 @@ fn tk(args: &[&str]) -> Command {
     c
 }
 
-fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
 /// Every pid of the testkit's ready line (the leader and all it started),
 /// with start times, so that a reused pid is not taken for a survivor.
 fn ready_pids(g: &mut Group) -> Vec<(u32, u64)> {
@@ -105,15 +100,7 @@ fn ready_pids(g: &mut Group) -> Vec<(u32, u64)> {
     assert!(line.contains("\"ready\":true"), "{line}");
     let i = line.find("\"all\":[").expect("the ready line lists all pids") + 7;
     let all = &line[i..i + line[i..].find(']').unwrap()];
-    std::iter::once(g.pid())
-        .chain(all.split(',').filter_map(|s| s.trim().parse().ok()))
-        .filter_map(|p| starttime(p).map(|s| (p, s)))
-        .collect()
-}
-
-fn assert_gone(pids: &[(u32, u64)]) {
-    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
-    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
+    alive(std::iter::once(g.pid()).chain(all.split(',').filter_map(|s| s.trim().parse().ok())))
 }
 
 /// A tree with escapees: children, a setsid child and a double-forked

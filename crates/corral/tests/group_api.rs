@@ -9,6 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use corral_testkit::test_support::{alive, assert_gone, starttime};
+
 fn testkit() -> PathBuf {
     corral_testkit::binary()
 }
@@ -25,20 +27,8 @@ fn ready(g: &mut Group) -> (serde_like::Ready, Vec<(u32, u64)>) {
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line).unwrap();
     let r = serde_like::parse(&line);
-    let pids: Vec<(u32, u64)> =
-        std::iter::once(r.pid).chain(r.all.iter().copied()).filter_map(|p| starttime(p).map(|s| (p, s))).collect();
+    let pids: Vec<(u32, u64)> = alive(std::iter::once(r.pid).chain(r.all.iter().copied()));
     (r, pids)
-}
-
-fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-fn assert_gone(pids: &[(u32, u64)]) {
-    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
-    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
 }
 
 /// The backends to run against: every one this host can hold a group with.

@@ -9,88 +9,22 @@
 
 #![cfg(target_os = "linux")]
 
-use corral::{BackendKind, Bind, Command, ErrorKind, Group, Isolation, Network, Stdio};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use corral::{Bind, Command, ErrorKind, Group, Isolation, Network, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+mod support;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("SKIPPED: namespaces and mounts need root");
-            return;
-        }
-    };
-}
+use corral_testkit::require_root;
+use corral_testkit::test_support::{alive, assert_gone, is_root, DiskDir};
+use support::{as_nobody, backends, run};
 
-fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-/// The group's members now, with start times, to prove them gone later.
-fn snapshot(g: &Group) -> Vec<(u32, u64)> {
-    g.members().unwrap().into_iter().filter_map(|p| starttime(p).map(|s| (p, s))).collect()
-}
-
-fn assert_gone(pids: &[(u32, u64)]) {
-    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
-    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
-}
-
-/// The backends this host can hold a group with.
-fn backends() -> Vec<BackendKind> {
-    corral::host_report().backends.into_iter().filter(|b| b.available.is_ok()).map(|b| b.kind).collect()
-}
+const ROOT: &str = "namespaces and mounts need root";
 
 fn sh(script: &str) -> Command {
     let mut c = Command::new("/bin/sh");
     c.args(["-c", script]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     c
-}
-
-fn as_nobody(mut c: Command) -> Command {
-    c.uid(65534).gid(65534);
-    c
-}
-
-/// Runs `c` under `iso` to its end; returns its stdout.
-fn run(iso: Isolation, c: Command) -> String {
-    let mut g = Group::builder().isolate(iso).timeout(Duration::from_secs(60)).spawn(c).unwrap();
-    let mut out = String::new();
-    g.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-    let o = g.wait();
-    assert_eq!(o.leftover, 0);
-    out
-}
-
-/// A directory of this test's own on the real disk (not under /tmp, which
-/// a private /tmp hides), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        // Not under /tmp, which `private_tmp` hides inside the group (a
-        // checkout under /tmp puts the target dir there).
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let base = if base.starts_with("/tmp") { Path::new("/var/tmp") } else { base };
-        let d = base.join(format!("iso-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn mountinfo() -> String {
@@ -99,7 +33,7 @@ fn mountinfo() -> String {
 
 #[test]
 fn in_a_pid_namespace_the_group_sees_only_itself_and_a_setsid_escapee_is_killed() {
-    require_root!();
+    require_root!(ROOT);
     for b in backends() {
         let script = "setsid sleep 30 </dev/null >/dev/null 2>&1 & \
                       echo $(ls /proc | grep -E '^[0-9]+$'); echo \"$$\"; exec sleep 30";
@@ -118,10 +52,10 @@ fn in_a_pid_namespace_the_group_sees_only_itself_and_a_setsid_escapee_is_killed(
         assert_eq!(comm.trim(), "corral-init", "[{b}]");
         // The escapee is a member seen from the host: leader, init, sleeper.
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut members = snapshot(&g);
+        let mut members = alive(g.members().unwrap());
         while members.len() < 3 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
-            members = snapshot(&g);
+            members = alive(g.members().unwrap());
         }
         assert!(members.len() >= 3, "[{b}] init, leader and escapee: {members:?}");
         g.kill().unwrap();
@@ -133,7 +67,7 @@ fn in_a_pid_namespace_the_group_sees_only_itself_and_a_setsid_escapee_is_killed(
 
 #[test]
 fn the_pid_namespace_init_forwards_a_stop_and_exits_with_the_leaders_code() {
-    require_root!();
+    require_root!(ROOT);
     let iso = Isolation::new().pid(true);
     let script = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
     let mut g = Group::builder()
@@ -145,7 +79,7 @@ fn the_pid_namespace_init_forwards_a_stop_and_exits_with_the_leaders_code() {
     let mut l = String::new();
     std::io::BufRead::read_line(&mut lines, &mut l).unwrap();
     assert_eq!(l.trim(), "ready");
-    let members = snapshot(&g);
+    let members = alive(g.members().unwrap());
     // To the init alone: it forwards to the leader.
     // SAFETY: kill(2) on the group's own init.
     assert_eq!(unsafe { libc::kill(g.pid() as i32, libc::SIGTERM) }, 0);
@@ -157,7 +91,7 @@ fn the_pid_namespace_init_forwards_a_stop_and_exits_with_the_leaders_code() {
 
 #[test]
 fn under_net_none_a_connection_to_a_host_port_fails() {
-    require_root!();
+    require_root!(ROOT);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let script = format!(
@@ -180,48 +114,48 @@ fn under_net_none_a_connection_to_a_host_port_fails() {
 
 #[test]
 fn a_read_only_path_refuses_writes_and_a_private_tmp_is_empty_and_leaves_no_mount() {
-    require_root!();
-    let dir = TempDir::new("ro");
+    require_root!(ROOT);
+    let dir = DiskDir::new("iso-ro");
     let marker = format!("corral-iso-{}", std::process::id());
     let before = mountinfo();
-    let iso = Isolation::new().read_only(&dir.0).private_tmp(true);
+    let iso = Isolation::new().read_only(dir.path()).private_tmp(true);
     let script = format!(
         "if touch {d}/x 2>/dev/null; then echo wrote; else echo refused; fi; \
          echo tmp=$(ls -A /tmp | wc -l); touch /tmp/{marker} && echo tmp-writable; \
          grep -c ' /tmp ' /proc/self/mountinfo",
-        d = dir.0.display()
+        d = dir.path().display()
     );
     let out = run(iso, sh(&script));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "refused", "{out}");
     assert_eq!(lines[1], "tmp=0", "a private /tmp starts empty: {out}");
     assert_eq!(lines[2], "tmp-writable", "{out}");
-    assert!(!dir.0.join("x").exists());
+    assert!(!dir.path().join("x").exists());
     assert!(!Path::new("/tmp").join(&marker).exists(), "the private /tmp's file is not on the host");
     let after = mountinfo();
-    assert!(!after.contains(&dir.0.display().to_string()), "no mount of the group is left on the host:\n{after}");
+    assert!(!after.contains(&dir.path().display().to_string()), "no mount of the group is left on the host:\n{after}");
     assert_eq!(before.lines().count(), after.lines().count(), "the host's mount table is unchanged");
     // Without isolation the same write goes through: the test can fail.
-    let out = run(Isolation::new(), sh(&format!("touch {}/x && echo wrote", dir.0.display())));
+    let out = run(Isolation::new(), sh(&format!("touch {}/x && echo wrote", dir.path().display())));
     assert_eq!(out.trim(), "wrote");
 }
 
 #[test]
 fn a_bind_mount_shows_its_source_and_a_read_only_one_refuses_writes() {
-    require_root!();
-    let src = TempDir::new("bind-src");
-    let dst = TempDir::new("bind-dst");
-    std::fs::write(src.0.join("hello"), "from the source\n").unwrap();
+    require_root!(ROOT);
+    let src = DiskDir::new("iso-bind-src");
+    let dst = DiskDir::new("iso-bind-dst");
+    std::fs::write(src.path().join("hello"), "from the source\n").unwrap();
     let script = format!(
         "cat {d}/hello; if touch {d}/new 2>/dev/null; then echo wrote; else echo refused; fi",
-        d = dst.0.display()
+        d = dst.path().display()
     );
-    let out = run(Isolation::new().bind(Bind::new(&src.0, &dst.0)), sh(&script));
+    let out = run(Isolation::new().bind(Bind::new(src.path(), dst.path())), sh(&script));
     assert_eq!(out, "from the source\nwrote\n");
-    assert!(src.0.join("new").exists(), "a writable bind writes through to the source");
-    let out = run(Isolation::new().bind(Bind::new(&src.0, &dst.0).read_only(true)), sh(&script));
+    assert!(src.path().join("new").exists(), "a writable bind writes through to the source");
+    let out = run(Isolation::new().bind(Bind::new(src.path(), dst.path()).read_only(true)), sh(&script));
     assert_eq!(out, "from the source\nrefused\n");
-    assert!(!mountinfo().contains(&dst.0.display().to_string()));
+    assert!(!mountinfo().contains(&dst.path().display().to_string()));
 }
 
 fn status_field(out: &str, field: &str) -> String {
@@ -230,7 +164,7 @@ fn status_field(out: &str, field: &str) -> String {
 
 #[test]
 fn dropped_capabilities_show_in_cap_eff() {
-    require_root!();
+    require_root!(ROOT);
     let script = "grep -E '^Cap(Eff|Bnd|Amb|Prm):' /proc/self/status";
     let out = run(Isolation::new().keep_capabilities(["CAP_NET_BIND_SERVICE"]), sh(script));
     assert_eq!(status_field(&out, "CapEff:"), "0000000000000400", "{out}");
@@ -248,21 +182,21 @@ fn dropped_capabilities_show_in_cap_eff() {
 
 #[test]
 fn no_new_privileges_stops_a_setuid_binary_from_gaining_root() {
-    require_root!();
-    let dir = TempDir::new("suid");
+    require_root!(ROOT);
+    let dir = DiskDir::new("iso-suid");
     // SAFETY: a zeroed statvfs is valid; the path is NUL-terminated.
     let nosuid = unsafe {
         let mut st: libc::statvfs = std::mem::zeroed();
-        let c = std::ffi::CString::new(dir.0.as_os_str().as_encoded_bytes()).unwrap();
+        let c = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
         libc::statvfs(c.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_NOSUID != 0
     };
     if nosuid {
-        eprintln!("SKIPPED: {} is on a nosuid filesystem", dir.0.display());
+        eprintln!("SKIPPED: {} is on a nosuid filesystem", dir.path().display());
         return;
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = dir.0.join("id");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = dir.path().join("id");
     std::fs::copy("/usr/bin/id", &id).unwrap();
     std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let script = format!("{} -u", id.display());
@@ -278,7 +212,7 @@ fn no_new_privileges_stops_a_setuid_binary_from_gaining_root() {
 
 #[test]
 fn a_uts_namespace_has_its_own_hostname_and_the_hosts_is_unchanged() {
-    require_root!();
+    require_root!(ROOT);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let out = run(Isolation::new().hostname("corral-box").ipc(true), sh("cat /proc/sys/kernel/hostname"));
     assert_eq!(out.trim(), "corral-box");
@@ -301,46 +235,46 @@ fn bad_isolation_is_refused_before_anything_starts() {
     let e = Group::builder().isolate(Isolation::new().pid(true)).spawn(std_cmd).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     // A mount the kernel refuses names the mount: a directory onto a file.
-    let dir = TempDir::new("badbind");
-    std::fs::write(dir.0.join("file"), "").unwrap();
-    let iso = Isolation::new().bind(Bind::new("/usr", dir.0.join("file")));
+    let dir = DiskDir::new("iso-badbind");
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let iso = Isolation::new().bind(Bind::new("/usr", dir.path().join("file")));
     let e = Group::builder().isolate(iso).spawn(sh("exit 0")).unwrap_err();
     assert!(e.to_string().contains("binding /usr to"), "{e}");
-    assert!(!mountinfo().contains(&dir.0.display().to_string()));
+    assert!(!mountinfo().contains(&dir.path().display().to_string()));
 }
 
 /// A minimal root: a copy of dash as /bin/sh with the libraries `ldd`
 /// names, and empty /proc and /tmp.
-fn minimal_root(name: &str) -> Option<TempDir> {
-    let root = TempDir::new(name);
+fn minimal_root(name: &str) -> Option<DiskDir> {
+    let root = DiskDir::new(&format!("iso-{name}"));
     let ldd = std::process::Command::new("ldd").arg("/bin/dash").output().ok()?;
     if !ldd.status.success() {
         return None;
     }
     for dir in ["bin", "proc", "tmp"] {
-        std::fs::create_dir_all(root.0.join(dir)).unwrap();
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
     }
-    std::fs::copy("/bin/dash", root.0.join("bin/sh")).unwrap();
+    std::fs::copy("/bin/dash", root.path().join("bin/sh")).unwrap();
     for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
         if word.starts_with('/') && Path::new(word).exists() {
-            let to = root.0.join(word.trim_start_matches('/'));
+            let to = root.path().join(word.trim_start_matches('/'));
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
             std::fs::copy(word, &to).unwrap();
         }
     }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&root.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     Some(root)
 }
 
 #[test]
 fn a_new_root_hides_the_host_and_leaves_no_mount_behind() {
-    require_root!();
+    require_root!(ROOT);
     let Some(root) = minimal_root("root") else {
         eprintln!("SKIPPED: no /bin/dash with ldd to build a minimal root from");
         return;
     };
-    let iso = Isolation::new().root(&root.0).pid(true).private_tmp(true);
+    let iso = Isolation::new().root(root.path()).pid(true).private_tmp(true);
     let script = "for f in /*; do echo \"$f\"; done; [ -e /work ] && echo host-visible || echo host-hidden";
     let mut c = Command::new("/bin/sh");
     c.args(["-c", script]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
@@ -348,38 +282,38 @@ fn a_new_root_hides_the_host_and_leaves_no_mount_behind() {
     assert!(out.contains("host-hidden"), "{out}");
     let entries: Vec<&str> = out.lines().filter(|l| l.starts_with('/')).collect();
     assert!(entries.contains(&"/bin") && entries.contains(&"/proc") && !entries.contains(&"/usr"), "{out}");
-    assert!(!mountinfo().contains(&root.0.display().to_string()), "no mount of the new root is left on the host");
+    assert!(!mountinfo().contains(&root.path().display().to_string()), "no mount of the new root is left on the host");
 }
 
 #[test]
 fn a_root_that_is_not_usable_is_refused_before_anything_starts() {
-    let dir = TempDir::new("badroot");
-    let e = Group::builder().isolate(Isolation::new().root(&dir.0)).spawn(sh("exit 0")).unwrap_err();
+    let dir = DiskDir::new("iso-badroot");
+    let e = Group::builder().isolate(Isolation::new().root(dir.path())).spawn(sh("exit 0")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("has no /bin/sh: it is not a usable root"), "{e}");
-    std::fs::write(dir.0.join("file"), "").unwrap();
-    let e = Group::builder().isolate(Isolation::new().root(dir.0.join("file"))).spawn(sh("exit 0")).unwrap_err();
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let e = Group::builder().isolate(Isolation::new().root(dir.path().join("file"))).spawn(sh("exit 0")).unwrap_err();
     assert!(e.to_string().contains("is not a directory"), "{e}");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let e = Group::builder().isolate(Isolation::new().root(&dir.0)).spawn(sh("exit 0")).unwrap_err();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = Group::builder().isolate(Isolation::new().root(dir.path())).spawn(sh("exit 0")).unwrap_err();
     assert!(e.to_string().contains("writable by group or others"), "{e}");
 }
 
 #[test]
 fn a_seccomp_deny_list_makes_the_call_fail_and_the_default_one_is_installed_with_no_new_privs() {
-    require_root!();
-    let dir = TempDir::new("seccomp");
+    require_root!(ROOT);
+    let dir = DiskDir::new("iso-seccomp");
     let script = format!(
         "if mkdir {d}/x 2>/dev/null; then echo made; else echo denied; fi; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
-        d = dir.0.display()
+        d = dir.path().display()
     );
     let deny = corral::Seccomp::Deny(vec!["mkdir".into(), "mkdirat".into()]);
     let out = run(Isolation::new().seccomp(deny), sh(&script));
     assert!(out.starts_with("denied"), "{out}");
     assert_eq!(status_field(&out, "Seccomp:"), "2", "{out}");
     assert_eq!(status_field(&out, "NoNewPrivs:"), "1", "a filter implies no_new_privs: {out}");
-    assert!(!dir.0.join("x").exists());
+    assert!(!dir.path().join("x").exists());
     // The default deny-list leaves mkdir alone.
     let out = run(Isolation::new().seccomp(corral::Seccomp::Default), sh(&script));
     assert!(out.starts_with("made"), "{out}");
@@ -388,7 +322,7 @@ fn a_seccomp_deny_list_makes_the_call_fail_and_the_default_one_is_installed_with
 
 #[test]
 fn an_unknown_syscall_in_a_filter_is_refused_before_anything_starts() {
-    require_root!();
+    require_root!(ROOT);
     let iso = Isolation::new().seccomp(corral::Seccomp::Deny(vec!["fly_to_the_moon".into()]));
     let e = Group::builder().isolate(iso).spawn(sh("exit 0")).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");

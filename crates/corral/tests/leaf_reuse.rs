@@ -12,16 +12,7 @@ use corral::{BackendKind, Command, Group, Limits, Outcome, Reason, Stdio};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
-fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-fn assert_gone(pids: &[(u32, u64)]) {
-    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
-    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
-}
+use corral_testkit::test_support::{assert_gone, starttime};
 
 /// The backends whose leaves are pooled, among those this host offers.
 fn pooled_backends() -> Vec<BackendKind> {

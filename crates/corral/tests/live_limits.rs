@@ -11,20 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-fn snapshot(g: &Group) -> Vec<(u32, u64)> {
-    g.members().unwrap().into_iter().filter_map(|p| starttime(p).map(|s| (p, s))).collect()
-}
-
-fn assert_gone(pids: &[(u32, u64)]) {
-    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
-    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
-}
+use corral_testkit::test_support::{alive, assert_gone};
 
 /// The best cgroup backend here, if any.
 fn cgroup_backend() -> Option<BackendKind> {
@@ -80,7 +67,7 @@ fn a_live_memory_limit_is_read_back_from_the_cgroup_and_enforced() {
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), (512u64 << 20).to_string());
     g.set_limits(Limits::new().memory(32 << 20)).unwrap();
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), (32u64 << 20).to_string(), "[{b}] {}", file.display());
-    let pids = snapshot(&g);
+    let pids = alive(g.members().unwrap());
     writeln!(g.take_stdin().unwrap(), "go").unwrap();
     let o = g.wait_timeout(Duration::from_secs(60)).expect("the allocation hits the new limit");
     assert_eq!(o.reason, Reason::MemoryLimit, "[{b}] {o:?}");
@@ -94,7 +81,7 @@ fn limits_that_cannot_change_live_are_refused_and_nothing_changes() {
     let mut c = Command::new("/bin/sh");
     c.args(["-c", "exec sleep 20"]).stdin(Stdio::null()).stdout(Stdio::null());
     let g = Group::builder().backend(b).limits(Limits::new().memory(256 << 20)).spawn(c).unwrap();
-    let pids = snapshot(&g);
+    let pids = alive(g.members().unwrap());
     let e = g.set_limits(Limits::new().memory(256 << 20).cpu_time(Duration::from_secs(5))).unwrap_err();
     assert!(e.to_string().contains("fixed when the group starts"), "{e}");
     let e = g.set_limits(Limits::new().memory(0)).unwrap_err();
@@ -141,7 +128,7 @@ fn a_notify_only_process_limit_refuses_forks_reports_and_the_group_keeps_running
     let members = g.members().unwrap();
     assert!(members.len() <= 3 && !members.is_empty(), "[{b}] forks were refused: {members:?}");
     assert!(g.limit_notices().iter().any(|(k, n)| *k == LimitKind::Processes && *n >= 1), "{:?}", g.limit_notices());
-    let pids = snapshot(&g);
+    let pids = alive(g.members().unwrap());
     g.kill().unwrap();
     let o = g.wait();
     assert_eq!(o.reason, Reason::Killed, "[{b}] killed by the test, not by the limit");
@@ -156,7 +143,7 @@ fn a_notify_only_memory_limit_reports_and_the_group_keeps_running() {
     let limits = Limits::new().memory(16 << 20).notify_on(LimitKind::Memory);
     let mut g = Group::builder().backend(b).limits(limits).spawn(c).unwrap();
     let events = g.events();
-    let pids = snapshot(&g);
+    let pids = alive(g.members().unwrap());
     let mut out = BufReader::new(g.take_stdout().unwrap());
     let mut line = String::new();
     // The ready line, then the allocation's own.
@@ -191,7 +178,7 @@ fn a_per_process_cpu_time_limit_kills_the_spinner_not_the_group() {
         .stderr(Stdio::null());
     let started = Instant::now();
     let mut g = Group::builder().limits(Limits::new().cpu_time_per_process(Duration::from_secs(1))).spawn(c).unwrap();
-    let pids = snapshot(&g);
+    let pids = alive(g.members().unwrap());
     let mut out = String::new();
     std::io::Read::read_to_string(&mut g.take_stdout().unwrap(), &mut out).unwrap();
     let o = g.wait_timeout(Duration::from_secs(60)).expect("the spinner is killed long before it ends by itself");
@@ -210,7 +197,7 @@ fn a_notify_only_cpu_rate_limit_throttles_reports_and_the_group_keeps_running() 
     let limits = Limits::new().cpus(0.1).notify_on(LimitKind::CpuRate);
     let mut g = Group::builder().backend(b).limits(limits).spawn(c).unwrap();
     let events = g.events();
-    let pids = snapshot(&g);
+    let pids = alive(g.members().unwrap());
     let mut line = String::new();
     BufReader::new(g.take_stdout().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("\"ready\":true"), "{line}");

@@ -11,17 +11,19 @@
 
 #![cfg(target_os = "linux")]
 
-use corral::{BackendKind, Bind, Command, ErrorKind, Group, Isolation, Network, Stdio, UserMap};
-use std::io::{BufRead, BufReader, Read};
+use corral::{Bind, Command, ErrorKind, Group, Isolation, Network, Stdio, UserMap};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const NOBODY: u32 = 65534;
+mod support;
+
+use corral_testkit::test_support::{alive, assert_gone, is_root, DiskDir};
+use support::{as_nobody, backends, run};
 
 fn usable() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         eprintln!("SKIPPED: these tests run as root and drop the leader to nobody");
         return false;
     }
@@ -32,34 +34,9 @@ fn usable() -> bool {
     true
 }
 
-fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
-
-/// The group's members now, with start times, to prove them gone later.
-fn snapshot(g: &Group) -> Vec<(u32, u64)> {
-    g.members().unwrap().into_iter().filter_map(|p| starttime(p).map(|s| (p, s))).collect()
-}
-
-fn assert_gone(pids: &[(u32, u64)]) {
-    let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
-    assert!(left.is_empty(), "survivors (zombies count): {left:?}");
-}
-
-fn backends() -> Vec<BackendKind> {
-    corral::host_report().backends.into_iter().filter(|b| b.available.is_ok()).map(|b| b.kind).collect()
-}
-
 fn bash(script: &str) -> Command {
     let mut c = Command::new("bash");
     c.args(["-c", script]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    c
-}
-
-fn as_nobody(mut c: Command) -> Command {
-    c.uid(NOBODY).gid(NOBODY);
     c
 }
 
@@ -81,46 +58,19 @@ fn every_capability() -> u64 {
     u64::MAX >> (63 - last)
 }
 
-/// Runs `c` under `iso` to its end; returns its stdout.
-fn run(iso: Isolation, c: Command) -> String {
-    let mut g = Group::builder().isolate(iso).timeout(Duration::from_secs(60)).spawn(c).unwrap();
-    let mut out = String::new();
-    g.take_stdout().unwrap().read_to_string(&mut out).unwrap();
-    let o = g.wait();
-    assert_eq!(o.leftover, 0);
-    out
+/// A directory of this test's own (see `DiskDir`) that `nobody` may enter.
+fn nobody_dir(name: &str) -> DiskDir {
+    let d = DiskDir::new(&format!("userns-{name}"));
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
 }
 
-/// A directory of this test's own on the real disk (a private /tmp would
-/// hide one under /tmp), that `nobody` may enter; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        // Not under /tmp, which `private_tmp` hides inside the group (a
-        // checkout under /tmp puts the target dir there).
-        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let base = if base.starts_with("/tmp") { Path::new("/var/tmp") } else { base };
-        let d = base.join(format!("userns-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(d)
-    }
-
-    /// A root-owned file with `mode`.
-    fn file(&self, name: &str, mode: u32) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, "host\n").unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A root-owned file with `mode` in `dir`.
+fn root_file(dir: &DiskDir, name: &str, mode: u32) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, "host\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
 }
 
 /// What the probe script prints: who it is inside, what it sees, what it
@@ -143,9 +93,9 @@ fn a_nobody_leader_in_user_pid_mount_net_namespaces_is_root_inside_and_nothing_o
     if !usable() {
         return;
     }
-    let dir = TempDir::new("host");
-    let file = dir.file("owned-by-root", 0o644);
-    let secret = dir.file("secret", 0o600);
+    let dir = nobody_dir("host");
+    let file = root_file(&dir, "owned-by-root", 0o644);
+    let secret = root_file(&dir, "secret", 0o600);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let script = format!("{}; exec sleep 30", probe(&file, &secret, port));
@@ -182,7 +132,7 @@ fn a_nobody_leader_in_user_pid_mount_net_namespaces_is_root_inside_and_nothing_o
         assert_eq!(host_status(g.pid(), "Uid:"), "65534 65534 65534 65534", "[{b}]");
         assert_eq!(host_status(g.pid(), "Gid:"), "65534 65534 65534 65534", "[{b}]");
         assert_eq!(host_status(g.pid(), "Groups:"), "", "[{b}]");
-        let members = snapshot(&g);
+        let members = alive(g.members().unwrap());
         g.kill().unwrap();
         let o = g.wait();
         assert_eq!(o.leftover, 0, "[{b}]");
@@ -197,10 +147,10 @@ fn as_root_a_user_namespace_takes_every_other_key() {
     if !usable() {
         return;
     }
-    let ro = TempDir::new("ro");
-    let src = TempDir::new("src");
-    let dst = TempDir::new("dst");
-    std::fs::write(src.0.join("hello"), "from the source\n").unwrap();
+    let ro = nobody_dir("ro");
+    let src = nobody_dir("src");
+    let dst = nobody_dir("dst");
+    std::fs::write(src.path().join("hello"), "from the source\n").unwrap();
     let iso = Isolation::new()
         .user(true)
         .pid(true)
@@ -208,8 +158,8 @@ fn as_root_a_user_namespace_takes_every_other_key() {
         .ipc(true)
         .hostname("corral-userns")
         .private_tmp(true)
-        .read_only(&ro.0)
-        .bind(Bind::new(&src.0, &dst.0).read_only(true))
+        .read_only(ro.path())
+        .bind(Bind::new(src.path(), dst.path()).read_only(true))
         .keep_capabilities(["CAP_NET_BIND_SERVICE"])
         .no_new_privileges(true);
     let script = format!(
@@ -217,8 +167,8 @@ fn as_root_a_user_namespace_takes_every_other_key() {
          echo tmp=$(ls -A /tmp | wc -l); if touch {ro}/x 2>/dev/null; then echo ro=no; else echo ro=yes; fi; \
          echo bind=$(cat {dst}/hello); if touch {dst}/x 2>/dev/null; then echo bindro=no; else echo bindro=yes; fi; \
          echo cap=$(grep CapEff /proc/self/status | cut -f2); echo nnp=$(grep NoNewPrivs /proc/self/status | cut -f2)",
-        ro = ro.0.display(),
-        dst = dst.0.display()
+        ro = ro.path().display(),
+        dst = dst.path().display()
     );
     let out = run(iso, bash(&script));
     assert_eq!(value(&out, "uid"), "0", "{out}");
@@ -230,7 +180,7 @@ fn as_root_a_user_namespace_takes_every_other_key() {
     assert_eq!(value(&out, "bindro"), "yes", "{out}");
     assert_eq!(value(&out, "cap"), "0000000000000400", "{out}");
     assert_eq!(value(&out, "nnp"), "1", "{out}");
-    assert!(!ro.0.join("x").exists() && !src.0.join("x").exists());
+    assert!(!ro.path().join("x").exists() && !src.path().join("x").exists());
 }
 
 #[test]
@@ -250,10 +200,10 @@ fn a_setsid_escapee_inside_user_and_pid_namespaces_is_killed_at_teardown() {
             m.iter().map(|(p, _)| host_status(*p, "NSsid:")).collect::<std::collections::HashSet<_>>().len()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut members = snapshot(&g);
+        let mut members = alive(g.members().unwrap());
         while (members.len() < 3 || sessions(&members) < 2) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
-            members = snapshot(&g);
+            members = alive(g.members().unwrap());
         }
         assert!(members.len() >= 3 && sessions(&members) >= 2, "[{b}] init, leader and escapee: {members:?}");
         g.kill().unwrap();
@@ -281,8 +231,8 @@ fn supplementary_groups_in_a_user_namespace_are_refused_before_anything_starts()
     if !usable() {
         return;
     }
-    let dir = TempDir::new("refused");
-    let marker = dir.0.join("started");
+    let dir = nobody_dir("refused");
+    let marker = dir.path().join("started");
     let mut c = as_nobody(bash(&format!("touch {}", marker.display())));
     c.groups(&[100]);
     let e = Group::builder().isolate(Isolation::new().user(true)).spawn(c).unwrap_err();

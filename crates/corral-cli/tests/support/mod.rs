@@ -239,11 +239,7 @@ impl Drop for World {
     }
 }
 
-pub fn starttime(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
+pub use corral_testkit::test_support::starttime;
 
 pub fn state(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
