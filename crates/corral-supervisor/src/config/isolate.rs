@@ -242,12 +242,7 @@ fn blame(it: &dyn TableLike, context: &str) -> Span {
 
 #[cfg(test)]
 mod tests {
-    fn errors(src: &str) -> String {
-        match crate::config::parse(src, std::path::Path::new("corral.toml")) {
-            Ok(_) => String::new(),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::config::test_errors::errors;
 
     #[test]
     #[cfg(unix)]

@@ -21,6 +21,8 @@ mod probes;
 mod protocols;
 mod raw;
 mod schedule;
+#[cfg(test)]
+mod test_errors;
 mod validate;
 mod watch_restart;
 mod web;

@@ -39,12 +39,7 @@ pub(super) fn apply(
 
 #[cfg(test)]
 mod tests {
-    fn errors(src: &str) -> String {
-        match crate::config::parse(src, std::path::Path::new("corral.toml")) {
-            Ok(_) => String::new(),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::config::test_errors::errors;
 
     #[test]
     #[cfg(not(windows))]
