@@ -3,12 +3,12 @@
 use crate::monitor::{self, Request, Shared};
 use crate::sys::{self, SysGroup};
 use crate::{
-    BackendKind, Enforcement, Error, ErrorKind, Event, IntoLeader, Limits, Outcome, ProcessTree, Result, SpawnPath,
+    BackendKind, Enforcement, Error, ErrorKind, Events, IntoLeader, Limits, Outcome, ProcessTree, Result, SpawnPath,
     StopPolicy, Usage,
 };
 use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -344,7 +344,7 @@ impl Group {
         Ok(ProcessTree::from_processes(list))
     }
 
-    /// True when this group's [`Event`]s carry lineage: each `Started` names
+    /// True when this group's [`Event`](crate::Event)s carry lineage: each `Started` names
     /// the process that forked it (even one re-parented since), and execs
     /// arrive as `Exec`. Linux with the process-event connector (root, or
     /// CAP_NET_ADMIN), for a group that records its events
@@ -363,9 +363,7 @@ impl Group {
     /// A stream of what happens in the group from now on. The members alive
     /// now arrive first, as `Started`. The stream ends after `Empty`.
     pub fn events(&self) -> Events {
-        let (tx, rx) = mpsc::channel();
-        self.shared.subscribe(Box::new(move |e| tx.send(e).is_ok()), &*self.sys);
-        Events { rx }
+        Events::subscribe(&self.shared, &*self.sys)
     }
 
     /// Starts a graceful stop: the stop signal to every member, then a kill
@@ -405,7 +403,7 @@ impl Group {
     }
 
     /// How often each notify-only limit was hit so far (see
-    /// [`Limits::notify`]); a hit is also an [`Event::LimitHit`].
+    /// [`Limits::notify`]); a hit is also an [`Event::LimitHit`](crate::Event::LimitHit).
     pub fn limit_notices(&self) -> Vec<(crate::LimitKind, u64)> {
         self.shared.limit_notices()
     }
@@ -443,7 +441,7 @@ impl Group {
 
     /// A stream of events for async code; see [`Group::events`].
     #[cfg(feature = "tokio")]
-    pub fn events_async(&self) -> tokio::sync::mpsc::UnboundedReceiver<Event> {
+    pub fn events_async(&self) -> tokio::sync::mpsc::UnboundedReceiver<crate::Event> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.shared.subscribe(Box::new(move |e| tx.send(e).is_ok()), &*self.sys);
         rx
@@ -469,25 +467,5 @@ impl Drop for Group {
             // The monitor thread finishes the teardown and reaps.
             let _ = self.kill();
         }
-    }
-}
-
-/// Blocking iterator over a group's [`Event`]s.
-#[derive(Debug)]
-pub struct Events {
-    rx: mpsc::Receiver<Event>,
-}
-
-impl Events {
-    /// The next event, waiting at most `timeout`.
-    pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
-        self.rx.recv_timeout(timeout).ok()
-    }
-}
-
-impl Iterator for Events {
-    type Item = Event;
-    fn next(&mut self) -> Option<Event> {
-        self.rx.recv().ok()
     }
 }

@@ -69,6 +69,7 @@ mod command;
 pub mod deadline;
 mod error;
 mod event;
+mod event_stream;
 mod group;
 mod io_limit;
 mod isolation;
@@ -88,7 +89,8 @@ pub use backend::{host_report, BackendKind, BackendReport, Capability, Enforceme
 pub use command::{Command, IntoLeader, SpawnPath, Stdio};
 pub use error::{Error, ErrorKind, Result};
 pub use event::Event;
-pub use group::{Events, Group, GroupBuilder};
+pub use event_stream::Events;
+pub use group::{Group, GroupBuilder};
 pub use io_limit::{IoLimit, MAX_IO_DEVICES};
 pub use isolation::{Bind, Isolation, Network, Seccomp, Token, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
 pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};

@@ -32,13 +32,22 @@ pub(crate) enum Request {
     Kill,
 }
 
-type Subscriber = Box<dyn FnMut(Event) -> bool + Send>;
+/// Where a listener's events go; `false` once nobody reads them.
+type Listener = Box<dyn FnMut(Event) -> bool + Send>;
+
+/// A listener, with the id its stream unsubscribes with when dropped.
+struct Subscriber {
+    id: u64,
+    send: Listener,
+}
 
 #[derive(Default)]
 struct State {
     outcome: Option<Outcome>,
     request: Option<Request>,
     subscribers: Vec<Subscriber>,
+    /// The id of the last subscription.
+    last_id: u64,
     /// Members last seen, for Started/Exited diffs; only kept while someone listens.
     known: BTreeSet<u32>,
     /// What the group's own first subscriber (`record_events`) kept for the
@@ -151,9 +160,12 @@ impl Shared {
     }
 
     /// Adds a listener; it first gets the current members as `Started`
-    /// (or, the first one after [`Shared::hold`], everything held).
-    pub(crate) fn subscribe<S: SysGroup>(&self, mut sub: Subscriber, sys: &S) {
+    /// (or, the first one after [`Shared::hold`], everything held). Returns
+    /// the id that [`Shared::unsubscribe`] takes.
+    pub(crate) fn subscribe<S: SysGroup>(&self, mut sub: Listener, sys: &S) -> u64 {
         let mut st = self.lock();
+        st.last_id += 1;
+        let id = st.last_id;
         if let Some(hold) = st.hold.take() {
             if st.outcome.is_none() && !st.subscribers.is_empty() {
                 // The holder, always the first subscriber, hands over.
@@ -162,18 +174,18 @@ impl Shared {
             let held = std::mem::take(&mut *hold.lock().unwrap_or_else(|p| p.into_inner()));
             for e in held {
                 if !sub(e) {
-                    return;
+                    return id;
                 }
             }
             if st.outcome.is_none() {
-                st.subscribers.push(sub);
+                st.subscribers.push(Subscriber { id, send: sub });
             }
-            return;
+            return id;
         }
         if let Some(o) = &st.outcome {
             let _ = o;
             sub(Event::Empty);
-            return;
+            return id;
         }
         sys.listen();
         // Events held since the start (`record_events`) go to the first
@@ -196,19 +208,34 @@ impl Shared {
                 _ => {}
             }
             if !sub(e) {
-                return;
+                return id;
             }
         }
         for &pid in st.known.iter().filter(|p| !announced.contains(p)) {
             let (ppid, exe) = sys::describe(pid);
             if !sub(Event::Started { pid, ppid, exe }) {
-                return;
+                return id;
             }
         }
-        st.subscribers.push(sub);
+        st.subscribers.push(Subscriber { id, send: sub });
         drop(st);
         // The monitor shortens its sleep now that someone listens.
         self.waker.wake();
+        id
+    }
+
+    /// Removes the listener `id` (its stream was dropped) at once, rather
+    /// than when an event finds its receiver gone: while anyone listens
+    /// the monitor polls the group's members, and a quiet group may have
+    /// no event to give for hours.
+    pub(crate) fn unsubscribe(&self, id: u64) {
+        self.lock().subscribers.retain(|s| s.id != id);
+    }
+
+    /// How many listen now.
+    #[cfg(test)]
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.lock().subscribers.len()
     }
 
     /// Records the outcome and wakes every waiter.
@@ -239,7 +266,7 @@ impl Shared {
 
     fn emit(&self, e: Event) {
         let mut st = self.lock();
-        st.subscribers.retain_mut(|s| s(e.clone()));
+        st.subscribers.retain_mut(|s| (s.send)(e.clone()));
     }
 }
 

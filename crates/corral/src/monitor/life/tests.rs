@@ -245,6 +245,22 @@ fn members_appearing_and_leaving_become_events_while_someone_listens() {
 }
 
 #[test]
+fn a_dropped_event_stream_unsubscribes_at_once_and_the_polling_stops() {
+    let (sys, _, mut life, t0) = setup(&cfg(None, None));
+    let shared = Arc::new(Shared::new(Arc::new(NoWake)));
+    sys.set_members(&[100]);
+    let events = crate::Events::subscribe(&shared, &sys);
+    let kept = crate::Events::subscribe(&shared, &sys);
+    assert_eq!(shared.subscriber_count(), 2);
+    assert_eq!(life.advance(&sys, &shared, vec![], t0), Next::Wait(Some(t0 + EVENT_POLL)));
+    drop(events);
+    assert_eq!(shared.subscriber_count(), 1, "the dropped stream is gone before any event");
+    drop(kept);
+    assert_eq!(shared.subscriber_count(), 0);
+    assert_eq!(life.advance(&sys, &shared, vec![], t0), Next::Wait(None), "nobody listens: no poll");
+}
+
+#[test]
 fn deadlines_past_the_end_of_time_saturate() {
     let t0 = Instant::now();
     assert!(later(t0, Duration::MAX) > t0 + Duration::from_secs(3600));
