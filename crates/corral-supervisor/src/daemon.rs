@@ -37,6 +37,7 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
     let tcp = config.daemon.tcp.as_ref().map(api::TcpTls::load).transpose()?;
     let state_dir = config.daemon.state_dir.clone();
     check_dirs(&config)?;
+    crate::persist::refuse_a_running_daemon(&state_dir)?;
     // The holder of the previous daemon's pipes (or a new one): what it
     // kept goes with the groups taken back; the rest closes here.
     let (holder, pipes) = crate::holder::Client::connect(&state_dir);

@@ -195,6 +195,30 @@ pub struct Leftovers {
     pub reattached: usize,
 }
 
+/// Refuses when another live corral daemon keeps its state in
+/// `state_dir`. Asked before the daemon touches anything a running one
+/// owns: its log holder serves one daemon at a time, so a second daemon
+/// that asked it for its pipes would wait for the first to end.
+pub(crate) fn refuse_a_running_daemon(state_dir: &Path) -> Result<(), String> {
+    let dir = PrivateDir::create_or_check(state_dir).map_err(|e| format!("state_dir: {e}"))?;
+    // An unreadable state file is `reap_previous`'s to report.
+    match dir.read(NAME, MAX_SIZE).map(|t| t.map(|t| parse(&t))) {
+        Ok(Some(Ok(state))) => not_running_elsewhere(&state, state_dir),
+        _ => Ok(()),
+    }
+}
+
+fn not_running_elsewhere(state: &StateFile, state_dir: &Path) -> Result<(), String> {
+    if state.daemon_pid != std::process::id() && alive_as_corral(state.daemon_pid) {
+        return Err(format!(
+            "another corral daemon (pid {}) is running with state in {}",
+            state.daemon_pid,
+            state_dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Kills what a dead previous daemon left behind, except the recorded
 /// groups `take_back` takes over (it returns true for those). Fails when
 /// that daemon is still alive, or when the state folder is not the
@@ -214,13 +238,7 @@ pub(crate) fn reap_previous(
         Ok(s) => s,
         Err(why) => return Ok(reap_orphans(format!("{} is unreadable ({why})", path.display()))),
     };
-    if state.daemon_pid != std::process::id() && alive_as_corral(state.daemon_pid) {
-        return Err(format!(
-            "another corral daemon (pid {}) is running with state in {}",
-            state.daemon_pid,
-            state_dir.display()
-        ));
-    }
+    not_running_elsewhere(&state, state_dir)?;
     let mut out = Leftovers::default();
     for g in &state.groups {
         if take_back(g) {
