@@ -86,7 +86,12 @@ fn serve(r: &'static Reporter, name: &str) -> Result<(), u32> {
     let config = config::load(&path).map_err(|_| u32::from(BAD_CONFIG))?;
     log_to(&config).map_err(|_| u32::from(FAILED))?;
     eprintln!("corral: service `{name}` starting (pid {}, config {})", std::process::id(), path.display());
-    let rt = crate::supervise::runtime();
+    // The same runtime as `corral up`'s: sized for a daemon, and on Windows
+    // with room for a blocking read per pipe of every instance.
+    let rt = corral_supervisor::runtime::daemon().map_err(|e| {
+        eprintln!("corral: cannot start the daemon's runtime: {e}");
+        u32::from(FAILED)
+    })?;
     let result = rt.block_on(async {
         let ticker = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
