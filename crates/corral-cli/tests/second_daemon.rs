@@ -8,8 +8,9 @@
 
 mod daemon;
 
-use daemon::{spawn_up, tk, Daemon};
+use daemon::{bounded_output, tk, Daemon, CORRAL};
 use std::os::unix::fs::MetadataExt;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Far above what refusing takes, far below forever.
@@ -23,26 +24,15 @@ fn a_second_daemon_on_a_live_state_dir_refuses_in_one_line_and_leaves_the_first_
     let leader = d.pid_of("app").expect("app runs");
     let holder = std::fs::symlink_metadata(d.path(".corral/holder.sock")).expect("the first daemon's holder").ino();
 
-    let (mut second, lines) = spawn_up(&d.path("corral.toml"));
-    let end = Instant::now() + REFUSAL_LIMIT;
-    let status = loop {
-        if let Some(s) = second.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > end {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("the second daemon blocked for {REFUSAL_LIMIT:?} instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // Its stderr ends with it; the deadline only guards against a child
-    // that kept it open.
-    let mut said = Vec::new();
-    while let Ok(l) = lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
-        said.push(l);
-    }
-    assert_eq!(status.code(), Some(1), "{said:?}");
+    let mut up = Command::new(CORRAL);
+    up.args(["up", "--no-color", "-c"]).arg(d.path("corral.toml"));
+    let start = Instant::now();
+    // Bounded: a second daemon that blocks fails the test, killed by pid.
+    let second = bounded_output(up);
+    let took = start.elapsed();
+    let said: Vec<&str> = std::str::from_utf8(&second.stderr).unwrap().lines().collect();
+    assert!(took < REFUSAL_LIMIT, "the second daemon took {took:?} to refuse: {said:?}");
+    assert_eq!(second.status.code(), Some(1), "{said:?}");
     assert_eq!(said.len(), 1, "one line: {said:?}");
     assert!(said[0].contains("another corral daemon (pid "), "{said:?}");
     assert!(said[0].contains(&d.path(".corral").display().to_string()), "names the state dir: {said:?}");
