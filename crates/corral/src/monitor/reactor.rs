@@ -14,7 +14,9 @@
 //!   the port here too, before its leader is assigned.)
 //! - Teardown may wait (up to `TEARDOWN_LIMIT`) for members to be reaped;
 //!   it runs on a short-lived thread of its own so that one stuck group
-//!   never delays another's deadline.
+//!   never delays another's deadline. A group that one look settles (the
+//!   usual end) is torn down here: a thread per group cost more than the
+//!   look, and one more wake-up before the caller learnt the outcome.
 
 use super::life::{later, Life, Next};
 use super::{Config, Delivery, Shared, Started};
@@ -171,8 +173,17 @@ fn step(g: &mut Entry, now: Instant) -> bool {
     }
 }
 
-/// Tears an ended group down off the loop, then publishes its outcome.
+/// Tears an ended group down, then publishes its outcome: here when one
+/// look settles it (the usual end), else off the loop.
 fn finish(e: Entry) {
+    let Entry { sys, shared, life, .. } = e;
+    // A bug in the teardown must not end the loop: this group's outcome
+    // is then lost, as it was with a teardown thread that panicked.
+    match catch_unwind(AssertUnwindSafe(|| life.finish_if_settled(&*sys, &shared))) {
+        Ok(Some(outcome)) => return shared.end(outcome),
+        Ok(None) => {}
+        Err(_) => return,
+    }
     type Ending = Mutex<Option<(Arc<G>, Arc<Shared>, Life)>>;
     fn end(slot: &Ending) {
         let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -180,7 +191,7 @@ fn finish(e: Entry) {
             shared.end(life.finish(&*sys, &shared));
         }
     }
-    let slot: Arc<Ending> = Arc::new(Mutex::new(Some((e.sys, e.shared, e.life))));
+    let slot: Arc<Ending> = Arc::new(Mutex::new(Some((sys, shared, life))));
     let theirs = slot.clone();
     if std::thread::Builder::new().name("corral-teardown".into()).spawn(move || end(&theirs)).is_err() {
         // No thread to be had: tear down here rather than never.
