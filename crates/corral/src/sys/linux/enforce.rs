@@ -20,6 +20,7 @@ impl Group {
         let hard_memory = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory));
         let mut watched = Vec::new();
         if let Holder::Leaf(v2) = self.parts.holder() {
+            // First: `populated_now` reads it as `watched[0]`.
             watched.push(Watched::open(&v2.file("cgroup.events"))?);
         }
         if let Controls::V2(v2) = self.parts.controls() {

@@ -78,7 +78,12 @@ impl Group {
         }
         reaper::sweep_unattributed_if_reaping_all();
         self.reap_leader();
-        let live = self.members_cheap().unwrap_or_default();
+        // The event loop no longer polls the group: its `cgroup.events` fd
+        // is ours to read, one call where listing members takes four.
+        let live = match self.populated_now() {
+            Some(false) => Vec::new(),
+            _ => self.members_cheap().unwrap_or_default(),
+        };
         if !live.is_empty() {
             let _ = self.kill();
             return Look::Left(live);
@@ -116,7 +121,7 @@ impl Group {
     /// Records the usage, hands the directories back (or removes them)
     /// when nothing is left, and lets go of what the group held.
     fn conclude(&self, owner: &Option<Arc<Owner>>, leftover: usize) -> usize {
-        let usage = self.live_usage();
+        let usage = if leftover == 0 { self.usage_of(Vec::new()) } else { self.live_usage() };
         *self.final_usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(usage);
         if leftover == 0 {
             self.release();
