@@ -68,6 +68,11 @@ struct Entry {
     wake_at: Option<Instant>,
     /// When the backend must be sampled again (what it cannot notify).
     sample_at: Option<Instant>,
+    /// Not looked at since its spawn: unless the poller already has news
+    /// of it, the first step only computes the deadlines. What happens
+    /// later is news of the next poll; reading the group right after its
+    /// spawn found nothing (and cost a poll and a few cgroup reads).
+    fresh: bool,
 }
 
 fn died() -> crate::Error {
@@ -139,7 +144,7 @@ fn run(jobs: mpsc::Receiver<Job>, mut poller: sys::Poller) {
             let g = &mut groups[i];
             let news = news.get(i).copied().unwrap_or(false);
             let due = [g.wake_at, g.sample_at].into_iter().flatten().any(|t| t <= now);
-            if (news || due) && step(g, now) {
+            if (news || due) && step(g, now, news) {
                 finish(groups.swap_remove(i));
             }
         }
@@ -152,9 +157,12 @@ fn earliest(groups: &[Entry]) -> Option<Instant> {
 }
 
 /// Looks at one group; true once it has ended.
-fn step(g: &mut Entry, now: Instant) -> bool {
+fn step(g: &mut Entry, now: Instant, news: bool) -> bool {
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let changes = g.sys.wait(Some(Duration::ZERO)).unwrap_or_default();
+        let changes = match std::mem::take(&mut g.fresh) && !news {
+            true => Vec::new(),
+            false => g.sys.wait(Some(Duration::ZERO)).unwrap_or_default(),
+        };
         g.life.advance(&*g.sys, &g.shared, changes, now)
     }));
     match r {
@@ -227,7 +235,8 @@ fn spawn(job: Job) -> Option<Entry> {
     let cfg = Config { spawn: child.path, ..cfg };
     let started = Instant::now();
     let life = Life::new(&*sys, &cfg, started, pid);
-    let entry = Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None };
+    let entry =
+        Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None, fresh: true };
     reply.send(Ok(Delivery::new(Started { pid, sys, shared, child })));
     Some(entry)
 }
