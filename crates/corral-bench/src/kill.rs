@@ -254,7 +254,14 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         }
     }
 
-    let mut sec = Section::new("2. kill latency against tree size");
+    // CORRAL_BACKEND may force one (cgroup2: containment without controllers).
+    let backend = corral::Group::spawn(corral::Command::new("/bin/true")).map(|g| {
+        let b = g.backend();
+        g.wait();
+        b
+    });
+    let backend = backend.map_or_else(|e| format!("none ({e})"), |b| b.to_string());
+    let mut sec = Section::new(&format!("2. kill latency against tree size (corral's backend: {backend})"));
     sec.para(&format!(
         "From the kill call until the last process of the tree has exited, each death timed by `poll` on a \
          pidfd per process. A contender is done when all are gone, or when nothing has died for {} ms; what \

@@ -4,6 +4,7 @@
 //! noise lands on all of them alike. Each sample is one spawn+wait.
 
 use crate::report::{Section, Table, Verdict};
+use crate::spawn_floor::Floor;
 use crate::stats::{ratio, rotation, secs, Samples};
 use crate::Opts;
 use std::os::unix::process::CommandExt;
@@ -20,6 +21,7 @@ enum Who {
     CorralLimits,
     CorralNoLimits,
     CorralPgid,
+    KernelFloor,
 }
 
 impl Who {
@@ -33,6 +35,7 @@ impl Who {
             Who::CorralLimits => "**corral** `Group` + limits (memory 256 MiB, 64 procs)",
             Who::CorralNoLimits => "corral `Group`, no limits",
             Who::CorralPgid => "corral `Group`, `pgid` backend, no limits",
+            Who::KernelFloor => "kernel floor: the same cgroups and limits, without corral (reference)",
         }
     }
     fn contains(self) -> &'static str {
@@ -43,11 +46,12 @@ impl Who {
             Who::CorralLimits => "cgroup (v2 membership + v1 limits)",
             Who::CorralNoLimits => "cgroup",
             Who::CorralPgid => "process group + subreaper sweep",
+            Who::KernelFloor => "what corral's group holds (see above)",
         }
     }
 }
 
-const ALL: [Who; 8] = [
+const ALL: [Who; 9] = [
     Who::Std,
     Who::StdPreExec,
     Who::ProcessWrap,
@@ -56,11 +60,13 @@ const ALL: [Who; 8] = [
     Who::CorralLimits,
     Who::CorralNoLimits,
     Who::CorralPgid,
+    Who::KernelFloor,
 ];
 
 struct Runner {
     rt: tokio::runtime::Runtime,
     shared: processkit::ProcessGroup,
+    floor: Option<Floor>,
 }
 
 fn true_cmd() -> Command {
@@ -120,6 +126,7 @@ impl Runner {
                 let o = g.wait();
                 check(o.status.success() && o.leftover == 0, "corral")?;
             }
+            Who::KernelFloor => self.floor.as_ref().ok_or("no floor")?.once()?,
         }
         Ok(t.elapsed().as_secs_f64())
     }
@@ -141,7 +148,31 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         processkit::ProcessGroup::new().map_err(|e| format!("processkit: {e}"))?
     };
     let mechanism = format!("{:?}", shared.mechanism());
-    let r = Runner { rt, shared };
+    // The backend corral takes here (CORRAL_BACKEND may force one): a
+    // forced cgroup2 without controllers refuses the limits, and then the
+    // group without limits is what this run can compare.
+    let with_limits = corral::Group::builder()
+        .limits(corral::Limits::new().memory(256 << 20).max_procs(64))
+        .spawn(corral::Command::new("/bin/true"));
+    let (g, limits_refused) = match with_limits {
+        Ok(g) => (g, None),
+        Err(e) => {
+            (corral::Group::spawn(corral::Command::new("/bin/true")).map_err(|e| e.to_string())?, Some(e.to_string()))
+        }
+    };
+    let corral_backend = g.backend();
+    g.wait();
+    let (floor, floor_refused) = match Floor::new(corral_backend) {
+        Ok(f) => (Some(f), None),
+        Err(e) => (None, Some(e)),
+    };
+    let floor_what = floor.as_ref().map(|f| f.what().to_string());
+    let r = Runner { rt, shared, floor };
+    let skipped = |w: Who| match w {
+        Who::CorralLimits => limits_refused.clone(),
+        Who::KernelFloor => floor_refused.clone(),
+        _ => None,
+    };
     let mut samples: Vec<Samples> = vec![Samples::default(); ALL.len()];
     // For profiling one contender alone: CORRAL_BENCH_SPAWN_ONLY=<index in
     // the table> (e.g. 5 for corral with limits) under `perf record`.
@@ -149,7 +180,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
     eprintln!("corral-bench spawn: {iters} interleaved iterations of {} contenders", ALL.len());
     for i in 0..iters + 10 {
         for k in rotation(ALL.len(), i) {
-            if only.is_some_and(|o| o != k) {
+            if only.is_some_and(|o| o != k) || skipped(ALL[k]).is_some() {
                 continue;
             }
             let s = r.once(ALL[k])?;
@@ -158,20 +189,22 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
             }
         }
     }
-    let corral_backend = {
-        let g = corral::Group::builder()
-            .limits(corral::Limits::new().memory(256 << 20).max_procs(64))
-            .spawn(corral::Command::new("/bin/true"))
-            .map_err(|e| e.to_string())?;
-        let b = g.backend();
-        g.wait();
-        b
-    };
+    drop(r);
 
     let base = samples[0].median();
     let mut t = Table::new(&["contender", "contains", "median", "p10–p90", "× std"]);
     for (k, who) in ALL.iter().enumerate() {
         let s = &samples[k];
+        if let Some(why) = skipped(*who) {
+            t.row(vec![
+                who.label().into(),
+                who.contains().into(),
+                format!("not measured: {why}"),
+                "—".into(),
+                "—".into(),
+            ]);
+            continue;
+        }
         t.row(vec![
             who.label().into(),
             who.contains().into(),
@@ -180,18 +213,32 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
             ratio(s.median(), base),
         ]);
     }
-    let mut sec = Section::new("1. spawn + wait of `/bin/true` in a contained group");
+    let mut sec = Section::new(&format!(
+        "1. spawn + wait of `/bin/true` in a contained group (corral's backend: {corral_backend})"
+    ));
     sec.para(&format!(
         "{iters} samples per contender, one spawn+wait each, contenders interleaved in a rotating order. \
-         corral's backend here: `{corral_backend:?}`; processkit's mechanism: `{mechanism}`."
+         corral's backend here: `{corral_backend:?}`; processkit's mechanism: `{mechanism}`. The kernel floor \
+         holds its child as corral's group would, with no corral code: {}. It shows how much of corral's \
+         time is the kernel's (the clone into the cgroup, any v1 joins, the exec) and how much is corral's own.",
+        floor_what.as_deref().unwrap_or("not measured here")
     ));
     sec.table(&t);
-    let corral = samples[5].median();
+    let (k, goal) = match limits_refused {
+        None => (5, "spawn+wait in a group with limits ≤ 1.15 × plain std"),
+        // cgroup2 without controllers: containment only.
+        Some(_) => (6, "spawn+wait in a group (no controllers here, so no limits) ≤ 1.15 × plain std"),
+    };
+    let corral = samples[k].median();
     let r = corral / base;
+    let floor_note = match floor_refused {
+        None => format!("; kernel floor {:.2}×", samples[8].median() / base),
+        Some(_) => String::new(),
+    };
     sec.verdicts.push(Verdict::new(
         "1",
-        "spawn+wait in a group with limits ≤ 1.15 × plain std",
-        format!("{:.2}× ({} vs {})", r, secs(corral), secs(base)),
+        goal,
+        format!("{:.2}× ({} vs {}{floor_note})", r, secs(corral), secs(base)),
         Some(r <= 1.15),
     ));
     Ok(sec)

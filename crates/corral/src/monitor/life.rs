@@ -211,6 +211,18 @@ impl Life {
     /// ended. May block up to [`TEARDOWN_LIMIT`].
     pub(crate) fn finish<S: SysGroup>(self, sys: &S, shared: &Shared) -> Outcome {
         let leftover = sys.teardown(later(Instant::now(), TEARDOWN_LIMIT));
+        self.conclude(sys, shared, leftover)
+    }
+
+    /// [`Life::finish`] when the teardown needs no waiting (see
+    /// [`SysGroup::teardown_if_settled`]); `None`: [`Life::finish`] must
+    /// follow.
+    pub(crate) fn finish_if_settled<S: SysGroup>(&self, sys: &S, shared: &Shared) -> Option<Outcome> {
+        sys.teardown_if_settled().map(|leftover| self.conclude(sys, shared, leftover))
+    }
+
+    /// The outcome, once the teardown counted `leftover`.
+    fn conclude<S: SysGroup>(&self, sys: &S, shared: &Shared, leftover: usize) -> Outcome {
         // The teardown waits for the last exits to be reported; pass them on
         // before `Empty`, or a subscriber never learns how they ended.
         if !shared.lock().subscribers.is_empty() {

@@ -14,7 +14,9 @@
 //!   the port here too, before its leader is assigned.)
 //! - Teardown may wait (up to `TEARDOWN_LIMIT`) for members to be reaped;
 //!   it runs on a short-lived thread of its own so that one stuck group
-//!   never delays another's deadline.
+//!   never delays another's deadline. A group that one look settles (the
+//!   usual end) is torn down here: a thread per group cost more than the
+//!   look, and one more wake-up before the caller learnt the outcome.
 
 use super::life::{later, Life, Next};
 use super::{Config, Delivery, Shared, Started};
@@ -66,6 +68,11 @@ struct Entry {
     wake_at: Option<Instant>,
     /// When the backend must be sampled again (what it cannot notify).
     sample_at: Option<Instant>,
+    /// Not looked at since its spawn: unless the poller already has news
+    /// of it, the first step only computes the deadlines. What happens
+    /// later is news of the next poll; reading the group right after its
+    /// spawn found nothing (and cost a poll and a few cgroup reads).
+    fresh: bool,
 }
 
 fn died() -> crate::Error {
@@ -137,7 +144,7 @@ fn run(jobs: mpsc::Receiver<Job>, mut poller: sys::Poller) {
             let g = &mut groups[i];
             let news = news.get(i).copied().unwrap_or(false);
             let due = [g.wake_at, g.sample_at].into_iter().flatten().any(|t| t <= now);
-            if (news || due) && step(g, now) {
+            if (news || due) && step(g, now, news) {
                 finish(groups.swap_remove(i));
             }
         }
@@ -150,9 +157,12 @@ fn earliest(groups: &[Entry]) -> Option<Instant> {
 }
 
 /// Looks at one group; true once it has ended.
-fn step(g: &mut Entry, now: Instant) -> bool {
+fn step(g: &mut Entry, now: Instant, news: bool) -> bool {
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let changes = g.sys.wait(Some(Duration::ZERO)).unwrap_or_default();
+        let changes = match std::mem::take(&mut g.fresh) && !news {
+            true => Vec::new(),
+            false => g.sys.wait(Some(Duration::ZERO)).unwrap_or_default(),
+        };
         g.life.advance(&*g.sys, &g.shared, changes, now)
     }));
     match r {
@@ -171,8 +181,17 @@ fn step(g: &mut Entry, now: Instant) -> bool {
     }
 }
 
-/// Tears an ended group down off the loop, then publishes its outcome.
+/// Tears an ended group down, then publishes its outcome: here when one
+/// look settles it (the usual end), else off the loop.
 fn finish(e: Entry) {
+    let Entry { sys, shared, life, .. } = e;
+    // A bug in the teardown must not end the loop: this group's outcome
+    // is then lost, as it was with a teardown thread that panicked.
+    match catch_unwind(AssertUnwindSafe(|| life.finish_if_settled(&*sys, &shared))) {
+        Ok(Some(outcome)) => return shared.end(outcome),
+        Ok(None) => {}
+        Err(_) => return,
+    }
     type Ending = Mutex<Option<(Arc<G>, Arc<Shared>, Life)>>;
     fn end(slot: &Ending) {
         let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -180,7 +199,7 @@ fn finish(e: Entry) {
             shared.end(life.finish(&*sys, &shared));
         }
     }
-    let slot: Arc<Ending> = Arc::new(Mutex::new(Some((e.sys, e.shared, e.life))));
+    let slot: Arc<Ending> = Arc::new(Mutex::new(Some((sys, shared, life))));
     let theirs = slot.clone();
     if std::thread::Builder::new().name("corral-teardown".into()).spawn(move || end(&theirs)).is_err() {
         // No thread to be had: tear down here rather than never.
@@ -216,7 +235,8 @@ fn spawn(job: Job) -> Option<Entry> {
     let cfg = Config { spawn: child.path, ..cfg };
     let started = Instant::now();
     let life = Life::new(&*sys, &cfg, started, pid);
-    let entry = Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None };
+    let entry =
+        Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None, fresh: true };
     reply.send(Ok(Delivery::new(Started { pid, sys, shared, child })));
     Some(entry)
 }

@@ -238,6 +238,13 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// After the kill: reaps everything, removes the container, and counts
     /// what is still alive (or unreaped) by `deadline`.
     fn teardown(&self, deadline: Instant) -> usize;
+    /// [`SysGroup::teardown`] when one look finds nothing left to wait
+    /// for (the usual end: the leader exited last): never blocks, so the
+    /// event loop may run it itself. `None`, the default, when teardown
+    /// would have to wait: then [`SysGroup::teardown`] follows.
+    fn teardown_if_settled(&self) -> Option<usize> {
+        None
+    }
     /// Changes the limits of the running group (see `Group::set_limits`).
     fn set_limits(&self, _limits: &Limits) -> crate::Result<()> {
         Err(crate::Error::new(

@@ -13,14 +13,17 @@ use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub(crate) struct CgroupV1 {
     /// (controller, directory); co-mounted controllers share a directory.
     dirs: Vec<(String, PathBuf)>,
-    /// Signalled by the kernel on each OOM in the memory cgroup.
-    pub oom_event: Option<EventFd>,
+    /// Signalled by the kernel on each OOM in the memory cgroup. Shared
+    /// with the next group when the directories are reused (the kernel
+    /// keeps the registration as long as the eventfd lives).
+    pub oom_event: Option<Arc<EventFd>>,
 }
 
 impl CgroupV1 {
@@ -56,6 +59,12 @@ impl CgroupV1 {
     /// Wraps existing directories (of a stale group).
     pub(crate) fn adopt(dirs: Vec<(String, PathBuf)>) -> CgroupV1 {
         CgroupV1 { dirs, oom_event: None }
+    }
+
+    /// The same directories and OOM registration, for the next group of
+    /// a pooled leaf.
+    pub(crate) fn reused(&self) -> CgroupV1 {
+        CgroupV1 { dirs: self.dirs.clone(), oom_event: self.oom_event.clone() }
     }
 
     pub(crate) fn dir(&self, controller: &str) -> Option<&Path> {
@@ -104,7 +113,7 @@ impl CgroupV1 {
         fs::write(d.join("cgroup.event_control"), format!("{} {}", efd.raw(), ctl.as_raw_fd()))?;
         // The kernel holds its own reference to the control file now.
         drop(ctl);
-        self.oom_event = Some(efd);
+        self.oom_event = Some(Arc::new(efd));
         Ok(())
     }
 

@@ -18,13 +18,26 @@ pub(crate) struct CgroupV2 {
     pub dir: PathBuf,
 }
 
+/// Reads a small kernel file whole, in as few calls as it takes: open,
+/// read, the read that finds the end, close. Kernel files have no size to
+/// plan by, so `fs::read_to_string` asks for one (a stat) and then reads
+/// in growing steps from 32 bytes, twice the calls for each of the dozen
+/// cgroup files a group start and end read. Bounded at 1 MiB (a huge
+/// group's `cgroup.procs`).
+pub(crate) fn read_small(path: &Path) -> io::Result<String> {
+    let f = fs::File::open(path)?;
+    let mut s = String::with_capacity(4096);
+    io::Read::read_to_string(&mut io::Read::take(&f, 1 << 20), &mut s)?;
+    Ok(s)
+}
+
 pub(crate) fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    read_small(path).ok()?.trim().parse().ok()
 }
 
 /// Reads `key value` lines (`memory.events`, `cpu.stat`, …).
 pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
-    let s = fs::read_to_string(path).ok()?;
+    let s = read_small(path).ok()?;
     s.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
@@ -32,7 +45,7 @@ pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
 }
 
 pub(crate) fn read_pids(path: &Path) -> io::Result<Vec<u32>> {
-    Ok(fs::read_to_string(path)?.split_whitespace().filter_map(|s| s.parse().ok()).collect())
+    Ok(read_small(path)?.split_whitespace().filter_map(|s| s.parse().ok()).collect())
 }
 
 impl CgroupV2 {
@@ -97,8 +110,7 @@ impl CgroupV2 {
 
     /// (user, system) CPU time from `cpu.stat`, which every v2 cgroup has.
     pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
-        let p = self.file("cpu.stat");
-        let s = fs::read_to_string(p).ok()?;
+        let s = read_small(&self.file("cpu.stat")).ok()?;
         let get = |k: &str| {
             s.lines().find_map(|l| {
                 let (a, b) = l.split_once(' ')?;

@@ -12,12 +12,15 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 impl Group {
-    /// Applies the limits and arms the notifications.
-    pub(super) fn configure(&mut self) -> io::Result<()> {
+    /// Applies the limits and arms the notifications. `held`: the limits
+    /// a reused leaf was left with (see `reuse.rs`), whose v1 values are
+    /// not written again when they are the same.
+    pub(super) fn configure(&mut self, held: Option<&crate::Limits>) -> io::Result<()> {
         let lim = self.spec.limits.clone();
         let hard_memory = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory));
         let mut watched = Vec::new();
         if let Holder::Leaf(v2) = self.parts.holder() {
+            // First: `populated_now` reads it as `watched[0]`.
             watched.push(Watched::open(&v2.file("cgroup.events"))?);
         }
         if let Controls::V2(v2) = self.parts.controls() {
@@ -40,15 +43,19 @@ impl Group {
             }
         }
         if let Some(v1) = self.parts.v1_mut() {
+            let kept = |same: &dyn Fn(&crate::Limits) -> bool| held.is_some_and(same);
             if let Some(m) = hard_memory {
-                v1.set_memory(m)?;
+                // The OOM eventfd came with the leaf: its registration holds.
+                if !(v1.oom_event.is_some() && kept(&|h| h.memory == Some(m) && !h.notifies(LimitKind::Memory))) {
+                    v1.set_memory(m)?;
+                }
             }
-            if let Some(n) = lim.max_procs {
+            if let Some(n) = lim.max_procs.filter(|n| !kept(&|h| h.max_procs == Some(*n))) {
                 // v1 `pids.events` is not signalled: it is sampled instead
                 // (see `wait`).
                 v1.set_pids_max(n)?;
             }
-            if let Some(c) = lim.cpus {
+            if let Some(c) = lim.cpus.filter(|c| !kept(&|h| h.cpus == Some(*c))) {
                 v1.set_cpus(c)?;
             }
         }

@@ -94,6 +94,20 @@ impl Watched {
         unsafe { libc::pread(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     }
 
+    /// The value of `key` now, through the fd already open (one `pread`
+    /// instead of an open, reads and a close). It re-arms too: only the
+    /// one who polls may call it, or a change would go unseen.
+    pub(crate) fn read_keyed(&self, key: &str) -> Option<u64> {
+        let mut buf = [0u8; 512];
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::pread(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let text = std::str::from_utf8(buf.get(..usize::try_from(n).ok()?)?).ok()?;
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+    }
+
     pub(crate) fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }

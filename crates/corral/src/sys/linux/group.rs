@@ -200,11 +200,11 @@ impl SysGroup for Group {
             cpu_base: Default::default(),
             leaf_killed: AtomicBool::new(false),
         };
-        if let Some(old) = reused {
-            me.prepare_reuse(&old).map_err(|e| cg_err("resetting a reused cgroup", e))?;
+        if let Some(old) = &reused {
+            me.prepare_reuse(old).map_err(|e| cg_err("resetting a reused cgroup", e))?;
         }
         // On failure, Drop removes the directories: no leader ever ran.
-        me.configure().map_err(|e| cg_err("setting the limits", e))?;
+        me.configure(reused.as_ref()).map_err(|e| cg_err("setting the limits", e))?;
         me.configure_io(&io_devices).map_err(|e| cg_err("setting the I/O limits", e))?;
         Ok(me)
     }
@@ -276,7 +276,7 @@ impl SysGroup for Group {
             (t, false) => t,
         };
         let ready = super::fds::poll_ready(&fds, timeout)?;
-        Ok(self.collect(&fds, &ready))
+        Ok(self.collect(&fds, &ready, must_sample))
     }
 
     fn readiness(&self) -> Option<Readiness> {
@@ -290,6 +290,10 @@ impl SysGroup for Group {
 
     fn teardown(&self, deadline: Instant) -> usize {
         self.tear_down(deadline)
+    }
+
+    fn teardown_if_settled(&self) -> Option<usize> {
+        self.tear_down_if_settled()
     }
 
     fn observes_lineage(&self) -> bool {

@@ -178,7 +178,25 @@ pub(crate) fn layout(mounts: &[Mount], own_cgroup: &str, over: Option<&Path>) ->
 }
 
 /// Can this process create cgroups under `root`? Creates `root` if missing.
+///
+/// A yes is remembered for the life of the process: the backend is chosen
+/// for every group, and asking again cost a `mkdir`, a `stat` and an
+/// `access` per hierarchy on each spawn. A root that another corral
+/// removes since (at its exit, when empty) is made again where a group's
+/// cgroup is created; a root whose permissions are taken away makes that
+/// creation fail with its own hint. A no is asked again each time.
 pub(crate) fn writable(root: &Path) -> Result<(), String> {
+    static KNOWN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if known.iter().any(|k| k == root) {
+        return Ok(());
+    }
+    check_writable(root)?;
+    known.push(root.to_path_buf());
+    Ok(())
+}
+
+fn check_writable(root: &Path) -> Result<(), String> {
     if let Err(e) = fs::create_dir_all(root) {
         return Err(format!("cannot create {}: {e}", root.display()));
     }

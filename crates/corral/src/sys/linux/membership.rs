@@ -28,7 +28,12 @@ impl Group {
         self.members_inner()
     }
 
+    /// Whether the group is empty now. For the event loop only (see
+    /// [`Group::populated_now`]).
     pub(super) fn is_empty(&self) -> bool {
+        if let Some(p) = self.populated_now() {
+            return !p;
+        }
         match self.parts.holder() {
             Holder::Leaf(v2) => !v2.populated().unwrap_or(true) || v2.members().map(|m| m.is_empty()).unwrap_or(false),
             Holder::V1(v1) => v1.members().map(|m| m.is_empty()).unwrap_or(false),
@@ -38,6 +43,17 @@ impl Group {
                 Some(t) if !t.lost() => t.settled() && self.leader_done(),
                 _ => self.pgid_members().map(|m| m.is_empty()).unwrap_or(false),
             },
+        }
+    }
+
+    /// A v2 leaf's `populated`, read through the `cgroup.events` fd the
+    /// event loop polls (`configure` opens it first). Only whoever polls
+    /// that fd may call this, since the read re-arms it: the event loop
+    /// while the group lives, its teardown after. `None` without a leaf.
+    pub(super) fn populated_now(&self) -> Option<bool> {
+        match self.parts.holder() {
+            Holder::Leaf(_) => self.watched.first()?.read_keyed("populated").map(|n| n != 0),
+            _ => None,
         }
     }
 

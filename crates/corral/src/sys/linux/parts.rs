@@ -174,14 +174,13 @@ impl Parts {
     }
 
     /// The same directories, for the pool; the group keeps its own copy
-    /// (and its OOM eventfd) but never touches them again.
+    /// but never touches them again. The v1 OOM eventfd goes along: its
+    /// registration stays valid for the next group.
     pub(super) fn detached(&self) -> Parts {
         match self {
             Parts::CgroupV2(v2) => Parts::CgroupV2(CgroupV2 { dir: v2.dir.clone() }),
-            Parts::Hybrid { v2, v1 } => {
-                Parts::Hybrid { v2: CgroupV2 { dir: v2.dir.clone() }, v1: CgroupV1::adopt(v1.dirs().to_vec()) }
-            }
-            Parts::CgroupV1(v1) => Parts::CgroupV1(CgroupV1::adopt(v1.dirs().to_vec())),
+            Parts::Hybrid { v2, v1 } => Parts::Hybrid { v2: CgroupV2 { dir: v2.dir.clone() }, v1: v1.reused() },
+            Parts::CgroupV1(v1) => Parts::CgroupV1(v1.reused()),
             Parts::Pgid => Parts::Pgid,
         }
     }

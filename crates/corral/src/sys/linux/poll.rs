@@ -37,7 +37,7 @@ impl Group {
 
     /// What changed, once `poll` reported `ready` for `fds`; re-arms the
     /// notifications it consumed. Never blocks.
-    pub(super) fn collect(&self, fds: &[(RawFd, bool)], ready: &[bool]) -> Vec<Change> {
+    pub(super) fn collect(&self, fds: &[(RawFd, bool)], ready: &[bool], must_sample: bool) -> Vec<Change> {
         self.wake.0.drain();
         for w in &self.watched {
             if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
@@ -51,8 +51,13 @@ impl Group {
         if let Some(st) = self.reap_leader() {
             out.push(Change::LeaderExited(st));
         }
-        out.extend(self.limit_changes());
-        out.extend(self.sampled_limits());
+        // The kernel signals each limit hit on an fd of the poll set; what
+        // it cannot signal is sampled. A look with neither (the first one
+        // after the spawn, a deadline) has no counter to read.
+        if must_sample || !out.is_empty() || ready.iter().any(|r| *r) {
+            out.extend(self.limit_changes());
+            out.extend(self.sampled_limits());
+        }
         let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
         if leader_gone && self.is_empty() {
             out.push(Change::Empty);

@@ -124,6 +124,29 @@ fn has_zombie_child() -> bool {
     r == 0 && unsafe { info.si_pid() } != 0
 }
 
+/// [`sweep`] for `owner`, only when some child of ours is a zombie: the
+/// sweep reads every thread's children list and each child's stat.
+pub(crate) fn sweep_if_zombies(owner: &Arc<Owner>) -> usize {
+    if has_zombie_child() {
+        sweep(Some(owner))
+    } else {
+        0
+    }
+}
+
+/// True if this process has any child at all, running or a zombie,
+/// whatever its exit signal (`__WALL`).
+pub(crate) fn has_children() -> bool {
+    // SAFETY: zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let opts = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL;
+    // SAFETY: info is valid for writes.
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, opts) };
+    // ECHILD is the only answer that means "none"; any other failure is
+    // read as "maybe", which sends the caller the slow way.
+    !(r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
 /// Reaps the zombie children that can be attributed: to `only` if given,
 /// else to any group (or to none, in reap-all mode). Returns how many.
 pub(crate) fn sweep(only: Option<&Arc<Owner>>) -> usize {

@@ -58,7 +58,9 @@ impl Group {
     /// empty; else (or when the pool is full) they are removed.
     pub(super) fn release(&self) {
         let killed = self.leaf_killed.load(Ordering::Relaxed);
-        let Some(shape) = self.shape.clone().filter(|_| !killed && self.parts.is_provably_empty()) else {
+        // Called by teardown only, so the `cgroup.events` fd is its to read.
+        let empty = || self.populated_now().map_or_else(|| self.parts.is_provably_empty(), |p| !p);
+        let Some(shape) = self.shape.clone().filter(|_| !killed && empty()) else {
             self.parts.remove();
             return;
         };

@@ -3,11 +3,25 @@
 //!
 //! Empty is not gone: a member leaves its cgroup before its orphans are
 //! re-parented to us, and zombies hold pids until reaped.
+//!
+//! Most groups are already empty and reaped when they end (the leader
+//! exited last): one look settles them, cheaply enough for the event loop
+//! to do it itself ([`Group::tear_down_if_settled`]) instead of starting a
+//! thread that would only find nothing to wait for.
 
 use super::group::Group;
-use super::reaper;
+use super::reaper::{self, Owner};
 use crate::sys::SysGroup;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What one look at an ended group found.
+enum Look {
+    /// These are left (alive, or zombies not reaped yet); none: it is gone.
+    Left(Vec<u32>),
+    /// The event reader has not read every exit yet: look again soon.
+    Unsettled,
+}
 
 impl Group {
     /// [`crate::sys::SysGroup::teardown`].
@@ -20,53 +34,99 @@ impl Group {
             return 0;
         }
         let owner = self.owner().cloned();
-        let mut remaining: Vec<u32>;
         let settle_by = Instant::now() + Duration::from_millis(500);
-        loop {
-            if let Some(o) = &owner {
-                reaper::sweep(Some(o));
-            }
-            reaper::sweep_unattributed_if_reaping_all();
-            self.reap_leader();
-            let live = self.members_cheap().unwrap_or_default();
-            if !live.is_empty() {
-                let _ = self.kill();
-                remaining = live;
-            } else {
-                // Empty is not gone: a member leaves its cgroup before its
-                // orphans are re-parented to us, and zombies hold pids
-                // until reaped. Look for anything of ours still in /proc:
-                // the members the event connector saw exit, once it has
-                // seen every member exit; else a scan of all of /proc.
-                let tracked = self.tracked.get();
-                if tracked.is_some_and(|t| !t.settled() && !t.lost()) && Instant::now() < settle_by {
-                    // The event reader has not read every exit yet.
+        let remaining = loop {
+            let left = match self.look(&owner) {
+                Look::Unsettled if Instant::now() < settle_by => {
                     std::thread::sleep(Duration::from_micros(100));
                     continue;
                 }
-                remaining = match tracked {
-                    Some(t) if t.settled() => t.unreaped(),
-                    // A cgroup lists its members: once it is empty, what is
-                    // left are this process's children not reaped yet.
-                    _ if self.parts.in_cgroup() => owner.as_deref().map(reaper::unreaped_children).unwrap_or_default(),
-                    _ => self.remaining(&owner),
-                };
-                if remaining.is_empty() {
-                    break;
-                }
+                // Past `settle_by`, counted the slow way (see `look`).
+                Look::Unsettled => self.left_in_proc(&owner),
+                Look::Left(left) => left,
+            };
+            if left.is_empty() {
+                break left;
             }
             if Instant::now() >= deadline {
-                break;
+                break left;
             }
             std::thread::sleep(Duration::from_micros(500));
+        };
+        self.conclude(&owner, remaining.len())
+    }
+
+    /// [`crate::sys::SysGroup::teardown_if_settled`]: one look, and the
+    /// end of the group if it found nothing left; `None` (nothing changed
+    /// but reaping and a kill of what still ran) when teardown must wait.
+    pub(super) fn tear_down_if_settled(&self) -> Option<usize> {
+        if self.pgid() == 0 {
+            return Some(self.tear_down(Instant::now()));
         }
-        let usage = self.live_usage();
+        let owner = self.owner().cloned();
+        match self.look(&owner) {
+            Look::Left(left) if left.is_empty() => Some(self.conclude(&owner, 0)),
+            _ => None,
+        }
+    }
+
+    /// Reaps what can be reaped, kills what still runs, and says what is
+    /// left.
+    fn look(&self, owner: &Option<Arc<Owner>>) -> Look {
+        if let Some(o) = owner {
+            reaper::sweep_if_zombies(o);
+        }
+        reaper::sweep_unattributed_if_reaping_all();
+        self.reap_leader();
+        // The event loop no longer polls the group: its `cgroup.events` fd
+        // is ours to read, one call where listing members takes four.
+        let live = match self.populated_now() {
+            Some(false) => Vec::new(),
+            _ => self.members_cheap().unwrap_or_default(),
+        };
+        if !live.is_empty() {
+            let _ = self.kill();
+            return Look::Left(live);
+        }
+        // Empty is not gone: a member leaves its cgroup before its
+        // orphans are re-parented to us, and zombies hold pids until
+        // reaped. Look for anything of ours still in /proc: the members
+        // the event connector saw exit, once it has seen every member
+        // exit; else a scan of all of /proc.
+        match self.tracked.get() {
+            Some(t) if t.settled() => Look::Left(t.unreaped()),
+            Some(t) if !t.lost() => Look::Unsettled,
+            _ => Look::Left(self.left_in_proc(owner)),
+        }
+    }
+
+    /// What is left of an empty group, read from `/proc`.
+    fn left_in_proc(&self, owner: &Option<Arc<Owner>>) -> Vec<u32> {
+        if !self.parts.in_cgroup() {
+            return self.remaining(owner);
+        }
+        // A cgroup lists its members: once it is empty, what is left are
+        // this process's children not reaped yet. Every process of the
+        // group descends from its leader, our child, through parents that
+        // are members or are gone (then their orphans came to this
+        // subreaper): with no child at all, nothing of it can be left. An
+        // adopted leader is not our child, so that shortcut is not its.
+        let adopted = self.leader.lock().map(|l| l.adopted).unwrap_or(true);
+        if !adopted && !reaper::has_children() {
+            return Vec::new();
+        }
+        owner.as_deref().map(reaper::unreaped_children).unwrap_or_default()
+    }
+
+    /// Records the usage, hands the directories back (or removes them)
+    /// when nothing is left, and lets go of what the group held.
+    fn conclude(&self, owner: &Option<Arc<Owner>>, leftover: usize) -> usize {
+        let usage = if leftover == 0 { self.usage_of(Vec::new()) } else { self.live_usage() };
         *self.final_usage.lock().unwrap_or_else(|p| p.into_inner()) = Some(usage);
-        let leftover = remaining.len();
         if leftover == 0 {
             self.release();
         }
-        if let Some(o) = &owner {
+        if let Some(o) = owner {
             let pid = self.leader.lock().map(|l| l.pid).unwrap_or(0);
             reaper::unregister(pid, o);
         }

@@ -10,10 +10,17 @@ use std::time::Duration;
 
 impl Group {
     pub(super) fn live_usage(&self) -> Usage {
-        let mut u = Usage::default();
-        let members = self.members_cheap().unwrap_or_default();
-        u.processes_active = members.len() as u64;
-        u.processes_total = self.tracked.get().and_then(|t| t.total());
+        self.usage_of(self.members_cheap().unwrap_or_default())
+    }
+
+    /// The usage, given the members alive now (none once teardown found
+    /// nothing left: no need to list them again).
+    pub(super) fn usage_of(&self, members: Vec<u32>) -> Usage {
+        let mut u = Usage {
+            processes_active: members.len() as u64,
+            processes_total: self.tracked.get().and_then(|t| t.total()),
+            ..Usage::default()
+        };
         let cpu = match self.parts.holder() {
             Holder::Leaf(v2) => v2.cpu(),
             Holder::V1(v1) => v1.cpu(),

@@ -135,6 +135,16 @@ fn close_range_cloexec_works() -> bool {
     })
 }
 
+/// Resets `sig` to its default disposition if it is ignored; through the
+/// raw call on Linux, which also reaches the signals glibc keeps for its
+/// threads. Async-signal-safe.
+#[cfg(target_os = "linux")]
+pub(crate) fn reset_if_ignored(sig: libc::c_int) {
+    if is_ignored(sig) {
+        set_default(sig);
+    }
+}
+
 /// Resets every ignored signal to its default disposition. Runs in the
 /// child between fork and exec: sigaction is async-signal-safe.
 pub(crate) fn reset_ignored_signals() {
