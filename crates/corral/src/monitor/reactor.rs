@@ -172,7 +172,14 @@ fn step(g: &mut Entry, now: Instant) -> bool {
 }
 
 /// Tears an ended group down off the loop, then publishes its outcome.
+/// A group proven empty (every member exited, in a container none can
+/// leave) has its end told first: a supervisor may start the next run
+/// while this one's container is removed, as systemd restarts a unit once
+/// its cgroup is empty.
 fn finish(e: Entry) {
+    if let Some(ended) = e.life.ended().filter(|_| e.sys.empty_is_final()) {
+        e.shared.settle(ended);
+    }
     type Ending = Mutex<Option<(Arc<G>, Arc<Shared>, Life)>>;
     fn end(slot: &Ending) {
         let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -238,6 +238,13 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     /// After the kill: reaps everything, removes the container, and counts
     /// what is still alive (or unreaped) by `deadline`.
     fn teardown(&self, deadline: Instant) -> usize;
+    /// True when the [`Change::Empty`] this backend reports means that every
+    /// member has exited (a container no process can leave), so a group's
+    /// end may be told before its teardown. False (the default) where a
+    /// member may live on outside what is watched (a process group).
+    fn empty_is_final(&self) -> bool {
+        false
+    }
     /// Changes the limits of the running group (see `Group::set_limits`).
     fn set_limits(&self, _limits: &Limits) -> crate::Result<()> {
         Err(crate::Error::new(
