@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::persist::{GroupRecord, Persist};
 use crate::policy::{after_exit, AfterExit, Condition, RunResult};
 use crate::state::{InstanceStatus, LastExit, State};
-use corral::{Group, Outcome};
+use corral::Group;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -153,6 +153,7 @@ impl Instance {
             rng: seed | 1,
             reattached: false,
             by: by.clone(),
+            tearing: None,
         };
         let task = tokio::spawn(task.run());
         Instance { index, tx, status, group, task, by }
@@ -271,6 +272,9 @@ struct Task {
     /// The current run was taken back from a previous daemon, not spawned.
     reattached: bool,
     by: crate::asked::AskedBy,
+    /// The last run's teardown, when its end was told before it (see
+    /// `watch_run`): awaited before the next one, and before the task ends.
+    tearing: Option<JoinHandle<()>>,
 }
 
 impl Task {
@@ -301,6 +305,8 @@ impl Task {
         if !self.state().is_down() {
             self.transition(State::Stopped, "daemon stopping", None, None);
         }
+        // No container is left behind by a daemon that stops.
+        self.torn_down().await;
     }
 
     /// New probes and alerts while no run is going: the next run has them.
@@ -317,6 +323,13 @@ impl Task {
 
     fn state(&self) -> State {
         self.status.borrow().state
+    }
+
+    /// Waits until the last run's teardown has finished, if it had not.
+    async fn torn_down(&mut self) {
+        if let Some(t) = self.tearing.take() {
+            let _ = t.await;
+        }
     }
 
     /// Runs until the instance is down again.
@@ -671,7 +684,7 @@ impl Task {
         let mut notice_tick = tokio::time::interval(crate::live_limits::NOTICE_PERIOD);
         let request = loop {
             tokio::select! {
-                _ = group.wait_async() => break None,
+                _ = group.wait_ended_async() => break None,
                 _ = notice_tick.tick(), if !self.spec.limits.notify.is_empty() => self.tell_notices(&group, &mut notices),
                 v = w.rx.recv() => match v {
                     Some(Verdict::Probe { result, took, note, ready }) => {
@@ -733,7 +746,14 @@ impl Task {
             self.pre_stop(&group).await;
             group.stop();
         }
-        let outcome = group.wait_async().await;
+        // An end nobody asked for is told once no member is left, so that
+        // the restart need not wait for the teardown (the cgroup's removal,
+        // the final usage), as systemd restarts once the cgroup is empty.
+        // A stop waits for all of it.
+        let ended = match &request {
+            None => group.wait_ended_async().await,
+            Some(_) => corral::Ended::from(&group.wait_async().await),
+        };
         // The notification socket outlives the group: a service that says
         // STOPPING=1 while it stops is heard (what it says is ignored now),
         // not refused. There is no watcher off Unix.
@@ -751,11 +771,10 @@ impl Task {
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.persist.remove(&self.spec.name, self.index);
         self.ctx.holder.drop_group(group.id());
-        self.post_stop(group.pid(), outcome.status).await;
-        let exit = last_exit(&outcome, unhealthy.as_ref().map(|u| u.1.as_str()));
-        if outcome.leftover > 0 {
-            eprintln!("corral: {} left {} process(es) behind after teardown", self.spec.name, outcome.leftover);
-        }
+        self.post_stop(group.pid(), ended.status).await;
+        let exit = last_exit(&ended, unhealthy.as_ref().map(|u| u.1.as_str()));
+        self.torn_down().await;
+        self.tearing = Some(report_teardown(self.spec.name.clone(), group.clone()));
         match request {
             Some((to, why, end)) => {
                 let why = if to == State::Starting { why.to_string() } else { format!("{why}; {}", exit.reason) };
@@ -765,7 +784,7 @@ impl Task {
             None => {
                 let result = match unhealthy {
                     Some((cause, _)) => RunResult::Unhealthy(cause),
-                    None => RunResult::of(outcome.reason, outcome.status, &self.spec.success_exit_codes),
+                    None => RunResult::of(ended.reason, ended.status, &self.spec.success_exit_codes),
                 };
                 RunEnd::Ended { result, exit, ran_for: started.elapsed() }
             }
@@ -1006,7 +1025,18 @@ fn snapshot(ctx: &Ctx, service: &str, index: u32, group: &Group, why: &str) -> (
     }
 }
 
-fn last_exit(o: &Outcome, unhealthy: Option<&str>) -> LastExit {
+/// Waits for the teardown of a group whose end was told before it, and
+/// says what it left behind.
+fn report_teardown(name: String, group: Arc<Group>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let outcome = group.wait_async().await;
+        if outcome.leftover > 0 {
+            eprintln!("corral: {name} left {} process(es) behind after teardown", outcome.leftover);
+        }
+    })
+}
+
+fn last_exit(o: &corral::Ended, unhealthy: Option<&str>) -> LastExit {
     let mut reason = match (o.status.code, o.status.signal) {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(s)) => format!("killed by {}", corral::Signal::from_raw(s)),

@@ -411,16 +411,40 @@ impl Group {
     /// Kills every member now, inescapably. Returns once the kill has been
     /// delivered; [`Group::wait`] tells when everything is reaped.
     pub fn kill(&self) -> Result<()> {
-        self.shared.request(Request::Kill);
+        // Noted first, so that the loop names the reason whenever it sees
+        // the deaths; not woken, so that it does not wake beside the dying
+        // tree only to kill it a second time.
+        self.shared.note_request(Request::Killed);
         if self.shared.outcome().is_some() {
             return Ok(());
         }
-        self.sys.kill().map_err(|e| Error::os("killing the group", e))
+        self.sys.kill().map_err(|e| {
+            // The loop kills (and retries) instead.
+            self.shared.request(Request::Kill);
+            Error::os("killing the group", e)
+        })
     }
 
     /// Waits until the group has ended and been torn down.
     pub fn wait(&self) -> Outcome {
         self.shared.wait()
+    }
+
+    /// Waits until the leader has ended and no member of the group is left
+    /// running, and tells how it ended. On the cgroup backends that is
+    /// before the teardown that [`Group::wait`] waits for (the cgroup
+    /// removed, zombies reaped, the final usage read, leftovers counted):
+    /// what a supervisor needs to start the next run at once, as systemd
+    /// restarts a unit once its cgroup is empty. Elsewhere (process
+    /// groups, Windows, macOS) it comes with the outcome.
+    pub fn wait_ended(&self) -> crate::Ended {
+        self.shared.wait_ended()
+    }
+
+    /// [`Group::wait_ended`] without blocking the runtime.
+    #[cfg(feature = "tokio")]
+    pub async fn wait_ended_async(&self) -> crate::Ended {
+        self.shared.wait_ended_async().await
     }
 
     /// Waits at most `timeout`; `None` if the group has not ended by then.

@@ -95,7 +95,7 @@ pub use io_limit::{IoLimit, MAX_IO_DEVICES};
 pub use isolation::{Bind, Isolation, Network, Seccomp, Token, UserMap, DEFAULT_DENY, MAX_HOSTNAME, MAX_MOUNTS};
 pub use leftover::{orphaned_groups, reap_group, OrphanedGroup};
 pub use limits::{LimitKind, Limits, MAX_CPUS, MAX_PROCS};
-pub use outcome::{ExitStatus, Outcome, Reason};
+pub use outcome::{Ended, ExitStatus, Outcome, Reason};
 pub use stop::{Signal, StopPolicy};
 pub use tree::{describe_processes, find_group, process_argv, process_table, FoundGroup, ProcessInfo, ProcessTree};
 pub use usage::Usage;

@@ -30,6 +30,9 @@ pub(crate) struct Config {
 pub(crate) enum Request {
     Stop,
     Kill,
+    /// The caller killed the group itself: the reason is a kill, and the
+    /// loop need not kill again.
+    Killed,
 }
 
 /// Where a listener's events go; `false` once nobody reads them.
@@ -44,6 +47,8 @@ struct Subscriber {
 #[derive(Default)]
 struct State {
     outcome: Option<Outcome>,
+    /// Told before the outcome when the group is proven empty earlier.
+    ended: Option<crate::Ended>,
     request: Option<Request>,
     subscribers: Vec<Subscriber>,
     /// The id of the last subscription.
@@ -86,14 +91,29 @@ impl Shared {
     }
 
     pub(crate) fn request(&self, r: Request) {
-        {
-            let mut st = self.lock();
-            // A kill overrides a pending stop, never the reverse.
-            if st.request != Some(Request::Kill) {
-                st.request = Some(r);
+        self.note_request(r);
+        self.waker.wake();
+    }
+
+    /// Records a request without waking the loop: for a kill the caller
+    /// makes itself, whose deaths wake the loop anyway (the leader's end,
+    /// or the group's emptiness once the leader is gone), and where a loop
+    /// thread woken beside the dying tree would only take a core from it.
+    pub(crate) fn note_request(&self, r: Request) {
+        // A kill overrides a pending stop, never the reverse; the loop's
+        // kill overrides the caller's own (which failed, then).
+        fn rank(r: Option<Request>) -> u8 {
+            match r {
+                None => 0,
+                Some(Request::Stop) => 1,
+                Some(Request::Killed) => 2,
+                Some(Request::Kill) => 3,
             }
         }
-        self.waker.wake();
+        let mut st = self.lock();
+        if rank(Some(r)) >= rank(st.request) {
+            st.request = Some(r);
+        }
     }
 
     pub(crate) fn outcome(&self) -> Option<Outcome> {
@@ -122,6 +142,34 @@ impl Shared {
                 return None;
             }
             st = self.done.wait_timeout(st, end - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// The leader's end, once every member is gone (or the outcome).
+    fn ended_now(st: &State) -> Option<crate::Ended> {
+        st.ended.or_else(|| st.outcome.as_ref().map(crate::Ended::from))
+    }
+
+    pub(crate) fn wait_ended(&self) -> crate::Ended {
+        let mut st = self.lock();
+        loop {
+            if let Some(e) = Self::ended_now(&st) {
+                return e;
+            }
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn wait_ended_async(&self) -> crate::Ended {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = Self::ended_now(&self.lock()) {
+                return e;
+            }
+            notified.await;
         }
     }
 
@@ -236,6 +284,16 @@ impl Shared {
     #[cfg(test)]
     pub(crate) fn subscriber_count(&self) -> usize {
         self.lock().subscribers.len()
+    }
+
+    /// Tells how the group ended before its teardown, once no member is
+    /// left; wakes every waiter ([`Shared::wait_ended`]'s, and the
+    /// outcome's, which wait on).
+    fn settle(&self, ended: crate::Ended) {
+        self.lock().ended.get_or_insert(ended);
+        self.done.notify_all();
+        #[cfg(feature = "tokio")]
+        self.notify.notify_waiters();
     }
 
     /// Records the outcome and wakes every waiter.

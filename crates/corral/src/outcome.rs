@@ -93,6 +93,25 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// How a group's leader ended, known as soon as every member is gone:
+/// before the teardown (the container removed, stray zombies reaped, the
+/// final usage read, leftovers counted) that [`Outcome`] waits for. See
+/// [`Group::wait_ended`](crate::Group::wait_ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ended {
+    /// The leader's status, as [`Outcome::status`] will tell it.
+    pub status: ExitStatus,
+    /// Why the group ended, as [`Outcome::reason`] will tell it.
+    pub reason: Reason,
+}
+
+impl From<&Outcome> for Ended {
+    fn from(o: &Outcome) -> Ended {
+        Ended { status: o.status, reason: o.reason }
+    }
+}
+
 /// The end of a group, with the proof that it is over.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -178,7 +178,14 @@ impl Life {
             }
             Some(Request::Kill) => {
                 self.td.reason.get_or_insert(Reason::Killed);
+                // Asked for explicitly (or the caller's own kill failed):
+                // killed again even if it was before.
+                self.td.killed = false;
                 self.td.kill(sys);
+            }
+            Some(Request::Killed) => {
+                self.td.reason.get_or_insert(Reason::Killed);
+                self.td.killed = true;
             }
             None => {}
         }
@@ -205,6 +212,17 @@ impl Life {
         .flatten()
         .min();
         Next::Wait(wake_at)
+    }
+
+    /// How the group ended, once its leader has been reaped and the
+    /// backend has reported it empty; `None` before that.
+    pub(crate) fn ended(&self) -> Option<crate::Ended> {
+        let status = self.leader.filter(|_| self.empty)?;
+        Some(crate::Ended { status, reason: self.reason(status) })
+    }
+
+    fn reason(&self, status: ExitStatus) -> Reason {
+        self.td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited })
     }
 
     /// Reaps and removes the group, counts what is left, and tells how it
@@ -239,7 +257,7 @@ impl Life {
         }
         let usage = sys.usage();
         let status = self.leader.unwrap_or(ExitStatus { code: None, signal: None });
-        let reason = self.td.reason.unwrap_or(if status.signal.is_some() { Reason::Signal } else { Reason::Exited });
+        let reason = self.reason(status);
         Outcome {
             status,
             reason,

@@ -182,9 +182,16 @@ fn step(g: &mut Entry, now: Instant, news: bool) -> bool {
 }
 
 /// Tears an ended group down, then publishes its outcome: here when one
-/// look settles it (the usual end), else off the loop.
+/// look settles it (the usual end), else off the loop. A group proven
+/// empty (every member exited, in a container none can leave) has its end
+/// told first: a supervisor may start the next run while this one's
+/// container is removed, as systemd restarts a unit once its cgroup is
+/// empty.
 fn finish(e: Entry) {
     let Entry { sys, shared, life, .. } = e;
+    if let Some(ended) = life.ended().filter(|_| sys.empty_is_final()) {
+        shared.settle(ended);
+    }
     // A bug in the teardown must not end the loop: this group's outcome
     // is then lost, as it was with a teardown thread that panicked.
     match catch_unwind(AssertUnwindSafe(|| life.finish_if_settled(&*sys, &shared))) {

@@ -245,6 +245,14 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn teardown_if_settled(&self) -> Option<usize> {
         None
     }
+
+    /// True when the [`Change::Empty`] this backend reports means that every
+    /// member has exited (a container no process can leave), so a group's
+    /// end may be told before its teardown. False (the default) where a
+    /// member may live on outside what is watched (a process group).
+    fn empty_is_final(&self) -> bool {
+        false
+    }
     /// Changes the limits of the running group (see `Group::set_limits`).
     fn set_limits(&self, _limits: &Limits) -> crate::Result<()> {
         Err(crate::Error::new(

@@ -267,3 +267,45 @@ fn deadlines_past_the_end_of_time_saturate() {
     let (sys, shared, mut life, t0) = setup(&cfg(Some(Duration::MAX), None));
     assert!(matches!(life.advance(&sys, &shared, vec![], t0), Next::Wait(Some(_))));
 }
+
+#[test]
+fn a_kill_the_caller_made_is_neither_repeated_nor_unnamed() {
+    let (sys, shared, mut life, t0) = setup(&cfg(None, None));
+    shared.note_request(Request::Killed);
+    life.advance(&sys, &shared, vec![], t0);
+    assert_eq!(sys.calls(), Vec::<Call>::new(), "the caller killed already");
+    shared.request(Request::Stop);
+    life.advance(&sys, &shared, vec![], t0);
+    assert_eq!(sys.calls(), Vec::<Call>::new(), "a stop after a kill does nothing");
+    life.advance(
+        &sys,
+        &shared,
+        vec![Change::LeaderExited(ExitStatus { code: None, signal: Some(9) }), Change::Empty],
+        t0,
+    );
+    assert_eq!(life.finish(&sys, &shared).reason, Reason::Killed);
+}
+
+#[test]
+fn a_kill_request_after_the_callers_own_kills_again() {
+    let (sys, shared, mut life, t0) = setup(&cfg(None, None));
+    shared.note_request(Request::Killed);
+    life.advance(&sys, &shared, vec![], t0);
+    shared.request(Request::Kill);
+    life.advance(&sys, &shared, vec![], t0);
+    assert_eq!(sys.calls(), [Call::Kill]);
+}
+
+#[test]
+fn the_end_is_known_once_the_leader_is_reaped_and_the_group_empty() {
+    let (sys, shared, mut life, t0) = setup(&cfg(None, None));
+    assert_eq!(life.ended(), None);
+    life.advance(&sys, &shared, vec![exited(3)], t0);
+    assert_eq!(life.ended(), None, "members may still run");
+    life.advance(&sys, &shared, vec![Change::Empty], t0);
+    let ended = life.ended().expect("leader reaped and the group empty");
+    let outcome = life.finish(&sys, &shared);
+    assert_eq!(ended, crate::Ended::from(&outcome));
+    assert_eq!(ended.status.code, Some(3));
+    assert_eq!(ended.reason, Reason::Exited);
+}

@@ -296,6 +296,14 @@ impl SysGroup for Group {
         self.tear_down_if_settled()
     }
 
+    fn empty_is_final(&self) -> bool {
+        // A member cannot leave its cgroup (only a privileged writer of
+        // another cgroup's `cgroup.procs` could move it, which no backend
+        // can see): an empty cgroup has no process left running, only
+        // zombies that the teardown reaps.
+        self.parts.in_cgroup()
+    }
+
     fn observes_lineage(&self) -> bool {
         self.tracked.get().is_some()
     }
