@@ -92,7 +92,8 @@ pub fn judge(sec: &mut Section, cpu: &[f64], idle: f64, supervisord: Option<f64>
          `corral-testkit announced-http PORT`, which serves `GET /health` (200) on its own loopback port (free ports \
          below the ephemeral range) and announces itself once it answers. The `exec` row (`/bin/true`) is for \
          information: each run is a process in a corral group of its own. Per check, the daemon spends about {} \
-         (http) and {} (exec) above its idle figure.",
+         (http) and {} (exec) above its idle figure. Where it goes, and the kernel's floor for an http check \
+         (about supervisord's whole idle figure for 300 checks), is in \"Probes on (4b)\" above.",
         per_check(http),
         per_check(exec),
     ));
