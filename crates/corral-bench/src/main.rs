@@ -25,6 +25,8 @@ mod kill;
 #[cfg(target_os = "linux")]
 mod logs;
 #[cfg(target_os = "linux")]
+mod probes_on;
+#[cfg(target_os = "linux")]
 mod report;
 #[cfg(target_os = "linux")]
 mod soak;

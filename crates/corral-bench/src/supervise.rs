@@ -2,6 +2,7 @@
 //! and PM2, each from cold with a private config in a temp dir.
 
 use crate::daemons::{self, CorralUp, Fifo, Pm2, Policy, Service, Supervisor, Supervisord};
+use crate::probes_on::{self, ProbesOn};
 use crate::report::{Section, Table, Verdict};
 use crate::stats::{mib, ratio, rotation, secs, Samples};
 use crate::svg::{self, Spread};
@@ -114,17 +115,21 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
     let window = if opts.quick { Duration::from_secs(4) } else { Duration::from_secs(30) };
     let settle = if opts.quick { Duration::from_millis(1000) } else { Duration::from_secs(3) };
     let n = 100;
-    // One more contender than there are daemons: corral again, with a
-    // liveness probe on every service (the peers have no probes).
+    // More contenders than there are daemons: corral again, with a
+    // liveness probe on every service, one row per kind (the peers have no
+    // probes). Rows from `health` on are these.
     let health = c.names.len();
-    let mut res = vec![Footprint::default(); c.names.len() + 1];
+    let probes_on = |k: usize| k.checked_sub(health).map(|j| ProbesOn::ALL[j]);
+    let rows = health + ProbesOn::ALL.len();
+    let mut res = vec![Footprint::default(); rows];
     for round in 0..rounds {
-        for k in rotation(c.names.len() + 1, round) {
-            let i = if k == health { 0 } else { k };
-            let name = if k == health { "corral (health on)" } else { c.names[i] };
+        for k in rotation(rows, round) {
+            let on = probes_on(k);
+            let i = if on.is_some() { 0 } else { k };
+            let name = on.map_or(c.names[i], ProbesOn::name);
             eprintln!("corral-bench footprint: round {}, {name}", round + 1);
             // Idle: no services (once per daemon).
-            if k != health {
+            if on.is_none() {
                 let (mut sup, _fifo) = c.make(opts, i)?;
                 sup.launch(&[])?;
                 sup.wait_ready(Duration::from_secs(30))?;
@@ -137,12 +142,10 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             }
             // 100 services.
             let (mut sup, mut fifo) = c.make(opts, i)?;
-            let mut services = sleepers(&fifo, n, Policy::Defaults);
-            if k == health {
-                for s in &mut services {
-                    s.liveness_exec = Some(vec!["/bin/true".into()]);
-                }
-            }
+            let services = match on {
+                Some(p) => p.services(opts, &fifo, n)?,
+                None => sleepers(&fifo, n, Policy::Defaults),
+            };
             let t0 = Instant::now();
             sup.launch(&services)?;
             let done = wait_all(&mut fifo, &services, Duration::from_secs(60))?;
@@ -155,7 +158,9 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             res[k].pss.push(m.pss as f64);
             let cpu0 = sys::cpu_time(pid).map_err(|e| e.to_string())?;
             let w0 = Instant::now();
-            let most = sys::threads_most(pid, window).map_err(|e| format!("{name} threads: {e}"))?;
+            // Probes run every 10 s: a shorter (quick) window may see none.
+            let span = if on.is_some() { window.max(probes_on::PERIOD) } else { window };
+            let most = sys::threads_most(pid, span).map_err(|e| format!("{name} threads: {e}"))?;
             res[k].threads_max.push(most as f64);
             let cpu1 = sys::cpu_time(pid).map_err(|e| e.to_string())?;
             let per30 = (cpu1 - cpu0).as_secs_f64() * 30.0 / w0.elapsed().as_secs_f64();
@@ -174,8 +179,8 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
          `/proc/PID/smaps_rollup`, {}s after start, with no services and with 100 services (`sh -c 'echo … > fifo; \
          exec sleep 300'`), and RSS again after the idle window (threads a daemon used only to start things may \
          have ended by then). **4:** the daemon's CPU time (its CPU clock, all threads) over a {} s idle window with the \
-         100 services running, scaled to 30 s; health checks off, and for corral also on (a liveness `exec` \
-         probe on each service at the default period of 10 s; neither peer has built-in probes). **Threads:** the \
+         100 services running, scaled to 30 s; health checks off, and for corral also on (see 4b below; neither \
+         peer has built-in probes). **Threads:** the \
          daemon's entries in `/proc/PID/task`, counted every {} ms through the idle window: the most seen, and the \
          count at its end. **5:** from launching the daemon until all 100 services have announced themselves on a \
          FIFO (their own process has started). {} round(s), contenders interleaved.",
@@ -200,12 +205,8 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
     ]);
     let cs = res[0].start.median();
     for (i, r) in res.iter().enumerate() {
-        let label = if i == health {
-            "corral, health on: a liveness `exec` probe (`/bin/true`, every 10 s) per service".to_string()
-        } else {
-            c.label(i)
-        };
-        let idle = |v: &Samples| if i == health { "(as above)".to_string() } else { mib(v.median()) };
+        let label = probes_on(i).map_or_else(|| c.label(i), |p| p.label().to_string());
+        let idle = |v: &Samples| if i >= health { "(as above)".to_string() } else { mib(v.median()) };
         t.row(vec![
             label,
             idle(&r.idle_rss),
@@ -246,13 +247,16 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
         ),
         Some(rss.max(after) <= 8.0 * 1024.0 * 1024.0),
     ));
-    let (off, on) = (&res[0], &res[health]);
-    let threads = [&off.threads, &off.threads_max, &on.threads, &on.threads_max].map(|s| s.median());
+    // Probes on: the most of any probes-on row.
+    let most_on = |f: fn(&Footprint) -> &Samples| res[health..].iter().map(|r| f(r).median()).fold(0.0, f64::max);
+    let off = &res[0];
+    let threads =
+        [off.threads.median(), off.threads_max.median(), most_on(|r| &r.threads), most_on(|r| &r.threads_max)];
     sec.verdicts.push(Verdict::new(
         "3",
         "daemon threads ≤ 8 with 100 services (`/proc/PID/task`)",
         format!(
-            "most {:.0}, at the end {:.0} (health off); most {:.0}, at the end {:.0} (health on)",
+            "most {:.0}, at the end {:.0} (health off); most {:.0}, at the end {:.0} (probes on)",
             threads[1], threads[0], threads[3], threads[2]
         ),
         Some(threads.iter().all(|&t| t <= 8.0)),
@@ -268,16 +272,8 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
         },
         sv.map(|k| cpu <= res[k].cpu_per_30s.median()),
     ));
-    let hc = res[health].cpu_per_30s.median();
-    sec.verdicts.push(Verdict::new(
-        "4",
-        "idle CPU with 100 services, health checks on ≤ supervisord's (without)",
-        match sv {
-            Some(k) => format!("{} vs {} per 30 s", secs(hc), secs(res[k].cpu_per_30s.median())),
-            None => format!("{} per 30 s; supervisord missing", secs(hc)),
-        },
-        sv.map(|k| hc <= res[k].cpu_per_30s.median()),
-    ));
+    let on: Vec<f64> = res[health..].iter().map(|r| r.cpu_per_30s.median()).collect();
+    probes_on::judge(&mut sec, &on, cpu, sv.map(|k| res[k].cpu_per_30s.median()));
     sec.verdicts.push(Verdict::new("5", "start 100 services ≤ 0.3 s", secs(cs), Some(cs <= 0.3)));
     Ok(sec)
 }

@@ -60,6 +60,8 @@ modes (first argument):
   notify | ready-fd FD | activated-http | bound-http PORT   (Unix; protocols.rs)
   late-escape TRIGGER SECS   once the file TRIGGER exists, start a child that
                         calls setsid; all ends after SECS (max 120) (Unix; late_escape.rs)
+  announced-http PORT FILE NAME [--sleep S]   serve GET /health (200) on
+                        127.0.0.1:PORT, then append `NAME PID` to FILE (announced_http.rs)
 ";
 
 /// Which part of the tree this process plays. Only `Top` is started by a test;

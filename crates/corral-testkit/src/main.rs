@@ -6,6 +6,7 @@
 //! readiness line only when the whole tree exists: tests never sleep to
 //! synchronise. Every process exits by itself when `--sleep` expires.
 
+mod announced_http;
 mod args;
 mod http;
 #[cfg(unix)]
@@ -29,6 +30,9 @@ use args::{Opts, Role};
 fn main() {
     let words: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(code) = corral_testkit::numbered::dispatch(&words) {
+        std::process::exit(code);
+    }
+    if let Some(code) = announced_http::dispatch(&words) {
         std::process::exit(code);
     }
     #[cfg(unix)]

@@ -2,7 +2,7 @@
 //! `corral up -d` runs it: no echo of the services' output), with its state
 //! dir, socket and logs in a temp dir; the CLI for the rest.
 
-use super::{files_with_prefix, run_cli, spawn_logged, wait_child, Policy, Service, Supervisor};
+use super::{files_with_prefix, run_cli, spawn_logged, wait_child, Liveness, Policy, Service, Supervisor};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -55,9 +55,15 @@ pub fn config_text(services: &[Service]) -> String {
         if svc.policy == Policy::Immediate {
             s.push_str("backoff = { initial = \"0s\", max = \"0s\" }\n");
         }
-        if let Some(probe) = &svc.liveness_exec {
-            let argv: Vec<String> = probe.iter().map(|a| toml_str(a)).collect();
-            let _ = write!(s, "\n[services.{}.health.liveness]\nexec = [{}]\n", svc.name, argv.join(", "));
+        match &svc.liveness {
+            Some(Liveness::Exec(probe)) => {
+                let argv: Vec<String> = probe.iter().map(|a| toml_str(a)).collect();
+                let _ = write!(s, "\n[services.{}.health.liveness]\nexec = [{}]\n", svc.name, argv.join(", "));
+            }
+            Some(Liveness::Http(url)) => {
+                let _ = write!(s, "\n[services.{}.health.liveness]\nhttp = {}\n", svc.name, toml_str(url));
+            }
+            None => {}
         }
     }
     s

@@ -42,8 +42,8 @@ pub struct Service {
     pub name: String,
     pub argv: Vec<String>,
     pub policy: Policy,
-    /// A liveness probe command (corral only: the peers have no probes).
-    pub liveness_exec: Option<Vec<String>>,
+    /// A liveness probe (corral only: the peers have no probes).
+    pub liveness: Option<Liveness>,
     /// Capture stdout to a log file that does not rotate below this many
     /// bytes (measure 8); `None`: each tool's default logging.
     pub log_max: Option<u64>,
@@ -57,10 +57,24 @@ impl Service {
             name: name.into(),
             argv: vec![shell.into(), "-c".into(), script],
             policy,
-            liveness_exec: None,
+            liveness: None,
             log_max: None,
         }
     }
+
+    /// `argv` as it is, no shell: the program announces itself.
+    pub fn direct(name: &str, argv: Vec<String>, policy: Policy) -> Service {
+        Service { name: name.into(), argv, policy, liveness: None, log_max: None }
+    }
+}
+
+/// A liveness probe at the default period (10 s) and timeout (1 s).
+#[derive(Clone, Debug)]
+pub enum Liveness {
+    /// Passed when the command exits 0.
+    Exec(Vec<String>),
+    /// Passed on a 2xx answer to a GET of this URL.
+    Http(String),
 }
 
 /// A supervisor daemon under test.

@@ -1,6 +1,7 @@
 //! `http = "http://host:port/path"` (or `https://`): one GET on a fresh
 //! connection, passed when the status is one of the expected ones (2xx by
-//! default). The body is not read past what the status line needs, unless
+//! default). A plain-http status check takes the lean path of
+//! [`super::http_status`]. The body is not read past what the status line needs, unless
 //! the probe asks about it ([`BodyCheck`]: at most [`MAX_BODY`] bytes). An
 //! https probe verifies the server as its [`Trust`] says, against the
 //! URL's host.
@@ -53,6 +54,14 @@ pub async fn check(
     let stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    if !https && body.is_none() {
+        // The whole request goes in one write: Nagle has nothing to delay.
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let req = super::http_status::request(path, uri.authority().map_or(host.as_str(), |a| a.as_str()), headers)?;
+        let code = super::http_status::status(stream, &req).await?;
+        let shown = shown(code);
+        return if accepted(code, status) { Ok(shown) } else { Err(shown) };
+    }
     let _ = stream.set_nodelay(true);
     if !https {
         return get(hyper_util::rt::TokioIo::new(stream), &uri, &host, headers, status, body).await;
@@ -85,10 +94,7 @@ async fn get<IO: Read + Write + Unpin + Send + 'static>(
     let req = req.body(Empty::<Bytes>::new()).map_err(|e| format!("bad request: {e}"))?;
     let resp = sender.send_request(req).await.map_err(|e| format!("http: {e}"))?;
     let code = resp.status();
-    let shown = match code.canonical_reason() {
-        Some(r) => format!("status {} {r}", code.as_u16()),
-        None => format!("status {}", code.as_u16()),
-    };
+    let shown = shown(code.as_u16());
     if !accepted(code.as_u16(), status) {
         return Err(shown);
     }
@@ -104,6 +110,14 @@ async fn get<IO: Read + Write + Unpin + Send + 'static>(
     match want.check(&bytes) {
         Ok(()) => Ok(format!("{shown}, body ok")),
         Err(why) => Err(format!("{shown}, but {why}")),
+    }
+}
+
+/// `status 200 OK`, as people read it.
+fn shown(code: u16) -> String {
+    match hyper::StatusCode::from_u16(code).ok().and_then(|c| c.canonical_reason()) {
+        Some(r) => format!("status {code} {r}"),
+        None => format!("status {code}"),
     }
 }
 

@@ -19,6 +19,7 @@
 mod body;
 pub(crate) mod exec;
 mod http;
+mod http_status;
 mod logmatch;
 pub mod policy;
 mod probe;

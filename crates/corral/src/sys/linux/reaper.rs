@@ -150,6 +150,12 @@ pub(crate) fn has_children() -> bool {
 /// Reaps the zombie children that can be attributed: to `only` if given,
 /// else to any group (or to none, in reap-all mode). Returns how many.
 pub(crate) fn sweep(only: Option<&Arc<Owner>>) -> usize {
+    // Only zombies are reaped, and one `waitid` says whether there is any:
+    // cheaper than listing the children (a daemon's services are its
+    // children: each exec probe's teardown listed them all).
+    if !has_zombie_child() {
+        return 0;
+    }
     let r = reaper();
     let _no_spawns = r.spawn_lock.write().unwrap_or_else(|p| p.into_inner());
     let leaders = r.leaders.lock().unwrap_or_else(|p| p.into_inner()).clone();
