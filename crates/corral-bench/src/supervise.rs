@@ -3,6 +3,7 @@
 
 use crate::daemons::{self, CorralUp, Fifo, Pm2, Policy, Service, Supervisor, Supervisord};
 use crate::report::{Section, Table, Verdict};
+use crate::smaps;
 use crate::stats::{mib, ratio, rotation, secs, Samples};
 use crate::svg::{self, Spread};
 use crate::sys::{self, Pidfd};
@@ -118,6 +119,8 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
     // liveness probe on every service (the peers have no probes).
     let health = c.names.len();
     let mut res = vec![Footprint::default(); c.names.len() + 1];
+    // What corral's RSS with 100 services is made of (its last round).
+    let mut parts = None;
     for round in 0..rounds {
         for k in rotation(c.names.len() + 1, round) {
             let i = if k == health { 0 } else { k };
@@ -153,6 +156,9 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             let m = sys::memory(pid).map_err(|e| format!("{name} memory: {e}"))?;
             res[k].rss.push(m.rss as f64);
             res[k].pss.push(m.pss as f64);
+            if k == 0 {
+                parts = Some(smaps::breakdown(pid).map_err(|e| format!("{name} smaps: {e}"))?);
+            }
             let cpu0 = sys::cpu_time(pid).map_err(|e| e.to_string())?;
             let w0 = Instant::now();
             let most = sys::threads_most(pid, window).map_err(|e| format!("{name} threads: {e}"))?;
@@ -231,6 +237,10 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
         ]);
     }
     sec.table(&ratios);
+    if let Some(p) = &parts {
+        sec.para(smaps::ABOUT);
+        sec.table(&smaps::table(p));
+    }
     let rss = res[0].rss.median();
     let after = res[0].rss_after.median();
     sec.verdicts.push(Verdict::new(
