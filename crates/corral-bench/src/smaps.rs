@@ -22,27 +22,33 @@ pub const ABOUT: &str =
     "**What corral's RSS with 100 services is made of** (`/proc/PID/smaps` of this run's last corral round, \
 summed by mapping). File-backed pages count in RSS once mapped, and a fault on a file maps up to 64 KiB of \
 neighbours already in the page cache (`fault_around_bytes`): code run here and there across a large binary makes \
-most of its text resident. Anonymous pages are what the daemon wrote. Taken apart on a 2-core VM under a load \
-of 8 to 20 (so absolute figures are a few hundred KiB above an idle run's), with the release profile of \
-`148f46f` (16 codegen units, no LTO): **22.2 MiB**, of which the binary's code 10.1 MiB (of 13.2 MB of `.text`: \
-165 of its 202 64-KiB windows touched; `h2`, `tonic` and `ratatui` code, never run by the daemon, was as \
-resident as `tokio`'s), its read-only data 4.1 MiB (1.5 MiB of it anonymous: `.data.rel.ro`, which the loader \
-writes when it applies the 58,570 relative relocations of a position-independent binary, and whose 1.4 MB table \
-it reads), the heap 4.7 MiB (47 KiB per service: each instance's task was an 11 KiB future, 8 KiB of it the two \
-4 KiB read buffers of the hook runner's output tails, kept inline for the daemon's life; two 4 KiB log read \
-buffers; a 4.6 KiB block of the health channel; plus a 565 KiB event ring of 1024 slots and the config), libc \
-and libm 2.4 MiB (shared with every process: their PSS is small), stacks and other anonymous memory 1 MiB. \
-With `lto = \"fat\"`, `codegen-units = 1` and `opt-level = \"s\"` (the release profile since) and the tails' buffers \
-on the heap: **16.4 MiB**: `.text` 6.9 MB with 5.7 MiB resident, read-only data 3.0 MiB (1.3 anonymous), heap \
-4.1 MiB. **The floor:** a minimal tokio daemon doing the same work (two workers, a Unix-socket listener, \
-100 `sh -c 'exec sleep 300'` children whose pipes it reads into two 4 KiB buffers each, built in release) \
-measures 3.9 MiB the same way: 2.1 MiB of it libc, libm and the loader, 0.5 MiB its own code, 1.2 MiB \
-anonymous. corral runs some 1,400 distinct functions of its own (callgrind) to start 100 services and stop \
-them, at most 2.6 MB of code, spread over the whole text. What is left above 8 MiB is corral's, not the \
-kernel's: hot code not packed together (a linker symbol order from a profile packs it), the relocations of a \
-position-independent binary (`-z pack-relative-relocs` shrinks the table, but needs glibc 2.36 to run), and \
-the per-service heap above. The log holder (`corral __holder`, a second process) is not counted here; its text \
-is the same file's, shared with the daemon.";
+most of its text resident. Anonymous pages are what the daemon wrote. It was taken apart on a 2-core VM under a \
+load of 8 to 20 (absolute figures a few hundred KiB above an idle run's), the `fleet` build as this bench builds \
+it. **With the release profile of `148f46f`** (16 codegen units, no LTO): **22.2 MiB**. The binary's code: \
+10.1 MiB of 13.2 MB of `.text` (165 of its 202 64-KiB windows touched; `h2`, `tonic` and `ratatui` code, \
+never run by the daemon, was as resident as `tokio`'s). Its read-only data: 4.1 MiB, 1.5 MiB of it anonymous \
+(`.data.rel.ro`, which the loader writes when it applies the 58,570 relative relocations of a \
+position-independent binary, reading their 1.4 MB table). The heap: 4.7 MiB, 47 KiB per service (each \
+instance's task was an 11 KiB future, 8 KiB of it the hook runner's two 4 KiB tail buffers kept inline for the \
+daemon's life; two 4 KiB log read buffers; a 4.6 KiB block of the health channel), plus a 565 KiB event ring \
+(1024 slots of 552 bytes) and the config and its specs (about 0.5 MiB, each spec held twice). libc and libm: \
+2.4 MiB, shared with every process (their PSS is small). Stacks and other anonymous memory: 1 MiB. \
+**Now** (one codegen unit, `lto = \"fat\"`, `opt-level = \"s\"`, and the tail buffers on the heap while they \
+read): **16.4 MiB**, `.text` 6.9 MB with 5.8 MiB of it resident, read-only data 3.1 MiB (1.3 anonymous), heap \
+4.1 MiB. With `opt-level = 3` instead: 18.3 MiB (`.text` 10.4 MB), but 14 % fewer instructions per byte of \
+captured log (callgrind: 59 M against 68 M for 20 MB of lines; starting and stopping 100 services: 263 M \
+against 285 M, and 293 M before). **The floor.** A minimal tokio daemon doing the same work (two workers, a \
+Unix-socket listener, 100 `sh -c 'exec sleep 300'` children whose pipes it reads into two 4 KiB buffers each, \
+in release) measures 3.9 MiB the same way: 2.1 MiB libc, libm and the loader, 0.5 MiB its own code, 1.2 MiB \
+anonymous. corral runs about 1,400 distinct functions of its own (callgrind) to start 100 services and stop \
+them, spread over the whole text: linked in the order that profile gives (`--symbol-ordering-file`, an \
+experiment, not in the build), the same binary's resident code drops from 6.1 to 1.9 MiB and the daemon's RSS \
+to **12.4 MiB**. What stays above 8 MiB is corral's, not the kernel's: that ordering (4.2 MiB; it needs a \
+profile per toolchain and lockfile, and lld), the relocations of a position-independent binary (1.3 MiB \
+written, a 1 MB table read; `-z pack-relative-relocs` shrinks the table but needs glibc 2.36 to run), and the \
+heap (about 2.5 MiB above the floor's: log read buffers, the event ring, the health channels, the specs). \
+The log holder (`corral __holder`, a second process) is not counted here; its code is the same file's, \
+shared with the daemon.";
 
 /// The kinds a mapping is counted under, in the order they are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
