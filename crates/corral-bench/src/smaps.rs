@@ -43,10 +43,12 @@ in release) measures 3.9 MiB the same way: 2.1 MiB libc, libm and the loader, 0.
 anonymous. corral runs about 1,400 distinct functions of its own (callgrind) to start 100 services and stop \
 them, spread over the whole text: linked in the order that profile gives (`--symbol-ordering-file`, an \
 experiment, not in the build), the same binary's resident code drops from 6.1 to 1.9 MiB and the daemon's RSS \
-to **12.4 MiB**. What stays above 8 MiB is corral's, not the kernel's: that ordering (4.2 MiB; it needs a \
-profile per toolchain and lockfile, and lld), the relocations of a position-independent binary (1.3 MiB \
-written, a 1 MB table read; `-z pack-relative-relocs` shrinks the table but needs glibc 2.36 to run), and the \
-heap (about 2.5 MiB above the floor's: log read buffers, the event ring, the health channels, the specs). \
+to **12.4 MiB**; linked with `-z pack-relative-relocs` as well (the relocation table in the compact RELR form, \
+which glibc 2.36 and later load), **11.3 MiB**. What stays above 8 MiB is corral's, not the kernel's: that \
+ordering (4.2 MiB; it needs a profile per toolchain and lockfile, and lld), the relocations of a \
+position-independent binary (1.3 MiB written, whatever the table's form; 1 MiB more for the table itself \
+without RELR), and the heap (4 MiB, about 2.5 MiB above the floor's: the log read buffers, 0.8 MiB; the event \
+ring, 0.55 MiB; the health channels' first blocks, up to 0.45 MiB; the specs held twice). \
 The log holder (`corral __holder`, a second process) is not counted here; its code is the same file's, \
 shared with the daemon.";
 
