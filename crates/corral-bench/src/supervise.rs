@@ -4,6 +4,7 @@
 use crate::daemons::{self, CorralUp, Fifo, Pm2, Policy, Service, Supervisor, Supervisord};
 use crate::probes_on::{self, ProbesOn};
 use crate::report::{Section, Table, Verdict};
+use crate::smaps;
 use crate::stats::{mib, ratio, rotation, secs, Samples};
 use crate::svg::{self, Spread};
 use crate::sys::{self, Pidfd};
@@ -122,6 +123,8 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
     let probes_on = |k: usize| k.checked_sub(health).map(|j| ProbesOn::ALL[j]);
     let rows = health + ProbesOn::ALL.len();
     let mut res = vec![Footprint::default(); rows];
+    // What corral's RSS with 100 services is made of (its last round).
+    let mut parts = None;
     for round in 0..rounds {
         for k in rotation(rows, round) {
             let on = probes_on(k);
@@ -156,6 +159,9 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
             let m = sys::memory(pid).map_err(|e| format!("{name} memory: {e}"))?;
             res[k].rss.push(m.rss as f64);
             res[k].pss.push(m.pss as f64);
+            if k == 0 {
+                parts = Some(smaps::breakdown(pid).map_err(|e| format!("{name} smaps: {e}"))?);
+            }
             let cpu0 = sys::cpu_time(pid).map_err(|e| e.to_string())?;
             let w0 = Instant::now();
             // Probes run every 10 s: a shorter (quick) window may see none.
@@ -232,6 +238,10 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
         ]);
     }
     sec.table(&ratios);
+    if let Some(p) = &parts {
+        sec.para(smaps::ABOUT);
+        sec.table(&smaps::table(p));
+    }
     let rss = res[0].rss.median();
     let after = res[0].rss_after.median();
     sec.verdicts.push(Verdict::new(

@@ -686,7 +686,7 @@ impl Task {
             tokio::select! {
                 _ = group.wait_ended_async() => break None,
                 _ = notice_tick.tick(), if !self.spec.limits.notify.is_empty() => self.tell_notices(&group, &mut notices),
-                v = w.rx.recv() => match v {
+                v = w.rx.recv() => match v.map(|v| *v) {
                     Some(Verdict::Probe { result, took, note, ready }) => {
                         // Startup passes once: a pass ends its probe.
                         if result.probe == ProbeKind::Startup && result.ok {
@@ -963,8 +963,8 @@ struct Watchers {
     _probes: Option<runner::Runner>,
     _alerts: Option<crate::alerts::sampler::Watch>,
     /// Holds the channel open when there is neither a probe nor an alert.
-    _tx: mpsc::UnboundedSender<Verdict>,
-    rx: mpsc::UnboundedReceiver<Verdict>,
+    _tx: mpsc::UnboundedSender<Box<Verdict>>,
+    rx: mpsc::UnboundedReceiver<Box<Verdict>>,
 }
 
 impl Watchers {

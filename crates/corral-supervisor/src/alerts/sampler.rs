@@ -34,7 +34,7 @@ struct Entry {
     group: Arc<Group>,
     alerts: Vec<(AlertSpec, AlertState)>,
     cpu: CpuRate,
-    tx: UnboundedSender<Verdict>,
+    tx: UnboundedSender<Box<Verdict>>,
     warned: bool,
 }
 
@@ -70,7 +70,7 @@ impl Sampler {
         label: String,
         alerts: &[AlertSpec],
         group: Arc<Group>,
-        tx: UnboundedSender<Verdict>,
+        tx: UnboundedSender<Box<Verdict>>,
     ) -> Option<Watch> {
         if alerts.is_empty() {
             return None;
@@ -119,7 +119,7 @@ impl Sampler {
                 };
                 if let (Some(change), Some(v)) = (state.observe(spec.threshold.level(), spec.hold, value, now), value) {
                     let firing = change == Change::Fired;
-                    let _ = e.tx.send(Verdict::Alert(Firing { alert: spec.clone(), value: v, firing }));
+                    let _ = e.tx.send(Box::new(Verdict::Alert(Firing { alert: spec.clone(), value: v, firing })));
                 }
             }
         }

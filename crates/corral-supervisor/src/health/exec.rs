@@ -49,7 +49,10 @@ pub(crate) async fn check(argv: &[String], env: &ExecEnv, timeout: Duration) -> 
 pub(crate) async fn tail<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     let Some(mut r) = r else { return Vec::new() };
     let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
+    // On the heap while it reads: an array here would sit in the state of
+    // every future that awaits a tail (a hook's, inside every instance's
+    // task), 4 KiB each, for the daemon's whole life.
+    let mut buf = vec![0u8; 4096];
     while let Ok(n) = r.read(&mut buf).await {
         if n == 0 {
             break;

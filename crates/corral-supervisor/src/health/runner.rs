@@ -61,7 +61,7 @@ pub(crate) fn start(
     health: &HealthSpec,
     exec: ExecEnv,
     follower: Option<Follower>,
-    tx: UnboundedSender<Verdict>,
+    tx: UnboundedSender<Box<Verdict>>,
     from: Resume,
 ) -> Option<Runner> {
     if health.is_empty() {
@@ -79,12 +79,12 @@ pub(crate) fn start(
     Some(Runner { task })
 }
 
-async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Verdict>, from: Resume) {
+async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Box<Verdict>>, from: Resume) {
     if let Some(p) = h.startup.as_ref().filter(|_| !from.startup_passed) {
         // Without a readiness probe, passing startup makes the instance ready.
         let ready_after = h.readiness.is_none();
         if let Some(why) = probe_loop(ProbeKind::Startup, p, &ctx, &tx, ready_after, false).await {
-            let _ = tx.send(Verdict::Restart { cause: Cause::Startup, reason: format!("startup: {why}") });
+            let _ = tx.send(Box::new(Verdict::Restart { cause: Cause::Startup, reason: format!("startup: {why}") }));
             return;
         }
     }
@@ -96,7 +96,8 @@ async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Verdict>, from: R
     let liveness = async {
         if let Some(p) = &h.liveness {
             if let Some(why) = probe_loop(ProbeKind::Liveness, p, &ctx, &tx, false, false).await {
-                let _ = tx.send(Verdict::Restart { cause: Cause::Liveness, reason: format!("liveness: {why}") });
+                let _ =
+                    tx.send(Box::new(Verdict::Restart { cause: Cause::Liveness, reason: format!("liveness: {why}") }));
             }
         }
     };
@@ -110,7 +111,7 @@ async fn probe_loop(
     kind: ProbeKind,
     p: &Probe,
     ctx: &CheckCtx,
-    tx: &UnboundedSender<Verdict>,
+    tx: &UnboundedSender<Box<Verdict>>,
     ready_after_startup: bool,
     ready: bool,
 ) -> Option<String> {
@@ -161,7 +162,7 @@ async fn probe_loop(
             failure_threshold: p.failure_threshold,
             ts: crate::time::now_rfc3339(),
         };
-        let _ = tx.send(Verdict::Probe { result, took, note, ready });
+        let _ = tx.send(Box::new(Verdict::Probe { result, took, note, ready }));
         if let Some(end) = end {
             return end;
         }

@@ -50,7 +50,11 @@ impl Cause {
     }
 }
 
-/// A message from a run's probes or from the alert sampler.
+/// A message from a run's probes or from the alert sampler. It travels
+/// boxed: tokio allocates a channel's first block of 32 slots up front, and
+/// 32 inline verdicts (some 140 bytes each) cost every running instance
+/// 4.6 KiB, 0.45 MiB of a daemon with 100 services, for a channel most
+/// runs never use.
 #[derive(Debug)]
 pub(crate) enum Verdict {
     /// One check finished. `note` is the reason of an event when the
