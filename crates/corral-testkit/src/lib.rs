@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub mod counted;
 pub mod numbered;
 
 /// The path of a fresh `corral-testkit` binary next to the running test.
