@@ -43,6 +43,7 @@ usage: corral-testkit [OPTIONS]
   --sleep SECS          lifetime of every process (default 30.5)
   --exit CODE           exit code of the top process (default 0)
   --lines N             after ready: print N lines `line <i> <pid>` to stdout
+                        (64 KiB writes of whole lines)
   --stderr-lines N      same to stderr
   --line-every-ms MS    pause MS ms between two --lines lines, each written
                         whole with its own write (at most 60000)

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub mod counted;
 pub mod numbered;
 #[cfg(unix)]
 pub mod test_support;

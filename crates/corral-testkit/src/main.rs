@@ -324,15 +324,8 @@ fn print_paced_lines(n: u32, pause: Duration, deadline: Instant) {
 }
 
 fn print_lines(out: &mut impl Write, n: u32) {
-    let pid = std::process::id();
-    let mut out = io::BufWriter::new(out);
-    for i in 1..=n {
-        // A closed reader is the test's business, not an error of ours.
-        if writeln!(out, "line {i} {pid}").is_err() {
-            return;
-        }
-    }
-    let _ = out.flush();
+    // A closed reader is the test's business, not an error of ours.
+    let _ = corral_testkit::counted::write_lines(out, n.into(), std::process::id());
 }
 
 /// Allocates `mib` MiB in 1 MiB chunks and writes to every page so the memory

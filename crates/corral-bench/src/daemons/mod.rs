@@ -8,10 +8,12 @@
 //! driver runs its daemon with a private config, socket, state and logs in
 //! its own temp dir, and removes it when done.
 
+mod cat;
 mod corral_up;
 mod pm2;
 mod supervisord;
 
+pub use cat::CatFloor;
 pub use corral_up::CorralUp;
 pub use pm2::Pm2;
 pub use supervisord::Supervisord;

@@ -9,6 +9,7 @@
 //! the file stopped.
 
 use super::hub::Growth;
+use super::read_buf::{ReadBuf, PIPES};
 use super::ship::Shipper;
 use super::stamp::Stamp;
 use super::{LineSplitter, LogFormat, LogHub, LogLine, RotatingFile, Stream, MAX_LINE};
@@ -86,8 +87,8 @@ pub async fn capture(
     };
     let mut out = src.stdout.and_then(|o| tokio::process::ChildStdout::from_std(o).ok());
     let mut err = src.stderr.and_then(|e| tokio::process::ChildStderr::from_std(e).ok());
-    let mut obuf = ReadBuf::new();
-    let mut ebuf = ReadBuf::new();
+    let mut obuf = ReadBuf::new(&PIPES);
+    let mut ebuf = ReadBuf::new(&PIPES);
     let mut osplit = LineSplitter::new(MAX_LINE);
     let mut esplit = LineSplitter::new(MAX_LINE);
     let mut stamp = Stamp::new();
@@ -115,10 +116,10 @@ pub async fn capture(
                 #[cfg(windows)]
                 {
                     if let Some(n) = super::handover::last_read(&mut out, obuf.space()).await {
-                        w.chunk(stamp.now(), Stream::Out, &mut osplit, obuf.filled(n));
+                        w.chunk(stamp.now(), Stream::Out, &mut osplit, obuf.filled(n, |_| Ok(0)));
                     }
                     if let Some(n) = super::handover::last_read(&mut err, ebuf.space()).await {
-                        w.chunk(stamp.now(), Stream::Err, &mut esplit, ebuf.filled(n));
+                        w.chunk(stamp.now(), Stream::Err, &mut esplit, ebuf.filled(n, |_| Ok(0)));
                     }
                     if let Err(e) = w.publish() {
                         w.hold(e).await;
@@ -127,11 +128,17 @@ pub async fn capture(
                 break;
             }
             r = read_some(&mut out, obuf.space()) => match r {
-                Some(n) => w.chunk(stamp.now(), Stream::Out, &mut osplit, obuf.filled(n)),
+                Some(n) => {
+                    let grow = |bytes| out.as_ref().map_or(Ok(0), |p| crate::sys::pipe_size::set(p, bytes));
+                    w.chunk(stamp.now(), Stream::Out, &mut osplit, obuf.filled(n, grow))
+                }
                 None => { w.end(stamp.now(), Stream::Out, &mut osplit); out = None; }
             },
             r = read_some(&mut err, ebuf.space()) => match r {
-                Some(n) => w.chunk(stamp.now(), Stream::Err, &mut esplit, ebuf.filled(n)),
+                Some(n) => {
+                    let grow = |bytes| err.as_ref().map_or(Ok(0), |p| crate::sys::pipe_size::set(p, bytes));
+                    w.chunk(stamp.now(), Stream::Err, &mut esplit, ebuf.filled(n, grow))
+                }
                 None => { w.end(stamp.now(), Stream::Err, &mut esplit); err = None; }
             },
         }
@@ -139,36 +146,6 @@ pub async fn capture(
         if let Err(e) = w.publish() {
             w.hold(e).await;
         }
-    }
-}
-
-/// A read buffer that starts small and doubles, up to a pipe's whole
-/// capacity, each time a read fills it: a quiet service costs 4 KiB per
-/// stream instead of 64 KiB (100 services: about 2 MiB of the daemon's
-/// RSS), while a chatty one soon empties the pipe in one read.
-struct ReadBuf(Vec<u8>);
-
-impl ReadBuf {
-    const MIN: usize = 4 * 1024;
-    const MAX: usize = 64 * 1024;
-
-    fn new() -> Self {
-        ReadBuf(vec![0; Self::MIN])
-    }
-
-    fn space(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
-
-    /// The `n` bytes just read; grows the buffer for the next read when
-    /// this one filled it.
-    fn filled(&mut self, n: usize) -> &[u8] {
-        if n == self.0.len() && n < Self::MAX {
-            let bigger = (n * 2).min(Self::MAX);
-            // Only the new tail is zeroed; the data stays in front.
-            self.0.resize(bigger, 0);
-        }
-        &self.0[..n]
     }
 }
 

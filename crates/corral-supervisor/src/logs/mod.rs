@@ -14,6 +14,7 @@ mod handover;
 mod hub;
 mod line;
 pub mod output;
+mod read_buf;
 mod record;
 mod rotate;
 pub mod ship;

@@ -20,6 +20,7 @@ pub(crate) mod malloc;
 pub(crate) mod nofile;
 #[cfg(target_os = "linux")]
 pub(crate) mod notify_socket;
+pub(crate) mod pipe_size;
 pub(crate) mod proc_usage;
 pub(crate) mod read_config;
 pub(crate) mod safe_fs;
