@@ -5,6 +5,7 @@
 
 use super::fds::{EventFd, Watched};
 use super::io_throttle::io_devices;
+use super::join_fds::JoinFds;
 use super::leaf_pool::{self, Shape};
 use super::parts::{Holder, Parts};
 use super::reaper::{self, Owner};
@@ -71,6 +72,11 @@ pub(crate) struct Group {
     pub(super) cpu_base: (Duration, Duration),
     /// `cgroup.kill` was written: the leaf is never reused (see `leaf_pool.rs`).
     pub(super) leaf_killed: AtomicBool,
+    /// `seen_oom` and `seen_pids_max` were read after the group was found
+    /// empty, so they are final and a pooled leaf may carry them.
+    pub(super) counts_final: AtomicBool,
+    /// What a `clone3` leader joins through; a pooled leaf's come with it.
+    pub(super) joins: Mutex<Option<JoinFds>>,
 }
 
 impl Group {
@@ -168,9 +174,9 @@ impl SysGroup for Group {
             Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let shape = leaf_pool::shape(kind, spec, l);
-        let (parts, reused) = match shape.as_ref().and_then(leaf_pool::take) {
-            Some(p) => (p.parts, Some(p.limits)),
-            None => (Parts::create(kind, spec, l, cg_err)?, None),
+        let (parts, reused, counts, joins) = match shape.as_ref().and_then(leaf_pool::take) {
+            Some(p) => (p.parts, Some(p.limits), p.counts, p.joins),
+            None => (Parts::create(kind, spec, l, cg_err)?, None, None, None),
         };
         let mut me = Group {
             parts,
@@ -199,9 +205,11 @@ impl SysGroup for Group {
             released: RwLock::new(false),
             cpu_base: Default::default(),
             leaf_killed: AtomicBool::new(false),
+            counts_final: AtomicBool::new(false),
+            joins: Mutex::new(joins),
         };
         if let Some(old) = &reused {
-            me.prepare_reuse(old).map_err(|e| cg_err("resetting a reused cgroup", e))?;
+            me.prepare_reuse(old, counts).map_err(|e| cg_err("resetting a reused cgroup", e))?;
         }
         // On failure, Drop removes the directories: no leader ever ran.
         me.configure(reused.as_ref()).map_err(|e| cg_err("setting the limits", e))?;

@@ -3,6 +3,7 @@
 //! that joins every cgroup before the program runs a single instruction.
 
 use super::group::Group;
+use super::join_fds::JoinFds;
 use super::{fds, reaper, spawn, unix};
 use crate::command::Leader as LeaderCmd;
 use crate::sys::Spawned;
@@ -107,21 +108,20 @@ impl Group {
         let not_writable = |p: &std::path::Path, e: io::Error| {
             Error::os(format!("opening {}", p.display()), e).hint("the cgroup is not writable by this user")
         };
-        let leaf = match self.parts.v2() {
-            Some(v2) => Some(fds::open_dir(&v2.dir).map_err(|e| not_writable(&v2.dir, e))?),
-            None => None,
-        };
-        let mut joins: Vec<std::fs::File> = Vec::new();
-        for f in self.parts.v1().iter().flat_map(|v1| v1.join_files()) {
-            joins.push(std::fs::OpenOptions::new().write(true).open(&f).map_err(|e| not_writable(&f, e))?);
+        // Kept with the group (and its leaf when it is pooled): a reused
+        // leaf's spawn opens nothing.
+        let mut joins = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+        if joins.is_none() {
+            *joins = Some(JoinFds::open(&self.parts).map_err(|(p, e)| not_writable(&p, e))?);
         }
+        let (leaf, tasks) = joins.as_ref().map(|j| (j.leaf(), j.tasks())).unwrap_or_default();
         let rlimits = unix::process_rlimits(&self.spec.limits);
         let guard = reaper::spawning();
         let started = spawn::spawn(
             &cmd,
             &[("CORRAL_GROUP", &self.spec.id)],
-            leaf.as_ref().map(|f| f.as_raw_fd()),
-            joins.iter().map(|f| f.as_raw_fd()).collect(),
+            leaf,
+            tasks,
             rlimits,
             !self.spec.outlive,
             &self.spec.isolation,

@@ -32,6 +32,7 @@
 //! - At exit every pooled leaf is removed, before corral's roots.
 
 use super::hierarchy::Layout;
+use super::join_fds::JoinFds;
 use super::parts::{needed_v1, v2_controllers, Parts};
 use crate::sys::Spec;
 use crate::{BackendKind, Limits};
@@ -54,6 +55,12 @@ pub(super) struct Pooled {
     pub shape: Shape,
     pub parts: Parts,
     pub limits: Limits,
+    /// The OOM-kill and process-limit counts, when they were read after
+    /// the leaf was empty (then they cannot change: no member is left to
+    /// be killed or to fork); else the next group reads them itself.
+    pub counts: Option<(u64, u64)>,
+    /// Its fds for the next `clone3` leader, once a spawn opened them.
+    pub joins: Option<JoinFds>,
 }
 
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());

@@ -28,6 +28,7 @@ mod group;
 mod hierarchy;
 mod host_report;
 mod io_throttle;
+mod join_fds;
 mod launch;
 mod leader;
 mod leaf_pool;

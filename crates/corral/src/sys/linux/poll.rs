@@ -5,6 +5,7 @@ use super::group::Group;
 use super::parts::Holder;
 use crate::sys::Change;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 
 impl Group {
     /// The fds whose readiness is news (with `true` for the cgroup files
@@ -51,15 +52,22 @@ impl Group {
         if let Some(st) = self.reap_leader() {
             out.push(Change::LeaderExited(st));
         }
+        // Emptiness first: counters read after the group was empty are
+        // final (no member is left to be OOM-killed or to fork), and a
+        // pooled leaf carries them to the next group (`leaf_pool.rs`).
+        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
+        let empty = leader_gone && self.is_empty();
         // The kernel signals each limit hit on an fd of the poll set; what
         // it cannot signal is sampled. A look with neither (the first one
         // after the spawn, a deadline) has no counter to read.
         if must_sample || !out.is_empty() || ready.iter().any(|r| *r) {
             out.extend(self.limit_changes());
             out.extend(self.sampled_limits());
+            if empty {
+                self.counts_final.store(true, Ordering::Relaxed);
+            }
         }
-        let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
-        if leader_gone && self.is_empty() {
+        if empty {
             out.push(Change::Empty);
         }
         out

@@ -14,8 +14,9 @@ impl Group {
     /// this one does not set (the same shape keeps the same controllers,
     /// but v1 memory and cgroup1's pids are there with or without a
     /// limit), resets the peak, and starts the counters the kernel cannot
-    /// reset from what they read now.
-    pub(super) fn prepare_reuse(&mut self, old: &Limits) -> io::Result<()> {
+    /// reset from what they read now (or, for the OOM-kill and
+    /// process-limit counts, from the final ones the leaf carried).
+    pub(super) fn prepare_reuse(&mut self, old: &Limits, counts: Option<(u64, u64)>) -> io::Result<()> {
         let new = &self.spec.limits;
         if let Some(v1) = self.parts.v1() {
             if let Some(d) = v1.dir("memory") {
@@ -43,11 +44,13 @@ impl Group {
             Holder::Pgid => None,
         }
         .unwrap_or_default();
-        let (ooms, hits) = match self.parts.controls() {
+        // The CPU time is read, not carried: a dying member is charged for
+        // the last microseconds it runs after it left the leaf's count.
+        let (ooms, hits) = counts.unwrap_or_else(|| match self.parts.controls() {
             Controls::V2(v2) => (v2.oom_kills(), v2.pids_max_hits()),
             Controls::V1(v1) => (v1.oom_kills(), v1.pids_max_hits()),
             Controls::None => (0, 0),
-        };
+        });
         self.seen_oom.store(ooms, Ordering::Relaxed);
         self.seen_pids_max.store(hits, Ordering::Relaxed);
         Ok(())
@@ -66,7 +69,13 @@ impl Group {
         };
         // Waits for whatever acts on the directories now (a late kill).
         let mut released = self.released.write().unwrap_or_else(|p| p.into_inner());
-        match leaf_pool::give(Pooled { shape, parts: self.parts.detached(), limits: self.live_limits() }) {
+        let counts = self
+            .counts_final
+            .load(Ordering::Relaxed)
+            .then(|| (self.seen_oom.load(Ordering::Relaxed), self.seen_pids_max.load(Ordering::Relaxed)));
+        let joins = self.joins.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let leaf = Pooled { shape, parts: self.parts.detached(), limits: self.live_limits(), counts, joins };
+        match leaf_pool::give(leaf) {
             None => *released = true,
             Some(surplus) => surplus.parts.remove(),
         }
