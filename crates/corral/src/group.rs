@@ -463,11 +463,18 @@ impl Group {
         self.shared.wait_async().await
     }
 
-    /// A stream of events for async code; see [`Group::events`].
+    /// A stream of events for async code; see [`Group::events`]. Once the
+    /// receiver is dropped the group stops listening for it at its next
+    /// look, event or not.
     #[cfg(feature = "tokio")]
     pub fn events_async(&self) -> tokio::sync::mpsc::UnboundedReceiver<crate::Event> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.shared.subscribe(Box::new(move |e| tx.send(e).is_ok()), &*self.sys);
+        let probe = tx.clone();
+        self.shared.subscribe_closable(
+            Box::new(move |e| tx.send(e).is_ok()),
+            Some(Box::new(move || probe.is_closed())),
+            &*self.sys,
+        );
         rx
     }
 

@@ -38,10 +38,17 @@ pub(crate) enum Request {
 /// Where a listener's events go; `false` once nobody reads them.
 type Listener = Box<dyn FnMut(Event) -> bool + Send>;
 
+/// True once a listener's reader is gone, asked before each look.
+type Closed = Box<dyn Fn() -> bool + Send>;
+
 /// A listener, with the id its stream unsubscribes with when dropped.
 struct Subscriber {
     id: u64,
     send: Listener,
+    /// For a stream that cannot unsubscribe itself when dropped (a tokio
+    /// receiver handed to the caller): says it is gone, so a quiet group
+    /// stops being polled for it without waiting for an event to fail.
+    closed: Option<Closed>,
 }
 
 #[derive(Default)]
@@ -210,7 +217,12 @@ impl Shared {
     /// Adds a listener; it first gets the current members as `Started`
     /// (or, the first one after [`Shared::hold`], everything held). Returns
     /// the id that [`Shared::unsubscribe`] takes.
-    pub(crate) fn subscribe<S: SysGroup>(&self, mut sub: Listener, sys: &S) -> u64 {
+    pub(crate) fn subscribe<S: SysGroup>(&self, sub: Listener, sys: &S) -> u64 {
+        self.subscribe_closable(sub, None, sys)
+    }
+
+    /// [`Shared::subscribe`] for a listener that `closed` says is gone.
+    pub(crate) fn subscribe_closable<S: SysGroup>(&self, mut sub: Listener, closed: Option<Closed>, sys: &S) -> u64 {
         let mut st = self.lock();
         st.last_id += 1;
         let id = st.last_id;
@@ -226,7 +238,7 @@ impl Shared {
                 }
             }
             if st.outcome.is_none() {
-                st.subscribers.push(Subscriber { id, send: sub });
+                st.subscribers.push(Subscriber { id, send: sub, closed });
             }
             return id;
         }
@@ -265,7 +277,7 @@ impl Shared {
                 return id;
             }
         }
-        st.subscribers.push(Subscriber { id, send: sub });
+        st.subscribers.push(Subscriber { id, send: sub, closed });
         drop(st);
         // The monitor shortens its sleep now that someone listens.
         self.waker.wake();
@@ -278,6 +290,14 @@ impl Shared {
     /// no event to give for hours.
     pub(crate) fn unsubscribe(&self, id: u64) {
         self.lock().subscribers.retain(|s| s.id != id);
+    }
+
+    /// Whether anyone listens, after dropping the listeners whose reader
+    /// is gone.
+    pub(crate) fn listening(&self) -> bool {
+        let mut st = self.lock();
+        st.subscribers.retain(|s| !s.closed.as_ref().is_some_and(|gone| gone()));
+        !st.subscribers.is_empty()
     }
 
     /// How many listen now.

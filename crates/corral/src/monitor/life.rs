@@ -116,7 +116,7 @@ impl Life {
         changes: Vec<Change>,
         now: Instant,
     ) -> Next {
-        let listening = !shared.lock().subscribers.is_empty();
+        let listening = shared.listening();
         // With an OS event source, events arrive pushed; otherwise poll.
         let pushed = if listening { sys.take_events() } else { None };
         let pushes = pushed.is_some();
@@ -243,7 +243,7 @@ impl Life {
     fn conclude<S: SysGroup>(&self, sys: &S, shared: &Shared, leftover: usize) -> Outcome {
         // The teardown waits for the last exits to be reported; pass them on
         // before `Empty`, or a subscriber never learns how they ended.
-        if !shared.lock().subscribers.is_empty() {
+        if shared.listening() {
             match sys.take_events() {
                 Some(events) => emit_pushed(shared, events),
                 None => diff_members(sys, shared),

@@ -261,6 +261,27 @@ fn a_dropped_event_stream_unsubscribes_at_once_and_the_polling_stops() {
 }
 
 #[test]
+fn a_stream_whose_reader_is_gone_stops_the_polling_at_the_next_look() {
+    let (sys, _, mut life, t0) = setup(&cfg(None, None));
+    let shared = Arc::new(Shared::new(Arc::new(NoWake)));
+    sys.set_members(&[100]);
+    let (tx, rx) = std::sync::mpsc::channel::<crate::Event>();
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = gone.clone();
+    shared.subscribe_closable(
+        Box::new(move |e| tx.send(e).is_ok()),
+        Some(Box::new(move || seen.load(std::sync::atomic::Ordering::Relaxed))),
+        &sys,
+    );
+    assert_eq!(life.advance(&sys, &shared, vec![], t0), Next::Wait(Some(t0 + EVENT_POLL)));
+    // The reader goes, and no event comes that would fail to reach it.
+    drop(rx);
+    gone.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(life.advance(&sys, &shared, vec![], t0), Next::Wait(None), "nobody listens: no poll");
+    assert_eq!(shared.subscriber_count(), 0);
+}
+
+#[test]
 fn deadlines_past_the_end_of_time_saturate() {
     let t0 = Instant::now();
     assert!(later(t0, Duration::MAX) > t0 + Duration::from_secs(3600));
