@@ -22,6 +22,8 @@ impl Group {
         if let Holder::Leaf(v2) = self.parts.holder() {
             // First: `populated_now` reads it as `watched[0]`.
             watched.push(Watched::open(&v2.file("cgroup.events"))?);
+            // Missing before Linux 5.14: the kill then signals each member.
+            self.kill_file = std::fs::OpenOptions::new().write(true).open(v2.file("cgroup.kill")).ok();
         }
         if let Controls::V2(v2) = self.parts.controls() {
             if let Some(m) = hard_memory {

@@ -46,6 +46,10 @@ pub(crate) struct Group {
     pub(super) wake: Arc<WakeFd>,
     /// Kernel-signalled cgroup files: `cgroup.events`, `memory.events`, `pids.events`.
     pub(super) watched: Vec<Watched>,
+    /// The leaf's `cgroup.kill`, opened with `watched` so that the kill is
+    /// one write: no stat, open and close while the caller waits (and
+    /// while the tree it kills needs the CPU). `None` before Linux 5.14.
+    pub(super) kill_file: Option<std::fs::File>,
     pub(super) seen_oom: AtomicU64,
     pub(super) seen_pids_max: AtomicU64,
     /// The limits in force: the spec's, until `set_limits` changes them.
@@ -185,6 +189,7 @@ impl SysGroup for Group {
             leader: Mutex::new(Leader::default()),
             wake: Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
             watched: Vec::new(),
+            kill_file: None,
             seen_oom: AtomicU64::new(0),
             seen_pids_max: AtomicU64::new(0),
             live: Mutex::new(spec.limits.clone()),

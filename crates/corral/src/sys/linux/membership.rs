@@ -64,6 +64,10 @@ impl Group {
 
     /// The kill of [`crate::sys::SysGroup::kill`], best mechanism first.
     pub(super) fn kill_members(&self) -> io::Result<()> {
+        if let (Holder::Leaf(_), Some(f)) = (self.parts.holder(), &self.kill_file) {
+            self.leaf_killed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return std::os::unix::fs::FileExt::write_all_at(f, b"1", 0);
+        }
         match self.parts.holder() {
             Holder::Leaf(v2) if v2.has_kill() => {
                 self.leaf_killed.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -59,8 +59,12 @@ impl Group {
         let empty = leader_gone && self.is_empty();
         // The kernel signals each limit hit on an fd of the poll set; what
         // it cannot signal is sampled. A look with neither (the first one
-        // after the spawn, a deadline) has no counter to read.
-        if must_sample || !out.is_empty() || ready.iter().any(|r| *r) {
+        // after the spawn, a deadline) has no counter to read. Nor has a
+        // look while `cgroup.kill` is emptying the leaf (the leader's death
+        // comes first): the dying tree needs the CPU, and the look that
+        // finds it empty reads the final counts.
+        let dying = self.leaf_killed.load(Ordering::Relaxed) && !empty;
+        if !dying && (must_sample || !out.is_empty() || ready.iter().any(|r| *r)) {
             out.extend(self.limit_changes());
             out.extend(self.sampled_limits());
             if empty {
