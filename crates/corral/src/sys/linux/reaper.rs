@@ -18,8 +18,8 @@
 //! some child is a zombie, so an idle process with many children is never
 //! woken for it. A zombie it must leave alone (a leader, whose monitor reaps
 //! it, or a child no group claims) would wake it again at once, so after one
-//! it waits `SWEEP_EVERY` before looking again: at worst it polls as often
-//! as it used to, and it never spins.
+//! it waits `SWEEP_EVERY` before looking again: while zombies last it sweeps
+//! as often as it used to, and it never spins.
 
 use super::procfs;
 use crate::sys::unix::{try_reap, Rusage};
@@ -87,8 +87,13 @@ fn reaper() -> &'static Reaper {
 fn watch() {
     loop {
         let rest = match next_zombie_child() {
-            // The leader's own monitor reaps it; the sweep would skip it.
-            Ok(pid) if is_leader(pid) => true,
+            // Its own monitor reaps a leader (the sweep would skip it): give
+            // it the time, then sweep for members that died with it.
+            Ok(pid) if is_leader(pid) => {
+                std::thread::sleep(SWEEP_EVERY);
+                sweep(None);
+                false
+            }
             // Nothing reaped: the zombie is nobody's (or was reaped meanwhile).
             Ok(_) => sweep(None) == 0,
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => false,
