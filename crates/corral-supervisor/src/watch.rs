@@ -22,7 +22,11 @@
 //! Some changes raise no event here: a network mount changed by another
 //! host, or a symlinked config whose target is swapped elsewhere. A slow
 //! poll ([`SAFETY_POLL`]) catches those; where no watcher can be set up at
-//! all (inotify watches exhausted), the file is polled every [`POLL`].
+//! all (inotify watches exhausted), the file is polled every [`POLL`]. A
+//! poll reads the file once and settles only content that differs from
+//! what was acted on: the poll is nearly all an idle daemon does, and a
+//! save that starts just after its read raises an event or meets the next
+//! poll.
 
 use crate::supervisor::Supervisor;
 use notify::Watcher;
@@ -54,17 +58,22 @@ pub(crate) async fn config_file(sup: Supervisor) {
     // Nothing acted on yet: the first settled content is compared with the
     // config in force, so a save made while the daemon started counts.
     let mut applied: Option<Vec<u8>> = None;
+    let mut event = true;
     loop {
-        if let Some(now) = settled(&path, &mut rx).await {
-            if applied.as_ref() != Some(&now) {
-                applied = Some(now);
-                crate::daemon::reload(&sup, "the config file changed", true).await;
+        // At start and after an event, settle; after a poll, only if one
+        // read is not the content last acted on.
+        if event || read(&path).await != applied {
+            if let Some(now) = settled(&path, &mut rx).await {
+                if applied.as_ref() != Some(&now) {
+                    applied = Some(now);
+                    crate::daemon::reload(&sup, "the config file changed", true).await;
+                }
             }
         }
-        tokio::select! {
-            _ = rx.recv() => {}
-            _ = tokio::time::sleep(idle) => {}
-        }
+        event = tokio::select! {
+            _ = rx.recv() => true,
+            _ = tokio::time::sleep(idle) => false,
+        };
     }
 }
 

@@ -13,6 +13,13 @@
 //! Leaders are reaped by their own group's monitor. The spawn lock keeps the
 //! sweep from reaping a leader that has exited before it was registered
 //! (and std's own `waitpid` after a failed `exec`).
+//!
+//! The background thread does not poll: it blocks in `waitid(WNOWAIT)` until
+//! some child is a zombie, so an idle process with many children is never
+//! woken for it. A zombie it must leave alone (a leader, whose monitor reaps
+//! it, or a child no group claims) would wake it again at once, so after one
+//! it waits `SWEEP_EVERY` before looking again: while zombies last it sweeps
+//! as often as it used to, and it never spins.
 
 use super::procfs;
 use crate::sys::unix::{try_reap, Rusage};
@@ -21,8 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-/// How often the background sweep looks for zombies. Teardown does not wait
-/// for it: it sweeps its own group directly.
+/// How long the background sweep waits before looking again after a zombie
+/// it could not reap, or when this process has no child to wait for.
+/// Teardown does not wait for it: it sweeps its own group directly.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// What a group registers so that its orphans can be told apart.
@@ -70,14 +78,50 @@ fn reaper() -> &'static Reaper {
     REAPER.get_or_init(|| {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        let _ = std::thread::Builder::new().name("corral-reaper".into()).spawn(|| loop {
-            std::thread::sleep(SWEEP_EVERY);
-            if has_zombie_child() {
-                sweep(None);
-            }
-        });
+        let _ = std::thread::Builder::new().name("corral-reaper".into()).spawn(watch);
         Reaper { spawn_lock: RwLock::new(()), leaders: Mutex::new(HashSet::new()), owners: Mutex::new(Vec::new()) }
     })
+}
+
+/// The background thread: sweeps each time a child becomes a zombie.
+fn watch() {
+    loop {
+        let rest = match next_zombie_child() {
+            // Its own monitor reaps a leader (the sweep would skip it): give
+            // it the time, then sweep for members that died with it.
+            Ok(pid) if is_leader(pid) => {
+                std::thread::sleep(SWEEP_EVERY);
+                sweep(None);
+                false
+            }
+            // Nothing reaped: the zombie is nobody's (or was reaped meanwhile).
+            Ok(_) => sweep(None) == 0,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => false,
+            // ECHILD (no child to wait for) or an unexpected failure.
+            Err(_) => true,
+        };
+        if rest {
+            std::thread::sleep(SWEEP_EVERY);
+        }
+    }
+}
+
+/// Blocks until some child of ours is a zombie and returns its pid,
+/// leaving it unreaped.
+fn next_zombie_child() -> std::io::Result<u32> {
+    // SAFETY: zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: info is valid for writes.
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: si_pid is valid to read after waitid filled the struct.
+    Ok(unsafe { info.si_pid() } as u32)
+}
+
+fn is_leader(pid: u32) -> bool {
+    reaper().leaders.lock().unwrap_or_else(|p| p.into_inner()).contains(&pid)
 }
 
 /// Whether this process is a subreaper (for `doctor`).
