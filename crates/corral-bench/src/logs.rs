@@ -212,7 +212,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
          restarted (corral: `restart = \"no\"`, `logs = {{ max_size = {}, keep = 1 }}`; supervisord: \
          `autorestart=false`, `startsecs=0`, `stdout_logfile` with `stdout_logfile_maxbytes=0`, no rotation). Both \
          daemons run in the foreground with their own stdout in a file (corral as `corral up -d` runs it, `--quiet`: \
-         no `name | line` echo, the lines go to the service's log only). The floor is the same writer piped into \
+         no `name | line` echo, the lines go to the service's log only). The reference is the same writer piped into \
          `cat > file`, timed the same way: no daemon, nothing added to the lines. Timed \
          from the service's announcement on the FIFO until it has exited (pidfd) and its log file has not grown for \
          500 ms (the time of the last growth, sampled every 1 ms). **MB/s** is the writer's payload (10⁶ bytes) \
@@ -241,7 +241,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
     for (i, r) in res.iter().enumerate() {
         let label = match names[i] {
             "corral" => "**corral** (`corral up`)".to_string(),
-            "cat" => "`cat > file` (floor: no daemon, no stamp, no tag)".to_string(),
+            "cat" => "`cat > file` (reference: no daemon, no stamp, no tag)".to_string(),
             other => other.to_string(),
         };
         t.row(vec![
@@ -269,7 +269,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
              rotates in the run. supervisord reads 128 KiB at a time from a default 64 KiB pipe; corral reads up to \
              256 KiB at a time from a pipe it grows to 1 MiB once a read finds a default pipe full (`logs/read_buf.rs`), and \
              writes each read's lines with one `write`. In this run `cat` alone reached {:.1} MB/s, supervisord {} \
-             of that, corral {} of it: 2 × supervisord's figure is {} the floor for writing the raw bytes.",
+             of that, corral {} of it: 2 × supervisord's figure is {} what `cat` reached copying the raw bytes.",
             size(0) / size(k).max(1.0),
             size(0) / (1024.0 * 1024.0),
             size(k) / (1024.0 * 1024.0),

@@ -1,4 +1,4 @@
-//! The floor for log capture (measure 8): no supervisor at all, the
+//! A reference for log capture (measure 8): no supervisor at all, the
 //! service's stdout piped straight into `cat > file`. Nothing is added to
 //! the lines and nothing is parsed: what it costs is the pipe and the
 //! file system's write path, which every capturing daemon pays too.
@@ -25,7 +25,7 @@ impl CatFloor {
 
 impl Supervisor for CatFloor {
     fn launch(&mut self, services: &[Service]) -> Result<(), String> {
-        let [svc] = services else { return Err("the cat floor takes one service".into()) };
+        let [svc] = services else { return Err("the cat reference takes one service".into()) };
         let file = std::fs::File::create(self.file()).map_err(|e| e.to_string())?;
         let mut writer = Command::new(&svc.argv[0])
             .args(&svc.argv[1..])
