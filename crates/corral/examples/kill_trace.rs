@@ -92,14 +92,8 @@ mod linux {
                     // A v2 leaf without corral: what membership alone costs.
                     std::fs::create_dir(&bare).expect("mkdir");
                     let procs = std::ffi::CString::new(format!("{bare}/cgroup.procs")).expect("path");
-                    // "bare1-…": also in a v1 memory cgroup, as on corral's hybrid backend.
-                    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-                    let mem = own.lines().find_map(|l| l.split(":memory:").nth(1)).unwrap_or("/").to_string();
-                    let v1 = format!(
-                        "/sys/fs/cgroup/memory{}/kill-trace-{}-{r}-{k}",
-                        mem.trim_end_matches('/'),
-                        std::process::id()
-                    );
+                    // "bare1-…": also in a v1 memory cgroup (`v1` above), as
+                    // on corral's hybrid backend.
                     let v1_procs = way.starts_with("bare1").then(|| {
                         std::fs::create_dir(&v1).expect("mkdir v1");
                         std::ffi::CString::new(format!("{v1}/cgroup.procs")).expect("path")
