@@ -109,11 +109,16 @@ fn watch() {
 /// Blocks until some child of ours is a zombie and returns its pid,
 /// leaving it unreaped.
 fn next_zombie_child() -> std::io::Result<u32> {
+    peek_child(libc::WEXITED | libc::WNOWAIT)
+}
+
+/// `waitid(P_ALL, …)` that reaps nothing (callers pass `WNOWAIT`): the
+/// pid of a child that has exited, 0 for none yet (with `WNOHANG`).
+fn peek_child(options: libc::c_int) -> std::io::Result<u32> {
     // SAFETY: zeroed siginfo is a valid out-parameter.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: info is valid for writes.
-    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
-    if r != 0 {
+    if unsafe { libc::waitid(libc::P_ALL, 0, &mut info, options) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: si_pid is valid to read after waitid filled the struct.
@@ -160,35 +165,16 @@ pub(crate) fn ensure() {
 
 /// True if some child of ours is a zombie, without reaping it.
 fn has_zombie_child() -> bool {
-    // SAFETY: zeroed siginfo is a valid out-parameter.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: info is valid for writes.
-    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
-    // SAFETY: si_pid is valid to read after waitid filled the struct.
-    r == 0 && unsafe { info.si_pid() } != 0
-}
-
-/// [`sweep`] for `owner`, only when some child of ours is a zombie: the
-/// sweep reads every thread's children list and each child's stat.
-pub(crate) fn sweep_if_zombies(owner: &Arc<Owner>) -> usize {
-    if has_zombie_child() {
-        sweep(Some(owner))
-    } else {
-        0
-    }
+    peek_child(libc::WEXITED | libc::WNOHANG | libc::WNOWAIT).is_ok_and(|pid| pid != 0)
 }
 
 /// True if this process has any child at all, running or a zombie,
 /// whatever its exit signal (`__WALL`).
 pub(crate) fn has_children() -> bool {
-    // SAFETY: zeroed siginfo is a valid out-parameter.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let opts = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL;
-    // SAFETY: info is valid for writes.
-    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, opts) };
     // ECHILD is the only answer that means "none"; any other failure is
     // read as "maybe", which sends the caller the slow way.
-    !(r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+    let r = peek_child(libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL);
+    !r.is_err_and(|e| e.raw_os_error() == Some(libc::ECHILD))
 }
 
 /// Reaps the zombie children that can be attributed: to `only` if given,
@@ -251,7 +237,7 @@ pub(crate) fn unreaped_children(owner: &Owner) -> Vec<u32> {
 /// In reap-all mode, also reaps zombies no group claims (teardown calls
 /// this so the process can exit without leaving them to PID 1).
 pub(crate) fn sweep_unattributed_if_reaping_all() {
-    if REAP_ALL.load(Ordering::Relaxed) && has_zombie_child() {
+    if REAP_ALL.load(Ordering::Relaxed) {
         sweep(None);
     }
 }

@@ -74,7 +74,7 @@ impl Group {
     /// left.
     fn look(&self, owner: &Option<Arc<Owner>>) -> Look {
         if let Some(o) = owner {
-            reaper::sweep_if_zombies(o);
+            reaper::sweep(Some(o));
         }
         reaper::sweep_unattributed_if_reaping_all();
         self.reap_leader();
