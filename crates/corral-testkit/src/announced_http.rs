@@ -14,17 +14,7 @@ const MAX_LIFE: Duration = Duration::from_secs(3600);
 
 /// Runs the mode when the first argument names it; `None` otherwise.
 pub fn dispatch(args: &[String]) -> Option<i32> {
-    let (mode, rest) = args.split_first()?;
-    if mode != "announced-http" {
-        return None;
-    }
-    Some(match run(rest) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("corral-testkit announced-http: {e}");
-            2
-        }
-    })
+    corral_testkit::run_mode(args, "announced-http", run)
 }
 
 fn run(args: &[String]) -> Result<(), String> {

@@ -16,17 +16,7 @@ use std::time::{Duration, Instant};
 const MAX_LIFE: Duration = Duration::from_secs(120);
 
 pub fn dispatch(args: &[String]) -> Option<i32> {
-    let (mode, rest) = args.split_first()?;
-    if mode != "late-escape" {
-        return None;
-    }
-    Some(match run(rest) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("corral-testkit late-escape: {e}");
-            2
-        }
-    })
+    corral_testkit::run_mode(args, "late-escape", run)
 }
 
 fn run(args: &[String]) -> Result<(), String> {

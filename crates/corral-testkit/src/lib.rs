@@ -14,6 +14,22 @@ pub mod numbered;
 #[cfg(unix)]
 pub mod test_support;
 
+/// Runs a mode of the binary when `words` starts with its `name`: its exit
+/// code, 2 with the error on stderr when it fails; `None` for another mode.
+pub fn run_mode(words: &[String], name: &str, run: impl FnOnce(&[String]) -> Result<(), String>) -> Option<i32> {
+    let (mode, rest) = words.split_first()?;
+    if mode != name {
+        return None;
+    }
+    Some(match run(rest) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("corral-testkit {name}: {e}");
+            2
+        }
+    })
+}
+
 /// The path of a fresh `corral-testkit` binary next to the running test.
 ///
 /// Panics with a clear message when it cannot be built: a test without its
