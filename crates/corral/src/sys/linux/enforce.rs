@@ -23,7 +23,10 @@ impl Group {
             // First: `populated_now` reads it as `watched[0]`.
             watched.push(Watched::open(&v2.file("cgroup.events"))?);
             // Missing before Linux 5.14: the kill then signals each member.
-            self.kill_file = std::fs::OpenOptions::new().write(true).open(v2.file("cgroup.kill")).ok();
+            let kill = self.kill_file.get_mut().unwrap_or_else(|p| p.into_inner());
+            if kill.is_none() {
+                *kill = std::fs::OpenOptions::new().write(true).open(v2.file("cgroup.kill")).ok();
+            }
         }
         if let Controls::V2(v2) = self.parts.controls() {
             if let Some(m) = hard_memory {

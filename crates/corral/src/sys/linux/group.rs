@@ -6,7 +6,7 @@
 use super::fds::{EventFd, Watched};
 use super::io_throttle::io_devices;
 use super::join_fds::JoinFds;
-use super::leaf_pool::{self, Shape};
+use super::leaf_pool::{self, Pooled, Shape};
 use super::parts::{Holder, Parts};
 use super::reaper::{self, Owner};
 use super::{layout, pgid, proc_events, procfs, select, stale, unix, SAMPLE, STALE_SWEPT};
@@ -49,7 +49,8 @@ pub(crate) struct Group {
     /// The leaf's `cgroup.kill`, opened with `watched` so that the kill is
     /// one write: no stat, open and close while the caller waits (and
     /// while the tree it kills needs the CPU). `None` before Linux 5.14.
-    pub(super) kill_file: Option<std::fs::File>,
+    /// A pooled leaf's comes with it (a killed leaf is never pooled).
+    pub(super) kill_file: Mutex<Option<std::fs::File>>,
     pub(super) seen_oom: AtomicU64,
     pub(super) seen_pids_max: AtomicU64,
     /// The limits in force: the spec's, until `set_limits` changes them.
@@ -178,9 +179,9 @@ impl SysGroup for Group {
             Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let shape = leaf_pool::shape(kind, spec, l);
-        let (parts, reused, counts, joins) = match shape.as_ref().and_then(leaf_pool::take) {
-            Some(p) => (p.parts, Some(p.limits), p.counts, p.joins),
-            None => (Parts::create(kind, spec, l, cg_err)?, None, None, None),
+        let (parts, reused, counts, joins, kill) = match shape.as_ref().and_then(leaf_pool::take) {
+            Some(Pooled { parts, limits, counts, joins, kill, .. }) => (parts, Some(limits), counts, joins, kill),
+            None => (Parts::create(kind, spec, l, cg_err)?, None, None, None, None),
         };
         let mut me = Group {
             parts,
@@ -189,7 +190,7 @@ impl SysGroup for Group {
             leader: Mutex::new(Leader::default()),
             wake: Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
             watched: Vec::new(),
-            kill_file: None,
+            kill_file: Mutex::new(kill),
             seen_oom: AtomicU64::new(0),
             seen_pids_max: AtomicU64::new(0),
             live: Mutex::new(spec.limits.clone()),

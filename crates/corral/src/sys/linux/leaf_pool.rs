@@ -61,6 +61,8 @@ pub(super) struct Pooled {
     pub counts: Option<(u64, u64)>,
     /// Its fds for the next `clone3` leader, once a spawn opened them.
     pub joins: Option<JoinFds>,
+    /// Its `cgroup.kill`, open for writing.
+    pub kill: Option<std::fs::File>,
 }
 
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());

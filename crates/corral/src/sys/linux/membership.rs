@@ -64,10 +64,12 @@ impl Group {
 
     /// The kill of [`crate::sys::SysGroup::kill`], best mechanism first.
     pub(super) fn kill_members(&self) -> io::Result<()> {
-        if let (Holder::Leaf(_), Some(f)) = (self.parts.holder(), &self.kill_file) {
+        let kill_file = self.kill_file.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Holder::Leaf(_), Some(f)) = (self.parts.holder(), kill_file.as_ref()) {
             self.leaf_killed.store(true, std::sync::atomic::Ordering::Relaxed);
             return std::os::unix::fs::FileExt::write_all_at(f, b"1", 0);
         }
+        drop(kill_file);
         match self.parts.holder() {
             Holder::Leaf(v2) if v2.has_kill() => {
                 self.leaf_killed.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -74,7 +74,8 @@ impl Group {
             .load(Ordering::Relaxed)
             .then(|| (self.seen_oom.load(Ordering::Relaxed), self.seen_pids_max.load(Ordering::Relaxed)));
         let joins = self.joins.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let leaf = Pooled { shape, parts: self.parts.detached(), limits: self.live_limits(), counts, joins };
+        let kill = self.kill_file.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let leaf = Pooled { shape, parts: self.parts.detached(), limits: self.live_limits(), counts, joins, kill };
         match leaf_pool::give(leaf) {
             None => *released = true,
             Some(surplus) => surplus.parts.remove(),
