@@ -332,8 +332,15 @@ impl Task {
         }
     }
 
-    /// Runs until the instance is down again.
+    /// Runs until the instance is down again; no run of it is recorded
+    /// as live then.
     async fn up(&mut self, deps: Vec<Dep>) -> Flow {
+        let flow = self.up_and_running(deps).await;
+        self.ctx.persist.remove(&self.spec.name, self.index);
+        flow
+    }
+
+    async fn up_and_running(&mut self, deps: Vec<Dep>) -> Flow {
         if !deps.is_empty() {
             let names: Vec<String> =
                 deps.iter().map(|d| format!("{} ({:?})", d.service, d.condition).to_lowercase()).collect();
@@ -483,6 +490,10 @@ impl Task {
         let delay = self.spec.backoff.delay(self.attempt, r);
         self.attempt = self.attempt.saturating_add(1);
         let why = format!("{}; restarting in {}", exit.reason, corral::units::format_duration(delay));
+        if !delay.is_zero() {
+            // No run is live while it waits (see `watch_run`).
+            self.ctx.persist.remove(&self.spec.name, self.index);
+        }
         self.transition(State::Backoff, why, None, Some(exit));
         self.backoff(delay).await
     }
@@ -611,10 +622,18 @@ impl Task {
     fn watch_health(&self, group: &Arc<Group>, follower: Follower, from: Resume) -> Watchers {
         let (tx, rx) = mpsc::unbounded_channel();
         let exec = ExecEnv { spec: self.spec.clone(), index: self.index };
-        let probes = runner::start(&self.spec.health, exec, Some(follower), tx.clone(), from);
+        let live = Live::default();
+        let quiet: runner::Quiet = {
+            let (ctx, status, live) = (self.ctx.clone(), self.status.clone(), live.0.clone());
+            let (name, index) = (self.spec.name.clone(), self.index);
+            Arc::new(move |result, took| {
+                record_probe(&ctx, &status, &name, index, result, took, None, Some(&live));
+            })
+        };
+        let probes = runner::start(&self.spec.health, exec, Some(follower), tx.clone(), quiet, from);
         let label = format!("{}.{}", self.spec.name, self.index);
         let alerts = self.ctx.sampler.watch(label, &self.spec.alerts, group.clone(), tx.clone());
-        Watchers { _probes: probes, _alerts: alerts, _tx: tx, rx }
+        Watchers { _probes: probes, _alerts: alerts, _tx: tx, rx, _live: live }
     }
 
     /// A reload's new probes, alerts and live limits for the running run:
@@ -769,7 +788,14 @@ impl Task {
             let _ = capture.await;
         }
         *self.group.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.ctx.persist.remove(&self.spec.name, self.index);
+        // A run that ended by itself is usually restarted at once: the next
+        // run's record replaces this one (same service and instance), so
+        // the state file is written once on the restart's path, not twice
+        // (a writer thread and two fsyncs beside the spawn). `up` removes
+        // it when no run follows at once.
+        if request.is_some() {
+            self.ctx.persist.remove(&self.spec.name, self.index);
+        }
         self.ctx.holder.drop_group(group.id());
         self.post_stop(group.pid(), ended.status).await;
         let exit = last_exit(&ended, unhealthy.as_ref().map(|u| u.1.as_str()));
@@ -826,24 +852,12 @@ impl Task {
     /// Keeps the probe's last result for `status`, counts it, flips
     /// readiness, and tells the notable ones.
     fn on_probe(&mut self, result: ProbeResult, took: Duration, note: Option<String>, ready: Option<bool>) {
-        self.ctx.metrics.probe(&self.spec.name, self.index, result.probe, took, result.ok);
         // The event first: whoever acts on the new readiness (a dependant,
         // a rollout) acts after it in the event log.
         if let Some(reason) = note {
             self.note(Note { kind: EventKind::Probe, reason, ready, probe: Some(result.clone()), alert: None });
         }
-        self.status.send_modify(|s| {
-            match s.probes.iter_mut().find(|p| p.probe == result.probe) {
-                Some(p) => *p = result.clone(),
-                None => {
-                    s.probes.push(result.clone());
-                    s.probes.sort_by_key(|p| p.probe);
-                }
-            }
-            if let Some(r) = ready {
-                s.ready = r;
-            }
-        });
+        record_probe(&self.ctx, &self.status, &self.spec.name, self.index, result, took, ready, None);
     }
 
     /// Tells an alert; returns the reason to end the run for `restart`.
@@ -965,13 +979,66 @@ struct Watchers {
     /// Holds the channel open when there is neither a probe nor an alert.
     _tx: mpsc::UnboundedSender<Box<Verdict>>,
     rx: mpsc::UnboundedReceiver<Box<Verdict>>,
+    /// Says the probes' quiet results still count (see [`record_probe`]).
+    _live: Live,
+}
+
+/// True until its watchers are dropped: a result a stopped probe records
+/// on its own task after that (it may be mid-check when aborted) must not
+/// undo the clearing of the results that follows.
+struct Live(Arc<std::sync::atomic::AtomicBool>);
+
+impl Default for Live {
+    fn default() -> Live {
+        Live(Arc::new(std::sync::atomic::AtomicBool::new(true)))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Records a check's result where `corral status` and the metrics show it;
+/// a quiet result (`live` given, from the probe's own task) only while its
+/// watchers are live. `live` is read under the status's lock, which the
+/// clearing of the results takes too, so one cannot overtake the other.
+#[allow(clippy::too_many_arguments)]
+fn record_probe(
+    ctx: &Ctx,
+    status: &watch::Sender<Snapshot>,
+    name: &str,
+    index: u32,
+    result: ProbeResult,
+    took: Duration,
+    ready: Option<bool>,
+    live: Option<&std::sync::atomic::AtomicBool>,
+) {
+    ctx.metrics.probe(name, index, result.probe, took, result.ok);
+    status.send_if_modified(|s| {
+        if live.is_some_and(|l| !l.load(std::sync::atomic::Ordering::SeqCst)) {
+            return false;
+        }
+        match s.probes.iter_mut().find(|p| p.probe == result.probe) {
+            Some(p) => *p = result,
+            None => {
+                s.probes.push(result);
+                s.probes.sort_by_key(|p| p.probe);
+            }
+        }
+        if let Some(r) = ready {
+            s.ready = r;
+        }
+        true
+    });
 }
 
 impl Watchers {
     /// Nothing watching, nothing to receive.
     fn none() -> Watchers {
         let (tx, rx) = mpsc::unbounded_channel();
-        Watchers { _probes: None, _alerts: None, _tx: tx, rx }
+        Watchers { _probes: None, _alerts: None, _tx: tx, rx, _live: Live::default() }
     }
 }
 

@@ -93,13 +93,13 @@ impl Persist {
     pub fn set(&self, rec: GroupRecord) {
         self.change(|g| {
             g.insert((rec.service.clone(), rec.instance), rec);
+            true
         });
     }
 
+    /// Forgets a run; nothing is written when none was recorded.
     pub fn remove(&self, service: &str, instance: u32) {
-        self.change(|g| {
-            g.remove(&(service.to_string(), instance));
-        });
+        self.change(|g| g.remove(&(service.to_string(), instance)).is_some());
     }
 
     /// Waits (at most `limit`) until every change so far is on disk; false
@@ -119,9 +119,13 @@ impl Persist {
         true
     }
 
-    fn change(&self, f: impl FnOnce(&mut BTreeMap<(String, u32), GroupRecord>)) {
+    /// Applies `f`, which says whether it changed anything, and has the
+    /// change written.
+    fn change(&self, f: impl FnOnce(&mut BTreeMap<(String, u32), GroupRecord>) -> bool) {
         let mut p = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut p.groups);
+        if !f(&mut p.groups) {
+            return;
+        }
         p.version += 1;
         if p.writing {
             // The running writer looks at the version before it ends.

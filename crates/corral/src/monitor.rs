@@ -75,10 +75,17 @@ const MAX_HELD: usize = 1 << 16;
 /// What the handle and the monitor thread share.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Told the outcome.
     done: Condvar,
+    /// Told the end before the outcome ([`Shared::settle`]); apart from
+    /// `done` so that a caller waiting for the outcome is not woken for it
+    /// while the loop is still tearing the group down.
+    settled: Condvar,
     waker: Arc<dyn Wake>,
     #[cfg(feature = "tokio")]
     notify: tokio::sync::Notify,
+    #[cfg(feature = "tokio")]
+    notify_settled: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -86,9 +93,12 @@ impl Shared {
         Shared {
             state: Mutex::new(State::default()),
             done: Condvar::new(),
+            settled: Condvar::new(),
             waker,
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
+            #[cfg(feature = "tokio")]
+            notify_settled: tokio::sync::Notify::new(),
         }
     }
 
@@ -163,14 +173,14 @@ impl Shared {
             if let Some(e) = Self::ended_now(&st) {
                 return e;
             }
-            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.settled.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     #[cfg(feature = "tokio")]
     pub(crate) async fn wait_ended_async(&self) -> crate::Ended {
         loop {
-            let notified = self.notify.notified();
+            let notified = self.notify_settled.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(e) = Self::ended_now(&self.lock()) {
@@ -307,13 +317,12 @@ impl Shared {
     }
 
     /// Tells how the group ended before its teardown, once no member is
-    /// left; wakes every waiter ([`Shared::wait_ended`]'s, and the
-    /// outcome's, which wait on).
+    /// left; wakes [`Shared::wait_ended`]'s waiters (the outcome's wait on).
     fn settle(&self, ended: crate::Ended) {
         self.lock().ended.get_or_insert(ended);
-        self.done.notify_all();
+        self.settled.notify_all();
         #[cfg(feature = "tokio")]
-        self.notify.notify_waiters();
+        self.notify_settled.notify_waiters();
     }
 
     /// Records the outcome and wakes every waiter.
@@ -324,8 +333,12 @@ impl Shared {
         st.subscribers.clear();
         drop(st);
         self.done.notify_all();
+        self.settled.notify_all();
         #[cfg(feature = "tokio")]
-        self.notify.notify_waiters();
+        {
+            self.notify.notify_waiters();
+            self.notify_settled.notify_waiters();
+        }
     }
 
     /// Counts a hit of a notify-only limit.

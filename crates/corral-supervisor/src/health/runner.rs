@@ -1,7 +1,11 @@
 //! The probes of one run: the startup probe alone first, then readiness
 //! and liveness side by side. Each probe is one loop, so a probe never
 //! overlaps itself; a check that outlives its period delays the next one
-//! instead. The runner only reports; the instance task acts.
+//! instead. The runner only reports; the instance task acts. A check
+//! that changes nothing the instance acts on (no note, no readiness flip,
+//! no end) is only recorded, on the probe's own task ([`Quiet`]): with a
+//! hundred probed services, a wake-up of each instance task per check
+//! was most of an idle daemon's work.
 
 use super::exec::ExecEnv;
 use super::logmatch::LogMatch;
@@ -11,6 +15,7 @@ use super::spec::{Check, HealthSpec, Probe, ProbeKind};
 use super::verdict::{Cause, ProbeResult, Verdict};
 use crate::logs::Follower;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -39,6 +44,10 @@ pub(crate) fn log_patterns(health: &HealthSpec) -> Vec<String> {
         .collect()
 }
 
+/// Records a check's result that the instance need not act on (see the
+/// module note).
+pub(crate) type Quiet = Arc<dyn Fn(ProbeResult, Duration) + Send + Sync>;
+
 /// Where a run's probes begin: at the start of the run, or where a run
 /// whose probes a reload replaced stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,7 @@ pub(crate) fn start(
     exec: ExecEnv,
     follower: Option<Follower>,
     tx: UnboundedSender<Box<Verdict>>,
+    quiet: Quiet,
     from: Resume,
 ) -> Option<Runner> {
     if health.is_empty() {
@@ -75,27 +85,35 @@ pub(crate) fn start(
     let patterns = log_patterns(health);
     let log = follower.filter(|_| !patterns.is_empty()).map(|f| Arc::new(LogMatch::start(f, patterns)));
     let health = health.clone();
-    let task = tokio::spawn(async move { run(health, CheckCtx { exec, log }, tx, from).await });
+    let out = Out { tx, quiet };
+    let task = tokio::spawn(async move { run(health, CheckCtx { exec, log }, out, from).await });
     Some(Runner { task })
 }
 
-async fn run(h: HealthSpec, ctx: CheckCtx, tx: UnboundedSender<Box<Verdict>>, from: Resume) {
+/// Where the probes' results go.
+struct Out {
+    tx: UnboundedSender<Box<Verdict>>,
+    quiet: Quiet,
+}
+
+async fn run(h: HealthSpec, ctx: CheckCtx, out: Out, from: Resume) {
+    let tx = &out.tx;
     if let Some(p) = h.startup.as_ref().filter(|_| !from.startup_passed) {
         // Without a readiness probe, passing startup makes the instance ready.
         let ready_after = h.readiness.is_none();
-        if let Some(why) = probe_loop(ProbeKind::Startup, p, &ctx, &tx, ready_after, false).await {
+        if let Some(why) = probe_loop(ProbeKind::Startup, p, &ctx, &out, ready_after, false).await {
             let _ = tx.send(Box::new(Verdict::Restart { cause: Cause::Startup, reason: format!("startup: {why}") }));
             return;
         }
     }
     let readiness = async {
         if let Some(p) = &h.readiness {
-            probe_loop(ProbeKind::Readiness, p, &ctx, &tx, false, from.ready).await;
+            probe_loop(ProbeKind::Readiness, p, &ctx, &out, false, from.ready).await;
         }
     };
     let liveness = async {
         if let Some(p) = &h.liveness {
-            if let Some(why) = probe_loop(ProbeKind::Liveness, p, &ctx, &tx, false, false).await {
+            if let Some(why) = probe_loop(ProbeKind::Liveness, p, &ctx, &out, false, false).await {
                 let _ =
                     tx.send(Box::new(Verdict::Restart { cause: Cause::Liveness, reason: format!("liveness: {why}") }));
             }
@@ -111,7 +129,7 @@ async fn probe_loop(
     kind: ProbeKind,
     p: &Probe,
     ctx: &CheckCtx,
-    tx: &UnboundedSender<Box<Verdict>>,
+    out: &Out,
     ready_after_startup: bool,
     ready: bool,
 ) -> Option<String> {
@@ -162,7 +180,11 @@ async fn probe_loop(
             failure_threshold: p.failure_threshold,
             ts: crate::time::now_rfc3339(),
         };
-        let _ = tx.send(Box::new(Verdict::Probe { result, took, note, ready }));
+        if note.is_none() && ready.is_none() && end.is_none() {
+            (out.quiet)(result, took);
+        } else {
+            let _ = out.tx.send(Box::new(Verdict::Probe { result, took, note, ready }));
+        }
         if let Some(end) = end {
             return end;
         }

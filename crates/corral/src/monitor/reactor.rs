@@ -8,10 +8,14 @@
 //!
 //! Traps:
 //! - `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader
-//!   ends. Leaders are therefore spawned here, on this thread, which lives
-//!   as long as the process: a leader dies with its controller process,
-//!   never with a short-lived thread of it. (Windows' job associates with
-//!   the port here too, before its leader is assigned.)
+//!   ends. A leader that must die with its controller is therefore spawned
+//!   by a thread that lives as long as the process: this one, or the
+//!   caller's own when it is the main thread or the leader is meant to
+//!   outlive its controller ([`sys::may_start_here`]). Spawning on the
+//!   caller's thread spares two thread hand-offs per spawn (a supervisor's
+//!   restart among them); on a loaded 2-core host each is a wake-up that
+//!   waits for a CPU. (Windows' job associates with the port here too,
+//!   before its leader is assigned.)
 //! - Teardown may wait (up to `TEARDOWN_LIMIT`) for members to be reaped;
 //!   it runs on a short-lived thread of its own so that one stuck group
 //!   never delays another's deadline. A group that one look settles (the
@@ -54,8 +58,17 @@ impl Reply {
     }
 }
 
+/// What the loop is handed.
+enum Work {
+    /// A group to create and start here (boxed: a spec and a command are
+    /// large).
+    Spawn(Box<Job>),
+    /// A group its caller started itself, to drive from now on.
+    Drive(Entry),
+}
+
 struct Handle {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
     wake: Arc<dyn Wake>,
 }
 
@@ -96,36 +109,59 @@ fn handle() -> crate::Result<&'static Handle> {
         .map_err(|e| crate::Error::new(crate::ErrorKind::Os, e.clone()))
 }
 
-/// Creates the group and spawns its leader on the reactor thread, which
-/// then drives the group's whole life.
+/// Creates the group and spawns its leader, on this thread where it may
+/// (see the module note), else on the reactor thread; the reactor then
+/// drives the group's whole life.
 pub(super) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
+    if sys::may_start_here(&spec) {
+        return start_here(spec, cmd, cfg);
+    }
     let (reply, rx) = mpsc::sync_channel(1);
-    submit(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })?;
+    submit(Work::Spawn(Box::new(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })))?;
     rx.recv().unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
 }
 
 /// Like [`start`], awaiting the reactor's answer instead of blocking a
-/// thread on it.
+/// thread on it. Where the caller's thread may start the leader, it does,
+/// as tokio's own `Command::spawn` does: the spawn blocks only until the
+/// leader's `exec`, and the reactor thread would block for as long.
 #[cfg(feature = "tokio")]
 pub(super) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
+    if sys::may_start_here(&spec) {
+        return start_here(spec, cmd, cfg);
+    }
     let (reply, rx) = tokio::sync::oneshot::channel();
-    submit(Job { spec, cmd, cfg, reply: Reply::Async(reply) })?;
+    submit(Work::Spawn(Box::new(Job { spec, cmd, cfg, reply: Reply::Async(reply) })))?;
     rx.await.unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
 }
 
-fn submit(job: Job) -> crate::Result<()> {
+/// Creates and starts the group on the caller's thread, then hands it to
+/// the reactor without waiting for it: the loop's first look only sets
+/// the group's deadlines, and an exit before it is news the poller keeps.
+fn start_here(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
+    // The loop must exist before anything starts that it has to drive.
+    handle()?;
+    let (entry, started) = create(spec, cmd, cfg)?;
+    // Undelivered (no loop to drive it), the group is killed as it drops.
+    let delivery = Delivery::new(started);
+    submit(Work::Drive(entry))?;
+    delivery.take().ok_or_else(died)
+}
+
+fn submit(work: Work) -> crate::Result<()> {
     let h = handle()?;
-    h.jobs.send(job).map_err(|_| died())?;
+    h.jobs.send(work).map_err(|_| died())?;
     h.wake.wake();
     Ok(())
 }
 
-fn run(jobs: mpsc::Receiver<Job>, mut poller: sys::Poller) {
+fn run(jobs: mpsc::Receiver<Work>, mut poller: sys::Poller) {
     let mut groups: Vec<Entry> = Vec::new();
     loop {
-        while let Ok(job) = jobs.try_recv() {
-            if let Some(e) = spawn(job) {
-                groups.push(e);
+        while let Ok(work) = jobs.try_recv() {
+            match work {
+                Work::Spawn(job) => groups.extend(spawn(*job)),
+                Work::Drive(e) => groups.push(e),
             }
         }
         let timeout = earliest(&groups).map(|t| t.saturating_duration_since(Instant::now()));
@@ -214,24 +250,33 @@ fn finish(e: Entry) {
     }
 }
 
-/// Creates the group and starts its leader, on this thread (see the
-/// module note on PDEATHSIG). Replies to the caller either way.
+/// Creates the group and starts its leader on this thread, for a caller
+/// that may not (see the module note on PDEATHSIG). Replies to the caller
+/// either way.
 fn spawn(job: Job) -> Option<Entry> {
     let Job { spec, cmd, cfg, reply } = job;
-    let sys = match G::create(&spec) {
-        Ok(s) => Arc::new(s),
+    match create(spec, cmd, cfg) {
+        Ok((entry, started)) => {
+            reply.send(Ok(Delivery::new(started)));
+            Some(entry)
+        }
         Err(e) => {
             reply.send(Err(e));
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Creates the group and starts its leader on the calling thread: what
+/// the loop will drive, and what the caller gets.
+fn create(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<(Entry, Started<G>)> {
+    let sys = Arc::new(G::create(&spec)?);
     let child = match sys::begin(&*sys, cmd) {
         Ok(c) => c,
         Err(e) => {
             // Nothing ran; remove the empty container.
             sys.teardown(Instant::now());
-            reply.send(Err(e));
-            return None;
+            return Err(e);
         }
     };
     let shared = Arc::new(Shared::new(sys.waker()));
@@ -244,6 +289,5 @@ fn spawn(job: Job) -> Option<Entry> {
     let life = Life::new(&*sys, &cfg, started, pid);
     let entry =
         Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None, fresh: true };
-    reply.send(Ok(Delivery::new(Started { pid, sys, shared, child })));
-    Some(entry)
+    Ok((entry, Started { pid, sys, shared, child }))
 }

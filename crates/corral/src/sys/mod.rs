@@ -128,6 +128,20 @@ impl From<crate::command::Leader> for Start {
 }
 
 /// Gives a freshly created group its leader, whichever way [`Start`] says.
+/// Whether the calling thread may start `spec`'s leader itself rather
+/// than the event loop's thread. Linux: a leader that must die with its
+/// controller dies with the *thread* that forked it (`PR_SET_PDEATHSIG`),
+/// so only the main thread (whose end is the process's) may, or any
+/// thread for a leader meant to outlive its controller. Elsewhere the
+/// loop's thread starts every leader, as it registers each with its one
+/// port or queue.
+#[cfg(target_os = "linux")]
+pub(crate) use imp::may_start_here;
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn may_start_here(_spec: &Spec) -> bool {
+    false
+}
+
 pub(crate) fn begin<S: SysGroup>(sys: &S, start: Start) -> crate::Result<Spawned> {
     match start {
         Start::Spawn(cmd) => sys.spawn_leader(cmd),

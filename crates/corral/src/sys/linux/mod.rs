@@ -6,8 +6,9 @@
 //!   fork escapes. The leader writes `0` into each v1 `tasks` and the v2
 //!   `cgroup.procs` in the child between fork and exec (fds opened by the
 //!   parent, so the child only calls `write`).
-//! - `PR_SET_PDEATHSIG` fires when the parent *thread* exits; the monitor
-//!   thread that forks the leader lives as long as the group.
+//! - `PR_SET_PDEATHSIG` fires when the parent *thread* exits; a leader
+//!   armed with it is forked by a thread that lives as long as the
+//!   process: the event loop's, or the main thread ([`may_start_here`]).
 //! - Zombies are not members of a cgroup, yet they hold pids: "gone" is
 //!   "reaped", and this process reaps them as a child subreaper.
 //! - A cgroup cannot be removed while it holds a task; teardown kills,
@@ -124,6 +125,14 @@ pub(crate) use spawn::check_isolation;
 
 pub(crate) fn describe(pid: u32) -> (Option<u32>, Option<PathBuf>) {
     (procfs::stat(pid).map(|s| s.ppid), procfs::exe(pid))
+}
+
+/// [`crate::sys::may_start_here`]: a leader meant to outlive its
+/// controller has no `PR_SET_PDEATHSIG`; any other only from the main
+/// thread, whose end is the process's.
+pub(crate) fn may_start_here(spec: &crate::sys::Spec) -> bool {
+    // SAFETY: gettid takes nothing and cannot fail.
+    spec.outlive || unsafe { libc::gettid() } as u32 == std::process::id()
 }
 
 pub(crate) fn reap_all_orphans(yes: bool) {

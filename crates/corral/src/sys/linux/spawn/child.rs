@@ -6,8 +6,9 @@
 //! particular goes through raw `setuid`/`setgid`/`setgroups`: glibc's
 //! wrappers would try to switch every thread of the parent too.
 //!
-//! A failed step writes `(step, errno)` into the report pipe and exits
-//! 127; a successful `exec` closes the pipe (close-on-exec), which the
+//! A failed step reports `(step, errno)` and exits 127: into the plan's
+//! `failure` when the child shares the parent's memory, else into the
+//! report pipe, which a successful `exec` closes (close-on-exec) and the
 //! parent reads as success.
 
 use super::plan::Plan;
@@ -113,7 +114,11 @@ pub(super) unsafe fn fail_at(p: &Plan, step: Step, index: u32, err: i32) -> ! {
         let mut msg = [0u8; 8];
         msg[..4].copy_from_slice(&((step as u32) | (index << 8)).to_ne_bytes());
         msg[4..].copy_from_slice(&err.to_ne_bytes());
-        libc::write(p.report, msg.as_ptr().cast(), msg.len());
+        if p.report < 0 {
+            p.failure.store(u64::from_ne_bytes(msg), std::sync::atomic::Ordering::SeqCst);
+        } else {
+            libc::write(p.report, msg.as_ptr().cast(), msg.len());
+        }
         libc::_exit(127)
     }
 }

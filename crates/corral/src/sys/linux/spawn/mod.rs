@@ -110,8 +110,7 @@ pub(super) fn spawn(
     plan.death_signal = death_signal;
     let mut pidfd: libc::c_int = -1;
     let ns_flags = plan.isolate.as_ref().map_or(0, |i| i.clone_flags);
-    // See isolate.rs: an isolated child may become an init that never execs.
-    let share_memory = plan.isolate.is_none();
+    let share_memory = shares_memory(plan.isolate.is_some());
     let mount_names: Vec<String> =
         plan.isolate.as_ref().map(|i| i.mounts.iter().map(|m| m.what.clone()).collect()).unwrap_or_default();
     let mut args = CloneArgs {
@@ -172,21 +171,14 @@ pub(super) fn spawn(
     // Only the child's copy of the write end may keep the pipe open.
     drop(report_write);
     drop(child_ends);
+    let failure = match report_read {
+        Some(r) => read_report(r),
+        None => Some(plan.failure.load(Ordering::SeqCst).to_ne_bytes()).filter(|m| *m != [0; 8]),
+    };
     drop(plan);
-    let mut msg = [0u8; 8];
-    let mut got = 0;
-    let mut reader = std::fs::File::from(report_read);
-    while got < msg.len() {
-        match reader.read(&mut msg[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    if got < msg.len() {
+    let Some(msg) = failure else {
         return Ok(Started { pid: pid as u32, pidfd, pipes: parent_ends });
-    }
+    };
     // The child failed a step and exits at once: reap it here.
     let mut status = 0;
     // SAFETY: waits for our own child; status is valid for writes.
@@ -203,6 +195,30 @@ pub(super) fn spawn(
 
 /// Blocks every signal on this thread, so that no handler of ours runs in
 /// the child before it resets them; returns the mask to restore.
+/// Whether the child runs on the parent's memory (vfork-like) until its
+/// exec. See isolate.rs: an isolated child may become an init that never
+/// execs, so it gets a copy.
+fn shares_memory(isolated: bool) -> bool {
+    clone3::SHARES_MEMORY && !isolated
+}
+
+/// What a child that does not share this memory reported before exiting;
+/// `None` once its exec closed the pipe.
+fn read_report(pipe: OwnedFd) -> Option<[u8; 8]> {
+    let mut msg = [0u8; 8];
+    let mut got = 0;
+    let mut reader = std::fs::File::from(pipe);
+    while got < msg.len() {
+        match reader.read(&mut msg[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (got == msg.len()).then_some(msg)
+}
+
 fn block_all_signals() -> libc::sigset_t {
     // SAFETY: plain sigset_t values; the raw syscall (not glibc's
     // pthread_sigmask) also blocks glibc's internal signals.

@@ -11,6 +11,7 @@ use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::AtomicU64;
 
 pub(super) struct Plan {
     /// Full paths to try in order (one unless a `PATH` search).
@@ -41,8 +42,16 @@ pub(super) struct Plan {
     pub death_signal: bool,
     /// How the child marks inherited fds close-on-exec (decided here).
     pub sweep: FdSweep,
-    /// Write end of the failure pipe (close-on-exec).
+    /// Write end of the failure pipe (close-on-exec); -1 for a child that
+    /// shares this memory, which reports in `failure` instead.
     pub report: RawFd,
+    /// A failed step, packed as the pipe's 8 bytes (never 0: steps count
+    /// from 1), written by a child that shares this memory. The parent
+    /// reads it once `clone3` returned, when the child has exec'd or
+    /// exited (`CLONE_VFORK`): no pipe to make, and no wait after the
+    /// return for the rest of the exec to close one, as glibc's
+    /// `posix_spawn` does.
+    pub failure: AtomicU64,
     /// Namespaces, mounts, privileges; `None` when nothing is isolated.
     pub isolate: Option<super::isolate::Prepared>,
 }
@@ -53,8 +62,9 @@ pub(super) struct Fds {
     pub parent_ends: [Option<OwnedFd>; 3],
     /// Child ends and `/dev/null`: closed in the parent after the spawn.
     pub child_ends: Vec<OwnedFd>,
-    pub report_read: OwnedFd,
-    pub report_write: OwnedFd,
+    /// The failure pipe, for a child that does not share this memory.
+    pub report_read: Option<OwnedFd>,
+    pub report_write: Option<OwnedFd>,
 }
 
 fn cstring(s: &OsStr) -> io::Result<CString> {
@@ -130,8 +140,11 @@ impl Plan {
             stdio[i] = Some(child_end.as_raw_fd());
             child_ends.push(child_end);
         }
-        let (report_read, report_write) = pipe()?;
         let isolate = super::isolate::Prepared::new(isolation, cmd)?;
+        let (report_read, report_write) = match super::shares_memory(isolate.is_some()) {
+            true => (None, None),
+            false => pipe().map(|(r, w)| (Some(r), Some(w)))?,
+        };
         // In a user namespace the switch is to the ids mapped inside.
         let inside = isolate.as_ref().and_then(|i| i.userns.as_ref()).map(|u| (u.ids.inside_uid, u.ids.inside_gid));
         // SAFETY: getpid and geteuid have no preconditions.
@@ -154,7 +167,8 @@ impl Plan {
             parent,
             death_signal: true,
             sweep: FdSweep::prepare(),
-            report: report_write.as_raw_fd(),
+            report: report_write.as_ref().map_or(-1, |w| w.as_raw_fd()),
+            failure: AtomicU64::new(0),
             isolate,
         };
         Ok((plan, Fds { parent_ends, child_ends, report_read, report_write }))

@@ -1,0 +1,47 @@
+//! Spawn+wait of `/bin/true` in a group with limits, the way
+//! `corral-bench spawn` times it, next to plain std: a small program to
+//! strace, perf or time while changing the spawn path.
+//!
+//! Usage: spawn_loop [ROUNDS]   (default 300; at most 100000)
+
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(300).clamp(1, 100_000);
+    let limits = corral::Limits::new().memory(256 << 20).max_procs(64);
+    let (mut std_t, mut corral_t) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut std_spawn, mut corral_spawn) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let pause = std::env::var("PAUSE_US").ok().and_then(|s| s.parse().ok()).map(Duration::from_micros);
+    for _ in 0..rounds {
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
+        let t = Instant::now();
+        let mut c = std::process::Command::new("/bin/true").spawn().expect("std spawn");
+        std_spawn.push(t.elapsed());
+        let ok = c.wait().map(|s| s.success()).unwrap_or(false);
+        std_t.push(t.elapsed());
+        assert!(ok, "std: /bin/true failed");
+        let t = Instant::now();
+        let g = match corral::Group::builder().limits(limits.clone()).spawn(corral::Command::new("/bin/true")) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("spawn_loop: {e}");
+                std::process::exit(1);
+            }
+        };
+        corral_spawn.push(t.elapsed());
+        let o = g.wait();
+        corral_t.push(t.elapsed());
+        assert!(o.status.success() && o.leftover == 0, "corral: {o:?}");
+    }
+    let (ss, cs) = (median(std_spawn), median(corral_spawn));
+    println!("spawn only: std {ss:?}  corral+limits {cs:?}");
+    let (s, c) = (median(std_t), median(corral_t));
+    println!("std {s:?}  corral+limits {c:?}  ratio {:.2}", c.as_secs_f64() / s.as_secs_f64());
+}
