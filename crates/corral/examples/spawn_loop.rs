@@ -3,6 +3,12 @@
 //! strace, perf or time while changing the spawn path.
 //!
 //! Usage: spawn_loop [ROUNDS]   (default 300; at most 100000)
+//! - `OUTLIVE=1`: a supervisor's kind of group instead (meant to outlive
+//!   its controller, no limits): never on a pooled leaf, so each start
+//!   makes its cgroups and each end removes them.
+//! - `PAUSE_US=N`: sleep N µs before each round, to see what the previous
+//!   round's tail (the loop's teardown) costs the next spawn on a busy
+//!   2-core host.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +22,7 @@ fn main() {
     let limits = corral::Limits::new().memory(256 << 20).max_procs(64);
     let (mut std_t, mut corral_t) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let (mut std_spawn, mut corral_spawn) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let outlive = std::env::var_os("OUTLIVE").is_some();
     let pause = std::env::var("PAUSE_US").ok().and_then(|s| s.parse().ok()).map(Duration::from_micros);
     for _ in 0..rounds {
         if let Some(p) = pause {
@@ -28,7 +35,12 @@ fn main() {
         std_t.push(t.elapsed());
         assert!(ok, "std: /bin/true failed");
         let t = Instant::now();
-        let g = match corral::Group::builder().limits(limits.clone()).spawn(corral::Command::new("/bin/true")) {
+        let b = match outlive {
+            // A supervisor's service: never pooled, no limits.
+            true => corral::Group::builder().outlive_controller(true),
+            false => corral::Group::builder().limits(limits.clone()),
+        };
+        let g = match b.spawn(corral::Command::new("/bin/true")) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("spawn_loop: {e}");
