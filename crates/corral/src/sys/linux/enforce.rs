@@ -15,13 +15,22 @@ impl Group {
     /// Applies the limits and arms the notifications. `held`: the limits
     /// a reused leaf was left with (see `reuse.rs`), whose v1 values are
     /// not written again when they are the same.
-    pub(super) fn configure(&mut self, held: Option<&crate::Limits>) -> io::Result<()> {
+    /// Sets the limits; `events` is a reused leaf's `cgroup.events`, still
+    /// open.
+    pub(super) fn configure(&mut self, held: Option<&crate::Limits>, events: Option<Watched>) -> io::Result<()> {
         let lim = self.spec.limits.clone();
         let hard_memory = lim.memory.filter(|_| !lim.notifies(LimitKind::Memory));
         let mut watched = Vec::new();
         if let Holder::Leaf(v2) = self.parts.holder() {
             // First: `populated_now` reads it as `watched[0]`.
-            watched.push(Watched::open(&v2.file("cgroup.events"))?);
+            watched.push(match events {
+                Some(w) => {
+                    // What changed since the last group read it is not news.
+                    w.rearm();
+                    w
+                }
+                None => Watched::open(&v2.file("cgroup.events"))?,
+            });
             // Missing before Linux 5.14: the kill then signals each member.
             let kill = self.kill_file.get_mut().unwrap_or_else(|p| p.into_inner());
             if kill.is_none() {

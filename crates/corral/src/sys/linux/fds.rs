@@ -111,6 +111,12 @@ impl Watched {
     pub(crate) fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }
+
+    /// The same open file on a new fd, for a pooled leaf: the group that
+    /// hands it over closes its own with the rest of its fds.
+    pub(crate) fn try_clone(&self) -> io::Result<Watched> {
+        self.0.try_clone().map(Watched)
+    }
 }
 
 /// Waits until one of `fds` is ready or `timeout` passes: readable for

@@ -82,6 +82,8 @@ pub(crate) struct Group {
     pub(super) counts_final: AtomicBool,
     /// What a `clone3` leader joins through; a pooled leaf's come with it.
     pub(super) joins: Mutex<Option<JoinFds>>,
+    /// A reused leaf's v1 peak files, handed on with it (`reuse.rs`).
+    pub(super) peaks: Mutex<Option<super::reuse::Peaks>>,
 }
 
 impl Group {
@@ -179,9 +181,11 @@ impl SysGroup for Group {
             Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let shape = leaf_pool::shape(kind, spec, l);
-        let (parts, reused, counts, joins, kill) = match shape.as_ref().and_then(leaf_pool::take) {
-            Some(Pooled { parts, limits, counts, joins, kill, .. }) => (parts, Some(limits), counts, joins, kill),
-            None => (Parts::create(kind, spec, l, cg_err)?, None, None, None, None),
+        let (parts, reused, counts, joins, kill, events, peaks) = match shape.as_ref().and_then(leaf_pool::take) {
+            Some(Pooled { parts, limits, counts, joins, kill, events, peaks, .. }) => {
+                (parts, Some(limits), counts, joins, kill, events, peaks)
+            }
+            None => (Parts::create(kind, spec, l, cg_err)?, None, None, None, None, None, None),
         };
         let mut me = Group {
             parts,
@@ -213,12 +217,13 @@ impl SysGroup for Group {
             leaf_killed: AtomicBool::new(false),
             counts_final: AtomicBool::new(false),
             joins: Mutex::new(joins),
+            peaks: Mutex::new(None),
         };
         if let Some(old) = &reused {
-            me.prepare_reuse(old, counts).map_err(|e| cg_err("resetting a reused cgroup", e))?;
+            me.prepare_reuse(old, counts, peaks).map_err(|e| cg_err("resetting a reused cgroup", e))?;
         }
         // On failure, Drop removes the directories: no leader ever ran.
-        me.configure(reused.as_ref()).map_err(|e| cg_err("setting the limits", e))?;
+        me.configure(reused.as_ref(), events).map_err(|e| cg_err("setting the limits", e))?;
         me.configure_io(&io_devices).map_err(|e| cg_err("setting the I/O limits", e))?;
         Ok(me)
     }

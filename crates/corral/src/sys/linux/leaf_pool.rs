@@ -31,9 +31,11 @@
 //!   open file), so a cgroup2 group with controllers is never pooled.
 //! - At exit every pooled leaf is removed, before corral's roots.
 
+use super::fds::Watched;
 use super::hierarchy::Layout;
 use super::join_fds::JoinFds;
 use super::parts::{needed_v1, v2_controllers, Parts};
+use super::reuse::Peaks;
 use crate::sys::Spec;
 use crate::{BackendKind, Limits};
 use std::sync::Mutex;
@@ -63,6 +65,10 @@ pub(super) struct Pooled {
     pub joins: Option<JoinFds>,
     /// Its `cgroup.kill`, open for writing.
     pub kill: Option<std::fs::File>,
+    /// Its `cgroup.events`, open: the next group polls it without an open.
+    pub events: Option<Watched>,
+    /// Its v1 peak files, open for the next group's reset.
+    pub peaks: Option<Peaks>,
 }
 
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());

@@ -7,7 +7,34 @@ use super::parts::{Controls, Holder};
 use crate::Limits;
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::Ordering;
+
+/// A v1 memory cgroup's peak files (`memory.max_usage_in_bytes`, and the
+/// swap one where swap is accounted), kept open with a pooled leaf: each
+/// reuse resets them with one write apiece, where opening them by path
+/// cost more than the write (the reset is on the spawn's path).
+pub(super) struct Peaks {
+    usage: fs::File,
+    memsw: Option<fs::File>,
+}
+
+impl Peaks {
+    fn open(dir: &Path) -> io::Result<Peaks> {
+        let open = |name: &str| fs::OpenOptions::new().write(true).open(dir.join(name));
+        Ok(Peaks { usage: open("memory.max_usage_in_bytes")?, memsw: open("memory.memsw.max_usage_in_bytes").ok() })
+    }
+
+    /// The peak restarts from what is charged now.
+    fn reset(&self) -> io::Result<()> {
+        self.usage.write_at(b"0", 0)?;
+        if let Some(m) = &self.memsw {
+            let _ = m.write_at(b"0", 0);
+        }
+        Ok(())
+    }
+}
 
 impl Group {
     /// Before `configure`: undoes the limits the previous group left that
@@ -16,7 +43,12 @@ impl Group {
     /// limit), resets the peak, and starts the counters the kernel cannot
     /// reset from what they read now (or, for the OOM-kill and
     /// process-limit counts, from the final ones the leaf carried).
-    pub(super) fn prepare_reuse(&mut self, old: &Limits, counts: Option<(u64, u64)>) -> io::Result<()> {
+    pub(super) fn prepare_reuse(
+        &mut self,
+        old: &Limits,
+        counts: Option<(u64, u64)>,
+        peaks: Option<Peaks>,
+    ) -> io::Result<()> {
         let new = &self.spec.limits;
         if let Some(v1) = self.parts.v1() {
             if let Some(d) = v1.dir("memory") {
@@ -29,8 +61,12 @@ impl Group {
                 // cache a previous group left, which anyone may reclaim;
                 // `force_empty` would drain every CPU's lists to take it
                 // back, at a cost above the mkdir this saves).
-                fs::write(d.join("memory.max_usage_in_bytes"), "0")?;
-                let _ = fs::write(d.join("memory.memsw.max_usage_in_bytes"), "0");
+                let peaks = match peaks {
+                    Some(p) => p,
+                    None => Peaks::open(d)?,
+                };
+                peaks.reset()?;
+                *self.peaks.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(peaks);
             }
             if let Some(d) = v1.dir("pids") {
                 if old.max_procs.is_some() && new.max_procs.is_none() {
@@ -75,7 +111,19 @@ impl Group {
             .then(|| (self.seen_oom.load(Ordering::Relaxed), self.seen_pids_max.load(Ordering::Relaxed)));
         let joins = self.joins.lock().unwrap_or_else(|p| p.into_inner()).take();
         let kill = self.kill_file.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let leaf = Pooled { shape, parts: self.parts.detached(), limits: self.live_limits(), counts, joins, kill };
+        // `watched[0]` is the leaf's `cgroup.events` (see `configure`).
+        let events = self.parts.v2().and(self.watched.first()).and_then(|w| w.try_clone().ok());
+        let peaks = self.peaks.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let leaf = Pooled {
+            shape,
+            parts: self.parts.detached(),
+            limits: self.live_limits(),
+            counts,
+            joins,
+            kill,
+            events,
+            peaks,
+        };
         match leaf_pool::give(leaf) {
             None => *released = true,
             Some(surplus) => surplus.parts.remove(),
