@@ -30,6 +30,7 @@ use crate::state::{InstanceStatus, LastExit, State};
 use corral::Group;
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -627,7 +628,8 @@ impl Task {
             let (ctx, status, live) = (self.ctx.clone(), self.status.clone(), live.0.clone());
             let (name, index) = (self.spec.name.clone(), self.index);
             Arc::new(move |result, took| {
-                record_probe(&ctx, &status, &name, index, result, took, None, Some(&live));
+                let at = ProbeRecord { ctx: &ctx, status: &status, name: &name, index };
+                at.record(result, took, None, Some(&live));
             })
         };
         let probes = runner::start(&self.spec.health, exec, Some(follower), tx.clone(), quiet, from);
@@ -857,7 +859,8 @@ impl Task {
         if let Some(reason) = note {
             self.note(Note { kind: EventKind::Probe, reason, ready, probe: Some(result.clone()), alert: None });
         }
-        record_probe(&self.ctx, &self.status, &self.spec.name, self.index, result, took, ready, None);
+        let at = ProbeRecord { ctx: &self.ctx, status: &self.status, name: &self.spec.name, index: self.index };
+        at.record(result, took, ready, None);
     }
 
     /// Tells an alert; returns the reason to end the run for `restart`.
@@ -979,59 +982,61 @@ struct Watchers {
     /// Holds the channel open when there is neither a probe nor an alert.
     _tx: mpsc::UnboundedSender<Box<Verdict>>,
     rx: mpsc::UnboundedReceiver<Box<Verdict>>,
-    /// Says the probes' quiet results still count (see [`record_probe`]).
+    /// Says the probes' quiet results still count (see [`ProbeRecord`]).
     _live: Live,
 }
 
 /// True until its watchers are dropped: a result a stopped probe records
 /// on its own task after that (it may be mid-check when aborted) must not
 /// undo the clearing of the results that follows.
-struct Live(Arc<std::sync::atomic::AtomicBool>);
+struct Live(Arc<AtomicBool>);
 
 impl Default for Live {
     fn default() -> Live {
-        Live(Arc::new(std::sync::atomic::AtomicBool::new(true)))
+        Live(Arc::new(AtomicBool::new(true)))
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
-/// Records a check's result where `corral status` and the metrics show it;
-/// a quiet result (`live` given, from the probe's own task) only while its
-/// watchers are live. `live` is read under the status's lock, which the
-/// clearing of the results takes too, so one cannot overtake the other.
-#[allow(clippy::too_many_arguments)]
-fn record_probe(
-    ctx: &Ctx,
-    status: &watch::Sender<Snapshot>,
-    name: &str,
+/// Where a check's result is recorded: the metrics, and the last result
+/// `corral status` shows.
+struct ProbeRecord<'a> {
+    ctx: &'a Ctx,
+    status: &'a watch::Sender<Snapshot>,
+    name: &'a str,
     index: u32,
-    result: ProbeResult,
-    took: Duration,
-    ready: Option<bool>,
-    live: Option<&std::sync::atomic::AtomicBool>,
-) {
-    ctx.metrics.probe(name, index, result.probe, took, result.ok);
-    status.send_if_modified(|s| {
-        if live.is_some_and(|l| !l.load(std::sync::atomic::Ordering::SeqCst)) {
-            return false;
-        }
-        match s.probes.iter_mut().find(|p| p.probe == result.probe) {
-            Some(p) => *p = result,
-            None => {
-                s.probes.push(result);
-                s.probes.sort_by_key(|p| p.probe);
+}
+
+impl ProbeRecord<'_> {
+    /// Records `result`, and the readiness it flipped to. A quiet result
+    /// (`live` given, from the probe's own task) counts only while its
+    /// watchers are live: `live` is read under the status's lock, which
+    /// the clearing of the results takes too, so one cannot overtake the
+    /// other.
+    fn record(&self, result: ProbeResult, took: Duration, ready: Option<bool>, live: Option<&AtomicBool>) {
+        self.ctx.metrics.probe(self.name, self.index, result.probe, took, result.ok);
+        self.status.send_if_modified(|s| {
+            if live.is_some_and(|l| !l.load(Ordering::SeqCst)) {
+                return false;
             }
-        }
-        if let Some(r) = ready {
-            s.ready = r;
-        }
-        true
-    });
+            match s.probes.iter_mut().find(|p| p.probe == result.probe) {
+                Some(p) => *p = result,
+                None => {
+                    s.probes.push(result);
+                    s.probes.sort_by_key(|p| p.probe);
+                }
+            }
+            if let Some(r) = ready {
+                s.ready = r;
+            }
+            true
+        });
+    }
 }
 
 impl Watchers {
