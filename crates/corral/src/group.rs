@@ -427,7 +427,7 @@ impl Group {
 
     /// Waits until the group has ended and been torn down.
     pub fn wait(&self) -> Outcome {
-        self.shared.wait()
+        monitor::wait(&self.sys, &self.shared)
     }
 
     /// Waits until the leader has ended and no member of the group is left
@@ -449,7 +449,7 @@ impl Group {
 
     /// Waits at most `timeout`; `None` if the group has not ended by then.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Outcome> {
-        self.shared.wait_timeout(timeout)
+        monitor::wait_timeout(&self.sys, &self.shared, timeout)
     }
 
     /// The outcome, if the group has ended.

@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     /// while the loop is still tearing the group down.
     settled: Condvar,
     waker: Arc<dyn Wake>,
+    /// The group's life, whoever drives it now (`reactor.rs`); `None`
+    /// once it has ended.
+    drive: Mutex<Option<reactor::Drive>>,
     #[cfg(feature = "tokio")]
     notify: tokio::sync::Notify,
     #[cfg(feature = "tokio")]
@@ -95,6 +98,7 @@ impl Shared {
             done: Condvar::new(),
             settled: Condvar::new(),
             waker,
+            drive: Mutex::new(None),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
             #[cfg(feature = "tokio")]
@@ -397,6 +401,22 @@ impl<S: SysGroup> Drop for Delivery<S> {
 /// from then on.
 pub(crate) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<sys::Imp>> {
     reactor::start(spec, cmd, cfg)
+}
+
+/// Waits for the outcome, driving the group on this thread where it may
+/// ([`reactor::drive_here`]): the leader's exit then wakes this thread
+/// itself rather than the loop's, which had to wake this one.
+pub(crate) fn wait(sys: &Arc<sys::Imp>, shared: &Arc<Shared>) -> Outcome {
+    reactor::drive_here(sys, shared, None);
+    shared.wait()
+}
+
+/// [`wait`] for at most `timeout`; `None` if the group has not ended by
+/// then.
+pub(crate) fn wait_timeout(sys: &Arc<sys::Imp>, shared: &Arc<Shared>, timeout: Duration) -> Option<Outcome> {
+    let until = deadline::after(Instant::now(), timeout);
+    reactor::drive_here(sys, shared, Some(until));
+    shared.wait_timeout(until.saturating_duration_since(Instant::now()))
 }
 
 /// [`start`] for async callers: no thread blocks while the group starts.

@@ -21,6 +21,13 @@
 //!   never delays another's deadline. A group that one look settles (the
 //!   usual end) is torn down here: a thread per group cost more than the
 //!   look, and one more wake-up before the caller learnt the outcome.
+//! - A caller blocked in `wait` drives its own group where the OS lets a
+//!   group poll its own fds ([`sys::WAITS_ALONE`]): it holds the group's
+//!   [`Drive`] while it polls, and the loop, which only ever `try_lock`s
+//!   it, leaves the group out until it is handed back. The leader's exit
+//!   then wakes the caller itself, as `waitpid` would, instead of the
+//!   loop's thread which then had to wake the caller: one cross-CPU
+//!   wake-up fewer on the path from the exit to the outcome.
 
 use super::life::{later, Life, Next};
 use super::{Config, Delivery, Shared, Started};
@@ -72,10 +79,42 @@ struct Handle {
     wake: Arc<dyn Wake>,
 }
 
-/// One group the loop drives.
+/// One group the loop watches.
 struct Entry {
     sys: Arc<G>,
     shared: Arc<Shared>,
+}
+
+/// Whose turn it is to drive a group.
+enum Turn<'a> {
+    /// The loop's: the guard holds the group's [`Drive`].
+    Loop(std::sync::MutexGuard<'a, Option<Drive>>),
+    /// A caller blocked in `wait` drives it.
+    Caller,
+    /// It has ended (a caller finished it).
+    Done,
+}
+
+impl Entry {
+    fn turn(&self) -> Turn<'_> {
+        use std::sync::TryLockError;
+        let slot = match self.shared.drive.try_lock() {
+            Ok(s) => s,
+            // A panic while driving left the life as it was; drive on.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Turn::Caller,
+        };
+        match slot.is_some() {
+            true => Turn::Loop(slot),
+            false => Turn::Done,
+        }
+    }
+}
+
+/// A group's life and when to look at it next: what the loop, or a
+/// caller blocked in `wait`, drives. It sits in [`Shared::drive`]; `None`
+/// there once the group has ended.
+pub(crate) struct Drive {
     life: Life,
     /// When `life` asked to be looked at again.
     wake_at: Option<Instant>,
@@ -164,8 +203,20 @@ fn run(jobs: mpsc::Receiver<Work>, mut poller: sys::Poller) {
                 Work::Drive(e) => groups.push(e),
             }
         }
-        let timeout = earliest(&groups).map(|t| t.saturating_duration_since(Instant::now()));
-        let sys: Vec<&G> = groups.iter().map(|g| &*g.sys).collect();
+        // The groups this loop drives now: not one a caller drives (it
+        // wakes the loop when it hands one back), nor one it finished.
+        groups.retain(|g| !matches!(g.turn(), Turn::Done));
+        let mut mine = Vec::with_capacity(groups.len());
+        let mut earliest: Option<Instant> = None;
+        for (i, g) in groups.iter().enumerate() {
+            if let Turn::Loop(slot) = g.turn() {
+                let d = slot.as_ref().expect("a loop's turn holds a drive");
+                earliest = [earliest, d.wake_at, d.sample_at].into_iter().flatten().min();
+                mine.push(i);
+            }
+        }
+        let timeout = earliest.map(|t| t.saturating_duration_since(Instant::now()));
+        let sys: Vec<&G> = mine.iter().map(|&i| &*groups[i].sys).collect();
         let news = match poller.wait(&sys, timeout) {
             Ok(n) => n,
             Err(_) => {
@@ -175,46 +226,112 @@ fn run(jobs: mpsc::Receiver<Work>, mut poller: sys::Poller) {
             }
         };
         let now = Instant::now();
-        // Backwards, so that `swap_remove` only moves a group already seen.
-        for i in (0..groups.len()).rev() {
-            let g = &mut groups[i];
-            let news = news.get(i).copied().unwrap_or(false);
-            let due = [g.wake_at, g.sample_at].into_iter().flatten().any(|t| t <= now);
-            if (news || due) && step(g, now, news) {
-                finish(groups.swap_remove(i));
+        // Backwards, so that `swap_remove` only moves a group already seen
+        // (`mine` is in ascending order).
+        for (k, &i) in mine.iter().enumerate().rev() {
+            let g = &groups[i];
+            // A caller may have taken the group while the loop polled.
+            let Turn::Loop(mut slot) = g.turn() else { continue };
+            let d = slot.as_mut().expect("a loop's turn holds a drive");
+            let news = news.get(k).copied().unwrap_or(false);
+            let due = [d.wake_at, d.sample_at].into_iter().flatten().any(|t| t <= now);
+            let changes = |d: &mut Drive| match std::mem::take(&mut d.fresh) && !news {
+                true => Vec::new(),
+                false => g.sys.wait(Some(Duration::ZERO)).unwrap_or_default(),
+            };
+            if (news || due) && step(&g.sys, &g.shared, d, now, changes) {
+                let life = slot.take().expect("a loop's turn holds a drive").life;
+                drop(slot);
+                let g = groups.swap_remove(i);
+                finish(g.sys, g.shared, life);
             }
         }
     }
 }
 
-/// The earliest instant any group must be looked at.
-fn earliest(groups: &[Entry]) -> Option<Instant> {
-    groups.iter().flat_map(|g| [g.wake_at, g.sample_at]).flatten().min()
-}
-
-/// Looks at one group; true once it has ended.
-fn step(g: &mut Entry, now: Instant, news: bool) -> bool {
+/// Looks at one group, with the `changes` the OS reported; true once it
+/// has ended.
+fn step(
+    sys: &G,
+    shared: &Shared,
+    d: &mut Drive,
+    now: Instant,
+    changes: impl FnOnce(&mut Drive) -> Vec<sys::Change>,
+) -> bool {
     let r = catch_unwind(AssertUnwindSafe(|| {
-        let changes = match std::mem::take(&mut g.fresh) && !news {
-            true => Vec::new(),
-            false => g.sys.wait(Some(Duration::ZERO)).unwrap_or_default(),
-        };
-        g.life.advance(&*g.sys, &g.shared, changes, now)
+        let changes = changes(d);
+        d.life.advance(sys, shared, changes, now)
     }));
     match r {
         Ok(Next::Wait(at)) => {
-            g.wake_at = at;
-            g.sample_at = g.sys.readiness().and_then(|r| r.sample).map(|s| later(now, s));
+            d.wake_at = at;
+            d.sample_at = sys.readiness().and_then(|r| r.sample).map(|s| later(now, s));
             false
         }
         Ok(Next::Ended) => true,
         Err(_) => {
             // A bug must not take every other group down with this one:
             // this group is killed and torn down, the loop goes on.
-            let _ = g.sys.kill();
+            let _ = sys.kill();
             true
         }
     }
+}
+
+/// Drives the group on the calling thread, a caller blocked in `wait`,
+/// until it ends or `until` passes: the caller polls the group's own fds
+/// and is woken by the leader's exit itself. `false` where it may not
+/// ([`sys::WAITS_ALONE`]), while the loop or another caller drives the
+/// group at this moment, or once `until` passed first (the group is then
+/// handed back to the loop); the caller then waits for the outcome as
+/// before. `true` once the group has ended (its outcome is told, or its
+/// teardown runs on a thread of its own and tells it).
+pub(super) fn drive_here(sys: &Arc<G>, shared: &Arc<Shared>, until: Option<Instant>) -> bool {
+    use std::sync::TryLockError;
+    if !sys::WAITS_ALONE {
+        return false;
+    }
+    let mut slot = match shared.drive.try_lock() {
+        Ok(s) => s,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(TryLockError::WouldBlock) => return false,
+    };
+    let Some(d) = slot.as_mut() else { return false };
+    let Ok(h) = handle() else { return false };
+    // The loop leaves the group out of its poll from its next pass.
+    h.wake.wake();
+    let mut ended = false;
+    if std::mem::take(&mut d.fresh) {
+        // As the loop's first look: deadlines only, nothing to read yet.
+        ended = step(sys, shared, d, Instant::now(), |_| Vec::new());
+    }
+    while !ended {
+        let now = Instant::now();
+        if until.is_some_and(|u| now >= u) {
+            break;
+        }
+        let next = [d.wake_at, d.sample_at, until].into_iter().flatten().min();
+        let timeout = next.map(|t| t.saturating_duration_since(now));
+        let changes = match sys.wait(timeout) {
+            Ok(c) => c,
+            Err(_) => {
+                // As the loop does on a transient failure: never spin.
+                std::thread::sleep(Duration::from_millis(10));
+                Vec::new()
+            }
+        };
+        ended = step(sys, shared, d, Instant::now(), |_| changes);
+    }
+    if !ended {
+        drop(slot);
+        // Handed back: the loop polls the group again.
+        h.wake.wake();
+        return false;
+    }
+    let life = slot.take().expect("a drive was there").life;
+    drop(slot);
+    finish(sys.clone(), shared.clone(), life);
+    true
 }
 
 /// Tears an ended group down, then publishes its outcome: here when one
@@ -223,8 +340,7 @@ fn step(g: &mut Entry, now: Instant, news: bool) -> bool {
 /// told first: a supervisor may start the next run while this one's
 /// container is removed, as systemd restarts a unit once its cgroup is
 /// empty.
-fn finish(e: Entry) {
-    let Entry { sys, shared, life, .. } = e;
+fn finish(sys: Arc<G>, shared: Arc<Shared>, life: Life) {
     if let Some(ended) = life.ended().filter(|_| sys.empty_is_final()) {
         shared.settle(ended);
     }
@@ -287,7 +403,8 @@ fn create(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<(Entry
     let cfg = Config { spawn: child.path, ..cfg };
     let started = Instant::now();
     let life = Life::new(&*sys, &cfg, started, pid);
-    let entry =
-        Entry { sys: sys.clone(), shared: shared.clone(), life, wake_at: Some(started), sample_at: None, fresh: true };
+    *shared.drive.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(Drive { life, wake_at: Some(started), sample_at: None, fresh: true });
+    let entry = Entry { sys: sys.clone(), shared: shared.clone() };
     Ok((entry, Started { pid, sys, shared, child }))
 }

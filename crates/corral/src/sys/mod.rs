@@ -127,7 +127,6 @@ impl From<crate::command::Leader> for Start {
     }
 }
 
-/// Gives a freshly created group its leader, whichever way [`Start`] says.
 /// Whether the calling thread may start `spec`'s leader itself rather
 /// than the event loop's thread. Linux: a leader that must die with its
 /// controller dies with the *thread* that forked it (`PR_SET_PDEATHSIG`),
@@ -142,6 +141,14 @@ pub(crate) fn may_start_here(_spec: &Spec) -> bool {
     false
 }
 
+/// Whether a caller blocked in `wait` may drive its own group: poll the
+/// group's own fds ([`SysGroup::wait`] with a timeout) and step its life
+/// on its own thread while the event loop leaves the group alone. Only
+/// Linux's groups poll their own fds; Windows' and macOS's news arrive
+/// on the loop's one port or queue.
+pub(crate) const WAITS_ALONE: bool = cfg!(target_os = "linux");
+
+/// Gives a freshly created group its leader, whichever way [`Start`] says.
 pub(crate) fn begin<S: SysGroup>(sys: &S, start: Start) -> crate::Result<Spawned> {
     match start {
         Start::Spawn(cmd) => sys.spawn_leader(cmd),
@@ -239,8 +246,10 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn usage(&self) -> Usage;
     /// What changed since the last call. The event loop calls it when
     /// [`Poll::wait`] said this group has news, or when the group's
-    /// deadline or sample came due, always with a zero `timeout`: only a
-    /// backend that polls its own fds (Linux) looks at it.
+    /// deadline or sample came due, always with a zero `timeout`; a
+    /// caller that drives its own group ([`WAITS_ALONE`]) blocks in it up
+    /// to its next deadline. Only a backend that polls its own fds (Linux)
+    /// looks at `timeout`.
     fn wait(&self, timeout: Option<Duration>) -> io::Result<Vec<Change>>;
     fn waker(&self) -> std::sync::Arc<dyn Wake>;
     /// What the event loop watches for this group, and how often it
