@@ -6,7 +6,8 @@
 //! `cpu.cfs_quota_us`; OOM kills arrive on an eventfd registered through
 //! `cgroup.event_control` on `memory.oom_control`.
 
-use super::cgroup_v2::{read_keyed, read_pids, read_u64, remove_dir_retry};
+use super::cgroup_v2::{keyed, read_pids, remove_dir_retry};
+use super::counter_files::CounterFiles;
 use super::fds::EventFd;
 use super::hierarchy::Layout;
 use std::fs;
@@ -24,12 +25,14 @@ pub(crate) struct CgroupV1 {
     /// with the next group when the directories are reused (the kernel
     /// keeps the registration as long as the eventfd lives).
     pub oom_event: Option<Arc<EventFd>>,
+    /// Its counter files, kept open on a poolable leaf.
+    pub kept: CounterFiles,
 }
 
 impl CgroupV1 {
     /// Creates `<root>/<name>` for each of `controllers` that the host has.
     pub(crate) fn create(layout: &Layout, name: &str, controllers: &[&str]) -> io::Result<CgroupV1> {
-        let mut me = CgroupV1 { dirs: Vec::new(), oom_event: None };
+        let mut me = CgroupV1 { dirs: Vec::new(), oom_event: None, kept: CounterFiles::default() };
         for c in controllers {
             let Some(root) = layout.v1_root(c) else { continue };
             fs::create_dir_all(root)?;
@@ -58,13 +61,22 @@ impl CgroupV1 {
 
     /// Wraps existing directories (of a stale group).
     pub(crate) fn adopt(dirs: Vec<(String, PathBuf)>) -> CgroupV1 {
-        CgroupV1 { dirs, oom_event: None }
+        CgroupV1 { dirs, oom_event: None, kept: CounterFiles::default() }
     }
 
-    /// The same directories and OOM registration, for the next group of
-    /// a pooled leaf.
+    /// The same directories, OOM registration and kept counter files,
+    /// for the next group of a pooled leaf.
     pub(crate) fn reused(&self) -> CgroupV1 {
-        CgroupV1 { dirs: self.dirs.clone(), oom_event: self.oom_event.clone() }
+        CgroupV1 { dirs: self.dirs.clone(), oom_event: self.oom_event.clone(), kept: self.kept.take() }
+    }
+
+    /// Reads the counter file `name` of `controller`'s directory.
+    fn counter(&self, controller: &str, name: &str) -> Option<String> {
+        self.kept.read(&self.dir(controller)?.join(name)).ok()
+    }
+
+    fn counter_u64(&self, controller: &str, name: &str) -> Option<u64> {
+        self.counter(controller, name)?.trim().parse().ok()
     }
 
     pub(crate) fn dir(&self, controller: &str) -> Option<&Path> {
@@ -131,27 +143,26 @@ impl CgroupV1 {
     }
 
     pub(crate) fn oom_kills(&self) -> u64 {
-        self.dir("memory").and_then(|d| read_keyed(&d.join("memory.oom_control"), "oom_kill")).unwrap_or(0)
+        self.counter("memory", "memory.oom_control").and_then(|s| keyed(&s, "oom_kill")).unwrap_or(0)
     }
 
     pub(crate) fn pids_max_hits(&self) -> u64 {
-        self.dir("pids").and_then(|d| read_keyed(&d.join("pids.events"), "max")).unwrap_or(0)
+        self.counter("pids", "pids.events").and_then(|s| keyed(&s, "max")).unwrap_or(0)
     }
 
     /// (user, system) from cpuacct, in nanoseconds on disk.
     pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
-        let d = self.dir("cpuacct")?;
-        let u = read_u64(&d.join("cpuacct.usage_user"))?;
-        let s = read_u64(&d.join("cpuacct.usage_sys"))?;
+        let u = self.counter_u64("cpuacct", "cpuacct.usage_user")?;
+        let s = self.counter_u64("cpuacct", "cpuacct.usage_sys")?;
         Some((Duration::from_nanos(u), Duration::from_nanos(s)))
     }
 
     pub(crate) fn memory_peak(&self) -> Option<u64> {
-        read_u64(&self.dir("memory")?.join("memory.max_usage_in_bytes"))
+        self.counter_u64("memory", "memory.max_usage_in_bytes")
     }
 
     pub(crate) fn memory_current(&self) -> Option<u64> {
-        read_u64(&self.dir("memory")?.join("memory.usage_in_bytes"))
+        self.counter_u64("memory", "memory.usage_in_bytes")
     }
 
     /// Freeze, SIGKILL every member, thaw. Without a freezer this is a

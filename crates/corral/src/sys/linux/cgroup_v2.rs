@@ -8,6 +8,7 @@
 //! host the v2 tree has no controllers, and only membership, kill, events
 //! and `cpu.stat` come from here.
 
+use super::counter_files::CounterFiles;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct CgroupV2 {
     pub dir: PathBuf,
+    /// Its counter files, kept open on a poolable leaf.
+    pub kept: CounterFiles,
 }
 
 /// Reads a small kernel file whole, in as few calls as it takes: open,
@@ -31,14 +34,14 @@ pub(crate) fn read_small(path: &Path) -> io::Result<String> {
     Ok(s)
 }
 
-pub(crate) fn read_u64(path: &Path) -> Option<u64> {
-    read_small(path).ok()?.trim().parse().ok()
-}
-
 /// Reads `key value` lines (`memory.events`, `cpu.stat`, …).
 pub(crate) fn read_keyed(path: &Path, key: &str) -> Option<u64> {
-    let s = read_small(path).ok()?;
-    s.lines().find_map(|l| {
+    keyed(&read_small(path).ok()?, key)
+}
+
+/// The value of `key` in `key value` lines.
+pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
@@ -65,7 +68,23 @@ impl CgroupV2 {
             }
             break;
         }
-        Ok(CgroupV2 { dir })
+        Ok(CgroupV2::at(dir))
+    }
+
+    /// The leaf at `dir`, made before.
+    pub(crate) fn at(dir: PathBuf) -> CgroupV2 {
+        CgroupV2 { dir, kept: CounterFiles::default() }
+    }
+
+    /// The same leaf and its kept counter files, for the next group of
+    /// a pooled leaf.
+    pub(crate) fn reused(&self) -> CgroupV2 {
+        CgroupV2 { dir: self.dir.clone(), kept: self.kept.take() }
+    }
+
+    /// Reads one of its counter files.
+    fn counter(&self, name: &str) -> Option<String> {
+        self.kept.read(&self.file(name)).ok()
     }
 
     pub(crate) fn file(&self, name: &str) -> PathBuf {
@@ -110,30 +129,24 @@ impl CgroupV2 {
 
     /// (user, system) CPU time from `cpu.stat`, which every v2 cgroup has.
     pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
-        let s = read_small(&self.file("cpu.stat")).ok()?;
-        let get = |k: &str| {
-            s.lines().find_map(|l| {
-                let (a, b) = l.split_once(' ')?;
-                (a == k).then(|| b.trim().parse::<u64>().ok()).flatten()
-            })
-        };
-        Some((Duration::from_micros(get("user_usec")?), Duration::from_micros(get("system_usec")?)))
+        let s = self.counter("cpu.stat")?;
+        Some((Duration::from_micros(keyed(&s, "user_usec")?), Duration::from_micros(keyed(&s, "system_usec")?)))
     }
 
     pub(crate) fn memory_peak(&self) -> Option<u64> {
-        read_u64(&self.file("memory.peak"))
+        self.counter("memory.peak")?.trim().parse().ok()
     }
 
     pub(crate) fn memory_current(&self) -> Option<u64> {
-        read_u64(&self.file("memory.current"))
+        self.counter("memory.current")?.trim().parse().ok()
     }
 
     pub(crate) fn oom_kills(&self) -> u64 {
-        read_keyed(&self.file("memory.events"), "oom_kill").unwrap_or(0)
+        self.counter("memory.events").and_then(|s| keyed(&s, "oom_kill")).unwrap_or(0)
     }
 
     pub(crate) fn pids_max_hits(&self) -> u64 {
-        read_keyed(&self.file("pids.events"), "max").unwrap_or(0)
+        self.counter("pids.events").and_then(|s| keyed(&s, "max")).unwrap_or(0)
     }
 
     /// Removes the (empty) directory; a few retries because the kernel may

@@ -185,7 +185,13 @@ impl SysGroup for Group {
             Some(Pooled { parts, limits, counts, joins, kill, events, peaks, .. }) => {
                 (parts, Some(limits), counts, joins, kill, events, peaks)
             }
-            None => (Parts::create(kind, spec, l, cg_err)?, None, None, None, None, None, None),
+            None => {
+                let mut parts = Parts::create(kind, spec, l, cg_err)?;
+                if shape.is_some() {
+                    parts.keep_counter_files();
+                }
+                (parts, None, None, None, None, None, None)
+            }
         };
         let mut me = Group {
             parts,

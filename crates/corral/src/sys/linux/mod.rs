@@ -23,6 +23,7 @@ mod block_device;
 mod cgroup_v1;
 mod cgroup_v2;
 mod connector;
+mod counter_files;
 mod enforce;
 mod fds;
 mod group;

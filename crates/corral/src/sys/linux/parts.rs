@@ -175,13 +175,28 @@ impl Parts {
 
     /// The same directories, for the pool; the group keeps its own copy
     /// but never touches them again. The v1 OOM eventfd goes along: its
-    /// registration stays valid for the next group.
+    /// registration stays valid for the next group; so do the kept
+    /// counter files.
     pub(super) fn detached(&self) -> Parts {
         match self {
-            Parts::CgroupV2(v2) => Parts::CgroupV2(CgroupV2 { dir: v2.dir.clone() }),
-            Parts::Hybrid { v2, v1 } => Parts::Hybrid { v2: CgroupV2 { dir: v2.dir.clone() }, v1: v1.reused() },
+            Parts::CgroupV2(v2) => Parts::CgroupV2(v2.reused()),
+            Parts::Hybrid { v2, v1 } => Parts::Hybrid { v2: v2.reused(), v1: v1.reused() },
             Parts::CgroupV1(v1) => Parts::CgroupV1(v1.reused()),
             Parts::Pgid => Parts::Pgid,
+        }
+    }
+
+    /// From now on the group's counter files stay open once read, for
+    /// the reads of every later group on the same (pooled) leaf.
+    pub(super) fn keep_counter_files(&mut self) {
+        match self {
+            Parts::CgroupV2(v2) => v2.kept.keep(),
+            Parts::Hybrid { v2, v1 } => {
+                v2.kept.keep();
+                v1.kept.keep();
+            }
+            Parts::CgroupV1(v1) => v1.kept.keep(),
+            Parts::Pgid => {}
         }
     }
 

@@ -53,7 +53,7 @@ pub(crate) fn sweep(layout: &Layout) -> Vec<String> {
         if let Some(r) = &layout.v2_root {
             let dir = r.join(name);
             if dir.exists() {
-                let cg = CgroupV2 { dir };
+                let cg = CgroupV2::at(dir);
                 let _ = if cg.has_kill() { cg.kill() } else { kill_listed(&cg.file("cgroup.procs")) };
                 wait_empty(&cg.file("cgroup.procs"));
                 let _ = cg.remove();
