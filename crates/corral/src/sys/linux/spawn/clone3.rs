@@ -45,6 +45,12 @@ pub(super) type Entry = extern "C" fn(*const libc::c_void) -> !;
 
 /// A child stack: mapped on demand, with a guard page below it, unmapped on
 /// drop. Untouched pages cost nothing, so it can be generous.
+///
+/// Each spawning thread keeps its last one ([`with_stack`]): the thread
+/// sleeps while its child runs on it (`CLONE_VFORK`), so it is free again
+/// once `clone3` returns, and reusing it spares a map, a guard, an unmap
+/// (which flushes the other CPUs' TLBs for a multi-threaded process) and
+/// the child's faults on fresh pages, at every spawn.
 pub(super) struct Stack {
     base: *mut libc::c_void,
     len: usize,
@@ -88,11 +94,28 @@ fn page_size() -> usize {
     }
 }
 
+/// Runs `f` with this thread's child stack, mapping one the first time.
+fn with_stack<R>(f: impl FnOnce(&Stack) -> R) -> io::Result<R> {
+    thread_local! {
+        static KEPT: std::cell::Cell<Option<Stack>> = const { std::cell::Cell::new(None) };
+    }
+    let stack = match KEPT.with(|k| k.take()) {
+        Some(s) => s,
+        None => Stack::new()?,
+    };
+    let r = f(&stack);
+    // Put back (a nested spawn on this thread, which cannot happen while
+    // the thread sleeps in `clone3`, would only have mapped its own).
+    KEPT.with(|k| k.set(Some(stack)));
+    Ok(r)
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the mapping made in `new`, which nothing
         // uses any more (the child has exec'd or exited before clone3
         // returned, CLONE_VFORK).
+        // At a thread's exit for a kept one.
         unsafe { libc::munmap(self.base, self.len) };
     }
 }
@@ -123,12 +146,7 @@ pub(super) unsafe fn clone3(
 
 #[cfg(target_arch = "x86_64")]
 unsafe fn imp(args: &mut CloneArgs, size: usize, entry: Entry, arg: *const libc::c_void) -> isize {
-    // SAFETY: see the note on the asm block.
-    unsafe {
-        let stack = match Stack::new() {
-            Ok(s) => s,
-            Err(e) => return -(e.raw_os_error().unwrap_or(libc::ENOMEM) as isize),
-        };
+    let run = |stack: &Stack| {
         args.flags |= CLONE_VM | CLONE_VFORK;
         args.stack = stack.base as u64;
         // A multiple of the page size, so the top the kernel starts the child
@@ -139,29 +157,31 @@ unsafe fn imp(args: &mut CloneArgs, size: usize, entry: Entry, arg: *const libc:
         // label 2 with the result in rax. The child (rax 0) is on the new
         // stack with r12/r13 intact (the kernel keeps all but rax, rcx, r11):
         // it calls `entry(arg)`, which never returns; `ud2` would trap if it
-        // did.
-        core::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "mov rdi, r12",
-            "call r13",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 as isize => ret,
-            in("rdi") args as *mut CloneArgs,
-            in("rsi") size,
-            in("r12") arg,
-            in("r13") entry,
-            out("rcx") _,
-            out("r11") _,
-            options(nostack),
-        );
-        // CLONE_VFORK: the child has exec'd or exited, so the stack is free.
-        drop(stack);
+        // did. CLONE_VFORK: once the parent goes on, the child has exec'd or
+        // exited, so the stack is free for the next spawn.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "mov rdi, r12",
+                "call r13",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone3 as isize => ret,
+                in("rdi") &mut *args as *mut CloneArgs,
+                in("rsi") size,
+                in("r12") arg,
+                in("r13") entry,
+                out("rcx") _,
+                out("r11") _,
+                options(nostack),
+            );
+        }
         ret
-    }
+    };
+    with_stack(run).unwrap_or_else(|e| -(e.raw_os_error().unwrap_or(libc::ENOMEM) as isize))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
