@@ -5,8 +5,10 @@
 //! deadline, or an adaptive CPU-time check.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the leader ends,
-//! so leaders are spawned on the reactor thread, which lives as long as
-//! the process.
+//! so leaders are spawned by a thread that lives as long as the process
+//! (the reactor's, or the caller's where `sys::may_start_here` allows). A
+//! caller blocked in [`wait`] drives its own group where the OS lets it
+//! (`reactor::drive_here`).
 
 mod life;
 mod reactor;
