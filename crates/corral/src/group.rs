@@ -393,6 +393,9 @@ impl Group {
         let mut now = self.limits.lock().unwrap_or_else(|p| p.into_inner());
         self.sys.set_limits(&limits)?;
         *now = limits;
+        // Whoever drives the group (the loop, or a caller blocked in
+        // `wait`) recomputes what it samples at its next look.
+        self.shared.wake();
         Ok(())
     }
 

@@ -118,6 +118,11 @@ impl Shared {
         self.waker.wake();
     }
 
+    /// Makes whoever drives the group look at it now.
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+    }
+
     /// Records a request without waking the loop: for a kill the caller
     /// makes itself, whose deaths wake the loop anyway (the leader's end,
     /// or the group's emptiness once the leader is gone), and where a loop

@@ -35,10 +35,10 @@ impl CgroupV1 {
         let mut me = CgroupV1 { dirs: Vec::new(), oom_event: None, kept: CounterFiles::default() };
         for c in controllers {
             let Some(root) = layout.v1_root(c) else { continue };
-            fs::create_dir_all(root)?;
             let dir = root.join(name);
             let made = fs::create_dir(&dir).or_else(|e| {
-                // A concurrent corral may have removed the empty root.
+                // The root is made when missing: the first time, or after
+                // a concurrent corral removed it empty.
                 if e.kind() == io::ErrorKind::NotFound {
                     fs::create_dir_all(root)?;
                     fs::create_dir(&dir)

@@ -55,15 +55,20 @@ impl CgroupV2 {
     /// Creates `root/name`, enabling in `root` the controllers the limits need.
     pub(crate) fn create(root: &Path, name: &str, controllers: &[&str]) -> io::Result<CgroupV2> {
         let dir = root.join(name);
-        // Another corral process may remove an empty root between our
-        // create_dir_all and mkdir; one retry settles it.
-        for attempt in 0..2 {
-            fs::create_dir_all(root)?;
-            if !controllers.is_empty() {
-                enable_controllers(root, controllers)?;
+        // The root is kept for the process's life, so without controllers
+        // to enable the leaf is made first and the root only when missing
+        // (two calls fewer per group that is not on a pooled leaf, as a
+        // supervisor's are). Another corral process may remove an empty
+        // root between our create_dir_all and mkdir; one retry settles it.
+        for attempt in 0..3 {
+            if attempt > 0 || !controllers.is_empty() {
+                fs::create_dir_all(root)?;
+                if !controllers.is_empty() {
+                    enable_controllers(root, controllers)?;
+                }
             }
             match fs::create_dir(&dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt == 0 => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 2 => continue,
                 r => r?,
             }
             break;
