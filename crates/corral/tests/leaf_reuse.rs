@@ -174,7 +174,15 @@ fn a_reused_leaf_carries_no_member_limit_or_counter_of_the_group_before() {
             assert!(std::time::Instant::now() < end, "[{b}] env -i never ran");
             std::thread::sleep(std::time::Duration::from_millis(10));
         };
-        let found = corral::find_group(pid).unwrap().expect("the leader is found");
+        // The leader may be inside its `exec sleep 3` at this moment, when
+        // its environment reads empty for an instant: look again, bounded.
+        let found = loop {
+            if let Some(f) = corral::find_group(pid).unwrap() {
+                break f;
+            }
+            assert!(std::time::Instant::now() < end, "[{b}] the leader is never found");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         assert_eq!(found.id, g.id(), "[{b}]");
         // Only a v2 leaf names a process's group from outside: the cgroup1
         // backend finds members by their tag alone.
