@@ -56,10 +56,8 @@ fn a_wait_timeout_that_runs_out_hands_the_group_back_to_the_loop() {
 #[test]
 fn a_stop_from_another_thread_reaches_a_waiting_caller() {
     let stop = StopPolicy::new(corral::Signal::TERM, Duration::from_millis(200));
-    let mut g = Group::builder()
-        .stop(stop)
-        .spawn(tk(&["--ignore-term", "--children", "2", "--sleep", "30.5"]))
-        .unwrap();
+    let mut g =
+        Group::builder().stop(stop).spawn(tk(&["--ignore-term", "--children", "2", "--sleep", "30.5"])).unwrap();
     let pids = ready(&mut g);
     let o = std::thread::scope(|s| {
         s.spawn(|| {
