@@ -75,6 +75,16 @@ cleanup() {
         # shellcheck disable=SC2086
         kill -9 $left 2>/dev/null || true
     fi
+    # The wineserver that ended leaves its socket directory behind,
+    # /tmp/wine-XXXXXX/server-<dev>-<inode> named after this prefix (hex):
+    # remove this prefix's, and its parent once empty. Nothing else's.
+    local server d
+    server=$(printf 'server-%x-%x' "$(stat -c %d "$WINEPREFIX")" "$(stat -c %i "$WINEPREFIX")") || return 0
+    for d in /tmp/wine-*/"$server"; do
+        [ -d "$d" ] && [ ! -L "$d" ] || continue
+        rm -f "$d/lock" "$d/socket"
+        rmdir "$d" "$(dirname "$d")" 2>/dev/null || true
+    done
 }
 
 if [ "$own_prefix" = 1 ]; then
