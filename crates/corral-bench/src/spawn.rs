@@ -174,13 +174,17 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         _ => None,
     };
     let mut samples: Vec<Samples> = vec![Samples::default(); ALL.len()];
-    // For profiling one contender alone: CORRAL_BENCH_SPAWN_ONLY=<index in
-    // the table> (e.g. 5 for corral with limits) under `perf record`.
-    let only: Option<usize> = std::env::var("CORRAL_BENCH_SPAWN_ONLY").ok().and_then(|v| v.parse().ok());
+    // For profiling one contender alone, or a few together (what the
+    // others leave behind in caches and in the process):
+    // CORRAL_BENCH_SPAWN_ONLY=<indices in the table, comma-separated>
+    // (e.g. 5 for corral with limits, 0,5 for std and it) under `perf record`.
+    let only: Option<Vec<usize>> = std::env::var("CORRAL_BENCH_SPAWN_ONLY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|k| k.trim().parse().ok()).collect());
     eprintln!("corral-bench spawn: {iters} interleaved iterations of {} contenders", ALL.len());
     for i in 0..iters + 10 {
         for k in rotation(ALL.len(), i) {
-            if only.is_some_and(|o| o != k) || skipped(ALL[k]).is_some() {
+            if only.as_ref().is_some_and(|o| !o.contains(&k)) || skipped(ALL[k]).is_some() {
                 continue;
             }
             let s = r.once(ALL[k])?;
