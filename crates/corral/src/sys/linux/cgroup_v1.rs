@@ -166,23 +166,24 @@ impl CgroupV1 {
     }
 
     /// Freeze, SIGKILL every member, thaw. Without a freezer this is a
-    /// best-effort loop of SIGKILL over `cgroup.procs`. Returns the pids it
-    /// killed: v1 shows a zombie in the root cgroup, so the caller must
-    /// remember them to find and reap their zombies.
-    pub(crate) fn kill(&self) -> io::Result<Vec<u32>> {
-        let mut killed = Vec::new();
+    /// best-effort loop of SIGKILL over `cgroup.procs`. Each member is
+    /// handed to `note` before it is killed: v1 shows a zombie in the root
+    /// cgroup, so the caller must know the pids to find and reap their
+    /// zombies, and a teardown racing this kill may look for them as soon
+    /// as the first one dies.
+    pub(crate) fn kill(&self, note: impl Fn(&[u32])) -> io::Result<()> {
         let Some(fz) = self.dir("freezer") else {
             for _ in 0..100 {
                 let m = self.members()?;
                 if m.is_empty() {
                     break;
                 }
+                note(&m);
                 for p in m {
                     let _ = crate::sys::unix::kill(p, libc::SIGKILL);
-                    killed.push(p);
                 }
             }
-            return Ok(killed);
+            return Ok(());
         };
         let state = fz.join("freezer.state");
         fs::write(&state, "FROZEN")?;
@@ -191,12 +192,13 @@ impl CgroupV1 {
         while fs::read_to_string(&state).map(|s| s.trim() != "FROZEN").unwrap_or(false) && Instant::now() < end {
             std::thread::sleep(Duration::from_micros(200));
         }
-        for p in self.members()? {
+        let members = self.members()?;
+        note(&members);
+        for p in members {
             let _ = crate::sys::unix::kill(p, libc::SIGKILL);
-            killed.push(p);
         }
         fs::write(&state, "THAWED")?;
-        Ok(killed)
+        Ok(())
     }
 
     pub(crate) fn remove_all(&self) -> io::Result<()> {

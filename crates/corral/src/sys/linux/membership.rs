@@ -83,11 +83,7 @@ impl Group {
                 }
                 Ok(())
             }
-            Holder::V1(v1) => {
-                let killed = v1.kill()?;
-                self.note_members(&killed);
-                Ok(())
-            }
+            Holder::V1(v1) => v1.kill(|members| self.note_members(members)),
             // No leader yet: process group 0 would be our own.
             Holder::Pgid if self.pgid() == 0 => Ok(()),
             Holder::Pgid => {

@@ -63,7 +63,7 @@ pub(crate) fn sweep(layout: &Layout) -> Vec<String> {
             layout.v1_roots.iter().map(|(c, r)| (c.clone(), r.join(name))).filter(|(_, d)| d.exists()).collect();
         if !dirs.is_empty() {
             let v1 = CgroupV1::adopt(dirs);
-            let _ = v1.kill();
+            let _ = v1.kill(|_| {});
             if let Some(d) = v1.dir("pids").or_else(|| v1.dir("freezer")) {
                 wait_empty(&d.join("cgroup.procs"));
             }
