@@ -222,16 +222,14 @@ impl Shared {
     pub(crate) fn hold<S: SysGroup>(&self, sys: &S) {
         let buf: Arc<Mutex<Vec<Event>>> = Arc::default();
         let keep = buf.clone();
-        self.subscribe(
-            Box::new(move |e| {
-                let mut b = keep.lock().unwrap_or_else(|p| p.into_inner());
-                if b.len() < MAX_HELD {
-                    b.push(e);
-                }
-                true
-            }),
-            sys,
-        );
+        let sub: Listener = Box::new(move |e| {
+            let mut b = keep.lock().unwrap_or_else(|p| p.into_inner());
+            if b.len() < MAX_HELD {
+                b.push(e);
+            }
+            true
+        });
+        self.subscribe_with(sub, None, sys, true);
         self.lock().hold = Some(buf);
     }
 
@@ -243,7 +241,13 @@ impl Shared {
     }
 
     /// [`Shared::subscribe`] for a listener that `closed` says is gone.
-    pub(crate) fn subscribe_closable<S: SysGroup>(&self, mut sub: Listener, closed: Option<Closed>, sys: &S) -> u64 {
+    pub(crate) fn subscribe_closable<S: SysGroup>(&self, sub: Listener, closed: Option<Closed>, sys: &S) -> u64 {
+        self.subscribe_with(sub, closed, sys, false)
+    }
+
+    /// `from_start`: the group's events were collected since before its
+    /// leader started ([`Shared::hold`] of a group that records them).
+    fn subscribe_with<S: SysGroup>(&self, mut sub: Listener, closed: Option<Closed>, sys: &S, from_start: bool) -> u64 {
         let mut st = self.lock();
         st.last_id += 1;
         let id = st.last_id;
@@ -274,7 +278,12 @@ impl Shared {
         // that forked it, where a snapshot would name the subreaper an
         // escapee was re-parented to. The snapshot adds only the rest.
         let held = if st.subscribers.is_empty() { sys.take_events().unwrap_or_default() } else { Vec::new() };
-        if st.subscribers.is_empty() {
+        // Pushed since the start, every member's `Started` comes pushed,
+        // naming its parent: a snapshot would only race the connector's
+        // reader (a member forked but not yet dispatched would be told
+        // from `/proc`, with no parent once it exited, and its own event
+        // then dropped as a repeat).
+        if st.subscribers.is_empty() && !(from_start && sys.observes_lineage()) {
             st.known = sys.members().unwrap_or_default().into_iter().collect();
         }
         let mut announced = BTreeSet::new();

@@ -111,12 +111,14 @@ fn watcher() -> &'static Watcher {
 }
 
 fn start() -> std::io::Result<Open> {
-    let fd = proc_events::open()?;
+    let fd = Arc::new(proc_events::open()?);
     let stop = Arc::new(EventFd::new()?);
     let theirs = stop.clone();
+    watcher().opened(fd.clone());
     let reader = std::thread::Builder::new()
         .name("corral-proc-events".into())
-        .spawn(move || proc_events::read_loop(fd, &theirs))?;
+        .spawn(move || proc_events::read_loop(fd, &theirs))
+        .inspect_err(|_| watcher().closed())?;
     Ok(Open { stop, reader })
 }
 

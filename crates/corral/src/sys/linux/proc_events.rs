@@ -13,6 +13,10 @@
 //! - Under a fork storm the socket can overflow (ENOBUFS) and events are
 //!   lost; every group alive then is marked `lost`, and its total is
 //!   reported as unknown rather than guessed.
+//! - The reader thread may lag behind the kernel (a loaded host, a burst
+//!   of events): the forks and exits that led to a leader's exit are
+//!   queued by then, but maybe not dispatched. "Every member exited" is
+//!   a fact only once the reader has caught up ([`Watcher::caught_up`]).
 //! - Thread creation is a fork event too; only `pid == tgid` is a process.
 //! - The socket wakes this process for every fork, exec and exit on the
 //!   host, so it is open only while a group needs it (see `connector.rs`):
@@ -75,10 +79,11 @@ impl Tracked {
         (!self.lost.load(Ordering::Relaxed)).then(|| self.total.load(Ordering::Relaxed))
     }
 
-    /// True when every member the events announced has exited, and no event
-    /// was lost: the list of exited members is then complete.
+    /// True when every member the events announced has exited, no event
+    /// was lost, and every event queued so far was dispatched: the list of
+    /// exited members is then complete.
     pub(crate) fn settled(&self) -> bool {
-        !self.lost.load(Ordering::Relaxed) && self.alive.load(Ordering::Relaxed) == 0
+        !self.lost.load(Ordering::Relaxed) && self.alive.load(Ordering::Relaxed) == 0 && watcher().caught_up()
     }
 
     /// True when events were lost, so the event view is incomplete.
@@ -160,13 +165,23 @@ const PROVISIONAL_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub(crate) struct Watcher {
     state: Mutex<State>,
+    /// The open socket, shared with its reader: [`Watcher::caught_up`]
+    /// peeks at it.
+    socket: Mutex<Option<Arc<OwnedFd>>>,
+    /// The reader took events off the socket and has not dispatched them
+    /// all yet.
+    busy: AtomicBool,
 }
 
 /// What the connector follows; it outlives the socket, which opens and
 /// closes with the groups that need it.
 pub(crate) fn watcher() -> &'static Watcher {
     static WATCHER: OnceLock<Watcher> = OnceLock::new();
-    WATCHER.get_or_init(|| Watcher { state: Mutex::new(State::default()) })
+    WATCHER.get_or_init(|| Watcher {
+        state: Mutex::new(State::default()),
+        socket: Mutex::new(None),
+        busy: AtomicBool::new(false),
+    })
 }
 
 impl Watcher {
@@ -206,8 +221,15 @@ impl Watcher {
     fn fork(&self, parent: u32, child: u32, ts: u64) {
         let me = std::process::id();
         let mut st = self.lock();
-        if st.by_pid.contains_key(&child) {
-            // A leader claimed before its own fork event was read.
+        if let Some((t, forked)) = st.by_pid.get(&child) {
+            // A leader claimed before its own fork event was read: its
+            // group learns of its start now (a claim that found it
+            // forked already took the `Started` from its subtree).
+            if *forked == 0 {
+                let t = t.clone();
+                drop(st);
+                t.push(Event::Started { pid: child, ppid: Some(parent), exe: None });
+            }
             return;
         }
         if let Some((t, _)) = st.by_pid.get(&parent).cloned() {
@@ -288,9 +310,41 @@ impl Watcher {
     /// The socket closed: what was followed provisionally can no longer
     /// be claimed completely.
     pub(super) fn closed(&self) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut st = self.lock();
         st.provisional.clear();
         st.roots.clear();
+    }
+
+    /// The socket just opened, before its reader starts.
+    pub(super) fn opened(&self, fd: Arc<OwnedFd>) {
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd);
+    }
+
+    /// Whether every event the kernel queued before this call has been
+    /// dispatched: the socket holds none and the reader is not between
+    /// taking a batch and dispatching it. Checked in that order, so a
+    /// batch taken in between is seen as the reader's. True with the
+    /// socket closed (then no group is followed).
+    pub(crate) fn caught_up(&self) -> bool {
+        let Some(fd) = self.socket.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return true };
+        let mut b = [0u8; 1];
+        // SAFETY: b is valid for writes of 1 byte; MSG_PEEK leaves the
+        // datagram queued for the reader.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return false;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => !self.busy.load(Ordering::SeqCst),
+            // The peek took the socket's overflow error (reported once):
+            // act on it as the reader would have.
+            Some(libc::ENOBUFS) => {
+                self.overflowed();
+                false
+            }
+            _ => false,
+        }
     }
 
     fn overflowed(&self) {
@@ -415,7 +469,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 /// Reads events until `stop` is signalled, then stops listening; the
 /// socket closes as the thread ends.
-pub(super) fn read_loop(fd: OwnedFd, stop: &super::EventFd) {
+pub(super) fn read_loop(fd: Arc<OwnedFd>, stop: &super::EventFd) {
     let mut buf = vec![0u8; 64 * 1024];
     let w = watcher();
     loop {
@@ -431,7 +485,9 @@ pub(super) fn read_loop(fd: OwnedFd, stop: &super::EventFd) {
             stop_listening(&fd);
             return;
         }
-        // Everything queued, one wake-up for all of it.
+        // Everything queued, one wake-up for all of it. Busy from before
+        // the first batch is taken until the socket is found empty.
+        w.busy.store(true, Ordering::SeqCst);
         loop {
             // SAFETY: buf is valid for writes of its length.
             let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
@@ -440,12 +496,19 @@ pub(super) fn read_loop(fd: OwnedFd, stop: &super::EventFd) {
                     Some(libc::ENOBUFS) => w.overflowed(),
                     Some(libc::EINTR) => {}
                     Some(libc::EAGAIN) => break,
-                    _ => return,
+                    _ => {
+                        // No more events will come: what is followed is
+                        // incomplete from now on.
+                        w.overflowed();
+                        w.busy.store(false, Ordering::SeqCst);
+                        return;
+                    }
                 }
                 continue;
             }
             dispatch(w, &buf[..n as usize]);
         }
+        w.busy.store(false, Ordering::SeqCst);
     }
 }
 
