@@ -145,6 +145,6 @@ pub(crate) fn event(service: &str, index: u32, state: State, pid: Option<u32>, r
     e.from = state;
     e.to = state;
     e.pid = pid;
-    e.hook = Some(report);
+    e.hook = Some(Box::new(report));
     e
 }

@@ -184,7 +184,7 @@ impl Instance {
             let (reason, dir) = snapshot(&ctx, &service, index, &group, "requested by a client");
             let note = Note { kind: EventKind::Dump, reason: reason.clone(), ready: None, probe: None, alert: None };
             let mut event = note.into_event(&service, index, state, Some(group.pid()));
-            event.actor = by;
+            event.actor = by.map(Box::new);
             ctx.events.emit(event);
             dir.ok_or(reason)
         })
@@ -938,7 +938,7 @@ impl Task {
             probe: None,
             alert: None,
             hook: None,
-            actor: self.by.take_for(to),
+            actor: self.by.take_for(to).map(Box::new),
         });
     }
 
@@ -1081,8 +1081,8 @@ impl Note {
             exit: None,
             kind: self.kind,
             ready: self.ready,
-            probe: self.probe,
-            alert: self.alert,
+            probe: self.probe.map(Box::new),
+            alert: self.alert.map(Box::new),
             hook: None,
             actor: None,
         }

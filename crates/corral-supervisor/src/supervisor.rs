@@ -423,7 +423,7 @@ impl Supervisor {
     pub fn requested(&self, what: &str, by: Option<&Actor>) {
         let Some(by) = by else { return };
         let mut e = Event::daemon(format!("{what} requested"));
-        e.actor = Some(by.clone());
+        e.actor = Some(Box::new(by.clone()));
         self.inner.ctx.events.emit(e);
     }
 

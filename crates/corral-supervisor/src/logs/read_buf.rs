@@ -1,12 +1,14 @@
 //! The buffer one output stream is read into, sized by the service's pace.
 //!
-//! It starts at 4 KiB (a quiet service costs little: 100 services are
-//! about 2 MiB less RSS than with 64 KiB each) and doubles each time a
-//! read fills it. A read that fills a whole default pipe (64 KiB) means
-//! the service writes faster than it is read: the pipe is then asked to
-//! hold 1 MiB, so the service runs ahead instead of blocking in `write`
-//! every 64 KiB, and the daemon rarely finds the pipe empty and waits for
-//! it; the buffer follows up to 256 KiB ([`READ_MAX`]).
+//! It starts at 512 bytes (a quiet service costs little: with 4 KiB per
+//! stream, 100 services held 0.8 MiB of the daemon's memory in buffers
+//! that never filled; with 64 KiB, 2 MiB more) and doubles each time a
+//! read fills it, so a chatty stream reaches 64 KiB within seven reads.
+//! A read that fills a whole default pipe (64 KiB) means the service
+//! writes faster than it is read: the pipe is then asked to hold 1 MiB,
+//! so the service runs ahead instead of blocking in `write` every 64 KiB,
+//! and the daemon rarely finds the pipe empty and waits for it; the
+//! buffer follows up to 256 KiB ([`READ_MAX`]).
 //!
 //! Pipes that large are few: the daemon's pipes grown past the default
 //! share one [`Budget`] (about eight floods at once), each taken when its
@@ -77,7 +79,7 @@ pub(crate) struct ReadBuf {
 }
 
 impl ReadBuf {
-    const MIN: usize = 4 * 1024;
+    const MIN: usize = 512;
 
     pub fn new(budget: &'static Budget) -> Self {
         ReadBuf { buf: vec![0; Self::MIN], max: DEFAULT_PIPE, budget, grant: None, refused: false }
@@ -135,10 +137,10 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_stream_keeps_4_kib_and_its_pipe() {
+    fn a_quiet_stream_keeps_its_first_buffer_and_its_pipe() {
         static B: Budget = Budget::new(8 * BIG_PIPE);
         let mut r = ReadBuf::new(&B);
-        for n in [1, 100, 4095] {
+        for n in [1, 100, 511] {
             assert_eq!(r.filled(n, never).len(), n);
         }
         assert_eq!(r.space().len(), ReadBuf::MIN);
@@ -155,7 +157,7 @@ mod tests {
             r.filled(n, grows_to(BIG_PIPE));
             sizes.push(r.space().len() / 1024);
         }
-        assert_eq!(sizes, [8, 16, 32, 64, 128, 256, 256, 256, 256, 256]);
+        assert_eq!(sizes, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256]);
         assert_eq!(B.left(), 8 * BIG_PIPE - (BIG_PIPE - DEFAULT_PIPE));
         drop(r);
         assert_eq!(B.left(), 8 * BIG_PIPE, "the share goes back when the stream ends");
