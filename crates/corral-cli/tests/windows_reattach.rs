@@ -26,7 +26,7 @@ use windows_support::*;
 const LINES: u32 = 200;
 
 fn corral(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(CORRAL).args(args).arg("-c").arg(cfg).stdin(Stdio::null()).output().expect("run corral")
+    output(Command::new(CORRAL).args(args).arg("-c").arg(cfg).stdin(Stdio::null()))
 }
 
 /// A folder with a config, and the daemon running on it (if any).

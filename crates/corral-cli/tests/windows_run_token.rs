@@ -8,19 +8,19 @@
 
 mod windows_support;
 
-use windows_support::{text, wine, CORRAL};
+use windows_support::{output, text, wine, CORRAL};
 
 #[test]
 fn run_with_a_token_and_a_working_set_keeps_the_commands_exit_code() {
     let kit = corral_testkit::binary();
     for token in ["restricted", "low-integrity"] {
-        let out = std::process::Command::new(CORRAL)
-            .args(["run", "--token", token, "--working-set", "2MiB:64MiB", "--report", "-", "--"])
-            .arg(&kit)
-            .args(["--exit", "7"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
+        let out = output(
+            std::process::Command::new(CORRAL)
+                .args(["run", "--token", token, "--working-set", "2MiB:64MiB", "--report", "-", "--"])
+                .arg(&kit)
+                .args(["--exit", "7"])
+                .stdin(std::process::Stdio::null()),
+        );
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(7), "{token}: {stdout} {stderr}");
         assert!(stdout.contains("\"leftover\":0"), "{token}: {stdout}");
@@ -30,17 +30,14 @@ fn run_with_a_token_and_a_working_set_keeps_the_commands_exit_code() {
 
 #[test]
 fn a_bad_token_name_is_one_line_before_anything_starts() {
-    let out = std::process::Command::new(CORRAL)
-        .args(["run", "--token", "admin", "--", "cmd", "/c", "exit 0"])
-        .output()
-        .unwrap();
+    let out = output(std::process::Command::new(CORRAL).args(["run", "--token", "admin", "--", "cmd", "/c", "exit 0"]));
     assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("expected \"restricted\" or \"low-integrity\""), "{}", text(&out.stderr));
 }
 
 #[test]
 fn doctor_names_the_token_and_the_working_set() {
-    let out = std::process::Command::new(CORRAL).arg("doctor").output().unwrap();
+    let out = output(std::process::Command::new(CORRAL).arg("doctor"));
     let s = text(&out.stdout);
     assert!(s.contains("leader token (isolate.token / --token)"), "{s}");
     assert!(s.contains("JOB_OBJECT_LIMIT_WORKINGSET"), "{s}");

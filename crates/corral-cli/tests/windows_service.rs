@@ -200,7 +200,7 @@ fn pipe_dacl(name: &str) -> String {
 }
 
 fn corral(args: &[&str]) -> Output {
-    Command::new(CORRAL).args(args).stdin(Stdio::null()).output().expect("run corral")
+    output(Command::new(CORRAL).args(args).stdin(Stdio::null()))
 }
 
 /// A temp folder with a config, and the service installed for it (if

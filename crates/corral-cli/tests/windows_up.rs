@@ -17,7 +17,7 @@ mod windows_support;
 use windows_support::*;
 
 fn corral(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(CORRAL).args(args).arg("-c").arg(cfg).stdin(Stdio::null()).output().expect("run corral")
+    output(Command::new(CORRAL).args(args).arg("-c").arg(cfg).stdin(Stdio::null()))
 }
 
 /// A daemon with a temp folder, killed and cleaned up if the test fails.

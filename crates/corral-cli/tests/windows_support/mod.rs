@@ -24,6 +24,23 @@ pub fn wine() -> bool {
     !m.is_null() && unsafe { GetProcAddress(m, c"wine_get_version".as_ptr().cast()) }.is_some()
 }
 
+/// Runs `cmd` to its end. Under Wine, `CreateProcess` now and then fails
+/// with ERROR_INTERNAL_ERROR (1359) while the wineserver is busy (seen
+/// in CI while other tests installed services): nothing started then, so
+/// the launch is tried again, at most five times. Anything else fails.
+pub fn output(cmd: &mut std::process::Command) -> std::process::Output {
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(1359) && wine() && tries < 4 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            r => return r.unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program())),
+        }
+    }
+}
+
 /// The test's own handle on a process.
 pub struct Proc {
     pub pid: u32,
