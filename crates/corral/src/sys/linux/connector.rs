@@ -24,9 +24,13 @@ use std::thread::JoinHandle;
 
 /// Whether a group on `kind` needs the connector: the pgid backend for its
 /// membership and emptiness, a group recording its events for lineage,
-/// one counting every process it starts.
-pub(crate) fn needed(kind: BackendKind, record_events: bool, count_processes: bool) -> bool {
-    kind == BackendKind::Pgid || record_events || count_processes
+/// one counting every process it starts; and a pure cgroup v1 group
+/// unless this process reaps every orphan (`reap_all`): the kernel shows
+/// a v1 zombie in the root cgroup, so an escapee that exited before the
+/// group was last looked at is the group's only by lineage, and without
+/// it its zombie would be left to this process, unreaped.
+pub(crate) fn needed(kind: BackendKind, record_events: bool, count_processes: bool, reap_all: bool) -> bool {
+    kind == BackendKind::Pgid || record_events || count_processes || (kind == BackendKind::CgroupV1 && !reap_all)
 }
 
 /// The open socket's reader thread and how to stop it.
@@ -133,12 +137,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_groups_without_a_member_list_or_recording_events_need_the_connector() {
+    fn only_groups_without_a_member_list_or_a_zombie_cgroup_or_recording_events_need_the_connector() {
         for kind in [BackendKind::CgroupV2, BackendKind::CgroupV1, BackendKind::Hybrid] {
-            assert!(!needed(kind, false, false), "{kind}");
-            assert!(needed(kind, true, false), "{kind}");
-            assert!(needed(kind, false, true), "{kind}");
+            assert!(!needed(kind, false, false, true), "{kind}");
+            assert!(needed(kind, true, false, true), "{kind}");
+            assert!(needed(kind, false, true, true), "{kind}");
         }
-        assert!(needed(BackendKind::Pgid, false, false));
+        assert!(needed(BackendKind::Pgid, false, false, true));
+        // A v1 zombie's cgroup is unknown: lineage tells whose it is,
+        // unless every orphan is reaped anyway.
+        assert!(needed(BackendKind::CgroupV1, false, false, false));
+        assert!(!needed(BackendKind::Hybrid, false, false, false), "v2 shows a zombie's cgroup");
     }
 }

@@ -213,7 +213,7 @@ impl SysGroup for Group {
             tracked: OnceLock::new(),
             // Open before the spawn, so that it sees the leader's first forks.
             connector: Mutex::new(
-                proc_events::needed(kind, spec.record_events, spec.count_processes)
+                proc_events::needed(kind, spec.record_events, spec.count_processes, reaper::reaping_all())
                     .then(proc_events::Lease::take)
                     .flatten(),
             ),

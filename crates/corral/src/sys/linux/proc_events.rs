@@ -56,6 +56,9 @@ pub(crate) struct Tracked {
     /// confirmed reaped; teardown checks them.
     exited: Mutex<Vec<(u32, u64)>>,
     lost: AtomicBool,
+    /// When a look first found every member gone (monotonic ns; 0: not
+    /// yet, or a member came since).
+    quiet_since: AtomicU64,
     listening: AtomicBool,
     events: Mutex<Vec<Event>>,
     waker: Arc<dyn Wake>,
@@ -68,6 +71,7 @@ impl Tracked {
             alive: AtomicU64::new(1),
             exited: Mutex::new(Vec::new()),
             lost: AtomicBool::new(false),
+            quiet_since: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             events: Mutex::new(Vec::new()),
             waker,
@@ -83,7 +87,22 @@ impl Tracked {
     /// was lost, and every event queued so far was dispatched: the list of
     /// exited members is then complete.
     pub(crate) fn settled(&self) -> bool {
-        !self.lost.load(Ordering::Relaxed) && self.alive.load(Ordering::Relaxed) == 0 && watcher().caught_up()
+        let quiet = || !self.lost.load(Ordering::SeqCst) && self.alive.load(Ordering::SeqCst) == 0;
+        if !quiet() {
+            self.quiet_since.store(0, Ordering::Relaxed);
+            return false;
+        }
+        // From the first look that found every member gone, every event
+        // queued before that moment must be dispatched: then no member
+        // was alive at it, and none can have started since.
+        let now = monotonic_ns().max(1);
+        let since = match self.quiet_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => now,
+            Err(t) => t,
+        };
+        // Looked at again after the catch-up, which makes visible what the
+        // events dispatched until then changed.
+        watcher().caught_up(since) && quiet()
     }
 
     /// True when events were lost, so the event view is incomplete.
@@ -159,6 +178,19 @@ struct State {
     roots: HashMap<u32, Provisional>,
 }
 
+/// How much later than a moment an event dispatched must be stamped to
+/// prove every event before that moment dispatched (see
+/// [`Watcher::caught_up`]).
+const REORDER_MARGIN: u64 = 10_000_000;
+
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's event stamps.
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: t is valid for writes; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
+}
+
 /// Unclaimed provisional roots are forgotten after this long: they were
 /// children of this process that corral did not spawn.
 const PROVISIONAL_TTL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -171,6 +203,9 @@ pub(crate) struct Watcher {
     /// The reader took events off the socket and has not dispatched them
     /// all yet.
     busy: AtomicBool,
+    /// The kernel's timestamp (monotonic ns) of the latest event
+    /// dispatched.
+    last_ts: AtomicU64,
 }
 
 /// What the connector follows; it outlives the socket, which opens and
@@ -181,6 +216,7 @@ pub(crate) fn watcher() -> &'static Watcher {
         state: Mutex::new(State::default()),
         socket: Mutex::new(None),
         busy: AtomicBool::new(false),
+        last_ts: AtomicU64::new(0),
     })
 }
 
@@ -321,12 +357,19 @@ impl Watcher {
         *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(fd);
     }
 
-    /// Whether every event the kernel queued before this call has been
-    /// dispatched: the socket holds none and the reader is not between
-    /// taking a batch and dispatching it. Checked in that order, so a
-    /// batch taken in between is seen as the reader's. True with the
-    /// socket closed (then no group is followed).
-    pub(crate) fn caught_up(&self) -> bool {
+    /// Whether every event the kernel queued before `since` (monotonic
+    /// ns) has been dispatched: the socket holds none and the reader is
+    /// not between taking a batch and dispatching it (checked in that
+    /// order, so a batch taken in between is seen as the reader's); or,
+    /// on a host whose events never let the socket run dry, an event
+    /// stamped [`REORDER_MARGIN`] after `since` was dispatched (the
+    /// kernel queues events in their stamps' order, give or take the
+    /// moment between a stamp and its queueing). True with the socket
+    /// closed (then no group is followed).
+    pub(crate) fn caught_up(&self, since: u64) -> bool {
+        if self.last_ts.load(Ordering::SeqCst) >= since.saturating_add(REORDER_MARGIN) {
+            return true;
+        }
         let Some(fd) = self.socket.lock().unwrap_or_else(|p| p.into_inner()).clone() else { return true };
         let mut b = [0u8; 1];
         // SAFETY: b is valid for writes of 1 byte; MSG_PEEK leaves the
@@ -519,11 +562,11 @@ fn dispatch(w: &Watcher, buf: &[u8]) {
     while off + EVENT_AT + 16 <= n {
         let len = u32_at(buf, off).unwrap_or(0) as usize;
         let b = &buf[off..n];
+        let stamp = b.get(EVENT_AT + 8..EVENT_AT + 16).and_then(|x| x.try_into().ok()).map(u64::from_ne_bytes);
         match u32_at(b, EVENT_AT) {
             Some(PROC_EVENT_FORK) => {
                 let (ptgid, cpid, ctgid) = (u32_at(b, 56), u32_at(b, 60), u32_at(b, 64));
-                let ts = b.get(EVENT_AT + 8..EVENT_AT + 16).and_then(|x| x.try_into().ok()).map(u64::from_ne_bytes);
-                if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, ts) {
+                if let (Some(p), Some(c), Some(ct), Some(ts)) = (ptgid, cpid, ctgid, stamp) {
                     if c == ct {
                         w.fork(p, c, ts);
                     }
@@ -545,6 +588,11 @@ fn dispatch(w: &Watcher, buf: &[u8]) {
                 }
             }
             _ => {}
+        }
+        // After the event is dealt with: a look that sees this stamp sees
+        // what the event changed.
+        if let Some(ts) = stamp {
+            w.last_ts.fetch_max(ts, Ordering::SeqCst);
         }
         if len == 0 {
             break;

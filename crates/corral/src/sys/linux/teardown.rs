@@ -94,7 +94,14 @@ impl Group {
         // the event connector saw exit, once it has seen every member
         // exit; else a scan of all of /proc.
         match self.tracked.get() {
-            Some(t) if t.settled() => Look::Left(t.unreaped()),
+            Some(t) if t.settled() => {
+                // Members by lineage: recorded, so that the next sweep
+                // claims their zombies (a v1 zombie names no cgroup, an
+                // escapee left the process group).
+                let left = t.unreaped();
+                self.note_members(&left);
+                Look::Left(left)
+            }
             Some(t) if !t.lost() => Look::Unsettled,
             _ => Look::Left(self.left_in_proc(owner)),
         }
