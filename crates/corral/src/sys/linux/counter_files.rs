@@ -87,10 +87,27 @@ fn read_whole(f: &File) -> io::Result<String> {
 mod tests {
     use super::*;
 
+    /// A temp dir of the test's own, removed on drop (a failed test too).
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("corral-counter-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn a_kept_file_is_read_anew_each_time_and_moves_with_take() {
-        let dir = std::env::temp_dir().join(format!("corral-counter-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TempDir::new("files");
+        let dir = tmp.0.clone();
         let path = dir.join("count");
         std::fs::write(&path, "max 1\n").unwrap();
         let mut kept = CounterFiles::default();
@@ -109,14 +126,12 @@ mod tests {
 
     #[test]
     fn a_long_file_is_read_whole_up_to_the_bound() {
-        let dir = std::env::temp_dir().join(format!("corral-counter-long-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("long");
+        let tmp = TempDir::new("long");
+        let path = tmp.0.join("long");
         let text = "x".repeat(10_000);
         std::fs::write(&path, &text).unwrap();
         assert_eq!(CounterFiles::default().read(&path).unwrap(), text);
         std::fs::write(&path, "y".repeat(MAX_LEN + 10)).unwrap();
         assert_eq!(CounterFiles::default().read(&path).unwrap().len(), MAX_LEN);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
