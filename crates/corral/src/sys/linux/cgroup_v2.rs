@@ -59,7 +59,8 @@ impl CgroupV2 {
         // to enable the leaf is made first and the root only when missing
         // (two calls fewer per group that is not on a pooled leaf, as a
         // supervisor's are). Another corral process may remove an empty
-        // root between our create_dir_all and mkdir; one retry settles it.
+        // root between our create_dir_all and mkdir; a retry that makes
+        // the root again settles it.
         for attempt in 0..3 {
             if attempt > 0 || !controllers.is_empty() {
                 fs::create_dir_all(root)?;

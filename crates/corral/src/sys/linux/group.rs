@@ -128,12 +128,17 @@ impl Group {
     /// (cgroup v1 shows a zombie in the root cgroup; escapees leave the
     /// process group).
     pub(super) fn note_members(&self, pids: &[u32]) {
+        let started: Vec<(u32, u64)> =
+            pids.iter().filter_map(|&pid| procfs::stat(pid).map(|st| (pid, st.starttime))).collect();
+        self.note_known(&started);
+    }
+
+    /// [`Group::note_members`] for members whose start time is known.
+    pub(super) fn note_known(&self, members: &[(u32, u64)]) {
         let Some(o) = self.owner() else { return };
         let mut k = o.known.lock().unwrap_or_else(|p| p.into_inner());
-        for &pid in pids {
-            if let Some(st) = procfs::stat(pid) {
-                k.entry(pid).or_insert(st.starttime);
-            }
+        for &(pid, start) in members {
+            k.entry(pid).or_insert(start);
         }
     }
 }

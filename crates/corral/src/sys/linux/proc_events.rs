@@ -112,15 +112,21 @@ impl Tracked {
 
     /// Members that exited and may still be unreaped (zombies): those whose
     /// pid still names a process started when the member was forked.
-    pub(crate) fn unreaped(&self) -> Vec<u32> {
+    /// With each one's start time (clock ticks since boot, as `/proc`
+    /// gives it), read once here.
+    pub(crate) fn unreaped(&self) -> Vec<(u32, u64)> {
         let mut ex = self.exited.lock().unwrap_or_else(|p| p.into_inner());
         let tick_ns = 1_000_000_000 / unix::clock_ticks();
+        let mut left = Vec::new();
         ex.retain(|(pid, forked_ns)| match super::procfs::stat(*pid) {
             // The same process if it started within two ticks of the fork.
-            Some(st) => st.starttime.saturating_mul(tick_ns).abs_diff(*forked_ns) <= 2 * tick_ns,
-            None => false,
+            Some(st) if st.starttime.saturating_mul(tick_ns).abs_diff(*forked_ns) <= 2 * tick_ns => {
+                left.push((*pid, st.starttime));
+                true
+            }
+            _ => false,
         });
-        ex.iter().map(|(p, _)| *p).collect()
+        left
     }
 
     /// Turns on event collection.

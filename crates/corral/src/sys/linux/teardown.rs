@@ -99,8 +99,8 @@ impl Group {
                 // claims their zombies (a v1 zombie names no cgroup, an
                 // escapee left the process group).
                 let left = t.unreaped();
-                self.note_members(&left);
-                Look::Left(left)
+                self.note_known(&left);
+                Look::Left(left.into_iter().map(|(pid, _)| pid).collect())
             }
             Some(t) if !t.lost() => Look::Unsettled,
             _ => Look::Left(self.left_in_proc(owner)),
