@@ -7,6 +7,8 @@ mod doctor;
 mod exit;
 #[cfg(feature = "fleet")]
 mod fleet;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod libm_pow;
 mod report;
 mod run;
 mod service;

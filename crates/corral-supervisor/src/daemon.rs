@@ -123,6 +123,9 @@ pub async fn run(config: Config, opts: Options) -> Result<(), String> {
         None => None,
     };
     let _ = sup.start(&Target::All).await;
+    // The start's transient allocations (the config's parse, the first
+    // spawns) are freed within a moment; their pages go back then.
+    crate::sys::malloc::trim_after_burst();
     #[cfg(feature = "fleet")]
     let fleet_stop = Arc::new(Notify::new());
     #[cfg(feature = "fleet")]

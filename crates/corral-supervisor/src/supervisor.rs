@@ -649,6 +649,8 @@ impl Supervisor {
             }
         }
         *self.inner.mixed.lock().unwrap_or_else(|p| p.into_inner()) = d.halted.keys().cloned().collect();
+        // The old config and what the changed services held are freed now.
+        crate::sys::malloc::trim_after_burst();
         Ok(Some(d))
     }
 

@@ -21,3 +21,34 @@ pub(crate) fn tune() {
         libc::mallopt(libc::M_ARENA_MAX, ARENAS);
     }
 }
+
+/// How long after a burst of work (the start of every service, a reload)
+/// [`trim_after_burst`] waits: the instances' starts it set off run in
+/// that time (100 services start in about 160 ms), and their transient
+/// allocations are freed by then.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Gives the pages malloc keeps free back to the system, once the work
+/// that was just asked for has settled.
+///
+/// Why: glibc returns memory only from the top of its heap. A start of a
+/// hundred services frees most of what it allocated (config parsing,
+/// spawn buffers, first reads) in between blocks that stay, and those
+/// free pages stay resident for the daemon's life: 0.7 MiB of a 3.4 MiB
+/// heap with 100 services. `malloc_trim` releases every free page, not
+/// only the top; it walks one arena ([`ARENAS`]) of a few MiB, well under
+/// a millisecond, once per burst. Elsewhere this does nothing.
+pub(crate) fn trim_after_burst() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async {
+            tokio::time::sleep(SETTLE).await;
+            // SAFETY: malloc_trim takes the arena locks itself; any thread
+            // may call it at any time.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        });
+    }
+}
