@@ -5,9 +5,9 @@
 # a change that moves the daemon's code much (a new dependency, a new
 # toolchain); a stale list only makes the daemon's code less compact.
 #
-# Needs valgrind (callgrind) and perf. Takes about six minutes.
+# Needs valgrind (callgrind) and perf. Takes about ten minutes.
 # The workload is the daemon's common life: 100 services started, a status,
-# a restart, a log read, a stop.
+# an idle half-minute, a restart, a log read, a stop.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 command -v valgrind >/dev/null && command -v perf >/dev/null || {
@@ -17,9 +17,21 @@ command -v valgrind >/dev/null && command -v perf >/dev/null || {
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Services as corral-bench declares them (its footprint is what is
+# measured), a few with what a config commonly adds: limits, logs, probes,
+# a dependency, a backoff.
 {
   printf '[daemon]\nstate_dir = "%s/state"\nlog_dir = "%s/logs"\n' "$work" "$work"
-  for i in $(seq 1 100); do printf '[services.s%s]\ncommand = ["sleep", "300"]\n' "$i"; done
+  for i in $(seq 1 100); do
+    printf '\n[services.s%s]\ncommand = ["sh", "-c", "exec sleep 300"]\nrestart = "always"\n' "$i"
+    printf 'stop = { signal = "TERM", grace = "5s" }\nstart_limit = { burst = 10000, interval = "1s" }\n'
+  done
+  printf '\n[services.limited]\ncommand = "echo tick; exec sleep 300"\nshell = true\ninstances = 2\n'
+  printf 'limits = { memory = "256MiB", max_procs = 32 }\nlogs = { max_size = "1MiB", keep = 3 }\n'
+  printf 'backoff = { initial = "200ms", max = "10s", factor = 2.0, reset_after = "30s" }\n'
+  printf 'health.liveness = { exec = ["true"], period = "5s" }\n'
+  printf 'alerts = [{ memory = "200MiB", for = "10s", action = "dump" }]\n'
+  printf '\n[services.after]\ncommand = ["sleep", "300"]\ndepends_on = { limited = "started" }\n'
 } > "$work/corral.toml"
 bin=$PWD/target/release/corral
 
@@ -29,12 +41,14 @@ run() {
   rm -rf "$work/state" "$work/logs"
   "$@" "$bin" up -c "$work/corral.toml" -q > "$work/out.log" 2>&1 &
   local runner=$!
+  # Ready as the bench sees it: `status --json` answers.
   for _ in $(seq 1 600); do
-    "$bin" status -c "$work/corral.toml" > /dev/null 2>&1 && break
+    "$bin" status -c "$work/corral.toml" --json > /dev/null 2>&1 && break
     sleep 0.1
   done
-  sleep 2
   "$bin" status -c "$work/corral.toml" > /dev/null
+  # The bench's idle window: the config watcher's poll, the probes.
+  sleep 35
   "$bin" restart -c "$work/corral.toml" s1 > /dev/null
   "$bin" logs -c "$work/corral.toml" s2 > /dev/null 2>&1 || true
   "$bin" status -c "$work/corral.toml" > /dev/null
@@ -61,7 +75,7 @@ for b in "${builds[@]}"; do
   run valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/cg$n.out"
   # What a native run spends time in, sampled: the clone3 and pidfd
   # paths, and the vfork-like child, whose pages are the daemon's own.
-  for r in 1 2 3; do
+  for r in 1 2; do
     run perf record -q -F 30000 -o "$work/perf.data" --
     # Read now: perf resolves names against the binary as it is.
     perf report -i "$work/perf.data" --no-demangle --dsos corral --sort sym -F sym --stdio 2> /dev/null \
