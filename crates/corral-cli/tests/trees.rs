@@ -279,19 +279,21 @@ fn a_service_tree_places_escapees_by_lineage_and_its_trace_keeps_the_gone() {
 }
 
 /// A tmux server of this test's own, killed (with its sessions) on drop.
+/// Its socket is in a temp dir of the test's: `kill-server` leaves the
+/// socket file behind, and `-L` would leave it in /tmp/tmux-UID for good.
 struct Tmux {
-    socket: String,
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
     fn new() -> Tmux {
-        Tmux { socket: format!("corral-top-test-{}", std::process::id()) }
+        Tmux { dir: tempfile::tempdir().expect("a temp dir for tmux's socket") }
     }
 
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
+            .arg("-S")
+            .arg(self.dir.path().join("tmux.sock"))
             .args(args)
             .output()
             .expect("tmux (Debian: apt-get install tmux)")
