@@ -88,10 +88,16 @@ fn hot_code_order() -> Option<PathBuf> {
     if var("PROFILE") != "release" || var("TARGET") != "x86_64-unknown-linux-gnu" || var("CORRAL_LINK_ORDER") == "off" {
         return None;
     }
+    // Without the list or the script the binary is the same, laid out as
+    // the linker likes: said, not fatal.
     let list = PathBuf::from(var("CARGO_MANIFEST_DIR")).join("link/hot-code.txt");
-    let list = std::fs::read_to_string(list).ok()?;
+    let list = std::fs::read_to_string(&list)
+        .map_err(|e| println!("cargo:warning=no hot-code order: cannot read {}: {e}", list.display()))
+        .ok()?;
     let script = PathBuf::from(var("OUT_DIR")).join("hot-code.ld");
-    std::fs::write(&script, linker_script(&list)).ok()?;
+    std::fs::write(&script, linker_script(&list))
+        .map_err(|e| println!("cargo:warning=no hot-code order: cannot write {}: {e}", script.display()))
+        .ok()?;
     Some(script)
 }
 
