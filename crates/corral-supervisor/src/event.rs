@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use tokio::sync::broadcast;
 
 /// What an event records.
@@ -155,7 +155,9 @@ impl Event {
 /// The event log and its live subscribers.
 pub struct EventLog {
     file: Mutex<Appender>,
-    tx: broadcast::Sender<Event>,
+    /// The live stream's ring, made by its first subscriber (an API event
+    /// stream, the fleet): a daemon nobody streams from holds no ring.
+    tx: OnceLock<broadcast::Sender<Event>>,
 }
 
 /// `events.jsonl` in its private folder, rotated like the logs:
@@ -173,10 +175,10 @@ struct Appender {
 const NAME: &str = "events.jsonl";
 
 /// Events a stream subscriber may fall behind by before it misses some.
-/// Every slot is allocated (and an `Event` is some 550 bytes) from the
-/// start, and a sent event stays in its slot until overwritten: 4096 of
-/// them were 2.2 MiB of the daemon's memory. A start of 100 services is
-/// some 300 events.
+/// Every slot is allocated (192 KiB) with the first subscriber, and a
+/// sent event stays in its slot until overwritten: 4096 of them were
+/// 2.2 MiB of the daemon's memory. A start of 100 services is some 300
+/// events.
 const STREAM_SLACK: usize = 1024;
 
 impl EventLog {
@@ -187,8 +189,8 @@ impl EventLog {
         let dir = PrivateDir::create_or_check(state_dir)?;
         let file = dir.append(NAME)?;
         let size = cut_torn_tail(&dir, &file)?;
-        let (tx, _) = broadcast::channel(STREAM_SLACK);
-        Ok(EventLog { file: Mutex::new(Appender { dir, file, size, policy, failing: false }), tx })
+        let appender = Appender { dir, file, size, policy, failing: false };
+        Ok(EventLog { file: Mutex::new(appender), tx: OnceLock::new() })
     }
 
     /// Writes the event (one `write` per line, so lines never interleave)
@@ -210,12 +212,14 @@ impl EventLog {
                 Err(_) => {}
             }
         }
-        let _ = self.tx.send(event);
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(event);
+        }
     }
 
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+        self.tx.get_or_init(|| broadcast::channel(STREAM_SLACK).0).subscribe()
     }
 }
 

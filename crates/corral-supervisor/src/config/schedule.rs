@@ -6,7 +6,7 @@
 use super::diagnostic::{did_you_mean, Sink};
 use super::raw::RawRestart;
 use super::validate::{key_span, Span};
-use crate::schedule::{CronSpec, Overlap, ScheduleSpec, When, Zone};
+use crate::schedule::{CronSpec, NamedZone, Overlap, ScheduleSpec, When, Zone};
 use toml_edit::TableLike;
 
 /// What a service's schedule keys say.
@@ -36,10 +36,11 @@ pub(super) fn read(
     };
     let zone = match table.get("schedule_tz").map(|i| i.as_str()) {
         None => Zone::Local,
-        Some(Some(name)) => match name.parse::<chrono_tz::Tz>() {
-            Ok(tz) => Zone::Named(tz),
-            Err(_) => {
-                let hint = did_you_mean(name, chrono_tz::TZ_VARIANTS.iter().map(|t| t.name()));
+        Some(Some(name)) => match NamedZone::get(name) {
+            Some(tz) => Zone::Named(tz),
+            None => {
+                let known = NamedZone::known();
+                let hint = did_you_mean(name, known.iter().map(String::as_str));
                 let span = key_span(table, "schedule_tz");
                 let expected = Some("an IANA time zone like \"Europe/Paris\" or \"UTC\"".to_string());
                 sink.push(span, format!("{what}: unknown time zone `{name}`"), expected, hint);
@@ -59,7 +60,7 @@ pub(super) fn read(
             sink.push(span, format!("{what}: `{key}` must be a string"), expected, None);
             return None;
         };
-        CronSpec::parse(expr, zone)
+        CronSpec::parse(expr, zone.clone())
             .map_err(|e| {
                 // Inside the quotes, at the field at fault.
                 let at = span.map(|s| s.start + 1 + e.offset);

@@ -12,7 +12,7 @@ mod next;
 mod overlap;
 mod runner;
 
-pub use next::{CronSpec, Zone};
+pub use next::{CronSpec, NamedZone, Zone};
 pub use overlap::Overlap;
 pub(crate) use overlap::{on_tick, Tick};
 pub(crate) use runner::{arm, restart_slots, Armed};

@@ -13,14 +13,34 @@ use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 
 /// The zone a cron expression is read in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Zone {
     /// The host's local zone (`TZ`, else `/etc/localtime`), as cron and
     /// systemd timers read schedules: `0 3 * * *` is 3 am where the
     /// machine is.
     Local,
     /// An IANA zone from `schedule_tz`, like `Europe/Paris` or `UTC`.
-    Named(chrono_tz::Tz),
+    Named(NamedZone),
+}
+
+/// An IANA zone and its rules, read once when the config is loaded: from
+/// the host's time zone database (`/usr/share/zoneinfo`, or `TZDIR`) as
+/// cron reads it, else from the copy built into corral (a host without
+/// one: Windows, a minimal container image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedZone(jiff::tz::TimeZone);
+
+impl NamedZone {
+    /// The zone called `name` (IANA's spelling; the case does not matter),
+    /// or `None` if neither database knows it.
+    pub fn get(name: &str) -> Option<NamedZone> {
+        jiff::tz::db().get(name).ok().map(NamedZone)
+    }
+
+    /// Every zone name the database knows, for a "did you mean".
+    pub fn known() -> Vec<String> {
+        jiff::tz::db().available().map(|n| n.as_str().to_string()).collect()
+    }
 }
 
 /// A checked cron expression and its zone.
@@ -102,15 +122,20 @@ impl CronSpec {
 
     /// The first tick strictly after `now`, or `None` if there is none.
     pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self.zone {
-            Zone::Local => next_in(&self.cron, &now.with_timezone(&chrono::Local)),
-            Zone::Named(tz) => next_in(&self.cron, &now.with_timezone(&tz)),
+        match &self.zone {
+            Zone::Local => {
+                let next = self.cron.find_next_occurrence(&now.with_timezone(&chrono::Local), false).ok()?;
+                Some(next.with_timezone(&Utc))
+            }
+            Zone::Named(NamedZone(tz)) => {
+                let nanos = i32::try_from(now.timestamp_subsec_nanos()).ok()?;
+                let start = jiff::Timestamp::new(now.timestamp(), nanos).ok()?.to_zoned(tz.clone());
+                let next = self.cron.find_next_occurrence(&start, false).ok()?.timestamp();
+                let nanos = u32::try_from(next.subsec_nanosecond()).ok()?;
+                Utc.timestamp_opt(next.as_second(), nanos).single()
+            }
         }
     }
-}
-
-fn next_in<Z: TimeZone>(cron: &Cron, now: &DateTime<Z>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(now, false).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// croner's message without its own prefixes.
@@ -123,10 +148,13 @@ fn plain(e: &croner::errors::CronError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono_tz::Europe::Paris;
+
+    fn named(name: &str) -> Zone {
+        Zone::Named(NamedZone::get(name).unwrap())
+    }
 
     fn paris(expr: &str) -> CronSpec {
-        CronSpec::parse(expr, Zone::Named(Paris)).unwrap()
+        CronSpec::parse(expr, named("Europe/Paris")).unwrap()
     }
 
     fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -146,10 +174,10 @@ mod tests {
 
     #[test]
     fn five_fields_tick_on_minutes_and_six_on_seconds() {
-        let every5 = CronSpec::parse("*/5 * * * *", Zone::Named(chrono_tz::UTC)).unwrap();
+        let every5 = CronSpec::parse("*/5 * * * *", named("UTC")).unwrap();
         assert_eq!(every5.next_after(at(2026, 1, 1, 10, 3)), Some(at(2026, 1, 1, 10, 5)));
         assert_eq!(every5.next_after(at(2026, 1, 1, 10, 5)), Some(at(2026, 1, 1, 10, 10)), "strictly after");
-        let secs = CronSpec::parse("*/2 * * * * *", Zone::Named(chrono_tz::UTC)).unwrap();
+        let secs = CronSpec::parse("*/2 * * * * *", named("UTC")).unwrap();
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 1).unwrap();
         assert_eq!(secs.next_after(t), Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 2).unwrap()));
     }
@@ -196,6 +224,22 @@ mod tests {
         // And across the spring gap: from 01:30 CET straight to 03:00 CEST.
         let got = ticks(&s, at(2026, 3, 29, 0, 15), 2);
         assert_eq!(got, [at(2026, 3, 29, 0, 30), at(2026, 3, 29, 1, 0)]);
+    }
+
+    #[test]
+    fn the_copy_built_in_knows_the_zones_and_agrees_with_the_host() {
+        // A host without a database (Windows, a minimal image) is answered
+        // from the copy built in: it must be there and say what the host's
+        // says (2026-09-21, summer time in Paris; 2026-12-20, winter).
+        let built_in = jiff::tz::TimeZoneDatabase::bundled();
+        let tz = built_in.get("Europe/Paris").unwrap();
+        let host = NamedZone::get("europe/paris").expect("any case");
+        for t in [1_790_000_000, 1_798_000_000] {
+            let t = jiff::Timestamp::from_second(t).unwrap();
+            assert_eq!(tz.to_offset(t), host.0.to_offset(t));
+        }
+        assert!(NamedZone::get("Europe/Pariss").is_none());
+        assert!(NamedZone::known().iter().any(|n| n == "America/New_York"));
     }
 
     #[test]
