@@ -1,6 +1,6 @@
 //! What a reload changes: a pure comparison of two sets of services.
 
-use crate::config::ServiceSpec;
+use crate::config::Specs;
 use std::collections::BTreeMap;
 
 /// Services by what a reload does to them.
@@ -32,7 +32,7 @@ pub struct Diff {
 }
 
 /// Compares the running services with a new config's.
-pub fn diff(old: &BTreeMap<String, ServiceSpec>, new: &BTreeMap<String, ServiceSpec>) -> Diff {
+pub fn diff(old: &Specs, new: &Specs) -> Diff {
     let mut d = Diff::default();
     for (name, spec) in new {
         match old.get(name) {
@@ -52,7 +52,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn services(toml: &str) -> BTreeMap<String, ServiceSpec> {
+    fn services(toml: &str) -> Specs {
         crate::config::parse(toml, Path::new("/tmp/corral.toml")).unwrap().services
     }
 

@@ -107,7 +107,7 @@ mod tests {
             env = { APP = "1", PATH = "/opt/web/bin" }
         "#;
         let config = crate::config::parse(toml, std::path::Path::new("/etc/corral.toml")).unwrap();
-        let mut s = config.services["web"].clone();
+        let mut s = config.services["web"].as_ref().clone();
         s.env.remove("PATH");
         s.inherit_env = inherit;
         s

@@ -12,7 +12,7 @@
 //! leader no longer dies with the daemon; its cgroup holds the group
 //! until the next daemon takes it back or, if it cannot, kills it.
 
-use crate::config::ServiceSpec;
+use crate::config::{ServiceSpec, Specs};
 use crate::persist::{GroupRecord, Leftovers};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -62,7 +62,7 @@ impl TakenBack {
 /// leader's start time was recorded.
 pub(crate) fn wanted<'a>(
     rec: &GroupRecord,
-    services: &'a BTreeMap<String, ServiceSpec>,
+    services: &'a Specs,
 ) -> Result<(&'a ServiceSpec, u64), String> {
     let spec = services.get(&rec.service).ok_or_else(|| "the service is no longer configured".to_string())?;
     if rec.instance >= spec.instances {
@@ -77,7 +77,7 @@ pub(crate) fn wanted<'a>(
 /// that could not be taken back.
 pub(crate) fn previous(
     state_dir: &Path,
-    services: &BTreeMap<String, ServiceSpec>,
+    services: &Specs,
     mut pipes: crate::holder::Taken,
 ) -> Result<(Leftovers, TakenBack, Vec<String>), String> {
     let mut taken = BTreeMap::new();

@@ -3,7 +3,7 @@
 
 use crate::alerts::sampler::Sampler;
 use crate::api::Actor;
-use crate::config::{Config, ConfigErrors, ServiceSpec};
+use crate::config::{Config, ConfigErrors, ServiceSpec, Specs};
 use crate::diff::{diff, Diff};
 use crate::event::{Event, EventLog};
 use crate::instance::{Control, Ctx, Dep, Instance};
@@ -598,7 +598,7 @@ impl Supervisor {
                 }
             }
             for n in &d.scaled {
-                let spec = Arc::new(new.services[n].clone());
+                let spec = new.services[n].clone();
                 let s = services.get_mut(n).expect("scaled services exist");
                 let want = spec.instances as usize;
                 while s.instances.len() > want {
@@ -617,7 +617,7 @@ impl Supervisor {
             // Only probes or alerts differ: every instance keeps its run
             // and takes the new ones in place.
             for n in &d.retuned {
-                let spec = Arc::new(new.services[n].clone());
+                let spec = new.services[n].clone();
                 let s = services.get_mut(n).expect("retuned services exist");
                 for i in &s.instances {
                     let (done, taken) = tokio::sync::oneshot::channel();
@@ -638,7 +638,7 @@ impl Supervisor {
             let _ = i.task.await;
         }
         let rolling: Vec<(String, Arc<ServiceSpec>)> =
-            d.rolled.iter().map(|n| (n.clone(), Arc::new(new.services[n].clone()))).collect();
+            d.rolled.iter().map(|n| (n.clone(), new.services[n].clone())).collect();
         *self.inner.config.lock().unwrap_or_else(|p| p.into_inner()) = Config { daemon: old.daemon, ..new };
         self.inner.ctx.sockets.retain(&self.config().services);
         self.start_locked_by(&to_start, by);
@@ -780,7 +780,7 @@ impl Supervisor {
     #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub(crate) async fn set_fleet_services(
         &self,
-        services: BTreeMap<String, ServiceSpec>,
+        services: Specs,
     ) -> Result<Option<Diff>, ReloadError> {
         let local = {
             let mut f = self.fleet();
@@ -808,8 +808,8 @@ impl Supervisor {
 
 mod limits;
 
-fn new_service(ctx: &Arc<Ctx>, spec: &ServiceSpec) -> Service {
-    let spec = Arc::new(spec.clone());
+fn new_service(ctx: &Arc<Ctx>, spec: &Arc<ServiceSpec>) -> Service {
+    let spec = spec.clone();
     let instances = (0..spec.instances).map(|i| Instance::spawn(ctx.clone(), spec.clone(), i)).collect();
     Service { spec, instances, armed: Vec::new() }
 }

@@ -1,7 +1,7 @@
 //! The listening sockets the daemon holds, by service and address.
 
 use super::addr::{ListenAddr, ListenSpec};
-use crate::config::{ConfigErrors, Diagnostic, ServiceSpec};
+use crate::config::{ConfigErrors, Diagnostic, ServiceSpec, Specs};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +42,7 @@ impl Registry {
     /// Binds every socket of `services` that is not held yet. All or
     /// nothing: on an error none of the new ones is kept, and every error
     /// names its entry's place.
-    pub(crate) fn bind_missing(&self, services: &BTreeMap<String, ServiceSpec>) -> Result<(), ConfigErrors> {
+    pub(crate) fn bind_missing(&self, services: &Specs) -> Result<(), ConfigErrors> {
         let mut fresh: Vec<(Key, Arc<Held>)> = Vec::new();
         let mut errors = Vec::new();
         for spec in services.values() {
@@ -91,7 +91,7 @@ impl Registry {
     }
 
     /// Lets go of every socket no service of `services` declares.
-    pub(crate) fn retain(&self, services: &BTreeMap<String, ServiceSpec>) {
+    pub(crate) fn retain(&self, services: &Specs) {
         self.held()
             .retain(|(name, addr), _| services.get(name).is_some_and(|s| s.sockets.iter().any(|l| &l.addr == addr)));
     }
@@ -190,7 +190,7 @@ fn bind(_spec: &ServiceSpec, _s: &ListenSpec) -> std::io::Result<Held> {
 mod tests {
     use super::*;
 
-    fn spec(name: &str, addrs: &[String]) -> ServiceSpec {
+    fn spec(name: &str, addrs: &[String]) -> std::sync::Arc<ServiceSpec> {
         let src = format!(
             "[services.{name}]\ncommand = [\"true\"]\nsockets = [{}]\n",
             addrs.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")

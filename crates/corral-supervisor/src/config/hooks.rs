@@ -227,7 +227,7 @@ mod tests {
 
     fn load(extra: &str) -> Result<crate::config::ServiceSpec, String> {
         let toml = format!("[services.web]\ncommand = [\"web\"]\n{extra}\n");
-        parse(&toml, Path::new("/x/corral.toml")).map(|c| c.services["web"].clone()).map_err(|e| e.to_string())
+        parse(&toml, Path::new("/x/corral.toml")).map(|c| c.services["web"].as_ref().clone()).map_err(|e| e.to_string())
     }
 
     #[cfg(unix)]

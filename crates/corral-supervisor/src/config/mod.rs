@@ -46,7 +46,11 @@ use crate::policy::{Backoff, Condition, RestartPolicy, StartLimit};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Service specs by name, each shared with whoever runs it.
+pub type Specs = BTreeMap<String, Arc<ServiceSpec>>;
 
 /// A checked config.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +62,9 @@ pub struct Config {
     /// `[fleet]`: desired state in etcd, when the node joins a fleet.
     pub fleet: Option<FleetConfig>,
     /// Services by name.
-    pub services: BTreeMap<String, ServiceSpec>,
+    /// Services by name, each shared with the service that runs it (one
+    /// copy of a spec, some 2 KiB, in the daemon).
+    pub services: Specs,
     /// The files `include` read, and the folders its patterns search.
     pub included: Included,
 }
@@ -254,6 +260,6 @@ pub type Placements = BTreeMap<String, crate::fleet::Placement>;
 
 /// Checks a fleet spec (`corral fleet apply -f`, or one service's value in
 /// etcd): only services, each with its placement.
-pub fn parse_fleet_spec(src: &str, path: &Path) -> Result<(BTreeMap<String, ServiceSpec>, Placements), ConfigErrors> {
+pub fn parse_fleet_spec(src: &str, path: &Path) -> Result<(Specs, Placements), ConfigErrors> {
     validate::parse_as(src, path, true).map(|(c, p)| (c.services, p))
 }

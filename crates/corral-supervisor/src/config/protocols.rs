@@ -153,7 +153,7 @@ mod tests {
     #[cfg(unix)]
     fn spec(body: &str) -> crate::config::ServiceSpec {
         let src = format!("[services.web]\ncommand = [\"true\"]\n{body}\n");
-        crate::config::parse(&src, Path::new("/x/corral.toml")).unwrap().services["web"].clone()
+        crate::config::parse(&src, Path::new("/x/corral.toml")).unwrap().services["web"].as_ref().clone()
     }
 
     // Unix paths and Unix-only keys; Windows refuses them at load.

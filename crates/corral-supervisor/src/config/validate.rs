@@ -7,13 +7,14 @@
 use super::diagnostic::{did_you_mean, split_unknown, ConfigErrors, Sink};
 use super::paths::{anchor, base_dir};
 use super::raw::*;
-use super::{Config, DaemonConfig, LogPolicy, ServiceSpec, TcpConfig};
+use super::{Config, DaemonConfig, LogPolicy, ServiceSpec, Specs, TcpConfig};
 use super::{MAX_BURST, MAX_FACTOR, MAX_INSTANCES, MAX_KEEP, MAX_NAME_LEN, MAX_PROCS, MAX_TOTAL_INSTANCES};
 use crate::policy::{find_cycle, Backoff, Condition, RestartPolicy, StartLimit};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
 
 pub(super) type Span = Option<Range<usize>>;
@@ -146,7 +147,7 @@ pub(crate) fn parse_as(src: &str, path: &Path, fleet_spec: bool) -> Result<(Conf
             sink.push(key_span(table, "placement"), format!("{what}: `placement` is for fleet services"), hint, None);
         }
         if let Some(spec) = service_spec(sink, &name, span, raw, table, &known, (&base, daemon.log_format)) {
-            specs.insert(name, spec);
+            specs.insert(name, Arc::new(spec));
         }
     }
     total_instances(&mut sinks, &specs, &spans);
@@ -188,7 +189,7 @@ fn read_services<'d>(sink: &mut Sink<'_>, item: &'d Item, key_span: Span, idx: u
 /// crosses it (in file order, the main file first).
 fn total_instances(
     sinks: &mut [Sink<'_>],
-    specs: &BTreeMap<String, ServiceSpec>,
+    specs: &Specs,
     spans: &BTreeMap<String, (usize, Span)>,
 ) {
     let mut in_order: Vec<(usize, &Span, u32)> = specs

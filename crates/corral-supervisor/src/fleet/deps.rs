@@ -8,14 +8,14 @@
 //! specs applied at different times can close one); the rest run. Pure:
 //! the overlay reports what this decides.
 
-use crate::config::ServiceSpec;
+use crate::config::Specs;
 use crate::policy::find_cycle;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Removes from `services` the fleet services (names in `fleet`) that
 /// cannot run here, transitively, and says why for each.
 pub(crate) fn hold_back(
-    services: &mut BTreeMap<String, ServiceSpec>,
+    services: &mut Specs,
     fleet: &BTreeSet<String>,
 ) -> BTreeMap<String, String> {
     let mut held = BTreeMap::new();
@@ -52,8 +52,9 @@ pub(crate) fn hold_back(
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::sync::Arc;
 
-    fn specs(src: &str) -> BTreeMap<String, ServiceSpec> {
+    fn specs(src: &str) -> Specs {
         crate::config::parse_fleet_spec(src, Path::new("s.toml")).unwrap().0
     }
 
@@ -89,7 +90,7 @@ mod tests {
         let fleet = BTreeSet::from(["web".to_string()]);
         assert!(hold_back(&mut s, &fleet).is_empty());
         let mut s = specs("[services.lonely]\ncommand = [\"l\"]\n");
-        s.get_mut("lonely").unwrap().depends_on.insert("gone".into(), crate::policy::Condition::Started);
+        Arc::make_mut(s.get_mut("lonely").unwrap()).depends_on.insert("gone".into(), crate::policy::Condition::Started);
         assert!(hold_back(&mut s, &BTreeSet::new()).is_empty(), "a local service is the file's business");
     }
 
@@ -98,7 +99,7 @@ mod tests {
         let mut s = specs(
             "[services.a]\ncommand = [\"a\"]\ndepends_on = { b = \"started\" }\n[services.b]\ncommand = [\"b\"]\n",
         );
-        s.get_mut("b").unwrap().depends_on.insert("a".into(), crate::policy::Condition::Started);
+        Arc::make_mut(s.get_mut("b").unwrap()).depends_on.insert("a".into(), crate::policy::Condition::Started);
         let fleet = s.keys().cloned().collect();
         let held = hold_back(&mut s, &fleet);
         assert!(held["a"].starts_with("dependency cycle: "), "{held:?}");

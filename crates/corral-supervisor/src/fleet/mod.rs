@@ -34,7 +34,7 @@ mod watch;
 
 pub use placement::Placement;
 
-use crate::config::{Config, ServiceSpec};
+use crate::config::{Config, Specs};
 use crate::event::{Event, EventKind, EventLog};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
     /// What the fleet wants this node to run.
-    pub services: BTreeMap<String, ServiceSpec>,
+    pub services: Specs,
     /// Those of them in the config in force (a local name wins).
     pub applied: BTreeSet<String>,
     /// How the node's link to etcd is.

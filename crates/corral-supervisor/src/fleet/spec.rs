@@ -9,6 +9,7 @@ use super::placement::Placement;
 use crate::config::{ConfigErrors, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
 
 /// At most this much TOML per service: a value is read whole.
 pub const MAX_SPEC_BYTES: usize = 64 << 10;
@@ -56,7 +57,7 @@ pub struct Checked {
     /// Its revision.
     pub revision: u64,
     /// The spec, as a local one.
-    pub spec: ServiceSpec,
+    pub spec: Arc<ServiceSpec>,
     /// Which nodes run it.
     pub placement: Placement,
     /// Who wrote it.
