@@ -60,10 +60,7 @@ impl TakenBack {
 /// Whether a record may be taken back at all, before anything is asked
 /// of the OS: its service and instance are still configured, and its
 /// leader's start time was recorded.
-pub(crate) fn wanted<'a>(
-    rec: &GroupRecord,
-    services: &'a Specs,
-) -> Result<(&'a ServiceSpec, u64), String> {
+pub(crate) fn wanted<'a>(rec: &GroupRecord, services: &'a Specs) -> Result<(&'a ServiceSpec, u64), String> {
     let spec = services.get(&rec.service).ok_or_else(|| "the service is no longer configured".to_string())?;
     if rec.instance >= spec.instances {
         return Err(format!("the service now has {} instance(s)", spec.instances));

@@ -778,10 +778,7 @@ impl Supervisor {
     /// Replaces the fleet's services and applies them with the local ones
     /// through the same diff as a reload; `None` when nothing changed.
     #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
-    pub(crate) async fn set_fleet_services(
-        &self,
-        services: Specs,
-    ) -> Result<Option<Diff>, ReloadError> {
+    pub(crate) async fn set_fleet_services(&self, services: Specs) -> Result<Option<Diff>, ReloadError> {
         let local = {
             let mut f = self.fleet();
             f.services = services;

@@ -187,11 +187,7 @@ fn read_services<'d>(sink: &mut Sink<'_>, item: &'d Item, key_span: Span, idx: u
 
 /// The daemon-wide bound on instances, reported at the service that
 /// crosses it (in file order, the main file first).
-fn total_instances(
-    sinks: &mut [Sink<'_>],
-    specs: &Specs,
-    spans: &BTreeMap<String, (usize, Span)>,
-) {
+fn total_instances(sinks: &mut [Sink<'_>], specs: &Specs, spans: &BTreeMap<String, (usize, Span)>) {
     let mut in_order: Vec<(usize, &Span, u32)> = specs
         .iter()
         .map(|(name, s)| spans.get(name).map_or((0, &None, s.instances), |(i, span)| (*i, span, s.instances)))

@@ -14,10 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Removes from `services` the fleet services (names in `fleet`) that
 /// cannot run here, transitively, and says why for each.
-pub(crate) fn hold_back(
-    services: &mut Specs,
-    fleet: &BTreeSet<String>,
-) -> BTreeMap<String, String> {
+pub(crate) fn hold_back(services: &mut Specs, fleet: &BTreeSet<String>) -> BTreeMap<String, String> {
     let mut held = BTreeMap::new();
     loop {
         let missing = services.iter().filter(|(n, _)| fleet.contains(*n)).find_map(|(n, s)| {
