@@ -21,11 +21,15 @@ use tokio::io::Interest;
 /// Bytes read at once: room for dozens of events with their names.
 const BUF: usize = 4096;
 
-/// What changes a folder's entries or a file's content.
+/// What changes a folder's entries or a file's content. A file's content
+/// counts once its writer closes it (`CLOSE_WRITE`), not at each write
+/// (`MODIFY`): a service's log or any busy file beside the config woke
+/// the daemon for every line written to it, and a config still being
+/// written was read half-done. A writer that keeps the file open is left
+/// to the caller's safety poll.
 fn interesting() -> WatchFlags {
     WatchFlags::CREATE
         | WatchFlags::DELETE
-        | WatchFlags::MODIFY
         | WatchFlags::CLOSE_WRITE
         | WatchFlags::MOVED_FROM
         | WatchFlags::MOVED_TO
@@ -82,5 +86,32 @@ impl FolderWatch {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_file_written_beside_is_news_when_closed_not_at_each_write() {
+        let dir = tempfile::tempdir().unwrap();
+        // Opened before the watch: its creation is no news of it.
+        let mut busy = std::fs::File::create(dir.path().join("app.log")).unwrap();
+        let mut w = FolderWatch::new(dir.path()).unwrap();
+        for i in 0..200 {
+            writeln!(busy, "line {i}").unwrap();
+        }
+        let quiet = tokio::time::timeout(Duration::from_millis(300), w.changed(None)).await;
+        assert!(quiet.is_err(), "200 writes to an open file woke the watch");
+        drop(busy);
+        let closed = tokio::time::timeout(Duration::from_secs(5), w.changed(None)).await;
+        assert!(matches!(closed, Ok(Ok(()))), "closing the written file is news: {closed:?}");
+        // A config written whole (the usual edit) is news too.
+        std::fs::write(dir.path().join("corral.toml"), "[services]\n").unwrap();
+        let named = tokio::time::timeout(Duration::from_secs(5), w.changed(Some(OsStr::new("corral.toml")))).await;
+        assert!(matches!(named, Ok(Ok(()))), "{named:?}");
     }
 }
