@@ -239,6 +239,10 @@ mod tests {
             assert_eq!(tz.to_offset(t), host.0.to_offset(t));
         }
         assert!(NamedZone::get("Europe/Pariss").is_none());
+        // A reload that reads the same zone again changes nothing.
+        let again = CronSpec::parse("0 3 * * *", named("Europe/Paris")).unwrap();
+        assert_eq!(again, CronSpec::parse("0 3 * * *", named("europe/paris")).unwrap());
+        assert_ne!(again, CronSpec::parse("0 3 * * *", named("Europe/Berlin")).unwrap());
         assert!(NamedZone::known().iter().any(|n| n == "America/New_York"));
     }
 
