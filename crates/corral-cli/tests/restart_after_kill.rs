@@ -9,6 +9,7 @@
 mod daemon;
 
 use daemon::*;
+use std::time::{Duration, Instant};
 
 #[test]
 fn a_killed_leader_restarts_only_after_its_term_ignoring_children_are_gone() {
@@ -35,4 +36,57 @@ fn a_killed_leader_restarts_only_after_its_term_ignoring_children_are_gone() {
     let backoff = d.wait_transition("tree", "backoff");
     assert!(backoff["reason"].as_str().unwrap_or("").contains("SIGKILL"), "{backoff}");
     d.down();
+}
+
+/// The log holder keeps a copy of each run's pipes (so that a daemon that
+/// crashes loses no line) and lets it go once the run is torn down, off
+/// the restart's path: after many short runs it holds the pipes of about
+/// one, not of every run.
+#[test]
+fn the_log_holder_lets_go_of_each_ended_runs_pipes() {
+    let mut d = Daemon::start(&format!(
+        r#"
+        [services.brief]
+        command = [{tk}, "--sleep", "0.05"]
+        restart = "always"
+        backoff = {{ initial = "0s", max = "0s" }}
+        start_limit = {{ burst = 1000, interval = "1m" }}
+        "#,
+        tk = tk()
+    ));
+    // Twelve runs have started (and eleven ended).
+    d.ready_pids("brief", 11);
+    let holder = holder_of(d.dir.path()).expect("the daemon's log holder");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pipes = pipes_held(holder);
+        // A run's two pipes, and those of a run being torn down this moment.
+        if pipes <= 4 {
+            break;
+        }
+        assert!(Instant::now() < end, "after 12 runs the holder still holds {pipes} pipes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.down();
+}
+
+/// The `corral __holder` process whose socket is in `dir`'s state folder.
+fn holder_of(dir: &std::path::Path) -> Option<u32> {
+    let needle = dir.join(".corral/holder.sock");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        let ours = args.iter().any(|a| *a == b"__holder")
+            && args.iter().any(|a| std::path::Path::new(std::str::from_utf8(a).unwrap_or("")) == needle);
+        ours.then_some(pid)
+    })
+}
+
+/// How many of `pid`'s fds are pipes.
+fn pipes_held(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.flatten()
+        .filter(|f| std::fs::read_link(f.path()).is_ok_and(|t| t.to_string_lossy().starts_with("pipe:")))
+        .count()
 }

@@ -63,9 +63,31 @@ pub fn lookup(user: &str) -> Result<Account, String> {
 
 /// The account the daemon itself runs as, if the passwd database knows it
 /// (a container may run under a uid it does not list).
+///
+/// Asked at every start of every service that names no `user`, so it is
+/// kept, and looked up again only when `/etc/passwd` changed (its inode,
+/// size or modification time) or the daemon's uid did: a lookup through
+/// NSS is an open, a read and a parse of the whole file, on a restart's
+/// path. An account that NSS serves from elsewhere (LDAP) and that changes
+/// there is seen at the daemon's next start.
 #[cfg(unix)]
 pub fn current() -> Option<Account> {
-    lookup(&crate::sys::euid::euid().to_string()).ok()
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Mutex;
+    type Key = (u32, Option<(u64, u64, i64, i64)>);
+    static KEPT: Mutex<Option<(Key, Option<Account>)>> = Mutex::new(None);
+    let uid = crate::sys::euid::euid();
+    let file = std::fs::metadata("/etc/passwd").ok().map(|m| (m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+    let key = (uid, file);
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    match kept.as_ref() {
+        Some((k, account)) if *k == key => account.clone(),
+        _ => {
+            let account = lookup(&uid.to_string()).ok();
+            *kept = Some((key, account.clone()));
+            account
+        }
+    }
 }
 
 /// Windows services run as the daemon's account, whose variables the
@@ -79,4 +101,17 @@ pub fn current() -> Option<Account> {
 #[cfg(not(unix))]
 pub fn lookup(_user: &str) -> Result<Account, String> {
     Err("`user` is supported on Unix only".to_string())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_account_is_the_one_a_fresh_lookup_gives() {
+        let fresh = lookup(&crate::sys::euid::euid().to_string()).ok();
+        assert_eq!(current(), fresh);
+        // The second answer comes from what was kept, and is the same.
+        assert_eq!(current(), fresh);
+    }
 }
