@@ -114,10 +114,26 @@ pub(crate) async fn exec(sup: &Supervisor) -> String {
     if !sup.flush_state(SETTLE) {
         return format!("cannot restart: the state file was not written within {SETTLE:?}");
     }
-    let spawned = std::process::Command::new(&exe)
-        .args(std::env::args_os().skip(1))
-        .env(SUCCESSOR_OF, std::process::id().to_string())
-        .spawn();
+    // `CreateProcess` now and then fails with ERROR_INTERNAL_ERROR (1359)
+    // while the system is busy (seen under Wine, whose server was loaded
+    // by other tests). Nothing started then, and giving up would stop
+    // every service, so the start is tried again, at most five times.
+    const ERROR_INTERNAL_ERROR: i32 = 1359;
+    let mut tries = 0;
+    let spawned = loop {
+        let r = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .env(SUCCESSOR_OF, std::process::id().to_string())
+            .spawn();
+        match r {
+            Err(e) if e.raw_os_error() == Some(ERROR_INTERNAL_ERROR) && tries < 4 => {
+                tries += 1;
+                eprintln!("corral: starting the successor failed ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            r => break r,
+        }
+    };
     match spawned {
         Ok(_) => {
             eprintln!("corral: restarting as a new process of {}; services keep running", exe.display());

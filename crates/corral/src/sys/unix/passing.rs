@@ -173,7 +173,10 @@ fn cstring(s: &[u8]) -> io::Result<CString> {
 /// The environment of a leader with pid variables: plain entries, then
 /// the slots (a slot replaces a plain entry of the same name).
 pub(crate) struct Envp {
-    _plain: Vec<CString>,
+    /// Every plain entry as `K=V\0`, one after the other: one allocation
+    /// for the whole environment, not one per variable (forty of them on
+    /// each spawn of a program started from a shell).
+    _plain: Vec<u8>,
     pub pid_vars: Vec<PidVar>,
     pub ptrs: Vec<*const libc::c_char>,
 }
@@ -185,20 +188,28 @@ unsafe impl Sync for Envp {}
 
 impl Envp {
     pub(crate) fn new(env: &[(OsString, OsString)], pid_keys: &[OsString]) -> io::Result<Envp> {
-        let mut plain = Vec::with_capacity(env.len());
-        for (k, v) in env.iter().filter(|(k, _)| !pid_keys.contains(k)) {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            plain.push(
-                CString::new(kv)
-                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"))?,
-            );
+        let plain_vars = || env.iter().filter(|(k, _)| !pid_keys.contains(k));
+        let mut plain = Vec::with_capacity(plain_vars().map(|(k, v)| k.len() + v.len() + 2).sum());
+        let mut starts = Vec::with_capacity(env.len());
+        for (k, v) in plain_vars() {
+            let (k, v) = (k.as_bytes(), v.as_bytes());
+            if k.contains(&0) || v.contains(&0) {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"));
+            }
+            starts.push(plain.len());
+            plain.extend_from_slice(k);
+            plain.push(b'=');
+            plain.extend_from_slice(v);
+            plain.push(0);
         }
         let pid_vars = pid_keys.iter().map(|k| PidVar::new(k)).collect::<io::Result<Vec<_>>>()?;
-        let ptrs = plain
+        // Taken once `plain` is complete: it never grows again, and moving
+        // the Vec into the Envp does not move its buffer.
+        let base = plain.as_ptr();
+        let ptrs = starts
             .iter()
-            .map(|c| c.as_ptr())
+            // SAFETY: every start is an offset inside `plain`.
+            .map(|&at| unsafe { base.add(at) }.cast::<libc::c_char>())
             .chain(pid_vars.iter().map(PidVar::as_ptr))
             .chain(std::iter::once(std::ptr::null()))
             .collect();
@@ -321,6 +332,22 @@ mod tests {
         let env = vec![("A".into(), "1".into()), ("LISTEN_PID".into(), "stale".into())];
         let e = Envp::new(&env, &["LISTEN_PID".into()]).unwrap();
         assert_eq!(e.ptrs.len(), 3, "A, the slot, and the terminating null");
+    }
+
+    #[test]
+    fn every_entry_reads_back_as_its_own_c_string_from_the_one_buffer() {
+        let env: Vec<(OsString, OsString)> =
+            vec![("A".into(), "1".into()), ("EMPTY".into(), "".into()), ("B".into(), "x=y z".into())];
+        let e = Envp::new(&env, &[]).unwrap();
+        let read: Vec<String> = e.ptrs[..3]
+            .iter()
+            // SAFETY: each pointer points at a NUL-terminated entry `e` owns.
+            .map(|&p| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(read, ["A=1", "EMPTY=", "B=x=y z"]);
+        assert!(e.ptrs[3].is_null());
+        let nul = vec![("A".into(), OsString::from("1\u{0}2"))];
+        assert!(Envp::new(&nul, &[]).is_err(), "a NUL inside a value is refused");
     }
 
     #[test]
