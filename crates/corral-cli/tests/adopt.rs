@@ -244,19 +244,6 @@ fn wait_line(d: &daemon::Daemon, service: &str, n: u32) -> Vec<u32> {
     }
 }
 
-/// The pid of the log holder serving `dir`'s daemon.
-fn holder_pid(dir: &std::path::Path) -> u32 {
-    let sock = dir.join(".corral/holder.sock").display().to_string();
-    all_pids()
-        .into_iter()
-        .find(|p| {
-            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            args.contains(&b"__holder".as_slice()) && args.contains(&sock.as_bytes())
-        })
-        .expect("a log holder runs")
-}
-
 /// 9 quiet services and `w`, which writes 400 numbered lines 10 ms apart.
 fn ten_services() -> String {
     let writer = format!(
@@ -295,7 +282,7 @@ fn assert_taken_back_whole(mut d: daemon::Daemon, before: &[(String, Vec<u32>)])
     }
     let lines = wait_line(&d, "w", 400);
     assert_eq!(lines, (1..=400).collect::<Vec<u32>>(), "every line once, in order");
-    let holder = holder_pid(d.dir.path());
+    let holder = daemon::holder_pid(d.dir.path());
     d.down();
     // With its last pipe dropped and its daemon gone, the holder goes too.
     daemon::assert_gone(&[holder]);

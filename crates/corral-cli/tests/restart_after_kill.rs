@@ -56,7 +56,7 @@ fn the_log_holder_lets_go_of_each_ended_runs_pipes() {
     ));
     // Twelve runs have started (and eleven ended).
     d.ready_pids("brief", 11);
-    let holder = holder_of(d.dir.path()).expect("the daemon's log holder");
+    let holder = holder_pid(d.dir.path());
     let end = Instant::now() + Duration::from_secs(10);
     loop {
         let pipes = pipes_held(holder);
@@ -68,19 +68,6 @@ fn the_log_holder_lets_go_of_each_ended_runs_pipes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     d.down();
-}
-
-/// The `corral __holder` process whose socket is in `dir`'s state folder.
-fn holder_of(dir: &std::path::Path) -> Option<u32> {
-    let needle = dir.join(".corral/holder.sock");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-        let ours = args.iter().any(|a| *a == b"__holder")
-            && args.iter().any(|a| std::path::Path::new(std::str::from_utf8(a).unwrap_or("")) == needle);
-        ours.then_some(pid)
-    })
 }
 
 /// How many of `pid`'s fds are pipes.

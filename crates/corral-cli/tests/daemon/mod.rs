@@ -322,3 +322,19 @@ pub fn bounded_output(mut c: Command) -> Output {
     };
     Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
+
+/// The pid of the log holder (`corral __holder SOCKET`) serving the daemon
+/// whose state folder is `dir`'s `.corral`.
+pub fn holder_pid(dir: &std::path::Path) -> u32 {
+    let sock = dir.join(".corral/holder.sock").display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            args.contains(&b"__holder".as_slice()) && args.contains(&sock.as_bytes())
+        })
+        .expect("a log holder runs")
+}
