@@ -59,10 +59,6 @@ impl From<File> for Stdio {
     }
 }
 
-/// Up to this many environment changes are applied to the inherited
-/// environment one by one; more go through a map.
-const FEW_ENV_CHANGES: usize = 32;
-
 /// A program to start as a group's leader, built like
 /// `std::process::Command`.
 ///
@@ -255,25 +251,14 @@ impl Command {
         self.cwd.as_deref()
     }
 
-    /// The environment the leader will get, in no particular order: the
-    /// controller's (unless cleared) with this command's changes applied.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    /// The environment the leader will get: the controller's (unless
+    /// cleared) with this command's changes applied one by one, the plain
+    /// reading of std's rules that the spawn paths' one-pass build
+    /// (`sys/unix/envp.rs`) is checked against.
+    #[cfg(test)]
     pub(crate) fn resolved_env(&self) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> =
             if self.env_clear { Vec::new() } else { std::env::vars_os().collect() };
-        // A few changes are applied in place, each found by a scan: no map
-        // of the whole environment built and torn down on every spawn. Many
-        // changes go through a map, so that the cost stays n log n.
-        if self.env.len() > FEW_ENV_CHANGES {
-            let mut map: std::collections::BTreeMap<OsString, OsString> = env.into_iter().collect();
-            for (k, v) in &self.env {
-                match v {
-                    Some(v) => map.insert(k.clone(), v.clone()),
-                    None => map.remove(k),
-                };
-            }
-            return map.into_iter().collect();
-        }
         for (k, v) in &self.env {
             // Every entry of that name goes (an environment may hold one
             // twice), then the new value, if any, is added.
@@ -283,26 +268,6 @@ impl Command {
             }
         }
         env
-    }
-
-    /// [`Command::resolved_env`] with `extra` set over it, and the `PATH`
-    /// the program is searched in: std searches the child's when the
-    /// command set one, else the controller's.
-    #[cfg(unix)]
-    pub(crate) fn exec_env(&self, extra: &[(&str, &str)]) -> (Vec<(OsString, OsString)>, Option<OsString>) {
-        let mut env = self.resolved_env();
-        for (k, v) in extra {
-            env.retain(|(ek, _)| ek != k);
-            env.push((OsString::from(k), OsString::from(v)));
-        }
-        let path = self
-            .env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| std::env::var_os("PATH"));
-        (env, path)
     }
 
     /// The same command for std's spawn path (other OSes, and the fork
@@ -443,21 +408,6 @@ mod tests {
         let env = c.resolved_env();
         assert!(env.iter().any(|(k, v)| k == "CORRAL_TEST_ONLY_HERE" && v == "v"));
         assert!(env.iter().any(|(k, _)| k == "PATH"), "the controller's environment is inherited");
-    }
-
-    #[test]
-    fn many_changes_give_what_few_changes_one_at_a_time_would() {
-        let mut c = Command::new("x");
-        c.env_clear();
-        for i in 0..100 {
-            c.env(format!("K{}", i % 40), format!("v{i}"));
-        }
-        c.env_remove("K3");
-        let mut env = c.resolved_env();
-        env.sort();
-        assert_eq!(env.len(), 39);
-        assert!(env.contains(&("K5".into(), "v85".into())), "the last change of a name wins");
-        assert!(!env.iter().any(|(k, _)| k == "K3"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Everything called between `fork` and `exec` (in `pre_exec`) must be
 //! async-signal-safe: raw syscalls only, no allocation, no locks.
 
+pub(crate) mod envp;
 pub(crate) mod fd_limit;
 pub(crate) mod hygiene;
 pub(crate) mod identity;

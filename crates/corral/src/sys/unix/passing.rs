@@ -13,6 +13,7 @@
 //! itself, from an [`ExecImage`] prepared here (the same `PATH` search as
 //! `execvp`). The clone3 path has its own plan and uses the pieces.
 
+use super::envp::Envp;
 use crate::command::Command;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -170,70 +171,6 @@ fn cstring(s: &[u8]) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the command"))
 }
 
-/// The environment of a leader with pid variables: plain entries, then
-/// the slots (a slot replaces a plain entry of the same name).
-pub(crate) struct Envp {
-    /// Every plain entry as `K=V\0`, one after the other: one allocation
-    /// for the whole environment, not one per variable (forty of them on
-    /// each spawn of a program started from a shell).
-    _plain: Vec<u8>,
-    pub pid_vars: Vec<PidVar>,
-    pub ptrs: Vec<*const libc::c_char>,
-}
-
-// SAFETY: the pointers point into the buffers this value owns.
-unsafe impl Send for Envp {}
-// SAFETY: as above; shared only to be read, or written by a child (PidVar).
-unsafe impl Sync for Envp {}
-
-impl Envp {
-    pub(crate) fn new(env: &[(OsString, OsString)], pid_keys: &[OsString]) -> io::Result<Envp> {
-        let plain_vars = || env.iter().filter(|(k, _)| !pid_keys.contains(k));
-        let mut plain = Vec::with_capacity(plain_vars().map(|(k, v)| k.len() + v.len() + 2).sum());
-        let mut starts = Vec::with_capacity(env.len());
-        for (k, v) in plain_vars() {
-            let (k, v) = (k.as_bytes(), v.as_bytes());
-            if k.contains(&0) || v.contains(&0) {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the environment"));
-            }
-            starts.push(plain.len());
-            plain.extend_from_slice(k);
-            plain.push(b'=');
-            plain.extend_from_slice(v);
-            plain.push(0);
-        }
-        let pid_vars = pid_keys.iter().map(|k| PidVar::new(k)).collect::<io::Result<Vec<_>>>()?;
-        // Taken once `plain` is complete: it never grows again, and moving
-        // the Vec into the Envp does not move its buffer.
-        let base = plain.as_ptr();
-        let ptrs = starts
-            .iter()
-            // SAFETY: every start is an offset inside `plain`.
-            .map(|&at| unsafe { base.add(at) }.cast::<libc::c_char>())
-            .chain(pid_vars.iter().map(PidVar::as_ptr))
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        Ok(Envp { _plain: plain, pid_vars, ptrs })
-    }
-
-    /// Fills every pid variable with the calling process's pid. In the child.
-    pub(crate) fn fill_pids(&self) {
-        if self.pid_vars.is_empty() {
-            return;
-        }
-        // SAFETY: a raw getpid on Linux (no cache that a clone could leave
-        // stale); macOS's getpid is a plain syscall.
-        #[cfg(target_os = "linux")]
-        let pid = unsafe { libc::syscall(libc::SYS_getpid) } as i32;
-        // SAFETY: getpid has no preconditions.
-        #[cfg(not(target_os = "linux"))]
-        let pid = unsafe { libc::getpid() };
-        for v in &self.pid_vars {
-            v.fill(pid);
-        }
-    }
-}
-
 /// Everything the last pre-exec hook of std's fork path needs to put the
 /// passed fds in place, fill the pid variables and exec the leader.
 pub(crate) struct ExecImage {
@@ -257,7 +194,7 @@ impl ExecImage {
         if cmd.passed.is_empty() && cmd.pid_vars.is_empty() {
             return Ok(None);
         }
-        let (env, path) = cmd.exec_env(extra);
+        let (envp, path) = Envp::of_command(cmd, extra)?;
         let candidates = candidates(&cmd.program, path.as_deref())
             .iter()
             .map(|c| cstring(c.as_bytes()))
@@ -267,13 +204,7 @@ impl ExecImage {
             argv.push(cstring(a.as_bytes())?);
         }
         let argv_ptrs = argv.iter().map(|c| c.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-        Ok(Some(ExecImage {
-            candidates,
-            _argv: argv,
-            argv_ptrs,
-            envp: Envp::new(&env, &cmd.pid_vars)?,
-            passing: Passing::prepare(&cmd.passed)?,
-        }))
+        Ok(Some(ExecImage { candidates, _argv: argv, argv_ptrs, envp, passing: Passing::prepare(&cmd.passed)? }))
     }
 
     /// Makes this image the last pre-exec hook of `cmd`: it runs after
@@ -325,29 +256,6 @@ mod tests {
         v.fill(7);
         assert_eq!(v.text(), "LISTEN_PID=7");
         assert!(PidVar::new(OsStr::new("A=B")).is_err());
-    }
-
-    #[test]
-    fn a_pid_variable_replaces_a_plain_entry_of_its_name() {
-        let env = vec![("A".into(), "1".into()), ("LISTEN_PID".into(), "stale".into())];
-        let e = Envp::new(&env, &["LISTEN_PID".into()]).unwrap();
-        assert_eq!(e.ptrs.len(), 3, "A, the slot, and the terminating null");
-    }
-
-    #[test]
-    fn every_entry_reads_back_as_its_own_c_string_from_the_one_buffer() {
-        let env: Vec<(OsString, OsString)> =
-            vec![("A".into(), "1".into()), ("EMPTY".into(), "".into()), ("B".into(), "x=y z".into())];
-        let e = Envp::new(&env, &[]).unwrap();
-        let read: Vec<String> = e.ptrs[..3]
-            .iter()
-            // SAFETY: each pointer points at a NUL-terminated entry `e` owns.
-            .map(|&p| unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(read, ["A=1", "EMPTY=", "B=x=y z"]);
-        assert!(e.ptrs[3].is_null());
-        let nul = vec![("A".into(), OsString::from("1\u{0}2"))];
-        assert!(Envp::new(&nul, &[]).is_err(), "a NUL inside a value is refused");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! failure. The child only reads this; it allocates nothing.
 
 use crate::command::{Command, StdioKind};
+use crate::sys::unix::envp::Envp;
 use crate::sys::unix::hygiene::FdSweep;
 pub(super) use crate::sys::unix::passing::candidates;
-use crate::sys::unix::passing::{Envp, Passing};
+use crate::sys::unix::passing::Passing;
 use crate::sys::unix::Rlimit;
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -106,7 +107,7 @@ impl Plan {
         rlimits: Vec<Rlimit>,
         isolation: &crate::Isolation,
     ) -> io::Result<(Plan, Fds)> {
-        let (env, path) = cmd.exec_env(extra_env);
+        let (env, path) = Envp::of_command(cmd, extra_env)?;
         let candidates =
             candidates(&cmd.program, path.as_deref()).iter().map(|c| cstring(c)).collect::<io::Result<Vec<_>>>()?;
         let mut argv = vec![cstring(&cmd.program)?];
@@ -153,7 +154,7 @@ impl Plan {
             candidates,
             _argv: argv,
             argv_ptrs,
-            env: Envp::new(&env, &cmd.pid_vars)?,
+            env,
             passing: Passing::prepare(&cmd.passed)?,
             cwd,
             uid: inside.map_or(cmd.uid, |(u, _)| Some(u)),
