@@ -125,6 +125,12 @@ pub(crate) struct Drive {
     /// later is news of the next poll; reading the group right after its
     /// spawn found nothing (and cost a poll and a few cgroup reads).
     fresh: bool,
+    /// The loop has put the group's fds in its poll: a caller that takes
+    /// the group over must wake it to have them taken out. Until then the
+    /// loop has nothing of the group's to drop (it leaves out a group a
+    /// caller drives), and that wake-up, a cross-CPU one per `wait`, is
+    /// spared.
+    polled: bool,
 }
 
 fn died() -> crate::Error {
@@ -209,8 +215,9 @@ fn run(jobs: mpsc::Receiver<Work>, mut poller: sys::Poller) {
         let mut mine = Vec::with_capacity(groups.len());
         let mut earliest: Option<Instant> = None;
         for (i, g) in groups.iter().enumerate() {
-            if let Turn::Loop(slot) = g.turn() {
-                let d = slot.as_ref().expect("a loop's turn holds a drive");
+            if let Turn::Loop(mut slot) = g.turn() {
+                let d = slot.as_mut().expect("a loop's turn holds a drive");
+                d.polled = true;
                 earliest = [earliest, d.wake_at, d.sample_at].into_iter().flatten().min();
                 mine.push(i);
             }
@@ -299,7 +306,9 @@ pub(super) fn drive_here(sys: &Arc<G>, shared: &Arc<Shared>, until: Option<Insta
     let Some(d) = slot.as_mut() else { return false };
     let Ok(h) = handle() else { return false };
     // The loop leaves the group out of its poll from its next pass.
-    h.wake.wake();
+    if std::mem::take(&mut d.polled) {
+        h.wake.wake();
+    }
     let mut ended = false;
     if std::mem::take(&mut d.fresh) {
         // As the loop's first look: deadlines only, nothing to read yet.
@@ -404,7 +413,7 @@ fn create(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<(Entry
     let started = Instant::now();
     let life = Life::new(&*sys, &cfg, started, pid);
     *shared.drive.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(Drive { life, wake_at: Some(started), sample_at: None, fresh: true });
+        Some(Drive { life, wake_at: Some(started), sample_at: None, fresh: true, polled: false });
     let entry = Entry { sys: sys.clone(), shared: shared.clone() };
     Ok((entry, Started { pid, sys, shared, child }))
 }

@@ -23,12 +23,11 @@ impl Group {
         let mut watched = Vec::new();
         if let Holder::Leaf(v2) = self.parts.holder() {
             // First: `populated_now` reads it as `watched[0]`.
+            // A reused one is not re-read here: what changed since the last
+            // group read it is not news, and no one polls it before the
+            // look at the leader's exit reads it (`poll_set`).
             watched.push(match events {
-                Some(w) => {
-                    // What changed since the last group read it is not news.
-                    w.rearm();
-                    w
-                }
+                Some(w) => w,
                 None => Watched::open(&v2.file("cgroup.events"))?,
             });
             // Missing before Linux 5.14: the kill then signals each member.

@@ -4,7 +4,6 @@
 
 use super::group::Group;
 use super::join_fds::JoinFds;
-use super::parts::Holder;
 use super::{fds, reaper, spawn, unix};
 use crate::command::Leader as LeaderCmd;
 use crate::sys::Spawned;
@@ -17,21 +16,6 @@ use std::path::PathBuf;
 impl Group {
     /// [`crate::sys::SysGroup::spawn_leader`].
     pub(super) fn launch(&self, cmd: LeaderCmd) -> crate::Result<Spawned> {
-        let started = self.launch_leader(cmd)?;
-        // The leader made the leaf populated, a change `cgroup.events`
-        // reports: read it now, or the group's first poll wakes for that
-        // alone and looks at every counter (seven system calls per spawn).
-        // No one polls the group yet, and whatever happens to it from here
-        // on is either a new change or seen at the leader's exit, which its
-        // pidfd reports (the group is looked at as a whole then).
-        if let (Holder::Leaf(_), Some(events)) = (self.parts.holder(), self.watched.first()) {
-            // `watched[0]` is the leaf's `cgroup.events` (`configure`).
-            events.rearm();
-        }
-        Ok(started)
-    }
-
-    fn launch_leader(&self, cmd: LeaderCmd) -> crate::Result<Spawned> {
         unix::hygiene::restore_sigchld()?;
         let leader = match self.try_clone3(cmd)? {
             Ok(started) => return Ok(started),

@@ -20,7 +20,14 @@ impl Group {
         if let Some(p) = pidfd {
             fds.push((p, false));
         }
-        fds.extend(self.watched.iter().map(|w| (w.raw(), true)));
+        // The leaf's `cgroup.events` (`watched[0]`) tells that the group
+        // emptied; while the leader lives it cannot be empty, and the
+        // leader's exit is the pidfd's news. Left out until then: the
+        // kernel tells the leaf's filling at the spawn late (a timer holds
+        // a file's notifications 10 ms apart), and a poll that woke for
+        // it looked at the whole group for nothing, on one spawn in five.
+        let skip_events = pidfd.is_some() && !leader_done && matches!(self.parts.holder(), Holder::Leaf(_));
+        fds.extend(self.watched.iter().skip(usize::from(skip_events)).map(|w| (w.raw(), true)));
         let v1 = self.parts.v1();
         if let Some(e) = v1.and_then(|v| v.oom_event.as_ref()) {
             fds.push((e.raw(), false));
