@@ -71,12 +71,12 @@ impl CgroupV1 {
     }
 
     /// Reads the counter file `name` of `controller`'s directory.
-    fn counter(&self, controller: &str, name: &str) -> Option<String> {
-        self.kept.read(&self.dir(controller)?.join(name)).ok()
+    fn counter<R>(&self, controller: &str, name: &'static str, parse: impl FnOnce(&str) -> Option<R>) -> Option<R> {
+        self.kept.read(name, || Some(self.dir(controller)?.join(name)), parse)
     }
 
-    fn counter_u64(&self, controller: &str, name: &str) -> Option<u64> {
-        self.counter(controller, name)?.trim().parse().ok()
+    fn counter_u64(&self, controller: &str, name: &'static str) -> Option<u64> {
+        self.counter(controller, name, |t| t.trim().parse().ok())
     }
 
     pub(crate) fn dir(&self, controller: &str) -> Option<&Path> {
@@ -143,11 +143,11 @@ impl CgroupV1 {
     }
 
     pub(crate) fn oom_kills(&self) -> u64 {
-        self.counter("memory", "memory.oom_control").and_then(|s| keyed(&s, "oom_kill")).unwrap_or(0)
+        self.counter("memory", "memory.oom_control", |s| keyed(s, "oom_kill")).unwrap_or(0)
     }
 
     pub(crate) fn pids_max_hits(&self) -> u64 {
-        self.counter("pids", "pids.events").and_then(|s| keyed(&s, "max")).unwrap_or(0)
+        self.counter("pids", "pids.events", |s| keyed(s, "max")).unwrap_or(0)
     }
 
     /// (user, system) from cpuacct, in nanoseconds on disk.

@@ -89,8 +89,8 @@ impl CgroupV2 {
     }
 
     /// Reads one of its counter files.
-    fn counter(&self, name: &str) -> Option<String> {
-        self.kept.read(&self.file(name)).ok()
+    fn counter<R>(&self, name: &'static str, parse: impl FnOnce(&str) -> Option<R>) -> Option<R> {
+        self.kept.read(name, || Some(self.file(name)), parse)
     }
 
     pub(crate) fn file(&self, name: &str) -> PathBuf {
@@ -135,24 +135,25 @@ impl CgroupV2 {
 
     /// (user, system) CPU time from `cpu.stat`, which every v2 cgroup has.
     pub(crate) fn cpu(&self) -> Option<(Duration, Duration)> {
-        let s = self.counter("cpu.stat")?;
-        Some((Duration::from_micros(keyed(&s, "user_usec")?), Duration::from_micros(keyed(&s, "system_usec")?)))
+        self.counter("cpu.stat", |s| {
+            Some((Duration::from_micros(keyed(s, "user_usec")?), Duration::from_micros(keyed(s, "system_usec")?)))
+        })
     }
 
     pub(crate) fn memory_peak(&self) -> Option<u64> {
-        self.counter("memory.peak")?.trim().parse().ok()
+        self.counter("memory.peak", |t| t.trim().parse().ok())
     }
 
     pub(crate) fn memory_current(&self) -> Option<u64> {
-        self.counter("memory.current")?.trim().parse().ok()
+        self.counter("memory.current", |t| t.trim().parse().ok())
     }
 
     pub(crate) fn oom_kills(&self) -> u64 {
-        self.counter("memory.events").and_then(|s| keyed(&s, "oom_kill")).unwrap_or(0)
+        self.counter("memory.events", |s| keyed(s, "oom_kill")).unwrap_or(0)
     }
 
     pub(crate) fn pids_max_hits(&self) -> u64 {
-        self.counter("pids.events").and_then(|s| keyed(&s, "max")).unwrap_or(0)
+        self.counter("pids.events", |s| keyed(s, "max")).unwrap_or(0)
     }
 
     /// Removes the (empty) directory; a few retries because the kernel may

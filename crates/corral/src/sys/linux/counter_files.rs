@@ -13,13 +13,14 @@
 //!   controller is never pooled, and a daemon with a hundred such groups
 //!   must not hold four hundred more fds for reads it makes once a
 //!   minute.
-//! - A file is kept by its path, and only the few paths the group's own
-//!   code names: the list stays a handful long.
+//! - A file is kept by its name, one of the few the group's own code
+//!   names (a `&'static str`: found without building or comparing a
+//!   path), and read into the stack: a read allocates nothing.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// The most a counter file is read: `cpu.stat` and `memory.events` are a
@@ -29,7 +30,7 @@ const MAX_LEN: usize = 64 << 10;
 #[derive(Default)]
 pub(crate) struct CounterFiles {
     keep: bool,
-    files: Mutex<Vec<(PathBuf, File)>>,
+    files: Mutex<Vec<(&'static str, File)>>,
 }
 
 impl std::fmt::Debug for CounterFiles {
@@ -44,19 +45,25 @@ impl CounterFiles {
         self.keep = true;
     }
 
-    /// Reads `path` whole: through its kept fd, or by opening it (kept
-    /// then, if this group keeps its files).
-    pub(crate) fn read(&self, path: &Path) -> io::Result<String> {
+    /// Reads the file `name` whole and hands its text to `parse`: through
+    /// its kept fd, or by opening `path()` (kept then, if this group
+    /// keeps its files). `None` when it cannot be read or parsed.
+    pub(crate) fn read<R>(
+        &self,
+        name: &'static str,
+        path: impl FnOnce() -> Option<PathBuf>,
+        parse: impl FnOnce(&str) -> Option<R>,
+    ) -> Option<R> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, f)) = files.iter().find(|(p, _)| p == path) {
-            return read_whole(f);
+        if let Some((_, f)) = files.iter().find(|(n, _)| *n == name) {
+            return read_whole(f, parse).ok().flatten();
         }
-        let f = File::open(path)?;
-        let text = read_whole(&f)?;
+        let f = File::open(path()?).ok()?;
+        let parsed = read_whole(&f, parse).ok().flatten();
         if self.keep {
-            files.push((path.to_owned(), f));
+            files.push((name, f));
         }
-        Ok(text)
+        parsed
     }
 
     /// The files, for the pooled leaf's next group; this group reads its
@@ -67,20 +74,22 @@ impl CounterFiles {
     }
 }
 
-/// Reads from offset 0 to the end, in one call for any counter file.
+/// Reads from offset 0 to the end, in one call for any counter file, and
+/// parses the text.
 ///
-/// The first read goes to the stack: a counter file is a few dozen bytes,
-/// and a spawn+wait reads six, so a zeroed 4 KiB heap buffer apiece was
-/// 24 KiB written and freed per spawn for nothing. Only a file that fills
-/// it is read on into a growing buffer.
-fn read_whole(f: &File) -> io::Result<String> {
+/// The read goes to the stack: a counter file is a few dozen bytes, and
+/// a spawn+wait reads six, so a heap buffer and a `String` apiece were
+/// twelve allocations per spawn for nothing. Only a file that fills it
+/// is read on into a growing buffer.
+fn read_whole<R>(f: &File, parse: impl FnOnce(&str) -> Option<R>) -> io::Result<Option<R>> {
     let mut first = [0u8; 512];
     let n = f.read_at(&mut first, 0)?;
-    let mut buf = first[..n].to_vec();
-    if n == first.len() {
-        read_rest(f, &mut buf)?;
+    if n < first.len() {
+        return Ok(std::str::from_utf8(&first[..n]).ok().and_then(parse));
     }
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let mut buf = first.to_vec();
+    read_rest(f, &mut buf)?;
+    Ok(std::str::from_utf8(&buf).ok().and_then(parse))
 }
 
 /// Reads on from `buf.len()` until the end of the file or [`MAX_LEN`].
@@ -128,29 +137,31 @@ mod tests {
         std::fs::write(&path, "max 1\n").unwrap();
         let mut kept = CounterFiles::default();
         kept.keep();
-        assert_eq!(kept.read(&path).unwrap(), "max 1\n");
+        let read = |k: &CounterFiles| k.read("count", || Some(path.clone()), |t| Some(t.to_string()));
+        assert_eq!(read(&kept).as_deref(), Some("max 1\n"));
         // The same fd, read from the start again after the file changed.
         std::fs::write(&path, "max 22\n").unwrap();
         let moved = kept.take();
-        assert_eq!(moved.read(&path).unwrap(), "max 22\n");
+        assert_eq!(read(&moved).as_deref(), Some("max 22\n"));
         std::fs::remove_dir_all(&dir).unwrap();
         // Still open: the read goes through the kept fd, not the path.
-        assert_eq!(moved.read(&path).unwrap(), "max 22\n");
+        assert_eq!(read(&moved).as_deref(), Some("max 22\n"));
         // A group that does not keep opens by path each time.
-        assert!(CounterFiles::default().read(&path).is_err());
+        assert_eq!(read(&CounterFiles::default()), None);
     }
 
     #[test]
     fn a_long_file_is_read_whole_up_to_the_bound() {
         let tmp = TempDir::new("long");
         let path = tmp.0.join("long");
+        let read = |p: &PathBuf| CounterFiles::default().read("long", || Some(p.clone()), |t| Some(t.to_string()));
         // Around the first read's stack buffer (512 bytes), then well past it.
         for len in [511, 512, 513, 10_000] {
             let text = "x".repeat(len);
             std::fs::write(&path, &text).unwrap();
-            assert_eq!(CounterFiles::default().read(&path).unwrap(), text, "{len} bytes");
+            assert_eq!(read(&path).as_deref(), Some(text.as_str()), "{len} bytes");
         }
         std::fs::write(&path, "y".repeat(MAX_LEN + 10)).unwrap();
-        assert_eq!(CounterFiles::default().read(&path).unwrap().len(), MAX_LEN);
+        assert_eq!(read(&path).map(|t| t.len()), Some(MAX_LEN));
     }
 }

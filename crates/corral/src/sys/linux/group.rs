@@ -143,11 +143,30 @@ impl Group {
     }
 }
 
+/// The automatic choice of backend, kept once it is a cgroup one: the
+/// layout is the process's own, and a root found writable stays known as
+/// such (`hierarchy::writable`), so the answer cannot change. Made anew
+/// it cost two error strings and a search of the known roots per spawn.
+fn best_backend(l: &super::hierarchy::Layout) -> BackendKind {
+    static BEST: OnceLock<BackendKind> = OnceLock::new();
+    if let Some(k) = BEST.get() {
+        return *k;
+    }
+    let k = select::choose(None, l).unwrap_or(BackendKind::Pgid);
+    if k != BackendKind::Pgid {
+        let _ = BEST.set(k);
+    }
+    k
+}
+
 impl SysGroup for Group {
     fn create(spec: &Spec) -> crate::Result<Self> {
         reaper::ensure();
         let l = layout();
-        let kind = select::choose(spec.backend, l)?;
+        let kind = match spec.backend {
+            Some(forced) => select::choose(Some(forced), l)?,
+            None => best_backend(l),
+        };
         // A re-attach runs before anything else of a restarted daemon: the
         // sweep would kill the very groups it takes back.
         if kind != BackendKind::Pgid && !spec.reattach {
