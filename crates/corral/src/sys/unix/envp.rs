@@ -18,9 +18,10 @@ use std::os::unix::ffi::OsStrExt;
 /// The environment of a leader with pid variables: plain entries, then
 /// the slots (a slot replaces a plain entry of the same name).
 pub(crate) struct Envp {
-    /// Every plain entry as `K=V\0`, one after the other: one allocation
-    /// for the whole environment, not one per variable.
-    _plain: Vec<u8>,
+    /// Every plain entry as `K=V\0`, one after the other: one buffer for
+    /// the whole environment, not one per variable, and the same buffer
+    /// spawn after spawn on a thread ([`SPARE`]).
+    plain: Vec<u8>,
     pub pid_vars: Vec<PidVar>,
     pub ptrs: Vec<*const libc::c_char>,
 }
@@ -29,6 +30,28 @@ pub(crate) struct Envp {
 unsafe impl Send for Envp {}
 // SAFETY: as above; shared only to be read, or written by a child (PidVar).
 unsafe impl Sync for Envp {}
+
+thread_local! {
+    /// The last spawn's entry buffer, for the next spawn on this thread. A
+    /// shell's environment is a kilobyte or two, which malloc serves from
+    /// its large-block lists after consolidating every small free block
+    /// first: a walk over its free lists on every spawn.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A bigger buffer is not kept: an odd spawn with a huge environment does
+/// not pin its memory to the thread.
+const SPARE_AT_MOST: usize = 64 << 10;
+
+impl Drop for Envp {
+    fn drop(&mut self) {
+        let plain = std::mem::take(&mut self.plain);
+        if plain.capacity() <= SPARE_AT_MOST {
+            // A thread being torn down keeps nothing.
+            let _ = SPARE.try_with(|s| s.set(plain));
+        }
+    }
+}
 
 /// A source of inherited `KEY=VALUE` entries: calls its argument with each.
 type Inherited<'a> = &'a dyn Fn(&mut dyn FnMut(&[u8]));
@@ -71,7 +94,8 @@ impl Envp {
             last.iter().map(|&i| changes[i].0).chain(pid_keys.iter().map(|k| k.as_bytes())).collect();
         taken.sort_unstable();
 
-        let mut plain = Vec::new();
+        let mut plain = SPARE.try_with(|s| s.take()).unwrap_or_default();
+        plain.clear();
         let mut starts = Vec::new();
         if let Some(each) = inherited {
             let (mut bytes, mut count) = (0, 0);
@@ -117,7 +141,7 @@ impl Envp {
             .chain(pid_vars.iter().map(PidVar::as_ptr))
             .chain(std::iter::once(std::ptr::null()))
             .collect();
-        Ok(Envp { _plain: plain, pid_vars, ptrs })
+        Ok(Envp { plain, pid_vars, ptrs })
     }
 
     /// Fills every pid variable with the calling process's pid. In the child.
@@ -222,6 +246,21 @@ mod tests {
         assert_eq!(got.len(), 41);
         assert_eq!(got[0], "OTHER=1");
         assert!(got.contains(&"K5=v85".to_string()) && !got.contains(&"K5=old".to_string()));
+    }
+
+    #[test]
+    fn a_buffer_kept_from_the_last_spawn_holds_only_the_new_entries() {
+        let long = format!("LONG={}", "x".repeat(3000));
+        assert_eq!(build(&[&long, "A=1"], &[], &[]).unwrap().len(), 2);
+        // The same thread, its spare buffer: nothing of the last one shows.
+        assert_eq!(build(&["B=2"], &[("C", Some("3"))], &[]).unwrap(), ["B=2", "C=3"]);
+        let spare = SPARE.with(|s| {
+            let v = s.take();
+            let cap = v.capacity();
+            s.set(v);
+            cap
+        });
+        assert!(spare >= long.len(), "the buffer went back for the next spawn");
     }
 
     #[test]
