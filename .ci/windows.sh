@@ -38,7 +38,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     # With recommends: that is the set tested here (wine, fonts-wine, ...).
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+# Read whole first: `cmd | grep -q` under pipefail fails when grep quits early.
+installed=$(rustup target list --installed)
+grep -qx "$target" <<<"$installed" || rustup target add "$target"
 
 step "wine prefix $WINEPREFIX"
 if [ ! -f "$WINEPREFIX/system.reg" ]; then
@@ -53,11 +55,12 @@ system32="$WINEPREFIX/drive_c/windows/system32"
 # testkit processes whose creation raced a job kill) behind. Matched by pid:
 # the Wine loader running with exactly this WINEPREFIX.
 wine_leftovers() {
-    local p exe
+    local p exe env
     for p in /proc/[0-9]*; do
         exe=$(readlink "$p/exe" 2>/dev/null) || continue
         case "$exe" in /usr/lib/wine/*) ;; *) continue ;; esac
-        if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "WINEPREFIX=$WINEPREFIX"; then
+        env=$(tr '\0' '\n' <"$p/environ" 2>/dev/null) || continue
+        if grep -qxF "WINEPREFIX=$WINEPREFIX" <<<"$env"; then
             echo "${p#/proc/}"
         fi
     done
