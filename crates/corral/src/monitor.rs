@@ -17,7 +17,8 @@ use crate::deadline;
 use crate::sys::{self, SysGroup, Wake};
 use crate::{Event, Outcome, StopPolicy};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Config {
@@ -84,6 +85,12 @@ pub(crate) struct Shared {
     /// while the loop is still tearing the group down.
     settled: Condvar,
     waker: Arc<dyn Wake>,
+    /// Set while the group waits in the loop's queue, told "soon" rather
+    /// than now (`reactor::start_here`): whatever then needs the loop to
+    /// act (a request, a listener, a caller blocking on its news) wakes
+    /// the loop itself, since the loop polls nothing of the group yet.
+    pending: AtomicBool,
+    loop_wake: OnceLock<Arc<dyn Wake>>,
     /// The group's life, whoever drives it now (`reactor.rs`); `None`
     /// once it has ended.
     drive: Mutex<Option<reactor::Drive>>,
@@ -100,6 +107,8 @@ impl Shared {
             done: Condvar::new(),
             settled: Condvar::new(),
             waker,
+            pending: AtomicBool::new(false),
+            loop_wake: OnceLock::new(),
             drive: Mutex::new(None),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
@@ -115,12 +124,33 @@ impl Shared {
 
     pub(crate) fn request(&self, r: Request) {
         self.note_request(r);
-        self.waker.wake();
+        self.wake();
     }
 
     /// Makes whoever drives the group look at it now.
     pub(crate) fn wake(&self) {
         self.waker.wake();
+        self.need_loop();
+    }
+
+    /// Marks the group as queued for the loop without its wake-up.
+    pub(crate) fn defer_to_loop(&self, loop_wake: Arc<dyn Wake>) {
+        let _ = self.loop_wake.set(loop_wake);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// The loop has taken the group from its queue: it polls it from now on.
+    pub(crate) fn taken_by_loop(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+
+    /// Wakes the loop now if it has not taken the group yet.
+    fn need_loop(&self) {
+        if self.pending.load(Ordering::Acquire) {
+            if let Some(w) = self.loop_wake.get() {
+                w.wake();
+            }
+        }
     }
 
     /// Records a request without waking the loop: for a kill the caller
@@ -154,6 +184,7 @@ impl Shared {
             if let Some(o) = &st.outcome {
                 return o.clone();
             }
+            self.need_loop();
             st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -169,6 +200,7 @@ impl Shared {
             if now >= end {
                 return None;
             }
+            self.need_loop();
             st = self.done.wait_timeout(st, end - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
@@ -184,6 +216,7 @@ impl Shared {
             if let Some(e) = Self::ended_now(&st) {
                 return e;
             }
+            self.need_loop();
             st = self.settled.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -197,6 +230,7 @@ impl Shared {
             if let Some(e) = Self::ended_now(&self.lock()) {
                 return e;
             }
+            self.need_loop();
             notified.await;
         }
     }
@@ -211,6 +245,7 @@ impl Shared {
             if let Some(o) = self.outcome() {
                 return o;
             }
+            self.need_loop();
             notified.await;
         }
     }
@@ -310,7 +345,7 @@ impl Shared {
         st.subscribers.push(Subscriber { id, send: sub, closed });
         drop(st);
         // The monitor shortens its sleep now that someone listens.
-        self.waker.wake();
+        self.wake();
         id
     }
 

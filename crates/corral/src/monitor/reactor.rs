@@ -159,10 +159,10 @@ fn handle() -> crate::Result<&'static Handle> {
 /// drives the group's whole life.
 pub(super) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
     if sys::may_start_here(&spec) {
-        return start_here(spec, cmd, cfg);
+        return start_here(spec, cmd, cfg, false);
     }
     let (reply, rx) = mpsc::sync_channel(1);
-    submit(Work::Spawn(Box::new(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })))?;
+    submit(Work::Spawn(Box::new(Job { spec, cmd, cfg, reply: Reply::Blocking(reply) })), true)?;
     rx.recv().unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
 }
 
@@ -173,30 +173,46 @@ pub(super) fn start(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Res
 #[cfg(feature = "tokio")]
 pub(super) async fn start_async(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
     if sys::may_start_here(&spec) {
-        return start_here(spec, cmd, cfg);
+        // Its caller awaits what the loop tells: the loop must know now.
+        return start_here(spec, cmd, cfg, true);
     }
     let (reply, rx) = tokio::sync::oneshot::channel();
-    submit(Work::Spawn(Box::new(Job { spec, cmd, cfg, reply: Reply::Async(reply) })))?;
+    submit(Work::Spawn(Box::new(Job { spec, cmd, cfg, reply: Reply::Async(reply) })), true)?;
     rx.await.unwrap_or_else(|_| Err(died()))?.take().ok_or_else(died)
 }
 
 /// Creates and starts the group on the caller's thread, then hands it to
 /// the reactor without waiting for it: the loop's first look only sets
 /// the group's deadlines, and an exit before it is news the poller keeps.
-fn start_here(spec: sys::Spec, cmd: sys::Start, cfg: Config) -> crate::Result<Started<G>> {
+///
+/// The loop is told at once only when that first look has a deadline to
+/// set (a timeout, a CPU-time limit) or events to record; else within
+/// [`sys::WAKE_SOON`], which spares the caller the cross-CPU wake-up (see
+/// the Linux poller). A caller that waits right away drives the group
+/// itself meanwhile; one that does not has its group's end, a limit hit
+/// or a request seen at most that much later.
+fn start_here(spec: sys::Spec, cmd: sys::Start, cfg: Config, urgent: bool) -> crate::Result<Started<G>> {
     // The loop must exist before anything starts that it has to drive.
     handle()?;
+    let urgent = urgent || cfg.timeout.is_some() || cfg.cpu_time.is_some() || spec.record_events;
     let (entry, started) = create(spec, cmd, cfg)?;
+    if !urgent {
+        entry.shared.defer_to_loop(handle()?.wake.clone());
+    }
     // Undelivered (no loop to drive it), the group is killed as it drops.
     let delivery = Delivery::new(started);
-    submit(Work::Drive(entry))?;
+    submit(Work::Drive(entry), urgent)?;
     delivery.take().ok_or_else(died)
 }
 
-fn submit(work: Work) -> crate::Result<()> {
+/// Queues `work` for the loop, and wakes it now or soon (`urgent`: now).
+fn submit(work: Work, urgent: bool) -> crate::Result<()> {
     let h = handle()?;
     h.jobs.send(work).map_err(|_| died())?;
-    h.wake.wake();
+    match urgent {
+        true => h.wake.wake(),
+        false => h.wake.wake_soon(),
+    }
     Ok(())
 }
 
@@ -206,7 +222,10 @@ fn run(jobs: mpsc::Receiver<Work>, mut poller: sys::Poller) {
         while let Ok(work) = jobs.try_recv() {
             match work {
                 Work::Spawn(job) => groups.extend(spawn(*job)),
-                Work::Drive(e) => groups.push(e),
+                Work::Drive(e) => {
+                    e.shared.taken_by_loop();
+                    groups.push(e);
+                }
             }
         }
         // The groups this loop drives now: not one a caller drives (it

@@ -189,7 +189,17 @@ pub(crate) enum Change {
 /// Makes the event loop look at a group (or at its own queue) now.
 pub(crate) trait Wake: Send + Sync {
     fn wake(&self);
+    /// Makes it look within [`WAKE_SOON`] at the latest, without waking it
+    /// on the caller's time: for work that has no deadline sooner. Where
+    /// the OS offers nothing cheaper, the same as [`Wake::wake`].
+    fn wake_soon(&self) {
+        self.wake();
+    }
 }
+
+/// How late [`Wake::wake_soon`] may be.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) const WAKE_SOON: Duration = Duration::from_millis(10);
 
 /// The OS half of the one event loop that drives every group of this
 /// process (`monitor::reactor`): what it sleeps in, and how it tells

@@ -1,4 +1,4 @@
-//! Owned kernel notification handles: pidfd, eventfd, signalled cgroup files, and `poll`.
+//! Owned kernel notification handles: pidfd, eventfd, timerfd, signalled cgroup files, and `poll`.
 //!
 //! Each handle is an `OwnedFd`, so it is closed on drop.
 
@@ -57,6 +57,47 @@ impl EventFd {
     }
 
     /// Clears the counter; returns true if it was signalled.
+    pub(crate) fn drain(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64.
+        let r = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        r == 8 && v > 0
+    }
+
+    pub(crate) fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// A one-shot monotonic timer whose fd `poll` reports readable once it
+/// has fired.
+#[derive(Debug)]
+pub(crate) struct TimerFd(OwnedFd);
+
+impl TimerFd {
+    pub(crate) fn new() -> io::Result<TimerFd> {
+        // SAFETY: timerfd_create takes plain integers.
+        let fd = cvt(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC | libc::TFD_NONBLOCK) })?;
+        // SAFETY: fresh fd owned by nobody else.
+        Ok(TimerFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Fires once, `after` from now (at least a nanosecond: zero would
+    /// disarm it); a pending expiry is replaced.
+    pub(crate) fn arm(&self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i32::MAX as u64) as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: spec is a valid itimerspec; the old value is not asked for.
+        cvt(unsafe { libc::timerfd_settime(self.0.as_raw_fd(), 0, &spec, std::ptr::null_mut()) }).map(drop)
+    }
+
+    /// Clears a fired expiry; true if there was one.
     pub(crate) fn drain(&self) -> bool {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64.

@@ -54,7 +54,7 @@ mod take_over;
 mod teardown;
 mod usage;
 
-pub(crate) use self::fds::{poll_ready, EventFd};
+pub(crate) use self::fds::{poll_ready, EventFd, TimerFd};
 pub(crate) use self::group::Group;
 use self::hierarchy::Layout;
 pub(crate) use self::host_report::host_report;
