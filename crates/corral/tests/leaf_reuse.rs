@@ -204,6 +204,18 @@ fn a_reused_leaf_carries_no_member_limit_or_counter_of_the_group_before() {
         assert_eq!(g.location() == kept, after_kill, "[{b}] D's leaf is reused only where a kill leaves no trace");
         let f = finish(g, pid);
         assert_eq!((f.reason, f.status.code), (Reason::Exited, Some(0)), "[{b}] no stale process-limit hit: {f:?}");
+
+        // H after I: I's handle outlives I, and its requests signal the
+        // wake eventfd that H took with I's leaf: H only looks once more.
+        let (i, _) = start(b, shaped(None, 8, 1.0), "echo ready; exec true");
+        let i_end = i.wait();
+        assert_eq!((i_end.reason, i_end.leftover), (Reason::Exited, 0), "[{b}] {i_end:?}");
+        let (g, pid) = start(b, shaped(None, 8, 1.0), "echo ready; exec sleep 0.3");
+        assert_eq!(g.location(), i.location(), "[{b}] I's leaf is reused");
+        i.stop();
+        i.kill().unwrap();
+        let h = finish(g, pid);
+        assert_eq!((h.reason, h.status.code), (Reason::Exited, Some(0)), "[{b}] I's late requests are not H's: {h:?}");
     }
 }
 

@@ -31,6 +31,10 @@ impl Wake for WakeFd {
 pub(super) struct Leader {
     pub(super) pid: u32,
     pub(super) pidfd: Option<OwnedFd>,
+    /// The pidfd of the leader once reaped: closed with the group rather
+    /// than at the reap, where its close (a few µs) was paid by the caller
+    /// waiting for the outcome.
+    pub(super) spent_pidfd: Option<OwnedFd>,
     pub(super) status: Option<ExitStatus>,
     /// Not our child (an adopted tree): its end comes from the pidfd and
     /// its status is unknown.
@@ -208,24 +212,33 @@ impl SysGroup for Group {
             Error::os(format!("{what} for the {kind} backend"), e).hint(hint)
         };
         let shape = leaf_pool::shape(kind, spec, l);
-        let (parts, reused, counts, joins, kill, events, peaks) = match shape.as_ref().and_then(leaf_pool::take) {
-            Some(Pooled { parts, limits, counts, joins, kill, events, peaks, .. }) => {
-                (parts, Some(limits), counts, joins, kill, events, peaks)
+        let (parts, reused, counts, joins, kill, events, peaks, wake) = match shape.as_ref().and_then(leaf_pool::take) {
+            Some(Pooled { parts, limits, counts, joins, kill, events, peaks, wake, .. }) => {
+                (parts, Some(limits), counts, joins, kill, events, peaks, wake)
             }
             None => {
                 let mut parts = Parts::create(kind, spec, l, cg_err)?;
                 if shape.is_some() {
                     parts.keep_counter_files();
                 }
-                (parts, None, None, None, None, None, None)
+                (parts, None, None, None, None, None, None, None)
             }
+        };
+        let wake = match wake {
+            // A late wake of the group that had it (its handle outlives it)
+            // is drained now, or costs this group one look for nothing.
+            Some(w) => {
+                w.0.drain();
+                w
+            }
+            None => Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
         };
         let mut me = Group {
             parts,
             spec: Box::new(spec.clone()),
             owner: OnceLock::new(),
             leader: Mutex::new(Leader::default()),
-            wake: Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
+            wake,
             watched: Vec::new(),
             kill_file: Mutex::new(kill),
             seen_oom: AtomicU64::new(0),

@@ -37,7 +37,7 @@ impl Group {
         }
         let pid = l.pid;
         let (st, ru) = unix::reap_once(pid, &mut l.status)?;
-        l.pidfd = None;
+        l.spent_pidfd = l.pidfd.take();
         if let Some(o) = self.owner() {
             o.reaped.lock().unwrap_or_else(|p| p.into_inner()).add(&ru);
         }

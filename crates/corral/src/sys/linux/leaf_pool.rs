@@ -32,13 +32,14 @@
 //! - At exit every pooled leaf is removed, before corral's roots.
 
 use super::fds::Watched;
+use super::group::WakeFd;
 use super::hierarchy::Layout;
 use super::join_fds::JoinFds;
 use super::parts::{needed_v1, v2_controllers, Parts};
 use super::reuse::Peaks;
 use crate::sys::Spec;
 use crate::{BackendKind, Limits};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Leaves kept at most, all shapes together; a surplus leaf is removed
 /// at once, as without a pool.
@@ -69,6 +70,11 @@ pub(super) struct Pooled {
     pub events: Option<Watched>,
     /// Its v1 peak files, open for the next group's reset.
     pub peaks: Option<Peaks>,
+    /// Its wake eventfd: making one was a fifth of a group's creation.
+    /// The handle of the group that had it may still signal it (a request
+    /// after the end): the next group drains it first, and a signal later
+    /// still only costs that group one look.
+    pub wake: Option<Arc<WakeFd>>,
 }
 
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());

@@ -46,14 +46,22 @@ impl Group {
     /// What changed, once `poll` reported `ready` for `fds`; re-arms the
     /// notifications it consumed. Never blocks.
     pub(super) fn collect(&self, fds: &[(RawFd, bool)], ready: &[bool], must_sample: bool) -> Vec<Change> {
-        self.wake.0.drain();
+        let was_ready = |fd: RawFd| fds.iter().position(|(f, _)| *f == fd).and_then(|i| ready.get(i).copied());
+        // The eventfds are drained only when `poll` said they were ready
+        // (or were not polled): a read that finds nothing is a system call
+        // for nothing, two on every leader's exit.
+        if was_ready(self.wake.0.raw()).unwrap_or(true) {
+            self.wake.0.drain();
+        }
         for w in &self.watched {
-            if fds.iter().position(|(f, _)| *f == w.raw()).and_then(|i| ready.get(i).copied()).unwrap_or(false) {
+            if was_ready(w.raw()).unwrap_or(false) {
                 w.rearm();
             }
         }
         if let Some(e) = self.parts.v1().and_then(|v| v.oom_event.as_ref()) {
-            e.drain();
+            if was_ready(e.raw()).unwrap_or(true) {
+                e.drain();
+            }
         }
         let mut out = Vec::new();
         if let Some(st) = self.reap_leader() {

@@ -123,6 +123,7 @@ impl Group {
             kill,
             events,
             peaks,
+            wake: Some(self.wake.clone()),
         };
         match leaf_pool::give(leaf) {
             None => *released = true,
