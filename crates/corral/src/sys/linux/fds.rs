@@ -58,15 +58,21 @@ impl EventFd {
 
     /// Clears the counter; returns true if it was signalled.
     pub(crate) fn drain(&self) -> bool {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64.
-        let r = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-        r == 8 && v > 0
+        read_count(&self.0)
     }
 
     pub(crate) fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }
+}
+
+/// Reads the 8-byte count an eventfd or a timerfd holds (which clears
+/// it); true if it was above zero. Never blocks: both are non-blocking.
+fn read_count(fd: &OwnedFd) -> bool {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a valid u64.
+    let r = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    r == 8 && v > 0
 }
 
 /// A one-shot monotonic timer whose fd `poll` reports readable once it
@@ -99,10 +105,7 @@ impl TimerFd {
 
     /// Clears a fired expiry; true if there was one.
     pub(crate) fn drain(&self) -> bool {
-        let mut v: u64 = 0;
-        // SAFETY: reads 8 bytes into a valid u64.
-        let r = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-        r == 8 && v > 0
+        read_count(&self.0)
     }
 
     pub(crate) fn raw(&self) -> RawFd {
