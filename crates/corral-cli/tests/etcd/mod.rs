@@ -43,8 +43,29 @@ impl Etcd {
         let members = format!("m0=http://127.0.0.1:{peer}");
         let mut e =
             Etcd { dir, port: free_port(), peer, metrics: free_port(), name: "m0".into(), members, tls, child: None };
-        e.run_on(e.port);
+        e.start_fresh();
         e
+    }
+
+    /// Starts on the ports chosen, or on fresh ones if etcd exits first: a
+    /// port `free_port` found free can be taken before etcd binds it (the
+    /// ephemeral range is every outgoing connection's too, and the tests
+    /// run in parallel), and etcd then exits at once, which a wait for its
+    /// health would only see after `START`. Three tries.
+    fn start_fresh(&mut self) {
+        for attempt in 1..=3 {
+            self.spawn(self.port);
+            let child = self.child.as_mut().expect("just spawned");
+            if wait_healthy_or_exit(self.metrics, child) {
+                return;
+            }
+            self.child = None;
+            assert!(attempt < 3, "etcd exited at its start three times, each on fresh ports");
+            (self.port, self.peer, self.metrics) = (free_port(), free_port(), free_port());
+            self.members = format!("{}=http://127.0.0.1:{}", self.name, self.peer);
+            // Its first start may have recorded the old peer URL.
+            let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
+        }
     }
 
     /// `n` members of one cluster, each started, then all waited for (a
@@ -154,19 +175,40 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Polls `GET /health` until etcd says it is healthy.
-fn wait_healthy(port: u16) {
-    use std::io::{Read, Write};
+/// Polls `GET /health` until etcd says it is healthy (true), or until the
+/// process has exited (false).
+fn wait_healthy_or_exit(port: u16, child: &mut Child) -> bool {
     let end = Instant::now() + START;
     loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            s.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).ok()?;
-            Some(out.contains("\"health\":\"true\""))
-        });
-        if ok == Some(true) {
+        if healthy(port) {
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        assert!(Instant::now() < end, "etcd on port {port} never became healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One `GET /health`: whether etcd says it is healthy.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let ok = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out.contains("\"health\":\"true\""))
+    });
+    ok == Some(true)
+}
+
+/// Polls `GET /health` until etcd says it is healthy.
+fn wait_healthy(port: u16) {
+    let end = Instant::now() + START;
+    loop {
+        if healthy(port) {
             return;
         }
         assert!(Instant::now() < end, "etcd on port {port} never became healthy");
