@@ -87,6 +87,10 @@ impl Tracked {
     /// was lost, and every event queued so far was dispatched: the list of
     /// exited members is then complete.
     pub(crate) fn settled(&self) -> bool {
+        self.settled_by(watcher())
+    }
+
+    fn settled_by(&self, w: &Watcher) -> bool {
         let quiet = || !self.lost.load(Ordering::SeqCst) && self.alive.load(Ordering::SeqCst) == 0;
         if !quiet() {
             self.quiet_since.store(0, Ordering::Relaxed);
@@ -102,7 +106,16 @@ impl Tracked {
         };
         // Looked at again after the catch-up, which makes visible what the
         // events dispatched until then changed.
-        watcher().caught_up(since) && quiet()
+        if w.caught_up(since) && quiet() {
+            return true;
+        }
+        // The reader is behind, most often by the leader's own exit,
+        // queued before its pidfd woke the waiter. Woken when it has
+        // caught up, not at the next sample 20 ms later (one pgid spawn
+        // in five took 21 ms so). Asked before a second look, so that a
+        // batch finished in between is not missed.
+        w.wake_when_caught_up(self.waker.clone());
+        w.caught_up(since) && quiet()
     }
 
     /// True when events were lost, so the event view is incomplete.
@@ -212,21 +225,30 @@ pub(crate) struct Watcher {
     /// The kernel's timestamp (monotonic ns) of the latest event
     /// dispatched.
     last_ts: AtomicU64,
+    /// Groups that found the reader behind: woken when it catches up.
+    /// Each entry is one look that found it so, and a group looks again
+    /// only when woken or sampled, so this holds at most a few per group.
+    waiting: Mutex<Vec<Arc<dyn Wake>>>,
 }
 
 /// What the connector follows; it outlives the socket, which opens and
 /// closes with the groups that need it.
 pub(crate) fn watcher() -> &'static Watcher {
     static WATCHER: OnceLock<Watcher> = OnceLock::new();
-    WATCHER.get_or_init(|| Watcher {
-        state: Mutex::new(State::default()),
-        socket: Mutex::new(None),
-        busy: AtomicBool::new(false),
-        last_ts: AtomicU64::new(0),
-    })
+    WATCHER.get_or_init(Watcher::new)
 }
 
 impl Watcher {
+    fn new() -> Watcher {
+        Watcher {
+            state: Mutex::new(State::default()),
+            socket: Mutex::new(None),
+            busy: AtomicBool::new(false),
+            last_ts: AtomicU64::new(0),
+            waiting: Mutex::new(Vec::new()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -329,7 +351,11 @@ impl Watcher {
             drop(st);
             if forked != 0 {
                 t.exited.lock().unwrap_or_else(|p| p.into_inner()).push((pid, forked));
-                t.alive.fetch_sub(1, Ordering::Relaxed);
+                // The last member gone: the group may be empty now, which
+                // nothing else tells on the pgid backend but a sample.
+                if t.alive.fetch_sub(1, Ordering::Relaxed) == 1 {
+                    t.waker.wake();
+                }
             }
             t.push(Event::Exited { pid, status: Some(unix::exit_status(raw_status as i32)) });
             return;
@@ -356,6 +382,9 @@ impl Watcher {
         let mut st = self.lock();
         st.provisional.clear();
         st.roots.clear();
+        drop(st);
+        // Nothing is queued any more: a waiter is caught up.
+        self.batch_done();
     }
 
     /// The socket just opened, before its reader starts.
@@ -393,6 +422,20 @@ impl Watcher {
                 false
             }
             _ => false,
+        }
+    }
+
+    fn wake_when_caught_up(&self, waker: Arc<dyn Wake>) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).push(waker);
+    }
+
+    /// The reader found the socket empty and dispatched all it took:
+    /// whoever waited for that looks again.
+    fn batch_done(&self) {
+        self.busy.store(false, Ordering::SeqCst);
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in waiting {
+            w.wake();
         }
     }
 
@@ -549,7 +592,7 @@ pub(super) fn read_loop(fd: Arc<OwnedFd>, stop: &super::EventFd) {
                         // No more events will come: what is followed is
                         // incomplete from now on.
                         w.overflowed();
-                        w.busy.store(false, Ordering::SeqCst);
+                        w.batch_done();
                         return;
                     }
                 }
@@ -557,7 +600,7 @@ pub(super) fn read_loop(fd: Arc<OwnedFd>, stop: &super::EventFd) {
             }
             dispatch(w, &buf[..n as usize]);
         }
-        w.busy.store(false, Ordering::SeqCst);
+        w.batch_done();
     }
 }
 
@@ -620,5 +663,69 @@ mod tests {
             assert_eq!(u32_at(&msg, 16), Some(CN_IDX_PROC));
             assert_eq!(u32_at(&msg, 36), Some(op));
         }
+    }
+
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl Wake for Count {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A datagram socket standing in for the connector's: one event queued.
+    fn socket_with_one_queued() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: fds is valid for two ints; the new fds are owned below.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
+        // SAFETY: both fds were just created and are owned by nobody else.
+        let (ours, peer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: one byte from a valid buffer.
+        assert_eq!(unsafe { libc::send(peer.as_raw_fd(), [7u8].as_ptr().cast(), 1, 0) }, 1);
+        (ours, peer)
+    }
+
+    #[test]
+    fn a_group_that_finds_the_reader_behind_is_woken_when_it_has_caught_up() {
+        let w = Watcher::new();
+        let (ours, _peer) = socket_with_one_queued();
+        let ours = Arc::new(ours);
+        w.opened(ours.clone());
+        let woken = Arc::new(Count::default());
+        let t = Tracked::new(woken.clone());
+        w.track(4242, &t);
+        assert!(!t.settled_by(&w), "an event is still queued");
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+        // The reader takes the event and dispatches it.
+        w.busy.store(true, Ordering::SeqCst);
+        let mut b = [0u8; 8];
+        // SAFETY: b is valid for writes of its length.
+        assert_eq!(unsafe { libc::recv(ours.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) }, 1);
+        assert!(!t.settled_by(&w), "taken but not dispatched yet");
+        w.batch_done();
+        assert!(woken.0.load(Ordering::SeqCst) >= 1, "the waiting group was not woken");
+        assert!(t.settled_by(&w));
+        // Woken once per wait, not on every later batch.
+        let after = woken.0.load(Ordering::SeqCst);
+        w.batch_done();
+        assert_eq!(woken.0.load(Ordering::SeqCst), after);
+    }
+
+    #[test]
+    fn the_exit_of_the_last_member_wakes_its_group() {
+        let w = Watcher::new();
+        let woken = Arc::new(Count::default());
+        let t = Tracked::new(woken.clone());
+        w.track(4242, &t);
+        w.fork(4242, 4243, 1);
+        w.fork(4243, 4244, 2);
+        w.exit(4244, 0);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0, "one member still runs");
+        w.exit(4243, 0);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        // The leader's own exit is its pidfd's news, not the connector's.
+        w.exit(4242, 0);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
     }
 }
