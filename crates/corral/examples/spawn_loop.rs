@@ -6,6 +6,8 @@
 //! - `OUTLIVE=1`: a supervisor's kind of group instead (meant to outlive
 //!   its controller, no limits): never on a pooled leaf, so each start
 //!   makes its cgroups and each end removes them.
+//! - `PGID=1`: the pgid backend instead (no limits), with its process-event
+//!   connector: the time its reader takes to confirm the leader's exit.
 //! - `PAUSE_US=N`: sleep N µs before each round, to see what the previous
 //!   round's tail (the loop's teardown) costs the next spawn on a busy
 //!   2-core host.
@@ -23,6 +25,7 @@ fn main() {
     let (mut std_t, mut corral_t) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let (mut std_spawn, mut corral_spawn) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let outlive = std::env::var_os("OUTLIVE").is_some();
+    let pgid = std::env::var_os("PGID").is_some();
     let pause = std::env::var("PAUSE_US").ok().and_then(|s| s.parse().ok()).map(Duration::from_micros);
     for _ in 0..rounds {
         if let Some(p) = pause {
@@ -35,10 +38,11 @@ fn main() {
         std_t.push(t.elapsed());
         assert!(ok, "std: /bin/true failed");
         let t = Instant::now();
-        let b = match outlive {
+        let b = match (outlive, pgid) {
             // A supervisor's service: never pooled, no limits.
-            true => corral::Group::builder().outlive_controller(true),
-            false => corral::Group::builder().limits(limits.clone()),
+            (true, _) => corral::Group::builder().outlive_controller(true),
+            (false, true) => corral::Group::builder().backend(corral::BackendKind::Pgid),
+            (false, false) => corral::Group::builder().limits(limits.clone()),
         };
         let g = match b.spawn(corral::Command::new("/bin/true")) {
             Ok(g) => g,
@@ -53,7 +57,12 @@ fn main() {
         assert!(o.status.success() && o.leftover == 0, "corral: {o:?}");
     }
     let (ss, cs) = (median(std_spawn), median(corral_spawn));
-    println!("spawn only: std {ss:?}  corral+limits {cs:?}");
-    let (s, c) = (median(std_t), median(corral_t));
-    println!("std {s:?}  corral+limits {c:?}  ratio {:.2}", c.as_secs_f64() / s.as_secs_f64());
+    println!("spawn only: std {ss:?}  corral {cs:?}");
+    let (s, c) = (median(std_t.clone()), median(corral_t.clone()));
+    let p90 = |mut v: Vec<Duration>| {
+        v.sort();
+        v.get(v.len() * 9 / 10).copied().unwrap_or_default()
+    };
+    println!("std {s:?}  corral {c:?}  ratio {:.2}", c.as_secs_f64() / s.as_secs_f64());
+    println!("p90: std {:?}  corral {:?}", p90(std_t), p90(corral_t));
 }

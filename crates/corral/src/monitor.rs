@@ -18,7 +18,7 @@ use crate::sys::{self, SysGroup, Wake};
 use crate::{Event, Outcome, StopPolicy};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Config {
@@ -70,6 +70,21 @@ struct State {
     hold: Option<Arc<Mutex<Vec<Event>>>>,
     /// Hits of notify-only limits so far, by kind.
     notices: Vec<(crate::LimitKind, u64)>,
+    /// Threads asleep on `done` or `settled`: told only if there are any
+    /// (std's `notify_all` is a system call even when nobody waits, and a
+    /// caller that drove its group to the end never sleeps).
+    sleepers: usize,
+}
+
+/// Sleeps on `cv`, counted in `sleepers`, at most `timeout`.
+fn sleep<'a>(cv: &Condvar, mut st: MutexGuard<'a, State>, timeout: Option<Duration>) -> MutexGuard<'a, State> {
+    st.sleepers += 1;
+    let mut st = match timeout {
+        None => cv.wait(st).unwrap_or_else(|p| p.into_inner()),
+        Some(t) => cv.wait_timeout(st, t).unwrap_or_else(|p| p.into_inner()).0,
+    };
+    st.sleepers -= 1;
+    st
 }
 
 /// The most events held for a first subscriber that has not come yet.
@@ -185,7 +200,7 @@ impl Shared {
                 return o.clone();
             }
             self.need_loop();
-            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sleep(&self.done, st, None);
         }
     }
 
@@ -201,7 +216,7 @@ impl Shared {
                 return None;
             }
             self.need_loop();
-            st = self.done.wait_timeout(st, end - now).unwrap_or_else(|p| p.into_inner()).0;
+            st = sleep(&self.done, st, Some(end - now));
         }
     }
 
@@ -217,7 +232,7 @@ impl Shared {
                 return e;
             }
             self.need_loop();
-            st = self.settled.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = sleep(&self.settled, st, None);
         }
     }
 
@@ -374,8 +389,13 @@ impl Shared {
     /// Tells how the group ended before its teardown, once no member is
     /// left; wakes [`Shared::wait_ended`]'s waiters (the outcome's wait on).
     fn settle(&self, ended: crate::Ended) {
-        self.lock().ended.get_or_insert(ended);
-        self.settled.notify_all();
+        let mut st = self.lock();
+        st.ended.get_or_insert(ended);
+        let asleep = st.sleepers > 0;
+        drop(st);
+        if asleep {
+            self.settled.notify_all();
+        }
         #[cfg(feature = "tokio")]
         self.notify_settled.notify_waiters();
     }
@@ -386,9 +406,12 @@ impl Shared {
         let mut st = self.lock();
         st.outcome = Some(outcome);
         st.subscribers.clear();
+        let asleep = st.sleepers > 0;
         drop(st);
-        self.done.notify_all();
-        self.settled.notify_all();
+        if asleep {
+            self.done.notify_all();
+            self.settled.notify_all();
+        }
         #[cfg(feature = "tokio")]
         {
             self.notify.notify_waiters();

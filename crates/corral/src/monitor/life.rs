@@ -199,7 +199,7 @@ impl Life {
         }
         // The leader is gone but members remain: the group ends with its
         // leader, so the rest is stopped (systemd's KillMode=control-group).
-        if self.leader.is_some() {
+        if self.leader.is_some() && !sys.settling() {
             self.td.graceful(sys, &self.stop, now);
         }
         let wake_at = [

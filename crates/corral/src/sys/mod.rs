@@ -286,6 +286,15 @@ pub(crate) trait SysGroup: Send + Sync + Sized + 'static {
     fn empty_is_final(&self) -> bool {
         false
     }
+    /// True while the backend cannot tell yet whether the group is empty
+    /// but has every sign that it is, and wakes the group once it can
+    /// tell (the pgid backend's event reader catching up with the
+    /// leader's own exit). The rest of the group is not stopped before:
+    /// that stop (a scan of every process) kept the reader off the CPU it
+    /// needed to answer.
+    fn settling(&self) -> bool {
+        false
+    }
     /// Changes the limits of the running group (see `Group::set_limits`).
     fn set_limits(&self, _limits: &Limits) -> crate::Result<()> {
         Err(crate::Error::new(

@@ -20,6 +20,7 @@ struct Script {
     calls: Vec<Call>,
     members: Vec<u32>,
     cpu: Duration,
+    settling: bool,
 }
 
 #[derive(Default)]
@@ -37,6 +38,9 @@ impl MockGroup {
     }
     fn set_cpu(&self, d: Duration) {
         self.script.lock().unwrap().cpu = d;
+    }
+    fn set_settling(&self, yes: bool) {
+        self.script.lock().unwrap().settling = yes;
     }
 }
 
@@ -83,6 +87,9 @@ impl SysGroup for MockGroup {
     }
     fn teardown(&self, _: Instant) -> usize {
         0
+    }
+    fn settling(&self) -> bool {
+        self.script.lock().unwrap().settling
     }
     fn location(&self) -> String {
         "mock".into()
@@ -133,6 +140,25 @@ fn members_left_by_the_leader_are_stopped_then_killed_when_the_grace_ends() {
     assert_eq!(sys.calls(), [Call::Stop(Signal::TERM), Call::Kill]);
     assert_eq!(life.advance(&sys, &shared, vec![Change::Empty], t0 + GRACE * 2), Next::Ended);
     assert_eq!(life.finish(&sys, &shared).reason, Reason::Exited, "the leader's own end, not a kill, is the reason");
+}
+
+#[test]
+fn the_rest_is_not_stopped_while_the_backend_is_settling_the_groups_emptiness() {
+    let (sys, shared, mut life, t0) = setup(&cfg(None, None));
+    sys.set_settling(true);
+    // The leader exits; the backend has every sign that it was alone.
+    assert_eq!(life.advance(&sys, &shared, vec![exited(0)], t0), Next::Wait(None));
+    assert!(sys.calls().is_empty(), "no stop while settling");
+    // Confirmed empty: the end, never a stop.
+    assert_eq!(life.advance(&sys, &shared, vec![Change::Empty], t0), Next::Ended);
+    assert!(sys.calls().is_empty());
+    // Or not: the stop follows as soon as it knows.
+    let (sys, shared, mut life, t0) = setup(&cfg(None, None));
+    sys.set_settling(true);
+    life.advance(&sys, &shared, vec![exited(0)], t0);
+    sys.set_settling(false);
+    assert_eq!(life.advance(&sys, &shared, vec![], t0), Next::Wait(Some(t0 + GRACE)));
+    assert_eq!(sys.calls(), [Call::Stop(Signal::TERM)]);
 }
 
 #[test]

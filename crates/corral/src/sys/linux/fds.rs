@@ -120,13 +120,16 @@ impl TimerFd {
 /// This replaces inotify on purpose: closing an inotify instance that
 /// watched a file waits for an SRCU grace period, several milliseconds per
 /// group on a busy host.
+///
+/// Shared, not duplicated, when a pooled leaf hands it on: a `dup` on the
+/// spawn path and a `close` on the loop's for nothing.
 #[derive(Debug)]
-pub(crate) struct Watched(std::fs::File);
+pub(crate) struct Watched(std::sync::Arc<std::fs::File>);
 
 impl Watched {
     pub(crate) fn open(path: &Path) -> io::Result<Watched> {
         let f = std::fs::File::open(path)?;
-        let w = Watched(f);
+        let w = Watched(std::sync::Arc::new(f));
         w.rearm();
         Ok(w)
     }
@@ -156,10 +159,10 @@ impl Watched {
         self.0.as_raw_fd()
     }
 
-    /// The same open file on a new fd, for a pooled leaf: the group that
-    /// hands it over closes its own with the rest of its fds.
-    pub(crate) fn try_clone(&self) -> io::Result<Watched> {
-        self.0.try_clone().map(Watched)
+    /// The same open file, for a pooled leaf: it closes with the last
+    /// group that holds it.
+    pub(crate) fn share(&self) -> Watched {
+        Watched(self.0.clone())
     }
 }
 

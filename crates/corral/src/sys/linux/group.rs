@@ -15,15 +15,48 @@ use crate::sys::{Change, Readiness, Spawned, Spec, SysGroup, Wake};
 use crate::{BackendKind, Enforcement, Error, ErrorKind, ExitStatus, Signal, Support, Usage};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-pub(super) struct WakeFd(pub(super) EventFd);
+/// The group's own wake-up: an eventfd in the poll set of whoever waits
+/// for it.
+pub(super) struct WakeFd {
+    fd: EventFd,
+    /// Signalled since it was last cleared: a pooled leaf hands its wake
+    /// to the next group, which drains it only if so (a read that finds
+    /// nothing was a system call on every spawn).
+    armed: AtomicBool,
+}
+
+impl WakeFd {
+    pub(super) fn new() -> io::Result<WakeFd> {
+        Ok(WakeFd { fd: EventFd::new()?, armed: AtomicBool::new(false) })
+    }
+
+    pub(super) fn raw(&self) -> std::os::fd::RawFd {
+        self.fd.raw()
+    }
+
+    /// Clears a wake that `poll` reported.
+    pub(super) fn clear(&self) {
+        self.armed.store(false, Ordering::Relaxed);
+        self.fd.drain();
+    }
+
+    /// Clears a wake, if one came since the last clear. A wake racing
+    /// with this is left for the next look, which it only costs a look.
+    pub(super) fn clear_if_armed(&self) {
+        if self.armed.swap(false, Ordering::Relaxed) {
+            self.fd.drain();
+        }
+    }
+}
 
 impl Wake for WakeFd {
     fn wake(&self) {
-        self.0.signal();
+        self.armed.store(true, Ordering::Relaxed);
+        self.fd.signal();
     }
 }
 
@@ -87,6 +120,10 @@ pub(crate) struct Group {
     /// `seen_oom` and `seen_pids_max` were read after the group was found
     /// empty, so they are final and a pooled leaf may carry them.
     pub(super) counts_final: AtomicBool,
+    /// A look found the leader reaped and the leaf empty. Final: nothing
+    /// joins an empty leaf that only corral writes to, so teardown and
+    /// release trust it instead of reading `cgroup.events` twice more.
+    pub(super) seen_empty: AtomicBool,
     /// What a `clone3` leader joins through; a pooled leaf's come with it.
     pub(super) joins: Mutex<Option<JoinFds>>,
     /// A reused leaf's v1 peak files, handed on with it (`reuse.rs`).
@@ -228,10 +265,10 @@ impl SysGroup for Group {
             // A late wake of the group that had it (its handle outlives it)
             // is drained now, or costs this group one look for nothing.
             Some(w) => {
-                w.0.drain();
+                w.clear_if_armed();
                 w
             }
-            None => Arc::new(WakeFd(EventFd::new().map_err(|e| Error::os("creating an eventfd", e))?)),
+            None => Arc::new(WakeFd::new().map_err(|e| Error::os("creating an eventfd", e))?),
         };
         let mut me = Group {
             parts,
@@ -262,6 +299,7 @@ impl SysGroup for Group {
             cpu_base: Default::default(),
             leaf_killed: AtomicBool::new(false),
             counts_final: AtomicBool::new(false),
+            seen_empty: AtomicBool::new(false),
             joins: Mutex::new(joins),
             peaks: Mutex::new(None),
         };
@@ -359,6 +397,12 @@ impl SysGroup for Group {
 
     fn teardown_if_settled(&self) -> Option<usize> {
         self.tear_down_if_settled()
+    }
+
+    fn settling(&self) -> bool {
+        matches!(self.parts.holder(), Holder::Pgid)
+            && self.leader_done()
+            && self.tracked.get().is_some_and(|t| t.settling())
     }
 
     fn empty_is_final(&self) -> bool {

@@ -52,6 +52,7 @@ impl Group {
     /// while the group lives, its teardown after. `None` without a leaf.
     pub(super) fn populated_now(&self) -> Option<bool> {
         match self.parts.holder() {
+            Holder::Leaf(_) if self.seen_empty.load(std::sync::atomic::Ordering::Relaxed) => Some(false),
             Holder::Leaf(_) => self.watched.first()?.read_keyed("populated").map(|n| n != 0),
             _ => None,
         }

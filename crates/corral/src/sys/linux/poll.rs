@@ -16,7 +16,7 @@ impl Group {
             let l = self.leader.lock().unwrap_or_else(|p| p.into_inner());
             (l.pidfd.as_ref().map(|f| f.as_raw_fd()), l.status.is_some())
         };
-        let mut fds = vec![(self.wake.0.raw(), false)];
+        let mut fds = vec![(self.wake.raw(), false)];
         if let Some(p) = pidfd {
             fds.push((p, false));
         }
@@ -50,8 +50,8 @@ impl Group {
         // The eventfds are drained only when `poll` said they were ready
         // (or were not polled): a read that finds nothing is a system call
         // for nothing, two on every leader's exit.
-        if was_ready(self.wake.0.raw()).unwrap_or(true) {
-            self.wake.0.drain();
+        if was_ready(self.wake.raw()).unwrap_or(true) {
+            self.wake.clear();
         }
         for w in &self.watched {
             if was_ready(w.raw()).unwrap_or(false) {
@@ -72,6 +72,9 @@ impl Group {
         // pooled leaf carries them to the next group (`leaf_pool.rs`).
         let leader_gone = self.leader.lock().map(|l| l.status.is_some()).unwrap_or(true);
         let empty = leader_gone && self.is_empty();
+        if empty {
+            self.seen_empty.store(true, Ordering::Relaxed);
+        }
         // The kernel signals each limit hit on an fd of the poll set; what
         // it cannot signal is sampled. A look with neither (the first one
         // after the spawn, a deadline) has no counter to read. Nor has a

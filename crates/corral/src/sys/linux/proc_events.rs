@@ -59,6 +59,8 @@ pub(crate) struct Tracked {
     /// When a look first found every member gone (monotonic ns; 0: not
     /// yet, or a member came since).
     quiet_since: AtomicU64,
+    /// The last look found every member gone, the reader not caught up.
+    settling: AtomicBool,
     listening: AtomicBool,
     events: Mutex<Vec<Event>>,
     waker: Arc<dyn Wake>,
@@ -72,6 +74,7 @@ impl Tracked {
             exited: Mutex::new(Vec::new()),
             lost: AtomicBool::new(false),
             quiet_since: AtomicU64::new(0),
+            settling: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             events: Mutex::new(Vec::new()),
             waker,
@@ -94,6 +97,7 @@ impl Tracked {
         let quiet = || !self.lost.load(Ordering::SeqCst) && self.alive.load(Ordering::SeqCst) == 0;
         if !quiet() {
             self.quiet_since.store(0, Ordering::Relaxed);
+            self.settling.store(false, Ordering::Relaxed);
             return false;
         }
         // From the first look that found every member gone, every event
@@ -107,6 +111,7 @@ impl Tracked {
         // Looked at again after the catch-up, which makes visible what the
         // events dispatched until then changed.
         if w.caught_up(since) && quiet() {
+            self.settling.store(false, Ordering::Relaxed);
             return true;
         }
         // The reader is behind, most often by the leader's own exit,
@@ -115,7 +120,15 @@ impl Tracked {
         // in five took 21 ms so). Asked before a second look, so that a
         // batch finished in between is not missed.
         w.wake_when_caught_up(self.waker.clone());
-        w.caught_up(since) && quiet()
+        let settled = w.caught_up(since) && quiet();
+        self.settling.store(!settled, Ordering::Relaxed);
+        settled
+    }
+
+    /// The last look found every member gone and waits for the reader to
+    /// confirm it (see [`Tracked::settled`]).
+    pub(crate) fn settling(&self) -> bool {
+        self.settling.load(Ordering::Relaxed) && !self.lost.load(Ordering::Relaxed)
     }
 
     /// True when events were lost, so the event view is incomplete.

@@ -112,7 +112,7 @@ impl Group {
         let joins = self.joins.lock().unwrap_or_else(|p| p.into_inner()).take();
         let kill = self.kill_file.lock().unwrap_or_else(|p| p.into_inner()).take();
         // `watched[0]` is the leaf's `cgroup.events` (see `configure`).
-        let events = self.parts.v2().and(self.watched.first()).and_then(|w| w.try_clone().ok());
+        let events = self.parts.v2().and(self.watched.first()).map(|w| w.share());
         let peaks = self.peaks.lock().unwrap_or_else(|p| p.into_inner()).take();
         let leaf = Pooled {
             shape,

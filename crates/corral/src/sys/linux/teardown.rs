@@ -42,7 +42,7 @@ impl Group {
                     continue;
                 }
                 // Past `settle_by`, counted the slow way (see `look`).
-                Look::Unsettled => self.left_in_proc(&owner),
+                Look::Unsettled => self.left_in_proc(&owner, false),
                 Look::Left(left) => left,
             };
             if left.is_empty() {
@@ -73,11 +73,17 @@ impl Group {
     /// Reaps what can be reaped, kills what still runs, and says what is
     /// left.
     fn look(&self, owner: &Option<Arc<Owner>>) -> Look {
-        if let Some(o) = owner {
-            reaper::sweep(Some(o));
-        }
-        reaper::sweep_unattributed_if_reaping_all();
         self.reap_leader();
+        // One `waitid` for two questions: with no child at all there is
+        // no zombie to reap, and nothing of the group left (see
+        // `left_in_proc`).
+        let childless = !reaper::has_children();
+        if !childless {
+            if let Some(o) = owner {
+                reaper::sweep(Some(o));
+            }
+            reaper::sweep_unattributed_if_reaping_all();
+        }
         // The event loop no longer polls the group: its `cgroup.events` fd
         // is ours to read, one call where listing members takes four.
         let live = match self.populated_now() {
@@ -103,12 +109,14 @@ impl Group {
                 Look::Left(left.into_iter().map(|(pid, _)| pid).collect())
             }
             Some(t) if !t.lost() => Look::Unsettled,
-            _ => Look::Left(self.left_in_proc(owner)),
+            _ => Look::Left(self.left_in_proc(owner, childless)),
         }
     }
 
     /// What is left of an empty group, read from `/proc`.
-    fn left_in_proc(&self, owner: &Option<Arc<Owner>>) -> Vec<u32> {
+    /// `childless`: a look that just found this process without children
+    /// (else it asks again, after its sweep reaped what it could).
+    fn left_in_proc(&self, owner: &Option<Arc<Owner>>, childless: bool) -> Vec<u32> {
         if !self.parts.in_cgroup() {
             return self.remaining(owner);
         }
@@ -119,7 +127,7 @@ impl Group {
         // subreaper): with no child at all, nothing of it can be left. An
         // adopted leader is not our child, so that shortcut is not its.
         let adopted = self.leader.lock().map(|l| l.adopted).unwrap_or(true);
-        if !adopted && !reaper::has_children() {
+        if !adopted && (childless || !reaper::has_children()) {
             return Vec::new();
         }
         owner.as_deref().map(reaper::unreaped_children).unwrap_or_default()
