@@ -11,7 +11,7 @@
 //! is still alive then is a survivor (and is killed by pid afterwards).
 
 use crate::report::{Section, Table, Verdict};
-use crate::stats::{ratio, rotation, secs, Samples};
+use crate::stats::{balanced_order, ratio, secs, Samples};
 use crate::svg::{self, Series};
 use crate::sys::{self, Pidfd};
 use crate::Opts;
@@ -238,7 +238,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         for _ in 0..rounds {
             for (vi, &v) in VARIANTS.iter().enumerate() {
                 let args = tree_args(size, v);
-                for k in rotation(ALL.len(), round_no) {
+                for k in balanced_order(ALL.len(), round_no) {
                     let t = trial(ALL[k], &opts.bins.testkit, &args, &rt)?;
                     let c = &mut cells[si][vi][k];
                     if let Some(l) = t.latency {

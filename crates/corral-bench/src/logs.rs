@@ -8,7 +8,7 @@
 
 use crate::daemons::{self, CatFloor, CorralUp, Fifo, Policy, Service, Supervisor, Supervisord};
 use crate::report::{Section, Table, Verdict};
-use crate::stats::{ratio, rotation, secs, Samples};
+use crate::stats::{balanced_order, ratio, secs, Samples};
 use crate::sys::{self, Pidfd};
 use crate::Opts;
 use std::io::{BufRead, BufReader};
@@ -139,7 +139,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
     let n = lines_for(target);
     let mut res = vec![Result8::default(); names.len()];
     for round in 0..rounds {
-        for i in rotation(names.len(), round) {
+        for i in balanced_order(names.len(), round) {
             eprintln!("corral-bench logs: round {}, {}", round + 1, names[i]);
             let dir = daemons::temp_dir(&format!("logs-{}", names[i]))?;
             let mut fifo = Fifo::create(&dir)?;
@@ -210,7 +210,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         "One service, `sh -c 'echo … > fifo; exec corral-testkit --sleep 0 --lines {n}'`, writes {n} lines \
          `line <i> <pid>` ({mib} MiB) to stdout as fast as it can (64 KiB writes of whole lines, counted in place: about 0.45 s of CPU per GiB, so the writer is not what is measured) and exits; run once, never \
          restarted (corral: `restart = \"no\"`, `logs = {{ max_size = {}, keep = 1 }}`; supervisord: \
-         `autorestart=false`, `startsecs=0`, `stdout_logfile` with `stdout_logfile_maxbytes=0`, no rotation). Both \
+         `autorestart=false`, `startsecs=0`, `stdout_logfile` with `stdout_logfile_maxbytes=0`, no balanced_order). Both \
          daemons run in the foreground with their own stdout in a file (corral as `corral up -d` runs it, `--quiet`: \
          no `name | line` echo, the lines go to the service's log only). The reference is the same writer piped into \
          `cat > file`, timed the same way: no daemon, nothing added to the lines. Timed \

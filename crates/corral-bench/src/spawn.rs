@@ -1,11 +1,12 @@
 //! Measure 1: spawn and wait for `/bin/true` in a fully contained group.
 //!
-//! Every iteration runs each contender once, in a rotated order, so that
+//! Every iteration runs each contender once, in a balanced order (each runs
+//! in every place and behind every other equally often), so that
 //! noise lands on all of them alike. Each sample is one spawn+wait.
 
 use crate::report::{Section, Table, Verdict};
 use crate::spawn_floor::Floor;
-use crate::stats::{ratio, rotation, secs, Samples};
+use crate::stats::{balanced_order, ratio, secs, Samples};
 use crate::Opts;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -183,7 +184,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         .map(|v| v.split(',').filter_map(|k| k.trim().parse().ok()).collect());
     eprintln!("corral-bench spawn: {iters} interleaved iterations of {} contenders", ALL.len());
     for i in 0..iters + 10 {
-        for k in rotation(ALL.len(), i) {
+        for k in balanced_order(ALL.len(), i) {
             if only.as_ref().is_some_and(|o| !o.contains(&k)) || skipped(ALL[k]).is_some() {
                 continue;
             }
@@ -221,7 +222,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         "1. spawn + wait of `/bin/true` in a contained group (corral's backend: {corral_backend})"
     ));
     sec.para(&format!(
-        "{iters} samples per contender, one spawn+wait each, contenders interleaved in a rotating order. \
+        "{iters} samples per contender, one spawn+wait each, contenders interleaved in a balanced order (a Williams design: each in every place and behind every other equally often). \
          corral's backend here: `{corral_backend:?}`; processkit's mechanism: `{mechanism}`. The kernel floor \
          holds its child as corral's group would, with no corral code: {}. It shows how much of corral's \
          time is the kernel's (the clone into the cgroup, any v1 joins, the exec) and how much is corral's own.",

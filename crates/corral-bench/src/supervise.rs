@@ -5,7 +5,7 @@ use crate::daemons::{self, CorralUp, Fifo, Pm2, Policy, Service, Supervisor, Sup
 use crate::probes_on::{self, ProbesOn};
 use crate::report::{Section, Table, Verdict};
 use crate::smaps;
-use crate::stats::{mib, ratio, rotation, secs, Samples};
+use crate::stats::{balanced_order, mib, ratio, secs, Samples};
 use crate::svg::{self, Spread};
 use crate::sys::{self, Pidfd};
 use crate::Opts;
@@ -126,7 +126,7 @@ pub fn footprint(opts: &Opts) -> Result<Section, String> {
     // What corral's RSS with 100 services is made of (its last round).
     let mut parts = None;
     for round in 0..rounds {
-        for k in rotation(rows, round) {
+        for k in balanced_order(rows, round) {
             let on = probes_on(k);
             let i = if on.is_some() { 0 } else { k };
             let name = on.map_or(c.names[i], ProbesOn::name);
@@ -297,7 +297,7 @@ pub fn restart(opts: &Opts) -> Result<Section, String> {
     let mut res = vec![Samples::default(); c.names.len()];
     let mut fails = vec![0usize; c.names.len()];
     for round in 0..rounds {
-        for i in rotation(c.names.len(), round) {
+        for i in balanced_order(c.names.len(), round) {
             eprintln!("corral-bench restart: round {}, {}", round + 1, c.names[i]);
             let (mut sup, mut fifo) = c.make(opts, i)?;
             let services = vec![Service::shell("s0", "/bin/sh", &fifo.path, "exec sleep 300", Policy::Immediate)];
@@ -386,7 +386,7 @@ pub fn stop(opts: &Opts) -> Result<Section, String> {
     let mut cli = vec![Samples::default(); c.names.len()];
     let mut survivors = vec![Vec::new(); c.names.len()];
     for round in 0..rounds {
-        for i in rotation(c.names.len(), round) {
+        for i in balanced_order(c.names.len(), round) {
             eprintln!("corral-bench stop: round {}, {}", round + 1, c.names[i]);
             let (mut sup, mut fifo) = c.make(opts, i)?;
             let services = vec![Service::shell(
@@ -495,7 +495,7 @@ pub fn crashloop(opts: &Opts) -> Result<Section, String> {
     let mut starts = vec![Samples::default(); c.names.len()];
     let mut cpu = vec![Samples::default(); c.names.len()];
     for round in 0..rounds {
-        for i in rotation(c.names.len(), round) {
+        for i in balanced_order(c.names.len(), round) {
             eprintln!("corral-bench crashloop: round {}, {}", round + 1, c.names[i]);
             let (mut sup, mut fifo) = c.make(opts, i)?;
             let services = vec![Service::shell("s0", "/bin/sh", &fifo.path, "exit 1", Policy::Defaults)];
