@@ -98,7 +98,7 @@ pub fn balanced_order(n: usize, round: usize) -> impl Iterator<Item = usize> {
     // other as its predecessor once. For an odd n the differences repeat
     // in pairs; the mirrored rows (the second half of the cycle) even them out.
     let n = n.max(1);
-    let cycle = if n % 2 == 0 { n } else { 2 * n };
+    let cycle = if n.is_multiple_of(2) { n } else { 2 * n };
     let r = round % cycle;
     let (shift, mirrored) = (r % n, r >= n);
     (0..n).map(move |i| {
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn balanced_order_balances_places_and_predecessors() {
         for n in 2..=10 {
-            let cycle = if n % 2 == 0 { n } else { 2 * n };
+            let cycle = if n.is_multiple_of(2) { n } else { 2 * n };
             let mut place = vec![vec![0; n]; n];
             let mut after = vec![vec![0; n]; n];
             for round in 0..cycle {

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// The start time of `pid` (clock ticks since boot), `None` once it is
 /// gone: a pid and its start time name one process, even after the pid
@@ -30,6 +31,29 @@ pub fn alive(pids: impl IntoIterator<Item = u32>) -> Vec<(u32, u64)> {
 pub fn assert_gone(pids: &[(u32, u64)]) {
     let left: Vec<u32> = pids.iter().filter(|(p, s)| starttime(*p) == Some(*s)).map(|(p, _)| *p).collect();
     assert!(left.is_empty(), "survivors (zombies count): {left:?}");
+}
+
+/// The pids a testkit ready line lists under `key` (`"all":[12,13]`);
+/// none if it has no such list.
+pub fn listed_pids(line: &str, key: &str) -> Vec<u32> {
+    let Some(at) = line.find(&format!("\"{key}\":[")) else { return Vec::new() };
+    let rest = &line[at + key.len() + 4..];
+    let list = &rest[..rest.find(']').unwrap_or(rest.len())];
+    list.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+}
+
+/// Calls `f` every `every` until it gives a value, for at most `within`;
+/// then panics naming `what`. For what nothing can be waited on directly
+/// (a state another thread reaches, a file another process writes).
+pub fn eventually<T>(what: &str, within: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "never within {within:?}: {what}");
+        std::thread::sleep(every);
+    }
 }
 
 /// Whether the test runs as root (namespaces, mounts, cgroups, the

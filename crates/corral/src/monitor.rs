@@ -18,7 +18,7 @@ use crate::sys::{self, SysGroup, Wake};
 use crate::{Event, Outcome, StopPolicy};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Config {
@@ -105,7 +105,6 @@ pub(crate) struct Shared {
     /// act (a request, a listener, a caller blocking on its news) wakes
     /// the loop itself, since the loop polls nothing of the group yet.
     pending: AtomicBool,
-    loop_wake: OnceLock<Arc<dyn Wake>>,
     /// The group's life, whoever drives it now (`reactor.rs`); `None`
     /// once it has ended.
     drive: Mutex<Option<reactor::Drive>>,
@@ -123,7 +122,6 @@ impl Shared {
             settled: Condvar::new(),
             waker,
             pending: AtomicBool::new(false),
-            loop_wake: OnceLock::new(),
             drive: Mutex::new(None),
             #[cfg(feature = "tokio")]
             notify: tokio::sync::Notify::new(),
@@ -149,8 +147,7 @@ impl Shared {
     }
 
     /// Marks the group as queued for the loop without its wake-up.
-    pub(crate) fn defer_to_loop(&self, loop_wake: Arc<dyn Wake>) {
-        let _ = self.loop_wake.set(loop_wake);
+    pub(crate) fn defer_to_loop(&self) {
         self.pending.store(true, Ordering::Release);
     }
 
@@ -162,9 +159,8 @@ impl Shared {
     /// Wakes the loop now if it has not taken the group yet.
     fn need_loop(&self) {
         if self.pending.load(Ordering::Acquire) {
-            if let Some(w) = self.loop_wake.get() {
-                w.wake();
-            }
+            // The loop exists: a group is only deferred to a running one.
+            reactor::wake_loop();
         }
     }
 

@@ -9,9 +9,9 @@
 #![cfg(target_os = "linux")]
 
 use corral::{Command, Group, Reason, Stdio, StopPolicy};
-use corral_testkit::test_support::{alive, assert_gone};
+use corral_testkit::test_support::{alive, assert_gone, eventually, listed_pids};
 use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn tk(args: &[&str]) -> Command {
     let mut c = Command::new(corral_testkit::binary());
@@ -25,12 +25,7 @@ fn ready(g: &mut Group) -> Vec<(u32, u64)> {
     let mut line = String::new();
     BufReader::new(g.take_stdout().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("\"ready\":true"), "{line}");
-    let nums = |key: &str| -> Vec<u32> {
-        let Some(i) = line.find(&format!("\"{key}\":[")) else { return vec![] };
-        let rest = &line[i + key.len() + 4..];
-        rest[..rest.find(']').unwrap()].split(',').filter_map(|s| s.trim().parse().ok()).collect()
-    };
-    alive(std::iter::once(g.pid()).chain(nums("all")))
+    alive(std::iter::once(g.pid()).chain(listed_pids(&line, "all")))
 }
 
 #[test]
@@ -41,14 +36,9 @@ fn a_wait_timeout_that_runs_out_hands_the_group_back_to_the_loop() {
     // Nobody waits now: only the event loop can see the end and tear the
     // group down, so `try_wait` finds the outcome only if it took the
     // group back.
-    let end = Instant::now() + Duration::from_secs(20);
-    let o = loop {
-        if let Some(o) = g.try_wait() {
-            break o;
-        }
-        assert!(Instant::now() < end, "the loop never took the group back");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let o = eventually("the loop takes the group back", Duration::from_secs(20), Duration::from_millis(10), || {
+        g.try_wait()
+    });
     assert_eq!((o.reason, o.status.code, o.leftover), (Reason::Exited, Some(0), 0));
     assert_gone(&pids);
 }

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use corral_testkit::test_support::{alive, assert_gone, is_root};
+use corral_testkit::test_support::{alive, assert_gone, is_root, listed_pids};
 
 /// The connector is per process: these tests take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -98,9 +98,9 @@ fn ready_pids(g: &mut Group) -> Vec<(u32, u64)> {
     let mut line = String::new();
     BufReader::new(g.take_stdout().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("\"ready\":true"), "{line}");
-    let i = line.find("\"all\":[").expect("the ready line lists all pids") + 7;
-    let all = &line[i..i + line[i..].find(']').unwrap()];
-    alive(std::iter::once(g.pid()).chain(all.split(',').filter_map(|s| s.trim().parse().ok())))
+    let all = listed_pids(&line, "all");
+    assert!(!all.is_empty(), "the ready line lists all pids: {line}");
+    alive(std::iter::once(g.pid()).chain(all))
 }
 
 /// A tree with escapees: children, a setsid child and a double-forked

@@ -9,9 +9,9 @@
 #![cfg(target_os = "linux")]
 
 use corral::{Command, Group, Reason, Stdio};
-use corral_testkit::test_support::{alive, assert_gone};
+use corral_testkit::test_support::{alive, assert_gone, eventually, listed_pids};
 use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
@@ -28,18 +28,9 @@ fn the_loop_takes_unwaited_groups_soon_and_a_spawn_loop_holds_no_pile_of_them() 
     let mut line = String::new();
     BufReader::new(g.take_stdout().expect("stdout")).read_line(&mut line).expect("ready line");
     assert!(line.contains("\"ready\":true"), "{line}");
-    let all = line.find("\"all\":[").map(|i| &line[i + 7..]).expect("the ready line names every pid");
-    let all = all[..all.find(']').expect("a closed list")].split(',').filter_map(|p| p.trim().parse().ok());
-    let pids = alive(std::iter::once(g.pid()).chain(all));
+    let pids = alive(std::iter::once(g.pid()).chain(listed_pids(&line, "all")));
     assert_eq!(pids.len(), 3, "the leader and its two children run: {line}");
-    let end = Instant::now() + Duration::from_secs(20);
-    let o = loop {
-        if let Some(o) = g.try_wait() {
-            break o;
-        }
-        assert!(Instant::now() < end, "the loop never took the group");
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let o = eventually("the loop takes the group", Duration::from_secs(20), Duration::from_millis(5), || g.try_wait());
     assert_eq!((o.reason, o.status.code, o.leftover), (Reason::Exited, Some(0), 0));
     assert_gone(&pids);
     drop(g);
@@ -52,13 +43,6 @@ fn the_loop_takes_unwaited_groups_soon_and_a_spawn_loop_holds_no_pile_of_them() 
         let o = Group::spawn(Command::new("/bin/true")).expect("spawn").wait();
         assert!(o.status.success() && o.leftover == 0, "{o:?}");
     }
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = open_fds();
-        if now <= before + 4 {
-            break;
-        }
-        assert!(Instant::now() < end, "ended groups still hold fds: {before} before 300 spawns, {now} after");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let what = format!("ended groups let go of their fds ({before} before 300 spawns)");
+    eventually(&what, Duration::from_secs(10), Duration::from_millis(10), || (open_fds() <= before + 4).then_some(()));
 }

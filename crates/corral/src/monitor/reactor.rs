@@ -154,6 +154,13 @@ fn handle() -> crate::Result<&'static Handle> {
         .map_err(|e| crate::Error::new(crate::ErrorKind::Os, e.clone()))
 }
 
+/// Wakes the loop now, if it runs.
+pub(super) fn wake_loop() {
+    if let Ok(h) = handle() {
+        h.wake.wake();
+    }
+}
+
 /// Creates the group and spawns its leader, on this thread where it may
 /// (see the module note), else on the reactor thread; the reactor then
 /// drives the group's whole life.
@@ -197,7 +204,7 @@ fn start_here(spec: sys::Spec, cmd: sys::Start, cfg: Config, urgent: bool) -> cr
     let urgent = urgent || cfg.timeout.is_some() || cfg.cpu_time.is_some() || spec.record_events;
     let (entry, started) = create(spec, cmd, cfg)?;
     if !urgent {
-        entry.shared.defer_to_loop(handle()?.wake.clone());
+        entry.shared.defer_to_loop();
     }
     // Undelivered (no loop to drive it), the group is killed as it drops.
     let delivery = Delivery::new(started);

@@ -79,10 +79,10 @@ impl Poll for Poller {
 
     fn wait(&mut self, groups: &[&Group], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
         let mut fds = vec![(self.wake.now.raw(), false)];
-        if let Some(t) = &self.wake.soon {
+        let timer_at = self.wake.soon.as_ref().map(|t| {
             fds.push((t.raw(), false));
-        }
-        let own = fds.len();
+            fds.len() - 1
+        });
         let mut spans = Vec::with_capacity(groups.len());
         for g in groups {
             let start = fds.len();
@@ -90,7 +90,7 @@ impl Poll for Poller {
             spans.push(start..fds.len());
         }
         let ready = poll_ready(&fds, timeout);
-        let fired = own == 2 && ready.as_ref().is_ok_and(|r| r[1]);
+        let fired = timer_at.is_some_and(|i| ready.as_ref().is_ok_and(|r| r[i]));
         self.wake.clear(fired);
         let ready = ready?;
         Ok(spans.into_iter().map(|s| ready[s].iter().any(|r| *r)).collect())
