@@ -210,7 +210,7 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
         "One service, `sh -c 'echo … > fifo; exec corral-testkit --sleep 0 --lines {n}'`, writes {n} lines \
          `line <i> <pid>` ({mib} MiB) to stdout as fast as it can (64 KiB writes of whole lines, counted in place: about 0.45 s of CPU per GiB, so the writer is not what is measured) and exits; run once, never \
          restarted (corral: `restart = \"no\"`, `logs = {{ max_size = {}, keep = 1 }}`; supervisord: \
-         `autorestart=false`, `startsecs=0`, `stdout_logfile` with `stdout_logfile_maxbytes=0`, no balanced_order). Both \
+         `autorestart=false`, `startsecs=0`, `stdout_logfile` with `stdout_logfile_maxbytes=0`, no rotation). Both \
          daemons run in the foreground with their own stdout in a file (corral as `corral up -d` runs it, `--quiet`: \
          no `name | line` echo, the lines go to the service's log only). The reference is the same writer piped into \
          `cat > file`, timed the same way: no daemon, nothing added to the lines. Timed \
