@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn balanced_order_balances_places_and_predecessors() {
-        for n in 2..=10 {
+        for n in 2..=10usize {
             let cycle = if n.is_multiple_of(2) { n } else { 2 * n };
             let mut place = vec![vec![0; n]; n];
             let mut after = vec![vec![0; n]; n];
