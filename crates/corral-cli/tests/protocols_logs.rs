@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Replaces `path`'s content at once (a reader never sees half of it).
 fn put(path: &Path, text: &str) {
@@ -230,15 +230,8 @@ fn a_restart_over_tcp_names_the_token_and_the_clients_address() {
 }
 
 /// Polls `f` until it returns `Some`, for at most [`LONG`].
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + LONG;
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    corral_testkit::test_support::eventually(what, LONG, Duration::from_millis(20), f)
 }
 
 /// The lines of an instance's log file once it holds at least `n`.

@@ -238,15 +238,8 @@ fn read_until(s: &mut UnixStream, needle: &str) {
 }
 
 /// Polls `f` until it gives a value, for at most `LONG`.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + LONG;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "never: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    corral_testkit::test_support::eventually(what, LONG, Duration::from_millis(50), f)
 }
 
 fn stop(up: Up) {

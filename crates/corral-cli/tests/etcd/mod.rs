@@ -4,8 +4,9 @@
 //! Health is read from its plain-http metrics port, so it works the same
 //! when the client port speaks TLS.
 
+use corral_testkit::test_support::eventually;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long etcd may take to answer after a start.
 const START: Duration = Duration::from_secs(30);
@@ -178,17 +179,12 @@ fn free_port() -> u16 {
 /// Polls `GET /health` until etcd says it is healthy (true), or until the
 /// process has exited (false).
 fn wait_healthy_or_exit(port: u16, child: &mut Child) -> bool {
-    let end = Instant::now() + START;
-    loop {
+    eventually(&format!("etcd on port {port} healthy"), START, Duration::from_millis(50), || {
         if healthy(port) {
-            return true;
+            return Some(true);
         }
-        if child.try_wait().ok().flatten().is_some() {
-            return false;
-        }
-        assert!(Instant::now() < end, "etcd on port {port} never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        child.try_wait().ok().flatten().map(|_| false)
+    })
 }
 
 /// One `GET /health`: whether etcd says it is healthy.
@@ -206,12 +202,7 @@ fn healthy(port: u16) -> bool {
 
 /// Polls `GET /health` until etcd says it is healthy.
 fn wait_healthy(port: u16) {
-    let end = Instant::now() + START;
-    loop {
-        if healthy(port) {
-            return;
-        }
-        assert!(Instant::now() < end, "etcd on port {port} never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(&format!("etcd on port {port} healthy"), START, Duration::from_millis(50), || {
+        healthy(port).then_some(())
+    })
 }
