@@ -105,9 +105,13 @@ impl Daemon {
         bounded_output(c)
     }
 
+    /// The event log's whole lines: the daemon may be appending the last
+    /// one while it is read (a CI run read half a line so), and a line is
+    /// only written once it ends in a newline.
     pub fn events(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.path(".corral/events.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        whole.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     /// Polls the event log until `pred` holds for some event.
