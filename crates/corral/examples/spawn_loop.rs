@@ -8,6 +8,12 @@
 //!   makes its cgroups and each end removes them.
 //! - `PGID=1`: the pgid backend instead (no limits), with its process-event
 //!   connector: the time its reader takes to confirm the leader's exit.
+//! - `NO_LIMITS=1`: a group without limits (the bench's "no limits" row;
+//!   the only kind `CORRAL_BACKEND=cgroup2` takes on a host whose cgroup2
+//!   mount has no controllers).
+//! - `OTHER_CHILD=1`: this process has a child of its own besides the
+//!   groups (a `sleep 60`), as a program that runs other tools has: the
+//!   end of each group then cannot take the "no child at all" shortcut.
 //! - `PAUSE_US=N`: sleep N µs before each round, to see what the previous
 //!   round's tail (the loop's teardown) costs the next spawn on a busy
 //!   2-core host.
@@ -26,7 +32,10 @@ fn main() {
     let (mut std_spawn, mut corral_spawn) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let outlive = std::env::var_os("OUTLIVE").is_some();
     let pgid = std::env::var_os("PGID").is_some();
+    let no_limits = std::env::var_os("NO_LIMITS").is_some();
     let pause = std::env::var("PAUSE_US").ok().and_then(|s| s.parse().ok()).map(Duration::from_micros);
+    let mut other = std::env::var_os("OTHER_CHILD")
+        .map(|_| std::process::Command::new("sleep").arg("60").spawn().expect("spawn sleep 60"));
     for _ in 0..rounds {
         if let Some(p) = pause {
             std::thread::sleep(p);
@@ -42,6 +51,7 @@ fn main() {
             // A supervisor's service: never pooled, no limits.
             (true, _) => corral::Group::builder().outlive_controller(true),
             (false, true) => corral::Group::builder().backend(corral::BackendKind::Pgid),
+            (false, false) if no_limits => corral::Group::builder(),
             (false, false) => corral::Group::builder().limits(limits.clone()),
         };
         let g = match b.spawn(corral::Command::new("/bin/true")) {
@@ -65,4 +75,8 @@ fn main() {
     };
     println!("std {s:?}  corral {c:?}  ratio {:.2}", c.as_secs_f64() / s.as_secs_f64());
     println!("p90: std {:?}  corral {:?}", p90(std_t), p90(corral_t));
+    if let Some(c) = other.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }

@@ -182,7 +182,9 @@ impl Group {
         let Some(o) = self.owner() else { return };
         let mut k = o.known.lock().unwrap_or_else(|p| p.into_inner());
         for &(pid, start) in members {
-            k.entry(pid).or_insert(start);
+            // The latest process of that pid: an older one with the same
+            // pid has exited (see `Owner::claims`).
+            k.insert(pid, start);
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::group::Group;
 use super::join_fds::JoinFds;
-use super::{fds, reaper, spawn, unix};
+use super::{fds, procfs, reaper, spawn, unix};
 use crate::command::Leader as LeaderCmd;
 use crate::sys::Spawned;
 use crate::{Error, ErrorKind, SpawnPath};
@@ -17,7 +17,9 @@ impl Group {
     /// [`crate::sys::SysGroup::spawn_leader`].
     pub(super) fn launch(&self, cmd: LeaderCmd) -> crate::Result<Spawned> {
         unix::hygiene::restore_sigchld()?;
-        let leader = match self.try_clone3(cmd)? {
+        // Before the leader exists: every member starts after this.
+        let since = procfs::boot_ticks_now();
+        let leader = match self.try_clone3(cmd, since)? {
             Ok(started) => return Ok(started),
             Err(leader) => leader,
         };
@@ -82,7 +84,7 @@ impl Group {
         let program = cmd.get_program().to_string_lossy().into_owned();
         let guard = reaper::spawning();
         let child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
-        self.adopt(child.id(), fds::pidfd_open(child.id()).ok());
+        self.adopt(child.id(), fds::pidfd_open(child.id()).ok(), since);
         drop(guard);
         drop(fds);
         Ok(Spawned::from_child(child, SpawnPath::Fork))
@@ -91,7 +93,7 @@ impl Group {
     /// Starts a corral `Command` with `clone3` straight into the group.
     /// Gives the command back for the fork path when `clone3` is
     /// refused, forced off, or the command is std's own.
-    fn try_clone3(&self, cmd: LeaderCmd) -> crate::Result<Result<Spawned, LeaderCmd>> {
+    fn try_clone3(&self, cmd: LeaderCmd, since: u64) -> crate::Result<Result<Spawned, LeaderCmd>> {
         let isolated = !self.spec.isolation.is_empty();
         let cmd = match cmd {
             // An isolated spawn is fork-like already: CORRAL_SPAWN=fork
@@ -144,7 +146,7 @@ impl Group {
                 return Err(Error::os(format!("starting {program}"), err))
             }
         };
-        self.adopt(started.pid, Some(started.pidfd));
+        self.adopt(started.pid, Some(started.pidfd), since);
         drop(guard);
         let [stdin, stdout, stderr] = started.pipes;
         Ok(Ok(Spawned {

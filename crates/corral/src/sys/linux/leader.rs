@@ -13,8 +13,9 @@ use std::time::Duration;
 impl Group {
     /// Takes charge of a leader just started, whichever path started it:
     /// the reaper learns whose it is, the event connector follows it.
-    pub(super) fn adopt(&self, pid: u32, pidfd: Option<OwnedFd>) {
-        let owner = Arc::new(Owner { cgroup_leaf: self.parts.leaf_name(), pgid: pid, ..Owner::default() });
+    /// `since`: the clock tick before the spawn (see [`Owner::since`]).
+    pub(super) fn adopt(&self, pid: u32, pidfd: Option<OwnedFd>, since: u64) {
+        let owner = Arc::new(Owner { cgroup_leaf: self.parts.leaf_name(), pgid: pid, since, ..Owner::default() });
         reaper::register(pid, owner.clone());
         let _ = self.owner.set(owner);
         if let Some(c) = self.connector.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {

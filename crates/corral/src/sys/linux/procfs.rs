@@ -48,9 +48,21 @@ pub(crate) fn parse_stat(s: &str) -> Option<Stat> {
 }
 
 pub(crate) fn stat(pid: u32) -> Option<Stat> {
-    let mut buf = String::with_capacity(512);
-    fs::File::open(format!("/proc/{pid}/stat")).ok()?.read_to_string(&mut buf).ok()?;
-    parse_stat(&buf)
+    parse_stat(&read_proc(&format!("/proc/{pid}/stat"), 512)?)
+}
+
+/// A `/proc` file whole: open, a read, the read that finds the end,
+/// close. `fs::read_to_string` first asks for a size (a `statx`, and
+/// `File`'s own reader a `lseek` too) that `/proc` files do not have, then
+/// reads in steps from 32 bytes: twice the calls for the few files the
+/// end of every group reads when this process has other children.
+fn read_proc(path: &str, capacity: usize) -> Option<String> {
+    let f = fs::File::open(path).ok()?;
+    let mut s = String::with_capacity(capacity);
+    // Through `Take`, which no size hint specialises: plain reads only.
+    // Bounded: no file read here is anywhere near 1 MiB.
+    std::io::Read::take(&f, 1 << 20).read_to_string(&mut s).ok()?;
+    Some(s)
 }
 
 /// Every pid in `/proc` (processes only, not threads).
@@ -102,7 +114,7 @@ pub(crate) fn cgroup_v2_path(pid: u32) -> Option<String> {
 
 /// Every cgroup path of a process, one per hierarchy (v2 and v1).
 pub(crate) fn cgroup_paths(pid: u32) -> Vec<String> {
-    let s = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let s = read_proc(&format!("/proc/{pid}/cgroup"), 1024).unwrap_or_default();
     s.lines().filter_map(|l| l.splitn(3, ':').nth(2)).map(str::to_string).collect()
 }
 
@@ -140,13 +152,56 @@ pub(crate) fn own_children() -> Vec<u32> {
     for t in tasks.flatten() {
         let mut p = t.path();
         p.push("children");
-        if let Ok(s) = fs::read_to_string(&p) {
-            out.extend(s.split_whitespace().filter_map(|x| x.parse::<u32>().ok()));
+        if let Some(s) = p.to_str().and_then(|p| read_proc(p, 256)) {
+            out.extend(pids_in(&s));
         }
     }
     out.sort_unstable();
     out.dedup();
     out
+}
+
+/// The children of the thread this subreaper's orphans are re-parented
+/// to: its main thread while that runs (the kernel gives an orphan to the
+/// first live thread of the subreaper, in the order the threads were
+/// made: `find_new_reaper`). `None` once the main thread has exited: the
+/// caller lists every thread's ([`own_children`]).
+///
+/// One file for the orphans where [`own_children`] reads one per thread:
+/// a daemon's services are the children of the threads that started them,
+/// and a leader of the thread that spawned it, not of the main thread.
+pub(crate) fn orphans_of_this_process() -> Option<Vec<u32>> {
+    // SAFETY: getpid and gettid have no preconditions.
+    let (pid, me) = unsafe { (libc::getpid(), libc::gettid()) };
+    // A main thread that has exited stays a zombie while the others run;
+    // its own stat shows that (not asked when this is the main thread).
+    if me != pid
+        && read_proc(&format!("/proc/self/task/{pid}/stat"), 512)
+            .and_then(|s| parse_stat(&s))
+            .is_none_or(|s| s.is_zombie())
+    {
+        return None;
+    }
+    let s = read_proc(&format!("/proc/self/task/{pid}/children"), 256)?;
+    Some(pids_in(&s).collect())
+}
+
+/// Now, in `/proc`'s start-time unit: clock ticks since boot
+/// (`CLOCK_BOOTTIME`, which a process's start time is counted on).
+pub(crate) fn boot_ticks_now() -> u64 {
+    // SAFETY: a zeroed timespec is a valid out-parameter.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: t is valid for writes.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut t) } != 0 {
+        return 0;
+    }
+    let ns = (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64);
+    // The kernel's own rounding (`nsec_to_clock_t`): down.
+    ns / (1_000_000_000 / super::unix::clock_ticks().max(1))
+}
+
+fn pids_in(s: &str) -> impl Iterator<Item = u32> + '_ {
+    s.split_whitespace().filter_map(|x| x.parse::<u32>().ok())
 }
 
 /// A process's resident set from `smaps_rollup` is costly; `statm` is cheap.

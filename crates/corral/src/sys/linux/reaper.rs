@@ -44,19 +44,34 @@ pub(crate) struct Owner {
     pub known: Mutex<HashMap<u32, u64>>,
     /// What reaped members used (for backends without group accounting).
     pub reaped: Mutex<Rusage>,
+    /// The clock tick (`/proc`'s start time unit) before the leader was
+    /// started; 0 for a group that took over running processes. No member
+    /// started before it, so a child of this process that did (the
+    /// program's own, another group's) is told apart from its stat alone,
+    /// without reading its cgroups.
+    pub since: u64,
 }
 
 impl Owner {
-    fn claims(&self, pid: u32, stat: &procfs::Stat, cgroups: &[String]) -> bool {
+    fn claims(&self, pid: u32, stat: &procfs::Stat, cgroups: impl FnOnce() -> Vec<String>) -> bool {
+        if stat.starttime < self.since {
+            return false;
+        }
         if self.pgid != 0 && stat.pgid == self.pgid {
             return true;
         }
-        if let Some(leaf) = &self.cgroup_leaf {
-            if cgroups.iter().any(|cg| cg.rsplit('/').next() == Some(leaf.as_str())) {
-                return true;
-            }
+        // By pid and start time: with pid_max at 32768 a pid comes round
+        // again within minutes of spawning, and a pid alone would hand
+        // another group's zombie (its usage too), or a library user's own
+        // child, to this group.
+        if self.known.lock().is_ok_and(|k| k.get(&pid) == Some(&stat.starttime)) {
+            return true;
         }
-        self.known.lock().map(|k| k.contains_key(&pid)).unwrap_or(false)
+        // Last, as it costs a read: where the process is (a v1 zombie
+        // shows the root, which no leaf matches).
+        self.cgroup_leaf
+            .as_ref()
+            .is_some_and(|leaf| cgroups().iter().any(|cg| cg.rsplit('/').next() == Some(leaf.as_str())))
     }
 }
 
@@ -199,8 +214,10 @@ pub(crate) fn sweep(only: Option<&Arc<Owner>>) -> usize {
         if !stat.is_zombie() {
             continue;
         }
-        let cgroups = procfs::cgroup_paths(pid);
-        let owner = owners.iter().find(|o| o.claims(pid, &stat, &cgroups));
+        // Read once, and only if some owner gets that far.
+        let cgroups = std::cell::OnceCell::new();
+        let owner =
+            owners.iter().find(|o| o.claims(pid, &stat, || cgroups.get_or_init(|| procfs::cgroup_paths(pid)).clone()));
         let take = match (only, owner) {
             (Some(want), Some(o)) => Arc::ptr_eq(want, o),
             (Some(_), None) => false,
@@ -225,12 +242,22 @@ pub(crate) fn sweep(only: Option<&Arc<Owner>>) -> usize {
 /// all that can be left of it: a member's orphans come to this subreaper,
 /// and a member no longer in its cgroup is still exiting. Reads this
 /// process's children only, not the host's process table.
-pub(crate) fn unreaped_children(owner: &Owner) -> Vec<u32> {
+///
+/// `orphans_only`: the group's leader is reaped, so what is left of it
+/// can only be orphans re-parented here, which the kernel gives to one
+/// thread ([`procfs::orphans_of_this_process`]); the children of the
+/// other threads (other groups' leaders, the program's own children) are
+/// not read.
+pub(crate) fn unreaped_children(owner: &Owner, orphans_only: bool) -> Vec<u32> {
+    let children = match orphans_only {
+        true => procfs::orphans_of_this_process().unwrap_or_else(procfs::own_children),
+        false => procfs::own_children(),
+    };
     let leaders = reaper().leaders.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    procfs::own_children()
+    children
         .into_iter()
         .filter(|pid| *pid == owner.pgid || !leaders.contains(pid))
-        .filter(|&pid| procfs::stat(pid).is_some_and(|st| owner.claims(pid, &st, &procfs::cgroup_paths(pid))))
+        .filter(|&pid| procfs::stat(pid).is_some_and(|st| owner.claims(pid, &st, || procfs::cgroup_paths(pid))))
         .collect()
 }
 
@@ -239,5 +266,42 @@ pub(crate) fn unreaped_children(owner: &Owner) -> Vec<u32> {
 pub(crate) fn sweep_unattributed_if_reaping_all() {
     if REAP_ALL.load(Ordering::Relaxed) {
         sweep(None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(pid: u32, pgid: u32, starttime: u64) -> procfs::Stat {
+        procfs::Stat { pid, state: b'Z', ppid: 1, pgid, sid: 1, utime: 0, stime: 0, starttime }
+    }
+
+    #[test]
+    fn a_known_pid_is_claimed_only_with_its_start_time() {
+        let o = Owner { pgid: 500, known: Mutex::new(HashMap::from([(700, 42)])), ..Owner::default() };
+        let none = Vec::new;
+        assert!(o.claims(700, &stat(700, 1, 42), none), "the member it saw");
+        assert!(!o.claims(700, &stat(700, 1, 43), none), "another process that got the pid since");
+        assert!(o.claims(701, &stat(701, 500, 9), none), "its process group");
+        assert!(!o.claims(702, &stat(702, 1, 9), || vec!["/memory/other".into()]), "nothing of it");
+        let leaf = Owner { cgroup_leaf: Some("12-3".into()), ..Owner::default() };
+        assert!(leaf.claims(703, &stat(703, 1, 9), || vec!["/corral/12-3".into()]));
+        assert!(!leaf.claims(703, &stat(703, 1, 9), || vec!["/corral/12-30".into()]));
+    }
+
+    #[test]
+    fn a_process_older_than_the_group_is_never_its_member() {
+        let o = Owner { pgid: 500, cgroup_leaf: Some("12-3".into()), since: 1000, ..Owner::default() };
+        let read = std::cell::Cell::new(false);
+        let cgroups = || {
+            read.set(true);
+            vec!["/corral/12-3".into()]
+        };
+        assert!(!o.claims(701, &stat(701, 500, 999), cgroups), "started before the leader");
+        assert!(!read.get(), "told from its stat alone");
+        assert!(o.claims(701, &stat(701, 500, 1000), Vec::new), "started in the tick of the spawn");
+        assert!(o.claims(702, &stat(702, 1, 1001), cgroups), "an escapee of the process group, in the leaf");
+        assert!(read.get());
     }
 }

@@ -42,7 +42,7 @@ impl Group {
                     continue;
                 }
                 // Past `settle_by`, counted the slow way (see `look`).
-                Look::Unsettled => self.left_in_proc(&owner, false),
+                Look::Unsettled => self.left_in_proc(&owner, None),
                 Look::Left(left) => left,
             };
             if left.is_empty() {
@@ -77,12 +77,14 @@ impl Group {
         // One `waitid` for two questions: with no child at all there is
         // no zombie to reap, and nothing of the group left (see
         // `left_in_proc`).
-        let childless = !reaper::has_children();
+        let mut childless = !reaper::has_children();
         if !childless {
-            if let Some(o) = owner {
-                reaper::sweep(Some(o));
-            }
+            let swept = owner.as_ref().map_or(0, |o| reaper::sweep(Some(o)));
             reaper::sweep_unattributed_if_reaping_all();
+            if swept > 0 {
+                // What it reaped may have been the last child.
+                childless = !reaper::has_children();
+            }
         }
         // The event loop no longer polls the group: its `cgroup.events` fd
         // is ours to read, one call where listing members takes four.
@@ -109,14 +111,14 @@ impl Group {
                 Look::Left(left.into_iter().map(|(pid, _)| pid).collect())
             }
             Some(t) if !t.lost() => Look::Unsettled,
-            _ => Look::Left(self.left_in_proc(owner, childless)),
+            _ => Look::Left(self.left_in_proc(owner, Some(childless))),
         }
     }
 
     /// What is left of an empty group, read from `/proc`.
-    /// `childless`: a look that just found this process without children
-    /// (else it asks again, after its sweep reaped what it could).
-    fn left_in_proc(&self, owner: &Option<Arc<Owner>>, childless: bool) -> Vec<u32> {
+    /// `childless`: whether this process has any child, as a look just
+    /// found after its sweep (`None`: not asked yet).
+    fn left_in_proc(&self, owner: &Option<Arc<Owner>>, childless: Option<bool>) -> Vec<u32> {
         if !self.parts.in_cgroup() {
             return self.remaining(owner);
         }
@@ -126,11 +128,18 @@ impl Group {
         // are members or are gone (then their orphans came to this
         // subreaper): with no child at all, nothing of it can be left. An
         // adopted leader is not our child, so that shortcut is not its.
-        let adopted = self.leader.lock().map(|l| l.adopted).unwrap_or(true);
-        if !adopted && (childless || !reaper::has_children()) {
+        let (adopted, leader, reaped) =
+            self.leader.lock().map(|l| (l.adopted, l.pid, l.status.is_some())).unwrap_or((true, 0, false));
+        if !adopted && childless.unwrap_or_else(|| !reaper::has_children()) {
             return Vec::new();
         }
-        owner.as_deref().map(reaper::unreaped_children).unwrap_or_default()
+        if !adopted && !reaped {
+            // Still exiting (out of its cgroup, not a zombie yet): left.
+            return vec![leader];
+        }
+        // With the leader reaped, the rest can only be orphans that came
+        // to this subreaper (an adopted leader's are not ours to read).
+        owner.as_deref().map(|o| reaper::unreaped_children(o, !adopted)).unwrap_or_default()
     }
 
     /// Records the usage, hands the directories back (or removes them)
