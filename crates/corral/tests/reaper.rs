@@ -118,3 +118,32 @@ fn a_groups_orphan_is_reaped_when_it_dies_while_the_group_runs() {
     assert_eq!(o.status.code, Some(0));
     assert_eq!(o.leftover, 0);
 }
+
+#[test]
+fn a_group_beside_a_child_of_the_program_finds_its_orphans_and_leaves_that_child_alone() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // The program's own child, older than every group: the end of a group
+    // no longer takes the "no child at all" shortcut, and must neither take
+    // this child for a member nor reap it.
+    let mut own = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    // The leader exits at once; its `sleep`, orphaned to this process, is
+    // what is left of the group then: in the leader's process group, and
+    // out of it (a new session: found by its cgroup alone).
+    for script in ["sleep 0.2 >/dev/null & echo $!", "setsid sleep 0.2 >/dev/null & echo $!"] {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]).stdout(Stdio::piped());
+        let mut g = Group::spawn(c).unwrap();
+        let mut line = String::new();
+        BufReader::new(g.take_stdout().unwrap()).read_line(&mut line).unwrap();
+        let orphan: u32 = line.trim().parse().unwrap();
+        let o = g.wait();
+        assert_eq!(o.status.code, Some(0), "{script}");
+        assert_eq!(o.leftover, 0, "{script}");
+        // Gone means reaped: a zombie keeps its /proc entry.
+        assert!(!std::path::Path::new(&format!("/proc/{orphan}")).exists(), "{script}: the orphan was left");
+        assert!(own.try_wait().unwrap().is_none(), "{script}: the program's own child was reaped or ended");
+    }
+    own.kill().unwrap();
+    let status = own.wait().expect("its exit status is still there to collect");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+}
