@@ -128,18 +128,15 @@ impl Group {
         // are members or are gone (then their orphans came to this
         // subreaper): with no child at all, nothing of it can be left. An
         // adopted leader is not our child, so that shortcut is not its.
-        let (adopted, leader, reaped) =
-            self.leader.lock().map(|l| (l.adopted, l.pid, l.status.is_some())).unwrap_or((true, 0, false));
+        let (adopted, reaped) = self.leader.lock().map(|l| (l.adopted, l.status.is_some())).unwrap_or((true, false));
         if !adopted && childless.unwrap_or_else(|| !reaper::has_children()) {
             return Vec::new();
         }
-        if !adopted && !reaped {
-            // Still exiting (out of its cgroup, not a zombie yet): left.
-            return vec![leader];
-        }
         // With the leader reaped, the rest can only be orphans that came
-        // to this subreaper (an adopted leader's are not ours to read).
-        owner.as_deref().map(|o| reaper::unreaped_children(o, !adopted)).unwrap_or_default()
+        // to this subreaper. A leader not reaped here (still exiting, or
+        // reaped by someone else's `waitpid(-1)`) is looked for among the
+        // children of every thread, as an adopted leader's members are.
+        owner.as_deref().map(|o| reaper::unreaped_children(o, !adopted && reaped)).unwrap_or_default()
     }
 
     /// Records the usage, hands the directories back (or removes them)
