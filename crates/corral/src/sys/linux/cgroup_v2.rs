@@ -23,10 +23,11 @@ pub(crate) struct CgroupV2 {
 
 /// Reads a small kernel file whole, in as few calls as it takes: open,
 /// read, the read that finds the end, close. Kernel files have no size to
-/// plan by, so `fs::read_to_string` asks for one (a stat) and then reads
-/// in growing steps from 32 bytes, twice the calls for each of the dozen
-/// cgroup files a group start and end read. Bounded at 1 MiB (a huge
-/// group's `cgroup.procs`).
+/// plan by, so `fs::read_to_string` asks for one (a stat; `File`'s own
+/// reader a `lseek` too) and then reads in growing steps from 32 bytes,
+/// twice the calls for each of the dozen cgroup files a group start and
+/// end read, and for the `/proc` files of `procfs`. Bounded at 1 MiB (a
+/// huge group's `cgroup.procs`).
 pub(crate) fn read_small(path: &Path) -> io::Result<String> {
     let f = fs::File::open(path)?;
     let mut s = String::with_capacity(4096);

@@ -3,9 +3,9 @@
 //! Every read can race with the process exiting; a vanished process is
 //! `None`, never an error.
 
+use super::cgroup_v2::read_small;
 use std::fs;
-use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The fields of `/proc/<pid>/stat` corral uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,21 +48,13 @@ pub(crate) fn parse_stat(s: &str) -> Option<Stat> {
 }
 
 pub(crate) fn stat(pid: u32) -> Option<Stat> {
-    parse_stat(&read_proc(&format!("/proc/{pid}/stat"), 512)?)
+    parse_stat(&read_proc(format!("/proc/{pid}/stat"))?)
 }
 
-/// A `/proc` file whole: open, a read, the read that finds the end,
-/// close. `fs::read_to_string` first asks for a size (a `statx`, and
-/// `File`'s own reader a `lseek` too) that `/proc` files do not have, then
-/// reads in steps from 32 bytes: twice the calls for the few files the
-/// end of every group reads when this process has other children.
-fn read_proc(path: &str, capacity: usize) -> Option<String> {
-    let f = fs::File::open(path).ok()?;
-    let mut s = String::with_capacity(capacity);
-    // Through `Take`, which no size hint specialises: plain reads only.
-    // Bounded: no file read here is anywhere near 1 MiB.
-    std::io::Read::take(&f, 1 << 20).read_to_string(&mut s).ok()?;
-    Some(s)
+/// A small `/proc` file whole, through [`read_small`]: `None` when it
+/// cannot be read (the process is gone).
+fn read_proc(path: impl AsRef<Path>) -> Option<String> {
+    read_small(path.as_ref()).ok()
 }
 
 /// Every pid in `/proc` (processes only, not threads).
@@ -114,7 +106,7 @@ pub(crate) fn cgroup_v2_path(pid: u32) -> Option<String> {
 
 /// Every cgroup path of a process, one per hierarchy (v2 and v1).
 pub(crate) fn cgroup_paths(pid: u32) -> Vec<String> {
-    let s = read_proc(&format!("/proc/{pid}/cgroup"), 1024).unwrap_or_default();
+    let s = read_proc(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     s.lines().filter_map(|l| l.splitn(3, ':').nth(2)).map(str::to_string).collect()
 }
 
@@ -152,7 +144,7 @@ pub(crate) fn own_children() -> Vec<u32> {
     for t in tasks.flatten() {
         let mut p = t.path();
         p.push("children");
-        if let Some(s) = p.to_str().and_then(|p| read_proc(p, 256)) {
+        if let Some(s) = read_proc(&p) {
             out.extend(pids_in(&s));
         }
     }
@@ -176,13 +168,11 @@ pub(crate) fn orphans_of_this_process() -> Option<Vec<u32>> {
     // A main thread that has exited stays a zombie while the others run;
     // its own stat shows that (not asked when this is the main thread).
     if me != pid
-        && read_proc(&format!("/proc/self/task/{pid}/stat"), 512)
-            .and_then(|s| parse_stat(&s))
-            .is_none_or(|s| s.is_zombie())
+        && read_proc(format!("/proc/self/task/{pid}/stat")).and_then(|s| parse_stat(&s)).is_none_or(|s| s.is_zombie())
     {
         return None;
     }
-    let s = read_proc(&format!("/proc/self/task/{pid}/children"), 256)?;
+    let s = read_proc(format!("/proc/self/task/{pid}/children"))?;
     Some(pids_in(&s).collect())
 }
 
