@@ -81,20 +81,22 @@ impl Group {
     pub(super) fn limit_changes(&self) -> Vec<Change> {
         let live = self.live_limits();
         let mut out = self.limit_notices(&live);
-        let (ooms, hits) = match self.parts.controls() {
-            Controls::V2(v2) => (v2.oom_kills(), v2.pids_max_hits()),
-            Controls::V1(v1) => (v1.oom_kills(), v1.pids_max_hits()),
-            Controls::None => (0, 0),
-        };
-        let kill_on_memory = live.memory.is_some() && !live.notifies(LimitKind::Memory);
-        if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) && kill_on_memory {
-            out.push(Change::Limit(LimitKind::Memory));
+        let counted = Counted::of(&live);
+        let controls = self.parts.controls();
+        if counted.oom_kills {
+            let ooms = controls.oom_kills();
+            if ooms > self.seen_oom.swap(ooms, Ordering::Relaxed) {
+                out.push(Change::Limit(LimitKind::Memory));
+            }
         }
-        if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) && live.max_procs.is_some() {
-            out.push(match live.notifies(LimitKind::Processes) {
-                true => Change::LimitNotice(LimitKind::Processes),
-                false => Change::Limit(LimitKind::Processes),
-            });
+        if counted.pids_max_hits {
+            let hits = controls.pids_max_hits();
+            if hits > self.seen_pids_max.swap(hits, Ordering::Relaxed) {
+                out.push(match live.notifies(LimitKind::Processes) {
+                    true => Change::LimitNotice(LimitKind::Processes),
+                    false => Change::Limit(LimitKind::Processes),
+                });
+            }
         }
         out
     }
@@ -119,5 +121,50 @@ impl Group {
             }
         }
         out
+    }
+}
+
+/// Which of the kernel's cumulative counters a group with these limits
+/// follows: the OOM kills when memory is a hard limit (what says a kill
+/// was the limit's), the refused forks when processes are limited. The
+/// others are never read: each is a file read at every look, the group's
+/// end included, for a count nothing reports. A limit set on a running
+/// group takes its counter's value then as the base (`change_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counted {
+    pub oom_kills: bool,
+    pub pids_max_hits: bool,
+}
+
+impl Counted {
+    pub(super) fn of(l: &crate::Limits) -> Counted {
+        Counted {
+            oom_kills: l.memory.is_some() && !l.notifies(LimitKind::Memory),
+            pids_max_hits: l.max_procs.is_some(),
+        }
+    }
+
+    /// Both: the counts a look read are then the kernel's, final once
+    /// the group is empty, and a pooled leaf may carry them.
+    pub(super) fn all(self) -> bool {
+        self.oom_kills && self.pids_max_hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counted;
+    use crate::{LimitKind, Limits};
+
+    #[test]
+    fn only_the_counters_a_limit_reports_through_are_followed() {
+        let none = Counted::of(&Limits::new());
+        assert!(!none.oom_kills && !none.pids_max_hits, "no limit: nothing to read at each look");
+        let both = Counted::of(&Limits::new().memory(1 << 30).max_procs(8));
+        assert!(both.all());
+        let notified = Counted::of(&Limits::new().memory(1 << 30).notify_on(LimitKind::Memory));
+        assert!(!notified.oom_kills, "a notify-only memory limit kills nothing: memory.high is what tells");
+        let procs = Counted::of(&Limits::new().max_procs(8).notify_on(LimitKind::Processes));
+        assert!(procs.pids_max_hits && !procs.all(), "refused forks are news even when they only notify");
     }
 }

@@ -17,6 +17,7 @@
 //! pids cgroup, and the error says to restart it with one.
 
 use super::cgroup_v2::read_keyed;
+use super::enforce::Counted;
 use super::group::Group;
 use crate::sys::Change;
 use crate::{Error, ErrorKind, LimitKind, Limits};
@@ -112,6 +113,16 @@ impl Group {
                 Err(unsupported())
             };
             r.map_err(|e| refused("CPU rate", e))?;
+        }
+        // A counter followed from now on starts from what it reads now:
+        // kills before the limit were not the limit's.
+        let (was, now) = (Counted::of(&live), Counted::of(new));
+        let controls = self.parts.controls();
+        if now.oom_kills && !was.oom_kills {
+            self.seen_oom.store(controls.oom_kills(), Ordering::Relaxed);
+        }
+        if now.pids_max_hits && !was.pids_max_hits {
+            self.seen_pids_max.store(controls.pids_max_hits(), Ordering::Relaxed);
         }
         *live = new.clone();
         Ok(())

@@ -55,6 +55,25 @@ impl<'a> Controls<'a> {
             _ => None,
         }
     }
+
+    /// The kernel's count of the group's OOM kills (0 with no memory
+    /// controller). Cumulative: a reused leaf's count is subtracted.
+    pub(super) fn oom_kills(&self) -> u64 {
+        match self {
+            Controls::V2(v2) => v2.oom_kills(),
+            Controls::V1(v1) => v1.oom_kills(),
+            Controls::None => 0,
+        }
+    }
+
+    /// The kernel's count of forks the process limit refused.
+    pub(super) fn pids_max_hits(&self) -> u64 {
+        match self {
+            Controls::V2(v2) => v2.pids_max_hits(),
+            Controls::V1(v1) => v1.pids_max_hits(),
+            Controls::None => 0,
+        }
+    }
 }
 
 impl Parts {

@@ -1,6 +1,7 @@
 //! What the event loop watches for one group, and what it learns once
 //! something is ready.
 
+use super::enforce::Counted;
 use super::group::Group;
 use super::parts::Holder;
 use crate::sys::Change;
@@ -85,7 +86,7 @@ impl Group {
         if !dying && (must_sample || !out.is_empty() || ready.iter().any(|r| *r)) {
             out.extend(self.limit_changes());
             out.extend(self.sampled_limits());
-            if empty {
+            if empty && Counted::of(&self.live_limits()).all() {
                 self.counts_final.store(true, Ordering::Relaxed);
             }
         }

@@ -1,9 +1,10 @@
 //! A group on a pooled leaf (see `leaf_pool.rs`): what it resets when it
 //! takes one, and how it hands its own back at the end.
 
+use super::enforce::Counted;
 use super::group::Group;
 use super::leaf_pool::{self, Pooled};
-use super::parts::{Controls, Holder};
+use super::parts::Holder;
 use crate::Limits;
 use std::fs;
 use std::io;
@@ -82,10 +83,13 @@ impl Group {
         .unwrap_or_default();
         // The CPU time is read, not carried: a dying member is charged for
         // the last microseconds it runs after it left the leaf's count.
-        let (ooms, hits) = counts.unwrap_or_else(|| match self.parts.controls() {
-            Controls::V2(v2) => (v2.oom_kills(), v2.pids_max_hits()),
-            Controls::V1(v1) => (v1.oom_kills(), v1.pids_max_hits()),
-            Controls::None => (0, 0),
+        // Only the counters this group follows (`Counted`) are read.
+        let (ooms, hits) = counts.unwrap_or_else(|| {
+            let (counted, c) = (Counted::of(new), self.parts.controls());
+            (
+                counted.oom_kills.then(|| c.oom_kills()).unwrap_or(0),
+                counted.pids_max_hits.then(|| c.pids_max_hits()).unwrap_or(0),
+            )
         });
         self.seen_oom.store(ooms, Ordering::Relaxed);
         self.seen_pids_max.store(hits, Ordering::Relaxed);
