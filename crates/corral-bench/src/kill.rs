@@ -227,7 +227,15 @@ pub fn run(opts: &Opts) -> Result<Section, String> {
     };
     let mut cells = vec![vec![vec![Cell::default(); ALL.len()]; VARIANTS.len()]; SIZES.len()];
     let mut round_no = 0usize;
+    // CORRAL_BENCH_KILL_ONLY=10,100: only these tree sizes (an A/B of one
+    // size in a minute instead of the whole part).
+    let only: Option<Vec<usize>> = std::env::var("CORRAL_BENCH_KILL_ONLY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
     for (si, &size) in SIZES.iter().enumerate() {
+        if only.as_ref().is_some_and(|o| !o.contains(&size)) {
+            continue;
+        }
         let rounds = match (opts.quick, size) {
             (true, 1000) => 2,
             (true, _) => 3,

@@ -100,13 +100,6 @@ fn reaper() -> &'static Reaper {
 
 /// The background thread: sweeps each time a child becomes a zombie.
 fn watch() {
-    // Behind the process's other threads: a leader's exit wakes this one
-    // and the group's watcher at once, and on a 2-core host this one ran
-    // first, on the path of a restart. Its sweep is not urgent (a leader's
-    // exit makes it wait `SWEEP_EVERY` anyway). Linux keeps a nice value
-    // per thread; a lower share still runs under load.
-    // SAFETY: setpriority with integer arguments, on the calling thread.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
     loop {
         let rest = match next_zombie_child() {
             // Its own monitor reaps a leader (the sweep would skip it): give
