@@ -86,10 +86,9 @@ impl Group {
         // Only the counters this group follows (`Counted`) are read.
         let (ooms, hits) = counts.unwrap_or_else(|| {
             let (counted, c) = (Counted::of(new), self.parts.controls());
-            (
-                counted.oom_kills.then(|| c.oom_kills()).unwrap_or(0),
-                counted.pids_max_hits.then(|| c.pids_max_hits()).unwrap_or(0),
-            )
+            let ooms = if counted.oom_kills { c.oom_kills() } else { 0 };
+            let hits = if counted.pids_max_hits { c.pids_max_hits() } else { 0 };
+            (ooms, hits)
         });
         self.seen_oom.store(ooms, Ordering::Relaxed);
         self.seen_pids_max.store(hits, Ordering::Relaxed);
