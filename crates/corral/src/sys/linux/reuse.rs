@@ -12,28 +12,24 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-/// A v1 memory cgroup's peak files (`memory.max_usage_in_bytes`, and the
-/// swap one where swap is accounted), kept open with a pooled leaf: each
-/// reuse resets them with one write apiece, where opening them by path
-/// cost more than the write (the reset is on the spawn's path).
+/// A v1 memory cgroup's peak file (`memory.max_usage_in_bytes`), kept
+/// open with a pooled leaf: each reuse resets it with one write, where
+/// opening it by path cost more than the write (the reset is on the
+/// spawn's path). The swap peak (`memory.memsw.max_usage_in_bytes`) is
+/// left alone: corral never reads it, and its reset was a second write on
+/// every spawn.
 pub(super) struct Peaks {
     usage: fs::File,
-    memsw: Option<fs::File>,
 }
 
 impl Peaks {
     fn open(dir: &Path) -> io::Result<Peaks> {
-        let open = |name: &str| fs::OpenOptions::new().write(true).open(dir.join(name));
-        Ok(Peaks { usage: open("memory.max_usage_in_bytes")?, memsw: open("memory.memsw.max_usage_in_bytes").ok() })
+        Ok(Peaks { usage: fs::OpenOptions::new().write(true).open(dir.join("memory.max_usage_in_bytes"))? })
     }
 
     /// The peak restarts from what is charged now.
     fn reset(&self) -> io::Result<()> {
-        self.usage.write_at(b"0", 0)?;
-        if let Some(m) = &self.memsw {
-            let _ = m.write_at(b"0", 0);
-        }
-        Ok(())
+        self.usage.write_at(b"0", 0).map(drop)
     }
 }
 
