@@ -117,8 +117,9 @@ pub(crate) struct Group {
     pub(super) cpu_base: (Duration, Duration),
     /// `cgroup.kill` was written: the leaf is never reused (see `leaf_pool.rs`).
     pub(super) leaf_killed: AtomicBool,
-    /// `seen_oom` and `seen_pids_max` were read after the group was found
-    /// empty, so they are final and a pooled leaf may carry them.
+    /// `seen_oom` and `seen_pids_max` were both read after the group was
+    /// found empty (it follows both: `enforce::Counted::all`), so they are
+    /// final and a pooled leaf may carry them.
     pub(super) counts_final: AtomicBool,
     /// A look found the leader reaped and the leaf empty. Final: nothing
     /// joins an empty leaf that only corral writes to, so teardown and
