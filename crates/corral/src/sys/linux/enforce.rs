@@ -77,8 +77,9 @@ impl Group {
     }
 
     /// Kills for a limit (and process-limit notices) the kernel counted
-    /// since the last look.
-    pub(super) fn limit_changes(&self) -> Vec<Change> {
+    /// since the last look. `empty`: the group was found empty before
+    /// this look, so the counts it reads are final (`counts_final`).
+    pub(super) fn limit_changes(&self, empty: bool) -> Vec<Change> {
         let live = self.live_limits();
         let mut out = self.limit_notices(&live);
         let counted = Counted::of(&live);
@@ -97,6 +98,9 @@ impl Group {
                     false => Change::Limit(LimitKind::Processes),
                 });
             }
+        }
+        if empty && counted.all() {
+            self.counts_final.store(true, Ordering::Relaxed);
         }
         out
     }

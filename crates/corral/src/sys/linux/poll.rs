@@ -1,7 +1,6 @@
 //! What the event loop watches for one group, and what it learns once
 //! something is ready.
 
-use super::enforce::Counted;
 use super::group::Group;
 use super::parts::Holder;
 use crate::sys::Change;
@@ -84,11 +83,8 @@ impl Group {
         // finds it empty reads the final counts.
         let dying = self.leaf_killed.load(Ordering::Relaxed) && !empty;
         if !dying && (must_sample || !out.is_empty() || ready.iter().any(|r| *r)) {
-            out.extend(self.limit_changes());
+            out.extend(self.limit_changes(empty));
             out.extend(self.sampled_limits());
-            if empty && Counted::of(&self.live_limits()).all() {
-                self.counts_final.store(true, Ordering::Relaxed);
-            }
         }
         if empty {
             out.push(Change::Empty);
