@@ -17,6 +17,11 @@
 //! - `PAUSE_US=N`: sleep N µs before each round, to see what the previous
 //!   round's tail (the loop's teardown) costs the next spawn on a busy
 //!   2-core host.
+//! - `NEIGHBOUR=1`: before each std and each corral turn, what processkit's
+//!   new-group-per-call does in the bench's table: a cgroup2 directory
+//!   made, a `/bin/true` moved into it by its own `cgroup.procs` write
+//!   before its exec, waited for, the directory removed. The kernel
+//!   finishes a removed cgroup later, in its own workers.
 
 use std::time::{Duration, Instant};
 
@@ -34,11 +39,15 @@ fn main() {
     let pgid = std::env::var_os("PGID").is_some();
     let no_limits = std::env::var_os("NO_LIMITS").is_some();
     let pause = std::env::var("PAUSE_US").ok().and_then(|s| s.parse().ok()).map(Duration::from_micros);
+    let neighbour = std::env::var_os("NEIGHBOUR").map(|_| Neighbour::new());
     let mut other = std::env::var_os("OTHER_CHILD")
         .map(|_| std::process::Command::new("sleep").arg("60").spawn().expect("spawn sleep 60"));
     for _ in 0..rounds {
         if let Some(p) = pause {
             std::thread::sleep(p);
+        }
+        if let Some(n) = &neighbour {
+            n.call();
         }
         let t = Instant::now();
         let mut c = std::process::Command::new("/bin/true").spawn().expect("std spawn");
@@ -46,6 +55,9 @@ fn main() {
         let ok = c.wait().map(|s| s.success()).unwrap_or(false);
         std_t.push(t.elapsed());
         assert!(ok, "std: /bin/true failed");
+        if let Some(n) = &neighbour {
+            n.call();
+        }
         let t = Instant::now();
         let b = match (outlive, pgid) {
             // A supervisor's service: never pooled, no limits.
@@ -78,5 +90,45 @@ fn main() {
     if let Some(c) = other.as_mut() {
         let _ = c.kill();
         let _ = c.wait();
+    }
+}
+
+/// processkit's new group per call, without processkit (see `NEIGHBOUR`).
+struct Neighbour {
+    base: std::path::PathBuf,
+    seq: std::cell::Cell<u64>,
+}
+
+impl Neighbour {
+    fn new() -> Neighbour {
+        let base = std::path::PathBuf::from("/sys/fs/cgroup/unified");
+        assert!(base.join("cgroup.procs").exists(), "NEIGHBOUR=1 needs a cgroup2 mount at {}", base.display());
+        Neighbour { base, seq: std::cell::Cell::new(0) }
+    }
+
+    fn call(&self) {
+        use std::os::unix::process::CommandExt;
+        self.seq.set(self.seq.get() + 1);
+        let dir = self.base.join(format!("spawn-loop-neighbour-{}-{}", std::process::id(), self.seq.get()));
+        std::fs::create_dir(&dir).expect("neighbour: mkdir");
+        let procs = std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
+            .expect("no NUL in a cgroup path");
+        let mut cmd = std::process::Command::new("/bin/true");
+        // SAFETY: open, write and close are async-signal-safe; the path was
+        // made before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        // Its only member has exited and been reaped: the directory is empty.
+        let removed = std::fs::remove_dir(&dir);
+        assert!(ok && removed.is_ok(), "neighbour: {ok} {removed:?}");
     }
 }
