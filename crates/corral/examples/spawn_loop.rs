@@ -93,12 +93,27 @@ fn main() {
     }
 }
 
+/// `NEIGHBOUR` is Linux's (cgroup2); elsewhere it refuses to start.
+#[cfg(not(target_os = "linux"))]
+struct Neighbour;
+
+#[cfg(not(target_os = "linux"))]
+impl Neighbour {
+    fn new() -> Neighbour {
+        panic!("NEIGHBOUR=1 needs Linux's cgroup2")
+    }
+
+    fn call(&self) {}
+}
+
 /// processkit's new group per call, without processkit (see `NEIGHBOUR`).
+#[cfg(target_os = "linux")]
 struct Neighbour {
     base: std::path::PathBuf,
     seq: std::cell::Cell<u64>,
 }
 
+#[cfg(target_os = "linux")]
 impl Neighbour {
     fn new() -> Neighbour {
         let base = std::path::PathBuf::from("/sys/fs/cgroup/unified");
