@@ -236,9 +236,10 @@ mod tests {
     /// The VmFlags of the mapping that starts at `addr`, from smaps.
     fn vm_flags(addr: usize) -> Option<String> {
         let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-        let mut lines = smaps.lines().skip_while(|l| {
-            l.split('-').next().and_then(|a| usize::from_str_radix(a, 16).ok()) != Some(addr) || !l.contains(' ')
-        });
+        // A mapping's header line starts `<start>-<end> `, in hex.
+        let mut lines = smaps
+            .lines()
+            .skip_while(|l| l.split_once('-').and_then(|(a, _)| usize::from_str_radix(a, 16).ok()) != Some(addr));
         lines.next()?;
         lines.find_map(|l| l.strip_prefix("VmFlags:").map(str::to_string))
     }
